@@ -1,0 +1,50 @@
+# octopus_ros: the two commands are `make setup` then `make demo` (main job) or `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+ENV := source scripts/env.sh &&
+
+.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark clean
+
+help:
+	@echo "make setup        create .venv: ROS 2 Kilted wheels, torch, models libs; build octopus_msgs; install octopus_ros"
+	@echo "make demo         main job: simulated camera + scripted speech + octopus_node + demo actuator (bundled model)"
+	@echo "make test         ruff + pytest (multi-process DDS tests included)"
+	@echo "make colcon-check build both packages with colcon in a scratch workspace"
+	@echo "make train        train the bundled default model from scratch (all stages)"
+	@echo "make evaluate     evaluate the bundled model on the held-out splits"
+	@echo "make benchmark    model latency/memory benchmark"
+
+setup:
+	bash scripts/setup.sh
+
+msgs:
+	bash scripts/build_msgs.sh
+
+demo:
+	$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} python -m octopus_ros.demo.run_demo
+
+test: lint
+	$(ENV) python -m pytest octopus_ros/test -q
+
+lint:
+	$(ENV) ruff check octopus_ros benchmarks
+	$(ENV) ruff format --check octopus_ros benchmarks
+
+format:
+	$(ENV) ruff format octopus_ros benchmarks && ruff check --fix octopus_ros benchmarks
+
+colcon-check:
+	$(ENV) bash scripts/colcon_check.sh
+
+train:
+	$(ENV) python -m octopus_ros.training.train_all --out octopus_ros/models/octopus_tiny
+
+evaluate:
+	$(ENV) python -m octopus_ros.training.evaluate octopus_ros/models/octopus_tiny
+
+benchmark:
+	$(ENV) python benchmarks/bench_model.py
+
+clean:
+	rm -rf build/ log/ install/ .pytest_cache

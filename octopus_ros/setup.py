@@ -1,0 +1,44 @@
+"""ament_python package for octopus_ros (also pip-installable, editable, into a venv)."""
+
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+package_name = "octopus_ros"
+here = Path(__file__).parent
+
+
+def tree(folder: str):
+    """data_files entries that install ``folder`` recursively under share/octopus_ros/."""
+    entries = []
+    for path in sorted((here / folder).rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(here)
+            entries.append((f"share/{package_name}/{rel.parent}", [str(rel)]))
+    return entries
+
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.py")),
+        *tree("config"),
+        *tree("models"),
+        *tree("worlds"),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="octopus_ros developers",
+    maintainer_email="dev@octopus-ros.invalid",
+    description="Vision-driven actions for ROS 2 with functional-token multimodal models.",
+    license="Apache-2.0",
+    extras_require={"test": ["pytest"]},
+    entry_points={
+        "console_scripts": [],
+    },
+)

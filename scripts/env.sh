@@ -1,0 +1,21 @@
+# Runtime environment for octopus_ros commands on one machine.
+# Sourced by the Makefile targets and .ci/run; safe to source from a shell:
+#   source scripts/env.sh
+# Every value can be overridden by exporting it before sourcing.
+_octopus_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
+export OCTOPUS_ROOT="${OCTOPUS_ROOT:-$_octopus_root}"
+export VIRTUAL_ENV="${VIRTUAL_ENV:-$OCTOPUS_ROOT/.venv}"
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+# Keep all DDS traffic on this machine (discovery included).
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+# Shared memory + loopback-only UDP, large segment: big images are not dropped.
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$OCTOPUS_ROOT/octopus_ros/config/fastdds_localhost.xml}"
+# glibc malloc settings that cut large-message copy cost (measured: 1080p median 17 -> 7 ms).
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-268435456}"
+export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1073741824}"
+export MALLOC_TOP_PAD_="${MALLOC_TOP_PAD_:-67108864}"
+# Nothing may be fetched from a model hub at run time.
+export HF_HUB_OFFLINE=1
+export TRANSFORMERS_OFFLINE=1
+unset _octopus_root
