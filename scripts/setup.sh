@@ -17,7 +17,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 echo "[setup] installing pinned requirements (torch comes from this machine's local wheel cache)"
-"$VENV/bin/python" -m pip install --quiet -r requirements.txt
+# (sed drops the warnings this machine's pip config prints for its absent local indexes)
+"$VENV/bin/python" -m pip install --quiet -r requirements.txt 2>&1 \
+  | sed '/is ignored: it is neither a file nor a directory/d'
+
 
 bash scripts/build_msgs.sh
 
