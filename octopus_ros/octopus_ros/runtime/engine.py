@@ -1,0 +1,392 @@
+"""ActionEngine: turns requests + camera frames into exactly one Result each.
+
+Threading model: ROS callbacks call :meth:`ActionEngine.on_frame`, :meth:`submit`
+and :meth:`set_estop` from any thread; they never block on the model. One worker
+thread owns the model. It serves queued requests first and, while idle, pre-encodes
+the newest frame at a bounded rate (vision prefetch), so an utterance about a fresh
+frame pays only the language-model cost.
+
+Every request ends in exactly one call of ``on_result`` (and of its own ``done``):
+rejections at submit time (invalid text, rate limit, full queue, e-stop, stopped
+engine) are answered at once; the rest by the worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from octopus_ros.runtime.guards import InvalidUtterance, TokenBucket, clean_utterance, detect_language
+from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
+
+log = logging.getLogger(__name__)
+
+# ParseError kinds (octopus_ros.functions) that mean "the model asked for something it may not do".
+_NOT_ALLOWED_KINDS = {"NOT_ALLOWED", "DISABLED"}
+
+
+@dataclass
+class EngineConfig:
+    """Request policy. The node fills it from its ROS parameters (see ros/params.py)."""
+
+    allowlist: tuple[str, ...] = ()  # function names; empty = every enabled function
+    confidence_threshold: float = 0.5  # calls below this are REJECTED_LOW_CONFIDENCE
+    max_image_age: float = 1.0  # s; an utterance needs a frame at most this old
+    queue_depth: int = 4  # pending requests beyond this are answered BUSY
+    request_timeout: float = 5.0  # s a request may wait in the queue before TIMEOUT
+    rate_limit: float = 5.0  # utterances per second (token bucket); 0 = unlimited
+    rate_burst: int = 3  # utterances accepted back to back
+    max_utterance_length: int = 200  # characters
+    prefetch_rate: float = 5.0  # Hz of idle-time frame pre-encoding; 0 disables
+    decode_mode: str = "constrained"  # model decoding mode
+
+
+class LatencyStats:
+    """Rolling per-stage latency samples (seconds) with percentiles for diagnostics."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._samples: dict[str, collections.deque[float]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=size)
+        )
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._samples[stage].append(seconds)
+
+    def percentiles(self, q: Iterable[float] = (50, 95)) -> dict[str, dict[float, float]]:
+        import numpy as np
+
+        with self._lock:
+            return {
+                stage: {p: float(np.percentile(list(v), p)) for p in q}
+                for stage, v in self._samples.items()
+                if v
+            }
+
+
+class ActionEngine:
+    """Request policy around an Octopus model; see the module docstring.
+
+    ``model`` needs ``encode(image) -> encoding`` and
+    ``decide(text, encoding, *, allowlist, mode) -> Decision`` (``octopus_ros.model.Octopus``).
+    ``registry`` needs ``by_name(name)`` (``octopus_ros.functions.FunctionRegistry``).
+    ``validate`` re-checks a call against the schema and allowlist before it is published;
+    it returns None when valid, or an object with ``kind`` and ``message``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        registry: Any,
+        config: EngineConfig,
+        validate: Callable[[Any], Any],
+        on_result: Callable[[Result], None],
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.model = model
+        self.registry = registry
+        self.config = config
+        self._validate = validate
+        self._on_result = on_result
+        self._now = now
+        self._cond = threading.Condition()
+        self._queue: collections.deque[Request] = collections.deque()
+        self._latest: Frame | None = None
+        self._encoded: tuple[int, Any] | None = None  # (frame seq, encoding) of the last encoded frame
+        self._bad_frame_seq = -1
+        self._last_prefetch = 0.0
+        self._estop = False
+        self._running = False
+        self._busy = False
+        self._worker: threading.Thread | None = None
+        self._bucket = TokenBucket(rate=config.rate_limit, burst=config.rate_burst, now=now())
+        self.latency = LatencyStats()
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+        self._worker = threading.Thread(target=self._work, name="octopus-engine", daemon=True)
+        self._worker.start()
+
+    def stop(self, reason: str = "the node is shutting down") -> None:
+        """Stop the worker; pending requests end with NOT_ACTIVE. Idempotent."""
+        with self._cond:
+            self._running = False
+            pending = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for request in pending:
+            self._finish(Result(request, OutcomeCode.NOT_ACTIVE, reason))
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=30.0)
+        self._worker = None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # ------------------------------------------------------------------ inputs
+    def on_frame(self, frame: Frame) -> None:
+        """Keep the newest frame (not decoded). Cheap; called from the image callback."""
+        with self._cond:
+            if self._latest is not None and self._latest.seq != self._encoded_seq():
+                self.counts["frames_replaced_unused"] += 1
+            self._latest = frame
+            self.counts["frames_received"] += 1
+            self._cond.notify_all()
+
+    def set_estop(self, engaged: bool) -> None:
+        """Engage/release the e-stop. Engaging preempts every pending request (ESTOP)."""
+        with self._cond:
+            changed = engaged != self._estop
+            self._estop = engaged
+            pending = list(self._queue) if engaged else []
+            if engaged:
+                self._queue.clear()
+        if changed:
+            log.warning("e-stop %s", "ENGAGED: publication blocked" if engaged else "released")
+        for request in pending:
+            self._finish(Result(request, OutcomeCode.ESTOP, "e-stop engaged; pending request cancelled"))
+
+    @property
+    def estop(self) -> bool:
+        return self._estop
+
+    def submit(self, request: Request) -> Result | None:
+        """Queue a request, or answer it at once. Returns the immediate Result, else None."""
+        now = self._now()
+        if request.source == Source.UTTERANCE:
+            self.counts["utterances"] += 1
+        try:
+            request.text = clean_utterance(request.text, max_length=self.config.max_utterance_length)
+        except InvalidUtterance as e:
+            return self._finish(Result(request, OutcomeCode.INVALID_INPUT, str(e)))
+        language = detect_language(request.text)
+        if self._estop:
+            return self._finish(Result(request, OutcomeCode.ESTOP, "e-stop engaged", language=language))
+        if not self._running:
+            return self._finish(
+                Result(request, OutcomeCode.NOT_ACTIVE, "node is not active", language=language)
+            )
+        if request.source == Source.UTTERANCE and not self._bucket.try_take(now):
+            return self._finish(
+                Result(
+                    request,
+                    OutcomeCode.BUSY,
+                    f"rate limit: more than {self.config.rate_limit:g} utterances/s "
+                    f"(burst {self.config.rate_burst})",
+                    language=language,
+                )
+            )
+        with self._cond:
+            if request.source == Source.STANDING_INSTRUCTION and any(
+                r.source == Source.STANDING_INSTRUCTION for r in self._queue
+            ):
+                return None  # one standing evaluation pending is enough; this tick is skipped
+            if len(self._queue) >= self.config.queue_depth:
+                full = True
+            else:
+                full = False
+                self._queue.append(request)
+                self._cond.notify_all()
+        if full:
+            return self._finish(
+                Result(
+                    request,
+                    OutcomeCode.BUSY,
+                    f"request queue full ({self.config.queue_depth} pending)",
+                    language=language,
+                )
+            )
+        return None
+
+    # ------------------------------------------------------------------ worker
+    def _encoded_seq(self) -> int:
+        return self._encoded[0] if self._encoded is not None else -1
+
+    def _prefetch_due(self) -> bool:
+        if self.config.prefetch_rate <= 0 or self._latest is None:
+            return False
+        seq = self._latest.seq
+        if seq == self._encoded_seq() or seq == self._bad_frame_seq:
+            return False
+        return time.monotonic() - self._last_prefetch >= 1.0 / self.config.prefetch_rate
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and not self._queue and not self._prefetch_due():
+                    wait = None
+                    if self.config.prefetch_rate > 0 and self._latest is not None:
+                        wait = max(
+                            0.001, 1.0 / self.config.prefetch_rate - (time.monotonic() - self._last_prefetch)
+                        )
+                    self._cond.wait(timeout=wait)
+                if not self._running:
+                    return
+                request = self._queue.popleft() if self._queue else None
+                frame = self._latest
+                self._busy = True
+            try:
+                if request is not None:
+                    self._finish(self._process(request))
+                elif frame is not None:
+                    self._prefetch(frame)
+            except Exception:  # the worker must survive anything; _process already maps model errors
+                log.exception("unexpected error in the engine worker")
+            finally:
+                self._busy = False
+
+    def _prefetch(self, frame: Frame) -> None:
+        self._last_prefetch = time.monotonic()
+        try:
+            self._encode(frame)
+            self.counts["frames_prefetched"] += 1
+        except ValueError as e:
+            self._bad_frame_seq = frame.seq
+            self.counts["frames_malformed"] += 1
+            log.warning("dropping malformed frame %d: %s", frame.seq, e)
+        except Exception:
+            self._bad_frame_seq = frame.seq
+            self.counts["frames_encode_failed"] += 1
+            log.exception("vision prefetch failed on frame %d", frame.seq)
+
+    def _encode(self, frame: Frame) -> tuple[Any, float, bool]:
+        """Return (encoding, seconds spent, reused) for a frame, reusing a prefetched encoding."""
+        if self._encoded is not None and self._encoded[0] == frame.seq:
+            return self._encoded[1], 0.0, True
+        t0 = time.perf_counter()
+        image = frame.decode()  # may raise ValueError for a malformed image
+        t1 = time.perf_counter()
+        encoding = self.model.encode(image)
+        t2 = time.perf_counter()
+        self._encoded = (frame.seq, encoding)
+        self.latency.add("image_decode", t1 - t0)
+        self.latency.add("vision_encode", t2 - t1)
+        return encoding, t2 - t0, False
+
+    def _process(self, request: Request) -> Result:
+        language = detect_language(request.text)
+
+        def result(code: OutcomeCode, reason: str, **kw: Any) -> Result:
+            return Result(request, code, reason, language=language, **kw)
+
+        now = self._now()
+        if self._estop:
+            return result(OutcomeCode.ESTOP, "e-stop engaged")
+        waited = now - request.arrived
+        if waited > self.config.request_timeout:
+            return result(
+                OutcomeCode.TIMEOUT,
+                f"waited {waited:.2f} s in the queue (request_timeout {self.config.request_timeout:.2f} s)",
+            )
+        frame = request.image if request.image is not None else self._latest
+        if frame is None:
+            return result(OutcomeCode.NO_FRESH_IMAGE, "no camera frame received yet")
+        age = request.arrived - frame.time
+        if request.image is None and age > self.config.max_image_age:
+            return result(
+                OutcomeCode.NO_FRESH_IMAGE,
+                f"newest image is {age:.2f} s old (max_image_age {self.config.max_image_age:.2f} s)",
+                frame=frame,
+                image_age=age,
+            )
+        try:
+            encoding, encode_s, reused = self._encode(frame)
+        except ValueError as e:
+            if request.image is None:
+                self._bad_frame_seq = frame.seq
+            self.counts["frames_malformed"] += 1
+            return result(OutcomeCode.INVALID_INPUT, f"malformed image: {e}", frame=frame, image_age=age)
+        except Exception as e:
+            log.exception("vision encoder failed")
+            return result(OutcomeCode.MODEL_ERROR, f"vision encoder failed: {e}", frame=frame, image_age=age)
+        self.counts["prefetch_hits" if reused else "prefetch_misses"] += 1
+        try:
+            decision = self.model.decide(
+                request.text, encoding, allowlist=self.config.allowlist or None, mode=self.config.decode_mode
+            )
+        except Exception as e:
+            log.exception("model failed on request %s", request.id)
+            return result(OutcomeCode.MODEL_ERROR, f"model failed: {e}", frame=frame, image_age=age)
+        timings = dict(getattr(decision, "timings", {}) or {})
+        lm_s = timings.get("total", 0.0)
+        for stage in ("prefill", "decode", "total"):
+            if stage in timings:
+                self.latency.add(f"lm_{stage}", timings[stage])
+        common = dict(
+            frame=frame,
+            image_age=age,
+            inference_s=encode_s + lm_s,
+            timings={**timings, "vision": encode_s, "prefetched": float(reused)},
+            raw_text=decision.raw_text,
+            confidence=float(decision.confidence),
+        )
+        if decision.error is not None:
+            code = (
+                OutcomeCode.NOT_ALLOWED
+                if decision.error.kind in _NOT_ALLOWED_KINDS
+                else OutcomeCode.MODEL_ERROR
+            )
+            return result(
+                code, f"model output rejected ({decision.error.kind}): {decision.error.message}", **common
+            )
+        call = decision.call
+        spec = self.registry.by_name(call.function)
+        if spec is not None and spec.decline:
+            return result(
+                OutcomeCode.NO_ACTION, "the model declined: no function fits the request", call=call, **common
+            )
+        problem = self._validate(call)
+        if problem is not None:
+            code = OutcomeCode.NOT_ALLOWED if problem.kind in _NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR
+            return result(
+                code, f"call failed validation ({problem.kind}): {problem.message}", call=call, **common
+            )
+        if decision.confidence < self.config.confidence_threshold:
+            return result(
+                OutcomeCode.REJECTED_LOW_CONFIDENCE,
+                f"confidence {decision.confidence:.3f} below threshold {self.config.confidence_threshold:.3f}",
+                call=call,
+                **common,
+            )
+        if self._estop:  # engaged while the model ran
+            return result(OutcomeCode.ESTOP, "e-stop engaged while deciding", call=call, **common)
+        return result(OutcomeCode.OK, f"{call.function} decided", call=call, **common)
+
+    def _finish(self, res: Result) -> Result:
+        res.finished = self._now()
+        self.counts[f"outcome_{res.code.name}"] += 1
+        if res.request.source == Source.UTTERANCE or res.code == OutcomeCode.OK:
+            self.latency.add("request_total", res.latency)
+        for callback in (self._on_result, res.request.done):
+            if callback is None:
+                continue
+            try:
+                callback(res)
+            except Exception:
+                log.exception("result callback failed for request %s", res.request.id)
+        return res
+
+    # ------------------------------------------------------------------ diagnostics
+    def snapshot(self) -> dict[str, Any]:
+        with self._cond:
+            queued = len(self._queue)
+        return {
+            "queued": queued,
+            "busy": self._busy,
+            "estop": self._estop,
+            "counts": dict(self.counts),
+            "latency": self.latency.percentiles(),
+        }

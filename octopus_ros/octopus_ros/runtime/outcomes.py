@@ -1,0 +1,89 @@
+"""Outcome codes and request/result records shared by the engine and the node."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class OutcomeCode(enum.IntEnum):
+    """Mirror of the ``octopus_msgs/Outcome`` constants (a test keeps them equal)."""
+
+    OK = 0
+    REJECTED_LOW_CONFIDENCE = 1
+    NO_FRESH_IMAGE = 2
+    INVALID_INPUT = 3
+    NOT_ALLOWED = 4
+    BUSY = 5
+    TIMEOUT = 6
+    MODEL_ERROR = 7
+    NO_ACTION = 8
+    ESTOP = 9
+    NOT_ACTIVE = 10
+
+
+class Source(enum.IntEnum):
+    """Mirror of the ``octopus_msgs/FunctionCall`` SOURCE_* constants."""
+
+    UTTERANCE = 0
+    STANDING_INSTRUCTION = 1
+    SERVICE = 2
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A camera frame as the engine sees it: metadata now, pixels only on demand.
+
+    ``decode`` converts the original message lazily (only the frame that is used is
+    converted) and raises ``ValueError`` (e.g. ImageConversionError) for a malformed image.
+    """
+
+    seq: int  # increasing per received frame
+    stamp: float  # header stamp in seconds (0.0 when the publisher left it unset)
+    received: float  # receipt time in seconds, on the same clock as ``stamp``
+    frame_id: str
+    decode: Callable[[], np.ndarray]  # -> (H, W, 3) uint8 RGB
+
+    @property
+    def time(self) -> float:
+        """The frame's capture time: its stamp, or its receipt time when unstamped."""
+        return self.stamp if self.stamp > 0.0 else self.received
+
+
+@dataclass
+class Request:
+    """One thing to decide: an utterance, a standing-instruction tick or a service call."""
+
+    id: str
+    text: str
+    source: Source
+    arrived: float  # seconds, same clock as Frame.time
+    image: Frame | None = None  # an explicit image (service); None = the freshest camera frame
+    publish: bool = True  # publish the call and route it (service callers may only ask)
+    done: Callable[[Result], None] | None = None  # called once with the result
+
+
+@dataclass
+class Result:
+    """The single outcome of a request, with everything the node publishes."""
+
+    request: Request
+    code: OutcomeCode
+    reason: str
+    language: str = ""
+    call: Any = None  # octopus_ros.functions Call when the model produced one
+    confidence: float = 0.0
+    raw_text: str = ""
+    frame: Frame | None = None
+    image_age: float = 0.0  # request arrival - frame time (s)
+    inference_s: float = 0.0  # model time spent on this request (s)
+    timings: dict[str, float] = field(default_factory=dict)
+    finished: float = 0.0  # when the outcome was decided (s, same clock)
+
+    @property
+    def latency(self) -> float:
+        return max(0.0, self.finished - self.request.arrived)

@@ -1,0 +1,390 @@
+"""Request policy of the ActionEngine (pairing, safety, queueing, prefetch), without DDS.
+
+The model here is a small scripted stand-in so that each policy branch can be forced;
+the real model runs through the same engine in the node tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from octopus_ros.runtime.engine import ActionEngine, EngineConfig
+from octopus_ros.runtime.guards import InvalidUtterance, TokenBucket, clean_utterance, detect_language
+from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Source
+
+
+@dataclass
+class Arg:
+    name: str
+    type: str
+    value: object
+
+
+@dataclass
+class FakeCall:
+    function: str
+    token: int
+    args: tuple = ()
+
+
+@dataclass
+class FakeError:
+    kind: str
+    message: str
+
+
+@dataclass
+class FakeDecision:
+    call: FakeCall | None
+    error: FakeError | None
+    confidence: float
+    raw_text: str = ""
+    timings: dict = field(default_factory=lambda: {"prefill": 0.001, "decode": 0.001, "total": 0.002})
+
+
+@dataclass
+class Spec:
+    decline: bool = False
+
+
+class Registry:
+    def by_name(self, name):
+        return Spec(decline=name == "no_action")
+
+
+class ScriptedModel:
+    """encode() counts calls; decide() returns the next scripted decision (or a default call)."""
+
+    def __init__(self, decisions=(), *, decide_delay=0.0, gate: threading.Event | None = None):
+        self.decisions = list(decisions)
+        self.encodes = 0
+        self.decide_delay = decide_delay
+        self.gate = gate
+        self.seen_allowlists = []
+
+    def encode(self, image):
+        self.encodes += 1
+        return float(np.asarray(image).mean())
+
+    def decide(self, text, encoding, *, allowlist=None, mode="constrained"):
+        self.seen_allowlists.append(allowlist)
+        if self.gate is not None:
+            self.gate.wait(5)
+        time.sleep(self.decide_delay)
+        if self.decisions:
+            d = self.decisions.pop(0)
+            if isinstance(d, Exception):
+                raise d
+            return d
+        return FakeDecision(FakeCall("stop", 3), None, 0.99, "<nexa_3>()<nexa_end>")
+
+
+def good_image():
+    return np.zeros((8, 8, 3), np.uint8)
+
+
+def bad_image():
+    raise ValueError("data length 10 != step*height 192")
+
+
+class Harness:
+    def __init__(self, model=None, **config):
+        self.clock = 1000.0
+        self.results = []
+        self.done = threading.Event()
+        self.model = model or ScriptedModel()
+        self.engine = ActionEngine(
+            model=self.model,
+            registry=Registry(),
+            config=EngineConfig(**config),
+            validate=lambda call: None,
+            on_result=self._record,
+            now=lambda: self.clock,
+        )
+        self.seq = 0
+
+    def _record(self, res):
+        self.results.append(res)
+
+    def frame(self, *, age=0.0, decode=good_image, stamp=True):
+        self.seq += 1
+        t = self.clock - age
+        f = Frame(seq=self.seq, stamp=t if stamp else 0.0, received=t, frame_id="cam", decode=decode)
+        self.engine.on_frame(f)
+        return f
+
+    def say(self, text, rid=None, source=Source.UTTERANCE):
+        rid = rid or f"r{len(self.results)}-{time.monotonic_ns()}"
+        return self.engine.submit(Request(id=rid, text=text, source=source, arrived=self.clock))
+
+    def wait(self, n, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while len(self.results) < n and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return self.results
+
+
+@pytest.fixture
+def harness():
+    made = []
+
+    def make(**kw):
+        h = Harness(**kw)
+        h.engine.start()
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.engine.stop()
+
+
+def test_ok_call_is_published_with_timings(harness):
+    h = harness(prefetch_rate=0)
+    h.frame(age=0.1)
+    assert h.say("please stop") is None
+    (res,) = h.wait(1)
+    assert res.code == OutcomeCode.OK and res.call.function == "stop"
+    assert res.image_age == pytest.approx(0.1)
+    assert res.language == "en"
+    assert h.model.encodes == 1
+
+
+def test_no_frame_and_stale_frame_give_no_fresh_image(harness):
+    h = harness(max_image_age=0.5, prefetch_rate=0)
+    h.say("stop")
+    h.wait(1)
+    h.frame(age=2.31)
+    h.say("stop")
+    res = h.wait(2)
+    assert [r.code for r in res] == [OutcomeCode.NO_FRESH_IMAGE] * 2
+    assert "no camera frame" in res[0].reason
+    assert "2.31 s old" in res[1].reason and "max_image_age 0.50" in res[1].reason
+    assert h.model.encodes == 0  # never guesses with an old frame
+
+
+def test_unstamped_frame_uses_receipt_time(harness):
+    h = harness(max_image_age=0.5, prefetch_rate=0)
+    h.frame(age=0.2, stamp=False)
+    h.say("stop")
+    assert h.wait(1)[0].code == OutcomeCode.OK
+
+
+def test_malformed_frame_is_invalid_input_and_engine_keeps_serving(harness):
+    h = harness(prefetch_rate=0)
+    h.frame(decode=bad_image)
+    h.say("pick it up")
+    h.wait(1)
+    h.frame()
+    h.say("stop")
+    res = h.wait(2)
+    assert res[0].code == OutcomeCode.INVALID_INPUT and "malformed image" in res[0].reason
+    assert res[1].code == OutcomeCode.OK
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("x" * 500, "500 characters"),
+        ("stop\x00now", "control"),
+        ("say <nexa_3>()<nexa_end>", "reserved token"),
+        ("look at <image> here", "reserved token"),
+    ],
+)
+def test_bad_utterances_are_invalid_input_immediately(harness, text, fragment):
+    h = harness()
+    res = h.say(text)
+    assert res is not None and res.code == OutcomeCode.INVALID_INPUT
+    assert fragment in res.reason
+    assert h.results == [res]
+
+
+def test_low_confidence_declines_and_model_errors(harness):
+    decisions = [
+        FakeDecision(FakeCall("pick_up", 0), None, 0.2),
+        FakeDecision(FakeCall("no_action", 12), None, 0.9),
+        FakeDecision(None, FakeError("BAD_SYNTAX", "unterminated string"), 0.4),
+        FakeDecision(None, FakeError("NOT_ALLOWED", "take_photo not on allowlist"), 0.9),
+        RuntimeError("CUDA out of memory"),
+    ]
+    h = harness(
+        model=ScriptedModel(decisions),
+        confidence_threshold=0.5,
+        prefetch_rate=0,
+        rate_limit=0,
+        queue_depth=10,
+    )
+    h.frame()
+    for _ in decisions:
+        h.say("do something")
+    codes = [r.code for r in h.wait(len(decisions))]
+    assert codes == [
+        OutcomeCode.REJECTED_LOW_CONFIDENCE,
+        OutcomeCode.NO_ACTION,
+        OutcomeCode.MODEL_ERROR,
+        OutcomeCode.NOT_ALLOWED,
+        OutcomeCode.MODEL_ERROR,
+    ]
+    assert "0.200 below threshold 0.500" in h.results[0].reason
+
+
+def test_validation_before_publish_blocks_disallowed_call():
+    results = []
+    model = ScriptedModel([FakeDecision(FakeCall("take_photo", 4), None, 0.99)])
+    engine = ActionEngine(
+        model=model,
+        registry=Registry(),
+        config=EngineConfig(allowlist=("stop",), prefetch_rate=0),
+        validate=lambda call: (
+            None if call.function == "stop" else FakeError("NOT_ALLOWED", "not on allowlist")
+        ),
+        on_result=results.append,
+    )
+    engine.start()
+    try:
+        engine.on_frame(Frame(1, time.time(), time.time(), "cam", good_image))
+        engine.submit(Request("a", "take a photo", Source.UTTERANCE, time.time()))
+        deadline = time.monotonic() + 5
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.002)
+    finally:
+        engine.stop()
+    assert results[0].code == OutcomeCode.NOT_ALLOWED
+    assert model.seen_allowlists == [("stop",)]  # the allowlist also reaches the decoder
+
+
+def test_estop_preempts_pending_and_blocks_new(harness):
+    gate = threading.Event()
+    h = harness(model=ScriptedModel(gate=gate), prefetch_rate=0, rate_limit=0)
+    h.frame()
+    h.say("one")  # in flight, blocked on the gate
+    time.sleep(0.05)
+    h.say("two")  # pending
+    h.engine.set_estop(True)
+    h.say("three")  # rejected at once
+    gate.set()
+    res = h.wait(3)
+    codes = sorted(r.code for r in res)
+    assert codes == [OutcomeCode.ESTOP] * 3
+    h.engine.set_estop(False)
+    h.say("four")
+    assert h.wait(4)[-1].code == OutcomeCode.OK
+
+
+def test_full_queue_and_rate_limit_answer_busy(harness):
+    gate = threading.Event()
+    h = harness(model=ScriptedModel(gate=gate), queue_depth=2, rate_limit=0, prefetch_rate=0)
+    h.frame()
+    immediate = [h.say(f"u{i}") for i in range(6)]
+    time.sleep(0.05)
+    gate.set()
+    res = h.wait(6)
+    assert len(res) == 6
+    busy = [r for r in immediate if r is not None]
+    assert busy and all(r.code == OutcomeCode.BUSY and "queue full" in r.reason for r in busy)
+    assert sum(r.code == OutcomeCode.OK for r in res) == 6 - len(busy)
+
+    h2 = harness(rate_limit=1.0, rate_burst=2, prefetch_rate=0)
+    h2.frame()
+    answers = [h2.say("stop") for _ in range(3)]
+    assert (
+        answers[2] is not None and answers[2].code == OutcomeCode.BUSY and "rate limit" in answers[2].reason
+    )
+
+
+def test_timeout_when_waiting_too_long(harness):
+    gate = threading.Event()
+    h = harness(model=ScriptedModel(gate=gate), request_timeout=1.0, prefetch_rate=0, rate_limit=0)
+    h.frame()
+    h.say("first")
+    time.sleep(0.05)
+    h.say("second")
+    h.clock += 2.0  # the second request has now waited 2 s
+    gate.set()
+    res = h.wait(2)
+    assert {r.request.text: r.code for r in res}["second"] == OutcomeCode.TIMEOUT
+
+
+def test_prefetch_encodes_idle_frame_once_and_utterance_reuses_it(harness):
+    h = harness(prefetch_rate=50.0)
+    h.frame()
+    deadline = time.monotonic() + 5
+    while h.engine.counts["frames_prefetched"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert h.model.encodes == 1
+    h.say("stop")
+    res = h.wait(1)[0]
+    assert res.code == OutcomeCode.OK and res.timings["prefetched"] == 1.0
+    assert h.model.encodes == 1  # the utterance paid only the LM cost
+
+
+def test_every_request_gets_exactly_one_result_under_mixed_load(harness):
+    gate = threading.Event()
+    h = harness(
+        model=ScriptedModel(gate=gate, decide_delay=0.001), queue_depth=3, rate_limit=0, prefetch_rate=20
+    )
+    h.frame()
+    ids = []
+    for i in range(40):
+        rid = f"req{i}"
+        ids.append(rid)
+        h.say("" if i % 7 == 0 else f"utterance {i}", rid=rid)
+        if i == 20:
+            h.engine.set_estop(True)
+        if i == 25:
+            h.engine.set_estop(False)
+            gate.set()
+        if i % 5 == 0:
+            h.frame(decode=bad_image if i % 10 == 0 else good_image)
+    res = h.wait(40)
+    time.sleep(0.1)
+    assert sorted(r.request.id for r in h.results) == sorted(ids)
+
+
+def test_stop_answers_pending_with_not_active():
+    results = []
+    gate = threading.Event()
+    engine = ActionEngine(
+        model=ScriptedModel(gate=gate),
+        registry=Registry(),
+        config=EngineConfig(prefetch_rate=0, rate_limit=0),
+        validate=lambda c: None,
+        on_result=results.append,
+    )
+    engine.start()
+    engine.on_frame(Frame(1, time.time(), time.time(), "cam", good_image))
+    for i in range(3):
+        engine.submit(Request(f"s{i}", "stop", Source.UTTERANCE, time.time()))
+    time.sleep(0.05)
+    threading.Timer(0.1, gate.set).start()
+    engine.stop()
+    assert sorted(r.request.id for r in results) == ["s0", "s1", "s2"]
+    assert (
+        engine.submit(Request("late", "stop", Source.UTTERANCE, time.time())).code == OutcomeCode.NOT_ACTIVE
+    )
+
+
+def test_guards():
+    assert clean_utterance("  pick   up\nthe cup ", max_length=50) == "pick up the cup"
+    with pytest.raises(InvalidUtterance):
+        clean_utterance("<NEXA_1>", max_length=50)
+    assert detect_language("把红色杯子捡起来") == "zh"
+    assert detect_language("pick up the cup") == "en"
+    bucket = TokenBucket(rate=2.0, burst=1, now=0.0)
+    assert bucket.try_take(0.0) and not bucket.try_take(0.1) and bucket.try_take(0.6)
+
+
+def test_outcome_codes_mirror_the_message_constants():
+    from octopus_msgs.msg import FunctionCall, Outcome
+
+    for code in OutcomeCode:
+        assert getattr(Outcome, code.name) == code.value
+    for source in Source:
+        assert getattr(FunctionCall, f"SOURCE_{source.name}") == source.value
