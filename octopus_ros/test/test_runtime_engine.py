@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
-from octopus_ros.runtime.guards import InvalidUtterance, TokenBucket, clean_utterance, detect_language
+from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Source
 
 
@@ -343,7 +343,7 @@ def test_every_request_gets_exactly_one_result_under_mixed_load(harness):
             gate.set()
         if i % 5 == 0:
             h.frame(decode=bad_image if i % 10 == 0 else good_image)
-    res = h.wait(40)
+    h.wait(40)
     time.sleep(0.1)
     assert sorted(r.request.id for r in h.results) == sorted(ids)
 
@@ -373,7 +373,7 @@ def test_stop_answers_pending_with_not_active():
 
 def test_guards():
     assert clean_utterance("  pick   up\nthe cup ", max_length=50) == "pick up the cup"
-    with pytest.raises(InvalidUtterance):
+    with pytest.raises(InvalidUtteranceError):
         clean_utterance("<NEXA_1>", max_length=50)
     assert detect_language("把红色杯子捡起来") == "zh"
     assert detect_language("pick up the cup") == "en"

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from octopus_ros.runtime.guards import InvalidUtterance, TokenBucket, clean_utterance, detect_language
+from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class ActionEngine:
             self.counts["utterances"] += 1
         try:
             request.text = clean_utterance(request.text, max_length=self.config.max_utterance_length)
-        except InvalidUtterance as e:
+        except InvalidUtteranceError as e:
             return self._finish(Result(request, OutcomeCode.INVALID_INPUT, str(e)))
         language = detect_language(request.text)
         if self._estop:

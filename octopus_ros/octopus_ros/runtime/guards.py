@@ -11,35 +11,35 @@ _RESERVED = re.compile(r"<\s*(nexa_\w*|image|/?s|pad|eos|bos|\|[^>]*\|)\s*>", re
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
-class InvalidUtterance(ValueError):
+class InvalidUtteranceError(ValueError):
     """The utterance cannot be sent to the model; the message says why."""
 
 
 def clean_utterance(text: str, *, max_length: int) -> str:
-    """Return the utterance normalised for the model, or raise :class:`InvalidUtterance`.
+    """Return the utterance normalised for the model, or raise :class:`InvalidUtteranceError`.
 
     Rejects empty or whitespace-only text, text longer than ``max_length`` characters,
     control characters, and reserved token text such as ``<nexa_3>`` or ``<image>``
     (a caller must not be able to write the model's answer for it).
     """
     if not isinstance(text, str):
-        raise InvalidUtterance(f"utterance must be text, got {type(text).__name__}")
+        raise InvalidUtteranceError(f"utterance must be text, got {type(text).__name__}")
     text = unicodedata.normalize("NFKC", text)
     stripped = " ".join(text.split())
     if not stripped:
-        raise InvalidUtterance("empty utterance")
+        raise InvalidUtteranceError("empty utterance")
     if len(stripped) > max_length:
-        raise InvalidUtterance(
+        raise InvalidUtteranceError(
             f"utterance has {len(stripped)} characters (max_utterance_length {max_length})"
         )
     bad = [c for c in stripped if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn")]
     if bad:
-        raise InvalidUtterance(
+        raise InvalidUtteranceError(
             f"utterance contains {len(bad)} control/unassigned character(s), e.g. {bad[0]!r}"
         )
     match = _RESERVED.search(stripped)
     if match:
-        raise InvalidUtterance(f"utterance contains reserved token text {match.group(0)!r}")
+        raise InvalidUtteranceError(f"utterance contains reserved token text {match.group(0)!r}")
     return stripped
 
 
