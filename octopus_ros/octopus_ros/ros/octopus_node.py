@@ -1,0 +1,585 @@
+"""octopus_node: camera + speech in, typed function calls out (a managed lifecycle node).
+
+Lifecycle:
+  configure  read and check parameters, load the function registry, the model and the
+             routing table (a bad model path or a corrupt file fails the transition with
+             the reason in the log; the node stays alive and can be configured again);
+             create publishers, the ~/ask service and the diagnostics timer.
+  activate   subscribe to camera, speech and e-stop; start the request engine.
+  deactivate unsubscribe; pending requests end with NOT_ACTIVE.
+  cleanup    free the model and everything configure created.
+
+All request policy lives in :class:`octopus_ros.runtime.engine.ActionEngine`; this node
+only converts messages and publishes results.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import threading
+import time
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from octopus_msgs.msg import Argument, FunctionCall, Outcome
+from octopus_msgs.srv import Ask
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool, String
+
+from octopus_ros.paths import config_path, default_model_dir
+from octopus_ros.ros import params as P
+from octopus_ros.runtime.engine import ActionEngine, EngineConfig
+from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
+
+_ARG_TYPES = {
+    "string": Argument.TYPE_STRING,
+    "int": Argument.TYPE_INT,
+    "float": Argument.TYPE_FLOAT,
+    "bool": Argument.TYPE_BOOL,
+    "enum": Argument.TYPE_ENUM,
+}
+
+
+def _duration(seconds: float) -> Any:
+    return Duration(seconds=max(0.0, float(seconds))).to_msg()
+
+
+def argument_msg(arg: Any) -> Argument:
+    """Typed Argument message from a call argument (name, type, value)."""
+    msg = Argument(name=arg.name, type=_ARG_TYPES[arg.type])
+    value = arg.value
+    if arg.type in ("string", "enum"):
+        msg.string_value = str(value)
+        msg.value = str(value)
+    elif arg.type == "int":
+        msg.int_value = int(value)
+        msg.float_value = float(value)
+        msg.value = str(int(value))
+    elif arg.type == "float":
+        msg.float_value = float(value)
+        msg.value = repr(float(value))
+    else:
+        msg.bool_value = bool(value)
+        msg.value = "true" if value else "false"
+    return msg
+
+
+class OctopusNode(LifecycleNode):
+    """See the module docstring. Topics are relative to the node (``~/...``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("octopus_node", **kwargs)
+        P.declare_parameters(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{int(time.time()) % 100000:05d}"
+        self._params: P.NodeParams | None = None
+        self._model = None
+        self._registry = None
+        self._routing = None
+        self._engine: ActionEngine | None = None
+        self._frame_seq = itertools.count(1)
+        self._subs: list = []
+        self._timers: list = []
+        self._pubs: dict[str, Any] = {}
+        self._routed_pubs: dict[tuple[str, type], Any] = {}
+        self._ask = None
+        self._diag_pub = None
+        self._active = False
+        self._lock = threading.Lock()
+        self._io_group = MutuallyExclusiveCallbackGroup()  # speech + e-stop: never wait behind images
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = ReentrantCallbackGroup()
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+        else:
+            self.get_logger().info("octopus_node created; waiting for configure")
+
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().error("autostart: configure failed; the node stays unconfigured")
+            return
+        self.trigger_activate()
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        try:
+            params = P.read_parameters(self)
+        except P.ParameterValueError as e:
+            log.error(f"configure failed: bad parameter: {e}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self._load(params)
+        except Exception as e:  # every load error is a clear configure failure, never a crash
+            log.error(f"configure failed: {type(e).__name__}: {e}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._params = params
+        depth = params.output_qos_depth
+        self._pubs["calls"] = self.create_lifecycle_publisher(FunctionCall, "~/function_calls", depth)
+        self._pubs["outcomes"] = self.create_lifecycle_publisher(Outcome, "~/outcomes", depth)
+        if self._routing is not None:
+            for topic, msg_type in self._routing.topics():
+                self._routed_pubs[(topic, msg_type)] = self.create_lifecycle_publisher(msg_type, topic, depth)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._timers.append(self.create_timer(1.0 / params.diagnostics_rate, self._publish_diagnostics))
+        self._ask = self.create_service(Ask, "~/ask", self._on_ask, callback_group=self._service_group)
+        log.info(
+            f"configured: model {self._model_desc}, device {params.device}, precision {params.precision}, "
+            f"allowlist {list(params.allowed_functions) or 'all enabled'}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load(self, params: P.NodeParams) -> None:
+        from octopus_ros.functions.parser import validate_call
+        from octopus_ros.model import Octopus
+
+        if params.threads:
+            import torch
+
+            torch.set_num_threads(params.threads)
+        path = params.model_path or str(default_model_dir())
+        t0 = time.perf_counter()
+        self._model = Octopus.load(path, device=params.device, precision=params.precision)
+        self._registry = self._model.registry
+        self._model_desc = f"{path} ({time.perf_counter() - t0:.2f} s to load)"
+        unknown = [n for n in params.allowed_functions if self._registry.by_name(n) is None]
+        if unknown:
+            raise P.ParameterValueError(f"allowed_functions names unknown functions {unknown}")
+        self._routing = self._load_routing(params)
+        registry = self._registry
+
+        def validate(call: Any) -> Any:
+            allowlist = self._engine.config.allowlist if self._engine else ()
+            return validate_call(call, registry, allowlist or None)
+
+        self._engine = ActionEngine(
+            model=self._model,
+            registry=registry,
+            config=self._engine_config(params),
+            validate=validate,
+            on_result=self._on_result,
+            now=self._now,
+        )
+
+    def _load_routing(self, params: P.NodeParams) -> Any:
+        if params.routing_file.strip().lower() == "none":
+            return None
+        import yaml
+
+        from octopus_ros.ros.routing import RoutingTable
+
+        path = params.routing_file or str(config_path("routing.yaml"))
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        return RoutingTable.from_dict(data, self._registry, source=path)
+
+    @staticmethod
+    def _engine_config(params: P.NodeParams) -> EngineConfig:
+        return EngineConfig(
+            allowlist=params.allowed_functions,
+            confidence_threshold=params.confidence_threshold,
+            max_image_age=params.max_image_age,
+            queue_depth=params.queue_depth,
+            request_timeout=params.request_timeout,
+            rate_limit=params.rate_limit,
+            rate_burst=params.rate_burst,
+            max_utterance_length=params.max_utterance_length,
+            prefetch_rate=params.prefetch_rate,
+            decode_mode=params.decode_mode,
+        )
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        p = self._params
+        if p.image_qos == "sensor_data":
+            image_qos = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST,
+                depth=p.image_qos_depth,
+                reliability=qos_profile_sensor_data.reliability,
+                durability=qos_profile_sensor_data.durability,
+            )
+        else:
+            image_qos = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST,
+                depth=p.image_qos_depth,
+                reliability=ReliabilityPolicy.RELIABLE,
+            )
+        if p.image_topic:
+            self._subs.append(
+                self.create_subscription(
+                    Image, p.image_topic, self._on_image, image_qos, callback_group=self._image_group
+                )
+            )
+        if p.compressed_image_topic:
+            self._subs.append(
+                self.create_subscription(
+                    CompressedImage,
+                    p.compressed_image_topic,
+                    self._on_compressed,
+                    image_qos,
+                    callback_group=self._image_group,
+                )
+            )
+        reliable = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE
+        )
+        self._subs.append(
+            self.create_subscription(
+                String, p.speech_topic, self._on_speech, reliable, callback_group=self._io_group
+            )
+        )
+        self._subs.append(
+            self.create_subscription(
+                Bool, p.estop_topic, self._on_estop, reliable, callback_group=self._io_group
+            )
+        )
+        if p.standing_instruction:
+            self._standing_timer = self.create_timer(1.0 / p.standing_rate, self._on_standing_tick)
+        else:
+            self._standing_timer = None
+        self._engine.start()
+        self._active = True
+        self.get_logger().info(
+            f"active: image '{p.image_topic}' ({p.image_qos}), speech '{p.speech_topic}', e-stop '{p.estop_topic}'"
+        )
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._deactivate("node deactivated")
+        return super().on_deactivate(state)
+
+    def _deactivate(self, reason: str) -> None:
+        self._active = False
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs.clear()
+        if getattr(self, "_standing_timer", None) is not None:
+            self.destroy_timer(self._standing_timer)
+            self._standing_timer = None
+        if self._engine is not None:
+            self._engine.stop(reason)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: model and publishers released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._deactivate("node shutting down")
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self.get_logger().error("error during a transition; releasing resources")
+        self._deactivate("node error")
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if self._engine is not None:
+            self._engine.stop("node cleaned up")
+        self._engine = None
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers.clear()
+        for pub in [*self._pubs.values(), *self._routed_pubs.values()]:
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs.clear()
+        self._routed_pubs.clear()
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        if self._ask is not None:
+            self.destroy_service(self._ask)
+            self._ask = None
+        self._model = None
+        self._registry = None
+        self._routing = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    def _on_set_parameters(self, parameters: list) -> Any:
+        result = P.validate_update(parameters, active=self._active)
+        if result.successful and self._engine is not None:
+            for p in parameters:
+                if p.name == "allowed_functions":
+                    names = P.check_value(p.name, p.value)
+                    unknown = [n for n in names if self._registry.by_name(n) is None]
+                    if unknown:
+                        result.successful = False
+                        result.reason = f"allowed_functions names unknown functions {unknown}"
+                        return result
+                    self._engine.config.allowlist = names
+                elif p.name in ("confidence_threshold", "max_image_age"):
+                    setattr(self._engine.config, p.name, float(p.value))
+        return result
+
+    # ------------------------------------------------------------------ inputs
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _frame(self, msg: Any, decode: Any) -> Frame:
+        stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
+        if self._params.image_age_source == "receipt":
+            stamp = 0.0
+        return Frame(
+            seq=next(self._frame_seq),
+            stamp=stamp,
+            received=self._now(),
+            frame_id=msg.header.frame_id,
+            decode=decode,
+        )
+
+    def _on_image(self, msg: Image) -> None:
+        from octopus_ros.ros.image_convert import image_msg_to_rgb
+
+        max_side = self._params.max_image_side
+        self._engine.on_frame(self._frame(msg, lambda: image_msg_to_rgb(msg, max_side=max_side)))
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        from octopus_ros.ros.image_convert import compressed_msg_to_rgb
+
+        max_side = self._params.max_image_side
+        self._engine.on_frame(self._frame(msg, lambda: compressed_msg_to_rgb(msg, max_side=max_side)))
+
+    def _on_speech(self, msg: String) -> None:
+        request = Request(id=self._new_id("utt"), text=msg.data, source=Source.UTTERANCE, arrived=self._now())
+        self.get_logger().info(f"[{request.id}] utterance: {msg.data!r}")
+        self._engine.submit(request)
+
+    def _on_estop(self, msg: Bool) -> None:
+        self._engine.set_estop(bool(msg.data))
+
+    def _on_standing_tick(self) -> None:
+        if self._engine is None or self._engine.estop:
+            return
+        self._engine.submit(
+            Request(
+                id=self._new_id("standing"),
+                text=self._params.standing_instruction,
+                source=Source.STANDING_INSTRUCTION,
+                arrived=self._now(),
+            )
+        )
+
+    def _on_ask(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
+        rid = request.request_id or self._new_id("ask")
+        engine = self._engine
+        if not self._active or engine is None:
+            response.outcome = Outcome(
+                request_id=rid,
+                code=Outcome.NOT_ACTIVE,
+                code_name="NOT_ACTIVE",
+                reason="node is not active",
+                utterance=request.text,
+            )
+            return response
+        image = None
+        if len(request.image.data) > 0:
+            image = self._service_frame(request.image, "image")
+        elif len(request.compressed_image.data) > 0:
+            image = self._service_frame(request.compressed_image, "compressed")
+        finished = threading.Event()
+        box: dict[str, Result] = {}
+
+        def done(res: Result) -> None:
+            box["result"] = res
+            finished.set()
+
+        req = Request(
+            id=rid,
+            text=request.text,
+            source=Source.SERVICE,
+            arrived=self._now(),
+            image=image,
+            publish=request.publish,
+            done=done,
+        )
+        engine.submit(req)
+        if not finished.wait(timeout=self._params.request_timeout + 30.0):
+            response.outcome = Outcome(
+                request_id=rid, code=Outcome.TIMEOUT, code_name="TIMEOUT", reason="no answer in time"
+            )
+            return response
+        result = box["result"]
+        response.outcome = self._outcome_msg(result)
+        if result.code == OutcomeCode.OK:
+            response.call = self._call_msg(result)
+        return response
+
+    def _service_frame(self, msg: Any, kind: str) -> Frame:
+        from octopus_ros.ros import image_convert as ic
+
+        max_side = self._params.max_image_side
+        convert = ic.image_msg_to_rgb if kind == "image" else ic.compressed_msg_to_rgb
+        frame = self._frame(msg, lambda: convert(msg, max_side=max_side))
+        # A caller-provided image is used whatever its age: give it the request's time.
+        return Frame(frame.seq, 0.0, frame.received, frame.frame_id, frame.decode)
+
+    def _new_id(self, kind: str) -> str:
+        return f"{kind}-{self._id_prefix}-{next(self._ids):05d}"
+
+    # ------------------------------------------------------------------ outputs
+    def _on_result(self, result: Result) -> None:
+        """Publish one result: the call (+ routed messages) when OK, then its outcome."""
+        request = result.request
+        log = self.get_logger()
+        if request.source == Source.STANDING_INSTRUCTION and result.code != OutcomeCode.OK:
+            return  # standing evaluations that do not act are counted, not published
+        published_call = False
+        if result.code == OutcomeCode.OK and request.publish:
+            if self._engine is not None and self._engine.estop:
+                result.code = OutcomeCode.ESTOP
+                result.reason = "e-stop engaged before publication"
+            else:
+                self._publish("calls", self._call_msg(result))
+                self._publish_routes(result)
+                published_call = True
+        self._publish("outcomes", self._outcome_msg(result))
+        line = (
+            f"[{request.id}] {result.code.name}: {result.reason} "
+            f"(latency {result.latency * 1000:.1f} ms, model {result.inference_s * 1000:.1f} ms)"
+        )
+        if published_call:
+            log.info(f"{line} -> {result.call.to_text()}")
+        elif result.code in (OutcomeCode.OK, OutcomeCode.NO_ACTION):
+            log.info(line)
+        else:
+            log.warning(line)
+
+    def _publish(self, key: str, msg: Any) -> None:
+        pub = self._pubs.get(key)
+        if pub is not None:
+            pub.publish(msg)
+
+    def _publish_routes(self, result: Result) -> None:
+        if self._routing is None:
+            return
+        try:
+            routed = self._routing.route(result.call)
+        except Exception as e:
+            self.get_logger().error(f"[{result.request.id}] routing failed: {e}")
+            return
+        for topic, msg in routed:
+            pub = self._routed_pubs.get((topic, type(msg)))
+            if pub is not None:
+                if hasattr(msg, "header"):
+                    msg.header.stamp = self.get_clock().now().to_msg()
+                pub.publish(msg)
+
+    def _header(self, result: Result) -> Any:
+        from std_msgs.msg import Header
+
+        header = Header()
+        frame = result.frame
+        if frame is not None:
+            header.stamp = Time(nanoseconds=int(frame.time * 1e9)).to_msg()
+            header.frame_id = frame.frame_id
+        if self._params is not None and self._params.frame_id_override:
+            header.frame_id = self._params.frame_id_override
+        return header
+
+    def _call_msg(self, result: Result) -> FunctionCall:
+        call = result.call
+        return FunctionCall(
+            header=self._header(result),
+            request_id=result.request.id,
+            source=int(result.request.source),
+            function_name=call.function,
+            function_token=int(call.token),
+            arguments=[argument_msg(a) for a in call.args],
+            confidence=float(result.confidence),
+            language=result.language,
+            utterance=result.request.text,
+            raw_output=result.raw_text,
+            image_age=_duration(result.image_age),
+            inference_latency=_duration(result.inference_s),
+        )
+
+    def _outcome_msg(self, result: Result) -> Outcome:
+        header = self._header(result)
+        header.stamp = Time(nanoseconds=int(result.finished * 1e9)).to_msg()
+        return Outcome(
+            header=header,
+            request_id=result.request.id,
+            code=int(result.code),
+            code_name=result.code.name,
+            reason=result.reason,
+            utterance=result.request.text,
+            function_name=result.call.function if result.call is not None else "",
+            confidence=float(result.confidence),
+            latency=_duration(result.latency),
+        )
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        if self._diag_pub is None:
+            return
+        engine = self._engine
+        status = DiagnosticStatus(
+            name=f"{self.get_fully_qualified_name()}: octopus", hardware_id="octopus_model"
+        )
+        values = {
+            "model_loaded": str(self._model is not None),
+            "model": getattr(self, "_model_desc", ""),
+            "device": self._params.device if self._params else "",
+            "precision": self._params.precision if self._params else "",
+            "active": str(self._active),
+        }
+        if engine is not None:
+            snap = engine.snapshot()
+            values["estop"] = str(snap["estop"])
+            values["queued"] = str(snap["queued"])
+            for key, count in sorted(snap["counts"].items()):
+                values[key] = str(count)
+            for stage, pct in sorted(snap["latency"].items()):
+                values[f"latency_{stage}_p50_ms"] = f"{pct[50] * 1000:.2f}"
+                values[f"latency_{stage}_p95_ms"] = f"{pct[95] * 1000:.2f}"
+            if snap["estop"]:
+                status.level, status.message = DiagnosticStatus.WARN, "e-stop engaged"
+            elif not self._active:
+                status.level, status.message = DiagnosticStatus.OK, "configured, inactive"
+            else:
+                status.level, status.message = DiagnosticStatus.OK, "active"
+        else:
+            status.level, status.message = DiagnosticStatus.WARN, "model not loaded"
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = OctopusNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._deactivate("node shutting down")
+        node._release()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Every parameter of octopus_node, declared in one place with descriptors and checks.
+
+The table below is the single source of truth: ``declare_parameters`` declares each
+entry with its description and range, ``read_parameters`` returns a validated
+:class:`NodeParams`, and ``config/octopus.yaml`` documents the same defaults (a test
+keeps the YAML and this table in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.parameter import Parameter
+
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "int8", "fp16", "bf16")
+DECODE_MODES = ("constrained", "generate", "plain")
+IMAGE_QOS = ("sensor_data", "reliable")
+AGE_SOURCES = ("stamp", "receipt")
+
+
+@dataclass(frozen=True)
+class Spec:
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    dynamic: bool = False  # may change while active (applied at once); others apply at next configure
+
+
+# name -> Spec. Order is the order of `ros2 param list` and of config/octopus.yaml.
+PARAMETERS: dict[str, Spec] = {
+    "autostart": Spec(
+        False,
+        "Configure and activate at start-up (for use without launch's lifecycle events or the ros2 CLI).",
+    ),
+    # --- model
+    "model_path": Spec("", "Checkpoint directory of the Octopus model; empty = the bundled default model."),
+    "device": Spec("cpu", "Inference device: cpu (Raspberry Pi, x86) or cuda (Jetson).", DEVICES),
+    "precision": Spec(
+        "fp32", "Weights precision: fp32, int8 (CPU dynamic quantization), fp16/bf16 (CUDA).", PRECISIONS
+    ),
+    "decode_mode": Spec(
+        "constrained",
+        "constrained = grammar-constrained functional-token decoding (safe, fast); generate/plain = baselines.",
+        DECODE_MODES,
+    ),
+    "threads": Spec(0, "torch CPU threads; 0 = torch default.", min=0, max=64),
+    # --- topics
+    "image_topic": Spec("/camera/image_raw", "sensor_msgs/Image input; empty disables."),
+    "compressed_image_topic": Spec("", "sensor_msgs/CompressedImage input (jpeg/png); empty disables."),
+    "speech_topic": Spec("/speech/text", "std_msgs/String utterances from any ASR node."),
+    "estop_topic": Spec(
+        "/estop", "std_msgs/Bool e-stop: true blocks all publication and cancels pending work."
+    ),
+    "routing_file": Spec(
+        "",
+        "YAML routing of functions to standard typed topics; empty = config/routing.yaml; 'none' disables.",
+    ),
+    # --- QoS
+    "image_qos": Spec(
+        "sensor_data", "Camera QoS: sensor_data (best effort, keep last) or reliable (keep last).", IMAGE_QOS
+    ),
+    "image_qos_depth": Spec(1, "Camera subscription history depth (keep-last).", min=1, max=100),
+    "output_qos_depth": Spec(
+        10, "History depth of ~/function_calls, ~/outcomes and routed topics.", min=1, max=1000
+    ),
+    # --- safety and policy
+    "allowed_functions": Spec(
+        [""],
+        "Functions the node may decide and publish (names from functions.yaml); [''] or [] = every enabled one.",
+        dynamic=True,
+    ),
+    "confidence_threshold": Spec(
+        0.5,
+        "Calls with model confidence below this are REJECTED_LOW_CONFIDENCE.",
+        min=0.0,
+        max=1.0,
+        dynamic=True,
+    ),
+    "max_image_age": Spec(
+        1.0,
+        "Seconds: an utterance needs a camera frame at most this old, else NO_FRESH_IMAGE.",
+        min=0.0,
+        max=3600.0,
+        dynamic=True,
+    ),
+    "image_age_source": Spec(
+        "stamp",
+        "Frame time for max_image_age: its header stamp (receipt time if unstamped) or receipt.",
+        AGE_SOURCES,
+    ),
+    "rate_limit": Spec(
+        5.0, "Utterances per second accepted (token bucket); 0 = unlimited.", min=0.0, max=1000.0
+    ),
+    "rate_burst": Spec(3, "Utterances accepted back to back before the rate limit applies.", min=1, max=1000),
+    "queue_depth": Spec(4, "Pending utterances beyond this are answered BUSY.", min=1, max=1000),
+    "request_timeout": Spec(5.0, "Seconds a request may wait before TIMEOUT.", min=0.01, max=3600.0),
+    "max_utterance_length": Spec(200, "Longer utterances are INVALID_INPUT.", min=1, max=10000),
+    "max_image_side": Spec(4096, "Images with a larger side are INVALID_INPUT.", min=16, max=16384),
+    # --- vision prefetch and standing instruction
+    "prefetch_rate": Spec(
+        5.0, "Hz at which the idle node pre-encodes the newest frame; 0 disables.", min=0.0, max=100.0
+    ),
+    "standing_instruction": Spec(
+        "",
+        "Instruction evaluated on frames at standing_rate (e.g. 'if you see a fallen cup, pick it up'); empty = off.",
+    ),
+    "standing_rate": Spec(0.5, "Hz of standing-instruction evaluations.", min=0.01, max=30.0),
+    # --- output
+    "frame_id_override": Spec("", "If set, frame_id of published calls instead of the image's frame_id."),
+    "diagnostics_rate": Spec(1.0, "Hz of /diagnostics status.", min=0.1, max=50.0),
+}
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Validated values of every parameter (attribute names = parameter names)."""
+
+    autostart: bool
+    model_path: str
+    device: str
+    precision: str
+    decode_mode: str
+    threads: int
+    image_topic: str
+    compressed_image_topic: str
+    speech_topic: str
+    estop_topic: str
+    routing_file: str
+    image_qos: str
+    image_qos_depth: int
+    output_qos_depth: int
+    allowed_functions: tuple[str, ...]
+    confidence_threshold: float
+    max_image_age: float
+    image_age_source: str
+    rate_limit: float
+    rate_burst: int
+    queue_depth: int
+    request_timeout: float
+    max_utterance_length: int
+    max_image_side: int
+    prefetch_rate: float
+    standing_instruction: str
+    standing_rate: float
+    frame_id_override: str
+    diagnostics_rate: float
+
+
+def _descriptor(name: str, spec: Spec) -> ParameterDescriptor:
+    text = spec.description
+    if spec.choices:
+        text += f" One of: {', '.join(spec.choices)}."
+    if not spec.dynamic:
+        text += " (Applied at configure.)"
+    d = ParameterDescriptor(name=name, description=text)
+    if spec.min is not None:
+        if isinstance(spec.default, int):
+            d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
+        elif isinstance(spec.default, float):
+            d.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max))
+            ]
+    if spec.choices:
+        d.additional_constraints = f"one of {list(spec.choices)}"
+    return d
+
+
+def declare_parameters(node) -> None:
+    """Declare every parameter on ``node`` (call once, in the constructor)."""
+    # allowed_functions defaults to [''] rather than [] so its type is a string array.
+    for name, spec in PARAMETERS.items():
+        node.declare_parameter(name, spec.default, _descriptor(name, spec))
+
+
+class ParameterValueError(ValueError):
+    """A parameter value is not acceptable; the message names the parameter."""
+
+
+def check_value(name: str, value: Any) -> Any:
+    """Validate one value against its spec; return it normalised or raise ParameterValueError."""
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        raise ParameterValueError(f"unknown parameter {name!r}")
+    if spec.choices and value not in spec.choices:
+        raise ParameterValueError(f"{name} must be one of {list(spec.choices)}, got {value!r}")
+    if spec.min is not None and not (spec.min <= value <= spec.max):
+        raise ParameterValueError(f"{name} must be in [{spec.min}, {spec.max}], got {value!r}")
+    if name == "allowed_functions":
+        return tuple(v.strip() for v in value if v and v.strip())
+    if name.endswith("_topic") and value and (" " in value or value.endswith("/")):
+        raise ParameterValueError(f"{name} is not a valid topic name: {value!r}")
+    return value
+
+
+def read_parameters(node) -> NodeParams:
+    """Read and validate every parameter; raises ParameterValueError naming the first bad one."""
+    values = {name: check_value(name, node.get_parameter(name).value) for name in PARAMETERS}
+    if values["precision"] in ("fp16", "bf16") and values["device"] == "cpu":
+        node.get_logger().warning(
+            f"precision {values['precision']} on cpu is slow; int8 or fp32 is the CPU path"
+        )
+    return NodeParams(**values)
+
+
+def validate_update(parameters: list[Parameter], *, active: bool) -> SetParametersResult:
+    """on-set-parameters callback body: reject bad values, and static ones while active."""
+    for p in parameters:
+        spec = PARAMETERS.get(p.name)
+        if spec is None:
+            continue  # e.g. use_sim_time, handled by rclpy
+        try:
+            check_value(p.name, p.value)
+        except ParameterValueError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        except TypeError as e:
+            return SetParametersResult(successful=False, reason=f"{p.name}: {e}")
+        if active and not spec.dynamic:
+            return SetParametersResult(
+                successful=False,
+                reason=f"{p.name} applies at configure; deactivate and clean up the node first",
+            )
+    return SetParametersResult(successful=True)

@@ -1,0 +1,50 @@
+"""octopus_node parameters: declared with descriptors, documented in config/octopus.yaml, validated."""
+
+import yaml
+from rclpy.parameter import Parameter
+
+from octopus_ros.ros import params as P
+
+from conftest import PACKAGE_DIR
+
+
+def test_yaml_lists_every_parameter_with_its_default():
+    data = yaml.safe_load((PACKAGE_DIR / "config" / "octopus.yaml").read_text())
+    values = data["octopus_node"]["ros__parameters"]
+    assert list(values) == list(P.PARAMETERS)
+    for name, spec in P.PARAMETERS.items():
+        assert values[name] == spec.default, name
+
+
+def test_node_declares_all_parameters_with_descriptions(rclpy_context):
+    from octopus_ros.ros.octopus_node import OctopusNode
+
+    node = OctopusNode(context=rclpy_context)
+    try:
+        for name, spec in P.PARAMETERS.items():
+            assert node.has_parameter(name), name
+            descriptor = node.describe_parameter(name)
+            assert descriptor.description.startswith(spec.description[:20]), name
+        assert node.describe_parameter("confidence_threshold").floating_point_range[0].to_value == 1.0
+        params = P.read_parameters(node)
+        assert params.allowed_functions == ()  # [''] means every enabled function
+
+        # Out-of-range values are refused by the descriptor range, bad choices by the callback.
+        bad = node.set_parameters([Parameter("confidence_threshold", value=1.5)])[0]
+        assert not bad.successful
+        bad = node.set_parameters([Parameter("precision", value="int4")])[0]
+        assert not bad.successful and "precision must be one of" in bad.reason
+        ok = node.set_parameters([Parameter("confidence_threshold", value=0.7)])[0]
+        assert ok.successful
+    finally:
+        node.destroy_node()
+
+
+def test_check_value_messages_name_the_parameter():
+    import pytest
+
+    with pytest.raises(P.ParameterValueError, match="device must be one of"):
+        P.check_value("device", "tpu")
+    with pytest.raises(P.ParameterValueError, match="speech_topic is not a valid topic"):
+        P.check_value("speech_topic", "/bad topic")
+    assert P.check_value("allowed_functions", ["stop", " ", "pick_up"]) == ("stop", "pick_up")
