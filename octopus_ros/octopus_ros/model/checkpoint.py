@@ -1,0 +1,261 @@
+"""Checkpoint directory format (no pickle anywhere):
+
+  config.json        {"format", "format_version", "model": OctopusConfig, "weights": {file, sha256, bytes}}
+  model.safetensors  all weights (tied tensors stored once)
+  tokenizer.json, tokenizer_config.json   the tokenizer (transformers save_pretrained)
+  functions.yaml     copy of the function registry the model was trained for (optional)
+  metrics.json       free-form evaluation figures (optional)
+
+``load_checkpoint`` verifies the sha256 and the shapes and raises :class:`CheckpointError`
+naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ConfigError, OctopusConfig, resolve_config
+from .modeling import OctopusModel, build_modules
+from .tokenizer import check_tokenizer_matches, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "octopus_ros.checkpoint"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FUNCTIONS_FILE = "functions.yaml"
+METRICS_FILE = "metrics.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, corrupt, truncated or inconsistent. ``file`` names the culprit."""
+
+    def __init__(self, file: str | Path, problem: str):
+        self.file = str(file)
+        self.problem = problem
+        super().__init__(f"{self.file}: {problem}")
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns."""
+
+    path: Path
+    config: OctopusConfig
+    model: OctopusModel
+    tokenizer: Any
+    functions_path: Path | None = None  # functions.yaml inside the checkpoint, if present
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _portable_config(config: OctopusConfig) -> OctopusConfig:
+    """The config as stored in a checkpoint: external weight references dropped."""
+    vision = dataclasses.replace(config.vision, checkpoint=None, model_name=None)
+    return dataclasses.replace(config, vision=vision, lm_path=None, tokenizer_path=None)
+
+
+def _unique_state_dict(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """State dict with tied tensors stored once, and the alias map {dropped name: kept name}."""
+    state, aliases, seen = {}, {}, {}
+    for name, tensor in model.state_dict().items():
+        key = (
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tensor.dtype,
+        )
+        if tensor.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        state[name] = tensor.detach().contiguous()
+    return state, aliases
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: OctopusModel,
+    tokenizer,
+    *,
+    functions: str | Path | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory (created if needed; files are replaced atomically)."""
+    from safetensors.torch import save_file
+
+    for p in model.parameters():
+        if p.dtype != torch.float32 or type(p) is not torch.nn.Parameter:
+            raise ValueError("save_checkpoint expects the fp32 training model (not a quantized/cast copy)")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state, aliases = _unique_state_dict(model)
+    tmp = path / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "aliases": json.dumps(aliases)})
+    os.replace(tmp, path / WEIGHTS_FILE)
+
+    tokenizer.save_pretrained(str(path))
+    if functions is not None:
+        src = Path(functions)
+        if src.resolve() != (path / FUNCTIONS_FILE).resolve():
+            shutil.copyfile(src, path / FUNCTIONS_FILE)
+    if metrics is not None:
+        _write_json(path / METRICS_FILE, metrics)
+
+    record = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": _portable_config(model.config).to_dict(),
+        "weights": {
+            "file": WEIGHTS_FILE,
+            "sha256": sha256_file(path / WEIGHTS_FILE),
+            "bytes": (path / WEIGHTS_FILE).stat().st_size,
+            "num_tensors": len(state),
+        },
+        "tokenizer_size": len(tokenizer),
+    }
+    _write_json(path / CONFIG_FILE, record)
+    log.info("saved checkpoint to %s (%d tensors)", path, len(state))
+    return path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_checkpoint_config(path: str | Path) -> tuple[OctopusConfig, dict[str, Any]]:
+    """Parse and check ``config.json``; returns (model config, whole record)."""
+    file = Path(path) / CONFIG_FILE
+    if not Path(path).is_dir():
+        raise CheckpointError(path, "checkpoint directory does not exist")
+    if not file.is_file():
+        raise CheckpointError(file, "missing")
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(file, f"not valid JSON ({e})") from e
+    if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(file, f"not an octopus_ros checkpoint config (format != {CHECKPOINT_FORMAT!r})")
+    if record.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            file, f"format_version {record.get('format_version')} is not supported ({FORMAT_VERSION})"
+        )
+    for key in ("model", "weights"):
+        if not isinstance(record.get(key), dict):
+            raise CheckpointError(file, f"missing or malformed {key!r} section")
+    try:
+        config = resolve_config(OctopusConfig.from_dict(record["model"]))
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(file, f"invalid model config: {e}") from e
+    return config, record
+
+
+def _load_weights(path: Path, record: dict[str, Any]) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = record["weights"]
+    file = path / weights.get("file", WEIGHTS_FILE)
+    if not file.is_file():
+        raise CheckpointError(file, "missing")
+    size = file.stat().st_size
+    if "bytes" in weights and size != weights["bytes"]:
+        what = "truncated" if size < weights["bytes"] else "larger than recorded"
+        raise CheckpointError(file, f"{what}: {size} bytes on disk, config.json records {weights['bytes']}")
+    digest = sha256_file(file)
+    if digest != weights.get("sha256"):
+        raise CheckpointError(
+            file,
+            f"sha256 mismatch (file {digest[:16]}..., config.json {str(weights.get('sha256'))[:16]}...): corrupt or modified",
+        )
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(file, f"unreadable safetensors file ({e})") from e
+
+
+def load_state(model: OctopusModel, state: dict[str, torch.Tensor], file: str | Path) -> None:
+    """Copy ``state`` into ``model``; tied tensors may be absent. Mismatches -> CheckpointError."""
+    expected = model.state_dict()
+    _, aliases = _unique_state_dict(model)
+    missing = [k for k in expected if k not in state and k not in aliases]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing tensor(s) e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s) e.g. {unexpected[:3]}")
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatch(es) e.g. {wrong[:3]} (file vs config)")
+        raise CheckpointError(file, "weights do not match config.json: " + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load and verify a checkpoint directory. The model is returned in eval mode (fp32, CPU)."""
+    path = Path(path)
+    config, record = read_checkpoint_config(path)
+    state = _load_weights(path, record)
+
+    tok_file = path / TOKENIZER_FILE
+    if not tok_file.is_file():
+        raise CheckpointError(tok_file, "missing")
+    try:
+        tokenizer = load_tokenizer(path)
+    except Exception as e:  # tokenizers raises several exception types for a bad file
+        raise CheckpointError(tok_file, f"unreadable tokenizer ({e})") from e
+    problems = check_tokenizer_matches(tokenizer, config)
+    if problems:
+        raise CheckpointError(tok_file, "special tokens do not match config.json: " + "; ".join(problems[:3]))
+
+    model = build_modules(config)
+    load_state(model, state, path / WEIGHTS_FILE)
+    vocab = model.lm.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise CheckpointError(
+            tok_file, f"tokenizer has {len(tokenizer)} tokens but the LM only {vocab} embeddings"
+        )
+
+    metrics: dict[str, Any] = {}
+    metrics_file = path / METRICS_FILE
+    if metrics_file.is_file():
+        try:
+            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(metrics_file, f"not valid JSON ({e})") from e
+    functions = path / FUNCTIONS_FILE
+    return Checkpoint(
+        path=path,
+        config=config,
+        model=model.eval(),
+        tokenizer=tokenizer,
+        functions_path=functions if functions.is_file() else None,
+        metrics=metrics,
+    )

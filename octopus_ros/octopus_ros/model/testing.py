@@ -1,0 +1,102 @@
+"""Tiny random models for tests (of this package and of the nodes): seconds to build on CPU.
+
+tok = tiny_tokenizer(num_functions=13)
+model = tiny_model(tok, num_functions=13)                 # OctopusModel, random weights
+path = make_tiny_checkpoint(tmp_path / "ckpt", functions_yaml)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import OctopusConfig
+from .modeling import OctopusModel, build_model
+from .tokenizer import attach_tokenizer, train_tokenizer
+
+# A small bilingual corpus that covers the prompt template and the call syntax.
+TINY_CORPUS = [
+    "You are the brain of a robot. Look at the camera image and answer the user's request with exactly one function call.",
+    "User: pick up the red cup GPT:",
+    "User: please bring me the blue bottle GPT:",
+    "User: go to the kitchen GPT:",
+    "User: 把红色的杯子拿起来 GPT:",
+    "User: 请把蓝色的瓶子递给我 GPT:",
+    "User: 去厨房 GPT:",
+    "<nexa_0>('red cup')<nexa_end>",
+    "<nexa_1>('kitchen', 0.5)<nexa_end>",
+    "<nexa_2>(3, True)<nexa_end>",
+    "<nexa_12>()<nexa_end>",
+    "grasp(object='red cup')",
+    '{"function": "grasp", "arguments": {"object": "red cup"}}',
+    "red green blue yellow cup bottle box ball left right up down 0 1 2 3 4 5 6 7 8 9 . - True False",
+    "红色 绿色 蓝色 黄色 杯子 瓶子 盒子 球 左 右",
+]
+
+
+def tiny_config(
+    *, connector: str = "mlp", image_size: int = 32, hidden: int = 32, layers: int = 2
+) -> OctopusConfig:
+    """A test-sized config: ViT (image_size px, 8 px patches, width 32), Qwen2 LM (hidden 32)."""
+    return OctopusConfig.from_dict(
+        {
+            "name": f"octopus-test-{connector}",
+            "vision": {
+                "open_clip": {
+                    "embed_dim": 32,
+                    "vision_cfg": {
+                        "image_size": image_size,
+                        "patch_size": 8,
+                        "layers": layers,
+                        "width": 32,
+                        "head_width": 16,
+                    },
+                },
+            },
+            "connector": {"type": connector, "num_latents": 4, "depth": 1, "heads": 2, "dim_head": 16},
+            "lm": {
+                "model_type": "qwen2",
+                "vocab_size": 256,
+                "hidden_size": hidden,
+                "intermediate_size": 2 * hidden,
+                "num_hidden_layers": layers,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 512,
+                "tie_word_embeddings": True,
+            },
+        }
+    )
+
+
+def tiny_tokenizer(*, num_functions: int = 13, vocab_size: int = 400, texts: list[str] | None = None):
+    """A byte-level BPE tokenizer trained on :data:`TINY_CORPUS` (plus ``texts``), specials added."""
+    return train_tokenizer(
+        (texts or []) + TINY_CORPUS * 4, vocab_size, min_frequency=2, num_functions=num_functions
+    )
+
+
+def tiny_model(tokenizer, *, num_functions: int = 13, seed: int = 0, **config_kwargs) -> OctopusModel:
+    """A random tiny OctopusModel matched to ``tokenizer`` (whose specials are added if needed)."""
+    config = attach_tokenizer(tiny_config(**config_kwargs), tokenizer, num_functions)
+    torch.manual_seed(seed)
+    return build_model(config)
+
+
+def make_tiny_checkpoint(
+    path: str | Path,
+    functions: str | Path | None = None,
+    *,
+    num_functions: int = 13,
+    seed: int = 0,
+    **config_kwargs,
+) -> Path:
+    """Write a random tiny checkpoint directory (for node and integration tests)."""
+    from .checkpoint import save_checkpoint
+
+    tokenizer = tiny_tokenizer(num_functions=num_functions)
+    model = tiny_model(tokenizer, num_functions=num_functions, seed=seed, **config_kwargs)
+    return save_checkpoint(
+        path, model, tokenizer, functions=functions, metrics={"note": "random tiny test model"}
+    )

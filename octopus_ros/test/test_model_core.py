@@ -1,0 +1,171 @@
+"""Model core: configs, tokenizer, prompt, OctopusModel forward, freezing (tiny random models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from octopus_ros.model import (
+    ConfigError,
+    OctopusConfig,
+    PromptFormat,
+    build_model,
+    collate,
+    get_model_config,
+    list_models,
+    load_tokenizer,
+    resolve_config,
+)
+from octopus_ros.model.testing import tiny_config, tiny_model, tiny_tokenizer
+from octopus_ros.model.tokenizer import IMAGE_TOKEN, NEXA_END_TOKEN, nexa_token, special_token_ids
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer(num_functions=13)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_model(tok)
+
+
+def test_named_configs_resolve():
+    assert {"octopus-tiny", "octopus-tiny-perceiver", "octopus-0.5b-shape"} <= set(list_models())
+    tiny = resolve_config(get_model_config("octopus-tiny"))
+    assert tiny.num_image_tokens == 64 and tiny.vision.image_size == 64
+    big = resolve_config(get_model_config("octopus-0.5b-shape"))
+    assert big.num_image_tokens == 49 and big.lm["hidden_size"] == 896
+    perceiver = resolve_config(get_model_config("octopus-tiny-perceiver"))
+    assert perceiver.num_image_tokens == 16
+    with pytest.raises(ConfigError, match="unknown model config"):
+        get_model_config("no-such-model")
+
+
+def test_config_json_round_trip_and_errors(tmp_path):
+    cfg = tiny_config(connector="perceiver")
+    path = tmp_path / "c.json"
+    cfg.to_json(path)
+    assert OctopusConfig.from_json(path) == cfg
+    with pytest.raises(ConfigError, match="unknown OctopusConfig field"):
+        OctopusConfig.from_dict({"bogus": 1})
+    with pytest.raises(ConfigError, match="model_type"):
+        resolve_config(cfg.replace(lm={"model_type": "gpt2"}))
+    with pytest.raises(ConfigError, match="num_image_tokens is 7"):
+        resolve_config(cfg.replace(num_image_tokens=7))
+    assert OctopusConfig.from_dict({"lm": "/some/hf_dir"}).lm_path == "/some/hf_dir"
+
+
+def test_tokenizer_specials_chinese_and_punctuation(tok, tmp_path):
+    ids = special_token_ids(tok, 13)
+    assert len(set(ids.nexa)) == 13 and ids.image not in ids.nexa
+    call = "<nexa_3>('红色的杯子', 2)<nexa_end>"
+    enc = tok.encode(call, add_special_tokens=False)
+    assert enc[0] == ids.nexa[3] and enc[-1] == ids.nexa_end
+    assert tok.decode(enc) == call
+    pieces = tok.convert_ids_to_tokens(enc)
+    for p in "(),'":  # call punctuation is always its own token
+        assert p in pieces
+    # forced text tokenizes the same on its own as inside a call
+    assert tok.encode("')", add_special_tokens=False) == tok.encode(
+        "'", add_special_tokens=False
+    ) + tok.encode(")", add_special_tokens=False)
+    tok.save_pretrained(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert again.encode(call, add_special_tokens=False) == enc
+    assert special_token_ids(again, 13) == ids
+    for t in (IMAGE_TOKEN, NEXA_END_TOKEN, nexa_token(12)):
+        assert t in again.all_special_tokens
+
+
+def test_prompt_and_training_example(tok, model):
+    fmt = PromptFormat(tokenizer=tok, config=model.config)
+    prompt = fmt.build_prompt("pick up the red cup")
+    assert prompt.count(IMAGE_TOKEN) == model.config.num_image_tokens
+    assert prompt.startswith(model.config.system_prompt) and prompt.endswith("GPT:")
+    ex = fmt.build_training_example("pick up the red cup", "<nexa_0>('red cup')<nexa_end>")
+    n_prompt = len(fmt.encode_prompt("pick up the red cup"))
+    assert ex.labels[:n_prompt] == [-100] * n_prompt
+    assert ex.labels[n_prompt:] == ex.input_ids[n_prompt:]
+    assert (
+        ex.input_ids[n_prompt] == model.config.nexa_token_ids[0]
+        and ex.input_ids[-1] == model.config.nexa_end_id
+    )
+    plain = fmt.build_training_example("去厨房", "go_to(place='kitchen')")
+    assert plain.input_ids[-1] == model.config.eos_token_id
+    assert fmt.encode_prompt("anything")[: len(fmt.system_prefix_ids())] == fmt.system_prefix_ids()
+
+
+@pytest.mark.parametrize("connector", ["mlp", "perceiver"])
+def test_forward_shapes_loss_and_backward(tok, connector):
+    m = tiny_model(tok, connector=connector)
+    K, D = m.config.num_image_tokens, m.config.lm["hidden_size"]
+    px = torch.randn(2, 3, 32, 32)
+    assert m.encode_image(px).shape == (2, K, D)
+    pooled = m.clip_embedding(px)
+    assert pooled.shape == (2, 32) and torch.allclose(pooled.norm(dim=-1), torch.ones(2))
+    fmt = PromptFormat(tokenizer=tok, config=m.config)
+    batch = collate(
+        [
+            fmt.build_training_example("pick up the red cup", "<nexa_0>('red cup')<nexa_end>"),
+            fmt.build_training_example("去厨房", "<nexa_1>('kitchen', 0.5)<nexa_end>"),
+        ],
+        pad_token_id=m.config.pad_token_id,
+    )
+    m.train()
+    out = m(**batch, pixel_values=px)
+    assert out.logits.shape[:2] == batch["input_ids"].shape and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert (
+        m.vision.visual.conv1.weight.grad is not None and m.connector.parameters().__next__().grad is not None
+    )
+
+
+def test_image_token_mismatch_names_both_counts(tok, model):
+    fmt = PromptFormat(tokenizer=tok, config=model.config)
+    ids = torch.tensor([fmt.encode_prompt("hi")])
+    K = model.config.num_image_tokens
+    with pytest.raises(ValueError, match=rf"{K} <image> token\(s\) but {2 * K} image embedding"):
+        model(ids, image_embeds=torch.zeros(2, K, 32))
+    with pytest.raises(ValueError, match=rf"{K} <image> token\(s\) but 0 image embedding"):
+        model(ids)
+
+
+def test_freeze_unfreeze_parts(tok):
+    m = tiny_model(tok)
+    m.freeze("vision", "lm")
+    m.unfreeze("embeddings")
+    assert not any(p.requires_grad for p in m.vision.parameters())
+    assert all(p.requires_grad for p in m.connector.parameters())
+    assert m.lm.get_input_embeddings().weight.requires_grad
+    assert not m.lm.model.layers[0].mlp.up_proj.weight.requires_grad
+    assert m.num_parameters(trainable_only=True) == m.num_parameters("connector") + m.num_parameters(
+        "embeddings"
+    )
+    with pytest.raises(ValueError, match="unknown model part"):
+        m.freeze("wheels")
+
+
+def test_resize_token_embeddings_keeps_ids_on_lm_config(tok):
+    m = tiny_model(tok)
+    n = m.lm.get_input_embeddings().num_embeddings
+    m.resize_token_embeddings(n + 8)
+    assert m.lm.get_input_embeddings().num_embeddings == n + 8 == m.config.lm["vocab_size"]
+    assert m.lm.config.eos_token_id == m.config.eos_token_id == m.lm.generation_config.eos_token_id
+
+
+def test_build_from_hf_dir_and_open_clip_checkpoint(tok, model, tmp_path):
+    from safetensors.torch import save_file
+
+    model.lm.save_pretrained(tmp_path / "lm")
+    save_file(
+        {f"visual.{k}": v.contiguous() for k, v in model.vision.visual.state_dict().items()},
+        tmp_path / "oc.safetensors",
+    )
+    cfg = model.config.replace(
+        lm=str(tmp_path / "lm"), vision={"checkpoint": str(tmp_path / "oc.safetensors")}
+    )
+    other = build_model(cfg)
+    for a, b in ((model.lm, other.lm), (model.vision, other.vision)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
