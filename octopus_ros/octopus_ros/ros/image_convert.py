@@ -1,0 +1,436 @@
+"""sensor_msgs/Image and CompressedImage <-> RGB numpy arrays, without cv_bridge.
+
+Robots have ``cv_bridge``; development machines with the PyPI ROS 2 wheels do not.
+This module is the conversion the node uses where cv_bridge is missing, and the
+checks it applies everywhere. It needs numpy and cv2 only: the ROS message classes
+are imported lazily by the functions that build messages, and messages read by
+:func:`image_msg_to_rgb` / :func:`compressed_msg_to_rgb` only need the usual fields
+(``height``, ``width``, ``encoding``, ``is_bigendian``, ``step``, ``data``; ``format``
+and ``data`` for compressed images), so any object shaped like a message works.
+
+Every returned array is a fresh, C-contiguous ``(H, W, 3)`` ``uint8`` RGB array that
+owns its memory (it never aliases the message buffer).
+
+Encodings read (``sensor_msgs/image_encodings``):
+
+==============  ===============================================================
+rgb8, bgr8      3 x 8 bit; ``8UC3`` is read as bgr8 (OpenCV's channel order)
+rgba8, bgra8    4 x 8 bit, alpha dropped; ``8UC4`` is read as bgra8
+mono8, 8UC1     gray, replicated to three channels
+mono16, 16UC1   16-bit gray, scaled to 8 bit by 255/65535 with rounding (the
+                scaling cv_bridge applies between 16- and 8-bit images), honouring
+                ``is_bigendian``
+==============  ===============================================================
+
+Errors are :class:`ImageConversionError` (a ``ValueError``) naming the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SIDE = 8192
+"""Images with a width or height above this many pixels are refused (configurable per call)."""
+
+
+class ImageConversionError(ValueError):
+    """An image message that cannot be converted; the message says exactly why."""
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """How one encoding lays out a pixel: channel count, bytes per channel, channel order."""
+
+    channels: int
+    bytes_per_channel: int
+    order: str  # "rgb", "bgr", "rgba", "bgra" or "gray"
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.channels * self.bytes_per_channel
+
+
+_LAYOUTS: dict[str, PixelLayout] = {
+    "rgb8": PixelLayout(3, 1, "rgb"),
+    "bgr8": PixelLayout(3, 1, "bgr"),
+    "8UC3": PixelLayout(3, 1, "bgr"),
+    "rgba8": PixelLayout(4, 1, "rgba"),
+    "bgra8": PixelLayout(4, 1, "bgra"),
+    "8UC4": PixelLayout(4, 1, "bgra"),
+    "mono8": PixelLayout(1, 1, "gray"),
+    "8UC1": PixelLayout(1, 1, "gray"),
+    "mono16": PixelLayout(1, 2, "gray"),
+    "16UC1": PixelLayout(1, 2, "gray"),
+}
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
+"""Encodings :func:`image_msg_to_rgb` reads and :func:`rgb_to_image_msg` writes."""
+
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- helpers
+def _as_bytes_view(data: Any) -> np.ndarray:
+    """The message's data as a 1-D uint8 array (a view when the buffer allows it)."""
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError, BufferError):
+        # A plain list of ints, e.g. from a hand-built message.
+        try:
+            return np.asarray(data, dtype=np.uint8).reshape(-1)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ImageConversionError(f"image data is not a byte buffer ({type(data).__name__})") from e
+
+
+def _check_side(width: int, height: int, max_side: int) -> None:
+    if width > max_side or height > max_side:
+        raise ImageConversionError(f"image of {width}x{height} px exceeds the maximum side of {max_side} px")
+
+
+def _gray16_to_8(gray16: np.ndarray) -> np.ndarray:
+    """16-bit gray to 8 bit: round(v * 255 / 65535), computed exactly in integers."""
+    return ((gray16.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _to_rgb(pixels: np.ndarray, order: str) -> np.ndarray:
+    """Fresh (H, W, 3) RGB array from (H, W, C) pixels in ``order`` (gray: (H, W))."""
+    height, width = pixels.shape[:2]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    if order == "rgb" or order == "rgba":
+        out[...] = pixels[..., :3]
+    elif order == "bgr" or order == "bgra":
+        out[..., 0] = pixels[..., 2]
+        out[..., 1] = pixels[..., 1]
+        out[..., 2] = pixels[..., 0]
+    else:  # gray
+        out[...] = pixels[..., None]
+    return out
+
+
+# --------------------------------------------------------------------------- raw images
+def check_image_msg(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> PixelLayout:
+    """Validate an Image message's header fields against its data; return its layout.
+
+    Raises :class:`ImageConversionError` for an unknown encoding, a zero width or
+    height, a side above ``max_side``, empty data, ``step`` smaller than one row of
+    pixels, or data whose length is not ``step * height``.
+    """
+    encoding = str(msg.encoding)
+    layout = _LAYOUTS.get(encoding)
+    if layout is None:
+        raise ImageConversionError(
+            f"unsupported image encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})"
+        )
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    if width <= 0 or height <= 0:
+        raise ImageConversionError(f"image has zero size: width {width}, height {height}")
+    _check_side(width, height, max_side)
+    size = len(msg.data)
+    if size == 0:
+        raise ImageConversionError(f"image data is empty ({width}x{height} {encoding})")
+    row = width * layout.bytes_per_pixel
+    if step < row:
+        raise ImageConversionError(
+            f"step {step} is smaller than one row of {width} px x {layout.bytes_per_pixel} bytes = {row} bytes "
+            f"({encoding})"
+        )
+    if size != step * height:
+        raise ImageConversionError(
+            f"image data has {size} bytes but step x height = {step} x {height} = {step * height} bytes"
+        )
+    return layout
+
+
+def image_msg_to_rgb(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+    """Convert a ``sensor_msgs/Image`` to a fresh ``(H, W, 3)`` uint8 RGB array.
+
+    Row padding (``step`` larger than ``width * bytes_per_pixel``) is skipped, and
+    16-bit data is read in the byte order ``is_bigendian`` gives. See the module
+    docstring for the encodings; errors raise :class:`ImageConversionError`.
+    """
+    layout = check_image_msg(msg, max_side=max_side)
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    raw = _as_bytes_view(msg.data).reshape(height, step)[:, : width * layout.bytes_per_pixel]
+    if layout.bytes_per_channel == 1:
+        pixels = raw.reshape(height, width, layout.channels) if layout.channels > 1 else raw
+        return _to_rgb(pixels, layout.order)
+    dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
+    # A row slice of a padded buffer is not contiguous; copy the pixel bytes, then view as 16 bit.
+    gray16 = np.ascontiguousarray(raw).view(dtype).reshape(height, width)
+    return _to_rgb(_gray16_to_8(gray16), "gray")
+
+
+def rgb_to_image_msg(rgb: np.ndarray, *, encoding: str = "rgb8", header: Any = None) -> Any:
+    """Build a ``sensor_msgs/Image`` from an ``(H, W, 3)`` uint8 RGB array.
+
+    ``encoding`` is any of :data:`SUPPORTED_ENCODINGS`: colour encodings keep the
+    pixels (alpha is 255), gray ones store BT.601 luma (``cv2.COLOR_RGB2GRAY``), mono16
+    and 16UC1 as ``luma * 257`` little-endian. Rows are not padded (``step`` is the
+    row size). ``header`` (a ``std_msgs/Header``) is copied into the message.
+    """
+    from sensor_msgs.msg import Image
+
+    rgb = _check_rgb(rgb)
+    layout = _LAYOUTS.get(encoding)
+    if layout is None:
+        raise ImageConversionError(
+            f"cannot encode as '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})"
+        )
+    height, width = rgb.shape[:2]
+    if layout.order == "rgb":
+        pixels = rgb
+    elif layout.order == "bgr":
+        pixels = rgb[..., ::-1]
+    elif layout.order in ("rgba", "bgra"):
+        pixels = np.empty((height, width, 4), dtype=np.uint8)
+        pixels[..., :3] = rgb if layout.order == "rgba" else rgb[..., ::-1]
+        pixels[..., 3] = 255
+    else:
+        gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+        pixels = (
+            gray if layout.bytes_per_channel == 1 else (gray.astype(np.uint16) * np.uint16(257)).astype("<u2")
+        )
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = height, width
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = width * layout.bytes_per_pixel
+    msg.data = np.ascontiguousarray(pixels).tobytes()
+    return msg
+
+
+def _check_rgb(rgb: Any) -> np.ndarray:
+    array = np.asarray(rgb)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ImageConversionError(
+            f"expected an (H, W, 3) uint8 RGB array, got shape {array.shape} dtype {array.dtype}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageConversionError(f"expected a non-empty image, got shape {array.shape}")
+    return array
+
+
+# --------------------------------------------------------------------------- compressed images
+def _peek_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or baseline/progressive JPEG header, None if not found."""
+    if data.startswith(_PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    if data.startswith(_JPEG_SOI):
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+                pos += 2
+                continue
+            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+            # Start-of-frame markers C0..CF, except DHT (C4), JPG (C8) and DAC (CC).
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                if pos + 9 > len(data):
+                    return None
+                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                return width, height
+            pos += 2 + length
+    return None
+
+
+def _jpeg_has_end(buf: np.ndarray) -> bool:
+    """Whether a JPEG ends with its end-of-image marker (trailing zero padding allowed,
+    as some UVC cameras pad MJPEG frames)."""
+    nonzero = np.flatnonzero(buf[-65536:])
+    if nonzero.size == 0:
+        return False
+    end = int(nonzero[-1]) + 1
+    tail = buf[-65536:][max(0, end - 64) : end].tobytes()
+    return _JPEG_EOI in tail
+
+
+def compressed_msg_to_rgb(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) to ``(H, W, 3)`` uint8 RGB.
+
+    ``format`` may be a bare codec (``"jpeg"``, ``"png"``) or image_transport's
+    ``"<encoding>; <codec> compressed <encoding>"``; the codec is recognised from the
+    data itself, as image_transport's decoder does. Decoded pixels are in OpenCV's
+    BGR(A) order; 16-bit PNGs are scaled as mono16. ``compressedDepth`` (a depth-image
+    header before the PNG) is refused. Empty, truncated or corrupt data, and images
+    whose header declares a side above ``max_side``, raise :class:`ImageConversionError`.
+    Corruption inside JPEG entropy-coded data that the decoder tolerates cannot be
+    detected and decodes to wrong pixels, as with any JPEG decoder.
+    """
+    fmt = str(getattr(msg, "format", "") or "")
+    if "compresseddepth" in fmt.lower().replace(" ", ""):
+        raise ImageConversionError(f"compressed format '{fmt}' (compressedDepth) is not supported")
+    buf = _as_bytes_view(msg.data)
+    if buf.size == 0:
+        raise ImageConversionError(f"compressed image data is empty (format '{fmt}')")
+    head = buf[:65536].tobytes()
+    size = _peek_size(head)
+    if size is not None:
+        if size[0] == 0 or size[1] == 0:
+            raise ImageConversionError(f"compressed image header declares zero size {size[0]}x{size[1]}")
+        _check_side(*size, max_side)
+    if head.startswith(_JPEG_SOI) and not _jpeg_has_end(buf):
+        # OpenCV 4 decodes a truncated JPEG with a warning and grey rows; refuse it here.
+        raise ImageConversionError(
+            f"JPEG data of {buf.size} bytes has no end-of-image marker (truncated?) (format '{fmt}')"
+        )
+    try:
+        decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise ImageConversionError(f"cannot decode {buf.size} bytes (format '{fmt}'): {e}") from e
+    if decoded is None or decoded.size == 0:
+        raise ImageConversionError(
+            f"cannot decode {buf.size} bytes (format '{fmt}'): corrupt, truncated or unknown codec"
+        )
+    height, width = decoded.shape[:2]
+    _check_side(width, height, max_side)
+    if decoded.dtype == np.uint16:
+        decoded = _gray16_to_8(decoded)
+    elif decoded.dtype != np.uint8:
+        raise ImageConversionError(
+            f"decoded image has unsupported pixel type {decoded.dtype} (format '{fmt}')"
+        )
+    if decoded.ndim == 2 or decoded.shape[2] == 1:
+        return _to_rgb(decoded.reshape(height, width), "gray")
+    if decoded.shape[2] == 3:
+        return _to_rgb(decoded, "bgr")
+    if decoded.shape[2] == 4:
+        return _to_rgb(decoded, "bgra")
+    raise ImageConversionError(f"decoded image has {decoded.shape[2]} channels (format '{fmt}')")
+
+
+def rgb_to_compressed_msg(
+    rgb: np.ndarray, *, fmt: str = "jpeg", quality: int = 90, header: Any = None
+) -> Any:
+    """Encode an ``(H, W, 3)`` uint8 RGB array as a ``sensor_msgs/CompressedImage``.
+
+    ``fmt`` is ``"jpeg"`` (``quality`` 1..100) or ``"png"`` (lossless; ``quality`` is
+    ignored). The message's ``format`` is image_transport's ``"rgb8; jpeg compressed
+    bgr8"`` form. ``header`` (a ``std_msgs/Header``) is copied into the message.
+    """
+    from sensor_msgs.msg import CompressedImage
+
+    rgb = _check_rgb(rgb)
+    codec = fmt.lower()
+    if codec in ("jpeg", "jpg"):
+        if not 1 <= int(quality) <= 100:
+            raise ImageConversionError(f"JPEG quality must be in 1..100, got {quality}")
+        ext, params, codec = ".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)], "jpeg"
+    elif codec == "png":
+        ext, params = ".png", []
+    else:
+        raise ImageConversionError(f"cannot compress as '{fmt}' (supported: jpeg, png)")
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    ok, encoded = cv2.imencode(ext, bgr, params)
+    if not ok:
+        raise ImageConversionError(
+            f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} image as {codec}"
+        )
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = f"rgb8; {codec} compressed bgr8"
+    msg.data = encoded.tobytes()
+    return msg
+
+
+# --------------------------------------------------------------------------- cv_bridge adapter
+@cache
+def _working_cv_bridge() -> Any:
+    """cv_bridge's CvBridge class if it imports and converts a probe image, else None.
+
+    The probe matters: the PyPI ``cv-bridge`` is an old ROS 1 copy that imports but
+    fails on numpy 2 (``ndarray.tostring``).
+    """
+    try:
+        from cv_bridge import CvBridge
+    except ImportError:
+        return None
+    try:
+        bridge = CvBridge()
+        probe = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+        back = bridge.imgmsg_to_cv2(bridge.cv2_to_imgmsg(probe, encoding="rgb8"), desired_encoding="rgb8")
+        if not np.array_equal(np.asarray(back), probe):
+            raise ValueError("probe image changed in a round trip")
+    except Exception as e:  # any failure means: do not use it
+        log.warning(
+            "cv_bridge imports but does not work (%s: %s); using the built-in conversion", type(e).__name__, e
+        )
+        return None
+    return CvBridge
+
+
+def conversion_backend() -> str:
+    """``"cv_bridge"`` when a working cv_bridge is importable (robots), else ``"builtin"``."""
+    return "cv_bridge" if _working_cv_bridge() is not None else "builtin"
+
+
+class CvBridgeAdapter:
+    """Image messages to RGB arrays through cv_bridge when it works, else this module.
+
+    Both backends first apply :func:`check_image_msg`, so malformed messages fail the
+    same way (:class:`ImageConversionError`) whichever backend runs. Compressed images
+    always use :func:`compressed_msg_to_rgb`: cv_bridge's compressed path is the same
+    ``cv2.imdecode`` without the truncation and size checks.
+
+    Args:
+        backend: ``"auto"`` (cv_bridge if it works), ``"cv_bridge"`` (required; raises
+            ``ImportError`` if unusable) or ``"builtin"``.
+        max_side: largest accepted width or height in pixels.
+    """
+
+    def __init__(self, *, backend: str = "auto", max_side: int = DEFAULT_MAX_SIDE) -> None:
+        if backend not in ("auto", "cv_bridge", "builtin"):
+            raise ValueError(f"backend must be 'auto', 'cv_bridge' or 'builtin', got {backend!r}")
+        if int(max_side) < 1:
+            raise ValueError(f"max_side must be positive, got {max_side}")
+        self.max_side = int(max_side)
+        bridge_cls = None if backend == "builtin" else _working_cv_bridge()
+        if backend == "cv_bridge" and bridge_cls is None:
+            raise ImportError(
+                "backend 'cv_bridge' requested but cv_bridge is not importable or does not work"
+            )
+        self._bridge = bridge_cls() if bridge_cls is not None else None
+        self.backend = "cv_bridge" if self._bridge is not None else "builtin"
+
+    def image_to_rgb(self, msg: Any) -> np.ndarray:
+        """``sensor_msgs/Image`` to a fresh ``(H, W, 3)`` uint8 RGB array."""
+        if self._bridge is None:
+            return image_msg_to_rgb(msg, max_side=self.max_side)
+        check_image_msg(msg, max_side=self.max_side)
+        try:
+            rgb = self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
+        except Exception as e:  # cv_bridge raises CvBridgeError, TypeError, cv2.error ...
+            raise ImageConversionError(f"cv_bridge could not convert {msg.encoding} to rgb8: {e}") from e
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ImageConversionError(f"cv_bridge returned shape {rgb.shape} dtype {rgb.dtype}, not RGB8")
+        return np.array(rgb, dtype=np.uint8, order="C", copy=True)
+
+    def compressed_to_rgb(self, msg: Any) -> np.ndarray:
+        """``sensor_msgs/CompressedImage`` to a fresh ``(H, W, 3)`` uint8 RGB array."""
+        return compressed_msg_to_rgb(msg, max_side=self.max_side)
+
+    def to_rgb(self, msg: Any) -> np.ndarray:
+        """Either message type: CompressedImage (has ``format``) or Image."""
+        if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+            return self.compressed_to_rgb(msg)
+        return self.image_to_rgb(msg)
