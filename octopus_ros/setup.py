@@ -39,6 +39,12 @@ setup(
     license="Apache-2.0",
     extras_require={"test": ["pytest"]},
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "octopus_node = octopus_ros.ros.octopus_node:main",
+            "sim_camera = octopus_ros.ros.sim_camera:main",
+            "demo_actuator = octopus_ros.ros.demo_actuator:main",
+            "speech_script = octopus_ros.ros.speech_script:main",
+            "octopus_demo = octopus_ros.demo.run_demo:main",
+        ],
     },
 )

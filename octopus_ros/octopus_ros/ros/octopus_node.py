@@ -36,6 +36,7 @@ from std_msgs.msg import Bool, String
 
 from octopus_ros.paths import config_path, default_model_dir
 from octopus_ros.ros import params as P
+from octopus_ros.ros.image_convert import CvBridgeAdapter
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
 
@@ -136,7 +137,7 @@ class OctopusNode(LifecycleNode):
         self._ask = self.create_service(Ask, "~/ask", self._on_ask, callback_group=self._service_group)
         log.info(
             f"configured: model {self._model_desc}, device {params.device}, precision {params.precision}, "
-            f"allowlist {list(params.allowed_functions) or 'all enabled'}"
+            f"allowlist {list(params.allowed_functions) or 'all enabled'}, image conversion {self._bridge.backend}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -157,6 +158,7 @@ class OctopusNode(LifecycleNode):
         if unknown:
             raise P.ParameterValueError(f"allowed_functions names unknown functions {unknown}")
         self._routing = self._load_routing(params)
+        self._bridge = CvBridgeAdapter(max_side=params.max_image_side)
         registry = self._registry
 
         def validate(call: Any) -> Any:
@@ -347,16 +349,11 @@ class OctopusNode(LifecycleNode):
         )
 
     def _on_image(self, msg: Image) -> None:
-        from octopus_ros.ros.image_convert import image_msg_to_rgb
-
-        max_side = self._params.max_image_side
-        self._engine.on_frame(self._frame(msg, lambda: image_msg_to_rgb(msg, max_side=max_side)))
+        # Only metadata now; the pixels are converted if and when this frame is used.
+        self._engine.on_frame(self._frame(msg, lambda: self._bridge.image_to_rgb(msg)))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        from octopus_ros.ros.image_convert import compressed_msg_to_rgb
-
-        max_side = self._params.max_image_side
-        self._engine.on_frame(self._frame(msg, lambda: compressed_msg_to_rgb(msg, max_side=max_side)))
+        self._engine.on_frame(self._frame(msg, lambda: self._bridge.compressed_to_rgb(msg)))
 
     def _on_speech(self, msg: String) -> None:
         request = Request(id=self._new_id("utt"), text=msg.data, source=Source.UTTERANCE, arrived=self._now())
@@ -424,11 +421,8 @@ class OctopusNode(LifecycleNode):
         return response
 
     def _service_frame(self, msg: Any, kind: str) -> Frame:
-        from octopus_ros.ros import image_convert as ic
-
-        max_side = self._params.max_image_side
-        convert = ic.image_msg_to_rgb if kind == "image" else ic.compressed_msg_to_rgb
-        frame = self._frame(msg, lambda: convert(msg, max_side=max_side))
+        convert = self._bridge.image_to_rgb if kind == "image" else self._bridge.compressed_to_rgb
+        frame = self._frame(msg, lambda: convert(msg))
         # A caller-provided image is used whatever its age: give it the request's time.
         return Frame(frame.seq, 0.0, frame.received, frame.frame_id, frame.decode)
 

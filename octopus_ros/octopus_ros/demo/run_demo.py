@@ -1,0 +1,154 @@
+"""`make demo`: the full loop as separate processes talking over DDS on this machine.
+
+Starts the simulated camera, octopus_node (bundled model, autostart), the demo
+actuator and the scripted speech publisher; streams their logs with a prefix; when the
+speech script has played the scenario, stops the others and prints the summary
+(accuracy against the scenario's expected calls, p50/p95 latency). Exit status 0 when
+every utterance got its outcome.
+
+This runner plays the role of ``ros2 launch octopus_ros demo.launch.py`` on a machine
+without the launch system (see launch/demo.launch.py for the robot version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from octopus_ros.paths import config_path, default_model_dir
+
+NODES = {
+    "camera": "octopus_ros.ros.sim_camera",
+    "octopus": "octopus_ros.ros.octopus_node",
+    "actuator": "octopus_ros.ros.demo_actuator",
+    "speech": "octopus_ros.ros.speech_script",
+}
+
+
+def _stream(name: str, proc: subprocess.Popen, lines: list[str]) -> None:
+    for line in proc.stdout:
+        line = line.rstrip()
+        lines.append(line)
+        print(f"[{name:8s}] {line}", flush=True)
+
+
+def check_environment() -> None:
+    """Refuse to run with discovery that could leave the machine."""
+    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
+        raise SystemExit(
+            "ROS_AUTOMATIC_DISCOVERY_RANGE must be LOCALHOST (run via `make demo` or source scripts/env.sh)"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    check_environment()
+    report = Path(args.report or tempfile.mkstemp(prefix="octopus_demo_", suffix=".json")[1])
+    model = args.model or str(default_model_dir())
+    ros = ["--ros-args", "--log-level", args.log_level]
+    commands = {
+        "camera": [*ros, "-p", f"scenario_file:={args.scenario}", "-p", f"rate:={args.camera_rate}"],
+        "octopus": [
+            *ros,
+            "--params-file",
+            str(config_path("octopus.yaml")),
+            "-p",
+            "autostart:=true",
+            "-p",
+            f"model_path:={model}",
+            "-p",
+            f"precision:={args.precision}",
+        ],
+        "actuator": ros,
+        "speech": [*ros, "-p", f"scenario_file:={args.scenario}", "-p", f"report_file:={report}"],
+    }
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: dict[str, subprocess.Popen] = {}
+    threads = []
+    logs: dict[str, list[str]] = {}
+    t_start = time.monotonic()
+    print(
+        f"[demo    ] ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, discovery LOCALHOST, model {model}",
+        flush=True,
+    )
+    try:
+        for name, module in NODES.items():
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", module, *commands[name]],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            logs[name] = []
+            thread = threading.Thread(target=_stream, args=(name, procs[name], logs[name]), daemon=True)
+            thread.start()
+            threads.append(thread)
+        code = procs["speech"].wait(timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        print(f"[demo    ] timed out after {args.timeout} s", flush=True)
+        code = 1
+    finally:
+        for name, proc in procs.items():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for thread in threads:
+            thread.join(timeout=2)
+    if code != 0 or not report.exists() or report.stat().st_size == 0:
+        print("[demo    ] the speech script did not complete; see the logs above", flush=True)
+        return 1
+    data = json.loads(report.read_text(encoding="utf-8"))
+    print_summary(data, wall_s=time.monotonic() - t_start)
+    print(f"[demo    ] report: {report}")
+    return 0
+
+
+def print_summary(data: dict, *, wall_s: float) -> None:
+    s = data["summary"]
+    print()
+    print("utterance".ljust(48), "result".ljust(46), "round trip")
+    for r in data["steps"]:
+        mark = " " if r["correct"] else "x"
+        print(f"{mark} {r['utterance'][:46]:46s} {r['got'][:46]:46s} {r['round_trip_ms']:7.1f} ms")
+    print()
+    print(
+        f"accuracy        {s['correct']}/{s['steps']} = {s['accuracy']:.1%} against the scenario's expectations"
+    )
+    print("latency (ms)       p50      p95")
+    for key, label in [
+        ("round_trip_ms", "round trip"),
+        ("node_latency_ms", "node"),
+        ("model_ms", "model"),
+        ("node_overhead_ms", "node - model"),
+        ("transport_ms", "DDS + callbacks"),
+    ]:
+        print(f"  {label:16s} {s[key]['p50']:7.1f}  {s[key]['p95']:7.1f}")
+    print(f"demo wall time  {wall_s:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default=str(config_path("demo_scenario.yaml")))
+    parser.add_argument("--model", default="", help="checkpoint directory (default: the bundled model)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    parser.add_argument("--camera-rate", type=float, default=15.0)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--report", default="", help="write the JSON report here")
+    parser.add_argument("--log-level", default="info")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
