@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[demo    ] timed out after {args.timeout} s", flush=True)
         code = 1
     finally:
-        for name, proc in procs.items():
+        for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
         for proc in procs.values():
