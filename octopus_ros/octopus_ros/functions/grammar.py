@@ -1,0 +1,348 @@
+"""Character-level grammar of canonical call text, for grammar-constrained decoding.
+
+The decoder asks :meth:`CallGrammar.advance` whether a token's text may come next and caches its
+answers per :class:`GrammarState`, so states are small hashable tuples, and states that behave
+the same compare equal (e.g. inside a free string only the length so far is kept).
+
+Accepted language (a subset of what :func:`~octopus_ros.functions.parser.parse_call` accepts)::
+
+    call   := FN "(" [arg (", " arg)*] ")" END
+    FN     := "<nexa_i>" for an allowed function i     (consumed whole, never split)
+    END    := "<nexa_end>"                             (consumed whole, never split)
+    string := "'" (char | "\\\\" | "\\'"){1,max_length} "'"   char: not ' \\ < > or a control
+    enum   := "'" one of the declared values "'"
+    int    := "-"? ("0" | [1-9][0-9]*)                  no "-0"; within [min, max]
+    float  := "-"? ("0" | [1-9][0-9]*) "." [0-9]{1,3}  within [min, max]
+    bool   := "True" | "False"
+
+Number prefixes that can no longer reach [min, max] are rejected as soon as they are typed.
+Functional tokens must arrive whole inside one ``advance`` text (a tokenizer's special token), so
+a model cannot spell ``<nexa_3>`` out of ordinary pieces; everything else may be split anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from .calls import NEXA_END
+from .registry import FunctionRegistry
+
+log = logging.getLogger(__name__)
+
+
+class GrammarState(NamedTuple):
+    """Where the grammar is: ``phase`` (see below), function token, argument index, sub-state, counter.
+
+    The meaning of ``sub``/``n`` depends on the argument kind: string (sub 0 before the quote,
+    1 inside with ``n`` characters so far, 2 after a backslash), enum/bool (``sub`` = trie node),
+    number (``sub`` = lexer state | 8 when negative, ``n`` = magnitude digits so far).
+    """
+
+    phase: int
+    fn: int = -1
+    arg: int = 0
+    sub: int = 0
+    n: int = 0
+
+
+# phases
+_START, _OPEN, _ARG, _SEP, _END, _DONE = range(6)
+# argument kinds
+_K_STR, _K_TRIE, _K_NUM = range(3)
+# string sub-states
+_S_OPEN, _S_IN, _S_ESC = range(3)
+# number lexer states (| _NEG for a negative number): _N_DOT + d = after "." with d decimals
+_N_START, _N_MINUS, _N_INT, _N_ZERO, _N_DOT = range(5)
+_NEG = 8
+_NUMBER_PROBES = "-0123456789.,)"
+# Everything that stops a run of plain string characters.
+_STRING_STOP = re.compile(r"['\\<>\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TOKEN_RE = re.compile(r"<nexa_([0-9]+)>")
+
+_START_STATE = GrammarState(_START)
+_DONE_STATE = GrammarState(_DONE)
+
+
+def _overlaps(a: int, b: int, neg: int, lo: int, hi: int) -> bool:
+    """Whether magnitudes [a, b] (negated when ``neg``) meet [lo, hi]."""
+    if neg:
+        a, b = -b, -a
+    return a <= hi and lo <= b
+
+
+def _milli_bound(bound: float, *, lower: bool) -> int:
+    """Integer thousandths n such that ``n/1000 >= bound`` (lower) or ``<= bound`` (upper), tightest.
+
+    Uses the same float comparison as the parser (``float(text)`` vs the float bound), so the
+    grammar and :func:`~octopus_ros.functions.calls.check_value` agree at the edges.
+    """
+    n = int(bound * 1000)
+    if lower:
+        n -= 2
+        while n / 1000 < bound:
+            n += 1
+    else:
+        n += 2
+        while n / 1000 > bound:
+            n -= 1
+    return n
+
+
+class CallGrammar:
+    """Grammar of canonical calls to the allowed functions of ``registry``.
+
+    ``allowlist``: function names; None or empty = every enabled function. Disabled functions are
+    never allowed; the registry's decline function always is (see
+    :meth:`FunctionRegistry.allowed_names`).
+    """
+
+    def __init__(self, registry: FunctionRegistry, *, allowlist: Iterable[str] | None = None) -> None:
+        self.registry = registry
+        self.allowed_names = registry.allowed_names(allowlist)
+        self._trie: list[dict[str, int]] = [{}]  # node 0 unused: sub == 0 means "at the root"
+        self._tokens: dict[str, int] = {}  # "<nexa_3>" -> 3, allowed functions only
+        self._args: dict[int, tuple[tuple, ...]] = {}  # token -> compiled argument specs
+        self._last: dict[int, int] = {}  # token -> index of the last argument (-1 if none)
+        for spec in registry.functions:
+            if spec.name not in self.allowed_names:
+                continue
+            self._tokens[spec.token_text] = spec.token
+            self._args[spec.token] = tuple(self._compile(a) for a in spec.args)
+            self._last[spec.token] = len(spec.args) - 1
+        self._token_list = sorted(self._tokens.values())
+        log.debug("call grammar for %s", sorted(self.allowed_names))
+
+    def _compile(self, arg) -> tuple:
+        if arg.type == "string":
+            return (_K_STR, arg.max_length)
+        if arg.type in ("enum", "bool"):
+            words = ["True", "False"] if arg.type == "bool" else [f"'{v}'" for v in arg.values]
+            return (_K_TRIE, self._build_trie(words))
+        if arg.type == "int":
+            lo, hi, scale, decimals = arg.min, arg.max, 1, 0
+        else:
+            lo, hi = _milli_bound(arg.min, lower=True), _milli_bound(arg.max, lower=False)
+            scale, decimals = 1000, 3
+        return (_K_NUM, lo, hi, scale, decimals, max(abs(lo), abs(hi)))
+
+    def _build_trie(self, words: list[str]) -> int:
+        root = len(self._trie)
+        self._trie.append({})
+        for word in words:
+            node = root
+            for ch in word:
+                nxt = self._trie[node].get(ch)
+                if nxt is None:
+                    nxt = len(self._trie)
+                    self._trie.append({})
+                    self._trie[node][ch] = nxt
+                node = nxt
+        return root
+
+    # -- public API ---------------------------------------------------------------------------
+    def start(self) -> GrammarState:
+        """The state before the functional token."""
+        return _START_STATE
+
+    def allowed_function_tokens(self) -> list[int]:
+        """Token indices i of the ``<nexa_i>`` that may start a call, ascending."""
+        return list(self._token_list)
+
+    def is_complete(self, state: GrammarState) -> bool:
+        """True once ``<nexa_end>`` has been consumed."""
+        return state[0] == _DONE
+
+    def accepts(self, text: str) -> bool:
+        """Whether ``text`` is one complete call of this grammar."""
+        state = self.advance(_START_STATE, text)
+        return state is not None and state[0] == _DONE
+
+    def advance(self, state: GrammarState, text: str) -> GrammarState | None:
+        """The state after consuming ``text`` from ``state``, or None if the grammar forbids it."""
+        phase, fn, arg, sub, n = state
+        i, end = 0, len(text)
+        while i < end:
+            if phase == _ARG:
+                spec = self._args[fn][arg]
+                kind = spec[0]
+                if kind == _K_STR:
+                    if sub == _S_IN:
+                        m = _STRING_STOP.search(text, i)
+                        j = end if m is None else m.start()
+                        if j > i:  # a run of plain characters
+                            n += j - i
+                            if n > spec[1]:
+                                return None
+                            i = j
+                            continue
+                        c = text[i]
+                        if c == "'":
+                            if n == 0:
+                                return None
+                            phase, sub, n = _SEP, 0, 0
+                        elif c == "\\" and n < spec[1]:
+                            sub = _S_ESC
+                        else:
+                            return None
+                    elif sub == _S_OPEN:
+                        if text[i] != "'":
+                            return None
+                        sub = _S_IN
+                    else:  # after a backslash
+                        if text[i] not in "\\'":
+                            return None
+                        sub, n = _S_IN, n + 1
+                    i += 1
+                elif kind == _K_TRIE:
+                    nxt = self._trie[sub or spec[1]].get(text[i])
+                    if nxt is None:
+                        return None
+                    if self._trie[nxt]:
+                        sub = nxt
+                    else:  # a leaf: the whole value (with its closing quote) is typed
+                        phase, sub = _SEP, 0
+                    i += 1
+                else:
+                    step = self._number_step(spec, sub, n, text[i])
+                    if step is None:
+                        return None
+                    if step[0] < 0:  # number complete; the separator is handled as _SEP
+                        phase, sub, n = _SEP, 0, 0
+                    else:
+                        sub, n = step
+                        i += 1
+            elif phase == _SEP:
+                c = text[i]
+                if sub == 0:
+                    if c == ")" and arg == self._last[fn]:
+                        phase = _END
+                    elif c == "," and arg < self._last[fn]:
+                        sub = 1
+                    else:
+                        return None
+                else:
+                    if c != " ":
+                        return None
+                    phase, arg, sub = _ARG, arg + 1, 0
+                i += 1
+            elif phase == _START:
+                m = _TOKEN_RE.match(text, i)
+                if m is None or m.group(0) not in self._tokens:
+                    return None
+                phase, fn, arg = _OPEN, self._tokens[m.group(0)], 0
+                i = m.end()
+            elif phase == _OPEN:
+                if text[i] != "(":
+                    return None
+                if self._last[fn] < 0:
+                    phase, arg = _SEP, -1
+                else:
+                    phase, arg = _ARG, 0
+                i += 1
+            elif phase == _END:
+                if not text.startswith(NEXA_END, i):
+                    return None
+                return _DONE_STATE if i + len(NEXA_END) == end else None
+            else:  # _DONE: nothing may follow
+                return None
+        return GrammarState(phase, fn, arg, sub, n)
+
+    def _number_step(self, spec: tuple, sub: int, n: int, c: str) -> tuple[int, int] | None:
+        """Next (sub, n) of a number after character ``c``; (-1, 0) if ``c`` ends it; None if invalid."""
+        _, lo, hi, scale, decimals, bound = spec
+        code, neg = sub & 7, sub & _NEG
+        if "0" <= c <= "9":
+            d = ord(c) - 48
+            if code in (_N_START, _N_MINUS):
+                if d == 0 and code == _N_MINUS and decimals == 0:
+                    return None  # "-0"
+                mag = d
+                new_code = _N_ZERO if d == 0 else _N_INT
+            elif code == _N_INT:
+                mag, new_code = n * 10 + d, _N_INT
+            elif code >= _N_DOT and code - _N_DOT < decimals:
+                v, k = n * 10 + d, code - _N_DOT + 1
+                f = 10 ** (decimals - k)
+                if not _overlaps(v * f, (v + 1) * f - 1, neg, lo, hi):
+                    return None
+                return (_N_DOT + k) | neg, v
+            else:
+                return None
+            # integer part so far = mag; can more digits (and decimals) still land in range?
+            a, b = mag * scale, (mag + 1) * scale - 1
+            while True:
+                if _overlaps(a, b, neg, lo, hi):
+                    return new_code | neg, mag
+                if mag == 0 or new_code == _N_ZERO or a > bound:
+                    return None
+                a, b = a * 10, (b + 1) * 10 - 1
+        if c == "-":
+            return (_N_MINUS | _NEG, 0) if code == _N_START and lo < 0 else None
+        if c == ".":
+            if decimals == 0 or code not in (_N_INT, _N_ZERO):
+                return None
+            if not _overlaps(n * scale, (n + 1) * scale - 1, neg, lo, hi):
+                return None
+            return _N_DOT | neg, n
+        if c == "," or c == ")":
+            if decimals:
+                if code <= _N_DOT:
+                    return None
+                value = n * 10 ** (decimals - (code - _N_DOT))
+            elif code in (_N_INT, _N_ZERO):
+                value = n
+            else:
+                return None
+            if neg:
+                value = -value
+            return (-1, 0) if lo <= value <= hi else None
+        return None
+
+    def forced(self, state: GrammarState) -> str:
+        """The longest text the grammar forces from ``state`` ("" where a real choice exists).
+
+        E.g. ``"('"`` after ``<nexa_0>`` (a string argument), ``")<nexa_end>"`` after the closing
+        quote of the last argument, the rest of an enum value once only one value fits. From the
+        start it is the functional token only when exactly one function is allowed.
+        """
+        out = []
+        while True:
+            piece = self._forced_piece(state)
+            if not piece:
+                return "".join(out)
+            state = self.advance(state, piece)
+            if state is None:  # cannot happen; keep forced() total
+                log.error("forced piece %r rejected by the grammar", piece)
+                return ""
+            out.append(piece)
+
+    def _forced_piece(self, state: GrammarState) -> str:
+        phase, fn, arg, sub, n = state
+        if phase == _START:
+            return f"<nexa_{self._token_list[0]}>" if len(self._token_list) == 1 else ""
+        if phase == _OPEN:
+            return "("
+        if phase == _SEP:
+            if sub == 1:
+                return " "
+            return ")" if arg == self._last[fn] else ","
+        if phase == _END:
+            return NEXA_END
+        if phase == _DONE:
+            return ""
+        spec = self._args[fn][arg]
+        if spec[0] == _K_STR:
+            if sub == _S_OPEN or (sub == _S_IN and n == spec[1]):
+                return "'"
+            return ""
+        if spec[0] == _K_TRIE:
+            children = self._trie[sub or spec[1]]
+            return next(iter(children)) if len(children) == 1 else ""
+        allowed = [c for c in _NUMBER_PROBES if self.advance(state, c) is not None]
+        return allowed[0] if len(allowed) == 1 else ""
+
+    def __repr__(self) -> str:
+        return f"CallGrammar({sorted(self.allowed_names)})"

@@ -1,0 +1,523 @@
+"""The function registry: which robot functions exist, their functional tokens and typed arguments.
+
+The registry is loaded from ``config/functions.yaml`` (schema documented at the top of that file)
+and is immutable once built. Every schema problem raises :class:`RegistryError` whose message
+starts with ``<file>:<line>:`` of the offending entry, e.g.::
+
+    config/functions.yaml:41: functions[3] 'stop': token 2 is already used by 'navigate_to' (line 30)
+
+Pure Python: no torch, no rclpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ARG_TYPES = ("string", "int", "float", "bool", "enum")
+DEFAULT_MAX_LENGTH = 48
+NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+# Characters an enum value may not contain (quotes and escapes would clash with the call syntax).
+_ENUM_FORBIDDEN = re.compile(r"['\"\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+_TOP_KEYS = ("version", "functions")
+_FUNCTION_KEYS = ("name", "token", "enabled", "decline", "description", "args")
+_ARG_KEYS = ("name", "type", "min", "max", "values", "max_length", "description")
+
+
+class RegistryError(ValueError):
+    """The function registry (YAML file or dict) does not follow the schema."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_name(value: Any, what: str) -> None:
+    if not isinstance(value, str) or NAME_RE.fullmatch(value) is None:
+        raise RegistryError(f"{what} name {value!r} must match [a-z][a-z0-9_]*")
+
+
+def _check_description(value: Any, *, required: bool) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, Mapping) or not value:
+        raise RegistryError(f"description must be a mapping of language to text, got {value!r}")
+    if required and "en" not in value:
+        raise RegistryError("description needs at least an English ('en') text")
+    for lang, text in value.items():
+        if not isinstance(lang, str) or not lang:
+            raise RegistryError(f"description language {lang!r} must be a non-empty string")
+        if not isinstance(text, str) or not text.strip():
+            raise RegistryError(f"description[{lang!r}] must be non-empty text, got {text!r}")
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One declared argument of a function.
+
+    ``min``/``max`` are required for ``int`` and ``float`` (and only allowed there); ``values``
+    only for ``enum``; ``max_length`` only for ``string`` (default 48 characters, counted after
+    unescaping). Raises :class:`RegistryError` when the combination is invalid.
+    """
+
+    name: str
+    type: str
+    min: int | float | None = None
+    max: int | float | None = None
+    values: tuple[str, ...] = ()
+    max_length: int | None = None
+    description: dict[str, str] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "argument")
+        if self.type not in ARG_TYPES:
+            raise RegistryError(f"unknown type {self.type!r} (one of {', '.join(ARG_TYPES)})")
+        numeric = self.type in ("int", "float")
+        if not numeric and (self.min is not None or self.max is not None):
+            raise RegistryError(f"min/max are only valid for int and float arguments, not {self.type}")
+        if self.type != "enum" and self.values:
+            raise RegistryError(f"values are only valid for enum arguments, not {self.type}")
+        if self.type != "string" and self.max_length is not None:
+            raise RegistryError(f"max_length is only valid for string arguments, not {self.type}")
+        if numeric:
+            self._check_bounds()
+        if self.type == "enum":
+            self._check_values()
+        if self.type == "string":
+            length = DEFAULT_MAX_LENGTH if self.max_length is None else self.max_length
+            if not _is_int(length) or length < 1:
+                raise RegistryError(f"max_length must be an integer >= 1, got {length!r}")
+            object.__setattr__(self, "max_length", length)
+        _check_description(self.description, required=False)
+        if self.description is not None:
+            object.__setattr__(self, "description", dict(self.description))
+
+    def _check_bounds(self) -> None:
+        if self.min is None or self.max is None:
+            raise RegistryError(f"{self.type} arguments need both min and max")
+        for key in ("min", "max"):
+            value = getattr(self, key)
+            if self.type == "int" and not _is_int(value):
+                raise RegistryError(f"{key} of an int argument must be an integer, got {value!r}")
+            if self.type == "float":
+                if not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value):
+                    raise RegistryError(f"{key} of a float argument must be a finite number, got {value!r}")
+                object.__setattr__(self, key, float(value))
+        if self.min > self.max:
+            raise RegistryError(f"min {self.min!r} is greater than max {self.max!r}")
+
+    def _check_values(self) -> None:
+        values = self.values
+        if isinstance(values, str) or not isinstance(values, Iterable):
+            raise RegistryError(f"enum values must be a list of strings, got {values!r}")
+        values = tuple(values)
+        if not values:
+            raise RegistryError("enum arguments need a non-empty list of values")
+        for v in values:
+            if not isinstance(v, str):
+                raise RegistryError(f"enum value {v!r} must be a string (quote it in YAML)")
+            if not v or _ENUM_FORBIDDEN.search(v):
+                raise RegistryError(
+                    f"enum value {v!r} must be non-empty, without quotes, backslashes or controls"
+                )
+        if len(set(values)) != len(values):
+            dup = sorted({v for v in values if values.count(v) > 1})
+            raise RegistryError(f"duplicate enum values {dup}")
+        object.__setattr__(self, "values", values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-shaped mapping of this argument (only the keys its type uses)."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.type in ("int", "float"):
+            out["min"], out["max"] = self.min, self.max
+        if self.type == "enum":
+            out["values"] = list(self.values)
+        if self.type == "string":
+            out["max_length"] = self.max_length
+        if self.description:
+            out["description"] = dict(self.description)
+        return out
+
+    def signature(self) -> str:
+        """Short human-readable type, e.g. ``string<=32``, ``float[0.0..1.0]``, ``enum{a|b}``."""
+        if self.type == "string":
+            return f"string<={self.max_length}"
+        if self.type in ("int", "float"):
+            return f"{self.type}[{self.min}..{self.max}]"
+        if self.type == "enum":
+            return "enum{" + "|".join(self.values) + "}"
+        return self.type
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One robot function: its name, functional token ``<nexa_{token}>`` and arguments."""
+
+    name: str
+    token: int
+    enabled: bool = True
+    decline: bool = False
+    description: dict[str, str] = field(default_factory=dict, hash=False)
+    args: tuple[ArgSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "function")
+        if not _is_int(self.token) or self.token < 0:
+            raise RegistryError(f"token must be an integer >= 0, got {self.token!r}")
+        for key in ("enabled", "decline"):
+            if not isinstance(getattr(self, key), bool):
+                raise RegistryError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        _check_description(self.description, required=True)
+        object.__setattr__(self, "description", dict(self.description))
+        args = tuple(self.args)
+        if not all(isinstance(a, ArgSpec) for a in args):
+            raise RegistryError("args must be ArgSpec instances")
+        names = [a.name for a in args]
+        if len(set(names)) != len(names):
+            raise RegistryError(f"duplicate argument names in {names}")
+        if self.decline and args:
+            raise RegistryError("the decline function must take no arguments")
+        object.__setattr__(self, "args", args)
+
+    @property
+    def token_text(self) -> str:
+        """The functional token's literal text, e.g. ``<nexa_3>``."""
+        return f"<nexa_{self.token}>"
+
+    def describe(self, lang: str = "en") -> str:
+        """The description in ``lang``, falling back to English."""
+        return self.description.get(lang) or self.description["en"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-shaped mapping of this function."""
+        return {
+            "name": self.name,
+            "token": self.token,
+            "enabled": self.enabled,
+            "decline": self.decline,
+            "description": dict(self.description),
+            "args": [a.to_dict() for a in self.args],
+        }
+
+
+# ----------------------------------------------------------------------------- YAML with lines
+class _LineDict(dict):
+    """A dict that remembers the (1-based) line of the YAML mapping it came from."""
+
+    line: int | None = None
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings are :class:`_LineDict` and which rejects duplicate keys."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode):
+    data = _LineDict()
+    data.line = node.start_mark.line + 1
+    yield data
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+            line = key_node.start_mark.line + 1
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key_node.value!r} (first on line {seen[key_node.value]})",
+                    key_node.start_mark,
+                )
+            seen[key_node.value] = line
+    data.update(loader.construct_mapping(node))
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line(obj: Any) -> int | None:
+    return getattr(obj, "line", None)
+
+
+class _Where:
+    """Builds ``source:line: path: message`` prefixes for errors."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, line: int | None, path: str, message: str) -> RegistryError:
+        at = f"{self.source}:{line}" if line is not None else self.source
+        return RegistryError(f"{at}: {path}: {message}" if path else f"{at}: {message}")
+
+
+def _check_keys(where: _Where, mapping: Mapping, allowed: tuple[str, ...], path: str) -> None:
+    unknown = [k for k in mapping if k not in allowed]
+    if unknown:
+        raise where.error(_line(mapping), path, f"unknown key(s) {unknown} (allowed: {', '.join(allowed)})")
+
+
+# ----------------------------------------------------------------------------- registry
+class FunctionRegistry:
+    """Immutable set of :class:`FunctionSpec` with unique names and tokens and one decline function.
+
+    Build it with :meth:`from_yaml` or :meth:`from_dict`; constructing it directly from specs
+    runs the same cross-function checks (without line numbers).
+    """
+
+    def __init__(self, functions: Iterable[FunctionSpec], *, source: str = "<specs>") -> None:
+        specs = tuple(functions)
+        self._setup(specs, source, [None] * len(specs))
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> FunctionRegistry:
+        """Load and validate a ``functions.yaml`` file."""
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise RegistryError(f"{source}: cannot read: {e}") from e
+        try:
+            data = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass: safe
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            line = mark.line + 1 if mark is not None else None
+            where = f"{source}:{line}" if line is not None else source
+            raise RegistryError(f"{where}: invalid YAML: {e.problem or e.context}") from e
+        except yaml.YAMLError as e:
+            raise RegistryError(f"{source}: invalid YAML: {e}") from e
+        registry = cls.from_dict(data, source=source)
+        log.debug("loaded %d functions from %s", len(registry), source)
+        return registry
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> FunctionRegistry:
+        """Validate a YAML-shaped mapping (``{'version': 1, 'functions': [...]}``)."""
+        where = _Where(source)
+        if not isinstance(data, Mapping):
+            raise where.error(
+                1, "", f"expected a mapping with 'version' and 'functions', got {type(data).__name__}"
+            )
+        top_line = _line(data)
+        _check_keys(where, data, _TOP_KEYS, "")
+        if data.get("version") != SCHEMA_VERSION or isinstance(data.get("version"), bool):
+            raise where.error(top_line, "version", f"must be {SCHEMA_VERSION}, got {data.get('version')!r}")
+        entries = data.get("functions")
+        if not isinstance(entries, list) or not entries:
+            raise where.error(top_line, "functions", "must be a non-empty list")
+        specs, lines = [], []
+        for i, entry in enumerate(entries):
+            specs.append(cls._function_from_dict(where, i, entry, top_line))
+            lines.append(_line(entry))
+        registry = cls.__new__(cls)
+        registry._setup(tuple(specs), source, lines, top_line=top_line)
+        return registry
+
+    @staticmethod
+    def _function_from_dict(where: _Where, i: int, entry: Any, top_line: int | None) -> FunctionSpec:
+        path = f"functions[{i}]"
+        if not isinstance(entry, Mapping):
+            raise where.error(top_line, path, f"must be a mapping, got {entry!r}")
+        line = _line(entry)
+        if isinstance(entry.get("name"), str):
+            path += f" {entry['name']!r}"
+        _check_keys(where, entry, _FUNCTION_KEYS, path)
+        for key in ("name", "token", "description"):
+            if key not in entry:
+                raise where.error(line, path, f"missing required key {key!r}")
+        raw_args = entry.get("args") or []
+        if not isinstance(raw_args, list):
+            raise where.error(line, path, f"args must be a list, got {raw_args!r}")
+        args = []
+        for j, raw in enumerate(raw_args):
+            arg_path = f"{path}.args[{j}]"
+            if not isinstance(raw, Mapping):
+                raise where.error(line, arg_path, f"must be a mapping, got {raw!r}")
+            _check_keys(where, raw, _ARG_KEYS, arg_path)
+            for key in ("name", "type"):
+                if key not in raw:
+                    raise where.error(_line(raw), arg_path, f"missing required key {key!r}")
+            kwargs = dict(raw)
+            if "values" in kwargs:
+                values = kwargs["values"]
+                kwargs["values"] = tuple(values) if isinstance(values, list) else values
+            try:
+                args.append(ArgSpec(**kwargs))
+            except RegistryError as e:
+                raise where.error(_line(raw) or line, arg_path, str(e)) from None
+        try:
+            return FunctionSpec(
+                name=entry["name"],
+                token=entry["token"],
+                enabled=entry.get("enabled", True),
+                decline=entry.get("decline", False),
+                description=entry["description"],
+                args=tuple(args),
+            )
+        except RegistryError as e:
+            raise where.error(line, path, str(e)) from None
+
+    def _setup(
+        self,
+        specs: tuple[FunctionSpec, ...],
+        source: str,
+        lines: list[int | None],
+        *,
+        top_line: int | None = None,
+    ) -> None:
+        where = _Where(source)
+        by_name: dict[str, int] = {}
+        by_token: dict[int, int] = {}
+
+        def fail(k: int, message: str) -> RegistryError:
+            return where.error(lines[k], f"functions[{k}] {specs[k].name!r}", message)
+
+        def at(k: int) -> str:
+            return f" (line {lines[k]})" if lines[k] is not None else f" (functions[{k}])"
+
+        if not specs:
+            raise where.error(None, "functions", "must not be empty")
+        for k, spec in enumerate(specs):
+            if not isinstance(spec, FunctionSpec):
+                raise where.error(None, f"functions[{k}]", f"expected a FunctionSpec, got {spec!r}")
+            if spec.name in by_name:
+                raise fail(k, f"duplicate name; first declared at{at(by_name[spec.name])}")
+            if spec.token in by_token:
+                first = by_token[spec.token]
+                raise fail(k, f"token {spec.token} is already used by {specs[first].name!r}{at(first)}")
+            by_name[spec.name] = k
+            by_token[spec.token] = k
+        declines = [k for k, s in enumerate(specs) if s.decline]
+        if len(declines) != 1:
+            names = [specs[k].name for k in declines]
+            line = lines[declines[1]] if len(declines) > 1 else top_line
+            raise where.error(
+                line,
+                "functions",
+                f"exactly one function must have decline: true, found {len(declines)} {names}",
+            )
+        if not specs[declines[0]].enabled:
+            raise fail(declines[0], "the decline function must be enabled (it is the model's way to say no)")
+        self._functions = tuple(sorted(specs, key=lambda s: s.token))
+        self._by_name = {s.name: s for s in self._functions}
+        self._by_token = {s.token: s for s in self._functions}
+        self._decline = specs[declines[0]]
+        self._source = source
+        self._allowed_cache: dict[frozenset[str] | None, frozenset[str]] = {}
+        gaps = sorted(set(range(self.num_tokens)) - set(self._by_token))
+        if gaps:
+            log.info("%s: functional tokens %s have no function (they are never decoded)", source, gaps)
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        """Where the registry was loaded from (file path, ``<dict>`` or ``<specs>``)."""
+        return self._source
+
+    @property
+    def functions(self) -> tuple[FunctionSpec, ...]:
+        """All functions, enabled or not, sorted by token."""
+        return self._functions
+
+    def enabled(self) -> tuple[FunctionSpec, ...]:
+        """The enabled functions, sorted by token."""
+        return tuple(s for s in self._functions if s.enabled)
+
+    @property
+    def decline_function(self) -> FunctionSpec:
+        """The single ``decline: true`` function ("no action / not understood")."""
+        return self._decline
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of functional tokens the model needs: highest token + 1 (disabled ones included)."""
+        return self._functions[-1].token + 1
+
+    def by_name(self, name: str) -> FunctionSpec | None:
+        """The function called ``name``, or None."""
+        return self._by_name.get(name)
+
+    def by_token(self, token: int) -> FunctionSpec | None:
+        """The function of ``<nexa_{token}>``, or None."""
+        return self._by_token.get(token)
+
+    def allowed_names(self, allowlist: Iterable[str] | None = None) -> frozenset[str]:
+        """Names the model may call under ``allowlist``.
+
+        ``None`` or an empty list means every enabled function (the node's convention).
+        Disabled functions are never allowed. The decline function is always allowed, so a
+        constrained model can still say "no" when nothing on the allowlist fits.
+        Unknown names raise :class:`ValueError`.
+        """
+        key = frozenset(allowlist) if allowlist else None
+        cached = self._allowed_cache.get(key)
+        if cached is not None:
+            return cached
+        if key is None:
+            names = {s.name for s in self._functions if s.enabled}
+        else:
+            unknown = sorted(n for n in key if n not in self._by_name)
+            if unknown:
+                raise ValueError(
+                    f"allowlist names unknown functions {unknown} (known: {sorted(self._by_name)})"
+                )
+            disabled = sorted(n for n in key if not self._by_name[n].enabled)
+            if disabled:
+                log.warning("allowlist names disabled functions %s; they stay disabled", disabled)
+            names = {n for n in key if self._by_name[n].enabled}
+        names.add(self._decline.name)
+        result = frozenset(names)
+        self._allowed_cache[key] = result
+        return result
+
+    def describe(
+        self, lang: str = "en", *, allowlist: Iterable[str] | None = None, tokens: bool = True
+    ) -> str:
+        """Prompt text listing the allowed functions, one per line, in ``lang`` (fallback English).
+
+        ``tokens=True``: ``<nexa_0> pick_up(object: string<=32): Pick up an object.``;
+        ``tokens=False`` omits the functional token (plain-text baseline prompts).
+        """
+        allowed = self.allowed_names(allowlist)
+        lines = []
+        for spec in self._functions:
+            if spec.name not in allowed:
+                continue
+            params = ", ".join(f"{a.name}: {a.signature()}" for a in spec.args)
+            head = f"{spec.token_text} " if tokens else ""
+            lines.append(f"{head}{spec.name}({params}): {spec.describe(lang)}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-shaped mapping; ``from_dict(to_dict())`` gives an equal registry."""
+        return {"version": SCHEMA_VERSION, "functions": [s.to_dict() for s in self._functions]}
+
+    # -- container protocol ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._functions)
+
+    def __iter__(self):
+        return iter(self._functions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FunctionRegistry):
+            return NotImplemented
+        return self._functions == other._functions
+
+    def __hash__(self) -> int:
+        return hash(self._functions)
+
+    def __repr__(self) -> str:
+        return f"FunctionRegistry({len(self)} functions from {self._source})"
