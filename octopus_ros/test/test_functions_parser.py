@@ -182,6 +182,21 @@ def test_kinds_compare_as_plain_strings():
     assert parse_call(None, REG).kind == "BAD_SYNTAX"  # not even text: still no exception
 
 
+def test_parse_error_pickles():
+    import pickle
+
+    err = parse_call("<nexa_13>()<nexa_end>", REG)
+    copy = pickle.loads(pickle.dumps(err))
+    assert (copy.kind, copy.message, copy.text, copy.position) == (
+        err.kind,
+        err.message,
+        err.text,
+        err.position,
+    )
+    call = ok(parse_call("<nexa_1>('cup', 'box')<nexa_end>", REG))
+    assert pickle.loads(pickle.dumps(call)) == call
+
+
 def test_error_position():
     err = parse_call("<nexa_1>('cup', 'roof')<nexa_end>", REG)
     assert err.kind == "ENUM_VALUE" and err.position == 16

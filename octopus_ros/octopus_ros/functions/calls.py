@@ -71,6 +71,10 @@ class ParseError(ValueError):
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"
 
+    def __reduce__(self):
+        # Exceptions pickle as cls(*args); rebuild from the fields instead.
+        return (type(self), (self.kind, self.message, self.text, self.position))
+
 
 @dataclass(frozen=True)
 class ArgValue:

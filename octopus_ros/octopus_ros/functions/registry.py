@@ -413,9 +413,14 @@ class FunctionRegistry:
         self._decline = specs[declines[0]]
         self._source = source
         self._allowed_cache: dict[frozenset[str] | None, frozenset[str]] = {}
-        gaps = sorted(set(range(self.num_tokens)) - set(self._by_token))
-        if gaps:
-            log.info("%s: functional tokens %s have no function (they are never decoded)", source, gaps)
+        missing = self.num_tokens - len(self._functions)
+        if missing:
+            log.info(
+                "%s: %d functional token(s) below %d have no function (never decoded)",
+                source,
+                missing,
+                self.num_tokens,
+            )
 
     # -- queries --------------------------------------------------------------------------
     @property
