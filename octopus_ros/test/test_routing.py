@@ -10,6 +10,7 @@ import yaml
 from geometry_msgs.msg import PoseStamped, Twist
 from std_msgs.msg import Float32, String
 
+from octopus_ros.functions import load_default_registry, make_call
 from octopus_ros.ros.routing import RoutingError, RoutingTable, topic_name_problem
 
 from conftest import PACKAGE_DIR
@@ -17,10 +18,37 @@ from conftest import PACKAGE_DIR
 ROUTING_YAML = PACKAGE_DIR / "config" / "routing.yaml"
 
 
-# --------------------------------------------------------------------------- stand-ins
-# The shapes of the functions room's registry (by_name -> spec with args: name, type,
-# values) and of its Call / ArgValue (function, args: name, value), with the 13 functions
-# of config/functions.yaml.
+# --------------------------------------------------------------------------- registry and calls
+# The real registry (config/functions.yaml, 13 functions) and real Calls; the minimal
+# protocol routing needs (by_name -> spec.args with name/type/values; call.function,
+# call.args with name/value) is also exercised with plain stand-ins below.
+REGISTRY = load_default_registry()
+PLACES = REGISTRY.by_name("navigate_to").args[0].values
+
+
+def call(function: str, **args: object):
+    """A real, schema-checked Call."""
+    return make_call(REGISTRY, function, **args)
+
+
+@dataclass(frozen=True)
+class ArgValue:
+    name: str
+    value: object
+
+
+@dataclass(frozen=True)
+class RawCall:
+    """A call that skipped schema validation (to test route-time errors)."""
+
+    function: str
+    args: tuple[ArgValue, ...] = field(default=())
+
+
+def raw_call(function: str, **args: object) -> RawCall:
+    return RawCall(function, tuple(ArgValue(k, v) for k, v in args.items()))
+
+
 @dataclass(frozen=True)
 class ArgSpec:
     name: str
@@ -34,59 +62,12 @@ class FunctionSpec:
     args: tuple[ArgSpec, ...] = ()
 
 
-class Registry:
+class StandInRegistry:
     def __init__(self, specs: list[FunctionSpec]) -> None:
         self._specs = {s.name: s for s in specs}
 
     def by_name(self, name: str) -> FunctionSpec | None:
         return self._specs.get(name)
-
-
-@dataclass(frozen=True)
-class ArgValue:
-    name: str
-    value: object
-
-
-@dataclass(frozen=True)
-class Call:
-    function: str
-    args: tuple[ArgValue, ...] = field(default=())
-
-
-def call(function: str, **args: object) -> Call:
-    return Call(function, tuple(ArgValue(k, v) for k, v in args.items()))
-
-
-PLACES = ("kitchen", "living_room", "bedroom", "bathroom", "office", "charging_dock", "front_door")
-REGISTRY = Registry(
-    [
-        FunctionSpec("pick_up", (ArgSpec("object", "string"),)),
-        FunctionSpec(
-            "place",
-            (
-                ArgSpec("object", "string"),
-                ArgSpec("location", "enum", ("table", "shelf", "counter", "floor", "box")),
-            ),
-        ),
-        FunctionSpec("navigate_to", (ArgSpec("place", "enum", PLACES),)),
-        FunctionSpec("stop"),
-        FunctionSpec("take_photo"),
-        FunctionSpec(
-            "recycle", (ArgSpec("item", "string"), ArgSpec("bin", "enum", ("recycling", "compost", "trash")))
-        ),
-        FunctionSpec("water_plant"),
-        FunctionSpec("feed_pet", (ArgSpec("pet", "enum", ("dog", "cat")),)),
-        FunctionSpec("find_item", (ArgSpec("item", "string"),)),
-        FunctionSpec("describe_scene"),
-        FunctionSpec(
-            "send_message",
-            (ArgSpec("contact", "enum", ("mom", "dad", "alice", "bob", "office")), ArgSpec("text", "string")),
-        ),
-        FunctionSpec("set_speed", (ArgSpec("value", "float"),)),
-        FunctionSpec("no_action"),
-    ]
-)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +134,7 @@ def test_routed_messages_serialize(table):
 
     calls = [
         call("stop"),
-        call("set_speed", value=1),
+        call("set_speed", value=1.0),
         call("navigate_to", place="office"),
         call("send_message", contact="bob", text="héllo 你好"),
     ]
@@ -213,13 +194,13 @@ def test_route_time_errors():
     with pytest.raises(
         RoutingError, match=r"test.yaml: route find_item -> /goal_pose: no named place 'attic'"
     ):
-        t.route(call("find_item", item="attic"))
+        t.route(raw_call("find_item", item="attic"))
     with pytest.raises(RoutingError, match=r"the call has no argument 'item'"):
-        t.route(call("find_item"))
+        t.route(raw_call("find_item"))
     with pytest.raises(RoutingError, match=r"'fast' is not a finite number"):
-        t.route(call("set_speed", value="fast"))
+        t.route(raw_call("set_speed", value="fast"))
     with pytest.raises(RoutingError, match=r"nan is not a finite number"):
-        t.route(call("set_speed", value=float("nan")))
+        t.route(raw_call("set_speed", value=float("nan")))
 
 
 # --------------------------------------------------------------------------- validation
@@ -356,3 +337,28 @@ def test_valid_topic_names(name):
 @pytest.mark.parametrize("name", ["", "/", "a//b", "/1abc", "/a/", "a b", "a/~", "/~/x", "a-b", 5])
 def test_invalid_topic_names(name):
     assert topic_name_problem(name) is not None
+
+
+def test_the_minimal_protocol_is_enough():
+    """Any registry with by_name -> .args (name, type, values) and any call with
+    .function and .args (name, value) work: routing does not need the functions room."""
+    registry = StandInRegistry(
+        [
+            FunctionSpec("go", (ArgSpec("where", "enum", ("home", "dock")),)),
+            FunctionSpec("say", (ArgSpec("words", "string"),)),
+        ]
+    )
+    data = {
+        "named_places": {"home": {"x": 1, "y": 2}, "dock": {"x": 3, "y": 4, "yaw": 0.5}},
+        "routes": {
+            "go": {"kind": "pose_stamped", "topic": "/goal_pose", "argument": "where"},
+            "say": {"kind": "string", "topic": "/tts", "template": "{words}!"},
+        },
+    }
+    t = RoutingTable.from_dict(data, registry)
+    [(_, pose)] = t.route(raw_call("go", where="dock"))
+    assert (pose.pose.position.x, pose.pose.position.y) == (3.0, 4.0)
+    assert yaw_of(pose.pose.orientation) == pytest.approx(0.5)
+    assert t.route(raw_call("say", words="hi"))[0][1].data == "hi!"
+    del data["named_places"]["dock"]
+    assert "values ['dock']" in problems_of(data, registry)[0]
