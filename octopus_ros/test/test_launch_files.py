@@ -223,7 +223,7 @@ def test_octopus_launch_starts_a_lifecycle_node_and_activates_it(fake_launch):
         "",
     )
     [params] = kw["parameters"]
-    shipped = yaml.safe_load((PACKAGE_DIR / "config" / "octopus.yaml").read_text())["octopus_node"][
+    shipped = yaml.safe_load((PACKAGE_DIR / "config" / "octopus.yaml").read_text())["/**/octopus_node"][
         "ros__parameters"
     ]
     assert params["image_topic"] == shipped["image_topic"] and params["model_path"] == shipped["model_path"]
@@ -403,7 +403,7 @@ def test_bridge_connects_camera_and_cmd_vel_to_the_world(bridge, world):
 
 
 def test_bridge_matches_the_node_parameters_and_routing(bridge):
-    params = yaml.safe_load((PACKAGE_DIR / "config" / "octopus.yaml").read_text())["octopus_node"][
+    params = yaml.safe_load((PACKAGE_DIR / "config" / "octopus.yaml").read_text())["/**/octopus_node"][
         "ros__parameters"
     ]
     assert bridged(bridge, params["image_topic"])["direction"] == "GZ_TO_ROS"

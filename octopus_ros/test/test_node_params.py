@@ -10,7 +10,7 @@ from conftest import PACKAGE_DIR
 
 def test_yaml_lists_every_parameter_with_its_default():
     data = yaml.safe_load((PACKAGE_DIR / "config" / "octopus.yaml").read_text())
-    values = data["octopus_node"]["ros__parameters"]
+    values = data["/**/octopus_node"]["ros__parameters"]
     assert list(values) == list(P.PARAMETERS)
     for name, spec in P.PARAMETERS.items():
         assert values[name] == spec.default, name

@@ -142,7 +142,7 @@ class OctopusNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _load(self, params: P.NodeParams) -> None:
-        from octopus_ros.functions.parser import validate_call
+        from octopus_ros.functions import validate_call
         from octopus_ros.model import Octopus
 
         if params.threads:
@@ -177,14 +177,9 @@ class OctopusNode(LifecycleNode):
     def _load_routing(self, params: P.NodeParams) -> Any:
         if params.routing_file.strip().lower() == "none":
             return None
-        import yaml
-
         from octopus_ros.ros.routing import RoutingTable
 
-        path = params.routing_file or str(config_path("routing.yaml"))
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-        return RoutingTable.from_dict(data, self._registry, source=path)
+        return RoutingTable.from_file(params.routing_file or config_path("routing.yaml"), self._registry)
 
     @staticmethod
     def _engine_config(params: P.NodeParams) -> EngineConfig:
