@@ -97,10 +97,14 @@ def save_checkpoint(
     model: OctopusModel,
     tokenizer,
     *,
-    functions: str | Path | None = None,
+    functions: str | Path | Any | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint directory (created if needed; files are replaced atomically)."""
+    """Write a checkpoint directory (created if needed; files are replaced atomically).
+
+    ``functions``: the function registry the model was trained for (a functions.yaml path or a
+    FunctionRegistry); ``metrics``: a JSON-serialisable dict.
+    """
     from safetensors.torch import save_file
 
     for p in model.parameters():
@@ -115,9 +119,7 @@ def save_checkpoint(
 
     tokenizer.save_pretrained(str(path))
     if functions is not None:
-        src = Path(functions)
-        if src.resolve() != (path / FUNCTIONS_FILE).resolve():
-            shutil.copyfile(src, path / FUNCTIONS_FILE)
+        _write_functions(path / FUNCTIONS_FILE, functions)
     if metrics is not None:
         _write_json(path / METRICS_FILE, metrics)
 
@@ -136,6 +138,20 @@ def save_checkpoint(
     _write_json(path / CONFIG_FILE, record)
     log.info("saved checkpoint to %s (%d tensors)", path, len(state))
     return path
+
+
+def _write_functions(dst: Path, functions) -> None:
+    """Copy a functions.yaml file, or write a FunctionRegistry (its source file if it has one)."""
+    src = Path(functions.source) if hasattr(functions, "to_dict") else Path(functions)
+    if src.is_file():
+        if src.resolve() != dst.resolve():
+            shutil.copyfile(src, dst)
+        return
+    if not hasattr(functions, "to_dict"):
+        raise FileNotFoundError(f"function registry file not found: {src}")
+    import yaml
+
+    dst.write_text(yaml.safe_dump(functions.to_dict(), allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -22,13 +22,20 @@ class ImagePreprocessor:
 
     def __call__(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         """image: (H, W, 3) uint8 RGB (or a batch (B, H, W, 3)) -> (B, 3, S, S) float32."""
-        x = torch.as_tensor(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+        if isinstance(image, np.ndarray):
+            x = torch.as_tensor(np.ascontiguousarray(image))
+        elif isinstance(image, torch.Tensor):
+            x = image.cpu()
+        else:
+            raise ValueError(f"expected a numpy uint8 RGB image, got {type(image).__name__}")
         if x.dtype != torch.uint8:
-            raise TypeError(f"expected a uint8 RGB image, got dtype {x.dtype}")
+            raise ValueError(f"expected a uint8 RGB image, got dtype {x.dtype}")
         if x.ndim == 3:
             x = x.unsqueeze(0)
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"expected an (H, W, 3) RGB image, got shape {tuple(image.shape)}")
+        if x.shape[1] == 0 or x.shape[2] == 0:
+            raise ValueError(f"empty image of shape {tuple(image.shape)}")
         x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
         H, W = x.shape[-2:]
         S = self.size

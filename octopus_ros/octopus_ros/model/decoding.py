@@ -1,0 +1,304 @@
+"""Grammar-constrained greedy decoding with functional tokens and jump-forward.
+
+The call grammar (``octopus_ros.functions.CallGrammar``) is character-level: its text starts
+with the functional token's literal (``"<nexa_3>"``) and ends with ``"<nexa_end>"``. This module
+maps LM tokens onto that text:
+
+1. The first token must be one of the *allowed* functional tokens (argmax among them).
+2. Every later token is the highest-scoring token whose text the grammar accepts. Byte-level
+   tokens may end inside a multi-byte UTF-8 character; the pending bytes are carried over and
+   only accepted if some character starting with them can continue the call.
+3. Jump-forward: when the grammar forces text (``"')"``, the rest of an enum value,
+   ``"<nexa_end>"``), its tokens are fed to the LM in the next forward pass together with the
+   last chosen token, instead of one pass per token. Forced text is only jumped when it
+   tokenizes the same on its own as after the text so far, so the LM sees the token boundaries
+   it was trained on.
+4. Confidence = product of the (unconstrained) probabilities of the tokens the model chose
+   freely; forced tokens do not count. It is at most the function token's probability.
+
+The decoder never raises for bad model output: dead ends and over-long outputs come back as
+a :class:`DecodeResult` with ``error`` set.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+
+class Grammar(Protocol):
+    """What the decoder needs from a call grammar (``octopus_ros.functions.CallGrammar``)."""
+
+    def start(self) -> Hashable: ...
+
+    def advance(self, state: Hashable, text: str) -> Hashable | None: ...
+
+    def forced(self, state: Hashable) -> str: ...
+
+    def is_complete(self, state: Hashable) -> bool: ...
+
+    def allowed_function_tokens(self) -> Sequence[int]: ...
+
+
+@dataclass
+class DecodeResult:
+    """Outcome of one constrained decode."""
+
+    text: str  # call text so far, e.g. "<nexa_0>('red cup')<nexa_end>"
+    token_ids: list[int] = field(default_factory=list)
+    confidence: float = 0.0
+    error: tuple[str, str] | None = None  # (kind, message) when no complete call was produced
+    function_index: int | None = None
+    forward_passes: int = 0  # LM passes after the prefill
+    free_tokens: int = 0  # tokens chosen by the model
+    forced_tokens: int = 0  # tokens fed by jump-forward
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters (used by byte-level BPE)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    mapping, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            mapping[b] = chr(b)
+        else:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+class TokenTable:
+    """Raw bytes of every token, for checking tokens against a character grammar.
+
+    Handles byte-level BPE (GPT-2/Qwen style) and SentencePiece-style (``▁`` + ``<0xNN>``)
+    vocabularies. Special tokens have no bytes; ids at or beyond ``len(tokenizer)`` (padding
+    rows of the LM head) are never produced.
+    """
+
+    def __init__(self, tokenizer):
+        self.size = len(tokenizer)
+        self.special_ids = set(tokenizer.all_special_ids)
+        decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+        byte_level = "ByteLevel" in repr(decoder)
+        byte_of = {ch: b for b, ch in _bytes_to_unicode().items()}
+        pieces = tokenizer.convert_ids_to_tokens(list(range(self.size)))
+        self.token_bytes: list[bytes | None] = []
+        for tid, piece in enumerate(pieces):
+            if tid in self.special_ids or piece is None:
+                self.token_bytes.append(None)
+            elif byte_level:
+                try:
+                    self.token_bytes.append(bytes(byte_of[c] for c in piece))
+                except KeyError:  # an added (non-byte-level) token: its literal text
+                    self.token_bytes.append(piece.encode("utf-8"))
+            elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+                self.token_bytes.append(bytes([int(piece[3:5], 16)]))
+            else:
+                self.token_bytes.append(piece.replace("\u2581", " ").encode("utf-8"))
+
+    def characters(self) -> set[str]:
+        """Every complete character that appears in some token."""
+        chars: set[str] = set()
+        for b in self.token_bytes:
+            if b:
+                chars.update(b.decode("utf-8", errors="ignore"))
+        return chars
+
+
+def split_utf8(data: bytes) -> tuple[str, bytes] | None:
+    """Decode the complete characters of ``data``; return (text, incomplete tail) or None if invalid."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        text = decoder.decode(data, final=False)
+    except UnicodeDecodeError:
+        return None
+    tail, _ = decoder.getstate()
+    return text, tail
+
+
+class ConstrainedDecoder:
+    """Greedy grammar-constrained decoder for one tokenizer + functional-token layout.
+
+    ``decode(first_logits, step, grammar)`` runs one call: ``first_logits`` (V,) are the logits
+    after the prompt; ``step(ids)`` feeds ``ids`` to the LM (continuing its KV cache) and returns
+    the logits (V,) after the last of them.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokenizer,
+        nexa_token_ids: Sequence[int],
+        nexa_end_id: int,
+        extra_characters: str = "",
+        max_cache_entries: int = 200_000,
+    ):
+        self.tokenizer = tokenizer
+        self.table = TokenTable(tokenizer)
+        self.nexa_token_ids = list(nexa_token_ids)
+        self.nexa_end_id = nexa_end_id
+        self.end_text = tokenizer.convert_ids_to_tokens(nexa_end_id)
+        self.nexa_texts = tokenizer.convert_ids_to_tokens(self.nexa_token_ids)
+        # Characters to probe when a token ends inside a multi-byte character.
+        self._prefixes: dict[bytes, list[str]] = {}
+        for ch in sorted(self.table.characters() | set(extra_characters)):
+            enc = ch.encode("utf-8")
+            for k in range(1, len(enc)):
+                self._prefixes.setdefault(enc[:k], []).append(ch)
+        # Tokens that can follow an incomplete character: they start with a continuation byte.
+        self._continuation_ids = torch.tensor(
+            [i for i, b in enumerate(self.table.token_bytes) if b and 0x80 <= b[0] <= 0xBF], dtype=torch.long
+        )
+        self._accept_cache: dict[tuple, tuple | None] = {}
+        self._tail_cache: dict[tuple, bool] = {}
+        self._max_cache = max_cache_entries
+
+    # -- token checks --------------------------------------------------------------------------
+    def _tail_feasible(self, grammar: Grammar, state: Hashable, tail: bytes) -> bool:
+        key = (grammar, state, tail)
+        hit = self._tail_cache.get(key)
+        if hit is None:
+            hit = any(grammar.advance(state, ch) is not None for ch in self._prefixes.get(tail, ()))
+            self._tail_cache[key] = hit
+        return hit
+
+    def accept(self, grammar: Grammar, state: Hashable, pending: bytes, tid: int) -> tuple | None:
+        """(new state, new pending bytes) if token ``tid`` may follow, else None."""
+        key = (grammar, state, pending, tid)
+        if key in self._accept_cache:
+            return self._accept_cache[key]
+        result = self._accept_uncached(grammar, state, pending, tid)
+        if len(self._accept_cache) > self._max_cache:
+            self._accept_cache.clear()
+            self._tail_cache.clear()
+        self._accept_cache[key] = result
+        return result
+
+    def _accept_uncached(self, grammar: Grammar, state: Hashable, pending: bytes, tid: int) -> tuple | None:
+        if tid >= self.table.size:
+            return None
+        if tid == self.nexa_end_id:
+            if pending:
+                return None
+            new = grammar.advance(state, self.end_text)
+            return (new, b"") if new is not None and grammar.is_complete(new) else None
+        data = self.table.token_bytes[tid]
+        if not data:  # other special tokens (<image>, pad, eos, <nexa_i> inside a call)
+            return None
+        split = split_utf8(pending + data)
+        if split is None:
+            return None
+        text, tail = split
+        new = grammar.advance(state, text) if text else state
+        if new is None or (tail and not self._tail_feasible(grammar, new, tail)):
+            return None
+        return new, tail
+
+    def _forced_ids(self, text: str, forced: str) -> list[int] | None:
+        """Token ids for ``forced`` if it tokenizes the same after ``text`` as on its own."""
+        enc = self.tokenizer.encode
+        ids = enc(forced, add_special_tokens=False)
+        if enc(text + forced, add_special_tokens=False) == enc(text, add_special_tokens=False) + ids:
+            return ids
+        return None
+
+    # -- decoding ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(
+        self,
+        first_logits: torch.Tensor,
+        step: Callable[[list[int]], torch.Tensor],
+        grammar: Grammar,
+        *,
+        max_new_tokens: int = 48,
+        jump_forward: bool = True,
+    ) -> DecodeResult:
+        res = DecodeResult(text="")
+        allowed = [i for i in grammar.allowed_function_tokens() if 0 <= i < len(self.nexa_token_ids)]
+        if not allowed:
+            res.error = ("NOT_ALLOWED", "no function is allowed")
+            return res
+        # 1) the functional token: argmax over the allowed ones
+        logits = first_logits.float()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        candidates = torch.tensor([self.nexa_token_ids[i] for i in allowed])
+        best = int(torch.argmax(logits[candidates]))
+        index, tid = allowed[best], int(candidates[best])
+        state = grammar.advance(grammar.start(), self.nexa_texts[index])
+        if state is None:
+            res.error = ("INTERNAL", f"the grammar rejects its own function token {self.nexa_texts[index]}")
+            return res
+        res.function_index, res.text, res.token_ids = index, self.nexa_texts[index], [tid]
+        res.free_tokens = 1
+        log_conf = float(log_probs[tid])
+        to_feed, pending = [tid], b""
+
+        # 2) arguments, token by token, jumping over forced text
+        while not grammar.is_complete(state):
+            if len(res.token_ids) >= max_new_tokens:
+                res.error = ("NO_END", f"no complete call within {max_new_tokens} tokens")
+                break
+            forced = "" if pending else grammar.forced(state)
+            if forced and jump_forward:
+                ids = self._forced_ids(res.text, forced)
+                new_state = grammar.advance(state, forced) if ids else None
+                if ids and new_state is not None:
+                    state, res.text = new_state, res.text + forced
+                    res.token_ids += ids
+                    res.forced_tokens += len(ids)
+                    to_feed += ids
+                    continue
+            logits = step(to_feed).float()  # (V,)
+            res.forward_passes += 1
+            log_probs = torch.log_softmax(logits, dim=-1)
+            choice = self._best_allowed(grammar, state, pending, logits)
+            if choice is None:
+                res.error = ("BAD_SYNTAX", f"no token can continue {res.text!r} under the grammar")
+                break
+            tid, (state, new_pending) = choice
+            piece = self.end_text if tid == self.nexa_end_id else None
+            if piece is None:
+                piece = split_utf8(pending + self.table.token_bytes[tid])[0]
+            res.text += piece
+            pending = new_pending
+            res.token_ids.append(tid)
+            to_feed = [tid]
+            if forced:  # the grammar had already fixed this text: not a free choice
+                res.forced_tokens += 1
+            else:
+                res.free_tokens += 1
+                log_conf += float(log_probs[tid])
+        res.confidence = math.exp(log_conf) if res.error is None else 0.0
+        return res
+
+    def _best_allowed(self, grammar: Grammar, state: Hashable, pending: bytes, logits: torch.Tensor):
+        """Highest-logit token the grammar accepts: (id, (state, pending)) or None."""
+        if pending:  # inside a multi-byte character: only continuation-byte tokens can follow
+            ids = self._continuation_ids
+            for j in torch.argsort(logits[ids], descending=True).tolist():
+                ok = self.accept(grammar, state, pending, int(ids[j]))
+                if ok is not None:
+                    return int(ids[j]), ok
+            return None
+        k = min(32, logits.numel())
+        top = torch.topk(logits, k).indices.tolist()
+        for tid in top:
+            ok = self.accept(grammar, state, pending, tid)
+            if ok is not None:
+                return tid, ok
+        for tid in torch.argsort(logits, descending=True)[k:].tolist():
+            if tid >= self.table.size:
+                continue
+            ok = self.accept(grammar, state, pending, tid)
+            if ok is not None:
+                return tid, ok
+        return None

@@ -1,0 +1,446 @@
+"""Octopus: the inference runtime (model + tokenizer + function registry + device/precision).
+
+    octopus = Octopus.load("models/octopus_tiny", precision="int8")
+    enc = octopus.encode(rgb)                 # ahead of time: vision + image-token prefill
+    d = octopus.decide("pick up the red cup", enc, allowlist=("grasp", "no_action"))
+    d.call, d.error, d.confidence, d.raw_text, d.timings
+
+Latency tricks:
+- the KV cache of the fixed system prompt is computed once and reused by every call;
+- ``encode`` also prefills the image tokens (they follow the system prompt), so ``decide`` on
+  a pre-encoded frame only prefills the user's words;
+- constrained decoding jumps over grammar-forced text (see decoding.py).
+
+``decide`` never raises for bad model output: it returns a Decision with ``error`` set.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .decoding import ConstrainedDecoder, DecodeResult
+from .modeling import OctopusModel
+from .precision import activation_dtype, apply_precision, resolve_device
+from .preprocess import ImagePreprocessor
+from .prompt import PromptFormat
+
+log = logging.getLogger(__name__)
+
+MODES = ("constrained", "generate", "plain")
+VISION_BACKENDS = ("torch", "onnx", "onnx-int8")
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, heads, T, head_dim)
+
+
+@dataclass
+class ImageEncoding:
+    """An encoded camera frame, reusable across instructions.
+
+    ``kv`` holds the LM's KV cache of system prompt + image tokens (None if not prefilled).
+    """
+
+    embeds: torch.Tensor  # (1, K, D)
+    kv: KV | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # preprocess, encode, image_prefill (s)
+    owner: int = 0  # id() of the Octopus that made it; its KV is only valid there
+
+
+@dataclass
+class Decision:
+    """The model's answer to one instruction."""
+
+    call: Any | None  # octopus_ros.functions.Call
+    error: Any | None  # octopus_ros.functions.ParseError (has .kind and .message)
+    confidence: float
+    raw_text: str
+    # seconds: preprocess, encode, image_prefill, prefill, decode, total; counts: tokens, forward_passes
+    timings: dict[str, float] = field(default_factory=dict)
+    mode: str = "constrained"
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.call is not None
+
+
+def _functions():
+    """The function-registry room, imported lazily (it is optional for model training)."""
+    from octopus_ros import functions
+
+    return functions
+
+
+def _make_error(kind: str, message: str, text: str = ""):
+    ParseError = _functions().ParseError
+    return ParseError(kind=kind, message=message, text=text)
+
+
+def _parse(kind: str, text: str, registry, allowlist) -> tuple[Any | None, Any | None]:
+    """Parse model text into (call, None) or (None, ParseError); never raises."""
+    fn = _functions()
+    parser = fn.parse_call if kind == "call" else fn.parse_plain
+    try:
+        result = parser(text, registry, allowlist=allowlist)
+    except fn.ParseError as e:
+        return None, e
+    except Exception as e:  # a parser bug must not take the node down
+        log.exception("parser failed on %r", text)
+        return None, _make_error("INTERNAL", f"parser failed: {e}", text)
+    if isinstance(result, fn.ParseError):
+        return None, result
+    return result, None
+
+
+class _FirstTokenTimer:
+    """A transformers streamer that records when the first new token arrives."""
+
+    def __init__(self):
+        self.calls = 0
+        self.first: float | None = None
+
+    def put(self, value):
+        self.calls += 1
+        if self.calls == 2 and self.first is None:  # call 1 is the prompt
+            self.first = time.perf_counter()
+
+    def end(self):
+        pass
+
+
+class Octopus:
+    """Loaded model + tokenizer + function registry + device/precision, ready to decide."""
+
+    def __init__(
+        self,
+        *,
+        model: OctopusModel,
+        tokenizer,
+        registry,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        vision_encoder=None,
+        max_new_tokens: int = 64,
+        jump_forward: bool = True,
+        prefix_cache: bool = True,
+        prefill_on_encode: bool = True,
+        inplace: bool = False,
+    ):
+        """``vision_encoder``: optional replacement of the torch image side, e.g. an
+        :class:`OnnxVisionEncoder` (anything with ``encode_image(pixels) -> (B, K, D)``).
+
+        The model is put in eval mode. Other precisions/devices than fp32 on CPU convert a copy
+        of it, unless ``inplace`` (``load`` owns its model and converts in place).
+        """
+        config = model.config
+        config.require_token_ids()
+        n_functions = len(config.nexa_token_ids)
+        if registry.num_tokens > n_functions:
+            raise ValueError(
+                f"the function registry needs {registry.num_tokens} functional tokens but the model has {n_functions}"
+            )
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.dtype = activation_dtype(precision)
+        if (precision != "fp32" or self.device.type != "cpu") and not inplace:
+            model = copy.deepcopy(model)
+        self.model = apply_precision(model, precision=precision, device=self.device, inplace=True)
+        self.tokenizer = tokenizer
+        self.registry = registry
+        self.config = config
+        self.vision_encoder = vision_encoder
+        self.max_new_tokens = max_new_tokens
+        self.jump_forward = jump_forward
+        self.prefix_cache = prefix_cache
+        self.prefill_on_encode = prefill_on_encode
+        self.prompt = PromptFormat(tokenizer=tokenizer, config=config)
+        self.preprocessor = ImagePreprocessor(config=config.vision)
+        self.decoder = ConstrainedDecoder(
+            tokenizer=tokenizer,
+            nexa_token_ids=config.nexa_token_ids,
+            nexa_end_id=config.nexa_end_id,
+            extra_characters=_registry_characters(registry),
+        )
+        self._grammars: dict[tuple[str, ...] | None, Any] = {}
+        self._system_ids = self.prompt.system_prefix_ids()
+        self._image_ids = [config.image_token_id] * config.num_image_tokens
+        self._system_kv: KV | None = None
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        precision: str = "fp32",
+        registry=None,
+        vision_backend: str = "torch",
+        onnx_path: str | Path | None = None,
+        **options,
+    ) -> Octopus:
+        """Load a checkpoint directory.
+
+        ``registry``: a FunctionRegistry or a functions.yaml path (default: the checkpoint's copy).
+        ``vision_backend``: "torch", "onnx" or "onnx-int8" (onnxruntime on CPU). The ONNX file is
+        ``onnx_path``, else ``vision.onnx`` / ``vision.int8.onnx`` in the checkpoint, else it is
+        exported to a temporary directory.
+        """
+        ckpt = load_checkpoint(path)
+        if registry is None:
+            if ckpt.functions_path is None:
+                raise CheckpointError(Path(path) / "functions.yaml", "missing (pass registry= explicitly)")
+            registry = ckpt.functions_path
+        if isinstance(registry, str | Path):
+            try:
+                registry = _functions().FunctionRegistry.from_yaml(registry)
+            except Exception as e:
+                raise CheckpointError(registry, f"invalid function registry: {e}") from e
+        vision_encoder = None
+        if vision_backend != "torch":
+            vision_encoder = _load_onnx_encoder(ckpt, vision_backend, onnx_path)
+        return cls(
+            model=ckpt.model,
+            tokenizer=ckpt.tokenizer,
+            registry=registry,
+            device=device,
+            precision=precision,
+            vision_encoder=vision_encoder,
+            inplace=True,
+            **options,
+        )
+
+    # -- image side ----------------------------------------------------------------------------
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> (1, 3, S, S) normalised pixels. ValueError on a bad image."""
+        return self.preprocessor(image)
+
+    @torch.no_grad()
+    def encode(self, image: np.ndarray | torch.Tensor) -> ImageEncoding:
+        """Encode a frame (RGB uint8 (H, W, 3), or pixels (1, 3, S, S) already preprocessed).
+
+        Also prefills the image tokens' KV cache when ``prefill_on_encode`` (the default).
+        """
+        t0 = time.perf_counter()
+        if isinstance(image, torch.Tensor) and image.dtype != torch.uint8:
+            pixels = image
+        else:
+            pixels = self.preprocess(image)
+        t1 = time.perf_counter()
+        if self.vision_encoder is not None:
+            embeds = self.vision_encoder.encode_image(pixels)
+        else:
+            embeds = self.model.encode_image(pixels.to(self.device, self.dtype))
+        embeds = embeds.to(self.device, self.dtype)  # (1, K, D)
+        t2 = time.perf_counter()
+        kv = self._prefill_images(embeds) if self.prefill_on_encode and self.prefix_cache else None
+        t3 = time.perf_counter()
+        timings = {"preprocess": t1 - t0, "encode": t2 - t1, "image_prefill": t3 - t2}
+        return ImageEncoding(embeds=embeds, kv=kv, timings=timings, owner=id(self))
+
+    # -- KV prefix -----------------------------------------------------------------------------
+    def _lm(self, **kwargs):
+        return self.model.lm(use_cache=True, logits_to_keep=1, **kwargs)
+
+    def _cache(self, kv: KV | None):
+        from transformers import DynamicCache
+
+        # The stored tensors are never written: the cache concatenates new keys onto copies.
+        return (
+            DynamicCache(ddp_cache_data=kv, config=self.model.lm.config)
+            if kv
+            else DynamicCache(config=self.model.lm.config)
+        )
+
+    @staticmethod
+    def _kv_of(cache) -> KV:
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def system_kv(self) -> KV:
+        """KV cache of the system prompt (computed on first use)."""
+        if self._system_kv is None:
+            ids = torch.tensor([self._system_ids], device=self.device)
+            with torch.no_grad():
+                out = self._lm(input_ids=ids, past_key_values=self._cache(None))
+            self._system_kv = self._kv_of(out.past_key_values)
+        return self._system_kv
+
+    def _prefill_images(self, embeds: torch.Tensor) -> KV:
+        out = self._lm(inputs_embeds=embeds, past_key_values=self._cache(self.system_kv()))
+        return self._kv_of(out.past_key_values)
+
+    def _prefill(self, ids: list[int], enc: ImageEncoding):
+        """Run the prompt through the LM. Returns (last logits (V,), cache)."""
+        S, K = len(self._system_ids), len(self._image_ids)
+        starts_fixed = ids[:S] == self._system_ids
+        if (
+            enc.kv is not None
+            and enc.owner == id(self)
+            and starts_fixed
+            and ids[S : S + K] == self._image_ids
+        ):
+            cache = self._cache(enc.kv)
+            out = self._lm(input_ids=torch.tensor([ids[S + K :]], device=self.device), past_key_values=cache)
+        elif self.prefix_cache and starts_fixed:
+            cache = self._cache(self.system_kv())
+            embeds = self.model.embed_inputs(torch.tensor([ids[S:]], device=self.device), enc.embeds)
+            out = self._lm(inputs_embeds=embeds, past_key_values=cache)
+        else:
+            embeds = self.model.embed_inputs(torch.tensor([ids], device=self.device), enc.embeds)
+            out = self._lm(inputs_embeds=embeds, past_key_values=self._cache(None))
+        return out.logits[0, -1], out.past_key_values
+
+    # -- deciding ------------------------------------------------------------------------------
+    def grammar(self, allowlist: Sequence[str] | None = None):
+        """The (cached) call grammar for an allowlist of function names (None = all enabled)."""
+        key = None if allowlist is None else tuple(sorted(allowlist))
+        if key not in self._grammars:
+            self._grammars[key] = _functions().CallGrammar(self.registry, allowlist=key)
+        return self._grammars[key]
+
+    @torch.no_grad()
+    def decide(
+        self,
+        instruction: str,
+        image: np.ndarray | ImageEncoding,
+        *,
+        allowlist: Sequence[str] | None = None,
+        mode: str = "constrained",
+        max_new_tokens: int | None = None,
+    ) -> Decision:
+        """Turn an instruction + image (or a pre-computed :class:`ImageEncoding`) into a call.
+
+        ``mode``: "constrained" (functional tokens under the call grammar, jump-forward),
+        "generate" (plain ``transformers.generate`` with functional tokens, then parsed) or
+        "plain" (the LM writes ``name(args)``/JSON text, parsed by ``parse_plain``).
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.registry.allowed_names(allowlist)  # unknown names: ValueError (a configuration error)
+        t0 = time.perf_counter()
+        timings = {"preprocess": 0.0, "encode": 0.0}
+        if isinstance(image, ImageEncoding):
+            enc = image
+        else:
+            enc = self.encode(image)
+            timings.update(enc.timings)
+        ids = self.prompt.encode_prompt(instruction)
+        limit = max_new_tokens or self.max_new_tokens
+        allow = None if allowlist is None else tuple(allowlist)
+        if mode == "constrained":
+            decision = self._decide_constrained(ids, enc, allow, limit, timings)
+        else:
+            decision = self._decide_generate(ids, enc, allow, limit, timings, mode)
+        decision.timings["total"] = time.perf_counter() - t0
+        decision.mode = mode
+        return decision
+
+    def _decide_constrained(self, ids, enc, allowlist, limit, timings) -> Decision:
+        t0 = time.perf_counter()
+        logits, cache = self._prefill(ids, enc)
+        t1 = time.perf_counter()
+
+        def step(new_ids: list[int]) -> torch.Tensor:
+            out = self._lm(input_ids=torch.tensor([new_ids], device=self.device), past_key_values=cache)
+            return out.logits[0, -1]
+
+        res: DecodeResult = self.decoder.decode(
+            logits, step, self.grammar(allowlist), max_new_tokens=limit, jump_forward=self.jump_forward
+        )
+        t2 = time.perf_counter()
+        timings.update(
+            prefill=t1 - t0,
+            decode=t2 - t1,
+            tokens=float(len(res.token_ids)),
+            forward_passes=float(res.forward_passes),
+            forced_tokens=float(res.forced_tokens),
+        )
+        if res.error is not None:
+            return Decision(None, _make_error(res.error[0], res.error[1], res.text), 0.0, res.text, timings)
+        call, error = _parse("call", res.text, self.registry, allowlist)
+        return Decision(call, error, res.confidence if error is None else 0.0, res.text, timings)
+
+    def _decide_generate(self, ids, enc, allowlist, limit, timings, mode) -> Decision:
+        cfg = self.config
+        t0 = time.perf_counter()
+        embeds = self.model.embed_inputs(torch.tensor([ids], device=self.device), enc.embeds)  # (1, T, D)
+        stop = [cfg.eos_token_id] if mode == "plain" else [cfg.nexa_end_id, cfg.eos_token_id]
+        timer = _FirstTokenTimer()
+        out = self.model.lm.generate(
+            inputs_embeds=embeds,
+            attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device),
+            max_new_tokens=limit,
+            do_sample=False,
+            eos_token_id=stop,
+            pad_token_id=cfg.pad_token_id,
+            return_dict_in_generate=True,
+            output_scores=True,
+            streamer=timer,
+        )
+        t2 = time.perf_counter()
+        new = out.sequences[0].tolist()
+        log_conf = 0.0
+        for tid, scores in zip(new, out.scores, strict=False):
+            log_conf += float(torch.log_softmax(scores[0].float(), dim=-1)[tid])
+        while new and new[-1] in (cfg.eos_token_id, cfg.pad_token_id):
+            new.pop()
+        text = self.tokenizer.decode(new, skip_special_tokens=False)
+        t1 = timer.first or t2
+        timings.update(
+            prefill=t1 - t0,
+            decode=t2 - t1,
+            tokens=float(len(out.scores)),
+            forward_passes=float(len(out.scores)),
+        )
+        call, error = _parse("call" if mode == "generate" else "plain", text, self.registry, allowlist)
+        confidence = float(np.exp(log_conf)) if error is None else 0.0
+        return Decision(call, error, confidence, text, timings)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _registry_characters(registry) -> str:
+    """Every character in the registry's names, enum values and descriptions (probed when a
+    byte-level token ends inside a multi-byte character)."""
+    chars: set[str] = set()
+
+    def walk(obj) -> None:
+        if isinstance(obj, str):
+            chars.update(obj)
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(k)
+                walk(v)
+        elif isinstance(obj, list | tuple):
+            for v in obj:
+                walk(v)
+
+    walk(registry.to_dict())
+    return "".join(sorted(chars))
+
+
+def _load_onnx_encoder(ckpt, backend: str, onnx_path: str | Path | None):
+    from .checkpoint import WEIGHTS_FILE, sha256_file
+    from .onnx_export import OnnxVisionEncoder, export_vision_onnx
+
+    if backend not in VISION_BACKENDS:
+        raise ValueError(f"vision_backend must be one of {VISION_BACKENDS}, got {backend!r}")
+    sha = sha256_file(ckpt.path / WEIGHTS_FILE)
+    name = "vision.int8.onnx" if backend == "onnx-int8" else "vision.onnx"
+    path = Path(onnx_path) if onnx_path else ckpt.path / name
+    if not path.is_file():
+        path = Path(tempfile.mkdtemp(prefix="octopus_onnx_")) / name
+        log.warning("no %s in %s: exporting the image encoder to %s", name, ckpt.path, path)
+        export_vision_onnx(ckpt.model, path, weights_sha256=sha, quantize_int8=backend == "onnx-int8")
+    encoder = OnnxVisionEncoder(path)
+    if encoder.weights_sha256 not in (None, sha):
+        raise CheckpointError(path, "exported from different weights than model.safetensors (re-export it)")
+    return encoder
