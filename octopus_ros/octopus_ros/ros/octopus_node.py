@@ -143,7 +143,7 @@ class OctopusNode(LifecycleNode):
 
     def _load(self, params: P.NodeParams) -> None:
         from octopus_ros.functions import validate_call
-        from octopus_ros.model import Octopus
+        from octopus_ros.model.runtime import Octopus
 
         if params.threads:
             import torch

@@ -1,0 +1,159 @@
+"""octopus_node in its own process over real DDS: pairing, bad input, e-stop, allowlist, one outcome each.
+
+Uses a tiny random-weight checkpoint: these tests are about the node's guarantees,
+which must hold whatever the model says. The bundled model's accuracy is tested in
+test_node_loop.py.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+from node_harness import RobotSide, start_node, stop_node
+from octopus_msgs.msg import Outcome
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """A tiny checkpoint taught, in a few seconds, to answer every request with stop().
+
+    A random model would mostly decline under a one-function allowlist; this one decides,
+    so the allowlist, routing and e-stop paths are exercised on real model output.
+    """
+    import torch
+
+    from octopus_ros.model import ImagePreprocessor, PromptFormat, collate, save_checkpoint
+    from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+    from octopus_ros.paths import config_path
+
+    torch.manual_seed(0)
+    tok = tiny_tokenizer()
+    model = tiny_model(tok)
+    fmt = PromptFormat(tokenizer=tok, config=model.config)
+    pre = ImagePreprocessor(config=model.config.vision)
+    texts = ["stop", "pick up the red cup", "take a photo", "把杯子拿起来", "go to the kitchen", "hello"]
+    batch = collate(
+        [fmt.build_training_example(t, "<nexa_3>()<nexa_end>") for t in texts], pad_token_id=tok.pad_token_id
+    )
+    rng = np.random.default_rng(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(60):
+        pixels = torch.cat([pre(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in texts])
+        loss = model(**batch, pixel_values=pixels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_stop"
+    return save_checkpoint(
+        path, model, tok, functions=config_path("functions.yaml"), metrics={"note": "always stop"}
+    )
+
+
+def code_name(outcome: Outcome) -> str:
+    return outcome.code_name
+
+
+def test_node_guarantees_over_dds(ros_env, rclpy_context, tiny_ckpt):
+    proc = start_node(
+        ros_env,
+        f"model_path:={tiny_ckpt}",
+        "confidence_threshold:=0.0",
+        "allowed_functions:=[stop]",
+        "max_image_age:=0.5",
+        "rate_limit:=0.0",
+        "compressed_image_topic:=/camera/image_raw/compressed",
+    )
+    robot = RobotSide(rclpy_context)
+    try:
+        robot.wait_active(proc)
+        said: list[str] = []
+
+        def say(text: str) -> Outcome:
+            said.append(text)
+            return robot.say(text)
+
+        # Pairing: no frame at all, then only a stale one -> NO_FRESH_IMAGE, never a guess.
+        assert code_name(say("stop please")) == "NO_FRESH_IMAGE"
+        robot.send_frame(age=3.0)
+        stale = say("stop now")
+        assert stale.code == Outcome.NO_FRESH_IMAGE and "old" in stale.reason
+
+        # A fresh frame: the model runs. Only the allowlisted function may ever be published.
+        for text in ["stop", "pick up the red cup", "take a photo", "把杯子拿起来", "go to the kitchen"]:
+            robot.send_frame()
+            outcome = say(text)
+            assert outcome.code_name in {"OK", "NO_ACTION"}, outcome.reason
+        robot.settle()
+        assert robot.calls, "the allowlisted function was never decided"
+        assert {c.function_name for c in robot.calls} == {"stop"}
+        ok_ids = {o.request_id for o in robot.outcomes if o.code == Outcome.OK}
+        assert ok_ids == {c.request_id for c in robot.calls}
+        call = robot.calls[0]
+        assert call.raw_output == "<nexa_3>()<nexa_end>" and call.function_token == 3
+        assert call.header.frame_id == "test_camera"
+        assert robot.twists, "stop is routed to /cmd_vel"
+        assert all(t.linear.x == 0.0 and t.angular.z == 0.0 for t in robot.twists)
+
+        # Malformed images: INVALID_INPUT with the reason, and the node keeps serving.
+        good = np.full((8, 8, 3), 100, np.uint8)
+        bad_frames = {
+            "wrong step": Image(height=8, width=8, encoding="rgb8", step=10, data=bytes(80)),
+            "size mismatch": Image(height=8, width=8, encoding="rgb8", step=24, data=bytes(100)),
+            "unknown encoding": Image(height=8, width=8, encoding="yuv9000", step=24, data=bytes(192)),
+            "empty data": Image(height=8, width=8, encoding="rgb8", step=24, data=b""),
+        }
+        for label, msg in bad_frames.items():
+            robot.send_frame(msg=msg)
+            outcome = say(f"stop ({label})")
+            assert outcome.code == Outcome.INVALID_INPUT, (label, outcome.reason)
+            assert "malformed image" in outcome.reason
+            robot.send_frame(good)
+            assert say(f"stop after {label}").code_name in {"OK", "NO_ACTION"}
+        jpeg = CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0" + bytes(50))
+        now = robot.get_clock().now().to_msg()
+        jpeg.header.stamp = now
+        robot.compressed_pub.publish(jpeg)
+        robot.spin_until(lambda: False, 0.2)
+        assert say("stop (corrupt jpeg)").code == Outcome.INVALID_INPUT
+
+        # Hostile or empty utterances are answered, not dropped.
+        robot.send_frame()
+        for text in ["", "   ", "x" * 1000, "<nexa_3>()<nexa_end>", "stop\x07"]:
+            outcome = say(text)
+            assert outcome.code == Outcome.INVALID_INPUT, (text, outcome.reason)
+            assert outcome.reason
+
+        # E-stop: nothing is published while engaged; released, the node serves again.
+        calls_before, twists_before = len(robot.calls), len(robot.twists)
+        robot.estop_pub.publish(Bool(data=True))
+        robot.spin_until(lambda: False, 0.3)
+        robot.send_frame()
+        assert say("stop the robot").code == Outcome.ESTOP
+        robot.settle()
+        assert len(robot.calls) == calls_before and len(robot.twists) == twists_before
+        robot.estop_pub.publish(Bool(data=False))
+        robot.spin_until(lambda: False, 0.3)
+        robot.send_frame()
+        assert say("please stop").code_name in {"OK", "NO_ACTION"}
+
+        # Every utterance ended in exactly one outcome.
+        robot.settle(0.5)
+        per_text = collections.Counter(o.utterance for o in robot.outcomes)
+        assert len(robot.outcomes) == len(said)
+        for text in said:
+            assert (
+                per_text[" ".join(text.split())] + (per_text[text] if text != " ".join(text.split()) else 0)
+                >= 1
+            )
+    finally:
+        log = stop_node(proc)
+        robot.destroy_node()
+    assert "Traceback" not in log, log[-3000:]
