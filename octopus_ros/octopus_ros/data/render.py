@@ -86,6 +86,20 @@ def _background(scene: Scene, w: int, h: int, s: int, ox: float, oy: float) -> n
     return img
 
 
+_MIN_DRAW = 128  # frames smaller than this are drawn larger and downsampled (same look at any size)
+
+
+def _draw(scene: Scene, w: int, h: int) -> np.ndarray:
+    """Background and objects, without camera effects."""
+    s = min(w, h)
+    ox, oy = (w - s) / 2.0, (h - s) / 2.0
+    img = _background(scene, w, h, s, ox, oy)
+    for obj in scene.objects:
+        pen = Pen(img, ox + obj.cx * s, oy + obj.cy * s, obj.size * s / 2.0, obj.angle, obj.flip)
+        DRAWERS[obj.category](pen, obj.rgb, obj.variant)
+    return img
+
+
 def render(scene: Scene, size: Size = 64, rng: np.random.Generator | None = None) -> np.ndarray:
     """Draw ``scene`` as an ``(H, W, 3)`` uint8 RGB image.
 
@@ -94,12 +108,11 @@ def render(scene: Scene, size: Size = 64, rng: np.random.Generator | None = None
     scene's own ``style.noise_seed``, so the same scene and size always give the same bytes.
     """
     w, h = frame_size(size)
+    k = max(1, min(4, math.ceil(_MIN_DRAW / min(w, h))))  # supersampling factor for small frames
+    img = _draw(scene, w * k, h * k)
+    if k > 1:
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     s = min(w, h)
-    ox, oy = (w - s) / 2.0, (h - s) / 2.0
-    img = _background(scene, w, h, s, ox, oy)
-    for obj in scene.objects:
-        pen = Pen(img, ox + obj.cx * s, oy + obj.cy * s, obj.size * s / 2.0, obj.angle, obj.flip)
-        DRAWERS[obj.category](pen, obj.rgb, obj.variant)
     st = scene.style
     sigma = st.blur * s / 64.0
     if sigma >= 0.25:

@@ -29,6 +29,7 @@ _N_ELLIPSE = 20  # polygon vertices of a full ellipse
 _T = np.linspace(0.0, 2.0 * math.pi, _N_ELLIPSE, endpoint=False)
 _UNIT_CIRCLE = np.stack([np.cos(_T), np.sin(_T)], axis=1)  # (20, 2)
 
+_EDGE_WIDTH = 0.045  # outline width in local units
 METAL: RGB = (172, 174, 180)
 DARK: RGB = (30, 30, 34)
 
@@ -141,7 +142,7 @@ class Pen:
         p = self._px(pts)
         cv2.fillPoly(self.img, [p], rgb, cv2.LINE_AA, _SHIFT)
         if edge is not None:
-            cv2.polylines(self.img, [p], True, edge, self._w(0.045), cv2.LINE_AA, _SHIFT)
+            cv2.polylines(self.img, [p], True, edge, self._w(_EDGE_WIDTH), cv2.LINE_AA, _SHIFT)
 
     def stroke(self, pts: np.ndarray, rgb: RGB, width: float, closed: bool = False) -> None:
         """Polyline of ``width`` local units."""
@@ -165,7 +166,11 @@ class _RecordingPen(Pen):
         self.points: list[np.ndarray] = []
 
     def fill(self, pts: np.ndarray, rgb: RGB, edge: RGB | None = None) -> None:
-        self.points.append(np.asarray(pts, dtype=np.float64))
+        pts = np.asarray(pts, dtype=np.float64)
+        if edge is None:
+            self.points.append(pts)
+        else:  # the outline straddles the polygon edge
+            self.stroke(pts, rgb, _EDGE_WIDTH)
 
     def stroke(self, pts: np.ndarray, rgb: RGB, width: float, closed: bool = False) -> None:
         pts = np.asarray(pts, dtype=np.float64)
