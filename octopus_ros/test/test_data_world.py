@@ -176,6 +176,16 @@ def test_scene_from_demo_spec():
         scene_from_spec({"seed": -1})
 
 
+def test_scene_labels():
+    from octopus_ros.data import CATEGORY_NAMES, COLOUR_NAMES, scene_labels
+
+    scene = scene_from_spec({"target": ["cup", "red"], "distractors": 2, "seed": 4})
+    labels = scene_labels(scene)
+    assert CATEGORY_NAMES[labels["target_category"]] == "cup"
+    assert COLOUR_NAMES[labels["target_colour"]] == "red"
+    assert labels["present"].sum() == 3 and labels["present"][CATEGORY_NAMES.index("cup")] == 1
+
+
 def test_contact_sheet(tmp_path):
     from types import SimpleNamespace
 

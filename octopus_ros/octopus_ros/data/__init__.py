@@ -36,6 +36,8 @@ from .tasks import (
 )
 from .world import (
     CATEGORIES,
+    CATEGORY_NAMES,
+    COLOUR_NAMES,
     COLOURS,
     RECYCLE_BIN,
     Category,
@@ -47,11 +49,14 @@ from .world import (
     object_name,
     sample_scene,
     scene_from_spec,
+    scene_labels,
 )
 
 __all__ = [
     "CATEGORIES",
+    "CATEGORY_NAMES",
     "COLOURS",
+    "COLOUR_NAMES",
     "FUNCTIONS",
     "LANGUAGES",
     "RECYCLE_BIN",
@@ -83,6 +88,7 @@ __all__ = [
     "render",
     "sample_scene",
     "scene_from_spec",
+    "scene_labels",
     "split_summary",
     "templates_for",
     "vqa_one",

@@ -145,6 +145,10 @@ MAX_COVER = 0.30  # largest fraction of an object's box hidden by boxes in front
 _MARGIN = 0.02  # objects stay this far inside the stage
 
 
+CATEGORY_NAMES: tuple[str, ...] = tuple(CATEGORIES)  # stable class indices for auxiliary losses
+COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
+
+
 def all_combos() -> list[Combo]:
     """Every valid (category, colour) pair, in vocabulary order."""
     return [(c.name, col) for c in CATEGORIES.values() for col in c.colours]
@@ -477,6 +481,22 @@ def sample_scene(
 
     ordered = sorted(objects, key=lambda o: o.bbox[3])  # back to front
     return Scene(tuple(ordered), ordered.index(tgt), style, layout)
+
+
+def scene_labels(scene: Scene) -> dict[str, object]:
+    """Class labels of a scene for auxiliary vision losses.
+
+    ``target_category`` / ``target_colour``: indices into :data:`CATEGORY_NAMES` /
+    :data:`COLOUR_NAMES`; ``present``: multi-hot uint8 vector over categories.
+    """
+    present = np.zeros(len(CATEGORY_NAMES), dtype=np.uint8)
+    for obj in scene.objects:
+        present[CATEGORY_NAMES.index(obj.category)] = 1
+    return {
+        "target_category": CATEGORY_NAMES.index(scene.target.category),
+        "target_colour": COLOUR_NAMES.index(scene.target.colour),
+        "present": present,
+    }
 
 
 def scene_from_spec(spec: dict, *, layout: str = "salient") -> Scene:
