@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 from pathlib import Path
 
 from octopus_ros.paths import config_path, default_model_dir
@@ -115,13 +116,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pad(text: str, width: int) -> str:
+    """Cut/pad to a display width (CJK characters take two columns in a terminal)."""
+    out, used = "", 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        if used + w > width:
+            break
+        out, used = out + ch, used + w
+    return out + " " * (width - used)
+
+
 def print_summary(data: dict, *, wall_s: float) -> None:
     s = data["summary"]
     print()
     print("utterance".ljust(48), "result".ljust(46), "round trip")
     for r in data["steps"]:
         mark = " " if r["correct"] else "x"
-        print(f"{mark} {r['utterance'][:46]:46s} {r['got'][:46]:46s} {r['round_trip_ms']:7.1f} ms")
+        print(f"{mark} {_pad(r['utterance'], 46)} {_pad(r['got'], 46)} {r['round_trip_ms']:7.1f} ms")
     print()
     print(
         f"accuracy        {s['correct']}/{s['steps']} = {s['accuracy']:.1%} against the scenario's expectations"

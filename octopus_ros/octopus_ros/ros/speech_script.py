@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from octopus_msgs.msg import FunctionCall, Outcome
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -80,6 +81,9 @@ class SpeechScript(Node):
         self.declare_parameter("startup_timeout", 120.0)
         self.declare_parameter("stale_wait", 1.3)
         self.declare_parameter("report_file", "")
+        # Pace like a speaker: at most one utterance per min_interval seconds (the node's
+        # default rate limit is 5/s with a burst of 3; faster speech would be answered BUSY).
+        self.declare_parameter("min_interval", 0.3)
         self.scenario = Scenario.from_yaml(self.get_parameter("scenario_file").value)
         node_name = self.get_parameter("node_name").value.rstrip("/")
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -91,12 +95,22 @@ class SpeechScript(Node):
         self.create_subscription(Int32, "/sim_camera/current_scene", self._on_camera, reliable)
         self.create_subscription(Outcome, f"{node_name}/outcomes", self._on_outcome, reliable)
         self.create_subscription(FunctionCall, f"{node_name}/function_calls", self._on_call, reliable)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
         self.camera_scene: int | None = None
+        self.camera_frames = 0  # frames published by the camera since its scene last changed
+        self.node_frames = 0  # frames octopus_node reports having received
         self.outcomes: list[tuple[float, Outcome]] = []
         self.calls: dict[str, FunctionCall] = {}
 
     def _on_camera(self, msg: Int32) -> None:
+        self.camera_frames = self.camera_frames + 1 if msg.data == self.camera_scene else 1
         self.camera_scene = msg.data
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            for kv in status.values:
+                if kv.key == "frames_received":
+                    self.node_frames = int(kv.value)
 
     def _on_outcome(self, msg: Outcome) -> None:
         self.outcomes.append((time.perf_counter(), msg))
@@ -119,15 +133,23 @@ class SpeechScript(Node):
         if not self._spin_until(lambda: self.speech.get_subscription_count() > 0, startup):
             raise RuntimeError("octopus_node did not become active (no speech subscriber)")
         self.scene_cmd.publish(Int32(data=0))
-        if not self._spin_until(lambda: self.camera_scene == 0, startup):
-            raise RuntimeError("the simulated camera did not show scene 0")
+        # The node reports received frames in its diagnostics: the camera -> node link is up.
+        if not self._spin_until(lambda: self.node_frames > 0, startup):
+            raise RuntimeError("octopus_node reports no camera frames")
         records = []
         timeout = self.get_parameter("step_timeout").value
+        min_interval = self.get_parameter("min_interval").value
+        last_said = 0.0
         for step in self.scenario.steps:
             target = -1 if step.camera_paused else step.index
             self.scene_cmd.publish(Int32(data=target))
-            if not self._spin_until(lambda t=target: self.camera_scene == t, timeout):
+            # Two frames of the new scene: the second was published after the switch was seen.
+            if not self._spin_until(
+                lambda t=target: self.camera_scene == t and self.camera_frames >= 2, timeout
+            ):
                 raise RuntimeError(f"camera did not switch to scene {target}")
+            self._spin_until(lambda: time.monotonic() - last_said >= min_interval, min_interval)
+            last_said = time.monotonic()
             if step.camera_paused:
                 # Let the newest frame grow older than the node's max_image_age.
                 self._spin_until(lambda: False, self.get_parameter("stale_wait").value)
@@ -135,12 +157,14 @@ class SpeechScript(Node):
             t0 = time.perf_counter()
             self.speech.publish(String(data=step.say))
 
-            def answered(seen=seen, say=step.say) -> bool:
-                return any(o.utterance == say for _, o in self.outcomes[seen:])
+            forms = {step.say, " ".join(step.say.split())}  # the node answers with normalised text
+
+            def answered(seen=seen, forms=forms) -> bool:
+                return any(o.utterance in forms for _, o in self.outcomes[seen:])
 
             if not self._spin_until(answered, timeout):
                 raise RuntimeError(f"no outcome for step {step.index}: {step.say!r}")
-            t1, outcome = next((t, o) for t, o in self.outcomes[seen:] if o.utterance == step.say)
+            t1, outcome = next((t, o) for t, o in self.outcomes[seen:] if o.utterance in forms)
             call = None
             if outcome.code == Outcome.OK:
                 self._spin_until(lambda rid=outcome.request_id: rid in self.calls, timeout)

@@ -24,7 +24,7 @@ def clean_utterance(text: str, *, max_length: int) -> str:
     """
     if not isinstance(text, str):
         raise InvalidUtteranceError(f"utterance must be text, got {type(text).__name__}")
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFC", text)  # NFC, not NFKC: keep full-width CJK punctuation
     stripped = " ".join(text.split())
     if not stripped:
         raise InvalidUtteranceError("empty utterance")
