@@ -148,7 +148,7 @@ class SpeechScript(Node):
                 lambda t=target: self.camera_scene == t and self.camera_frames >= 2, timeout
             ):
                 raise RuntimeError(f"camera did not switch to scene {target}")
-            self._spin_until(lambda: time.monotonic() - last_said >= min_interval, min_interval)
+            self._spin_until(lambda t0=last_said: time.monotonic() - t0 >= min_interval, min_interval)
             last_said = time.monotonic()
             if step.camera_paused:
                 # Let the newest frame grow older than the node's max_image_age.
