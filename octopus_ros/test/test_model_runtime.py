@@ -15,7 +15,14 @@ from octopus_ros.paths import config_path
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("rt") / "tiny", config_path("functions.yaml"), seed=7)
+    """A tiny checkpoint with its ONNX image encoder exported next to the weights."""
+    from octopus_ros.model import export_vision_onnx, load_checkpoint
+    from octopus_ros.model.checkpoint import sha256_file
+
+    path = make_tiny_checkpoint(tmp_path_factory.mktemp("rt") / "tiny", config_path("functions.yaml"), seed=7)
+    sha = sha256_file(path / "model.safetensors")
+    export_vision_onnx(load_checkpoint(path).model, path / "vision.onnx", weights_sha256=sha)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +67,12 @@ def test_agreement_of_runtime_paths(ckpt, frames):
 
 
 def test_stale_onnx_file_is_rejected(ckpt, tmp_path):
-    from octopus_ros.model import export_vision_onnx, load_checkpoint
+    import onnx
 
-    onnx = export_vision_onnx(load_checkpoint(ckpt).model, tmp_path / "v.onnx", weights_sha256="0" * 64)
+    proto = onnx.load(str(ckpt / "vision.onnx"))
+    for entry in proto.metadata_props:
+        if entry.key == "octopus_weights_sha256":
+            entry.value = "0" * 64  # as if exported from other weights
+    onnx.save(proto, str(tmp_path / "stale.onnx"))
     with pytest.raises(CheckpointError, match="different weights"):
-        Octopus.load(ckpt, vision_backend="onnx", onnx_path=onnx)
+        Octopus.load(ckpt, vision_backend="onnx", onnx_path=tmp_path / "stale.onnx")

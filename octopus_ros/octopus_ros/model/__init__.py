@@ -20,6 +20,7 @@ from .onnx_export import OnnxVisionEncoder, export_vision_onnx
 from .precision import PRECISIONS, apply_precision
 from .preprocess import ImagePreprocessor
 from .prompt import PromptFormat, TrainingExample, collate
+from .runtime import Decision, ImageEncoding, Octopus
 from .tokenizer import (
     SpecialTokenIds,
     add_special_tokens,
@@ -34,8 +35,11 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ConnectorConfig",
+    "Decision",
+    "ImageEncoding",
     "ImagePreprocessor",
     "MLPProjector",
+    "Octopus",
     "OctopusConfig",
     "OctopusModel",
     "OnnxVisionEncoder",

@@ -71,7 +71,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
 def _portable_config(config: OctopusConfig) -> OctopusConfig:
     """The config as stored in a checkpoint: external weight references dropped."""
     vision = dataclasses.replace(config.vision, checkpoint=None, model_name=None)
-    return dataclasses.replace(config, vision=vision, lm_path=None, tokenizer_path=None)
+    return dataclasses.replace(config, vision=vision, lm_path=None)
 
 
 def _unique_state_dict(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -124,7 +124,6 @@ class OctopusConfig:
     # unless lm_path is set.
     lm: dict[str, Any] = field(default_factory=dict)
     lm_path: str | None = None  # local HF directory: its config.json and weights are used
-    tokenizer_path: str | None = None  # local HF tokenizer directory (optional; checkpoints hold their own)
     num_image_tokens: int | None = None  # derived from vision + connector; checked if given
     # Special-token ids, filled in by attach_tokenizer() once a tokenizer exists.
     image_token_id: int | None = None

@@ -228,7 +228,7 @@ class ConstrainedDecoder:
             res.error = ("NOT_ALLOWED", "no function is allowed")
             return res
         # 1) the functional token: argmax over the allowed ones
-        logits = first_logits.float()
+        logits = first_logits.float().cpu()  # masks and token tables live on the CPU
         log_probs = torch.log_softmax(logits, dim=-1)
         candidates = torch.tensor([self.nexa_token_ids[i] for i in allowed])
         best = int(torch.argmax(logits[candidates]))
@@ -257,7 +257,7 @@ class ConstrainedDecoder:
                     res.forced_tokens += len(ids)
                     to_feed += ids
                     continue
-            logits = step(to_feed).float()  # (V,)
+            logits = step(to_feed).float().cpu()  # (V,)
             res.forward_passes += 1
             log_probs = torch.log_softmax(logits, dim=-1)
             choice = self._best_allowed(grammar, state, pending, logits)

@@ -118,7 +118,10 @@ class _FirstTokenTimer:
 
 
 class Octopus:
-    """Loaded model + tokenizer + function registry + device/precision, ready to decide."""
+    """Loaded model + tokenizer + function registry + device/precision, ready to decide.
+
+    Not thread-safe: use one Octopus per thread (the node's engine owns it in one worker).
+    """
 
     def __init__(
         self,
@@ -174,6 +177,8 @@ class Octopus:
         self._system_ids = self.prompt.system_prefix_ids()
         self._image_ids = [config.image_token_id] * config.num_image_tokens
         self._system_kv: KV | None = None
+        if self.prefix_cache:
+            self.system_kv()  # computed now, so the first decision is not slower than the rest
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -186,6 +191,7 @@ class Octopus:
         registry=None,
         vision_backend: str = "torch",
         onnx_path: str | Path | None = None,
+        onnx_providers: list[str] | None = None,
         **options,
     ) -> Octopus:
         """Load a checkpoint directory.
@@ -193,7 +199,9 @@ class Octopus:
         ``registry``: a FunctionRegistry or a functions.yaml path (default: the checkpoint's copy).
         ``vision_backend``: "torch", "onnx" or "onnx-int8" (onnxruntime on CPU). The ONNX file is
         ``onnx_path``, else ``vision.onnx`` / ``vision.int8.onnx`` in the checkpoint, else it is
-        exported to a temporary directory.
+        exported to a temporary directory. ``onnx_providers``: onnxruntime execution providers
+        (default CPU; e.g. ``["CUDAExecutionProvider"]`` on a Jetson). ``options`` go to the
+        constructor (max_new_tokens, jump_forward, prefix_cache, prefill_on_encode).
         """
         ckpt = load_checkpoint(path)
         if registry is None:
@@ -207,7 +215,7 @@ class Octopus:
                 raise CheckpointError(registry, f"invalid function registry: {e}") from e
         vision_encoder = None
         if vision_backend != "torch":
-            vision_encoder = _load_onnx_encoder(ckpt, vision_backend, onnx_path)
+            vision_encoder = _load_onnx_encoder(ckpt, vision_backend, onnx_path, onnx_providers)
         return cls(
             model=ckpt.model,
             tokenizer=ckpt.tokenizer,
@@ -225,11 +233,14 @@ class Octopus:
         return self.preprocessor(image)
 
     @torch.no_grad()
-    def encode(self, image: np.ndarray | torch.Tensor) -> ImageEncoding:
+    def encode(self, image: np.ndarray | torch.Tensor, *, prefill: bool | None = None) -> ImageEncoding:
         """Encode a frame (RGB uint8 (H, W, 3), or pixels (1, 3, S, S) already preprocessed).
 
-        Also prefills the image tokens' KV cache when ``prefill_on_encode`` (the default).
+        ``prefill`` (default: the ``prefill_on_encode`` setting) also computes the KV cache of
+        system prompt + image tokens, so a later constrained decision only prefills the user's
+        words. Raises ValueError for a malformed image.
         """
+        prefill = self.prefill_on_encode if prefill is None else prefill
         t0 = time.perf_counter()
         if isinstance(image, torch.Tensor) and image.dtype != torch.uint8:
             pixels = image
@@ -242,7 +253,7 @@ class Octopus:
             embeds = self.model.encode_image(pixels.to(self.device, self.dtype))
         embeds = embeds.to(self.device, self.dtype)  # (1, K, D)
         t2 = time.perf_counter()
-        kv = self._prefill_images(embeds) if self.prefill_on_encode and self.prefix_cache else None
+        kv = self._prefill_images(embeds) if prefill and self.prefix_cache else None
         t3 = time.perf_counter()
         timings = {"preprocess": t1 - t0, "encode": t2 - t1, "image_prefill": t3 - t2}
         return ImageEncoding(embeds=embeds, kv=kv, timings=timings, owner=id(self))
@@ -331,7 +342,7 @@ class Octopus:
         if isinstance(image, ImageEncoding):
             enc = image
         else:
-            enc = self.encode(image)
+            enc = self.encode(image, prefill=None if mode == "constrained" else False)
             timings.update(enc.timings)
         ids = self.prompt.encode_prompt(instruction)
         limit = max_new_tokens or self.max_new_tokens
@@ -427,7 +438,7 @@ def _registry_characters(registry) -> str:
     return "".join(sorted(chars))
 
 
-def _load_onnx_encoder(ckpt, backend: str, onnx_path: str | Path | None):
+def _load_onnx_encoder(ckpt, backend: str, onnx_path: str | Path | None, providers: list[str] | None):
     from .checkpoint import WEIGHTS_FILE, sha256_file
     from .onnx_export import OnnxVisionEncoder, export_vision_onnx
 
@@ -440,7 +451,7 @@ def _load_onnx_encoder(ckpt, backend: str, onnx_path: str | Path | None):
         path = Path(tempfile.mkdtemp(prefix="octopus_onnx_")) / name
         log.warning("no %s in %s: exporting the image encoder to %s", name, ckpt.path, path)
         export_vision_onnx(ckpt.model, path, weights_sha256=sha, quantize_int8=backend == "onnx-int8")
-    encoder = OnnxVisionEncoder(path)
+    encoder = OnnxVisionEncoder(path, providers=providers)
     if encoder.weights_sha256 not in (None, sha):
         raise CheckpointError(path, "exported from different weights than model.safetensors (re-export it)")
     return encoder

@@ -1,0 +1,469 @@
+"""Octopus model latency/memory benchmark: one command, figures and ratios side by side.
+
+    python benchmarks/bench_model.py                  # tiny + 0.5B-shaped, random weights (~3-4 min)
+    python benchmarks/bench_model.py --no-big         # tiny only (~1 min)
+    python benchmarks/bench_model.py --model octopus_ros/models/octopus_tiny   # a trained checkpoint
+
+Per-stage latency (median, ms): preprocess, encode (vision + connector), imgKV (prefill of the
+image tokens' KV, done at encode time so a pre-encoded frame skips it), prefill (the rest of the
+prompt), decode per LM forward pass and per output token, and the total of one decide() on a
+raw camera frame.
+
+Compared: fp32 vs int8; constrained decoding with jump-forward vs without it vs plain
+``transformers.generate`` (functional tokens, parsed afterwards) vs the plain-text baseline (the
+LM writes ``name(args)``, no functional tokens); MLP vs Perceiver connector; torch vs ONNX image
+side. For the 0.5B-shaped model (ViT-B/32 + Qwen2-0.5B shapes) the decode time per pass is set
+against the memory-bandwidth floor (bytes of weights one pass reads / copy bandwidth measured in
+the same run), with peak RSS.
+
+Random weights would emit arbitrary text of arbitrary length, which makes the modes
+incomparable. So, without ``--model``, an *oracle* steers the random LM along a target answer
+(the call of each sample): a forward hook on the LM head adds +1000 to the next target token as
+long as the output so far follows the target. Every mode then produces the same realistic call,
+and only how it gets there differs (forward passes, masks, parsing). With ``--model`` the trained
+model's own outputs are used. The machine is shared and noisy: compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "octopus_ros"))
+
+from octopus_ros.functions import FunctionRegistry  # noqa: E402
+from octopus_ros.model import (  # noqa: E402
+    Octopus,
+    OctopusModel,
+    attach_tokenizer,
+    build_model,
+    get_model_config,
+    resolve_config,
+)
+from octopus_ros.model.connector import build_connector  # noqa: E402
+from octopus_ros.model.onnx_export import OnnxVisionEncoder, export_vision_onnx  # noqa: E402
+from octopus_ros.model.precision import apply_precision, decode_weight_bytes  # noqa: E402
+from octopus_ros.model.testing import TINY_CORPUS  # noqa: E402
+from octopus_ros.model.tokenizer import train_tokenizer  # noqa: E402
+from octopus_ros.paths import config_path  # noqa: E402
+
+# (instruction, functional-token answer, plain-text answer)
+EXAMPLES = [
+    ("pick up the red cup", "<nexa_0>('red cup')<nexa_end>", "pick_up('red cup')"),
+    ("please grab the green bottle", "<nexa_0>('green bottle')<nexa_end>", "pick_up('green bottle')"),
+    (
+        "put the blue box on the shelf",
+        "<nexa_1>('blue box', 'shelf')<nexa_end>",
+        "place('blue box', 'shelf')",
+    ),
+    ("go to the kitchen", "<nexa_2>('kitchen')<nexa_end>", "navigate_to('kitchen')"),
+    ("drive to the charging dock", "<nexa_2>('charging_dock')<nexa_end>", "navigate_to('charging_dock')"),
+    ("stop right now", "<nexa_3>()<nexa_end>", "stop()"),
+    (
+        "throw the peel away",
+        "<nexa_5>('banana peel', 'compost')<nexa_end>",
+        "recycle('banana peel', 'compost')",
+    ),
+    ("feed the cat", "<nexa_7>('cat')<nexa_end>", "feed_pet('cat')"),
+    ("set the speed to half", "<nexa_11>(0.5)<nexa_end>", "set_speed(0.5)"),
+    ("把红色的杯子拿起来", "<nexa_0>('红色杯子')<nexa_end>", "pick_up('红色杯子')"),
+    ("去厨房", "<nexa_2>('kitchen')<nexa_end>", "navigate_to('kitchen')"),
+    ("sing me a song", "<nexa_12>()<nexa_end>", "no_action()"),
+]
+
+# (label, decide mode, Octopus options, answer kind)
+MODES = [
+    ("constrained+JF", "constrained", {"jump_forward": True}, "functional"),
+    ("constrained", "constrained", {"jump_forward": False}, "functional"),
+    ("hf.generate", "generate", {"prefill_on_encode": False}, "functional"),
+    ("plain-text", "plain", {"prefill_on_encode": False}, "plain"),
+]
+
+
+class Oracle:
+    """Steers a random LM along a target token sequence (see the module docstring).
+
+    A forward hook on the input embedding records the ids fed after the prompt (the first
+    embedding call after :meth:`start` is the prompt); a forward hook on the LM head pushes the
+    next target token while the ids fed so far are a prefix of the target.
+    """
+
+    def __init__(self, lm: torch.nn.Module):
+        self.target: list[int] | None = None
+        self.calls = 0
+        self.fed: list[int] = []
+        self.handles = [
+            lm.get_input_embeddings().register_forward_hook(self._on_embed),
+            lm.get_output_embeddings().register_forward_hook(self._on_head),
+        ]
+
+    def start(self, target: list[int] | None) -> None:
+        self.target, self.calls, self.fed = target, 0, []
+
+    def _on_embed(self, module, args, output):
+        if self.target is not None:
+            if self.calls:
+                self.fed += args[0].flatten().tolist()
+            self.calls += 1
+
+    def _on_head(self, module, args, output):
+        k = len(self.fed)
+        if self.target is not None and k < len(self.target) and self.fed == self.target[:k]:
+            output = output.clone()
+            output[..., self.target[k]] += 1000.0
+            return output
+        return None
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def ms(seconds: float) -> float:
+    return 1000.0 * seconds
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    current = 0.0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024.0
+    return current, peak
+
+
+def _timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def memory_bandwidth_gbs(mbytes: int = 256, repeats: int = 5) -> dict[str, float]:
+    """Copy bandwidth ((read + write) bytes / s) with numpy (1 thread) and torch (all threads),
+    and torch's read bandwidth (sum)."""
+    n = mbytes * 2**20 // 4
+    out = {}
+    src, dst = np.ones(n, np.float32), np.empty(n, np.float32)
+    out["numpy copy"] = 2 * src.nbytes / min(_timed(np.copyto, dst, src) for _ in range(repeats)) / 1e9
+    tsrc, tdst = torch.ones(n), torch.empty(n)
+    out["torch copy"] = 2 * tsrc.nbytes / min(_timed(tdst.copy_, tsrc) for _ in range(repeats)) / 1e9
+    out["torch sum"] = tsrc.nbytes / min(_timed(tsrc.sum) for _ in range(repeats)) / 1e9
+    del src, dst, tsrc, tdst
+    gc.collect()
+    return out
+
+
+def make_tokenizer(registry: FunctionRegistry, vocab_size: int):
+    texts = [t for ex in EXAMPLES for t in ex] + TINY_CORPUS
+    for spec in registry.functions:
+        texts += [spec.name, *spec.description.values()]
+        for arg in spec.args:
+            texts += list(arg.values)
+    return train_tokenizer(texts * 4, vocab_size, num_functions=registry.num_tokens)
+
+
+def targets_for(tokenizer, eos_id: int) -> dict[str, list[list[int]]]:
+    functional = [tokenizer.encode(ex[1], add_special_tokens=False) for ex in EXAMPLES]
+    plain = [tokenizer.encode(ex[2], add_special_tokens=False) + [eos_id] for ex in EXAMPLES]
+    return {"functional": functional, "plain": plain}
+
+
+def measure(octopus: Octopus, samples, mode: str, repeats: int, *, oracle=None, targets=None, allowlist=None):
+    """Median per-stage timings of decide() on raw frames, plus output statistics."""
+    rows: dict[str, list[float]] = {}
+    texts = []
+    kw = {"mode": mode, "allowlist": allowlist}
+    for r in range(repeats + 1):  # round 0 warms up (caches, grammar masks, allocator)
+        for i, (image, instruction) in enumerate(samples):
+            if oracle is not None:
+                oracle.start(targets[i])
+            d = octopus.decide(instruction, image, **kw)
+            if oracle is not None:
+                oracle.start(None)
+            if r == 0:
+                continue
+            if r == 1:
+                texts.append(d.raw_text)
+            for k, v in d.timings.items():
+                rows.setdefault(k, []).append(v)
+            passes = max(d.timings.get("forward_passes", 0.0), 1.0)
+            rows.setdefault("per_pass", []).append(d.timings["decode"] / passes)
+            rows.setdefault("per_token", []).append(d.timings["decode"] / max(d.timings["tokens"], 1.0))
+            rows.setdefault("ok", []).append(float(d.ok))
+    out = {k: statistics.median(v) for k, v in rows.items()}
+    out["mean_tokens"] = statistics.mean(rows["tokens"])
+    out["mean_passes"] = statistics.mean(rows.get("forward_passes", rows["tokens"]))
+    out["ok"] = statistics.mean(rows["ok"])
+    out["texts"] = texts
+    return out
+
+
+HEADER = (
+    f"{'model':<16}{'prec':<6}{'mode':<16}{'prep':>6}{'encode':>8}{'imgKV':>7}{'prefill':>8}"
+    f"{'ms/pass':>8}{'ms/tok':>7}{'toks':>6}{'pass':>6}{'total':>8}{'ok':>6}"
+)
+
+
+def fmt_row(name: str, prec: str, mode: str, m: dict) -> str:
+    return (
+        f"{name:<16}{prec:<6}{mode:<16}{ms(m['preprocess']):>6.2f}{ms(m['encode']):>8.2f}"
+        f"{ms(m.get('image_prefill', 0.0)):>7.2f}{ms(m['prefill']):>8.2f}{ms(m['per_pass']):>8.2f}"
+        f"{ms(m['per_token']):>7.2f}{m['mean_tokens']:>6.1f}{m['mean_passes']:>6.1f}{ms(m['total']):>8.1f}"
+        f"{m['ok']:>6.0%}"
+    )
+
+
+def ratio_lines(label: str, res: dict, have_plain: bool) -> list[str]:
+    """Ratios of the rows of one model."""
+    out = []
+    for prec in ("fp32", "int8"):
+        jf, nojf, gen = (res.get((label, prec, m)) for m in ("constrained+JF", "constrained", "hf.generate"))
+        if jf and gen:
+            line = (
+                f"  {label} {prec}: hf.generate / constrained+JF total {gen['total'] / jf['total']:.2f}x "
+                f"(passes {gen['mean_passes']:.1f} vs {jf['mean_passes']:.1f})"
+            )
+            if nojf:
+                line += f"; without JF {nojf['total'] / jf['total']:.2f}x"
+            plain = res.get((label, prec, "plain-text"))
+            if plain and have_plain:
+                line += (
+                    f"; plain-text / functional tokens: {plain['mean_tokens']:.1f} vs {jf['mean_tokens']:.1f} "
+                    f"tokens, total {plain['total'] / jf['total']:.2f}x"
+                )
+            out.append(line)
+    f32, i8 = res.get((label, "fp32", "constrained+JF")), res.get((label, "int8", "constrained+JF"))
+    if f32 and i8:
+        out.append(
+            f"  {label}: int8 / fp32: total {i8['total'] / f32['total']:.2f}x, encode "
+            f"{i8['encode'] / f32['encode']:.2f}x, prefill {i8['prefill'] / f32['prefill']:.2f}x, "
+            f"decode/pass {i8['per_pass'] / f32['per_pass']:.2f}x"
+        )
+    return out
+
+
+def onnx_rows(model: OctopusModel, name: str, repeats: int) -> list[str]:
+    """Image side (vision + connector), batch 1: torch fp32/int8, ONNX fp32/int8."""
+    size = model.config.vision.image_size
+    px = torch.randn(1, 3, size, size)
+    out = []
+    with torch.no_grad():
+        ref = model.encode_image(px)
+        q = apply_precision(model, precision="int8")
+        variants = {"torch fp32": model.encode_image, "torch int8": q.encode_image}
+        tmp = Path(tempfile.mkdtemp(prefix="bench_onnx_"))
+        t = time.perf_counter()
+        variants["onnx fp32"] = OnnxVisionEncoder(export_vision_onnx(model, tmp / "v.onnx")).encode_image
+        export_s = time.perf_counter() - t
+        path8 = export_vision_onnx(model, tmp / "v8.onnx", quantize_int8=True)
+        variants["onnx int8"] = OnnxVisionEncoder(path8).encode_image
+        base = None
+        for label, fn in variants.items():
+            fn(px)
+            t_ms = statistics.median(ms(_timed(fn, px)) for _ in range(max(repeats, 5)))
+            err = float((fn(px).float() - ref).abs().max() / ref.abs().max())
+            base = base or t_ms
+            out.append(
+                f"  {name:<16}{label:<12}{t_ms:>9.2f} ms  {base / t_ms:>5.2f}x vs torch fp32   max rel err {err:.1e}"
+            )
+        out.append(f"  {name:<16}(ONNX export took {export_s:.1f} s)")
+        del q
+    return out
+
+
+def run_rows(
+    label, model, tok, registry, samples, targets, precisions, modes, repeats, res, lines, allowlist=None
+):
+    for prec in precisions:
+        texts = {}
+        for mode_label, mode, options, kind in modes:
+            octopus = Octopus(model=model, tokenizer=tok, registry=registry, precision=prec, **options)
+            oracle = Oracle(octopus.model.lm) if targets is not None else None
+            m = measure(
+                octopus,
+                samples,
+                mode,
+                repeats,
+                oracle=oracle,
+                targets=None if targets is None else targets[kind],
+                allowlist=allowlist,
+            )
+            if oracle is not None:
+                oracle.remove()
+            texts[mode_label] = m["texts"]
+            res[(label, prec, mode_label)] = m
+            lines.append(fmt_row(label, prec, mode_label, m))
+            del octopus
+        if "hf.generate" in texts and "constrained+JF" in texts:
+            same = sum(a == b for a, b in zip(texts["constrained+JF"], texts["hf.generate"], strict=True))
+            lines.append(
+                f"{'':<16}{prec:<6}constrained+JF and hf.generate give the same call {same}/{len(samples)}"
+            )
+
+
+def tiny_section(args, registry) -> list[str]:
+    lines: list[str] = []
+    res: dict = {}
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in EXAMPLES]
+    samples = list(zip(frames, [ex[0] for ex in EXAMPLES], strict=True))
+    if args.model:
+        loaded = Octopus.load(args.model, registry=registry)
+        models = {"bundled": (loaded.model, loaded.tokenizer)}
+        modes = MODES[:3]
+    else:
+        tok = make_tokenizer(registry, 1024)
+        models = {}
+        for cfg_name, label in (("octopus-tiny", "tiny MLP"), ("octopus-tiny-perceiver", "tiny Perceiver")):
+            cfg = attach_tokenizer(get_model_config(cfg_name), tok, registry.num_tokens)
+            torch.manual_seed(0)
+            models[label] = (build_model(cfg.replace(lm={**cfg.lm, "vocab_size": len(tok)})), tok)
+        modes = MODES
+    for label, (model, tok) in models.items():
+        lines.append(
+            f"{label}: {model.num_parameters() / 1e6:.2f}M params, {model.config.num_image_tokens} image tokens"
+        )
+        tg = None if args.model else targets_for(tok, model.config.eos_token_id)
+        run_rows(label, model, tok, registry, samples, tg, ("fp32", "int8"), modes, args.repeats, res, lines)
+    lines.append("ratios:")
+    for label in models:
+        lines += ratio_lines(label, res, have_plain=not args.model)
+    if len(models) == 2:
+        m, p = res[("tiny MLP", "fp32", "constrained+JF")], res[("tiny Perceiver", "fp32", "constrained+JF")]
+        lines.append(
+            f"  Perceiver / MLP fp32: encode {p['encode'] / m['encode']:.2f}x, image KV "
+            f"{p['image_prefill'] / m['image_prefill']:.2f}x, total {p['total'] / m['total']:.2f}x"
+        )
+    lines.append("image side:")
+    lines += onnx_rows(next(iter(models.values()))[0], "tiny", args.repeats)
+    return lines
+
+
+def big_section(args, registry) -> list[str]:
+    lines: list[str] = []
+    res: dict = {}
+    bw = memory_bandwidth_gbs()
+    bandwidth = max(bw.values())
+    lines.append("memory bandwidth: " + ", ".join(f"{k} {v:.1f} GB/s" for k, v in bw.items()))
+    tok = make_tokenizer(registry, 2000)
+    cfg = attach_tokenizer(get_model_config("octopus-0.5b-shape"), tok, registry.num_tokens)
+    t = time.perf_counter()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    lines.append(
+        f"0.5B-shaped: built in {time.perf_counter() - t:.0f} s, {model.num_parameters() / 1e6:.0f}M params "
+        f"(vision {model.num_parameters('vision') / 1e6:.0f}M, LM {model.num_parameters('lm') / 1e6:.0f}M), "
+        f"{model.config.num_image_tokens} image tokens; RSS now/peak {rss_mb()[0]:.0f}/{rss_mb()[1]:.0f} MiB"
+    )
+    pcfg = resolve_config(model.config.replace(connector={"type": "perceiver"}, num_image_tokens=None))
+    connector = build_connector(
+        pcfg.connector,
+        vision_width=model.vision.width,
+        grid_size=model.vision.grid_size,
+        lm_dim=pcfg.lm["hidden_size"],
+    )
+    perceiver = OctopusModel(config=pcfg, vision=model.vision, connector=connector, lm=model.lm).eval()
+    rng = np.random.default_rng(1)
+    picks = [0, 2, 9]  # a string, an enum and a Chinese call
+    samples = [(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), EXAMPLES[i][0]) for i in picks]
+    all_targets = targets_for(tok, model.config.eos_token_id)
+    targets = {k: [v[i] for i in picks] for k, v in all_targets.items()}
+    onnx_lines: list[str] = []
+    for prec in ("fp32", "int8"):
+        if prec == "int8":
+            if args.big_onnx:
+                onnx_lines = onnx_rows(model, "0.5B", 3)
+            del perceiver
+            gc.collect()
+            # quantize once, in place (the fp32 weights are not needed any more)
+            model = apply_precision(model, precision="int8", inplace=True)
+        modes = MODES if prec == "fp32" else [MODES[0], MODES[2]]
+        run_rows(
+            "0.5B MLP", model, tok, registry, samples, targets, (prec,), modes, args.big_repeats, res, lines
+        )
+        if prec == "fp32":
+            run_rows(
+                "0.5B Perceiver",
+                perceiver,
+                tok,
+                registry,
+                samples,
+                targets,
+                (prec,),
+                MODES[:1],
+                args.big_repeats,
+                res,
+                lines,
+            )
+        weights = decode_weight_bytes(model.lm)
+        floor = weights / (bandwidth * 1e9)
+        for mode_label in ("constrained+JF", "hf.generate"):
+            got = res[("0.5B MLP", prec, mode_label)]["per_pass"]
+            lines.append(
+                f"{'':<16}{prec:<6}{mode_label}: decode {ms(got):.1f} ms/pass vs floor {ms(floor):.1f} ms "
+                f"({weights / 2**20:.0f} MiB read per pass at {bandwidth:.1f} GB/s) = {got / floor:.2f}x the floor"
+            )
+        lines.append(f"{'':<16}{prec:<6}RSS now/peak {rss_mb()[0]:.0f}/{rss_mb()[1]:.0f} MiB")
+    lines.append("ratios:")
+    lines += ratio_lines("0.5B MLP", res, have_plain=True)
+    m, p = res[("0.5B MLP", "fp32", "constrained+JF")], res[("0.5B Perceiver", "fp32", "constrained+JF")]
+    lines.append(
+        f"  Perceiver / MLP fp32 ({pcfg.num_image_tokens} vs {cfg.num_image_tokens or 49} image tokens): encode "
+        f"{p['encode'] / m['encode']:.2f}x, image KV {p['image_prefill'] / m['image_prefill']:.2f}x, "
+        f"total {p['total'] / m['total']:.2f}x"
+    )
+    if onnx_lines:
+        lines += ["image side:", *onnx_lines]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="trained checkpoint directory (default: random weights + oracle)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed rounds over the 12 tiny samples")
+    parser.add_argument("--no-big", action="store_true", help="skip the 0.5B-shaped model")
+    parser.add_argument("--big-repeats", type=int, default=1, help="timed rounds over the 3 0.5B samples")
+    parser.add_argument(
+        "--big-onnx", action="store_true", help="also export/time the ViT-B/32 image side (ONNX)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    registry = FunctionRegistry.from_yaml(config_path("functions.yaml"))
+    t0 = time.perf_counter()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; ms; medians"
+    )
+    print("\n== tiny (" + ("checkpoint " + args.model if args.model else "random weights + oracle") + ")")
+    print(HEADER)
+    for line in tiny_section(args, registry):
+        print(line, flush=True)
+    if not args.no_big:
+        print("\n== 0.5B-shaped (ViT-B/32 + Qwen2-0.5B shapes, random weights + oracle, 640x480 frames)")
+        print(HEADER)
+        for line in big_section(args, registry):
+            print(line, flush=True)
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s; peak RSS {rss_mb()[1]:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
