@@ -157,3 +157,76 @@ def test_node_guarantees_over_dds(ros_env, rclpy_context, tiny_ckpt):
         log = stop_node(proc)
         robot.destroy_node()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_standing_instruction_ask_service_and_diagnostics(ros_env, rclpy_context, tiny_ckpt):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from octopus_msgs.msg import FunctionCall
+    from octopus_msgs.srv import Ask
+
+    from octopus_ros.ros.image_convert import rgb_to_compressed_msg
+
+    proc = start_node(
+        ros_env,
+        f"model_path:={tiny_ckpt}",
+        "confidence_threshold:=0.0",
+        "allowed_functions:=[stop]",
+        "standing_instruction:=if anything falls over, stop",
+        "standing_rate:=4.0",
+    )
+    robot = RobotSide(rclpy_context)
+    diagnostics: list[DiagnosticArray] = []
+    robot.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    ask = robot.create_client(Ask, "/octopus_node/ask")
+    try:
+        robot.wait_active(proc)
+        # Standing instruction: evaluated on fresh frames, published with its source, no utterance needed.
+        assert robot.spin_until(
+            lambda: (
+                (robot.send_frame() or True)
+                and any(c.source == FunctionCall.SOURCE_STANDING_INSTRUCTION for c in robot.calls)
+            ),
+            60,
+        )
+        standing = next(c for c in robot.calls if c.source == FunctionCall.SOURCE_STANDING_INSTRUCTION)
+        assert standing.utterance == "if anything falls over, stop" and standing.function_name == "stop"
+
+        # E-stop silences the standing instruction too.
+        robot.estop_pub.publish(Bool(data=True))
+        robot.spin_until(lambda: False, 0.5)
+        before = len(robot.calls)
+        for _ in range(10):
+            robot.send_frame()
+            robot.spin_until(lambda: False, 0.1)
+        assert len(robot.calls) == before
+        robot.estop_pub.publish(Bool(data=False))
+
+        # ~/ask with its own (compressed) image answers synchronously; publish=false publishes no call.
+        assert robot.spin_until(ask.service_is_ready, 30)
+        request = Ask.Request(text="stop", request_id="ask-1", publish=False)
+        request.compressed_image = rgb_to_compressed_msg(np.full((48, 64, 3), 90, np.uint8), fmt="png")
+        future = ask.call_async(request)
+        assert robot.spin_until(future.done, 60)
+        response = future.result()
+        assert response.outcome.request_id == "ask-1"
+        assert response.outcome.code_name in {"OK", "NO_ACTION"}, response.outcome.reason
+        if response.outcome.code == Outcome.OK:
+            assert response.call.function_name == "stop" and response.call.request_id == "ask-1"
+        robot.settle(0.5)
+        assert not any(c.request_id == "ask-1" for c in robot.calls)
+        bad = Ask.Request(text="stop", request_id="ask-2")
+        bad.image = Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(5))
+        future = ask.call_async(bad)
+        assert robot.spin_until(future.done, 60)
+        assert future.result().outcome.code == Outcome.INVALID_INPUT
+
+        # Diagnostics at 1 Hz with the model, the per-stage latency and the counters.
+        assert robot.spin_until(lambda: any(d.status for d in diagnostics), 10)
+        values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+        assert values["model_loaded"] == "True" and values["device"] == "cpu"
+        assert int(values["frames_received"]) > 0
+        assert "latency_lm_total_p50_ms" in values and "latency_lm_total_p95_ms" in values
+    finally:
+        log = stop_node(proc)
+        robot.destroy_node()
+    assert "Traceback" not in log, log[-3000:]
