@@ -388,3 +388,21 @@ def test_outcome_codes_mirror_the_message_constants():
         assert getattr(Outcome, code.name) == code.value
     for source in Source:
         assert getattr(FunctionCall, f"SOURCE_{source.name}") == source.value
+
+
+def test_prefetched_frame_is_used_only_within_the_lag(harness):
+    h = harness(prefetch_rate=50.0, prefetch_max_lag=0.25, rate_limit=0)
+    first = h.frame(age=0.1)
+    deadline = time.monotonic() + 5
+    while h.engine.counts["frames_prefetched"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    h.engine.config.prefetch_rate = 0.0  # freeze prefetch: the next frames stay un-encoded
+    h.frame(age=0.0)  # newer by 0.1 s: the pre-encoded frame is still good enough
+    h.say("stop")
+    res = h.wait(1)[0]
+    assert res.frame.seq == first.seq and res.timings["prefetched"] == 1.0
+    h.clock += 0.5
+    newest = h.frame(age=0.0)  # newer by 0.6 s: encode the newest instead
+    h.say("stop")
+    res = h.wait(2)[1]
+    assert res.frame.seq == newest.seq and res.timings["prefetched"] == 0.0

@@ -193,6 +193,7 @@ class OctopusNode(LifecycleNode):
             rate_burst=params.rate_burst,
             max_utterance_length=params.max_utterance_length,
             prefetch_rate=params.prefetch_rate,
+            prefetch_max_lag=params.prefetch_max_lag,
             decode_mode=params.decode_mode,
         )
 

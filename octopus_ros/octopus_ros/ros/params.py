@@ -105,6 +105,13 @@ PARAMETERS: dict[str, Spec] = {
     "prefetch_rate": Spec(
         5.0, "Hz at which the idle node pre-encodes the newest frame; 0 disables.", min=0.0, max=100.0
     ),
+    "prefetch_max_lag": Spec(
+        0.25,
+        "Seconds: an utterance uses the pre-encoded frame when it is at most this much older than the newest "
+        "frame (skips the vision encoder); 0 = always encode the newest frame.",
+        min=0.0,
+        max=10.0,
+    ),
     "standing_instruction": Spec(
         "",
         "Instruction evaluated on frames at standing_rate (e.g. 'if you see a fallen cup, pick it up'); empty = off.",
@@ -145,6 +152,7 @@ class NodeParams:
     max_utterance_length: int
     max_image_side: int
     prefetch_rate: float
+    prefetch_max_lag: float
     standing_instruction: str
     standing_rate: float
     frame_id_override: str

@@ -43,6 +43,9 @@ class EngineConfig:
     rate_burst: int = 3  # utterances accepted back to back
     max_utterance_length: int = 200  # characters
     prefetch_rate: float = 5.0  # Hz of idle-time frame pre-encoding; 0 disables
+    # Use the pre-encoded frame instead of the newest one when it is at most this much older
+    # (s). Trades a little freshness for skipping the vision encoder; 0 = always the newest.
+    prefetch_max_lag: float = 0.25
     decode_mode: str = "constrained"  # model decoding mode
 
 
@@ -99,7 +102,7 @@ class ActionEngine:
         self._cond = threading.Condition()
         self._queue: collections.deque[Request] = collections.deque()
         self._latest: Frame | None = None
-        self._encoded: tuple[int, Any] | None = None  # (frame seq, encoding) of the last encoded frame
+        self._encoded: tuple[Frame, Any] | None = None  # the last encoded frame and its encoding
         self._bad_frame_seq = -1
         self._last_prefetch = 0.0
         self._estop = False
@@ -213,7 +216,7 @@ class ActionEngine:
 
     # ------------------------------------------------------------------ worker
     def _encoded_seq(self) -> int:
-        return self._encoded[0] if self._encoded is not None else -1
+        return self._encoded[0].seq if self._encoded is not None else -1
 
     def _prefetch_due(self) -> bool:
         if self.config.prefetch_rate <= 0 or self._latest is None:
@@ -262,16 +265,25 @@ class ActionEngine:
             self.counts["frames_encode_failed"] += 1
             log.exception("vision prefetch failed on frame %d", frame.seq)
 
+    def _pick_frame(self) -> Frame | None:
+        """The newest frame, or the pre-encoded one if it is at most prefetch_max_lag older."""
+        latest, encoded = self._latest, self._encoded
+        if latest is None or encoded is None or encoded[0].seq == self._bad_frame_seq:
+            return latest
+        if latest.time - encoded[0].time <= self.config.prefetch_max_lag:
+            return encoded[0]
+        return latest
+
     def _encode(self, frame: Frame) -> tuple[Any, float, bool]:
         """Return (encoding, seconds spent, reused) for a frame, reusing a prefetched encoding."""
-        if self._encoded is not None and self._encoded[0] == frame.seq:
+        if self._encoded is not None and self._encoded[0].seq == frame.seq:
             return self._encoded[1], 0.0, True
         t0 = time.perf_counter()
         image = frame.decode()  # may raise ValueError for a malformed image
         t1 = time.perf_counter()
         encoding = self.model.encode(image)
         t2 = time.perf_counter()
-        self._encoded = (frame.seq, encoding)
+        self._encoded = (frame, encoding)
         self.latency.add("image_decode", t1 - t0)
         self.latency.add("vision_encode", t2 - t1)
         return encoding, t2 - t0, False
@@ -291,7 +303,7 @@ class ActionEngine:
                 OutcomeCode.TIMEOUT,
                 f"waited {waited:.2f} s in the queue (request_timeout {self.config.request_timeout:.2f} s)",
             )
-        frame = request.image if request.image is not None else self._latest
+        frame = request.image if request.image is not None else self._pick_frame()
         if frame is None:
             return result(OutcomeCode.NO_FRESH_IMAGE, "no camera frame received yet")
         age = request.arrived - frame.time
