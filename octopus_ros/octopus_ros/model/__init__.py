@@ -1,7 +1,20 @@
 """The Octopus multimodal model: open_clip vision tower + connector + causal LM with
 functional tokens, constrained decoding, checkpoints, quantization and ONNX.
 
-Torch only; never imports rclpy.
+Torch only; never imports rclpy. Typical flows::
+
+    # training side
+    tok = train_tokenizer(texts, vocab_size=2000)                 # byte-level BPE (EN + ZH)
+    cfg = attach_tokenizer(get_model_config("octopus-tiny"), tok, registry.num_tokens)
+    model = build_model(cfg)                                      # OctopusModel, random weights
+    fmt = PromptFormat(tokenizer=tok, config=model.config)
+    batch = collate([fmt.build_training_example(instr, call.to_text()), ...], pad_token_id=...)
+    loss = model(**batch, pixel_values=pixels).loss
+    save_checkpoint("models/octopus_tiny", model, tok, functions=registry, metrics={...})
+
+    # robot side
+    octopus = Octopus.load("models/octopus_tiny", precision="int8")
+    decision = octopus.decide("pick up the red cup", octopus.encode(rgb), allowlist=("pick_up",))
 """
 
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint

@@ -105,13 +105,36 @@ def compare_runtimes(
     reports = {
         "fp32": _report("fp32", samples, ref_dec, ref_dec, ref_emb, ref_emb, ref_lat, ref.registry, allowlist)
     }
+    exported: dict[str, Path] = {}  # vision backend -> ONNX file, exported once for all paths
     for label, kwargs in paths:
         kwargs = {"device": device, "registry": ref.registry, **kwargs}
+        backend = kwargs.get("vision_backend", "torch")
+        if backend != "torch" and "onnx_path" not in kwargs:
+            if backend not in exported:
+                exported[backend] = _onnx_file(checkpoint, backend)
+            kwargs["onnx_path"] = exported[backend]
         octopus = Octopus.load(checkpoint, **kwargs)
         dec, emb, lat = _run(octopus, samples, mode=mode, allowlist=allowlist)
         reports[label] = _report(label, samples, ref_dec, dec, ref_emb, emb, lat, ref.registry, allowlist)
         del octopus
     return reports
+
+
+def _onnx_file(checkpoint: str | Path, backend: str) -> Path:
+    """The checkpoint's own ONNX file for ``backend``, or a fresh export in a temp directory."""
+    import tempfile
+
+    from .checkpoint import WEIGHTS_FILE, load_checkpoint, sha256_file
+    from .onnx_export import export_vision_onnx
+
+    name = "vision.int8.onnx" if backend == "onnx-int8" else "vision.onnx"
+    path = Path(checkpoint) / name
+    if path.is_file():
+        return path
+    ckpt = load_checkpoint(checkpoint)
+    path = Path(tempfile.mkdtemp(prefix="octopus_onnx_")) / name
+    sha = sha256_file(Path(checkpoint) / WEIGHTS_FILE)
+    return export_vision_onnx(ckpt.model, path, weights_sha256=sha, quantize_int8=backend == "onnx-int8")
 
 
 def _report(label, samples, ref_dec, dec, ref_emb, emb, lat, registry, allowlist) -> PathReport:

@@ -246,6 +246,8 @@ class Octopus:
             pixels = image
         else:
             pixels = self.preprocess(image)
+        if pixels.ndim != 4 or pixels.shape[0] != 1:
+            raise ValueError(f"encode takes one frame, got pixels of shape {tuple(pixels.shape)}")
         t1 = time.perf_counter()
         if self.vision_encoder is not None:
             embeds = self.vision_encoder.encode_image(pixels)
