@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 ENV := source scripts/env.sh &&
 
-.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark clean
+.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark bench-node clean
 
 help:
 	@echo "make setup        create .venv: ROS 2 Kilted wheels, torch, models libs; build octopus_msgs; install octopus_ros"
@@ -14,6 +14,7 @@ help:
 	@echo "make train        train the bundled default model from scratch (all stages)"
 	@echo "make evaluate     evaluate the bundled model on the held-out splits"
 	@echo "make benchmark    model latency/memory benchmark"
+	@echo "make bench-node   node latency over DDS: prefetch on/off, node and transport overhead"
 
 setup:
 	bash scripts/setup.sh
@@ -45,6 +46,9 @@ evaluate:
 
 benchmark:
 	$(ENV) python benchmarks/bench_model.py
+
+bench-node:
+	$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-43} python benchmarks/bench_node.py
 
 clean:
 	rm -rf build/ log/ install/ .pytest_cache
