@@ -9,7 +9,11 @@ from conftest import PACKAGE_DIR
 
 
 def test_yaml_lists_every_parameter_with_its_default():
-    data = yaml.safe_load((PACKAGE_DIR / "config" / "octopus.yaml").read_text())
+    text = (PACKAGE_DIR / "config" / "octopus.yaml").read_text()
+    assert text == P.render_yaml(), (
+        "regenerate: python -m octopus_ros.ros.params > octopus_ros/config/octopus.yaml"
+    )
+    data = yaml.safe_load(text)
     values = data["/**/octopus_node"]["ros__parameters"]
     assert list(values) == list(P.PARAMETERS)
     for name, spec in P.PARAMETERS.items():

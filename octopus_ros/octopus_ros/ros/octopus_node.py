@@ -151,7 +151,13 @@ class OctopusNode(LifecycleNode):
             torch.set_num_threads(params.threads)
         path = params.model_path or str(default_model_dir())
         t0 = time.perf_counter()
-        self._model = Octopus.load(path, device=params.device, precision=params.precision)
+        self._model = Octopus.load(
+            path,
+            device=params.device,
+            precision=params.precision,
+            vision_backend=params.vision_backend,
+            registry=params.functions_file or None,
+        )
         self._registry = self._model.registry
         self._model_desc = f"{path} ({time.perf_counter() - t0:.2f} s to load)"
         unknown = [n for n in params.allowed_functions if self._registry.by_name(n) is None]
