@@ -183,13 +183,28 @@ def targets_for(tokenizer, eos_id: int) -> dict[str, list[list[int]]]:
     return {"functional": functional, "plain": plain}
 
 
-def measure(octopus: Octopus, samples, mode: str, repeats: int, *, oracle=None, targets=None, allowlist=None):
-    """Median per-stage timings of decide() on raw frames, plus output statistics."""
+def measure(
+    octopus: Octopus,
+    samples,
+    mode: str,
+    repeats: int,
+    *,
+    oracle=None,
+    targets=None,
+    allowlist=None,
+    warmup=None,
+):
+    """Median per-stage timings of decide() on raw frames, plus output statistics.
+
+    Round 0 warms up (token caches, allocator) on the first ``warmup`` samples (default all).
+    """
     rows: dict[str, list[float]] = {}
     texts = []
     kw = {"mode": mode, "allowlist": allowlist}
-    for r in range(repeats + 1):  # round 0 warms up (caches, grammar masks, allocator)
+    for r in range(repeats + 1):
         for i, (image, instruction) in enumerate(samples):
+            if r == 0 and warmup is not None and i >= warmup:
+                break
             if oracle is not None:
                 oracle.start(targets[i])
             d = octopus.decide(instruction, image, **kw)
@@ -287,12 +302,30 @@ def onnx_rows(model: OctopusModel, name: str, repeats: int) -> list[str]:
 
 
 def run_rows(
-    label, model, tok, registry, samples, targets, precisions, modes, repeats, res, lines, allowlist=None
+    label,
+    model,
+    tok,
+    registry,
+    samples,
+    targets,
+    precisions,
+    modes,
+    repeats,
+    res,
+    lines,
+    warmup=None,
+    inplace=False,
 ):
+    """Measure each (precision, mode) and append a table row per combination.
+
+    ``inplace``: convert ``model`` itself instead of a copy (saves memory on the 0.5B model).
+    """
     for prec in precisions:
         texts = {}
         for mode_label, mode, options, kind in modes:
-            octopus = Octopus(model=model, tokenizer=tok, registry=registry, precision=prec, **options)
+            octopus = Octopus(
+                model=model, tokenizer=tok, registry=registry, precision=prec, inplace=inplace, **options
+            )
             oracle = Oracle(octopus.model.lm) if targets is not None else None
             m = measure(
                 octopus,
@@ -301,7 +334,7 @@ def run_rows(
                 repeats,
                 oracle=oracle,
                 targets=None if targets is None else targets[kind],
-                allowlist=allowlist,
+                warmup=warmup,
             )
             if oracle is not None:
                 oracle.remove()
@@ -394,7 +427,19 @@ def big_section(args, registry) -> list[str]:
             model = apply_precision(model, precision="int8", inplace=True)
         modes = MODES if prec == "fp32" else [MODES[0], MODES[2]]
         run_rows(
-            "0.5B MLP", model, tok, registry, samples, targets, (prec,), modes, args.big_repeats, res, lines
+            "0.5B MLP",
+            model,
+            tok,
+            registry,
+            samples,
+            targets,
+            (prec,),
+            modes,
+            args.big_repeats,
+            res,
+            lines,
+            warmup=1,
+            inplace=True,
         )
         if prec == "fp32":
             run_rows(
@@ -409,6 +454,7 @@ def big_section(args, registry) -> list[str]:
                 args.big_repeats,
                 res,
                 lines,
+                warmup=1,
             )
         weights = decode_weight_bytes(model.lm)
         floor = weights / (bandwidth * 1e9)
@@ -418,7 +464,9 @@ def big_section(args, registry) -> list[str]:
                 f"{'':<16}{prec:<6}{mode_label}: decode {ms(got):.1f} ms/pass vs floor {ms(floor):.1f} ms "
                 f"({weights / 2**20:.0f} MiB read per pass at {bandwidth:.1f} GB/s) = {got / floor:.2f}x the floor"
             )
-        lines.append(f"{'':<16}{prec:<6}RSS now/peak {rss_mb()[0]:.0f}/{rss_mb()[1]:.0f} MiB")
+        lines.append(
+            f"{'':<16}{prec:<6}RSS now/peak {rss_mb()[0]:.0f}/{rss_mb()[1]:.0f} MiB (freed fp32 heap may stay mapped)"
+        )
     lines.append("ratios:")
     lines += ratio_lines("0.5B MLP", res, have_plain=True)
     m, p = res[("0.5B MLP", "fp32", "constrained+JF")], res[("0.5B Perceiver", "fp32", "constrained+JF")]
@@ -437,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="trained checkpoint directory (default: random weights + oracle)")
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds over the 12 tiny samples")
     parser.add_argument("--no-big", action="store_true", help="skip the 0.5B-shaped model")
-    parser.add_argument("--big-repeats", type=int, default=1, help="timed rounds over the 3 0.5B samples")
+    parser.add_argument("--big-repeats", type=int, default=2, help="timed rounds over the 3 0.5B samples")
     parser.add_argument(
         "--big-onnx", action="store_true", help="also export/time the ViT-B/32 image side (ONNX)"
     )
