@@ -23,6 +23,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
+    # Named model configs are data inside the Python package (open_clip style).
+    package_data={"octopus_ros.model": ["configs/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),

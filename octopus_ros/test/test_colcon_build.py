@@ -22,3 +22,5 @@ def test_colcon_builds_both_packages(tmp_path):
     install = tmp_path / "ws" / "install"
     assert (install / "share" / "octopus_msgs" / "srv" / "Ask.srv").is_file()
     assert (install / "share" / "octopus_ros" / "config" / "fastdds_localhost.xml").is_file()
+    site = next((install / "lib").glob("python3*/site-packages"))
+    assert (site / "octopus_ros" / "model" / "configs" / "octopus-tiny.json").is_file()
