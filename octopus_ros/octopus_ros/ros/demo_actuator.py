@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import rclpy
 from geometry_msgs.msg import PoseStamped, Twist
 from octopus_msgs.msg import Argument, FunctionCall
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32, String
+
+from octopus_ros.ros.spin import spin_node
 
 
 def argument_value(arg: Argument) -> Any:
@@ -98,15 +98,7 @@ class DemoActuator(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = DemoActuator()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(DemoActuator, args)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -29,6 +27,7 @@ from std_msgs.msg import Int32
 from octopus_ros.demo.scenario import Scenario
 from octopus_ros.paths import config_path
 from octopus_ros.ros.image_convert import rgb_to_compressed_msg, rgb_to_image_msg
+from octopus_ros.ros.spin import spin_node
 
 
 class SimCamera(Node):
@@ -112,15 +111,7 @@ class SimCamera(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = SimCamera()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(SimCamera, args)
 
 
 if __name__ == "__main__":
