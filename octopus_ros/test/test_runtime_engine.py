@@ -406,3 +406,17 @@ def test_prefetched_frame_is_used_only_within_the_lag(harness):
     h.say("stop")
     res = h.wait(2)[1]
     assert res.frame.seq == newest.seq and res.timings["prefetched"] == 0.0
+
+
+def test_frame_found_malformed_at_arrival_is_not_papered_over_by_the_prefetched_one(harness):
+    h = harness(prefetch_rate=50.0, prefetch_max_lag=10.0, rate_limit=0)
+    h.frame()
+    deadline = time.monotonic() + 5
+    while h.engine.counts["frames_prefetched"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    h.seq += 1
+    h.engine.on_frame(Frame(h.seq, h.clock, h.clock, "cam", good_image, problem="data length 5 != 192"))
+    h.say("stop")
+    res = h.wait(1)[0]
+    assert res.code == OutcomeCode.INVALID_INPUT and "data length 5" in res.reason
+    assert h.engine.counts["frames_malformed"] == 1

@@ -272,18 +272,11 @@ def _jpeg_has_end(buf: np.ndarray) -> bool:
     return _JPEG_EOI in tail
 
 
-def compressed_msg_to_rgb(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) to ``(H, W, 3)`` uint8 RGB.
-
-    ``format`` may be a bare codec (``"jpeg"``, ``"png"``) or image_transport's
-    ``"<encoding>; <codec> compressed <encoding>"``; the codec is recognised from the
-    data itself, as image_transport's decoder does. Decoded pixels are in OpenCV's
-    BGR(A) order; 16-bit PNGs are scaled as mono16. ``compressedDepth`` (a depth-image
-    header before the PNG) is refused. Empty, truncated or corrupt data, and images
-    whose header declares a side above ``max_side``, raise :class:`ImageConversionError`.
-    Corruption inside JPEG entropy-coded data that the decoder tolerates cannot be
-    detected and decodes to wrong pixels, as with any JPEG decoder.
-    """
+def check_compressed_msg(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+    """The checks that need no decoding (microseconds): format, empty data, the size the
+    PNG/JPEG header declares, a JPEG's end marker. Returns the data as a uint8 view;
+    raises :class:`ImageConversionError`. Corrupt data past these checks is caught by
+    :func:`compressed_msg_to_rgb`."""
     fmt = str(getattr(msg, "format", "") or "")
     if "compresseddepth" in fmt.lower().replace(" ", ""):
         raise ImageConversionError(f"compressed format '{fmt}' (compressedDepth) is not supported")
@@ -301,6 +294,23 @@ def compressed_msg_to_rgb(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.n
         raise ImageConversionError(
             f"JPEG data of {buf.size} bytes has no end-of-image marker (truncated?) (format '{fmt}')"
         )
+    return buf
+
+
+def compressed_msg_to_rgb(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) to ``(H, W, 3)`` uint8 RGB.
+
+    ``format`` may be a bare codec (``"jpeg"``, ``"png"``) or image_transport's
+    ``"<encoding>; <codec> compressed <encoding>"``; the codec is recognised from the
+    data itself, as image_transport's decoder does. Decoded pixels are in OpenCV's
+    BGR(A) order; 16-bit PNGs are scaled as mono16. ``compressedDepth`` (a depth-image
+    header before the PNG) is refused. Empty, truncated or corrupt data, and images
+    whose header declares a side above ``max_side``, raise :class:`ImageConversionError`.
+    Corruption inside JPEG entropy-coded data that the decoder tolerates cannot be
+    detected and decodes to wrong pixels, as with any JPEG decoder.
+    """
+    fmt = str(getattr(msg, "format", "") or "")
+    buf = check_compressed_msg(msg, max_side=max_side)
     try:
         decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
@@ -437,6 +447,17 @@ class CvBridgeAdapter:
     def compressed_to_rgb(self, msg: Any) -> np.ndarray:
         """``sensor_msgs/CompressedImage`` to a fresh ``(H, W, 3)`` uint8 RGB array."""
         return compressed_msg_to_rgb(msg, max_side=self.max_side)
+
+    def check(self, msg: Any) -> str:
+        """Cheap validity check of either message type without decoding: "" or the problem."""
+        try:
+            if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+                check_compressed_msg(msg, max_side=self.max_side)
+            else:
+                check_image_msg(msg, max_side=self.max_side)
+        except ImageConversionError as e:
+            return str(e)
+        return ""
 
     def to_rgb(self, msg: Any) -> np.ndarray:
         """Either message type: CompressedImage (has ``format``) or Image."""

@@ -348,6 +348,7 @@ class OctopusNode(LifecycleNode):
             received=self._now(),
             frame_id=msg.header.frame_id,
             decode=decode,
+            problem=self._bridge.check(msg),  # header/size checks only: microseconds, no decoding
         )
 
     def _on_image(self, msg: Image) -> None:

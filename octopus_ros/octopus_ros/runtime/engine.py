@@ -147,6 +147,9 @@ class ActionEngine:
                 self.counts["frames_replaced_unused"] += 1
             self._latest = frame
             self.counts["frames_received"] += 1
+            if frame.problem:
+                self._bad_frame_seq = frame.seq
+                self.counts["frames_malformed"] += 1
             self._cond.notify_all()
 
     def set_estop(self, engaged: bool) -> None:
@@ -268,8 +271,8 @@ class ActionEngine:
     def _pick_frame(self) -> Frame | None:
         """The newest frame, or the pre-encoded one if it is at most prefetch_max_lag older."""
         latest, encoded = self._latest, self._encoded
-        if latest is None or encoded is None or encoded[0].seq == self._bad_frame_seq:
-            return latest
+        if latest is None or encoded is None or latest.problem:
+            return latest  # a malformed newest frame is answered INVALID_INPUT, not papered over
         if latest.time - encoded[0].time <= self.config.prefetch_max_lag:
             return encoded[0]
         return latest
@@ -278,6 +281,8 @@ class ActionEngine:
         """Return (encoding, seconds spent, reused) for a frame, reusing a prefetched encoding."""
         if self._encoded is not None and self._encoded[0].seq == frame.seq:
             return self._encoded[1], 0.0, True
+        if frame.problem:
+            raise ValueError(frame.problem)
         t0 = time.perf_counter()
         image = frame.decode()  # may raise ValueError for a malformed image
         t1 = time.perf_counter()
@@ -317,9 +322,10 @@ class ActionEngine:
         try:
             encoding, encode_s, reused = self._encode(frame)
         except ValueError as e:
-            if request.image is None:
-                self._bad_frame_seq = frame.seq
-            self.counts["frames_malformed"] += 1
+            if frame.seq != self._bad_frame_seq:  # count each malformed frame once
+                self.counts["frames_malformed"] += 1
+                if request.image is None:
+                    self._bad_frame_seq = frame.seq
             return result(OutcomeCode.INVALID_INPUT, f"malformed image: {e}", frame=frame, image_age=age)
         except Exception as e:
             log.exception("vision encoder failed")

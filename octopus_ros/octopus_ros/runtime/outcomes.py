@@ -47,6 +47,7 @@ class Frame:
     received: float  # receipt time in seconds, on the same clock as ``stamp``
     frame_id: str
     decode: Callable[[], np.ndarray]  # -> (H, W, 3) uint8 RGB
+    problem: str = ""  # set when a cheap check at arrival already found the image malformed
 
     @property
     def time(self) -> float:
