@@ -1,0 +1,1 @@
+"""Multi-stage training and evaluation of Octopus models (no rclpy)."""

@@ -1,0 +1,160 @@
+"""Exact-match evaluation of a checkpoint on the held-out splits of the synthetic world.
+
+A prediction is correct when the decoded call equals the expected call exactly (function
+and every argument, canonical text). The model runs through the same runtime and decoding
+mode as the node (``Octopus.decide(..., mode="constrained")``). Results are broken down by
+split, language and function, with a confusion summary, printed as tables and written
+into the checkpoint's ``metrics.json``.
+
+usage: python -m octopus_ros.training.evaluate CHECKPOINT [--n 300] [--seed 1234] [--precision fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from octopus_ros.data import generate
+
+EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
+_NEXA = re.compile(r"<nexa_(\d+)>")
+log = logging.getLogger(__name__)
+
+
+def _function_of(text: str, registry: Any) -> str:
+    m = _NEXA.match(text or "")
+    spec = registry.by_token(int(m.group(1))) if m else None
+    return spec.name if spec is not None else "<invalid>"
+
+
+def evaluate(
+    octopus: Any, *, n: int = 300, seed: int = 1234, splits=EVAL_SPLITS, progress: bool = True
+) -> dict:
+    """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict."""
+    from tqdm import tqdm
+
+    registry = octopus.registry
+    rows = []
+    for split in splits:
+        examples = generate(split, n, seed)
+        for ex in tqdm(examples, desc=f"eval {split}", disable=not progress, leave=False):
+            t0 = time.perf_counter()
+            d = octopus.decide(ex.instruction, ex.image)
+            ms = (time.perf_counter() - t0) * 1000
+            got = d.call.to_text() if d.call is not None else f"<error {d.error.kind if d.error else '?'}>"
+            rows.append(
+                {
+                    "split": split,
+                    "language": ex.language,
+                    "function": ex.function,
+                    "expected": ex.answer,
+                    "got": got,
+                    "correct": got == ex.answer,
+                    "function_correct": _function_of(got, registry) == ex.function,
+                    "ms": ms,
+                }
+            )
+    return summarize(rows)
+
+
+def _acc(rows: list[dict], key: str = "correct") -> float:
+    return float(np.mean([r[key] for r in rows])) if rows else float("nan")
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Accuracy tables and confusion summary from per-example rows."""
+    by = collections.defaultdict(list)
+    for r in rows:
+        by[("split", r["split"])].append(r)
+        by[("language", r["language"])].append(r)
+        by[("function", r["function"])].append(r)
+        by[("split_language", f"{r['split']}/{r['language']}")].append(r)
+    metrics: dict[str, Any] = {
+        "n": len(rows),
+        "exact_match": _acc(rows),
+        "function_accuracy": _acc(rows, "function_correct"),
+    }
+    for group in ("split", "language", "function", "split_language"):
+        metrics[group] = {
+            name: {"exact_match": _acc(rs), "function_accuracy": _acc(rs, "function_correct"), "n": len(rs)}
+            for (g, name), rs in sorted(by.items())
+            if g == group
+        }
+    wrong = [r for r in rows if not r["correct"]]
+    fn_conf = collections.Counter(
+        (r["function"], r["got"].split(">")[0] + ">") for r in wrong if not r["function_correct"]
+    )
+    arg_err = collections.Counter((r["expected"], r["got"]) for r in wrong if r["function_correct"])
+    metrics["confusion"] = {
+        "wrong_function": [
+            {"expected": e, "got_token": g, "count": c} for (e, g), c in fn_conf.most_common(10)
+        ],
+        "wrong_arguments": [{"expected": e, "got": g, "count": c} for (e, g), c in arg_err.most_common(10)],
+        "wrong_function_share": len([r for r in wrong if not r["function_correct"]]) / max(1, len(wrong)),
+    }
+    metrics["latency_ms"] = {"p50": float(np.percentile([r["ms"] for r in rows], 50)) if rows else 0.0}
+    return metrics
+
+
+def format_tables(m: dict) -> str:
+    """The metrics as plain-text tables."""
+    lines = [
+        f"exact match {m['exact_match']:.1%} (function {m['function_accuracy']:.1%}) on {m['n']} examples"
+    ]
+    lines.append("")
+    lines.append(f"{'split':18s} {'exact':>7s} {'function':>9s} {'en':>7s} {'zh':>7s} {'n':>5s}")
+    for split, v in m["split"].items():
+        en = m["split_language"].get(f"{split}/en", {}).get("exact_match", float("nan"))
+        zh = m["split_language"].get(f"{split}/zh", {}).get("exact_match", float("nan"))
+        lines.append(
+            f"{split:18s} {v['exact_match']:7.1%} {v['function_accuracy']:9.1%} {en:7.1%} {zh:7.1%} {v['n']:5d}"
+        )
+    lines.append("")
+    lines.append(f"{'function':18s} {'exact':>7s} {'n':>5s}")
+    for fn, v in m["function"].items():
+        lines.append(f"{fn:18s} {v['exact_match']:7.1%} {v['n']:5d}")
+    c = m["confusion"]
+    lines.append("")
+    lines.append(f"errors with the wrong function: {c['wrong_function_share']:.0%} of errors")
+    for e in c["wrong_function"][:5]:
+        lines.append(f"  {e['expected']:>14s} -> {e['got_token']}  x{e['count']}")
+    lines.append("most frequent argument errors:")
+    for e in c["wrong_arguments"][:5]:
+        lines.append(f"  {e['expected']}  ->  {e['got']}  x{e['count']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from octopus_ros.model import Octopus
+
+    parser = argparse.ArgumentParser(description="Evaluate a checkpoint on the held-out splits.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--n", type=int, default=300, help="examples per split")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--no-write", action="store_true", help="do not update metrics.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    octopus = Octopus.load(args.checkpoint, precision=args.precision)
+    metrics = evaluate(octopus, n=args.n, seed=args.seed)
+    print(format_tables(metrics))
+    if not args.no_write:
+        path = Path(args.checkpoint) / "metrics.json"
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        data[f"eval_{args.precision}"] = metrics
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(f"\nwritten to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""Multi-stage training of an Octopus model on the synthetic world (Octopus v3 recipe).
+
+Stages (each can be skipped, for the ablation):
+
+1. ``vision``  CLIP-style contrastive pretraining of the open_clip tower against a small
+   text encoder over the project's tokenizer (open_clip's ``ClipLoss``), plus attribute
+   heads on the pooled embedding (target category, target colour, objects present).
+2. ``text``    LM text pretraining on the bilingual instruction corpus (training phrasings
+   only) and captions.
+3. ``align``   connector + LM on captioning and visual questions, vision frozen.
+4. ``calls``   functional-token tuning on image-instruction-call records (all parts, the
+   vision tower at a lower learning rate), mixed with some alignment data so the LM keeps
+   reading the image.
+
+Budgets are wall-clock seconds per stage, so a run takes a predictable time on any CPU.
+No rclpy; the CLI is ``octopus_ros.training.train_all``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from octopus_ros.model import OctopusModel, PromptFormat, collate
+
+log = logging.getLogger(__name__)
+
+STAGES = ("vision", "text", "align", "calls")
+
+
+@dataclass
+class TrainConfig:
+    """Budgets and hyper-parameters of a run (saved with the checkpoint)."""
+
+    model: str = "octopus-tiny"  # named model config
+    pool_stride: int = 2  # MLP connector pools the 8x8 patch grid to 4x4 = 16 image tokens
+    vocab_size: int = 2048
+    image_size: int = 64
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"vision": 240.0, "text": 150.0, "align": 300.0, "calls": 1200.0}
+    )
+    skip: tuple[str, ...] = ()  # stages left out (ablation)
+    batch: int = 32
+    lr: float = 1.5e-3
+    vision_lr_scale: float = 0.3  # stage 4: vision tower learning rate relative to lr
+    mix_align: float = 0.2  # stage 4: fraction of alignment examples in each batch
+    pool_calls: int = 24000  # pre-generated training records (recycled across epochs)
+    pool_align: int = 12000
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class Curve:
+    """Loss (and optional accuracy) per step of one stage, for the plots."""
+
+    stage: str
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def pixels(images: np.ndarray, model: OctopusModel) -> torch.Tensor:
+    """(B, H, W, 3) uint8 at the model's size -> normalised (B, 3, S, S) (same as ImagePreprocessor)."""
+    v = model.config.vision
+    mean = torch.tensor(v.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(v.image_std).view(1, 3, 1, 1)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - mean) / std
+
+
+class TextEncoder(nn.Module):
+    """Bag-of-tokens text tower for contrastive pretraining (thrown away afterwards)."""
+
+    def __init__(self, *, vocab: int, dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.EmbeddingBag(vocab, dim, mode="mean")
+        self.proj = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, embed_dim))
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.embed(ids, offsets)), dim=-1)  # (B, E)
+
+
+def _run(
+    stage: str,
+    seconds: float,
+    params: Sequence[Any],
+    step_fn: Callable[[], torch.Tensor],
+    lr: float,
+) -> Curve:
+    """Optimise ``step_fn()``'s loss for ``seconds`` of wall clock (cosine lr, warm-up, clipping)."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    curve = Curve(stage)
+    start = time.monotonic()
+    step = 0
+    bar = tqdm(total=int(seconds), desc=f"stage {stage}", unit="s", leave=True)
+    shown = 0
+    ema = None
+    while (elapsed := time.monotonic() - start) < seconds:
+        frac = elapsed / seconds
+        scale = min(1.0, (step + 1) / 30) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for group in optimizer.param_groups:
+            group["lr"] = group.get("base_lr", lr) * scale
+        loss = step_fn()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+        optimizer.step()
+        value = float(loss.detach())
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        curve.steps.append(step)
+        curve.loss.append(value)
+        step += 1
+        if int(elapsed) > shown:
+            bar.update(int(elapsed) - shown)
+            shown = int(elapsed)
+            bar.set_postfix(loss=f"{ema:.3f}", steps=step)
+    bar.close()
+    curve.seconds = time.monotonic() - start
+    log.info("stage %s: %d steps in %.0f s, final loss %.4f", stage, step, curve.seconds, ema or float("nan"))
+    return curve
+
+
+def _param_groups(model: OctopusModel, lr: float, vision_scale: float) -> list[dict[str, Any]]:
+    vision = [p for p in model.vision.parameters() if p.requires_grad]
+    vision_ids = {id(p) for p in vision}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in vision_ids]
+    groups = [{"params": rest, "base_lr": lr}]
+    if vision:
+        groups.append({"params": vision, "base_lr": lr * vision_scale})
+    return groups
+
+
+class Trainer:
+    """Holds the model, tokenizer, data pools and the stage procedures."""
+
+    def __init__(self, model: OctopusModel, tokenizer: Any, cfg: TrainConfig, pools: dict[str, Any]) -> None:
+        self.model = model
+        self.tok = tokenizer
+        self.cfg = cfg
+        self.fmt = PromptFormat(tokenizer=tokenizer, config=model.config)
+        self.pools = pools
+        self.rng = random.Random(cfg.seed)
+        self.curves: list[Curve] = []
+        self._encoded: dict[tuple[str, int], Any] = {}
+
+    def _example(self, kind: str, i: int):
+        key = (kind, i)
+        if key not in self._encoded:
+            rec = self.pools[kind][i]
+            self._encoded[key] = self.fmt.build_training_example(rec["instruction"], rec["answer"])
+        return self._encoded[key]
+
+    def _batch(self, kinds: Sequence[str], n: int) -> dict[str, torch.Tensor]:
+        examples, images = [], []
+        for kind in kinds[:n]:
+            i = self.rng.randrange(len(self.pools[kind]))
+            examples.append(self._example(kind, i))
+            images.append(self.pools[kind][i]["image"])
+        batch = collate(examples, pad_token_id=self.tok.pad_token_id)
+        batch["pixel_values"] = pixels(np.stack(images), self.model)
+        return batch
+
+    # ---------------------------------------------------------------- stage 1
+    def vision(self, seconds: float) -> Curve:
+        m = self.model
+        m.set_trainable(vision=True, connector=False, lm=False, embeddings=False)
+        embed_dim = m.config.vision.embed_dim
+        text = TextEncoder(vocab=len(self.tok), dim=128, embed_dim=embed_dim)
+        heads = nn.ModuleDict(
+            {
+                "category": nn.Linear(embed_dim, 14),
+                "colour": nn.Linear(embed_dim, 10),
+                "present": nn.Linear(embed_dim, 14),
+            }
+        )
+        logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        from open_clip import ClipLoss
+
+        clip_loss = ClipLoss()
+        pool = self.pools["vision"]
+        cap_ids = [self.tok.encode(r["caption"], add_special_tokens=False) for r in pool]
+
+        def step() -> torch.Tensor:
+            idx = [self.rng.randrange(len(pool)) for _ in range(self.cfg.batch * 2)]
+            x = pixels(np.stack([pool[i]["image"] for i in idx]), m)
+            pooled, _ = m.image_features(x)
+            img = F.normalize(pooled, dim=-1)
+            flat = [t for i in idx for t in cap_ids[i]]
+            offsets = torch.tensor([0, *np.cumsum([len(cap_ids[i]) for i in idx])[:-1]])
+            txt = text(torch.tensor(flat), offsets)
+            loss = clip_loss(img, txt, logit_scale.exp().clamp(max=100))
+            cat = torch.tensor([pool[i]["category"] for i in idx])
+            col = torch.tensor([pool[i]["colour"] for i in idx])
+            present = torch.tensor(np.stack([pool[i]["present"] for i in idx]), dtype=torch.float32)
+            loss = loss + F.cross_entropy(heads["category"](pooled), cat)
+            loss = loss + F.cross_entropy(heads["colour"](pooled), col)
+            return loss + F.binary_cross_entropy_with_logits(heads["present"](pooled), present)
+
+        params = [p for p in m.vision.parameters()] + list(text.parameters()) + list(heads.parameters())
+        return self._record(_run("vision", seconds, [*params, logit_scale], step, self.cfg.lr))
+
+    # ---------------------------------------------------------------- stage 2
+    def text(self, seconds: float) -> Curve:
+        m = self.model
+        m.set_trainable(vision=False, connector=False, lm=True, embeddings=True)
+        lines = [self.tok.encode(t, add_special_tokens=False)[:96] for t in self.pools["text"]]
+
+        def step() -> torch.Tensor:
+            rows = [self.rng.choice(lines) for _ in range(self.cfg.batch * 2)]
+            T = max(len(r) for r in rows)
+            ids = torch.full((len(rows), T), self.tok.pad_token_id)
+            labels = torch.full((len(rows), T), -100)
+            for i, r in enumerate(rows):
+                ids[i, : len(r)] = torch.tensor(r)
+                labels[i, : len(r)] = torch.tensor(r)
+            return m.lm(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+
+        params = [p for p in m.lm.parameters() if p.requires_grad]
+        return self._record(_run("text", seconds, params, step, self.cfg.lr))
+
+    # ---------------------------------------------------------------- stage 3
+    def align(self, seconds: float) -> Curve:
+        m = self.model
+        m.set_trainable(vision=False, connector=True, lm=True, embeddings=True)
+
+        def step() -> torch.Tensor:
+            return m(**self._batch(["align"] * self.cfg.batch, self.cfg.batch)).loss
+
+        params = [p for p in m.parameters() if p.requires_grad]
+        return self._record(_run("align", seconds, params, step, self.cfg.lr))
+
+    # ---------------------------------------------------------------- stage 4
+    def calls(self, seconds: float) -> Curve:
+        m = self.model
+        m.set_trainable(vision=True, connector=True, lm=True, embeddings=True)
+        n_align = int(round(self.cfg.batch * self.cfg.mix_align))
+        kinds = ["calls"] * (self.cfg.batch - n_align) + ["align"] * n_align
+
+        def step() -> torch.Tensor:
+            return m(**self._batch(kinds, self.cfg.batch)).loss
+
+        groups = _param_groups(m, self.cfg.lr, self.cfg.vision_lr_scale)
+        return self._record(_run("calls", seconds, groups, step, self.cfg.lr))
+
+    def _record(self, curve: Curve) -> Curve:
+        self.curves.append(curve)
+        return curve
+
+
+def plot_curves(curves: Sequence[Curve], path: Path, title: str = "") -> Path:
+    """One panel per stage: loss per step (raw and smoothed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(4 * max(1, len(curves)), 3.2))
+    axes = np.atleast_1d(axes)
+    for ax, c in zip(axes, curves, strict=False):
+        ax.plot(c.steps, c.loss, alpha=0.3, lw=0.8)
+        if len(c.loss) > 20:
+            k = max(5, len(c.loss) // 50)
+            smooth = np.convolve(c.loss, np.ones(k) / k, mode="valid")
+            ax.plot(c.steps[k - 1 :], smooth, lw=1.5)
+        ax.set_title(f"stage {c.stage} ({c.seconds / 60:.1f} min)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curves_to_json(curves: Sequence[Curve]) -> list[dict[str, Any]]:
+    out = []
+    for c in curves:
+        d = asdict(c)
+        stride = max(1, len(c.loss) // 400)  # keep the file small
+        d["steps"], d["loss"] = c.steps[::stride], [round(v, 5) for v in c.loss[::stride]]
+        out.append(d)
+    return out
+
+
+def save_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")

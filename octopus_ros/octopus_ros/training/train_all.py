@@ -1,0 +1,213 @@
+"""Train an Octopus model from scratch, all stages, and write a complete checkpoint.
+
+    python -m octopus_ros.training.train_all --out octopus_ros/models/octopus_tiny
+
+Steps: generate the training pools from the synthetic world (train split only: held-out
+phrasings and colour x object pairs never appear), train the tokenizer, build the model
+from a named config, run the stages of :mod:`octopus_ros.training.stages` within their
+time budgets (a checkpoint after each stage under ``<out>/stages/``; ``--resume`` continues
+after the last finished stage), save the final checkpoint with loss curves (PNG + JSON),
+then evaluate it on the held-out splits into its metrics.json.
+``--scale`` multiplies every stage budget (``--scale 0.05`` is a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from octopus_ros.data import (
+    caption,
+    generate,
+    generate_captions,
+    generate_vqa,
+    instruction_corpus,
+    scene_labels,
+)
+from octopus_ros.functions import load_default_registry
+from octopus_ros.model import (
+    attach_tokenizer,
+    build_model,
+    get_model_config,
+    load_checkpoint,
+    save_checkpoint,
+    train_tokenizer,
+)
+from octopus_ros.paths import config_path
+from octopus_ros.training.stages import (
+    STAGES,
+    Curve,
+    TrainConfig,
+    Trainer,
+    curves_to_json,
+    plot_curves,
+    save_json,
+)
+
+log = logging.getLogger("octopus_ros.training")
+
+
+def _record(ex) -> dict:
+    return {"image": ex.image, "instruction": ex.instruction, "answer": ex.answer}
+
+
+def build_pools(cfg: TrainConfig) -> dict:
+    """Training data, all from the ``train`` split."""
+    t0 = time.monotonic()
+    calls = generate("train", cfg.pool_calls, cfg.seed, image_size=cfg.image_size)
+    half = cfg.pool_align // 2
+    align = generate_captions("train", half, cfg.seed + 1, image_size=cfg.image_size) + generate_vqa(
+        "train", cfg.pool_align - half, cfg.seed + 2, image_size=cfg.image_size
+    )
+    vision = []
+    for ex in calls + align:
+        if ex.scene is None or ex.scene.target is None:
+            continue
+        labels = scene_labels(ex.scene)
+        vision.append(
+            {
+                "image": ex.image,
+                "caption": caption(ex.scene, "en"),
+                "category": int(labels["target_category"]),
+                "colour": int(labels["target_colour"]),
+                "present": labels["present"],
+            }
+        )
+    text = (
+        instruction_corpus(seed=cfg.seed)
+        + [ex.answer for ex in align if ex.language]
+        + [f"User: {ex.instruction}\nGPT:" for ex in calls[:4000]]
+    )
+    log.info(
+        "pools: %d call records, %d alignment records, %d vision pairs, %d text lines (%.0f s)",
+        len(calls),
+        len(align),
+        len(vision),
+        len(text),
+        time.monotonic() - t0,
+    )
+    return {
+        "calls": [_record(e) for e in calls],
+        "align": [_record(e) for e in align],
+        "vision": vision,
+        "text": text,
+    }
+
+
+def build_tokenizer(pools: dict, cfg: TrainConfig):
+    registry = load_default_registry()
+    texts = list(pools["text"])
+    texts += [r["answer"] for r in pools["calls"]] + [r["instruction"] for r in pools["calls"]]
+    texts += [r["instruction"] for r in pools["align"]] + [r["caption"] for r in pools["vision"][:5000]]
+    model_cfg = get_model_config(cfg.model)
+    texts.append(model_cfg.system_prompt)
+    return train_tokenizer(texts, cfg.vocab_size, num_functions=registry.num_tokens), registry
+
+
+def train(cfg: TrainConfig, out: Path, *, resume: bool = False, evaluate_n: int = 300) -> Path:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    stages_dir = out / "stages"
+    start = time.monotonic()
+    pools = build_pools(cfg)
+    tok, registry = build_tokenizer(pools, cfg)
+    model_cfg = get_model_config(cfg.model)
+    model_cfg.connector.pool_stride = cfg.pool_stride
+    model_cfg = attach_tokenizer(model_cfg, tok, registry.num_tokens)
+    model = build_model(model_cfg)
+    curves: list[Curve] = []
+    done: list[str] = []
+    if resume and (stages_dir / "progress.json").exists():
+        progress = json.loads((stages_dir / "progress.json").read_text())
+        done = progress["done"]
+        curves = [Curve(**c) for c in progress["curves"]]
+        ckpt = load_checkpoint(stages_dir / done[-1])
+        model, tok = ckpt.model, ckpt.tokenizer
+        log.info("resuming after stage %s", done[-1])
+    log.info(
+        "model %s: %.2fM parameters, %d image tokens",
+        cfg.model,
+        model.num_parameters() / 1e6,
+        model.config.num_image_tokens,
+    )
+    trainer = Trainer(model, tok, cfg, pools)
+    for stage in STAGES:
+        if stage in done or stage in cfg.skip or cfg.seconds.get(stage, 0) <= 0:
+            continue
+        model.train()
+        curves.append(getattr(trainer, stage)(cfg.seconds[stage]))
+        model.eval()
+        save_checkpoint(stages_dir / stage, model, tok, functions=registry, metrics={"stage": stage})
+        done.append(stage)
+        save_json(stages_dir / "progress.json", {"done": done, "curves": curves_to_json(curves)})
+    model.eval()
+    train_s = time.monotonic() - start
+    metrics = {
+        "train_config": dataclasses.asdict(cfg),
+        "stages_run": done,
+        "train_seconds": round(train_s, 1),
+        "parameters": model.num_parameters(),
+        "num_image_tokens": model.config.num_image_tokens,
+    }
+    final = out.parent / (out.name + ".tmp")
+    if final.exists():
+        shutil.rmtree(final)
+    save_checkpoint(final, model, tok, functions=config_path("functions.yaml"), metrics=metrics)
+    save_json(final / "training_curves.json", curves_to_json(curves))
+    plot_curves(
+        curves, final / "training_curves.png", title=f"{cfg.model}: {train_s / 60:.1f} min on this CPU"
+    )
+    # Replace the output's checkpoint files (stage checkpoints stay for --resume).
+    for item in final.iterdir():
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        shutil.move(str(item), target)
+    final.rmdir()
+    if evaluate_n > 0:
+        from octopus_ros.model import Octopus
+        from octopus_ros.training.evaluate import evaluate, format_tables
+
+        metrics["eval_fp32"] = evaluate(Octopus.load(out), n=evaluate_n)
+        print(format_tables(metrics["eval_fp32"]))
+    save_json(out / "metrics.json", metrics)
+    log.info("done in %.1f min: %s", (time.monotonic() - start) / 60, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--model", default="octopus-tiny")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's time budget")
+    parser.add_argument("--skip", nargs="*", default=[], choices=STAGES, help="leave stages out (ablation)")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--eval-n", type=int, default=300, help="held-out examples per split (0: no evaluation)"
+    )
+    parser.add_argument("--pool-calls", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = TrainConfig(model=args.model, skip=tuple(args.skip), seed=args.seed)
+    cfg.seconds = {k: v * args.scale for k, v in cfg.seconds.items()}
+    if args.pool_calls:
+        cfg.pool_calls = args.pool_calls
+        cfg.pool_align = max(200, args.pool_calls // 2)
+    train(cfg, args.out, resume=args.resume, evaluate_n=args.eval_n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""A tiny end-to-end training run: every stage runs, the loss falls, the checkpoint loads and decides."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path):
+    from octopus_ros.model import Octopus, load_checkpoint
+    from octopus_ros.training.stages import STAGES, TrainConfig
+    from octopus_ros.training.train_all import train
+
+    cfg = TrainConfig(
+        seconds={"vision": 3.0, "text": 3.0, "align": 3.0, "calls": 12.0},
+        pool_calls=150,
+        pool_align=80,
+        batch=8,
+        vocab_size=600,
+    )
+    out = train(cfg, tmp_path / "ckpt", evaluate_n=0)
+    progress = json.loads((out / "stages" / "progress.json").read_text())
+    assert progress["done"] == list(STAGES)
+    calls = next(c for c in progress["curves"] if c["stage"] == "calls")
+    first, last = calls["loss"][:3], calls["loss"][-3:]
+    assert sum(last) / 3 < sum(first) / 3, calls["loss"]
+    assert (out / "training_curves.png").stat().st_size > 1000
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stages_run"] == list(STAGES)
+    ckpt = load_checkpoint(out)  # verifies the weights' sha256
+    assert ckpt.model.config.num_image_tokens == 16
+    decision = Octopus.load(out).decide(
+        "pick up the red cup", __import__("numpy").zeros((64, 64, 3), "uint8")
+    )
+    assert decision.call is not None or decision.error is not None
+
+
+def test_summary_tables_from_rows():
+    from octopus_ros.training.evaluate import format_tables, summarize
+
+    rows = [
+        {
+            "split": "iid",
+            "language": "en",
+            "function": "stop",
+            "expected": "<nexa_3>()<nexa_end>",
+            "got": "<nexa_3>()<nexa_end>",
+            "correct": True,
+            "function_correct": True,
+            "ms": 10.0,
+        },
+        {
+            "split": "iid",
+            "language": "zh",
+            "function": "pick_up",
+            "expected": "<nexa_0>('red cup')<nexa_end>",
+            "got": "<nexa_0>('red can')<nexa_end>",
+            "correct": False,
+            "function_correct": True,
+            "ms": 12.0,
+        },
+    ]
+    m = summarize(rows)
+    assert m["exact_match"] == 0.5 and m["function_accuracy"] == 1.0
+    assert m["split_language"]["iid/en"]["exact_match"] == 1.0
+    assert m["confusion"]["wrong_arguments"][0]["got"] == "<nexa_0>('red can')<nexa_end>"
+    assert "iid" in format_tables(m)
