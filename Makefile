@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 ENV := source scripts/env.sh &&
 
-.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark bench-node clean
+.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark bench-node ablation clean
 
 help:
 	@echo "make setup        create .venv: ROS 2 Kilted wheels, torch, models libs; build octopus_msgs; install octopus_ros"
@@ -13,6 +13,7 @@ help:
 	@echo "make colcon-check build both packages with colcon in a scratch workspace"
 	@echo "make train        train the bundled default model from scratch (all stages)"
 	@echo "make evaluate     evaluate the bundled model on the held-out splits"
+	@echo "make ablation     stage ablation (reduced, equal budgets)"
 	@echo "make benchmark    model latency/memory benchmark"
 	@echo "make bench-node   node latency over DDS: prefetch on/off, node and transport overhead"
 
@@ -40,6 +41,9 @@ colcon-check:
 
 train:
 	$(ENV) python -m octopus_ros.training.train_all --out octopus_ros/models/octopus_tiny
+
+ablation:
+	$(ENV) python -m octopus_ros.training.ablation --out runs/ablation --scale 0.15
 
 evaluate:
 	$(ENV) python -m octopus_ros.training.evaluate octopus_ros/models/octopus_tiny

@@ -13,7 +13,7 @@ def tree(folder: str):
     """data_files entries that install ``folder`` recursively under share/octopus_ros/."""
     entries = []
     for path in sorted((here / folder).rglob("*")):
-        if path.is_file():
+        if path.is_file() and "stages" not in path.parts:  # stage checkpoints are training leftovers
             rel = path.relative_to(here)
             entries.append((f"share/{package_name}/{rel.parent}", [str(rel)]))
     return entries
