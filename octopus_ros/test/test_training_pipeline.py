@@ -11,17 +11,20 @@ pytestmark = pytest.mark.slow
 
 def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path):
     from octopus_ros.model import Octopus, load_checkpoint
+    from octopus_ros.model.testing import tiny_config
     from octopus_ros.training.stages import STAGES, TrainConfig
     from octopus_ros.training.train_all import train
 
     cfg = TrainConfig(
-        seconds={"vision": 3.0, "text": 3.0, "align": 3.0, "calls": 12.0},
+        seconds={"vision": 30.0, "text": 30.0, "align": 30.0, "calls": 60.0},
+        max_steps={"vision": 5, "text": 5, "align": 5, "calls": 40},
         pool_calls=150,
         pool_align=80,
         batch=8,
         vocab_size=600,
+        image_size=32,
     )
-    out = train(cfg, tmp_path / "ckpt", evaluate_n=0)
+    out = train(cfg, tmp_path / "ckpt", evaluate_n=0, model_config=tiny_config(image_size=32))
     progress = json.loads((out / "stages" / "progress.json").read_text())
     assert progress["done"] == list(STAGES)
     calls = next(c for c in progress["curves"] if c["stage"] == "calls")
@@ -31,9 +34,9 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stages_run"] == list(STAGES)
     ckpt = load_checkpoint(out)  # verifies the weights' sha256
-    assert ckpt.model.config.num_image_tokens == 16
+    assert ckpt.model.config.num_image_tokens == 4  # 4x4 patch grid pooled with stride 2
     decision = Octopus.load(out).decide(
-        "pick up the red cup", __import__("numpy").zeros((64, 64, 3), "uint8")
+        "pick up the red cup", __import__("numpy").zeros((32, 32, 3), "uint8")
     )
     assert decision.call is not None or decision.error is not None
 

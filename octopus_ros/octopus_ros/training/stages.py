@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from octopus_ros.data import CATEGORY_NAMES, COLOUR_NAMES
 from octopus_ros.model import OctopusModel, PromptFormat, collate
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,13 @@ class TrainConfig:
     seconds: dict[str, float] = field(
         default_factory=lambda: {"vision": 240.0, "text": 150.0, "align": 300.0, "calls": 1200.0}
     )
+    max_steps: dict[str, int] = field(default_factory=dict)  # optional step cap per stage (tests)
     skip: tuple[str, ...] = ()  # stages left out (ablation)
     batch: int = 32
     lr: float = 1.5e-3
     vision_lr_scale: float = 0.3  # stage 4: vision tower learning rate relative to lr
     mix_align: float = 0.2  # stage 4: fraction of alignment examples in each batch
+    aux_weight: float = 0.3  # stage 4: weight of the attribute-head loss on the vision tower (0: off)
     pool_calls: int = 24000  # pre-generated training records (recycled across epochs)
     pool_align: int = 12000
     seed: int = 0
@@ -100,8 +103,10 @@ def _run(
     params: Sequence[Any],
     step_fn: Callable[[], torch.Tensor],
     lr: float,
+    max_steps: int | None = None,
 ) -> Curve:
-    """Optimise ``step_fn()``'s loss for ``seconds`` of wall clock (cosine lr, warm-up, clipping)."""
+    """Optimise ``step_fn()``'s loss for ``seconds`` of wall clock or ``max_steps`` steps,
+    whichever comes first (cosine lr over that horizon, linear warm-up, clipping at 1.0)."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     curve = Curve(stage)
     start = time.monotonic()
@@ -109,8 +114,8 @@ def _run(
     bar = tqdm(total=int(seconds), desc=f"stage {stage}", unit="s", leave=True)
     shown = 0
     ema = None
-    while (elapsed := time.monotonic() - start) < seconds:
-        frac = elapsed / seconds
+    while (elapsed := time.monotonic() - start) < seconds and (max_steps is None or step < max_steps):
+        frac = max(elapsed / seconds, step / max_steps if max_steps else 0.0)
         scale = min(1.0, (step + 1) / 30) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for group in optimizer.param_groups:
             group["lr"] = group.get("base_lr", lr) * scale
@@ -156,6 +161,7 @@ class Trainer:
         self.rng = random.Random(cfg.seed)
         self.curves: list[Curve] = []
         self._encoded: dict[tuple[str, int], Any] = {}
+        self.heads = attribute_heads(model.config.vision.embed_dim)  # shared by stages 1 and 4
 
     def _example(self, kind: str, i: int):
         key = (kind, i)
@@ -164,15 +170,16 @@ class Trainer:
             self._encoded[key] = self.fmt.build_training_example(rec["instruction"], rec["answer"])
         return self._encoded[key]
 
-    def _batch(self, kinds: Sequence[str], n: int) -> dict[str, torch.Tensor]:
-        examples, images = [], []
+    def _batch(self, kinds: Sequence[str], n: int) -> tuple[dict[str, torch.Tensor], list[dict]]:
+        """A random batch of ``kinds[:n]`` records: (model inputs, the records)."""
+        examples, records = [], []
         for kind in kinds[:n]:
             i = self.rng.randrange(len(self.pools[kind]))
             examples.append(self._example(kind, i))
-            images.append(self.pools[kind][i]["image"])
+            records.append(self.pools[kind][i])
         batch = collate(examples, pad_token_id=self.tok.pad_token_id)
-        batch["pixel_values"] = pixels(np.stack(images), self.model)
-        return batch
+        batch["pixel_values"] = pixels(np.stack([r["image"] for r in records]), self.model)
+        return batch, records
 
     # ---------------------------------------------------------------- stage 1
     def vision(self, seconds: float) -> Curve:
@@ -180,13 +187,7 @@ class Trainer:
         m.set_trainable(vision=True, connector=False, lm=False, embeddings=False)
         embed_dim = m.config.vision.embed_dim
         text = TextEncoder(vocab=len(self.tok), dim=128, embed_dim=embed_dim)
-        heads = nn.ModuleDict(
-            {
-                "category": nn.Linear(embed_dim, 14),
-                "colour": nn.Linear(embed_dim, 10),
-                "present": nn.Linear(embed_dim, 14),
-            }
-        )
+        heads = self.heads
         logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         from open_clip import ClipLoss
 
@@ -203,15 +204,12 @@ class Trainer:
             offsets = torch.tensor([0, *np.cumsum([len(cap_ids[i]) for i in idx])[:-1]])
             txt = text(torch.tensor(flat), offsets)
             loss = clip_loss(img, txt, logit_scale.exp().clamp(max=100))
-            cat = torch.tensor([pool[i]["category"] for i in idx])
-            col = torch.tensor([pool[i]["colour"] for i in idx])
-            present = torch.tensor(np.stack([pool[i]["present"] for i in idx]), dtype=torch.float32)
-            loss = loss + F.cross_entropy(heads["category"](pooled), cat)
-            loss = loss + F.cross_entropy(heads["colour"](pooled), col)
-            return loss + F.binary_cross_entropy_with_logits(heads["present"](pooled), present)
+            return loss + attribute_loss(heads, pooled, [pool[i] for i in idx])
 
         params = [p for p in m.vision.parameters()] + list(text.parameters()) + list(heads.parameters())
-        return self._record(_run("vision", seconds, [*params, logit_scale], step, self.cfg.lr))
+        return self._record(
+            _run("vision", seconds, [*params, logit_scale], step, self.cfg.lr, self._cap("vision"))
+        )
 
     # ---------------------------------------------------------------- stage 2
     def text(self, seconds: float) -> Curve:
@@ -230,7 +228,7 @@ class Trainer:
             return m.lm(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
 
         params = [p for p in m.lm.parameters() if p.requires_grad]
-        return self._record(_run("text", seconds, params, step, self.cfg.lr))
+        return self._record(_run("text", seconds, params, step, self.cfg.lr, self._cap("text")))
 
     # ---------------------------------------------------------------- stage 3
     def align(self, seconds: float) -> Curve:
@@ -238,10 +236,10 @@ class Trainer:
         m.set_trainable(vision=False, connector=True, lm=True, embeddings=True)
 
         def step() -> torch.Tensor:
-            return m(**self._batch(["align"] * self.cfg.batch, self.cfg.batch)).loss
+            return m(**self._batch(["align"] * self.cfg.batch, self.cfg.batch)[0]).loss
 
         params = [p for p in m.parameters() if p.requires_grad]
-        return self._record(_run("align", seconds, params, step, self.cfg.lr))
+        return self._record(_run("align", seconds, params, step, self.cfg.lr, self._cap("align")))
 
     # ---------------------------------------------------------------- stage 4
     def calls(self, seconds: float) -> Curve:
@@ -250,15 +248,51 @@ class Trainer:
         n_align = int(round(self.cfg.batch * self.cfg.mix_align))
         kinds = ["calls"] * (self.cfg.batch - n_align) + ["align"] * n_align
 
+        aux = self.cfg.aux_weight
+
         def step() -> torch.Tensor:
-            return m(**self._batch(kinds, self.cfg.batch)).loss
+            batch, records = self._batch(kinds, self.cfg.batch)
+            if aux <= 0:
+                return m(**batch).loss
+            pooled, tokens = m.image_features(batch.pop("pixel_values"))  # (B, E), (B, N, W)
+            loss = m(**batch, image_embeds=m.connector(tokens)).loss
+            return loss + aux * attribute_loss(self.heads, pooled, records)
 
         groups = _param_groups(m, self.cfg.lr, self.cfg.vision_lr_scale)
-        return self._record(_run("calls", seconds, groups, step, self.cfg.lr))
+        if aux > 0:
+            groups.append({"params": list(self.heads.parameters()), "base_lr": self.cfg.lr})
+        return self._record(_run("calls", seconds, groups, step, self.cfg.lr, self._cap("calls")))
+
+    def _cap(self, stage: str) -> int | None:
+        return self.cfg.max_steps.get(stage)
 
     def _record(self, curve: Curve) -> Curve:
         self.curves.append(curve)
         return curve
+
+
+def attribute_heads(embed_dim: int) -> nn.ModuleDict:
+    """Linear heads on the pooled CLIP embedding: target category, target colour, objects present."""
+    return nn.ModuleDict(
+        {
+            "category": nn.Linear(embed_dim, len(CATEGORY_NAMES)),
+            "colour": nn.Linear(embed_dim, len(COLOUR_NAMES)),
+            "present": nn.Linear(embed_dim, len(CATEGORY_NAMES)),
+        }
+    )
+
+
+def attribute_loss(heads: nn.ModuleDict, pooled: torch.Tensor, records: Sequence[dict]) -> torch.Tensor:
+    """Cross-entropy of the target's category and colour + BCE of the present objects.
+
+    ``pooled`` (B, E); each record has ``category``, ``colour`` (ints) and ``present``
+    (multi-hot), as :func:`octopus_ros.data.scene_labels` gives them.
+    """
+    cat = torch.tensor([r["category"] for r in records])
+    col = torch.tensor([r["colour"] for r in records])
+    present = torch.tensor(np.stack([r["present"] for r in records]), dtype=torch.float32)
+    loss = F.cross_entropy(heads["category"](pooled), cat) + F.cross_entropy(heads["colour"](pooled), col)
+    return loss + F.binary_cross_entropy_with_logits(heads["present"](pooled), present)
 
 
 def plot_curves(curves: Sequence[Curve], path: Path, title: str = "") -> Path:

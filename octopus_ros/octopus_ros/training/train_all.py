@@ -14,6 +14,7 @@ then evaluate it on the held-out splits into its metrics.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -35,6 +36,7 @@ from octopus_ros.data import (
 )
 from octopus_ros.functions import load_default_registry
 from octopus_ros.model import (
+    OctopusConfig,
     attach_tokenizer,
     build_model,
     get_model_config,
@@ -57,7 +59,16 @@ log = logging.getLogger("octopus_ros.training")
 
 
 def _record(ex) -> dict:
-    return {"image": ex.image, "instruction": ex.instruction, "answer": ex.answer}
+    """A training record: image, instruction, answer, and the target's attribute labels."""
+    labels = scene_labels(ex.scene)
+    return {
+        "image": ex.image,
+        "instruction": ex.instruction,
+        "answer": ex.answer,
+        "category": int(labels["target_category"]),
+        "colour": int(labels["target_colour"]),
+        "present": labels["present"],
+    }
 
 
 def build_pools(cfg: TrainConfig) -> dict:
@@ -103,17 +114,28 @@ def build_pools(cfg: TrainConfig) -> dict:
     }
 
 
-def build_tokenizer(pools: dict, cfg: TrainConfig):
+def build_tokenizer(pools: dict, cfg: TrainConfig, model_cfg: OctopusConfig):
+    """A byte-level BPE tokenizer over the training pools (+ the system prompt), specials added."""
     registry = load_default_registry()
     texts = list(pools["text"])
     texts += [r["answer"] for r in pools["calls"]] + [r["instruction"] for r in pools["calls"]]
     texts += [r["instruction"] for r in pools["align"]] + [r["caption"] for r in pools["vision"][:5000]]
-    model_cfg = get_model_config(cfg.model)
     texts.append(model_cfg.system_prompt)
     return train_tokenizer(texts, cfg.vocab_size, num_functions=registry.num_tokens), registry
 
 
-def train(cfg: TrainConfig, out: Path, *, resume: bool = False, evaluate_n: int = 300) -> Path:
+def train(
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    evaluate_n: int = 300,
+    model_config: OctopusConfig | None = None,
+) -> Path:
+    """Run every stage of ``cfg`` and write the final checkpoint to ``out``; returns ``out``.
+
+    ``model_config`` overrides the named config ``cfg.model`` (tests pass a tiny one).
+    """
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -121,8 +143,8 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, evaluate_n: int 
     stages_dir = out / "stages"
     start = time.monotonic()
     pools = build_pools(cfg)
-    tok, registry = build_tokenizer(pools, cfg)
-    model_cfg = get_model_config(cfg.model)
+    model_cfg = copy.deepcopy(model_config) if model_config is not None else get_model_config(cfg.model)
+    tok, registry = build_tokenizer(pools, cfg, model_cfg)
     model_cfg.connector.pool_stride = cfg.pool_stride
     model_cfg = attach_tokenizer(model_cfg, tok, registry.num_tokens)
     model = build_model(model_cfg)
