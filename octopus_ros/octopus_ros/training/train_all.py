@@ -131,10 +131,12 @@ def train(
     resume: bool = False,
     evaluate_n: int = 300,
     model_config: OctopusConfig | None = None,
+    init_from: Path | None = None,
 ) -> Path:
     """Run every stage of ``cfg`` and write the final checkpoint to ``out``; returns ``out``.
 
     ``model_config`` overrides the named config ``cfg.model`` (tests pass a tiny one).
+    ``init_from`` continues training a checkpoint (its architecture and tokenizer) instead.
     """
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -143,11 +145,17 @@ def train(
     stages_dir = out / "stages"
     start = time.monotonic()
     pools = build_pools(cfg)
-    model_cfg = copy.deepcopy(model_config) if model_config is not None else get_model_config(cfg.model)
-    tok, registry = build_tokenizer(pools, cfg, model_cfg)
-    model_cfg.connector.pool_stride = cfg.pool_stride
-    model_cfg = attach_tokenizer(model_cfg, tok, registry.num_tokens)
-    model = build_model(model_cfg)
+    if init_from is not None:
+        registry = load_default_registry()
+        ckpt = load_checkpoint(init_from)
+        model, tok = ckpt.model, ckpt.tokenizer
+        log.info("initialised from %s", init_from)
+    else:
+        model_cfg = copy.deepcopy(model_config) if model_config is not None else get_model_config(cfg.model)
+        tok, registry = build_tokenizer(pools, cfg, model_cfg)
+        model_cfg.connector.pool_stride = cfg.pool_stride
+        model_cfg = attach_tokenizer(model_cfg, tok, registry.num_tokens)
+        model = build_model(model_cfg)
     curves: list[Curve] = []
     done: list[str] = []
     if resume and (stages_dir / "progress.json").exists():
@@ -220,14 +228,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pool-calls", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", type=Path, default=None, help="continue training this checkpoint")
+    parser.add_argument("--seconds", nargs="*", default=[], help="stage=seconds overrides, e.g. calls=900")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(model=args.model, skip=tuple(args.skip), seed=args.seed)
+    for item in args.seconds:
+        stage, _, value = item.partition("=")
+        if stage not in STAGES:
+            parser.error(f"--seconds: unknown stage {stage!r}")
+        cfg.seconds[stage] = float(value)
     cfg.seconds = {k: v * args.scale for k, v in cfg.seconds.items()}
     if args.pool_calls:
         cfg.pool_calls = args.pool_calls
         cfg.pool_align = max(200, args.pool_calls // 2)
-    train(cfg, args.out, resume=args.resume, evaluate_n=args.eval_n)
+    train(cfg, args.out, resume=args.resume, evaluate_n=args.eval_n, init_from=args.init_from)
     return 0
 
 
