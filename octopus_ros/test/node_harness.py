@@ -62,8 +62,12 @@ class RobotSide(Node):
         self.outcomes: list[Outcome] = []
         self.calls: list[FunctionCall] = []
         self.twists: list[Twist] = []
-        self.create_subscription(Outcome, f"{NODE}/outcomes", self.outcomes.append, reliable)
-        self.create_subscription(FunctionCall, f"{NODE}/function_calls", self.calls.append, reliable)
+        self.outcome_sub = self.create_subscription(
+            Outcome, f"{NODE}/outcomes", self.outcomes.append, reliable
+        )
+        self.call_sub = self.create_subscription(
+            FunctionCall, f"{NODE}/function_calls", self.calls.append, reliable
+        )
         self.create_subscription(Twist, "/cmd_vel", self.twists.append, reliable)
         self.spinner = SingleThreadedExecutor(context=context)
         self.spinner.add_node(self)
@@ -85,7 +89,9 @@ class RobotSide(Node):
             return (
                 self.speech_pub.get_subscription_count() > 0
                 and self.image_pub.get_subscription_count() > 0
-                and len(self.get_publishers_info_by_topic(f"{NODE}/outcomes")) > 0
+                # matched (not just discovered): an outcome published now reaches us
+                and self.outcome_sub.get_publisher_count() > 0
+                and self.call_sub.get_publisher_count() > 0
             )
 
         if not self.spin_until(ready, timeout):
