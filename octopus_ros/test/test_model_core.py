@@ -31,7 +31,12 @@ def model(tok):
 
 
 def test_named_configs_resolve():
-    assert {"octopus-tiny", "octopus-tiny-perceiver", "octopus-0.5b-shape"} <= set(list_models())
+    assert {"octopus-tiny", "octopus-tiny-rn", "octopus-tiny-perceiver", "octopus-0.5b-shape"} <= set(
+        list_models()
+    )
+    rn = resolve_config(get_model_config("octopus-tiny-rn"))  # the bundled model's architecture
+    assert rn.vision.is_resnet and rn.vision.grid_size == 2 and rn.vision.width == 1024
+    assert rn.num_image_tokens == 4
     tiny = resolve_config(get_model_config("octopus-tiny"))
     assert tiny.num_image_tokens == 64 and tiny.vision.image_size == 64
     big = resolve_config(get_model_config("octopus-0.5b-shape"))
@@ -96,11 +101,13 @@ def test_prompt_and_training_example(tok, model):
     assert fmt.encode_prompt("anything")[: len(fmt.system_prefix_ids())] == fmt.system_prefix_ids()
 
 
-@pytest.mark.parametrize("connector", ["mlp", "perceiver"])
-def test_forward_shapes_loss_and_backward(tok, connector):
-    m = tiny_model(tok, connector=connector)
+@pytest.mark.parametrize(("connector", "tower"), [("mlp", "vit"), ("perceiver", "vit"), ("mlp", "resnet")])
+def test_forward_shapes_loss_and_backward(tok, connector, tower):
+    size = 64 if tower == "resnet" else 32  # the ResNet's stride-32 grid: 2x2 tokens at 64 px
+    m = tiny_model(tok, connector=connector, tower=tower, image_size=size)
     K, D = m.config.num_image_tokens, m.config.lm["hidden_size"]
-    px = torch.randn(2, 3, 32, 32)
+    assert K == (4 if tower == "resnet" else m.config.num_image_tokens)
+    px = torch.randn(2, 3, size, size)
     assert m.encode_image(px).shape == (2, K, D)
     pooled = m.clip_embedding(px)
     assert pooled.shape == (2, 32) and torch.allclose(pooled.norm(dim=-1), torch.ones(2))

@@ -65,3 +65,18 @@ def test_onnx_image_encoder_matches_torch(model, tmp_path):
         assert embeds.shape == tuple(ref.shape)
         np.testing.assert_allclose(embeds, ref.numpy(), atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(pooled, ref_pooled.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_resnet_image_encoder_matches_torch(tmp_path):
+    """The CLIP ModifiedResNet tower (the bundled model's) exports too; BatchNorm runs in eval mode."""
+    rn = tiny_model(tiny_tokenizer(num_functions=13), tower="resnet", image_size=64, seed=2)
+    path = export_vision_onnx(rn, tmp_path / "rn.onnx")
+    enc = OnnxVisionEncoder(path)
+    px = torch.randn(2, 3, 64, 64)
+    embeds, pooled = enc(px)
+    with torch.no_grad():
+        ref_pooled, tokens = rn.vision(px)
+        ref = rn.connector(tokens)
+    assert embeds.shape == tuple(ref.shape) == (2, 4, 32)
+    np.testing.assert_allclose(embeds, ref.numpy(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(pooled, ref_pooled.numpy(), atol=1e-4, rtol=1e-4)

@@ -23,6 +23,7 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
         batch=8,
         vocab_size=600,
         image_size=32,
+        pool_stride=2,
     )
     out = train(cfg, tmp_path / "ckpt", evaluate_n=0, model_config=tiny_config(image_size=32))
     progress = json.loads((out / "stages" / "progress.json").read_text())

@@ -561,3 +561,38 @@ def split_summary(splits: Splits | None = None) -> dict[str, Any]:
         "colours": len(COLOURS),
         "categories": len(CATEGORIES),
     }
+
+
+# ----------------------------------------------------------------------------- lexicon
+def lexicon_corpus(splits: Splits | None = None) -> list[str]:
+    """A bilingual glossary of the world's words for LM text pretraining (stage 2).
+
+    One line per entry in both directions (``红色 = red``, ``red = 红色``): colour words (and
+    their one-character forms), category words, pet words, places, bins, locations, contacts,
+    and every *training* colour x object name in each Chinese surface form
+    (``红色的杯子 = red cup``). Held-out combos never appear; templates are not used at all,
+    so no phrasing (seen or held out) is in it. This stands in for the bilingual knowledge a
+    pretrained LM would bring: the call arguments are English whatever the instruction's
+    language, so the model must translate names. Deterministic (no seed).
+    """
+    splits = splits or default_splits()
+    pairs: list[tuple[str, str]] = []
+    for col in COLOURS.values():
+        pairs += [(col.zh, col.en), (col.zh_short, col.en)]
+    for cat in CATEGORIES.values():
+        pairs.append((cat.zh, cat.en))
+    for vocab in (PET_WORDS, PLACES, BIN_WORDS, LOCATIONS, CONTACTS):
+        for key, words in vocab.items():
+            canonical = key.replace("_", " ")
+            pairs += [(zh, canonical) for zh in words["zh"]] + [(en, canonical) for en in words["en"]]
+    for category, colour in splits.train_combos():
+        en = object_name(category, colour, "en")
+        pairs += [(object_name(category, colour, "zh", zh_style=s), en) for s in range(3)]
+    lines: list[str] = []
+    seen: set[str] = set()
+    for a, b in pairs:
+        for line in (f"{a} = {b}", f"{b} = {a}"):
+            if a != b and line not in seen:
+                seen.add(line)
+                lines.append(line)
+    return lines

@@ -36,6 +36,9 @@ class ConfigError(ValueError):
     """A model config is malformed or inconsistent."""
 
 
+RESNET_STRIDE = 32  # ModifiedResNet: stem /4, then layer2..4 /2 each
+
+
 @dataclass
 class VisionConfig:
     """The open_clip vision tower.
@@ -63,12 +66,22 @@ class VisionConfig:
         return int(size)
 
     @property
+    def is_resnet(self) -> bool:
+        """True for open_clip's ModifiedResNet (CLIP RN50-style; ``vision_cfg.layers`` is a list)."""
+        return isinstance(self._vision_cfg().get("layers"), list | tuple)
+
+    @property
     def patch_size(self) -> int:
+        """Pixels per token side: the ViT's patch, or the ResNet's total stride (32)."""
+        if self.is_resnet:
+            return RESNET_STRIDE
         return int(self._vision_cfg().get("patch_size", 16))
 
     @property
     def width(self) -> int:
-        """Width of the patch tokens (the ViT's hidden size)."""
+        """Width of the patch tokens (the ViT's hidden size; the ResNet's last stage: 32 x width)."""
+        if self.is_resnet:
+            return 32 * int(self._vision_cfg().get("width", 64))
         return int(self._vision_cfg().get("width", 768))
 
     @property
@@ -245,8 +258,8 @@ def resolve_config(config: OctopusConfig) -> OctopusConfig:
     if "embed_dim" not in oc or "vision_cfg" not in oc:
         raise ConfigError("vision.open_clip must have 'embed_dim' and 'vision_cfg'")
     vcfg = oc["vision_cfg"]
-    if isinstance(vcfg.get("layers"), list | tuple) or vcfg.get("timm_model_name"):
-        raise ConfigError("only open_clip VisionTransformer towers are supported (not ResNet or timm)")
+    if vcfg.get("timm_model_name"):
+        raise ConfigError("only open_clip VisionTransformer and ModifiedResNet towers are supported (not timm)")
     vision.open_clip = oc
     if vision.image_size % vision.patch_size:
         raise ConfigError(

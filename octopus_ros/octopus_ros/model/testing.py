@@ -36,24 +36,26 @@ TINY_CORPUS = [
 
 
 def tiny_config(
-    *, connector: str = "mlp", image_size: int = 32, hidden: int = 32, layers: int = 2
+    *,
+    connector: str = "mlp",
+    image_size: int = 32,
+    hidden: int = 32,
+    layers: int = 2,
+    tower: str = "vit",
 ) -> OctopusConfig:
-    """A test-sized config: ViT (image_size px, 8 px patches, width 32), Qwen2 LM (hidden 32)."""
+    """A test-sized config: ViT (image_size px, 8 px patches, width 32) or, with
+    ``tower="resnet"``, CLIP's ModifiedResNet (width 8: 256-wide tokens on a stride-32 grid);
+    Qwen2 LM (hidden 32)."""
+    if tower == "vit":
+        vision_cfg = {"image_size": image_size, "patch_size": 8, "layers": layers, "width": 32, "head_width": 16}
+    elif tower == "resnet":
+        vision_cfg = {"image_size": image_size, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16}
+    else:
+        raise ValueError(f"tower must be 'vit' or 'resnet', got {tower!r}")
     return OctopusConfig.from_dict(
         {
-            "name": f"octopus-test-{connector}",
-            "vision": {
-                "open_clip": {
-                    "embed_dim": 32,
-                    "vision_cfg": {
-                        "image_size": image_size,
-                        "patch_size": 8,
-                        "layers": layers,
-                        "width": 32,
-                        "head_width": 16,
-                    },
-                },
-            },
+            "name": f"octopus-test-{tower}-{connector}",
+            "vision": {"open_clip": {"embed_dim": 32, "vision_cfg": vision_cfg}},
             "connector": {"type": connector, "num_latents": 4, "depth": 1, "heads": 2, "dim_head": 16},
             "lm": {
                 "model_type": "qwen2",

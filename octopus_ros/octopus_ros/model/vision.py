@@ -1,5 +1,5 @@
-"""The vision tower: an open_clip VisionTransformer that returns its pooled CLIP embedding
-and its patch tokens.
+"""The vision tower: an open_clip image encoder (VisionTransformer, or the CLIP ModifiedResNet)
+that returns its pooled CLIP embedding and its grid tokens.
 """
 
 from __future__ import annotations
@@ -16,11 +16,16 @@ log = logging.getLogger(__name__)
 
 
 class VisionTower(nn.Module):
-    """open_clip ViT image encoder.
+    """open_clip image encoder: a ViT, or CLIP's ModifiedResNet when ``vision_cfg.layers`` is a list.
 
     ``forward(pixels)`` returns ``(pooled, tokens)``:
-      - pooled: (B, E) the CLIP image embedding (after the projection), for contrastive training;
-      - tokens: (B, N, W) the patch tokens after the final LayerNorm, for the connector.
+      - pooled: (B, E) the CLIP image embedding (after the projection / attention pool), for
+        contrastive training;
+      - tokens: (B, N, W) for the connector: the ViT's patch tokens after the final LayerNorm,
+        or the ResNet's last-stage feature map (stride 32) flattened row-major.
+
+    The ResNet learns far faster from scratch on small images (measured in docs/training.md:
+    target-category accuracy 70 % vs 44 % for the ViT after the same 150 s on this CPU).
     """
 
     def __init__(self, *, config: VisionConfig):
@@ -31,8 +36,9 @@ class VisionTower(nn.Module):
         oc = config.open_clip
         if oc is None:
             raise ConfigError("VisionTower needs a resolved VisionConfig (vision.open_clip is None)")
-        vision_cfg = CLIPVisionCfg(**{**oc["vision_cfg"], "output_tokens": True})
-        if vision_cfg.attentional_pool or vision_cfg.pool_type == "none":
+        self.is_resnet = config.is_resnet
+        vision_cfg = CLIPVisionCfg(**{**oc["vision_cfg"], "output_tokens": not self.is_resnet})
+        if not self.is_resnet and vision_cfg.attentional_pool or vision_cfg.pool_type == "none":
             raise ConfigError("attentional/none pooling is not supported: the connector needs patch tokens")
         # open_clip's builder maps every CLIPVisionCfg field onto its VisionTransformer.
         self.visual = _build_vision_tower(
@@ -44,6 +50,10 @@ class VisionTower(nn.Module):
         self.embed_dim = config.embed_dim
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.is_resnet:
+            v = self.visual
+            x = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(pixels)))))  # (B, W, g, g)
+            return v.attnpool(x), x.flatten(2).transpose(1, 2)  # (B, E), (B, g*g, W)
         pooled, tokens = self.visual(pixels)  # (B, E), (B, N, W)
         return pooled, tokens
 

@@ -6,11 +6,12 @@ Stages (each can be skipped, for the ablation):
    text encoder over the project's tokenizer (open_clip's ``ClipLoss``), plus attribute
    heads on the pooled embedding (target category, target colour, objects present).
 2. ``text``    LM text pretraining on the bilingual instruction corpus (training phrasings
-   only) and captions.
+   only), captions, and a bilingual glossary of the world's words (training combos only).
 3. ``align``   connector + LM on captioning and visual questions, vision frozen.
 4. ``calls``   functional-token tuning on image-instruction-call records (all parts, the
    vision tower at a lower learning rate), mixed with some alignment data so the LM keeps
-   reading the image.
+   reading the image; half of the instructions get word dropout (slot words kept,
+   :mod:`octopus_ros.data.augment`) so the LM does not memorise whole phrasings.
 
 Budgets are wall-clock seconds per stage, so a run takes a predictable time on any CPU.
 No rclpy; the CLI is ``octopus_ros.training.train_all``.
@@ -35,6 +36,7 @@ from torch import nn
 from tqdm import tqdm
 
 from octopus_ros.data import CATEGORY_NAMES, COLOUR_NAMES
+from octopus_ros.data.augment import NOT_AUGMENTED, word_dropout
 from octopus_ros.model import OctopusModel, PromptFormat, collate
 
 log = logging.getLogger(__name__)
@@ -46,12 +48,12 @@ STAGES = ("vision", "text", "align", "calls")
 class TrainConfig:
     """Budgets and hyper-parameters of a run (saved with the checkpoint)."""
 
-    model: str = "octopus-tiny"  # named model config
-    pool_stride: int = 2  # MLP connector pools the 8x8 patch grid to 4x4 = 16 image tokens
+    model: str = "octopus-tiny-rn"  # named model config
+    pool_stride: int | None = None  # override the config's MLP connector pooling (None: keep it)
     vocab_size: int = 2048
     image_size: int = 64
     seconds: dict[str, float] = field(
-        default_factory=lambda: {"vision": 240.0, "text": 150.0, "align": 300.0, "calls": 1200.0}
+        default_factory=lambda: {"vision": 480.0, "text": 180.0, "align": 300.0, "calls": 2280.0}
     )
     max_steps: dict[str, int] = field(default_factory=dict)  # optional step cap per stage (tests)
     skip: tuple[str, ...] = ()  # stages left out (ablation)
@@ -60,8 +62,12 @@ class TrainConfig:
     vision_lr_scale: float = 0.3  # stage 4: vision tower learning rate relative to lr
     mix_align: float = 0.2  # stage 4: fraction of alignment examples in each batch
     aux_weight: float = 0.3  # stage 4: weight of the attribute-head loss on the vision tower (0: off)
-    pool_calls: int = 24000  # pre-generated training records (recycled across epochs)
-    pool_align: int = 12000
+    augment: float = 0.5  # stage 4: fraction of call records whose instruction gets word dropout
+    dropout_p: float = 0.12  # word dropout: probability of dropping each unprotected word/character
+    flip: bool = True  # random left-right mirroring of training images
+    lexicon_repeats: int = 3  # stage 2: copies of the bilingual glossary in the text pool
+    pool_calls: int = 40000  # pre-generated training records (recycled across epochs)
+    pool_align: int = 16000
     seed: int = 0
     threads: int = 2
 
@@ -76,12 +82,18 @@ class Curve:
     seconds: float = 0.0
 
 
-def pixels(images: np.ndarray, model: OctopusModel) -> torch.Tensor:
-    """(B, H, W, 3) uint8 at the model's size -> normalised (B, 3, S, S) (same as ImagePreprocessor)."""
+def pixels(images: np.ndarray, model: OctopusModel, *, flip: bool = False) -> torch.Tensor:
+    """(B, H, W, 3) uint8 at the model's size -> normalised (B, 3, S, S) (same as ImagePreprocessor).
+
+    ``flip``: mirror a random half of the images left-right (training augmentation; no function
+    or argument of the world depends on left and right)."""
     v = model.config.vision
     mean = torch.tensor(v.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(v.image_std).view(1, 3, 1, 1)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    if flip:
+        mask = torch.rand(x.shape[0]) < 0.5
+        x[mask] = x[mask].flip(-1)
     return (x - mean) / std
 
 
@@ -159,14 +171,23 @@ class Trainer:
         self.fmt = PromptFormat(tokenizer=tokenizer, config=model.config)
         self.pools = pools
         self.rng = random.Random(cfg.seed)
+        self.np_rng = np.random.default_rng(cfg.seed)
         self.curves: list[Curve] = []
         self._encoded: dict[tuple[str, int], Any] = {}
         self.heads = attribute_heads(model.config.vision.embed_dim)  # shared by stages 1 and 4
 
     def _example(self, kind: str, i: int):
+        rec = self.pools[kind][i]
+        if (
+            kind == "calls"
+            and self.cfg.augment > 0
+            and rec.get("function", "no_action") not in NOT_AUGMENTED
+            and self.rng.random() < self.cfg.augment
+        ):
+            text = word_dropout(rec["instruction"], rec["language"], self.np_rng, self.cfg.dropout_p)
+            return self.fmt.build_training_example(text, rec["answer"])
         key = (kind, i)
         if key not in self._encoded:
-            rec = self.pools[kind][i]
             self._encoded[key] = self.fmt.build_training_example(rec["instruction"], rec["answer"])
         return self._encoded[key]
 
@@ -178,7 +199,7 @@ class Trainer:
             examples.append(self._example(kind, i))
             records.append(self.pools[kind][i])
         batch = collate(examples, pad_token_id=self.tok.pad_token_id)
-        batch["pixel_values"] = pixels(np.stack([r["image"] for r in records]), self.model)
+        batch["pixel_values"] = pixels(np.stack([r["image"] for r in records]), self.model, flip=self.cfg.flip)
         return batch, records
 
     # ---------------------------------------------------------------- stage 1
@@ -197,7 +218,7 @@ class Trainer:
 
         def step() -> torch.Tensor:
             idx = [self.rng.randrange(len(pool)) for _ in range(self.cfg.batch * 2)]
-            x = pixels(np.stack([pool[i]["image"] for i in idx]), m)
+            x = pixels(np.stack([pool[i]["image"] for i in idx]), m, flip=self.cfg.flip)
             pooled, _ = m.image_features(x)
             img = F.normalize(pooled, dim=-1)
             flat = [t for i in idx for t in cap_ids[i]]

@@ -34,6 +34,7 @@ from octopus_ros.data import (
     instruction_corpus,
     scene_labels,
 )
+from octopus_ros.data.tasks import lexicon_corpus
 from octopus_ros.functions import load_default_registry
 from octopus_ros.model import (
     OctopusConfig,
@@ -68,6 +69,8 @@ def _record(ex) -> dict:
         "category": int(labels["target_category"]),
         "colour": int(labels["target_colour"]),
         "present": labels["present"],
+        "function": ex.function,
+        "language": ex.language,
     }
 
 
@@ -97,6 +100,7 @@ def build_pools(cfg: TrainConfig) -> dict:
         instruction_corpus(seed=cfg.seed)
         + [ex.answer for ex in align if ex.language]
         + [f"User: {ex.instruction}\nGPT:" for ex in calls[:4000]]
+        + lexicon_corpus() * cfg.lexicon_repeats
     )
     log.info(
         "pools: %d call records, %d alignment records, %d vision pairs, %d text lines (%.0f s)",
@@ -153,7 +157,8 @@ def train(
     else:
         model_cfg = copy.deepcopy(model_config) if model_config is not None else get_model_config(cfg.model)
         tok, registry = build_tokenizer(pools, cfg, model_cfg)
-        model_cfg.connector.pool_stride = cfg.pool_stride
+        if cfg.pool_stride is not None:
+            model_cfg.connector.pool_stride = cfg.pool_stride
         model_cfg = attach_tokenizer(model_cfg, tok, registry.num_tokens)
         model = build_model(model_cfg)
     curves: list[Curve] = []
@@ -219,7 +224,7 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--model", default="octopus-tiny")
+    parser.add_argument("--model", default=TrainConfig.model, help="named model config")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's time budget")
     parser.add_argument("--skip", nargs="*", default=[], choices=STAGES, help="leave stages out (ablation)")
     parser.add_argument("--resume", action="store_true")
@@ -230,9 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", type=Path, default=None, help="continue training this checkpoint")
     parser.add_argument("--seconds", nargs="*", default=[], help="stage=seconds overrides, e.g. calls=900")
+    parser.add_argument(
+        "--augment",
+        type=float,
+        default=TrainConfig.augment,
+        help="fraction of stage-4 instructions with word dropout (0: off)",
+    )
+    parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = TrainConfig(model=args.model, skip=tuple(args.skip), seed=args.seed)
+    cfg = TrainConfig(
+        model=args.model, skip=tuple(args.skip), seed=args.seed, augment=args.augment, threads=args.threads
+    )
     for item in args.seconds:
         stage, _, value = item.partition("=")
         if stage not in STAGES:
