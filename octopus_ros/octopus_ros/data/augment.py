@@ -59,7 +59,9 @@ def word_dropout(text: str, language: str, rng: np.random.Generator, p: float = 
         sep = " "
     elif language == "zh":
         units = list(text)
-        droppable = [i for i, u in enumerate(units) if u not in zh_keep and not u.isspace() and not u.isascii()]
+        droppable = [
+            i for i, u in enumerate(units) if u not in zh_keep and not u.isspace() and not u.isascii()
+        ]
         sep = ""
     else:
         raise ValueError(f"unknown language {language!r}; expected 'en' or 'zh'")

@@ -259,7 +259,9 @@ def resolve_config(config: OctopusConfig) -> OctopusConfig:
         raise ConfigError("vision.open_clip must have 'embed_dim' and 'vision_cfg'")
     vcfg = oc["vision_cfg"]
     if vcfg.get("timm_model_name"):
-        raise ConfigError("only open_clip VisionTransformer and ModifiedResNet towers are supported (not timm)")
+        raise ConfigError(
+            "only open_clip VisionTransformer and ModifiedResNet towers are supported (not timm)"
+        )
     vision.open_clip = oc
     if vision.image_size % vision.patch_size:
         raise ConfigError(

@@ -47,7 +47,13 @@ def tiny_config(
     ``tower="resnet"``, CLIP's ModifiedResNet (width 8: 256-wide tokens on a stride-32 grid);
     Qwen2 LM (hidden 32)."""
     if tower == "vit":
-        vision_cfg = {"image_size": image_size, "patch_size": 8, "layers": layers, "width": 32, "head_width": 16}
+        vision_cfg = {
+            "image_size": image_size,
+            "patch_size": 8,
+            "layers": layers,
+            "width": 32,
+            "head_width": 16,
+        }
     elif tower == "resnet":
         vision_cfg = {"image_size": image_size, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16}
     else:

@@ -199,7 +199,9 @@ class Trainer:
             examples.append(self._example(kind, i))
             records.append(self.pools[kind][i])
         batch = collate(examples, pad_token_id=self.tok.pad_token_id)
-        batch["pixel_values"] = pixels(np.stack([r["image"] for r in records]), self.model, flip=self.cfg.flip)
+        batch["pixel_values"] = pixels(
+            np.stack([r["image"] for r in records]), self.model, flip=self.cfg.flip
+        )
         return batch, records
 
     # ---------------------------------------------------------------- stage 1
