@@ -40,12 +40,10 @@ colcon-check:
 	$(ENV) bash scripts/colcon_check.sh
 
 train:
-	$(ENV) python -m octopus_ros.training.train_all --out runs/octopus_tiny_base
-	$(ENV) python -m octopus_ros.training.train_all --out octopus_ros/models/octopus_tiny \
-	  --init-from runs/octopus_tiny_base --skip vision text align --seconds calls=900 --seed 1
+	$(ENV) python -m octopus_ros.training.train_all --out octopus_ros/models/octopus_tiny
 
 ablation:
-	$(ENV) python -m octopus_ros.training.ablation --out runs/ablation --scale 0.15
+	$(ENV) python -m octopus_ros.training.ablation --out runs/ablation --scale 0.12
 
 evaluate:
 	$(ENV) python -m octopus_ros.training.evaluate octopus_ros/models/octopus_tiny
