@@ -11,9 +11,10 @@ from octopus_ros.paths import default_model_dir
 
 pytestmark = pytest.mark.slow
 N_PER_SPLIT = 60  # the first 60 of the recorded evaluation's examples (same seed)
-MARGIN = (
-    0.15  # this 60-example sample scores up to ~13 points under the 300-example figure (iid 63 % vs 76 %)
-)
+# The evaluation is deterministic, so the margin only covers the gap between this 60-example
+# sample and the recorded 300-example figures: 96.7 / 76.7 / 31.7 % vs 96.3 / 78.0 / 29.7 %
+# (iid / unseen phrasing / unseen combo) for the committed model, at most 1.3 points under.
+MARGIN = 0.06
 
 
 def test_bundled_model_meets_its_recorded_accuracy():
