@@ -33,6 +33,18 @@ def test_int8_quantizes_linears_and_stays_close(model):
     assert decode_weight_bytes(q.lm) < 0.5 * decode_weight_bytes(model.lm)
 
 
+def test_int8_resnet_tower_keeps_attention_pool_fp32():
+    """open_clip's AttentionPool2d reads its projections' tensors directly: they stay fp32,
+    the LM and connector are quantized, and the int8 model still decides close to fp32."""
+    rn = tiny_model(tiny_tokenizer(num_functions=13), tower="resnet", image_size=64, seed=3)
+    q = apply_precision(rn, precision="int8")
+    assert type(q.vision.visual.attnpool.q_proj) is torch.nn.Linear
+    assert "quantized" in type(q.lm.model.layers[0].mlp.up_proj).__module__
+    px = torch.randn(1, 3, 64, 64)
+    ref, got = _logits(rn, px), _logits(q, px)
+    assert (ref - got).abs().max() < 0.1 * ref.abs().max()
+
+
 def test_bf16_on_cpu(model):
     import copy
 

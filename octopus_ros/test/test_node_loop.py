@@ -35,12 +35,12 @@ def test_demo_loop_with_bundled_model(ros_env, tmp_path):
     by_text = {s["utterance"]: s for s in steps}
     assert by_text[""]["outcome"] == "INVALID_INPUT"
     assert by_text["take a photo"]["outcome"] == "NO_FRESH_IMAGE"
-    # The bundled model's regression floor: it scored 14/20 on this scenario when committed
-    # (its held-out accuracy is far below the project's targets; see docs/training.md).
+    # The bundled model's regression floor: it scored 19/20 on this scenario when committed
+    # (its held-out accuracy is still below the project's targets; see docs/training.md).
     wrong = [
         f"{s['utterance']!r}: expected {s['expected']}, got {s['got']}" for s in steps if not s["correct"]
     ]
-    assert len(wrong) <= 7, "\n".join(wrong)
+    assert len(wrong) <= 3, "\n".join(wrong)
     # Routed typed messages reached the actuator process.
     if by_text["stop"]["correct"]:
         assert "/cmd_vel: zero twist" in log

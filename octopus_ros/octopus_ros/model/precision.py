@@ -52,8 +52,9 @@ def apply_precision(
     """Return ``model`` ready for inference at ``precision`` on ``device`` (eval mode).
 
     fp32/fp16/bf16 convert the model in place; int8 quantizes every ``nn.Linear`` dynamically
-    (``MultiheadAttention.out_proj`` stays fp32, a torch limitation), on a copy unless
-    ``inplace``.
+    (``MultiheadAttention.out_proj`` stays fp32, a torch limitation, and so do the projections
+    of open_clip's ``AttentionPool2d``, which reads their ``.weight``/``.bias`` tensors
+    directly), on a copy unless ``inplace``.
     """
     device = resolve_device(device)
     check_precision(precision, device)
@@ -63,9 +64,22 @@ def apply_precision(
 
         with warnings.catch_warnings():  # torch.ao dynamic quantization is deprecated upstream (torchao)
             warnings.simplefilter("ignore")
-            model = quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=inplace)
+            model = quantize_dynamic(model, _int8_spec(model), dtype=torch.qint8, inplace=inplace)
         return model
     return model.to(device=device, dtype=_DTYPES[precision])
+
+
+def _int8_spec(model: nn.Module) -> dict[str, object]:
+    """Dynamic-quantization spec by module name: every plain ``nn.Linear`` except those inside
+    modules that use their weights as tensors (open_clip's ``AttentionPool2d``)."""
+    from torch.ao.quantization import default_dynamic_qconfig
+
+    raw = tuple(name + "." for name, m in model.named_modules() if type(m).__name__ == "AttentionPool2d")
+    return {
+        name: default_dynamic_qconfig
+        for name, m in model.named_modules()
+        if type(m) is nn.Linear and not name.startswith(raw)
+    }
 
 
 def _is_dynamic_quantized_linear(module: nn.Module) -> bool:
