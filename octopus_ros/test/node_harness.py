@@ -98,7 +98,12 @@ class RobotSide(Node):
             raise TimeoutError(f"octopus_node did not become active:\n{stop_node(proc)}")
 
     def send_frame(
-        self, rgb: np.ndarray | None = None, *, age: float = 0.0, msg: Image | None = None
+        self,
+        rgb: np.ndarray | None = None,
+        *,
+        age: float = 0.0,
+        msg: Image | None = None,
+        settle: float = 0.15,
     ) -> None:
         if msg is None:
             rgb = rgb if rgb is not None else np.full((64, 64, 3), 128, np.uint8)
@@ -108,6 +113,9 @@ class RobotSide(Node):
         msg.header.stamp.nanosec = int((stamp - int(stamp)) * 1e9)
         msg.header.frame_id = "test_camera"
         self.image_pub.publish(msg)
+        # The image and speech topics are not ordered with respect to each other: give the frame
+        # a head start, so that an utterance sent right after it is paired with it.
+        self.spin_until(lambda: False, settle)
 
     def say(self, text: str, timeout: float = 60.0) -> Outcome:
         """Publish an utterance and return its outcome (waits for it)."""
