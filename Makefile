@@ -43,7 +43,7 @@ train:
 	$(ENV) python -m octopus_ros.training.train_all --out octopus_ros/models/octopus_tiny
 
 ablation:
-	$(ENV) python -m octopus_ros.training.ablation --out runs/ablation --scale 0.12
+	$(ENV) python -m octopus_ros.training.ablation --out runs/ablation --scale 0.1 --pool-calls 12000
 
 evaluate:
 	$(ENV) python -m octopus_ros.training.evaluate octopus_ros/models/octopus_tiny
