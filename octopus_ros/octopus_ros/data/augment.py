@@ -23,23 +23,37 @@ NOT_AUGMENTED: frozenset[str] = frozenset({"send_message", "set_speed", "no_acti
 _EN_WORD = re.compile(r"[a-z]+")
 
 
+def slot_words() -> list[tuple[str, str, str]]:
+    """Every word the world puts into an instruction slot, as ``(language, surface form,
+    canonical English)``: colour words (and their one-character Chinese forms), categories,
+    and the pet / place / bin / location / contact phrases of both languages.
+
+    One list for the two things that must agree on it: what word dropout keeps
+    (:func:`protected_vocabulary`) and the bilingual glossary of stage 2
+    (:func:`octopus_ros.data.tasks.lexicon_corpus`).
+    """
+    words: list[tuple[str, str, str]] = []
+    for col in COLOURS.values():
+        words += [("en", col.en, col.en), ("zh", col.zh, col.en), ("zh", col.zh_short, col.en)]
+    for cat in CATEGORIES.values():
+        words += [("en", cat.en, cat.en), ("zh", cat.zh, cat.en)]
+    for vocab in (PET_WORDS, PLACES, BIN_WORDS, LOCATIONS, CONTACTS):
+        for key, forms in vocab.items():
+            canonical = key.replace("_", " ")
+            words += [("zh", w, canonical) for w in forms["zh"]] + [("en", w, canonical) for w in forms["en"]]
+    return words
+
+
 @cache
 def protected_vocabulary() -> tuple[frozenset[str], frozenset[str]]:
-    """(English words, Chinese characters) that word dropout must keep."""
+    """(English words, Chinese characters) that word dropout must keep: those of :func:`slot_words`."""
     en: set[str] = set()
     zh: set[str] = set()
-    for col in COLOURS.values():
-        en.update(_EN_WORD.findall(col.en.lower()))
-        zh.update(col.zh + col.zh_short)
-    for cat in CATEGORIES.values():
-        en.update(_EN_WORD.findall(cat.en.lower()))
-        zh.update(cat.zh)
-    for vocab in (PET_WORDS, PLACES, BIN_WORDS, LOCATIONS, CONTACTS):
-        for words in vocab.values():
-            for w in words["en"]:
-                en.update(_EN_WORD.findall(w.lower()))
-            for w in words["zh"]:
-                zh.update(w)
+    for language, surface, _ in slot_words():
+        if language == "en":
+            en.update(_EN_WORD.findall(surface.lower()))
+        else:
+            zh.update(surface)
     zh.discard(" ")
     return frozenset(en), frozenset(zh)
 

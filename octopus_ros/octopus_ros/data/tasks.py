@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .augment import slot_words
 from .captions import CAPTION_PROMPTS, caption, vqa_pair
 from .instructions import (
     BIN_WORDS,
@@ -576,15 +577,7 @@ def lexicon_corpus(splits: Splits | None = None) -> list[str]:
     language, so the model must translate names. Deterministic (no seed).
     """
     splits = splits or default_splits()
-    pairs: list[tuple[str, str]] = []
-    for col in COLOURS.values():
-        pairs += [(col.zh, col.en), (col.zh_short, col.en)]
-    for cat in CATEGORIES.values():
-        pairs.append((cat.zh, cat.en))
-    for vocab in (PET_WORDS, PLACES, BIN_WORDS, LOCATIONS, CONTACTS):
-        for key, words in vocab.items():
-            canonical = key.replace("_", " ")
-            pairs += [(zh, canonical) for zh in words["zh"]] + [(en, canonical) for en in words["en"]]
+    pairs = [(surface, canonical) for _, surface, canonical in slot_words()]
     for category, colour in splits.train_combos():
         en = object_name(category, colour, "en")
         pairs += [(object_name(category, colour, "zh", zh_style=s), en) for s in range(3)]

@@ -37,6 +37,7 @@ class ConfigError(ValueError):
 
 
 RESNET_STRIDE = 32  # ModifiedResNet: stem /4, then layer2..4 /2 each
+RESNET_WIDTH_MULT = 32  # ModifiedResNet: layer4 has 8 x width bottleneck channels, expanded 4x
 
 
 @dataclass
@@ -81,7 +82,7 @@ class VisionConfig:
     def width(self) -> int:
         """Width of the patch tokens (the ViT's hidden size; the ResNet's last stage: 32 x width)."""
         if self.is_resnet:
-            return 32 * int(self._vision_cfg().get("width", 64))
+            return RESNET_WIDTH_MULT * int(self._vision_cfg().get("width", 64))
         return int(self._vision_cfg().get("width", 768))
 
     @property

@@ -38,7 +38,7 @@ class VisionTower(nn.Module):
             raise ConfigError("VisionTower needs a resolved VisionConfig (vision.open_clip is None)")
         self.is_resnet = config.is_resnet
         vision_cfg = CLIPVisionCfg(**{**oc["vision_cfg"], "output_tokens": not self.is_resnet})
-        if not self.is_resnet and vision_cfg.attentional_pool or vision_cfg.pool_type == "none":
+        if not self.is_resnet and (vision_cfg.attentional_pool or vision_cfg.pool_type == "none"):
             raise ConfigError("attentional/none pooling is not supported: the connector needs patch tokens")
         # open_clip's builder maps every CLIPVisionCfg field onto its VisionTransformer.
         self.visual = _build_vision_tower(
