@@ -218,3 +218,27 @@ def test_corpus_and_dataset():
     assert ExampleDataset("train", 3, 0, kind="vqa")[0].function == "vqa"
     with pytest.raises(ValueError):
         ExampleDataset("nope", 3, 0)
+
+
+# ----------------------------------------------------------------------------- named decoys
+def test_named_decoy_changes_only_the_image_of_named_object_instructions():
+    plain = generate("train", 300, seed=5)
+    decoyed = generate("train", 300, seed=5, named_decoy=0.5)
+    held = default_splits().heldout_combos
+    n_decoys = 0
+    for a, b in zip(plain, decoyed, strict=True):
+        assert (a.instruction, a.answer, a.function, a.mode) == (b.instruction, b.answer, b.function, b.mode)
+        if not b.decoy:
+            assert a.scene == b.scene
+            continue
+        n_decoys += 1
+        assert b.mode == "named" and b.function in (*OBJECT_FUNCTIONS, "feed_pet")
+        named = a.scene.target.category
+        assert all(o.category != named for o in b.scene.objects), b.scene
+        assert all(o.combo not in held for o in b.scene.objects)
+    named = sum(1 for b in decoyed if b.mode == "named" and b.function in (*OBJECT_FUNCTIONS, "feed_pet"))
+    assert 0.3 * named < n_decoys < 0.7 * named  # about half of them at named_decoy=0.5
+
+
+def test_named_decoy_is_off_by_default_and_in_evaluation_splits():
+    assert not any(e.decoy for split in SPLITS for e in examples(split))

@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "iid", "unseen_phrasing", "unseen_combo")
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
-_STREAM = {"instruction": 0, "caption": 1, "vqa": 2, "corpus": 3}
+_STREAM = {"instruction": 0, "caption": 1, "vqa": 2, "corpus": 3, "decoy": 4}
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "pick_up": 1.4,
@@ -111,6 +111,7 @@ class Example:
     context: list[Example] = field(default_factory=list)
     template: str = ""  # template id, or the VQA kind
     mode: str = ""  # 'named' | 'deictic' | 'text' (instructions only)
+    decoy: bool = False  # named instruction shown with a scene that lacks the named object
 
 
 # ----------------------------------------------------------------------------- splits
@@ -324,6 +325,7 @@ def generate_one(
     functions: Sequence[str] | None = None,
     languages: Sequence[str] = LANGUAGES,
     weights: dict[str, float] | None = None,
+    named_decoy: float = 0.0,
 ) -> Example:
     """Instruction example number ``index`` of ``(split, seed)``; see :func:`generate`."""
     splits, fns, langs = _resolve(splits, functions, languages, split)
@@ -341,6 +343,13 @@ def generate_one(
         pet = _pick(rng, ANIMALS)
     scene = _scene_for(rng, function, template.mode, split, splits, pet)
     instruction, args = _instruction(rng, template, function, language, scene, None)
+    decoy = False
+    names_it = bool(template.slots & {"obj", "pet"})  # the words, not the image, give the argument
+    if named_decoy > 0 and template.mode == "named" and function in DECOY_FUNCTIONS and names_it:
+        # A separate stream, so the option never changes the instruction, answer or target.
+        decoy_rng = _rng(seed, split, "decoy", index)
+        if decoy_rng.random() < named_decoy:
+            scene, decoy = _decoy_scene(decoy_rng, scene, splits), True
     return Example(
         image=render(scene, image_size),
         instruction=instruction,
@@ -351,6 +360,24 @@ def generate_one(
         scene=scene,
         template=template.id,
         mode=template.mode,
+        decoy=decoy,
+    )
+
+
+DECOY_FUNCTIONS = (*OBJECT_FUNCTIONS, "feed_pet")
+
+
+def _decoy_scene(rng: np.random.Generator, scene: Scene, splits: Splits) -> Scene:
+    """A random scene without the named object's category (held-out combos still excluded)."""
+    named = scene.target.category
+    others = [c for c in CATEGORIES if c != named]
+    layout = "salient" if rng.random() < 0.5 else "free"
+    return sample_scene(
+        rng,
+        target_categories=others,
+        layout=layout,
+        exclude_categories=(named,),
+        forbidden_combos=splits.heldout_combos,
     )
 
 
@@ -364,11 +391,17 @@ def generate(
     functions: Sequence[str] | None = None,
     languages: Sequence[str] = LANGUAGES,
     weights: dict[str, float] | None = None,
+    named_decoy: float = 0.0,
 ) -> list[Example]:
     """``n`` instruction examples of ``split`` (one of :data:`SPLITS`), deterministic in ``seed``.
 
     ``functions`` restricts the functions (``unseen_combo`` keeps only object functions),
     ``weights`` overrides :data:`DEFAULT_WEIGHTS`, ``image_size`` is an int or ``(width, height)``.
+    ``named_decoy``: probability that a named instruction of an object function or feed_pet
+    ("pick up the red cup") is shown with a scene that lacks the named object's category, so
+    a model trained on it must read the object from the words, not from the picture (training
+    only; the evaluation splits keep the named object in view). Instructions, answers and all
+    other examples are the same for every value.
     Example ``i`` equals ``generate_one(split, seed, i, ...)``.
     """
     if n < 0:
@@ -383,6 +416,7 @@ def generate(
             functions=functions,
             languages=languages,
             weights=weights,
+            named_decoy=named_decoy,
         )
         for i in range(n)
     ]

@@ -77,7 +77,9 @@ def _record(ex) -> dict:
 def build_pools(cfg: TrainConfig) -> dict:
     """Training data, all from the ``train`` split."""
     t0 = time.monotonic()
-    calls = generate("train", cfg.pool_calls, cfg.seed, image_size=cfg.image_size)
+    calls = generate(
+        "train", cfg.pool_calls, cfg.seed, image_size=cfg.image_size, named_decoy=cfg.named_decoy
+    )
     half = cfg.pool_align // 2
     align = generate_captions("train", half, cfg.seed + 1, image_size=cfg.image_size) + generate_vqa(
         "train", cfg.pool_align - half, cfg.seed + 2, image_size=cfg.image_size
@@ -241,11 +243,22 @@ def main(argv: list[str] | None = None) -> int:
         default=TrainConfig.augment,
         help="fraction of stage-4 instructions with word dropout (0: off)",
     )
+    parser.add_argument(
+        "--named-decoy",
+        type=float,
+        default=TrainConfig.named_decoy,
+        help="fraction of named call instructions shown with a scene lacking the named object (0: off)",
+    )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(
-        model=args.model, skip=tuple(args.skip), seed=args.seed, augment=args.augment, threads=args.threads
+        model=args.model,
+        skip=tuple(args.skip),
+        seed=args.seed,
+        augment=args.augment,
+        threads=args.threads,
+        named_decoy=args.named_decoy,
     )
     for item in args.seconds:
         stage, _, value = item.partition("=")
