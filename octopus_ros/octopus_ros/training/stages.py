@@ -65,7 +65,7 @@ class TrainConfig:
     augment: float = 0.5  # stage 4: fraction of call records whose instruction gets word dropout
     dropout_p: float = 0.12  # word dropout: probability of dropping each unprotected word/character
     flip: bool = True  # random left-right mirroring of training images
-    named_decoy: float = 0.0  # call pool: named instructions shown with a scene lacking the named object
+    named_decoy: float = 0.35  # call pool: named instructions shown with a scene lacking the named object
     lexicon_repeats: int = 3  # stage 2: copies of the bilingual glossary in the text pool
     pool_calls: int = 40000  # pre-generated training records (recycled across epochs)
     pool_align: int = 16000
