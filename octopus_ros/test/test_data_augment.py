@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from octopus_ros.data import default_splits, generate, object_name, templates_for
-from octopus_ros.data.augment import NOT_AUGMENTED, protected_vocabulary, word_dropout
+from octopus_ros.data.augment import (
+    NOT_AUGMENTED,
+    greyscale,
+    insert_noise,
+    protected_vocabulary,
+    shuffle_tiles,
+    strip_colour_words,
+    word_dropout,
+)
 from octopus_ros.data.tasks import lexicon_corpus
 
 
@@ -56,3 +64,43 @@ def test_lexicon_has_both_directions_and_no_held_out_combo_or_phrasing():
         fixed_text = t.text.replace("@", "").split("{")[0].strip()
         if len(fixed_text) > 6:
             assert not any(fixed_text in line for line in lines), t.id
+
+
+def test_insert_noise_adds_words_but_never_splits_a_slot_word():
+    rng = np.random.default_rng(1)
+    for ex in generate("train", 300, seed=4):
+        if ex.function in NOT_AUGMENTED:
+            continue
+        out = insert_noise(ex.instruction, ex.language, rng)
+        assert len(out) > len(ex.instruction)
+        if ex.mode == "named" and ex.function in ("pick_up", "find_item"):
+            if ex.language == "en":  # the English object name stays one contiguous phrase
+                assert ex.answer.split("'")[1] in out.lower(), (ex.instruction, out)
+            else:  # the Chinese name as written in the instruction is still there, whole
+                name = "".join(c for c in ex.instruction if c in protected_vocabulary()[1])
+                assert name in "".join(c for c in out if c in protected_vocabulary()[1])
+    assert insert_noise("pick up the red cup", "en", np.random.default_rng(2)) == insert_noise(
+        "pick up the red cup", "en", np.random.default_rng(2)
+    )
+    with pytest.raises(ValueError, match="language"):
+        insert_noise("x", "fr", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="max_words"):
+        insert_noise("x", "en", np.random.default_rng(0), max_words=0)
+
+
+def test_image_augmentations_remove_colour_or_shape_and_nothing_else():
+    ex = generate("train", 1, seed=0)[0]
+    grey = greyscale(ex.image)
+    assert grey.shape == ex.image.shape and grey.dtype == np.uint8
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    # a pure colour keeps its luminance
+    assert greyscale(np.array([[[255, 0, 0]]], np.uint8))[0, 0, 0] == 76
+    tiled = shuffle_tiles(ex.image, 8, np.random.default_rng(0))
+    assert tiled.shape == ex.image.shape and not np.array_equal(tiled, ex.image)
+    # the same pixels, only moved: colour histogram unchanged
+    assert np.array_equal(np.sort(tiled.reshape(-1, 3), axis=0), np.sort(ex.image.reshape(-1, 3), axis=0))
+    with pytest.raises(ValueError, match="tiles"):
+        shuffle_tiles(ex.image, 7, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="uint8"):
+        greyscale(ex.image.astype(np.float32))
+    assert strip_colour_words("a photo of a red cup and a gray dog") == "a photo of a cup and a dog"

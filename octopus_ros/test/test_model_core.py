@@ -101,13 +101,22 @@ def test_prompt_and_training_example(tok, model):
     assert fmt.encode_prompt("anything")[: len(fmt.system_prefix_ids())] == fmt.system_prefix_ids()
 
 
-@pytest.mark.parametrize(("connector", "tower"), [("mlp", "vit"), ("perceiver", "vit"), ("mlp", "resnet")])
+@pytest.mark.parametrize(
+    ("connector", "tower"),
+    [
+        ("mlp", "vit"),
+        ("perceiver", "vit"),
+        ("mlp", "resnet"),
+        ("mlp", "resnet-colour"),
+        ("perceiver", "resnet-colour"),
+    ],
+)
 def test_forward_shapes_loss_and_backward(tok, connector, tower):
-    size = 64 if tower == "resnet" else 32  # the ResNet's stride-32 grid: 2x2 tokens at 64 px
+    size = 64 if tower.startswith("resnet") else 32  # the ResNet's stride-32 grid: 2x2 tokens at 64 px
     m = tiny_model(tok, connector=connector, tower=tower, image_size=size)
     K, D = m.config.num_image_tokens, m.config.lm["hidden_size"]
-    if tower == "resnet":
-        assert K == 4
+    if connector == "mlp" and tower.startswith("resnet"):
+        assert 4 + (2 if tower == "resnet-colour" else 0) == K  # 2x2 grid (+ 2 colour tokens)
     px = torch.randn(2, 3, size, size)
     assert m.encode_image(px).shape == (2, K, D)
     pooled = m.clip_embedding(px)
@@ -177,3 +186,34 @@ def test_build_from_hf_dir_and_open_clip_checkpoint(tok, model, tmp_path):
     for a, b in ((model.lm, other.lm), (model.vision, other.vision)):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_factorised_resnet_grid_tokens_are_colour_blind_and_colour_tokens_are_not(tok):
+    """With shape_input 'luma' the open_clip tower's tokens depend on luminance only: an image
+    and a recoloured copy of the same luminance give the same grid tokens, while the colour
+    tokens (and the pooled embedding) tell them apart."""
+    m = tiny_model(tok, tower="resnet-colour", image_size=64, seed=4)
+    mean = torch.tensor(m.config.vision.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(m.config.vision.image_std).view(1, 3, 1, 1)
+    rgb = torch.rand(1, 3, 64, 64)
+    luma = (
+        (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand(1, 3, 64, 64)
+    )
+    with torch.no_grad():
+        p1, t1 = m.vision((rgb - mean) / std)
+        p2, t2 = m.vision((luma - mean) / std)
+    assert t1.shape == (1, 6, m.config.vision.width)
+    torch.testing.assert_close(t1[:, :4], t2[:, :4], atol=1e-4, rtol=1e-4)
+    assert (t1[:, 4:] - t2[:, 4:]).abs().max() > 1e-3 and (p1 - p2).abs().max() > 1e-3
+
+
+def test_factorised_vision_config_errors():
+    base = tiny_config(tower="resnet", image_size=64)
+    with pytest.raises(ConfigError, match="colour-blind"):
+        resolve_config(base.replace(vision={"shape_input": "luma"}))
+    with pytest.raises(ConfigError, match="shape_input"):
+        resolve_config(base.replace(vision={"shape_input": "hsv", "colour_tokens": 1}))
+    with pytest.raises(ConfigError, match="ResNet"):
+        resolve_config(tiny_config(tower="vit").replace(vision={"colour_tokens": 2}))
+    pooled = resolve_config(base.replace(vision={"colour_tokens": 3}, connector={"pool_stride": 2}))
+    assert pooled.num_image_tokens == 1 + 3

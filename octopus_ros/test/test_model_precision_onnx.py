@@ -33,10 +33,11 @@ def test_int8_quantizes_linears_and_stays_close(model):
     assert decode_weight_bytes(q.lm) < 0.5 * decode_weight_bytes(model.lm)
 
 
-def test_int8_resnet_tower_keeps_attention_pool_fp32():
+@pytest.mark.parametrize("tower", ["resnet", "resnet-colour"])
+def test_int8_resnet_tower_keeps_attention_pool_fp32(tower):
     """open_clip's AttentionPool2d reads its projections' tensors directly: they stay fp32,
     the LM and connector are quantized, and the int8 model still decides close to fp32."""
-    rn = tiny_model(tiny_tokenizer(num_functions=13), tower="resnet", image_size=64, seed=3)
+    rn = tiny_model(tiny_tokenizer(num_functions=13), tower=tower, image_size=64, seed=3)
     q = apply_precision(rn, precision="int8")
     assert type(q.vision.visual.attnpool.q_proj) is torch.nn.Linear
     assert "quantized" in type(q.lm.model.layers[0].mlp.up_proj).__module__
@@ -79,9 +80,11 @@ def test_onnx_image_encoder_matches_torch(model, tmp_path):
         np.testing.assert_allclose(pooled, ref_pooled.numpy(), atol=1e-4, rtol=1e-4)
 
 
-def test_onnx_resnet_image_encoder_matches_torch(tmp_path):
-    """The CLIP ModifiedResNet tower (the bundled model's) exports too; BatchNorm runs in eval mode."""
-    rn = tiny_model(tiny_tokenizer(num_functions=13), tower="resnet", image_size=64, seed=2)
+@pytest.mark.parametrize(("tower", "n_tokens"), [("resnet", 4), ("resnet-colour", 6)])
+def test_onnx_resnet_image_encoder_matches_torch(tmp_path, tower, n_tokens):
+    """The CLIP ModifiedResNet tower (plain, or on luma with colour tokens: the bundled model's)
+    exports too; BatchNorm runs in eval mode."""
+    rn = tiny_model(tiny_tokenizer(num_functions=13), tower=tower, image_size=64, seed=2)
     path = export_vision_onnx(rn, tmp_path / "rn.onnx")
     enc = OnnxVisionEncoder(path)
     px = torch.randn(2, 3, 64, 64)
@@ -89,6 +92,6 @@ def test_onnx_resnet_image_encoder_matches_torch(tmp_path):
     with torch.no_grad():
         ref_pooled, tokens = rn.vision(px)
         ref = rn.connector(tokens)
-    assert embeds.shape == tuple(ref.shape) == (2, 4, 32)
+    assert embeds.shape == tuple(ref.shape) == (2, n_tokens, 32)
     np.testing.assert_allclose(embeds, ref.numpy(), atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(pooled, ref_pooled.numpy(), atol=1e-4, rtol=1e-4)

@@ -55,6 +55,12 @@ class VisionConfig:
     image_mean: tuple[float, float, float] = CLIP_MEAN  # per-channel mean of [0, 1] pixels
     image_std: tuple[float, float, float] = CLIP_STD  # per-channel std
     resize_mode: str = "crop"  # "crop": shorter side to image_size then centre crop; "squash": plain resize
+    # Factorised image side (ResNet towers only; see VisionTower): the open_clip tower sees
+    # "rgb" or only the "luma" of the image, and ``colour_tokens`` shape-free colour tokens
+    # (a per-pixel colour code pooled by attention maps from the tower) are appended to its
+    # grid tokens. 0 / "rgb" is the plain open_clip tower (what pretrained checkpoints expect).
+    shape_input: str = "rgb"
+    colour_tokens: int = 0
 
     @property
     def image_size(self) -> int:
@@ -285,7 +291,15 @@ def resolve_config(config: OctopusConfig) -> OctopusConfig:
         raise ConfigError(
             f"connector.pool_stride {conn.pool_stride} does not divide the {vision.grid_size} patch grid"
         )
+    if vision.shape_input not in ("rgb", "luma"):
+        raise ConfigError(f"vision.shape_input must be 'rgb' or 'luma', got {vision.shape_input!r}")
+    if vision.colour_tokens < 0 or (vision.colour_tokens and not vision.is_resnet):
+        raise ConfigError("vision.colour_tokens needs a ResNet tower and must be >= 0")
+    if vision.shape_input == "luma" and not vision.colour_tokens:
+        raise ConfigError("vision.shape_input 'luma' without colour_tokens would make the model colour-blind")
     num_image_tokens = conn.num_tokens(vision.grid_size)
+    if conn.type == "mlp":  # the MLP maps every tower token; a Perceiver resamples them all
+        num_image_tokens += vision.colour_tokens
     if config.num_image_tokens is not None and config.num_image_tokens != num_image_tokens:
         raise ConfigError(
             f"num_image_tokens is {config.num_image_tokens} but vision + connector produce {num_image_tokens}"

@@ -44,13 +44,14 @@ class MLPProjector(nn.Module):
         return (self.grid_size // self.pool_stride) ** 2
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens: (B, N, W) with N = grid_size^2 -> (B, K, D)."""
+        """tokens: (B, N, W), the grid_size^2 grid tokens first -> (B, K, D)."""
         if self.pool_stride > 1:
             B, N, W = tokens.shape
             g = self.grid_size
-            x = tokens.transpose(1, 2).reshape(B, W, g, g)  # (B, W, g, g)
+            grid, extra = tokens[:, : g * g], tokens[:, g * g :]  # extra: the tower's colour tokens
+            x = grid.transpose(1, 2).reshape(B, W, g, g)  # (B, W, g, g)
             x = F.avg_pool2d(x, self.pool_stride)  # (B, W, g/s, g/s)
-            tokens = x.flatten(2).transpose(1, 2)  # (B, K, W)
+            tokens = torch.cat([x.flatten(2).transpose(1, 2), extra], dim=1)  # (B, K, W)
         return self.fc2(self.act(self.fc1(tokens)))  # (B, K, D)
 
 

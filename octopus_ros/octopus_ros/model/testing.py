@@ -44,8 +44,8 @@ def tiny_config(
     tower: str = "vit",
 ) -> OctopusConfig:
     """A test-sized config: ViT (image_size px, 8 px patches, width 32) or, with
-    ``tower="resnet"``, CLIP's ModifiedResNet (width 8: 256-wide tokens on a stride-32 grid);
-    Qwen2 LM (hidden 32)."""
+    ``tower="resnet"``, CLIP's ModifiedResNet (width 8: 256-wide tokens on a stride-32 grid),
+    or ``tower="resnet-colour"``, that ResNet on luma with 2 colour tokens; Qwen2 LM (hidden 32)."""
     if tower == "vit":
         vision_cfg = {
             "image_size": image_size,
@@ -54,14 +54,15 @@ def tiny_config(
             "width": 32,
             "head_width": 16,
         }
-    elif tower == "resnet":
+    elif tower in ("resnet", "resnet-colour"):
         vision_cfg = {"image_size": image_size, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16}
     else:
-        raise ValueError(f"tower must be 'vit' or 'resnet', got {tower!r}")
+        raise ValueError(f"tower must be 'vit', 'resnet' or 'resnet-colour', got {tower!r}")
+    factorised = {"shape_input": "luma", "colour_tokens": 2} if tower == "resnet-colour" else {}
     return OctopusConfig.from_dict(
         {
             "name": f"octopus-test-{tower}-{connector}",
-            "vision": {"open_clip": {"embed_dim": 32, "vision_cfg": vision_cfg}},
+            "vision": {"open_clip": {"embed_dim": 32, "vision_cfg": vision_cfg}, **factorised},
             "connector": {"type": connector, "num_latents": 4, "depth": 1, "heads": 2, "dim_head": 16},
             "lm": {
                 "model_type": "qwen2",

@@ -36,7 +36,14 @@ from torch import nn
 from tqdm import tqdm
 
 from octopus_ros.data import CATEGORY_NAMES, COLOUR_NAMES
-from octopus_ros.data.augment import NOT_AUGMENTED, word_dropout
+from octopus_ros.data.augment import (
+    NOT_AUGMENTED,
+    greyscale,
+    insert_noise,
+    shuffle_tiles,
+    strip_colour_words,
+    word_dropout,
+)
 from octopus_ros.model import OctopusModel, PromptFormat, collate
 
 log = logging.getLogger(__name__)
@@ -64,8 +71,12 @@ class TrainConfig:
     aux_weight: float = 0.3  # stage 4: weight of the attribute-head loss on the vision tower (0: off)
     augment: float = 0.5  # stage 4: fraction of call records whose instruction gets word dropout
     dropout_p: float = 0.12  # word dropout: probability of dropping each unprotected word/character
+    noise: float = 0.0  # stage 4: fraction of augmented instructions that also get 1-2 inserted pseudo-words
     flip: bool = True  # random left-right mirroring of training images
     named_decoy: float = 0.35  # call pool: named instructions shown with a scene lacking the named object
+    grey: float = 0.0  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
+    tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
+    tile_px: int = 8  # tile side for ``tiles``
     lexicon_repeats: int = 3  # stage 2: copies of the bilingual glossary in the text pool
     pool_calls: int = 40000  # pre-generated training records (recycled across epochs)
     pool_align: int = 16000
@@ -186,6 +197,8 @@ class Trainer:
             and self.rng.random() < self.cfg.augment
         ):
             text = word_dropout(rec["instruction"], rec["language"], self.np_rng, self.cfg.dropout_p)
+            if self.cfg.noise > 0 and self.rng.random() < self.cfg.noise:
+                text = insert_noise(text, rec["language"], self.np_rng)
             return self.fmt.build_training_example(text, rec["answer"])
         key = (kind, i)
         if key not in self._encoded:
@@ -200,10 +213,36 @@ class Trainer:
             examples.append(self._example(kind, i))
             records.append(self.pools[kind][i])
         batch = collate(examples, pad_token_id=self.tok.pad_token_id)
-        batch["pixel_values"] = pixels(
-            np.stack([r["image"] for r in records]), self.model, flip=self.cfg.flip
-        )
+        # Greyscale only where the answer does not need the image's colours: call records whose
+        # instruction names the object or does not depend on the image (not captions, VQA or
+        # deictic instructions).
+        grey_ok = [r.get("mode") in ("named", "text") for r in records]
+        images, grey, _ = self._factor_augment(records, tiles=0.0, grey_ok=grey_ok)
+        batch["pixel_values"] = pixels(images, self.model, flip=self.cfg.flip)
+        batch["grey"] = grey
         return batch, records
+
+    def _factor_augment(
+        self, records: Sequence[dict], *, tiles: float, grey_ok: Sequence[bool] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stacked uint8 images of ``records`` with the colour/shape-removing augmentations
+        (:func:`~octopus_ros.data.augment.greyscale`, :func:`~octopus_ros.data.augment.shuffle_tiles`)
+        applied to random fractions ``cfg.grey`` and ``tiles``; returns (images, greyscale mask,
+        tile-shuffled mask). Only salient-layout scenes are tile-shuffled (there the target
+        colour is the one covering most of the objects' area); ``grey_ok`` limits greyscale."""
+        images = np.stack([r["image"] for r in records])
+        n = len(records)
+        u = self.np_rng.random(n)
+        grey = u < self.cfg.grey
+        if grey_ok is not None:
+            grey &= np.asarray(grey_ok, dtype=bool)
+        salient = np.array([r.get("salient", False) for r in records], dtype=bool)
+        tiled = (~grey) & (u >= self.cfg.grey) & (u < self.cfg.grey + tiles) & salient
+        if grey.any():
+            images[grey] = greyscale(images[grey])
+        for j in np.flatnonzero(tiled):
+            images[j] = shuffle_tiles(images[j], self.cfg.tile_px, self.np_rng)
+        return images, grey, tiled
 
     # ---------------------------------------------------------------- stage 1
     def vision(self, seconds: float) -> Curve:
@@ -218,17 +257,23 @@ class Trainer:
         clip_loss = ClipLoss()
         pool = self.pools["vision"]
         cap_ids = [self.tok.encode(r["caption"], add_special_tokens=False) for r in pool]
+        grey_ids = [self.tok.encode(strip_colour_words(r["caption"]), add_special_tokens=False) for r in pool]
 
         def step() -> torch.Tensor:
             idx = [self.rng.randrange(len(pool)) for _ in range(self.cfg.batch * 2)]
-            x = pixels(np.stack([pool[i]["image"] for i in idx]), m, flip=self.cfg.flip)
+            records = [pool[i] for i in idx]
+            images, grey, tiled = self._factor_augment(records, tiles=self.cfg.tiles)
+            x = pixels(images, m, flip=self.cfg.flip)
             pooled, _ = m.image_features(x)
-            img = F.normalize(pooled, dim=-1)
-            flat = [t for i in idx for t in cap_ids[i]]
-            offsets = torch.tensor([0, *np.cumsum([len(cap_ids[i]) for i in idx])[:-1]])
-            txt = text(torch.tensor(flat), offsets)
+            # Contrastive pairs: every image but the tile-shuffled ones (no caption describes
+            # them); a greyscale image is paired with its caption without colour words.
+            keep = [j for j in range(len(idx)) if not tiled[j]]
+            img = F.normalize(pooled[keep], dim=-1)
+            ids = [grey_ids[idx[j]] if grey[j] else cap_ids[idx[j]] for j in keep]
+            offsets = torch.tensor([0, *np.cumsum([len(t) for t in ids])[:-1]])
+            txt = text(torch.tensor([t for row in ids for t in row]), offsets)
             loss = clip_loss(img, txt, logit_scale.exp().clamp(max=100))
-            return loss + attribute_loss(heads, pooled, [pool[i] for i in idx])
+            return loss + attribute_loss(heads, pooled, records, no_colour=grey, no_shape=tiled)
 
         params = [p for p in m.vision.parameters()] + list(text.parameters()) + list(heads.parameters())
         return self._record(
@@ -260,7 +305,9 @@ class Trainer:
         m.set_trainable(vision=False, connector=True, lm=True, embeddings=True)
 
         def step() -> torch.Tensor:
-            return m(**self._batch(["align"] * self.cfg.batch, self.cfg.batch)[0]).loss
+            batch = self._batch(["align"] * self.cfg.batch, self.cfg.batch)[0]
+            batch.pop("grey")
+            return m(**batch).loss
 
         params = [p for p in m.parameters() if p.requires_grad]
         return self._record(_run("align", seconds, params, step, self.cfg.lr, self._cap("align")))
@@ -276,11 +323,12 @@ class Trainer:
 
         def step() -> torch.Tensor:
             batch, records = self._batch(kinds, self.cfg.batch)
+            grey = batch.pop("grey")
             if aux <= 0:
                 return m(**batch).loss
             pooled, tokens = m.image_features(batch.pop("pixel_values"))  # (B, E), (B, N, W)
             loss = m(**batch, image_embeds=m.connector(tokens)).loss
-            return loss + aux * attribute_loss(self.heads, pooled, records)
+            return loss + aux * attribute_loss(self.heads, pooled, records, no_colour=grey)
 
         groups = _param_groups(m, self.cfg.lr, self.cfg.vision_lr_scale)
         if aux > 0:
@@ -306,17 +354,38 @@ def attribute_heads(embed_dim: int) -> nn.ModuleDict:
     )
 
 
-def attribute_loss(heads: nn.ModuleDict, pooled: torch.Tensor, records: Sequence[dict]) -> torch.Tensor:
+def attribute_loss(
+    heads: nn.ModuleDict,
+    pooled: torch.Tensor,
+    records: Sequence[dict],
+    *,
+    no_colour: Sequence[bool] | None = None,
+    no_shape: Sequence[bool] | None = None,
+) -> torch.Tensor:
     """Cross-entropy of the target's category and colour + BCE of the present objects.
 
     ``pooled`` (B, E); each record has ``category``, ``colour`` (ints) and ``present``
-    (multi-hot), as :func:`octopus_ros.data.scene_labels` gives them.
+    (multi-hot), as :func:`octopus_ros.data.scene_labels` gives them. ``no_colour`` masks the
+    colour label of images that show no colour (greyscale), ``no_shape`` the category and
+    present labels of images that show no shapes (tile-shuffled).
     """
-    cat = torch.tensor([r["category"] for r in records])
-    col = torch.tensor([r["colour"] for r in records])
-    present = torch.tensor(np.stack([r["present"] for r in records]), dtype=torch.float32)
-    loss = F.cross_entropy(heads["category"](pooled), cat) + F.cross_entropy(heads["colour"](pooled), col)
-    return loss + F.binary_cross_entropy_with_logits(heads["present"](pooled), present)
+    n = len(records)
+    no_colour = np.zeros(n, bool) if no_colour is None else np.asarray(no_colour, bool)
+    no_shape = np.zeros(n, bool) if no_shape is None else np.asarray(no_shape, bool)
+    cat = torch.tensor([-100 if no_shape[i] else r["category"] for i, r in enumerate(records)])
+    col = torch.tensor([-100 if no_colour[i] else r["colour"] for i, r in enumerate(records)])
+    loss = pooled.new_zeros(())
+    if (cat >= 0).any():
+        loss = loss + F.cross_entropy(heads["category"](pooled), cat, ignore_index=-100)
+    if (col >= 0).any():
+        loss = loss + F.cross_entropy(heads["colour"](pooled), col, ignore_index=-100)
+    shape_ok = torch.from_numpy(~no_shape)
+    if shape_ok.any():
+        present = torch.tensor(np.stack([r["present"] for r in records]), dtype=torch.float32)
+        loss = loss + F.binary_cross_entropy_with_logits(
+            heads["present"](pooled[shape_ok]), present[shape_ok]
+        )
+    return loss
 
 
 def plot_curves(curves: Sequence[Curve], path: Path, title: str = "") -> Path:

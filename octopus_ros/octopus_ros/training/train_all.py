@@ -71,6 +71,8 @@ def _record(ex) -> dict:
         "present": labels["present"],
         "function": ex.function,
         "language": ex.language,
+        "mode": ex.mode,
+        "salient": ex.scene.layout == "salient",
     }
 
 
@@ -96,6 +98,7 @@ def build_pools(cfg: TrainConfig) -> dict:
                 "category": int(labels["target_category"]),
                 "colour": int(labels["target_colour"]),
                 "present": labels["present"],
+                "salient": ex.scene.layout == "salient",
             }
         )
     text = (
@@ -249,6 +252,21 @@ def main(argv: list[str] | None = None) -> int:
         default=TrainConfig.named_decoy,
         help="fraction of named call instructions shown with a scene lacking the named object (0: off)",
     )
+    parser.add_argument(
+        "--grey",
+        type=float,
+        default=TrainConfig.grey,
+        help="fraction of images shown in greyscale (stage 1; stage 4: named/text-only records)",
+    )
+    parser.add_argument(
+        "--tiles", type=float, default=TrainConfig.tiles, help="stage 1: fraction of images tile-shuffled"
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=TrainConfig.noise,
+        help="fraction of word-dropout instructions that also get 1-2 inserted pseudo-words",
+    )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -259,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         augment=args.augment,
         threads=args.threads,
         named_decoy=args.named_decoy,
+        grey=args.grey,
+        tiles=args.tiles,
+        noise=args.noise,
     )
     for item in args.seconds:
         stage, _, value = item.partition("=")
