@@ -143,7 +143,9 @@ class ColourTokens(nn.Module):
         self, pixels: torch.Tensor, fine: torch.Tensor, coarse: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = fine.shape[-2:]
-        code = F.adaptive_avg_pool2d(self.code(pixels), (h, w)).flatten(2)  # (B, code, h*w)
+        # the colour code on 2x2-averaged pixels (a quarter of the cost of full resolution)
+        code = self.code(F.adaptive_avg_pool2d(pixels, (2 * h, 2 * w)))
+        code = F.adaptive_avg_pool2d(code, (h, w)).flatten(2)  # (B, code, h*w)
         logits = self.attn_fine(fine) + F.interpolate(self.attn_coarse(coarse), size=(h, w), mode="nearest")
         attn = logits.flatten(2).softmax(dim=-1)  # (B, num, h*w)
         colours = attn @ code.transpose(1, 2)  # (B, num, code)

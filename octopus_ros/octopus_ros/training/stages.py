@@ -55,7 +55,7 @@ STAGES = ("vision", "text", "align", "calls")
 class TrainConfig:
     """Budgets and hyper-parameters of a run (saved with the checkpoint)."""
 
-    model: str = "octopus-tiny-rn"  # named model config
+    model: str = "octopus-tiny-rnc"  # named model config
     pool_stride: int | None = None  # override the config's MLP connector pooling (None: keep it)
     vocab_size: int = 2048
     image_size: int = 64
@@ -71,10 +71,10 @@ class TrainConfig:
     aux_weight: float = 0.3  # stage 4: weight of the attribute-head loss on the vision tower (0: off)
     augment: float = 0.5  # stage 4: fraction of call records whose instruction gets word dropout
     dropout_p: float = 0.12  # word dropout: probability of dropping each unprotected word/character
-    noise: float = 0.0  # stage 4: fraction of augmented instructions that also get 1-2 inserted pseudo-words
+    noise: float = 0.5  # stage 4: fraction of augmented instructions that also get 1-2 inserted pseudo-words
     flip: bool = True  # random left-right mirroring of training images
     named_decoy: float = 0.35  # call pool: named instructions shown with a scene lacking the named object
-    grey: float = 0.0  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
+    grey: float = 0.2  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
     lexicon_repeats: int = 3  # stage 2: copies of the bilingual glossary in the text pool
