@@ -226,6 +226,16 @@ def train(
     return out
 
 
+# TrainConfig fields settable from the command line (--named-decoy sets named_decoy, ...)
+_FRACTION_FLAGS = {
+    "augment": "fraction of stage-4 instructions with word dropout (0: off)",
+    "named_decoy": "fraction of named call instructions shown with a scene lacking the named object (0: off)",
+    "grey": "fraction of images shown in greyscale (stage 1; stage 4: named/text-only records only)",
+    "tiles": "stage 1: fraction of salient-scene images tile-shuffled (0: off)",
+    "noise": "fraction of word-dropout instructions that also get 1-2 inserted pseudo-words (0: off)",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
@@ -240,33 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", type=Path, default=None, help="continue training this checkpoint")
     parser.add_argument("--seconds", nargs="*", default=[], help="stage=seconds overrides, e.g. calls=900")
-    parser.add_argument(
-        "--augment",
-        type=float,
-        default=TrainConfig.augment,
-        help="fraction of stage-4 instructions with word dropout (0: off)",
-    )
-    parser.add_argument(
-        "--named-decoy",
-        type=float,
-        default=TrainConfig.named_decoy,
-        help="fraction of named call instructions shown with a scene lacking the named object (0: off)",
-    )
-    parser.add_argument(
-        "--grey",
-        type=float,
-        default=TrainConfig.grey,
-        help="fraction of images shown in greyscale (stage 1; stage 4: named/text-only records)",
-    )
-    parser.add_argument(
-        "--tiles", type=float, default=TrainConfig.tiles, help="stage 1: fraction of images tile-shuffled"
-    )
-    parser.add_argument(
-        "--noise",
-        type=float,
-        default=TrainConfig.noise,
-        help="fraction of word-dropout instructions that also get 1-2 inserted pseudo-words",
-    )
+    for name, help_text in _FRACTION_FLAGS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=float, default=getattr(TrainConfig, name), help=help_text
+        )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -274,12 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         skip=tuple(args.skip),
         seed=args.seed,
-        augment=args.augment,
         threads=args.threads,
-        named_decoy=args.named_decoy,
-        grey=args.grey,
-        tiles=args.tiles,
-        noise=args.noise,
+        **{name: getattr(args, name) for name in _FRACTION_FLAGS},
     )
     for item in args.seconds:
         stage, _, value = item.partition("=")
