@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -18,6 +20,7 @@ from octopus_ros.model import (
 )
 from octopus_ros.model.testing import tiny_config, tiny_model, tiny_tokenizer
 from octopus_ros.model.tokenizer import IMAGE_TOKEN, NEXA_END_TOKEN, nexa_token, special_token_ids
+from octopus_ros.paths import default_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +34,20 @@ def model(tok):
 
 
 def test_named_configs_resolve():
-    assert {"octopus-tiny", "octopus-tiny-rn", "octopus-tiny-perceiver", "octopus-0.5b-shape"} <= set(
-        list_models()
-    )
-    rn = resolve_config(get_model_config("octopus-tiny-rn"))  # the bundled model's architecture
+    assert {
+        "octopus-tiny",
+        "octopus-tiny-rn",
+        "octopus-tiny-rnc",
+        "octopus-tiny-perceiver",
+        "octopus-0.5b-shape",
+    } <= set(list_models())
+    rn = resolve_config(get_model_config("octopus-tiny-rn"))  # the v3/v4 bundled models' architecture
     assert rn.vision.is_resnet and rn.vision.grid_size == 2 and rn.vision.width == 1024
     assert rn.num_image_tokens == 4
+    rnc = resolve_config(get_model_config("octopus-tiny-rnc"))  # the bundled model's: + 2 colour tokens
+    assert rnc.vision.shape_input == "luma" and rnc.num_image_tokens == 4 + 2
+    bundled = json.loads((default_model_dir() / "config.json").read_text())["model"]
+    assert bundled["name"] == "octopus-tiny-rnc" and bundled["num_image_tokens"] == 6
     tiny = resolve_config(get_model_config("octopus-tiny"))
     assert tiny.num_image_tokens == 64 and tiny.vision.image_size == 64
     big = resolve_config(get_model_config("octopus-0.5b-shape"))
