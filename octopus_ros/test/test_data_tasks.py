@@ -242,3 +242,28 @@ def test_named_decoy_changes_only_the_image_of_named_object_instructions():
 
 def test_named_decoy_is_off_by_default_and_in_evaluation_splits():
     assert not any(e.decoy for split in SPLITS for e in examples(split))
+
+
+def test_colour_decoy_shows_the_named_category_in_another_training_colour():
+    plain = generate("train", 400, seed=6)
+    decoyed = generate("train", 400, seed=6, named_decoy=0.2, colour_decoy=0.5)
+    held = default_splits().heldout_combos
+    kinds = {"absent": 0, "colour": 0}
+    for a, b in zip(plain, decoyed, strict=True):
+        assert (a.instruction, a.answer, a.function, a.mode) == (b.instruction, b.answer, b.function, b.mode)
+        if not b.decoy:
+            assert a.scene == b.scene and b.decoy_kind == ""
+            continue
+        kinds[b.decoy_kind] += 1
+        assert all(o.combo not in held for o in b.scene.objects)
+        if b.decoy_kind == "colour":
+            assert b.function in OBJECT_FUNCTIONS
+            named = a.scene.target
+            same = [o for o in b.scene.objects if o.category == named.category]
+            assert len(same) == 1 and same[0].colour != named.colour, b.scene
+    assert kinds["colour"] > 20 and kinds["absent"] > 10
+    # with colour_decoy off, the absent decoys are exactly the ones drawn before the option existed
+    only_absent = generate("train", 400, seed=6, named_decoy=0.2)
+    for b, c in zip(decoyed, only_absent, strict=True):
+        if b.decoy_kind != "colour":
+            assert b.scene == c.scene

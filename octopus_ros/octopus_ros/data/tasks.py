@@ -112,6 +112,7 @@ class Example:
     template: str = ""  # template id, or the VQA kind
     mode: str = ""  # 'named' | 'deictic' | 'text' (instructions only)
     decoy: bool = False  # named instruction shown with a scene that lacks the named object
+    decoy_kind: str = ""  # '' | 'absent' (named category not in view) | 'colour' (in view, other colour)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -326,6 +327,7 @@ def generate_one(
     languages: Sequence[str] = LANGUAGES,
     weights: dict[str, float] | None = None,
     named_decoy: float = 0.0,
+    colour_decoy: float = 0.0,
 ) -> Example:
     """Instruction example number ``index`` of ``(split, seed)``; see :func:`generate`."""
     splits, fns, langs = _resolve(splits, functions, languages, split)
@@ -343,13 +345,23 @@ def generate_one(
         pet = _pick(rng, ANIMALS)
     scene = _scene_for(rng, function, template.mode, split, splits, pet)
     instruction, args = _instruction(rng, template, function, language, scene, None)
-    decoy = False
+    decoy = ""
     names_it = bool(template.slots & {"obj", "pet"})  # the words, not the image, give the argument
-    if named_decoy > 0 and template.mode == "named" and function in DECOY_FUNCTIONS and names_it:
+    if (
+        (named_decoy > 0 or colour_decoy > 0)
+        and template.mode == "named"
+        and function in DECOY_FUNCTIONS
+        and names_it
+    ):
         # A separate stream, so the option never changes the instruction, answer or target.
         decoy_rng = _rng(seed, split, "decoy", index)
-        if decoy_rng.random() < named_decoy:
-            scene, decoy = _decoy_scene(decoy_rng, scene, splits), True
+        u = decoy_rng.random()
+        if u < named_decoy:
+            scene, decoy = _decoy_scene(decoy_rng, scene, splits), "absent"
+        elif u < named_decoy + colour_decoy and function in OBJECT_FUNCTIONS:
+            recoloured = _colour_decoy_scene(decoy_rng, scene, splits)
+            if recoloured is not None:
+                scene, decoy = recoloured, "colour"
     return Example(
         image=render(scene, image_size),
         instruction=instruction,
@@ -360,7 +372,8 @@ def generate_one(
         scene=scene,
         template=template.id,
         mode=template.mode,
-        decoy=decoy,
+        decoy=bool(decoy),
+        decoy_kind=decoy,
     )
 
 
@@ -381,6 +394,25 @@ def _decoy_scene(rng: np.random.Generator, scene: Scene, splits: Splits) -> Scen
     )
 
 
+def _colour_decoy_scene(rng: np.random.Generator, scene: Scene, splits: Splits) -> Scene | None:
+    """A random scene whose salient or free target is the named category in another training
+    colour (the named pair itself and held-out pairs excluded); None when the category has
+    no other training colour."""
+    category, colour = scene.target.category, scene.target.colour
+    others = [
+        c for c in CATEGORIES[category].colours if c != colour and (category, c) not in splits.heldout_combos
+    ]
+    if not others:
+        return None
+    layout = "salient" if rng.random() < 0.5 else "free"
+    return sample_scene(
+        rng,
+        target=(category, _pick(rng, others)),
+        layout=layout,
+        forbidden_combos=splits.heldout_combos | {(category, colour)},
+    )
+
+
 def generate(
     split: str,
     n: int,
@@ -392,6 +424,7 @@ def generate(
     languages: Sequence[str] = LANGUAGES,
     weights: dict[str, float] | None = None,
     named_decoy: float = 0.0,
+    colour_decoy: float = 0.0,
 ) -> list[Example]:
     """``n`` instruction examples of ``split`` (one of :data:`SPLITS`), deterministic in ``seed``.
 
@@ -400,8 +433,11 @@ def generate(
     ``named_decoy``: probability that a named instruction of an object function or feed_pet
     ("pick up the red cup") is shown with a scene that lacks the named object's category, so
     a model trained on it must read the object from the words, not from the picture (training
-    only; the evaluation splits keep the named object in view). Instructions, answers and all
-    other examples are the same for every value.
+    only; the evaluation splits keep the named object in view). ``colour_decoy``: probability
+    that a named instruction of an object function is shown instead with the named category
+    in another training colour (and not in the named one), so that reading the picture gives
+    the wrong colour. Instructions, answers and all other examples are the same for every
+    value of either.
     Example ``i`` equals ``generate_one(split, seed, i, ...)``.
     """
     if n < 0:
@@ -417,6 +453,7 @@ def generate(
             languages=languages,
             weights=weights,
             named_decoy=named_decoy,
+            colour_decoy=colour_decoy,
         )
         for i in range(n)
     ]

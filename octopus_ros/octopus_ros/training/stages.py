@@ -78,6 +78,8 @@ class TrainConfig:
     noise: float = 0.5  # stage 4: fraction of augmented instructions that also get 1-2 inserted pseudo-words
     flip: bool = True  # random left-right mirroring of training images
     named_decoy: float = 0.35  # call pool: named instructions shown with a scene lacking the named object
+    colour_decoy: float = 0.0  # call pool: named instructions shown with the named category in another colour
+    decline_noise: float = 0.0  # stage 4: fraction of no_action records that get 1-2 inserted pseudo-words
     grey: float = 0.2  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
@@ -203,6 +205,14 @@ class Trainer:
             text = word_dropout(rec["instruction"], rec["language"], self.np_rng, self.cfg.dropout_p)
             if self.cfg.noise > 0 and self.rng.random() < self.cfg.noise:
                 text = insert_noise(text, rec["language"], self.np_rng)
+            return self.fmt.build_training_example(text, rec["answer"])
+        if (
+            kind == "calls"
+            and self.cfg.decline_noise > 0
+            and rec.get("function") == "no_action"
+            and self.rng.random() < self.cfg.decline_noise
+        ):
+            text = insert_noise(rec["instruction"], rec["language"], self.np_rng)
             return self.fmt.build_training_example(text, rec["answer"])
         key = (kind, i)
         if key not in self._encoded:

@@ -80,7 +80,12 @@ def build_pools(cfg: TrainConfig) -> dict:
     """Training data, all from the ``train`` split."""
     t0 = time.monotonic()
     calls = generate(
-        "train", cfg.pool_calls, cfg.seed, image_size=cfg.image_size, named_decoy=cfg.named_decoy
+        "train",
+        cfg.pool_calls,
+        cfg.seed,
+        image_size=cfg.image_size,
+        named_decoy=cfg.named_decoy,
+        colour_decoy=cfg.colour_decoy,
     )
     half = cfg.pool_align // 2
     align = generate_captions("train", half, cfg.seed + 1, image_size=cfg.image_size) + generate_vqa(
@@ -233,6 +238,8 @@ _FRACTION_FLAGS = {
     "grey": "fraction of images shown in greyscale (stage 1; stage 4: named/text-only records only)",
     "tiles": "stage 1: fraction of salient-scene images tile-shuffled (0: off)",
     "noise": "fraction of word-dropout instructions that also get 1-2 inserted pseudo-words (0: off)",
+    "colour_decoy": "fraction of named object instructions shown with the named category in another colour (0: off)",
+    "decline_noise": "fraction of no_action instructions that get 1-2 inserted pseudo-words (0: off)",
 }
 
 
