@@ -111,8 +111,12 @@ class Example:
     context: list[Example] = field(default_factory=list)
     template: str = ""  # template id, or the VQA kind
     mode: str = ""  # 'named' | 'deictic' | 'text' (instructions only)
-    decoy: bool = False  # named instruction shown with a scene that lacks the named object
     decoy_kind: str = ""  # '' | 'absent' (named category not in view) | 'colour' (in view, other colour)
+
+    @property
+    def decoy(self) -> bool:
+        """Whether a named instruction is shown with a decoy scene (see :func:`generate`)."""
+        return bool(self.decoy_kind)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -372,7 +376,6 @@ def generate_one(
         scene=scene,
         template=template.id,
         mode=template.mode,
-        decoy=bool(decoy),
         decoy_kind=decoy,
     )
 

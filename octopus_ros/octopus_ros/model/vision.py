@@ -32,7 +32,7 @@ class VisionTower(nn.Module):
     the open_clip tower sees only the luminance of the image, so its features cannot tie a
     shape to a colour; :class:`ColourTokens` adds K tokens that say which colours are where
     the tower looks (a per-pixel colour code, averaged under K attention maps computed from
-    the tower's stride-8 features). A colour x object pair never seen in training is then
+    the tower's stride-4 and stride-8 features). A colour x object pair never seen in training is then
     two familiar parts, not an unfamiliar whole. The pooled embedding is the tower's plus a
     projection of the colour tokens.
     """

@@ -28,8 +28,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from octopus_ros.data import CATEGORY_NAMES, generate
+from octopus_ros.data import CATEGORY_NAMES, COLOUR_NAMES, generate
 from octopus_ros.data.instructions import OBJECT_FUNCTIONS
+from octopus_ros.training.stages import pixels
 
 
 def object_choices(octopus, instruction: str, prefix: str, image: np.ndarray, cat_ids: list[int]) -> str:
@@ -79,9 +80,6 @@ def _tower_features(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Pooled and token features of the deictic examples among ``n`` of ``split``, with the
     target's category and colour indices."""
-    from octopus_ros.data import COLOUR_NAMES
-    from octopus_ros.training.stages import pixels
-
     examples = [e for e in generate(split, n, seed, functions=OBJECT_FUNCTIONS) if e.mode == "deictic"]
     pooled, tokens = [], []
     with torch.no_grad():

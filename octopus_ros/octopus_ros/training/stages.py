@@ -219,8 +219,9 @@ class Trainer:
             self._encoded[key] = self.fmt.build_training_example(rec["instruction"], rec["answer"])
         return self._encoded[key]
 
-    def _batch(self, kinds: Sequence[str], n: int) -> tuple[dict[str, torch.Tensor], list[dict]]:
-        """A random batch of ``kinds[:n]`` records: (model inputs, the records)."""
+    def _batch(self, kinds: Sequence[str], n: int) -> tuple[dict[str, torch.Tensor], list[dict], np.ndarray]:
+        """A random batch of ``kinds[:n]`` records: (model inputs, the records, which images
+        were shown in greyscale)."""
         examples, records = [], []
         for kind in kinds[:n]:
             i = self.rng.randrange(len(self.pools[kind]))
@@ -233,8 +234,7 @@ class Trainer:
         grey_ok = [r.get("mode") in ("named", "text") for r in records]
         images, grey, _ = self._factor_augment(records, tiles=0.0, grey_ok=grey_ok)
         batch["pixel_values"] = pixels(images, self.model, flip=self.cfg.flip)
-        batch["grey"] = grey
-        return batch, records
+        return batch, records, grey
 
     def _factor_augment(
         self, records: Sequence[dict], *, tiles: float, grey_ok: Sequence[bool] | None = None
@@ -251,7 +251,7 @@ class Trainer:
         if grey_ok is not None:
             grey &= np.asarray(grey_ok, dtype=bool)
         salient = np.array([r.get("salient", False) for r in records], dtype=bool)
-        tiled = (~grey) & (u >= self.cfg.grey) & (u < self.cfg.grey + tiles) & salient
+        tiled = (u >= self.cfg.grey) & (u < self.cfg.grey + tiles) & salient  # never also grey
         if grey.any():
             images[grey] = greyscale(images[grey])
         for j in np.flatnonzero(tiled):
@@ -319,9 +319,7 @@ class Trainer:
         m.set_trainable(vision=False, connector=True, lm=True, embeddings=True)
 
         def step() -> torch.Tensor:
-            batch = self._batch(["align"] * self.cfg.batch, self.cfg.batch)[0]
-            batch.pop("grey")
-            return m(**batch).loss
+            return m(**self._batch(["align"] * self.cfg.batch, self.cfg.batch)[0]).loss
 
         params = [p for p in m.parameters() if p.requires_grad]
         return self._record(_run("align", seconds, params, step, self.cfg.lr, self._cap("align")))
@@ -336,8 +334,7 @@ class Trainer:
         aux = self.cfg.aux_weight
 
         def step() -> torch.Tensor:
-            batch, records = self._batch(kinds, self.cfg.batch)
-            grey = batch.pop("grey")
+            batch, records, grey = self._batch(kinds, self.cfg.batch)
             if aux <= 0:
                 return m(**batch).loss
             pooled, tokens = m.image_features(batch.pop("pixel_values"))  # (B, E), (B, N, W)

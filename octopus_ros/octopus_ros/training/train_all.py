@@ -59,20 +59,27 @@ from octopus_ros.training.stages import (
 log = logging.getLogger("octopus_ros.training")
 
 
-def _record(ex) -> dict:
-    """A training record: image, instruction, answer, and the target's attribute labels."""
+def _image_record(ex) -> dict:
+    """The image of an example with its target's attribute labels and the scene's layout."""
     labels = scene_labels(ex.scene)
     return {
         "image": ex.image,
-        "instruction": ex.instruction,
-        "answer": ex.answer,
         "category": int(labels["target_category"]),
         "colour": int(labels["target_colour"]),
         "present": labels["present"],
+        "salient": ex.scene.layout == "salient",
+    }
+
+
+def _record(ex) -> dict:
+    """A training record: image, instruction, answer, and the target's attribute labels."""
+    return {
+        **_image_record(ex),
+        "instruction": ex.instruction,
+        "answer": ex.answer,
         "function": ex.function,
         "language": ex.language,
         "mode": ex.mode,
-        "salient": ex.scene.layout == "salient",
     }
 
 
@@ -95,17 +102,7 @@ def build_pools(cfg: TrainConfig) -> dict:
     for ex in calls + align:
         if ex.scene is None or ex.scene.target is None:
             continue
-        labels = scene_labels(ex.scene)
-        vision.append(
-            {
-                "image": ex.image,
-                "caption": caption(ex.scene, "en"),
-                "category": int(labels["target_category"]),
-                "colour": int(labels["target_colour"]),
-                "present": labels["present"],
-                "salient": ex.scene.layout == "salient",
-            }
-        )
+        vision.append({**_image_record(ex), "caption": caption(ex.scene, "en")})
     text = (
         instruction_corpus(seed=cfg.seed)
         + [ex.answer for ex in align if ex.language]
