@@ -52,3 +52,28 @@ def test_check_value_messages_name_the_parameter():
     with pytest.raises(P.ParameterValueError, match="speech_topic is not a valid topic"):
         P.check_value("speech_topic", "/bad topic")
     assert P.check_value("allowed_functions", ["stop", " ", "pick_up"]) == ("stop", "pick_up")
+
+
+def test_publish_after_context_shutdown_is_dropped_not_raised(ros_env):
+    """A result finishing while Ctrl-C shuts the context down must not raise from the engine thread.
+
+    CI once caught this race: the standing-instruction worker published a call just after
+    the signal handler had shut the context down ("publisher's context is invalid").
+    """
+    import pytest
+    import rclpy
+    from rclpy.context import Context
+    from std_msgs.msg import Bool, String
+
+    from octopus_ros.ros.octopus_node import OctopusNode
+
+    context = Context()
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    node = OctopusNode(context=context)
+    node._pubs["outcomes"] = node.create_publisher(String, "~/probe", 1)
+    node._publish("outcomes", String(data="alive"))  # a live context publishes
+    with pytest.raises(TypeError):  # and real publishing errors still raise
+        node._publish("outcomes", Bool(data=True))
+    rclpy.shutdown(context=context)
+    node._publish("outcomes", String(data="late"))  # dropped with a warning, no exception
+    node.destroy_node()

@@ -463,7 +463,23 @@ class OctopusNode(LifecycleNode):
     def _publish(self, key: str, msg: Any) -> None:
         pub = self._pubs.get(key)
         if pub is not None:
-            pub.publish(msg)
+            self._send(pub, msg, key)
+
+    def _send(self, pub: Any, msg: Any, what: str) -> None:
+        """Publish, unless the ROS context is going away under a result still in flight.
+
+        Ctrl-C (or ``ros2 launch`` stopping the node) shuts the context down from the signal
+        handler while the engine thread may be finishing a request; that result can no longer
+        reach anyone, so it is logged as dropped instead of raising from the worker thread.
+        """
+        if self.context.ok():
+            try:
+                pub.publish(msg)
+                return
+            except Exception:
+                if self.context.ok():
+                    raise
+        self.get_logger().warning(f"shutting down: {what} message not published")
 
     def _publish_routes(self, result: Result) -> None:
         if self._routing is None:
@@ -478,7 +494,7 @@ class OctopusNode(LifecycleNode):
             if pub is not None:
                 if hasattr(msg, "header"):
                     msg.header.stamp = self.get_clock().now().to_msg()
-                pub.publish(msg)
+                self._send(pub, msg, topic)
 
     def _header(self, result: Result) -> Any:
         from std_msgs.msg import Header
@@ -559,7 +575,7 @@ class OctopusNode(LifecycleNode):
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(array)
+        self._send(self._diag_pub, array, "diagnostics")
 
 
 def main(args: list[str] | None = None) -> None:
