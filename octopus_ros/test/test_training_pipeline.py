@@ -50,6 +50,7 @@ def test_summary_tables_from_rows():
             "split": "iid",
             "language": "en",
             "function": "stop",
+            "mode": "text",
             "expected": "<nexa_3>()<nexa_end>",
             "got": "<nexa_3>()<nexa_end>",
             "correct": True,
@@ -60,6 +61,7 @@ def test_summary_tables_from_rows():
             "split": "iid",
             "language": "zh",
             "function": "pick_up",
+            "mode": "deictic",
             "expected": "<nexa_0>('red cup')<nexa_end>",
             "got": "<nexa_0>('red can')<nexa_end>",
             "correct": False,
@@ -71,4 +73,7 @@ def test_summary_tables_from_rows():
     assert m["exact_match"] == 0.5 and m["function_accuracy"] == 1.0
     assert m["split_language"]["iid/en"]["exact_match"] == 1.0
     assert m["confusion"]["wrong_arguments"][0]["got"] == "<nexa_0>('red can')<nexa_end>"
-    assert "iid" in format_tables(m)
+    assert m["split_mode"]["iid/deictic/zh"]["exact_match"] == 0.0
+    assert m["split_mode"]["iid/text/en"]["n"] == 1
+    tables = format_tables(m)
+    assert "iid" in tables and "iid/deictic" in tables

@@ -3,8 +3,9 @@
 A prediction is correct when the decoded call equals the expected call exactly (function
 and every argument, canonical text). The model runs through the same runtime and decoding
 mode as the node (``Octopus.decide(..., mode="constrained")``). Results are broken down by
-split, language and function, with a confusion summary, printed as tables and written
-into the checkpoint's ``metrics.json``.
+split, language and function, and by how each split's instructions pick their object
+(named: "pick up the red cup", deictic: "pick that up", text: no image needed), with a
+confusion summary, printed as tables and written into the checkpoint's ``metrics.json``.
 
 usage: python -m octopus_ros.training.evaluate CHECKPOINT [--n 300] [--seed 1234] [--precision fp32]
 """
@@ -56,6 +57,7 @@ def evaluate(
                     "split": split,
                     "language": ex.language,
                     "function": ex.function,
+                    "mode": ex.mode,
                     "expected": ex.answer,
                     "got": got,
                     "correct": got == ex.answer,
@@ -78,12 +80,14 @@ def summarize(rows: list[dict]) -> dict:
         by[("language", r["language"])].append(r)
         by[("function", r["function"])].append(r)
         by[("split_language", f"{r['split']}/{r['language']}")].append(r)
+        if r.get("mode"):
+            by[("split_mode", f"{r['split']}/{r['mode']}/{r['language']}")].append(r)
     metrics: dict[str, Any] = {
         "n": len(rows),
         "exact_match": _acc(rows),
         "function_accuracy": _acc(rows, "function_correct"),
     }
-    for group in ("split", "language", "function", "split_language"):
+    for group in ("split", "language", "function", "split_language", "split_mode"):
         metrics[group] = {
             name: {"exact_match": _acc(rs), "function_accuracy": _acc(rs, "function_correct"), "n": len(rs)}
             for (g, name), rs in sorted(by.items())
@@ -105,6 +109,10 @@ def summarize(rows: list[dict]) -> dict:
     return metrics
 
 
+def _pct(cell: dict) -> str:
+    return f"{cell['exact_match']:.1%}" if cell.get("n") else "-"
+
+
 def format_tables(m: dict) -> str:
     """The metrics as plain-text tables."""
     lines = [
@@ -118,6 +126,15 @@ def format_tables(m: dict) -> str:
         lines.append(
             f"{split:18s} {v['exact_match']:7.1%} {v['function_accuracy']:9.1%} {en:7.1%} {zh:7.1%} {v['n']:5d}"
         )
+    modes = m.get("split_mode", {})
+    if modes:
+        lines.append("")
+        lines.append(f"{'split / instruction':28s} {'en':>7s} {'zh':>7s} {'n':>5s}")
+        keys = sorted({k.rsplit("/", 1)[0] for k in modes})
+        for key in keys:
+            en, zh = modes.get(f"{key}/en", {}), modes.get(f"{key}/zh", {})
+            n = en.get("n", 0) + zh.get("n", 0)
+            lines.append(f"{key:28s} {_pct(en):>7s} {_pct(zh):>7s} {n:5d}")
     lines.append("")
     lines.append(f"{'function':18s} {'exact':>7s} {'n':>5s}")
     for fn, v in m["function"].items():
