@@ -55,6 +55,7 @@ def test_summary_tables_from_rows():
             "got": "<nexa_3>()<nexa_end>",
             "correct": True,
             "function_correct": True,
+            "action": "published",
             "ms": 10.0,
         },
         {
@@ -66,6 +67,7 @@ def test_summary_tables_from_rows():
             "got": "<nexa_0>('red can')<nexa_end>",
             "correct": False,
             "function_correct": True,
+            "action": "published",
             "ms": 12.0,
         },
     ]
@@ -75,5 +77,7 @@ def test_summary_tables_from_rows():
     assert m["confusion"]["wrong_arguments"][0]["got"] == "<nexa_0>('red can')<nexa_end>"
     assert m["split_mode"]["iid/deictic/zh"]["exact_match"] == 0.0
     assert m["split_mode"]["iid/text/en"]["n"] == 1
+    assert m["node"]["iid"]["published_right"] == 0.5 and m["node"]["iid"]["published_wrong"] == 0.5
+    assert m["node"]["iid"]["declined"] == 0.0 and m["node"]["iid"]["declines_expected"] == 0
     tables = format_tables(m)
-    assert "iid" in tables and "iid/deictic" in tables
+    assert "iid" in tables and "iid/deictic" in tables and "as the node would act" in tables

@@ -38,10 +38,26 @@ def _function_of(text: str, registry: Any) -> str:
 
 
 def evaluate(
-    octopus: Any, *, n: int = 300, seed: int = 1234, splits=EVAL_SPLITS, progress: bool = True
+    octopus: Any,
+    *,
+    n: int = 300,
+    seed: int = 1234,
+    splits=EVAL_SPLITS,
+    progress: bool = True,
+    threshold: float | None = None,
 ) -> dict:
-    """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict."""
+    """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict.
+
+    ``threshold``: the node's confidence threshold (default: the engine's default), used
+    for the "as the node would act" summary: which answers it would publish, decline, or
+    hold back.
+    """
     from tqdm import tqdm
+
+    from octopus_ros.runtime.engine import EngineConfig
+
+    if threshold is None:
+        threshold = EngineConfig().confidence_threshold
 
     registry = octopus.registry
     rows = []
@@ -52,6 +68,13 @@ def evaluate(
             d = octopus.decide(ex.instruction, ex.image)
             ms = (time.perf_counter() - t0) * 1000
             got = d.call.to_text() if d.call is not None else f"<error {d.error.kind if d.error else '?'}>"
+            spec = registry.by_name(d.call.function) if d.ok else None
+            if spec is not None and spec.decline:
+                action = "declined"
+            elif d.ok and d.confidence >= threshold:
+                action = "published"
+            else:  # invalid output, or below the confidence threshold
+                action = "held_back"
             rows.append(
                 {
                     "split": split,
@@ -62,14 +85,21 @@ def evaluate(
                     "got": got,
                     "correct": got == ex.answer,
                     "function_correct": _function_of(got, registry) == ex.function,
+                    "action": action,
                     "ms": ms,
                 }
             )
-    return summarize(rows)
+    metrics = summarize(rows)
+    metrics["node_threshold"] = threshold
+    return metrics
 
 
 def _acc(rows: list[dict], key: str = "correct") -> float:
     return float(np.mean([r[key] for r in rows])) if rows else float("nan")
+
+
+def _frac(rows: list[dict], pred) -> float:
+    return sum(1 for r in rows if pred(r)) / len(rows) if rows else float("nan")
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -105,6 +135,23 @@ def summarize(rows: list[dict]) -> dict:
         "wrong_arguments": [{"expected": e, "got": g, "count": c} for (e, g), c in arg_err.most_common(10)],
         "wrong_function_share": len([r for r in wrong if not r["function_correct"]]) / max(1, len(wrong)),
     }
+    # As the node would act on each split: published right / published wrong / declined / held back.
+    acting = [r for r in rows if "action" in r]
+    if acting:
+        node: dict[str, Any] = {}
+        for split in sorted({r["split"] for r in acting}):
+            rs = [r for r in acting if r["split"] == split]
+            wanted_decline = [r for r in rs if r["function"] == "no_action"]
+            node[split] = {
+                "n": len(rs),
+                "published_right": _frac(rs, lambda r: r["action"] == "published" and r["correct"]),
+                "published_wrong": _frac(rs, lambda r: r["action"] == "published" and not r["correct"]),
+                "declined": _frac(rs, lambda r: r["action"] == "declined"),
+                "held_back": _frac(rs, lambda r: r["action"] == "held_back"),
+                "declines_expected": len(wanted_decline),
+                "declines_published_wrong": sum(r["action"] == "published" for r in wanted_decline),
+            }
+        metrics["node"] = node
     metrics["latency_ms"] = {"p50": float(np.percentile([r["ms"] for r in rows], 50)) if rows else 0.0}
     return metrics
 
@@ -135,6 +182,18 @@ def format_tables(m: dict) -> str:
             en, zh = modes.get(f"{key}/en", {}), modes.get(f"{key}/zh", {})
             n = en.get("n", 0) + zh.get("n", 0)
             lines.append(f"{key:28s} {_pct(en):>7s} {_pct(zh):>7s} {n:5d}")
+    if m.get("node"):
+        lines.append("")
+        lines.append(f"as the node would act (confidence threshold {m.get('node_threshold', 0.5):.2f}):")
+        lines.append(
+            f"{'split':18s} {'right':>7s} {'WRONG':>7s} {'declined':>9s} {'held back':>10s}"
+            f" {'declines published':>20s}"
+        )
+        for split, v in m["node"].items():
+            lines.append(
+                f"{split:18s} {v['published_right']:7.1%} {v['published_wrong']:7.1%} {v['declined']:9.1%}"
+                f" {v['held_back']:10.1%} {v['declines_published_wrong']:>11d} of {v['declines_expected']:<5d}"
+            )
     lines.append("")
     lines.append(f"{'function':18s} {'exact':>7s} {'n':>5s}")
     for fn, v in m["function"].items():

@@ -77,9 +77,9 @@ class TrainConfig:
     dropout_p: float = 0.12  # word dropout: probability of dropping each unprotected word/character
     noise: float = 0.5  # stage 4: fraction of augmented instructions that also get 1-2 inserted pseudo-words
     flip: bool = True  # random left-right mirroring of training images
-    named_decoy: float = 0.35  # call pool: named instructions shown with a scene lacking the named object
-    colour_decoy: float = 0.0  # call pool: named instructions shown with the named category in another colour
-    decline_noise: float = 0.0  # stage 4: fraction of no_action records that get 1-2 inserted pseudo-words
+    named_decoy: float = 0.3  # call pool: named instructions shown with a scene lacking the named object
+    colour_decoy: float = 0.3  # call pool: named instructions shown with the named category in another colour
+    decline_noise: float = 0.3  # stage 4: fraction of no_action records that get 1-2 inserted pseudo-words
     grey: float = 0.2  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
