@@ -81,3 +81,22 @@ def test_summary_tables_from_rows():
     assert m["node"]["iid"]["declined"] == 0.0 and m["node"]["iid"]["declines_expected"] == 0
     tables = format_tables(m)
     assert "iid" in tables and "iid/deictic" in tables and "as the node would act" in tables
+
+
+def test_function_doc_corpus_is_the_registry_documentation_only():
+    from octopus_ros.data.instructions import templates_for
+    from octopus_ros.functions import load_default_registry
+    from octopus_ros.training.train_all import function_doc_corpus
+
+    registry = load_default_registry()
+    lines = function_doc_corpus(registry)
+    text = "\n".join(lines)
+    for spec in registry.enabled():
+        assert f"{spec.token_text} {spec.name.replace('_', ' ')}: {spec.describe('en')}" in lines
+        assert spec.describe("zh") in text
+    # No instruction template (seen or held out) is in it: only the registry's own words.
+    for spec in registry.enabled():
+        for lang in ("en", "zh"):
+            for t in templates_for(spec.name, lang):
+                if "{" not in t.text and len(t.text) > 8:
+                    assert t.text not in text, t.text

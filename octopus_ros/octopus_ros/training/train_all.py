@@ -83,6 +83,29 @@ def _record(ex) -> dict:
     }
 
 
+def function_doc_corpus(registry) -> list[str]:
+    """Text lines from the function registry's own documentation, for LM text pretraining.
+
+    Octopus v2 teaches each functional token its function's description; here the stage-2
+    LM reads, for every enabled function, its name (``take_photo`` as "take photo"), its
+    token, and its English and Chinese descriptions and argument descriptions, as written
+    in ``functions.yaml``. That is how a function's name (often a word no instruction
+    template of the training split uses) gets a meaning before stage 4. No template text
+    is involved, seen or held out.
+    """
+    lines: list[str] = []
+    for spec in registry.enabled():
+        words = spec.name.replace("_", " ")
+        for lang in ("en", "zh"):
+            text = spec.describe(lang)
+            lines += [f"{words}: {text}", f"{spec.token_text} {words}: {text}"]
+            for arg in spec.args:
+                if arg.description:
+                    arg_text = arg.description.get(lang) or arg.description.get("en", "")
+                    lines.append(f"{words} {arg.name.replace('_', ' ')}: {arg_text}")
+    return lines
+
+
 def build_pools(cfg: TrainConfig) -> dict:
     """Training data, all from the ``train`` split."""
     t0 = time.monotonic()
@@ -108,6 +131,7 @@ def build_pools(cfg: TrainConfig) -> dict:
         + [ex.answer for ex in align if ex.language]
         + [f"User: {ex.instruction}\nGPT:" for ex in calls[:4000]]
         + lexicon_corpus() * cfg.lexicon_repeats
+        + function_doc_corpus(load_default_registry()) * cfg.doc_repeats
     )
     log.info(
         "pools: %d call records, %d alignment records, %d vision pairs, %d text lines (%.0f s)",
