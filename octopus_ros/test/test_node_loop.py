@@ -35,8 +35,8 @@ def test_demo_loop_with_bundled_model(ros_env, tmp_path):
     by_text = {s["utterance"]: s for s in steps}
     assert by_text[""]["outcome"] == "INVALID_INPUT"
     assert by_text["take a photo"]["outcome"] == "NO_FRESH_IMAGE"
-    # The bundled model's regression floor: v6 scored 20/20 on this scenario when committed (v5 20/20,
-    # v4 19/20); its held-out accuracy still misses some of the project's targets (docs/training.md).
+    # The bundled model's regression floor: v7 scored 20/20 on this scenario when committed (v6 and v5
+    # 20/20, v4 19/20); its held-out accuracy still misses some of the project's targets (docs/training.md).
     wrong = [
         f"{s['utterance']!r}: expected {s['expected']}, got {s['got']}" for s in steps if not s["correct"]
     ]

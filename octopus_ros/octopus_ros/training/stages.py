@@ -84,7 +84,7 @@ class TrainConfig:
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
     lexicon_repeats: int = 3  # stage 2: copies of the bilingual glossary in the text pool
-    doc_repeats: int = 0  # stage 2: copies of the function registry's descriptions in the text pool (0: off)
+    doc_repeats: int = 20  # stage 2: copies of the function registry's descriptions in the text pool (0: off)
     pool_calls: int = 40000  # pre-generated training records (recycled across epochs)
     pool_align: int = 16000
     seed: int = 0
