@@ -8,14 +8,18 @@ Stages (each can be skipped, for the ablation):
    fraction of the images in greyscale (``grey``, colour label masked) or tile-shuffled
    (``tiles``, shape labels masked).
 2. ``text``    LM text pretraining on the bilingual instruction corpus (training phrasings
-   only), captions, and a bilingual glossary of the world's words (training combos only).
+   only), captions, a bilingual glossary of the world's words (training combos only), and
+   the function registry's own descriptions (``doc_repeats``).
 3. ``align``   connector + LM on captioning and visual questions, vision frozen.
 4. ``calls``   functional-token tuning on image-instruction-call records (all parts, the
    vision tower at a lower learning rate), mixed with some alignment data so the LM keeps
    reading the image; half of the instructions get word dropout (slot words kept,
    :mod:`octopus_ros.data.augment`) so the LM does not memorise whole phrasings, and some
    of those also get inserted pseudo-words (``noise``) so unknown words do not mean
-   "decline"; named and text-only records can be shown in greyscale (``grey``).
+   "decline" (and ``decline_noise`` of the decline examples get them too); named and
+   text-only records can be shown in greyscale (``grey``). The call pool's decoys
+   (``named_decoy``, ``colour_decoy``) show named instructions with the named category
+   absent or in another colour, so the words, not the picture, name the object.
 
 Budgets are wall-clock seconds per stage, so a run takes a predictable time on any CPU.
 No rclpy; the CLI is ``octopus_ros.training.train_all``.
