@@ -184,7 +184,9 @@ def format_tables(m: dict) -> str:
             lines.append(f"{key:28s} {_pct(en):>7s} {_pct(zh):>7s} {n:5d}")
     if m.get("node"):
         lines.append("")
-        lines.append(f"as the node would act (confidence threshold {m.get('node_threshold', 0.5):.2f}):")
+        threshold = m.get("node_threshold")  # set by evaluate(); summarize() alone does not know it
+        at = f" (confidence threshold {threshold:.2f})" if threshold is not None else ""
+        lines.append(f"as the node would act{at}:")
         lines.append(
             f"{'split':18s} {'right':>7s} {'WRONG':>7s} {'declined':>9s} {'held back':>10s}"
             f" {'declines published':>20s}"
