@@ -31,8 +31,8 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _ENUM_FORBIDDEN = re.compile(r"['\"\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _TOP_KEYS = ("version", "functions")
-_FUNCTION_KEYS = ("name", "token", "enabled", "decline", "description", "args")
-_ARG_KEYS = ("name", "type", "min", "max", "values", "max_length", "description")
+_FUNCTION_KEYS = ("name", "token", "enabled", "decline", "description", "args", "examples")
+_ARG_KEYS = ("name", "type", "min", "max", "values", "max_length", "description", "examples")
 
 
 class RegistryError(ValueError):
@@ -78,6 +78,8 @@ class ArgSpec:
     values: tuple[str, ...] = ()
     max_length: int | None = None
     description: dict[str, str] | None = field(default=None, hash=False)
+    # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
+    examples: dict[str, dict[Any, tuple[str, ...]]] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name, "argument")
@@ -102,6 +104,10 @@ class ArgSpec:
         _check_description(self.description, required=False)
         if self.description is not None:
             object.__setattr__(self, "description", dict(self.description))
+        if self.examples is not None:
+            from .examples import parse_arg_examples
+
+            object.__setattr__(self, "examples", parse_arg_examples(self, self.examples))
 
     def _check_bounds(self) -> None:
         if self.min is None or self.max is None:
@@ -147,6 +153,11 @@ class ArgSpec:
             out["max_length"] = self.max_length
         if self.description:
             out["description"] = dict(self.description)
+        if self.examples:
+            out["examples"] = {
+                lang: {v: list(forms) for v, forms in by_value.items()}
+                for lang, by_value in self.examples.items()
+            }
         return out
 
     def signature(self) -> str:
@@ -170,6 +181,8 @@ class FunctionSpec:
     decline: bool = False
     description: dict[str, str] = field(default_factory=dict, hash=False)
     args: tuple[ArgSpec, ...] = ()
+    # language -> example phrasings (functions/examples.py); training data, never used at run time
+    examples: dict[str, tuple[Any, ...]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name, "function")
@@ -189,6 +202,11 @@ class FunctionSpec:
         if self.decline and args:
             raise RegistryError("the decline function must take no arguments")
         object.__setattr__(self, "args", args)
+        if self.examples:
+            from .examples import Phrasing, parse_function_examples
+
+            if not all(isinstance(p, Phrasing) for ps in self.examples.values() for p in ps):
+                object.__setattr__(self, "examples", parse_function_examples(self.name, args, self.examples))
 
     @property
     def token_text(self) -> str:
@@ -208,6 +226,11 @@ class FunctionSpec:
             "decline": self.decline,
             "description": dict(self.description),
             "args": [a.to_dict() for a in self.args],
+            **(
+                {"examples": {k: [p.to_yaml() for p in ps] for k, ps in self.examples.items()}}
+                if self.examples
+                else {}
+            ),
         }
 
 
@@ -362,6 +385,7 @@ class FunctionRegistry:
                 decline=entry.get("decline", False),
                 description=entry["description"],
                 args=tuple(args),
+                examples=entry.get("examples") or {},
             )
         except RegistryError as e:
             raise where.error(line, path, str(e)) from None
