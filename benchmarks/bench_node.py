@@ -34,6 +34,7 @@ from std_msgs.msg import String
 
 from octopus_ros.data import render, scene_from_spec
 from octopus_ros.paths import default_model_dir
+from octopus_ros.ros.dds_env import environment_problem
 from octopus_ros.ros.image_convert import rgb_to_image_msg
 
 UTTERANCES = [
@@ -149,8 +150,9 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.4, help="seconds between utterances")
     parser.add_argument("--camera-hz", type=float, default=15.0)
     args = parser.parse_args()
-    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
-        raise SystemExit("run through `make bench-node` (LOCALHOST discovery)")
+    problem = environment_problem()
+    if problem is not None:
+        raise SystemExit(f"run through `make bench-node`: {problem}")
     frame = render(scene_from_spec({"target": ["cup", "red"], "distractors": 2, "seed": 3}), (320, 240))
     context = Context()
     rclpy.init(context=context)

@@ -1,7 +1,8 @@
 """Shared pytest fixtures: per-test DDS isolation and subprocess helpers.
 
-Every ROS test gets its own ROS_DOMAIN_ID and LOCALHOST-only discovery, so tests
-never see each other's traffic and nothing leaves the machine.
+Every ROS test gets its own ROS_DOMAIN_ID and the loopback-only Fast DDS profile
+(octopus_ros/ros/dds_env.py), so tests never see each other's traffic and nothing
+leaves the machine.
 """
 
 from __future__ import annotations
@@ -36,14 +37,9 @@ def ros_env(monkeypatch) -> dict[str, str]:
 
     The test process itself also gets it (rclpy reads it at ``rclpy.init``).
     """
-    env = {
-        "ROS_DOMAIN_ID": str(next_domain_id()),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
-        "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    from octopus_ros.ros.dds_env import localhost_env
+
+    env = localhost_env(next_domain_id())  # the loopback-only profile, the range it needs
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return {**os.environ, **env}

@@ -12,9 +12,11 @@ TIMEOUT_S = 30.0
 
 
 def test_function_call_and_outcome_cross_processes(ros_env):
+    from octopus_ros.ros.dds_env import environment_problem
+
     from conftest import TEST_DIR
 
-    assert ros_env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert environment_problem(ros_env) is None, environment_problem(ros_env)
     receiver = subprocess.Popen(
         [sys.executable, str(TEST_DIR / "procs" / "receive_samples.py"), str(TIMEOUT_S)],
         env=ros_env,

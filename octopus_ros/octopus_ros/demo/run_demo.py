@@ -43,10 +43,11 @@ def _stream(name: str, proc: subprocess.Popen, lines: list[str]) -> None:
 
 def check_environment() -> None:
     """Refuse to run with discovery that could leave the machine."""
-    if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
-        raise SystemExit(
-            "ROS_AUTOMATIC_DISCOVERY_RANGE must be LOCALHOST (run via `make demo` or source scripts/env.sh)"
-        )
+    from octopus_ros.ros.dds_env import environment_problem
+
+    problem = environment_problem()
+    if problem is not None:
+        raise SystemExit(f"DDS traffic could leave this machine: {problem}")
 
 
 def run(args: argparse.Namespace) -> int:
