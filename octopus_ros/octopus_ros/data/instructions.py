@@ -25,7 +25,9 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -840,16 +842,21 @@ def zh_number(n: int) -> str:
     return ("" if tens == 1 else _ZH_DIGITS[tens]) + "十" + ("" if ones == 0 else _ZH_DIGITS[ones])
 
 
-def speed_phrase(value: float, language: str, rng: np.random.Generator) -> str:
-    """A spoken form of a speed fraction: ``35%``, ``35 percent``, ``0.35``, ``百分之三十五``..."""
+def speed_forms(value: float, language: str) -> list[str]:
+    """Every spoken form of a speed fraction: ``35%``, ``35 percent``, ``0.35``, ``百分之三十五``..."""
     pct = int(round(value * 100))
     decimal = _format_arg(float(value))
     if language == "en":
-        forms = [f"{pct}%", f"{pct} percent", decimal, f"{en_number(pct)} percent"]
-    else:
-        forms = [f"百分之{zh_number(pct)}", f"{pct}%", decimal]
-        if pct % 10 == 0 and pct < 100:
-            forms.append(f"{zh_number(pct // 10)}成")
+        return [f"{pct}%", f"{pct} percent", decimal, f"{en_number(pct)} percent"]
+    forms = [f"百分之{zh_number(pct)}", f"{pct}%", decimal]
+    if pct % 10 == 0 and pct < 100:
+        forms.append(f"{zh_number(pct // 10)}成")
+    return forms
+
+
+def speed_phrase(value: float, language: str, rng: np.random.Generator) -> str:
+    """A random spoken form of a speed fraction (one of :func:`speed_forms`)."""
+    forms = speed_forms(value, language)
     return forms[int(rng.integers(0, len(forms)))]
 
 
@@ -924,3 +931,72 @@ def decorate(template_text: str, language: str, rng: np.random.Generator) -> tup
     elif r < 0.2 and not text.endswith("}"):
         text = text.rstrip(_TRAILING)
     return text, lower
+
+
+# ----------------------------------------------------------------------------- what templates produce
+def _alternation(values: Iterable[str]) -> str:
+    forms = sorted({normalise(v) for v in values}, key=lambda v: (-len(v), v))
+    return "(?:" + "|".join(re.escape(v) for v in forms) + ")"
+
+
+def _slot_patterns(language: str) -> dict[str, str]:
+    """Regex (over normalised text, see :func:`normalise`) of every value each slot can take in ``language``."""
+    from .world import all_combos, object_name
+
+    objects = {
+        object_name(c, col, language, zh_style=s)
+        for c, col in all_combos()
+        for s in range(3 if language == "zh" else 1)
+    }
+
+    def forms(vocab: dict[str, dict[str, tuple[str, ...]]]) -> list[str]:
+        return [f for by_lang in vocab.values() for f in by_lang[language]]
+
+    if language == "en":
+        # Pseudo-words only: keyboard mash (uniform random letters) spells any 4..9-letter word
+        # with probability 26**-n, which says nothing about phrasings.
+        gib = "(?:[" + _GIB_LETTERS + "][" + _GIB_VOWELS + "]){1,9}"
+    else:
+        gib = "[" + re.escape(_GIB_HANZI) + "]{2,6}"
+    return {
+        "obj": _alternation(objects),
+        "loc": _alternation(forms(LOCATIONS)),
+        "place": _alternation(forms(PLACES)),
+        "contact": _alternation(forms(CONTACTS)),
+        "bin": _alternation(forms(BIN_WORDS)),
+        "pet": _alternation(forms(PET_WORDS)),
+        "msg": _alternation(MESSAGES[language]),
+        "speed": _alternation(f for v in SPEEDS for f in speed_forms(v, language)),
+        "gib": gib,
+    }
+
+
+@cache
+def template_regex(template_id: str) -> re.Pattern[str]:
+    """A regex over normalised text (:func:`normalise`) that matches every instruction the template can
+    produce: any slot value of the world's vocabularies, any :func:`decorate` prefix, suffix,
+    casing and final punctuation (a superset of what the generator draws)."""
+    t = TEMPLATES_BY_ID[template_id]
+    slots = _slot_patterns(t.language)
+    parts = []
+    for literal, name, _, _ in string.Formatter().parse(t.text):
+        parts.append(re.escape(normalise(literal)))
+        if name:
+            parts.append(slots[name])
+    prefix = _alternation(PREFIXES[t.language])
+    suffix = _alternation(SUFFIXES[t.language])
+    return re.compile(f"{prefix}?{''.join(parts)}{suffix}?")
+
+
+def templates_producing(text: str, language: str | None = None) -> list[str]:
+    """Ids of the templates (training and held-out alike) that can produce ``text``, compared
+    after :func:`normalise`; ``language`` limits the search to that language's templates.
+
+    Gibberish slots match pseudo-words (English) and the Chinese noise characters, but not
+    English keyboard mash, whose uniform random letters could spell any short word."""
+    norm = normalise(text)
+    return [
+        t.id
+        for t in TEMPLATES
+        if (language is None or t.language == language) and template_regex(t.id).fullmatch(norm)
+    ]

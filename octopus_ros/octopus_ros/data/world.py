@@ -391,6 +391,7 @@ def sample_scene(
     layout: str = "salient",
     exclude_categories: Collection[str] = (),
     forbidden_combos: Collection[Combo] = (),
+    distractors: Iterable[Combo] | None = None,
 ) -> Scene:
     """A random scene, fully determined by ``rng``.
 
@@ -403,6 +404,9 @@ def sample_scene(
     - ``layout``: ``'salient'`` or ``'free'`` (see the module docstring).
     - ``exclude_categories``: categories no distractor may have (e.g. other animals for feed_pet).
     - ``forbidden_combos``: (category, colour) pairs no random object may have (held-out combos).
+    - ``distractors``: the exact distractors as (category, colour) pairs, placed in this order
+      (instead of ``n_distractors`` random ones; at most 3, categories unique and not the
+      target's); a ValueError when one finds no legal place (try another ``rng``).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -433,8 +437,12 @@ def sample_scene(
             colour = allowed[int(rng.integers(0, len(allowed)))]
         check_combo(category, colour)
 
+    explicit = None if distractors is None else _check_distractors(distractors, category, n_distractors)
     style = _sample_style(rng)
-    n = int(rng.integers(0, 4)) if n_distractors is None else n_distractors
+    if explicit is not None:
+        n = len(explicit)
+    else:
+        n = int(rng.integers(0, 4)) if n_distractors is None else n_distractors
 
     salient = layout == "salient"
     tgt = None
@@ -453,15 +461,18 @@ def sample_scene(
     rng.shuffle(pool)
     objects = [tgt]
     t_area, t_dist = _area(tgt.bbox), _dist(tgt)
-    for cat_name in pool:
+    for cat_name in pool if explicit is None else [c for c, _ in explicit]:
         if len(objects) - 1 >= n:
             break
-        colours = [c for c in CATEGORIES[cat_name].colours if (cat_name, c) not in forbidden]
-        if not colours:
-            continue
-        col = colours[int(rng.integers(0, len(colours)))]
+        if explicit is None:
+            colours = [c for c in CATEGORIES[cat_name].colours if (cat_name, c) not in forbidden]
+            if not colours:
+                continue
+            col = colours[int(rng.integers(0, len(colours)))]
+        else:
+            col = dict(explicit)[cat_name]
         placed = None
-        for _ in range(25):
+        for _ in range(25 if explicit is None else 200):
             if salient:
                 hi = _size_for_area(cat_name, 0.45 * t_area)
                 cand = _place(rng, cat_name, col, size_range=(min(0.2, hi * 0.8), hi), centre_box=None)
@@ -475,12 +486,31 @@ def sample_scene(
                 placed = cand
                 break
         if placed is None:
+            if explicit is not None:
+                raise ValueError(f"no legal place for the {col} {cat_name} distractor with this rng")
             log.debug("no legal place for a %s distractor; scene keeps %d", cat_name, len(objects) - 1)
             continue
         objects.append(placed)
 
     ordered = sorted(objects, key=lambda o: o.bbox[3])  # back to front
     return Scene(tuple(ordered), ordered.index(tgt), style, layout)
+
+
+def _check_distractors(distractors: Iterable[Combo], target: str, n_distractors: int | None) -> list[Combo]:
+    """Validated explicit distractors of :func:`sample_scene`."""
+    out = [(str(c), str(col)) for c, col in distractors]
+    if n_distractors is not None:
+        raise ValueError("give either distractors or n_distractors, not both")
+    if len(out) > 3:
+        raise ValueError(f"at most 3 distractors, got {len(out)}")
+    for c, col in out:
+        check_combo(c, col)
+    cats = [c for c, _ in out]
+    if len(set(cats)) != len(cats) or target in cats:
+        raise ValueError(
+            f"distractor categories must be unique and differ from the target {target!r}: {cats}"
+        )
+    return out
 
 
 def scene_labels(scene: Scene) -> dict[str, object]:

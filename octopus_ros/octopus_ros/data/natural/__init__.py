@@ -1,0 +1,256 @@
+"""The natural test set: hand-written bilingual utterances kept apart from the training templates.
+
+``natural_set.yaml`` (next to this module) holds ≥ 300 utterances per language, written as a robot
+owner would speak them, with the scene in view, optional camera degradations, the expected call or
+``decline``, and a kind tag (see the file's header for the schema). It is an evaluation set only:
+nothing trains on it, and ``test_natural_set.py`` proves that no instruction template produces
+any of its utterances.
+
+    items = load_natural_set()                 # list[NaturalItem], validated
+    frame = items[0].frame()                   # (240, 320, 3) uint8, degraded if the item says so
+    items[0].expected_text(registry)           # canonical call text, or None for a decline
+
+No rclpy, no torch.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..render import Size, render
+from ..world import Scene, check_combo, sample_scene
+
+NATURAL_SET_PATH = Path(__file__).with_name("natural_set.yaml")
+KINDS: tuple[str, ...] = (
+    "actionable",
+    "colourless",
+    "free_text",
+    "absent_object",
+    "out_of_scope",
+    "unsafe",
+    "camera",
+)
+DECLINE = "decline"
+FRAME_SIZE: tuple[int, int] = (320, 240)  # a camera-like frame; the stage is its central square
+_ITEM_KEYS = {"id", "lang", "kind", "text", "scene", "camera", "expect"}
+_CAMERA_KEYS = {"jpeg", "noise", "dim"}
+
+
+class NaturalSetError(ValueError):
+    """The natural set file is malformed; the message names the file and the item's line."""
+
+
+@dataclass(frozen=True)
+class NaturalItem:
+    """One hand-written request with its scene and expected answer."""
+
+    id: str
+    language: str  # 'en' | 'zh'
+    kind: str  # one of KINDS
+    text: str
+    expect: str  # plain call text "pick_up('red cup')" or 'decline'
+    objects: tuple[tuple[str, str], ...] = ()  # (category, colour), most salient first; () = random
+    camera: Mapping[str, float] = field(default_factory=dict)  # jpeg / noise / dim
+    line: int = 0
+
+    @property
+    def declines(self) -> bool:
+        """Whether the right answer is that no action is published."""
+        return self.expect == DECLINE
+
+    @property
+    def seed(self) -> int:
+        """A stable seed for this item's scene and noise (from its id)."""
+        return zlib.crc32(self.id.encode("utf-8"))
+
+    def expected_call(self, registry: Any):
+        """The expected :class:`~octopus_ros.functions.Call`, or None for a decline."""
+        if self.declines:
+            return None
+        from octopus_ros.functions import ParseError, parse_plain
+
+        call = parse_plain(self.expect, registry)
+        if isinstance(call, ParseError):
+            raise NaturalSetError(f"{self.id}: expect {self.expect!r} is not a valid call: {call}")
+        return call
+
+    def expected_text(self, registry: Any) -> str | None:
+        """Canonical call text (``<nexa_0>('red cup')<nexa_end>``), or None for a decline."""
+        call = self.expected_call(registry)
+        return None if call is None else call.to_text()
+
+    def scene(self) -> Scene:
+        """The scene in view: the listed objects (first = most salient), or a random one."""
+        if not self.objects:
+            return sample_scene(np.random.default_rng(self.seed))
+        (category, colour), rest = self.objects[0], self.objects[1:]
+        # The explicit placement may not fit for one draw: the next seeds are tried in order.
+        last: Exception | None = None
+        for k in range(20):
+            try:
+                return sample_scene(
+                    np.random.default_rng([self.seed, k]),
+                    target=(category, colour),
+                    distractors=rest,
+                    layout="salient",
+                )
+            except ValueError as e:
+                last = e
+        raise NaturalSetError(f"{self.id} (line {self.line}): the scene cannot be placed: {last}")
+
+    def frame(self, size: Size = FRAME_SIZE) -> np.ndarray:
+        """The rendered (H, W, 3) uint8 RGB frame, with this item's camera degradations."""
+        image = render(self.scene(), size)
+        if self.camera:
+            image = degrade(image, rng=np.random.default_rng([self.seed, 7]), **self.camera)
+        return image
+
+
+def degrade(
+    image: np.ndarray,
+    *,
+    jpeg: int | None = None,
+    noise: float | None = None,
+    dim: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Real-camera-like degradations of an RGB uint8 frame, applied in capture order:
+    ``dim`` (exposure gain in (0, 1], with gamma 1.5 as underexposed sensors show), ``noise``
+    (Gaussian sensor noise, sigma in grey levels), then ``jpeg`` (encode + decode at that quality).
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected a (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
+    out = image.astype(np.float32) / 255.0
+    if dim is not None:
+        if not 0.0 < dim <= 1.0:
+            raise ValueError(f"dim must be in (0, 1], got {dim}")
+        out = dim * out**1.5
+    if noise is not None:
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        rng = rng or np.random.default_rng(0)
+        out = out + rng.normal(0.0, noise / 255.0, size=out.shape).astype(np.float32)
+    result = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    if jpeg is not None:
+        if not 1 <= int(jpeg) <= 95:
+            raise ValueError(f"jpeg quality must be in 1..95, got {jpeg}")
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(result).save(buf, format="JPEG", quality=int(jpeg))
+        buf.seek(0)
+        result = np.asarray(Image.open(buf).convert("RGB"), dtype=np.uint8)
+    return result
+
+
+# ----------------------------------------------------------------------------- loading
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that records the line of every mapping (``__line__``)."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_objects(where: str, spec: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(spec, str) or not spec.split():
+        raise NaturalSetError(f"{where}: scene must be 'category/colour ...', got {spec!r}")
+    out = []
+    for word in spec.split():
+        category, _, colour = word.partition("/")
+        try:
+            check_combo(category, colour)
+        except ValueError as e:
+            raise NaturalSetError(f"{where}: scene object {word!r}: {e}") from None
+        out.append((category, colour))
+    if len({c for c, _ in out}) != len(out) or len(out) > 4:
+        raise NaturalSetError(f"{where}: scene needs 1..4 objects of distinct categories, got {spec!r}")
+    return tuple(out)
+
+
+def _parse_camera(where: str, spec: Any) -> dict[str, float]:
+    if not isinstance(spec, Mapping):
+        raise NaturalSetError(f"{where}: camera must be a mapping of {sorted(_CAMERA_KEYS)}, got {spec!r}")
+    spec = {k: v for k, v in spec.items() if k != "__line__"}
+    unknown = set(spec) - _CAMERA_KEYS
+    if unknown or not spec:
+        raise NaturalSetError(
+            f"{where}: camera keys must be some of {sorted(_CAMERA_KEYS)}, got {sorted(spec)}"
+        )
+    try:
+        degrade(np.zeros((8, 8, 3), np.uint8), **spec)
+    except (TypeError, ValueError) as e:
+        raise NaturalSetError(f"{where}: camera {spec!r}: {e}") from None
+    return dict(spec)
+
+
+def load_natural_set(path: str | Path = NATURAL_SET_PATH, *, registry: Any = None) -> list[NaturalItem]:
+    """Load and validate the natural set. ``registry`` (a FunctionRegistry; default: the package's
+    functions.yaml) checks every expected call. Raises :class:`NaturalSetError` naming the file and line.
+    """
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except (OSError, yaml.YAMLError) as e:
+        raise NaturalSetError(f"{path}: cannot read the natural set: {e}") from e
+    if not isinstance(data, Mapping) or data.get("version") != 1 or not isinstance(data.get("items"), list):
+        raise NaturalSetError(f"{path}: expected 'version: 1' and a list 'items'")
+    if registry is None:
+        from octopus_ros.functions import load_default_registry
+
+        registry = load_default_registry()
+    items: list[NaturalItem] = []
+    seen: set[str] = set()
+    for entry in data["items"]:
+        line = entry.get("__line__", 0) if isinstance(entry, Mapping) else 0
+        where = f"{path}:{line}"
+        if not isinstance(entry, Mapping):
+            raise NaturalSetError(f"{where}: each item must be a mapping")
+        keys = set(entry) - {"__line__"}
+        missing = {"id", "lang", "kind", "text", "expect"} - keys
+        if missing or keys - _ITEM_KEYS:
+            raise NaturalSetError(
+                f"{where}: missing keys {sorted(missing)} / unknown keys {sorted(keys - _ITEM_KEYS)}"
+            )
+        item_id = entry["id"]
+        if not isinstance(item_id, str) or item_id in seen:
+            raise NaturalSetError(f"{where}: id {item_id!r} must be a unique string")
+        seen.add(item_id)
+        if entry["lang"] not in ("en", "zh") or entry["kind"] not in KINDS:
+            raise NaturalSetError(f"{where}: lang must be en/zh and kind one of {KINDS}")
+        text = entry["text"]
+        if not isinstance(text, str) or not text.strip() or " ".join(text.split()) != text:
+            raise NaturalSetError(f"{where}: text must be non-empty, normalised (single spaces) text")
+        item = NaturalItem(
+            id=item_id,
+            language=entry["lang"],
+            kind=entry["kind"],
+            text=text,
+            expect=str(entry["expect"]),
+            objects=_parse_objects(where, entry["scene"]) if "scene" in entry else (),
+            camera=_parse_camera(where, entry["camera"]) if "camera" in entry else {},
+            line=line,
+        )
+        if item.kind in ("absent_object", "out_of_scope", "unsafe") and not item.declines:
+            raise NaturalSetError(f"{where}: a {item.kind} item must expect 'decline'")
+        if item.kind == "camera" and not item.camera:
+            raise NaturalSetError(f"{where}: a camera item needs camera degradations")
+        try:
+            item.expected_call(registry)
+        except NaturalSetError as e:
+            raise NaturalSetError(f"{where}: {e}") from None
+        items.append(item)
+    return items
