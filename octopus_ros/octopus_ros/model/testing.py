@@ -109,3 +109,95 @@ def make_tiny_checkpoint(
     return save_checkpoint(
         path, model, tokenizer, functions=functions, metrics={"note": "random tiny test model"}
     )
+
+
+# -- "real-format" parts: what a user downloads, at test size ----------------------------------
+REAL_FORMAT_CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "open the front door please",
+    "please close the window in the kitchen",
+    "turn on the light in the living room",
+    "what is on the table",
+    "机器人请打开前门",
+    "请关上厨房的窗户",
+    "把客厅的灯打开",
+    "桌子上有什么",
+    "User: GPT: You are a helpful robot.",
+]
+
+
+def make_real_format_parts(
+    root: str | Path, *, image_size: int = 224, mean: float = 0.5, std: float = 0.5, seed: int = 0
+) -> tuple[Path, Path]:
+    """Write a tiny open_clip model and a tiny Qwen2 LM in the layouts real downloads use.
+
+    Returns (vision_dir, lm_dir): ``vision_dir`` holds ``open_clip_config.json`` (``model_cfg``
+    + ``preprocess_cfg`` with ``mean``/``std``, as open_clip models on the HF hub do) and
+    ``open_clip_model.safetensors`` (the whole CLIP state dict, text tower included); ``lm_dir``
+    is a ``save_pretrained`` Qwen2ForCausalLM with its own byte-level BPE tokenizer beside it
+    (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>`` specials, spare embedding rows, tied
+    embeddings, like Qwen2.5-0.5B). Built locally; nothing is downloaded.
+    """
+    import json
+
+    from open_clip.model import CLIP
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    root = Path(root)
+    vision_dir, lm_dir = root / "open_clip_tiny", root / "qwen2_tiny"
+    vision_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model_cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {
+            "image_size": image_size,
+            "patch_size": 32,
+            "layers": 1,
+            "width": 32,
+            "head_width": 16,
+        },
+        "text_cfg": {"context_length": 16, "vocab_size": 128, "width": 32, "heads": 2, "layers": 1},
+    }
+    clip = CLIP(**model_cfg)
+    save_file(
+        {k: v.contiguous() for k, v in clip.state_dict().items()},
+        str(vision_dir / "open_clip_model.safetensors"),
+    )
+    preprocess = {"size": image_size, "mean": [mean] * 3, "std": [std] * 3, "resize_mode": "shortest"}
+    (vision_dir / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess}, indent=2), encoding="utf-8"
+    )
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        REAL_FORMAT_CORPUS * 3,
+        trainers.BpeTrainer(
+            vocab_size=420,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.save_pretrained(str(lm_dir))
+    vocab = (len(tok) + 63) // 64 * 64 + 64  # spare rows, as real checkpoints have
+    lm_cfg = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    Qwen2ForCausalLM(lm_cfg).save_pretrained(str(lm_dir))
+    return vision_dir, lm_dir
