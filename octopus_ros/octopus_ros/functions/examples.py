@@ -21,8 +21,8 @@ the function's line)::
 
 Argument ``examples`` per language are either a list of values (each said as written) or a
 mapping ``value -> spoken form(s)``. Every value must be valid for the argument (enum member,
-number in range, string within ``max_length``). An enum argument without examples in a language is
-said as its value with ``_`` read as a space; an int/float argument without examples takes
+number in range, string within ``max_length``). An enum value that a language's examples leave
+out is said as the value, ``_`` read as a space; an int/float argument without examples takes
 values from its range; a string or bool argument needs examples for every language whose
 phrasings use it as a slot.
 
@@ -183,14 +183,15 @@ def _check_slot_fillable(arg: ArgSpec, lang: str, at: str) -> None:
 def slot_values(arg: ArgSpec, lang: str) -> dict[Any, tuple[str, ...]]:
     """Values a ``{slot}`` of ``arg`` takes in ``lang`` and how each is said.
 
-    The argument's own examples when it has them in ``lang``; else an enum's values (``_`` said
-    as a space); else, for numbers, a few values across the range. Empty for string/bool
-    arguments without examples.
+    An enum takes every value: said the ways its examples in ``lang`` give, else as the value
+    (``_`` said as a space). Other types take the values of their examples in ``lang``; numbers
+    without examples a few values across the range; string/bool arguments without examples none.
     """
-    if arg.examples and lang in arg.examples:
-        return dict(arg.examples[lang])
+    examples = dict(arg.examples[lang]) if arg.examples and lang in arg.examples else {}
     if arg.type == "enum":
-        return {v: (v.replace("_", " "),) for v in arg.values}
+        return {v: examples.get(v, (v.replace("_", " "),)) for v in arg.values}
+    if examples:
+        return examples
     if arg.type == "int":
         lo, hi = int(arg.min), int(arg.max)
         step = max(1, (hi - lo) // 8)

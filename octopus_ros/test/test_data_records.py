@@ -1,0 +1,183 @@
+"""Records (data/records.py) and registry-generated instructions (data/registry_data.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from octopus_ros.data import registry_data
+from octopus_ros.data.records import BagImage, RecordError, load_image, read_records
+from octopus_ros.functions import FunctionRegistry, load_default_registry, parse_call
+from octopus_ros.paths import config_path
+
+OPEN_DOOR = """
+  - name: open_door
+    token: 13
+    description: {en: Open a door of the house., zh: 打开家里的一扇门。}
+    args:
+      - name: door
+        type: enum
+        values: [front, back, garage]
+        examples:
+          en: {front: [front, main], back: rear}
+          zh: {front: 前, back: 后, garage: 车库}
+    examples:
+      en:
+        - open the {door} door
+        - please open the {door} door
+        - can you open the {door} door
+        - I need the {door} door open
+        - get the {door} door open for me
+        - {say: let the dog out, args: {door: back}}
+      zh:
+        - 打开{door}门
+        - 请把{door}门打开
+"""
+
+
+@pytest.fixture
+def registry(tmp_path):
+    path = tmp_path / "functions.yaml"
+    path.write_text(
+        config_path("functions.yaml").read_text(encoding="utf-8").rstrip("\n") + OPEN_DOOR, "utf-8"
+    )
+    return FunctionRegistry.from_yaml(path)
+
+
+def _image(path, size=(40, 30), colour=(200, 10, 10)):
+    Image.new("RGB", size, colour).save(path)
+    return path.name
+
+
+def test_records_load_and_answers_become_canonical(tmp_path, registry):
+    _image(tmp_path / "a.png")
+    (tmp_path / "frames").mkdir()
+    _image(tmp_path / "frames" / "b.jpg", (64, 48))
+    lines = [
+        {
+            "image": "a.png",
+            "instruction": "open the front door",
+            "answer": "open_door('front')",
+            "language": "en",
+        },
+        {
+            "image": "frames/b.jpg",
+            "instruction": "把红色的杯子拿起来",
+            "answer": "<nexa_0>('red cup')<nexa_end>",
+            "language": "zh",
+            "id": "cup-1",
+            "context": [
+                {"image": "a.png", "instruction": "open the back door", "answer": "open_door(door='back')"}
+            ],
+        },
+    ]
+    path = tmp_path / "records.jsonl"
+    path.write_text(
+        "# my robot\n\n" + "\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n", "utf-8"
+    )
+    records = read_records(path, registry)
+    assert [r.answer for r in records] == ["<nexa_13>('front')<nexa_end>", "<nexa_0>('red cup')<nexa_end>"]
+    assert records[0].id == f"{path}:3" and records[1].id == "cup-1"
+    assert records[1].context[0].answer == "<nexa_13>('back')<nexa_end>"
+    assert records[1].function == "pick_up" and records[1].language == "zh"
+    image = load_image(records[0].query.image)
+    assert image.shape == (30, 40, 3) and image.dtype == np.uint8 and tuple(image[0, 0]) == (200, 10, 10)
+
+
+BAD = [
+    ("{not json", "not valid JSON"),
+    ('{"image": "a.png", "instruction": "hi", "language": "en"}', "missing required key 'answer'"),
+    ('{"image": "a.png", "instruction": "x", "answer": "fly()", "language": "en"}', "unknown function"),
+    ('{"image": "a.png", "instruction": "x", "answer": "open_door(\'attic\')", "language": "en"}', "attic"),
+    (
+        '{"image": "nope.png", "instruction": "x", "answer": "stop()", "language": "en"}',
+        "image file not found",
+    ),
+    ('{"image": "a.png", "instruction": " ", "answer": "stop()", "language": "en"}', "instruction must be"),
+    ('{"image": "a.png", "instruction": "x", "answer": "stop()", "language": "English"}', "language must be"),
+    (
+        '{"image": "a.png", "instruction": "x", "answer": "stop()", "language": "en", "colour": 1}',
+        "unknown key",
+    ),
+    (
+        '{"image": "a.png", "instruction": "x", "answer": "stop()", "language": "en", '
+        '"context": [{"image": "a.png", "instruction": "y", "answer": "<nexa_99>()<nexa_end>"}]}',
+        "context[0]: answer",
+    ),
+    (
+        '{"image": {"bag": "run1", "topic": "/cam"}, "instruction": "x", "answer": "stop()", "language": "en"}',
+        "stamp_ns",
+    ),
+    ("[1, 2]", "must be a JSON object"),
+]
+
+
+def test_every_bad_line_is_reported_with_file_and_line(tmp_path, registry):
+    _image(tmp_path / "a.png")
+    good = '{"image": "a.png", "instruction": "stop", "answer": "stop()", "language": "en"}'
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([good, *(line for line, _ in BAD), good]) + "\n", "utf-8")
+    with pytest.raises(RecordError) as info:
+        read_records(path, registry)
+    problems = info.value.problems
+    for k, (_, message) in enumerate(BAD):
+        line = k + 2
+        assert any(p.startswith(f"{path}:{line}: ") and message in p for p in problems), (
+            line,
+            message,
+            problems,
+        )
+    assert not any(p.startswith(f"{path}:1: ") or p.startswith(f"{path}:{len(BAD) + 2}: ") for p in problems)
+
+
+def test_duplicate_ids_empty_files_and_bag_references(tmp_path, registry):
+    _image(tmp_path / "a.png")
+    rec = {"image": "a.png", "instruction": "stop", "answer": "stop()", "language": "en", "id": "x"}
+    path = tmp_path / "dup.jsonl"
+    path.write_text(json.dumps(rec) + "\n" + json.dumps(rec) + "\n", "utf-8")
+    with pytest.raises(RecordError, match=r"dup.jsonl:2: duplicate id 'x' \(first at .*dup.jsonl:1\)"):
+        read_records(path, registry)
+    (tmp_path / "empty.jsonl").write_text("# nothing\n", "utf-8")
+    with pytest.raises(RecordError, match="no records"):
+        read_records(tmp_path / "empty.jsonl", registry)
+    bag = {**rec, "image": {"bag": "run1", "topic": "/camera/image_raw", "stamp_ns": 5}}
+    (tmp_path / "bag.jsonl").write_text(json.dumps(bag) + "\n", "utf-8")
+    [record] = read_records(tmp_path / "bag.jsonl", registry)
+    assert record.query.image == BagImage(tmp_path / "run1", "/camera/image_raw", 5)
+    with pytest.raises(RecordError, match="bag.jsonl:1: bag image references"):
+        load_image(record.query.image, record.where)
+
+
+def test_registry_phrasings_generate_valid_calls_and_hold_some_out(registry):
+    refs = registry_data.phrasings(registry)
+    assert {r.function for r in refs} == {"open_door"}
+    train, held = registry_data.split_phrasings(refs, 0.3, seed=0)
+    assert len(held) == 2 and {r.language for r in held} == {"en"}  # zh keeps its 2 (min_left 3)
+    examples = registry_data.generate(registry, train, 300, seed=1)
+    held_texts = {r.phrasing.say for r in held}
+    spoken = {"front": {"front", "main", "前"}, "back": {"rear", "后", "back"}, "garage": {"garage", "车库"}}
+    for ex in examples:
+        call = parse_call(ex.answer, registry)
+        assert call.function == "open_door"
+        door = call.kwargs()["door"]
+        assert ex.phrasing not in {r.id for r in held}
+        assert not any(ex.instruction == t.format(door=w) for t in held_texts for w in spoken[door])
+        if ex.instruction != "let the dog out":
+            assert any(w in ex.instruction for w in spoken[door]), ex
+    seen = {(ex.language, parse_call(ex.answer, registry).kwargs()["door"]) for ex in examples}
+    assert ("zh", "garage") in seen and ("en", "garage") in seen  # en: no example -> the enum value itself
+    assert any("main" in ex.instruction for ex in examples)
+
+
+def test_doc_lines_carry_each_functional_token_and_description(registry):
+    lines = registry_data.doc_lines(registry)
+    assert "<nexa_13> open door: Open a door of the house." in lines
+    assert "<nexa_13> open door: 打开家里的一扇门。" in lines
+    assert len([x for x in lines if x.startswith("<nexa_0> pick up")]) >= 2
+    assert registry_data.doc_lines(load_default_registry(), ["stop"]) == [
+        "<nexa_3> stop: Stop all motion immediately.",
+        "<nexa_3> stop: 立即停止所有动作。",
+    ]
