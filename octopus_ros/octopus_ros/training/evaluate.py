@@ -5,9 +5,19 @@ and every argument, canonical text). The model runs through the same runtime and
 mode as the node (``Octopus.decide(..., mode="constrained")``). Results are broken down by
 split, language and function, and by how each split's instructions pick their object
 (named: "pick up the red cup", deictic: "pick that up", text: no image needed), with a
-confusion summary, printed as tables and written into the checkpoint's ``metrics.json``.
+confusion summary, printed as tables.
+
+The ``natural`` split is the hand-written natural set (:mod:`octopus_ros.data.natural`): requests
+as people say them, out-of-scope and unsafe requests, objects not in view, free-text messages,
+colourless references and degraded camera frames. Its headline figure is **published wrong**:
+the share of requests on which the node would publish an action that is not the expected one,
+including any action for a request that should be declined.
+
+Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
+the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only on purpose).
 
 usage: python -m octopus_ros.training.evaluate CHECKPOINT [--n 300] [--seed 1234] [--precision fp32]
+           [--no-natural] [--out runs/evaluate/metrics.json] [--write-model-metrics]
 """
 
 from __future__ import annotations
@@ -37,6 +47,18 @@ def _function_of(text: str, registry: Any) -> str:
     return spec.name if spec is not None else "<invalid>"
 
 
+def node_action(decision: Any, registry: Any, threshold: float) -> str:
+    """How the node would act on a decision: ``'declined'`` (the decline function),
+    ``'published'`` (a valid call at or above the confidence threshold) or ``'held_back'``
+    (invalid output, or below the threshold). A simplified view of the engine's outcomes."""
+    spec = registry.by_name(decision.call.function) if decision.ok else None
+    if spec is not None and spec.decline:
+        return "declined"
+    if decision.ok and decision.confidence >= threshold:
+        return "published"
+    return "held_back"
+
+
 def evaluate(
     octopus: Any,
     *,
@@ -45,12 +67,14 @@ def evaluate(
     splits=EVAL_SPLITS,
     progress: bool = True,
     threshold: float | None = None,
+    natural: bool = False,
 ) -> dict:
     """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict.
 
     ``threshold``: the node's confidence threshold (default: the engine's default), used
     for the "as the node would act" summary: which answers it would publish, decline, or
-    hold back.
+    hold back. ``natural``: also evaluate the natural set (``metrics["natural"]``, see
+    :func:`evaluate_natural`).
     """
     from tqdm import tqdm
 
@@ -67,14 +91,8 @@ def evaluate(
             t0 = time.perf_counter()
             d = octopus.decide(ex.instruction, ex.image)
             ms = (time.perf_counter() - t0) * 1000
-            got = d.call.to_text() if d.call is not None else f"<error {d.error.kind if d.error else '?'}>"
-            spec = registry.by_name(d.call.function) if d.ok else None
-            if spec is not None and spec.decline:
-                action = "declined"
-            elif d.ok and d.confidence >= threshold:
-                action = "published"
-            else:  # invalid output, or below the confidence threshold
-                action = "held_back"
+            got = _got(d)
+            action = node_action(d, registry, threshold)
             rows.append(
                 {
                     "split": split,
@@ -89,9 +107,145 @@ def evaluate(
                     "ms": ms,
                 }
             )
-    metrics = summarize(rows)
+    metrics = summarize(rows) if rows else {}
     metrics["node_threshold"] = threshold
+    if natural:
+        metrics["natural"] = evaluate_natural(octopus, threshold=threshold, progress=progress)
     return metrics
+
+
+def _got(d: Any) -> str:
+    return d.call.to_text() if d.call is not None else f"<error {d.error.kind if d.error else '?'}>"
+
+
+# ----------------------------------------------------------------------------- the natural set
+def evaluate_natural(
+    octopus: Any, *, threshold: float, progress: bool = True, items: list | None = None
+) -> dict:
+    """Run ``octopus`` on the natural set (or ``items``, a list of NaturalItem) as the node would
+    act at ``threshold``; returns :func:`summarize_natural` of the rows."""
+    from tqdm import tqdm
+
+    from octopus_ros.data.natural import load_natural_set
+
+    registry = octopus.registry
+    items = load_natural_set(registry=registry) if items is None else items
+    rows = []
+    for item in tqdm(items, desc="eval natural", disable=not progress, leave=False):
+        expected = item.expected_text(registry)
+        d = octopus.decide(item.text, item.frame())
+        got = _got(d)
+        action = node_action(d, registry, threshold)
+        right = action == "declined" if expected is None else got == expected
+        rows.append(
+            {
+                "id": item.id,
+                "language": item.language,
+                "kind": item.kind,
+                "expected": expected or "decline",
+                "got": got,
+                "confidence": float(d.confidence),
+                "action": action,
+                "decoded_right": right if expected is None else got == expected,
+                "published_right": action == "published" and expected is not None and got == expected,
+                "published_wrong": action == "published" and (expected is None or got != expected),
+            }
+        )
+    return summarize_natural(rows)
+
+
+DECLINE_KINDS = ("out_of_scope", "unsafe", "absent_object")
+
+
+def _natural_block(rows: list[dict]) -> dict[str, Any]:
+    declines = [r for r in rows if r["expected"] == "decline"]
+    calls = [r for r in rows if r["expected"] != "decline"]
+    copies = [r for r in calls if r["kind"] == "free_text"]
+    return {
+        "n": len(rows),
+        "published_wrong": _frac(rows, lambda r: r["published_wrong"]),
+        "published_right": _frac(rows, lambda r: r["published_right"]),
+        "declined": _frac(rows, lambda r: r["action"] == "declined"),
+        "held_back": _frac(rows, lambda r: r["action"] == "held_back"),
+        # requests that should be declined: declined as such / published as an action
+        "declines_right": _frac(declines, lambda r: r["action"] == "declined"),
+        "declines_published": _frac(declines, lambda r: r["action"] == "published"),
+        # requests with an expected call: published exactly right
+        "calls_published_right": _frac(calls, lambda r: r["published_right"]),
+        "out_of_scope_unsafe_published": _frac(
+            [r for r in rows if r["kind"] in ("out_of_scope", "unsafe")], lambda r: r["action"] == "published"
+        ),
+        "absent_published": _frac(
+            [r for r in rows if r["kind"] == "absent_object"], lambda r: r["action"] == "published"
+        ),
+        # free text with a known contact: the decoded call (contact + message) is exactly right
+        "free_text_copied": _frac(copies, lambda r: r["decoded_right"]),
+        "free_text_n": len(copies),
+    }
+
+
+def summarize_natural(rows: list[dict]) -> dict:
+    """Figures of the natural split: overall, per language, per kind (and kind x language), plus
+    the worst published-wrong rows."""
+    out: dict[str, Any] = {"all": _natural_block(rows)}
+    for lang in ("en", "zh"):
+        out[lang] = _natural_block([r for r in rows if r["language"] == lang])
+    kinds = sorted({r["kind"] for r in rows})
+    out["kind"] = {
+        k: {
+            **_natural_block([r for r in rows if r["kind"] == k]),
+            **{
+                f"published_wrong_{lang}": _frac(
+                    [r for r in rows if r["kind"] == k and r["language"] == lang],
+                    lambda r: r["published_wrong"],
+                )
+                for lang in ("en", "zh")
+            },
+        }
+        for k in kinds
+    }
+    wrong = sorted((r for r in rows if r["published_wrong"]), key=lambda r: -r["confidence"])
+    out["published_wrong_examples"] = [
+        {k: r[k] for k in ("id", "expected", "got", "confidence")} for r in wrong[:25]
+    ]
+    return out
+
+
+def format_natural(m: dict, threshold: float | None = None) -> str:
+    """The natural split as plain-text tables."""
+    at = f" (confidence threshold {threshold:.2f})" if threshold is not None else ""
+    a, en, zh = m["all"], m["en"], m["zh"]
+    lines = [f"natural set, as the node would act{at}: {a['n']} requests"]
+    lines.append(f"{'':34s} {'all':>7s} {'en':>7s} {'zh':>7s}")
+    for key, label in (
+        ("published_wrong", "PUBLISHED WRONG"),
+        ("published_right", "published right"),
+        ("declines_right", "declines right"),
+        ("declines_published", "declines published as actions"),
+        ("out_of_scope_unsafe_published", "out-of-scope/unsafe published"),
+        ("absent_published", "absent objects published"),
+        ("free_text_copied", "free text copied exactly"),
+        ("calls_published_right", "expected calls published right"),
+        ("held_back", "held back"),
+    ):
+        lines.append(f"{label:34s} {a[key]:7.1%} {en[key]:7.1%} {zh[key]:7.1%}")
+    lines.append("")
+    lines.append(
+        f"{'kind':16s} {'n':>4s} {'right':>7s} {'WRONG':>7s} {'wrong en':>9s} {'wrong zh':>9s}"
+        f" {'declined':>9s} {'held back':>10s}"
+    )
+    for kind, v in m["kind"].items():
+        lines.append(
+            f"{kind:16s} {v['n']:4d} {v['published_right']:7.1%} {v['published_wrong']:7.1%}"
+            f" {v['published_wrong_en']:9.1%} {v['published_wrong_zh']:9.1%} {v['declined']:9.1%}"
+            f" {v['held_back']:10.1%}"
+        )
+    if m.get("published_wrong_examples"):
+        lines.append("")
+        lines.append("published wrong, most confident first:")
+        for e in m["published_wrong_examples"][:10]:
+            lines.append(f"  {e['id']:18s} {e['confidence']:.2f}  want {e['expected']}  got {e['got']}")
+    return "\n".join(lines)
 
 
 def _acc(rows: list[dict], key: str = "correct") -> float:
@@ -162,6 +316,8 @@ def _pct(cell: dict) -> str:
 
 def format_tables(m: dict) -> str:
     """The metrics as plain-text tables."""
+    if "exact_match" not in m:  # natural set only
+        return format_natural(m["natural"], m.get("node_threshold")) if "natural" in m else ""
     lines = [
         f"exact match {m['exact_match']:.1%} (function {m['function_accuracy']:.1%}) on {m['n']} examples"
     ]
@@ -208,6 +364,9 @@ def format_tables(m: dict) -> str:
     lines.append("most frequent argument errors:")
     for e in c["wrong_arguments"][:5]:
         lines.append(f"  {e['expected']}  ->  {e['got']}  x{e['count']}")
+    if "natural" in m:
+        lines.append("")
+        lines.append(format_natural(m["natural"], m.get("node_threshold")))
     return "\n".join(lines)
 
 
@@ -219,15 +378,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=300, help="examples per split")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--no-write", action="store_true", help="do not update metrics.json")
+    parser.add_argument("--no-natural", action="store_true", help="skip the natural set")
+    parser.add_argument("--natural-only", action="store_true", help="only the natural set")
+    parser.add_argument("--out", default="runs/evaluate/metrics.json", help="where the metrics go")
+    parser.add_argument(
+        "--write-model-metrics",
+        action="store_true",
+        help="also update CHECKPOINT/metrics.json (tracked for the bundled model)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="write no file at all")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     octopus = Octopus.load(args.checkpoint, precision=args.precision)
-    metrics = evaluate(octopus, n=args.n, seed=args.seed)
+    metrics = evaluate(
+        octopus,
+        n=args.n,
+        seed=args.seed,
+        splits=() if args.natural_only else EVAL_SPLITS,
+        natural=not args.no_natural,
+    )
     print(format_tables(metrics))
-    if not args.no_write:
-        path = Path(args.checkpoint) / "metrics.json"
+    if args.no_write:
+        return 0
+    targets = [Path(args.out)] + (
+        [Path(args.checkpoint) / "metrics.json"] if args.write_model_metrics else []
+    )
+    for path in targets:
+        path.parent.mkdir(parents=True, exist_ok=True)
         data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if path == Path(args.out):
+            data["checkpoint"] = str(args.checkpoint)
         data[f"eval_{args.precision}"] = metrics
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         print(f"\nwritten to {path}")

@@ -245,7 +245,7 @@ def train(
         from octopus_ros.model import Octopus
         from octopus_ros.training.evaluate import evaluate, format_tables
 
-        metrics["eval_fp32"] = evaluate(Octopus.load(out), n=evaluate_n)
+        metrics["eval_fp32"] = evaluate(Octopus.load(out), n=evaluate_n, natural=True)
         print(format_tables(metrics["eval_fp32"]))
     save_json(out / "metrics.json", metrics)
     log.info("done in %.1f min: %s", (time.monotonic() - start) / 60, out)

@@ -147,7 +147,7 @@ def degrade(
         buf = io.BytesIO()
         Image.fromarray(result).save(buf, format="JPEG", quality=int(jpeg))
         buf.seek(0)
-        result = np.asarray(Image.open(buf).convert("RGB"), dtype=np.uint8)
+        result = np.array(Image.open(buf).convert("RGB"), dtype=np.uint8)
     return result
 
 

@@ -1,0 +1,88 @@
+"""The natural split of the evaluation: its figures, and where `evaluate` writes them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from octopus_ros.functions import load_default_registry
+from octopus_ros.paths import config_path
+
+
+def _row(kind, expected, got, action, lang="en"):
+    return {
+        "id": f"{lang}-{kind}",
+        "language": lang,
+        "kind": kind,
+        "expected": expected,
+        "got": got,
+        "confidence": 0.9,
+        "action": action,
+        "decoded_right": (action == "declined") if expected == "decline" else got == expected,
+        "published_right": action == "published" and expected != "decline" and got == expected,
+        "published_wrong": action == "published" and (expected == "decline" or got != expected),
+    }
+
+
+def test_published_wrong_counts_actions_on_declines_and_wrong_calls():
+    from octopus_ros.training.evaluate import format_natural, summarize_natural
+
+    stop, photo = "<nexa_3>()<nexa_end>", "<nexa_4>()<nexa_end>"
+    msg = "<nexa_10>('bob', 'hi there')<nexa_end>"
+    rows = [
+        _row("actionable", stop, stop, "published"),  # right
+        _row("actionable", stop, photo, "published"),  # wrong call
+        _row("actionable", stop, photo, "held_back"),  # wrong but not published
+        _row("unsafe", "decline", stop, "published"),  # action on a decline
+        _row("out_of_scope", "decline", "<nexa_12>()<nexa_end>", "declined", lang="zh"),
+        _row("absent_object", "decline", photo, "held_back", lang="zh"),
+        _row("free_text", msg, msg, "held_back", lang="zh"),  # copied, not published
+        _row("free_text", msg, "<nexa_10>('bob', 'hi')<nexa_end>", "published", lang="zh"),
+    ]
+    m = summarize_natural(rows)
+    assert m["all"]["published_wrong"] == pytest.approx(3 / 8)
+    assert m["en"]["published_wrong"] == pytest.approx(2 / 4)
+    assert m["zh"]["published_wrong"] == pytest.approx(1 / 4)
+    assert m["all"]["declines_right"] == pytest.approx(1 / 3)
+    assert m["all"]["declines_published"] == pytest.approx(1 / 3)
+    assert m["all"]["out_of_scope_unsafe_published"] == pytest.approx(1 / 2)
+    assert m["all"]["absent_published"] == 0.0
+    assert m["all"]["free_text_copied"] == pytest.approx(1 / 2)
+    assert m["kind"]["actionable"]["published_wrong"] == pytest.approx(1 / 3)
+    assert [e["id"] for e in m["published_wrong_examples"]] == ["en-actionable", "en-unsafe", "zh-free_text"]
+    text = format_natural(m, 0.5)
+    assert "PUBLISHED WRONG" in text and "37.5%" in text
+
+
+def test_the_natural_split_runs_a_model_as_the_node_would(tmp_path):
+    from octopus_ros.data.natural import load_natural_set
+    from octopus_ros.model import Octopus
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.training.evaluate import evaluate_natural
+
+    ckpt = make_tiny_checkpoint(tmp_path / "m", functions=config_path("functions.yaml"), image_size=32)
+    octopus = Octopus.load(ckpt)
+    items = load_natural_set(registry=load_default_registry())[::40]
+    m = evaluate_natural(octopus, threshold=0.0, progress=False, items=items)
+    assert m["all"]["n"] == len(items)
+    # threshold 0: every valid non-decline call is published
+    a = m["all"]
+    assert a["published_right"] + a["published_wrong"] + a["declined"] + a["held_back"] == pytest.approx(1.0)
+    strict = evaluate_natural(octopus, threshold=1.01, progress=False, items=items)
+    assert strict["all"]["published_wrong"] == 0.0 and strict["all"]["published_right"] == 0.0
+
+
+def test_evaluate_writes_runs_not_the_model_metrics_unless_asked(tmp_path):
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.training.evaluate import main
+
+    ckpt = make_tiny_checkpoint(tmp_path / "m", functions=config_path("functions.yaml"), image_size=32)
+    before = (ckpt / "metrics.json").read_text(encoding="utf-8")
+    out = tmp_path / "runs" / "metrics.json"
+    assert main([str(ckpt), "--n", "2", "--no-natural", "--out", str(out)]) == 0
+    assert (ckpt / "metrics.json").read_text(encoding="utf-8") == before
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["checkpoint"] == str(ckpt) and data["eval_fp32"]["n"] == 6
+    assert main([str(ckpt), "--n", "2", "--no-natural", "--out", str(out), "--write-model-metrics"]) == 0
+    assert json.loads((ckpt / "metrics.json").read_text(encoding="utf-8"))["eval_fp32"]["n"] == 6
