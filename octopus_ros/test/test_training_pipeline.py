@@ -16,8 +16,7 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
     from octopus_ros.training.train_all import train
 
     cfg = TrainConfig(
-        seconds={"vision": 30.0, "text": 30.0, "align": 30.0, "calls": 60.0},
-        max_steps={"vision": 5, "text": 5, "align": 5, "calls": 40},
+        steps={"vision": 5, "text": 5, "align": 5, "calls": 40},
         pool_calls=150,
         pool_align=80,
         batch=8,
@@ -100,3 +99,50 @@ def test_function_doc_corpus_is_the_registry_documentation_only():
             for t in templates_for(spec.name, lang):
                 if "{" not in t.text and len(t.text) > 8:
                     assert t.text not in text, t.text
+
+
+def _tiny_run(tmp_path, name, *, seed=0, seconds=None):
+    from octopus_ros.model import load_checkpoint
+    from octopus_ros.model.testing import tiny_config
+    from octopus_ros.training.stages import TrainConfig
+    from octopus_ros.training.train_all import train
+
+    cfg = TrainConfig(
+        steps={"vision": 3, "text": 3, "align": 3, "calls": 6},
+        pool_calls=60,
+        pool_align=40,
+        batch=4,
+        vocab_size=500,
+        image_size=32,
+        pool_stride=2,
+        seed=seed,
+        **({"seconds": seconds} if seconds else {}),
+    )
+    out = train(cfg, tmp_path / name, evaluate_n=0, model_config=tiny_config(image_size=32))
+    curves = json.loads((out / "training_curves.json").read_text())
+    state = load_checkpoint(out).model.state_dict()
+    return curves, state, json.loads((out / "metrics.json").read_text())
+
+
+def test_step_budgets_make_training_reproducible(tmp_path):
+    import torch
+
+    curves_a, state_a, metrics_a = _tiny_run(tmp_path, "a")
+    curves_b, state_b, _ = _tiny_run(tmp_path, "b")
+    assert metrics_a["stage_steps"] == {"vision": 3, "text": 3, "align": 3, "calls": 6}
+    assert metrics_a["stages_cut_short"] == []
+    assert [c["loss"] for c in curves_a] == [c["loss"] for c in curves_b]
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    curves_c, state_c, _ = _tiny_run(tmp_path, "c", seed=1)  # the seed matters
+    assert [c["loss"] for c in curves_c] != [c["loss"] for c in curves_a]
+
+
+def test_the_wall_clock_guard_cuts_a_stage_short_and_says_so(tmp_path, caplog):
+    guard = {"vision": 1e-9, "text": 60.0, "align": 60.0, "calls": 60.0}
+    with caplog.at_level("WARNING"):
+        curves, _, metrics = _tiny_run(tmp_path, "g", seconds=guard)
+    assert metrics["stages_cut_short"] == ["vision"]
+    vision = next(c for c in curves if c["stage"] == "vision")
+    assert vision["cut_short"] and vision["planned_steps"] == 3 and vision["loss"] == []
+    assert "stage vision cut short by its wall-clock guard" in caplog.text

@@ -1,8 +1,9 @@
 """Stage ablation: accuracy after stage 4 with and without each earlier stage.
 
-Every variant gets the same (scaled) budgets. By default a skipped stage's time goes to
-stage 4, so every variant trains for the same wall-clock time and the table answers "what does
-this stage buy for the same compute"; ``--no-equal-total`` leaves the time unspent instead.
+Every variant gets the same (scaled) step budgets. By default a skipped stage's reference time
+goes to stage 4 (converted to stage-4 steps), so every variant trains for about the same compute
+and the table answers "what does this stage buy for the same compute"; ``--no-equal-total``
+leaves it unspent instead.
 Variants can be split over processes (``--variants``) that write one table each
 (``--table``); ``--show`` prints the tables of a folder side by side.
 
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 from octopus_ros.training.evaluate import EVAL_SPLITS
-from octopus_ros.training.stages import TrainConfig
+from octopus_ros.training.stages import REFERENCE_SECONDS, TrainConfig
 from octopus_ros.training.train_all import train
 
 VARIANTS = {
@@ -57,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         if name in results:
             continue
         cfg = TrainConfig(skip=VARIANTS[name], threads=args.threads)
+        cfg.steps = {k: max(1, round(v * args.scale)) for k, v in cfg.steps.items()}
         cfg.seconds = {k: v * args.scale for k, v in cfg.seconds.items()}
         if args.equal_total:
+            # a skipped stage's reference time goes to stage 4, at stage 4's steps per second
+            extra = sum(REFERENCE_SECONDS[k] for k in VARIANTS[name]) / REFERENCE_SECONDS["calls"]
+            cfg.steps["calls"] += round(extra * cfg.steps["calls"])
             cfg.seconds["calls"] += sum(cfg.seconds[k] for k in VARIANTS[name])
         cfg.pool_calls, cfg.pool_align = args.pool_calls, args.pool_calls // 2
         out = train(cfg, args.out / name.split(" (")[0].replace(" ", "_"), evaluate_n=args.eval_n)
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         ev = metrics["eval_fp32"]
         results[name] = mine[name] = {
             "skip": list(VARIANTS[name]),
-            "seconds": cfg.seconds,
+            "steps": cfg.steps,
             "train_seconds": metrics["train_seconds"],
             **{s: ev["split"][s]["exact_match"] for s in EVAL_SPLITS},
             "function_accuracy": ev["function_accuracy"],

@@ -21,7 +21,11 @@ Stages (each can be skipped, for the ablation):
    (``named_decoy``, ``colour_decoy``) show named instructions with the named category
    absent or in another colour, so the words, not the picture, name the object.
 
-Budgets are wall-clock seconds per stage, so a run takes a predictable time on any CPU.
+Budgets are steps per stage (:data:`DEFAULT_STEPS`, those of the bundled model's last run), with a
+seeded, deterministic data order, so the same config and seed give the same model on any
+machine (given the same torch build and thread count). Wall-clock seconds per stage are only a
+guard: a stage that reaches its guard stops early, and the curve, the log and the run's metrics
+say so (``cut_short``).
 No rclpy; the CLI is ``octopus_ros.training.train_all``.
 """
 
@@ -59,6 +63,12 @@ log = logging.getLogger(__name__)
 STAGES = ("vision", "text", "align", "calls")
 
 
+# Steps per stage of the bundled model's last run (v7: wall-clock budgets of 480 / 180 / 300 /
+# 2280 s made these steps on the 2-core development machine).
+DEFAULT_STEPS: dict[str, int] = {"vision": 2302, "text": 746, "align": 908, "calls": 5135}
+REFERENCE_SECONDS: dict[str, float] = {"vision": 480.0, "text": 180.0, "align": 300.0, "calls": 2280.0}
+
+
 @dataclass
 class TrainConfig:
     """Budgets and hyper-parameters of a run (saved with the checkpoint)."""
@@ -67,10 +77,11 @@ class TrainConfig:
     pool_stride: int | None = None  # override the config's MLP connector pooling (None: keep it)
     vocab_size: int = 2048
     image_size: int = 64
+    steps: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STEPS))  # budget per stage
+    # wall-clock guard per stage: a stage that reaches it stops early and is reported cut short
     seconds: dict[str, float] = field(
-        default_factory=lambda: {"vision": 480.0, "text": 180.0, "align": 300.0, "calls": 2280.0}
+        default_factory=lambda: {k: 3.0 * v for k, v in REFERENCE_SECONDS.items()}
     )
-    max_steps: dict[str, int] = field(default_factory=dict)  # optional step cap per stage (tests)
     skip: tuple[str, ...] = ()  # stages left out (ablation)
     batch: int = 32
     lr: float = 1.5e-3
@@ -103,6 +114,8 @@ class Curve:
     steps: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    planned_steps: int = 0  # the stage's step budget
+    cut_short: bool = False  # the wall-clock guard stopped it before planned_steps
 
 
 def pixels(images: np.ndarray, model: OctopusModel, *, flip: bool = False) -> torch.Tensor:
@@ -134,23 +147,35 @@ class TextEncoder(nn.Module):
 
 def _run(
     stage: str,
-    seconds: float,
+    steps: int,
     params: Sequence[Any],
     step_fn: Callable[[], torch.Tensor],
     lr: float,
-    max_steps: int | None = None,
+    max_seconds: float = math.inf,
 ) -> Curve:
-    """Optimise ``step_fn()``'s loss for ``seconds`` of wall clock or ``max_steps`` steps,
-    whichever comes first (cosine lr over that horizon, linear warm-up, clipping at 1.0)."""
+    """Optimise ``step_fn()``'s loss for ``steps`` steps (cosine lr over them, linear warm-up,
+    clipping at 1.0). ``max_seconds`` is a wall-clock guard: reaching it stops the stage early,
+    logged as a warning and recorded in the curve (``cut_short``)."""
+    if steps < 1:
+        raise ValueError(f"stage {stage}: steps must be >= 1, got {steps}")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    curve = Curve(stage)
+    curve = Curve(stage, planned_steps=steps)
     start = time.monotonic()
     step = 0
-    bar = tqdm(total=int(seconds), desc=f"stage {stage}", unit="s", leave=True)
-    shown = 0
+    bar = tqdm(total=steps, desc=f"stage {stage}", unit="step", leave=True, mininterval=1.0)
     ema = None
-    while (elapsed := time.monotonic() - start) < seconds and (max_steps is None or step < max_steps):
-        frac = max(elapsed / seconds, step / max_steps if max_steps else 0.0)
+    while step < steps:
+        if time.monotonic() - start >= max_seconds:
+            curve.cut_short = True
+            log.warning(
+                "stage %s cut short by its wall-clock guard (%.0f s) after %d of %d steps",
+                stage,
+                max_seconds,
+                step,
+                steps,
+            )
+            break
+        frac = step / steps
         scale = min(1.0, (step + 1) / 30) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for group in optimizer.param_groups:
             group["lr"] = group.get("base_lr", lr) * scale
@@ -164,10 +189,9 @@ def _run(
         curve.steps.append(step)
         curve.loss.append(value)
         step += 1
-        if int(elapsed) > shown:
-            bar.update(int(elapsed) - shown)
-            shown = int(elapsed)
-            bar.set_postfix(loss=f"{ema:.3f}", steps=step)
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{ema:.3f}")
     bar.close()
     curve.seconds = time.monotonic() - start
     log.info("stage %s: %d steps in %.0f s, final loss %.4f", stage, step, curve.seconds, ema or float("nan"))
@@ -264,7 +288,7 @@ class Trainer:
         return images, grey, tiled
 
     # ---------------------------------------------------------------- stage 1
-    def vision(self, seconds: float) -> Curve:
+    def vision(self, steps: int) -> Curve:
         m = self.model
         m.set_trainable(vision=True, connector=False, lm=False, embeddings=False)
         embed_dim = m.config.vision.embed_dim
@@ -296,11 +320,11 @@ class Trainer:
 
         params = [p for p in m.vision.parameters()] + list(text.parameters()) + list(heads.parameters())
         return self._record(
-            _run("vision", seconds, [*params, logit_scale], step, self.cfg.lr, self._cap("vision"))
+            _run("vision", steps, [*params, logit_scale], step, self.cfg.lr, self._guard("vision"))
         )
 
     # ---------------------------------------------------------------- stage 2
-    def text(self, seconds: float) -> Curve:
+    def text(self, steps: int) -> Curve:
         m = self.model
         m.set_trainable(vision=False, connector=False, lm=True, embeddings=True)
         lines = [self.tok.encode(t, add_special_tokens=False)[:96] for t in self.pools["text"]]
@@ -316,10 +340,10 @@ class Trainer:
             return m.lm(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
 
         params = [p for p in m.lm.parameters() if p.requires_grad]
-        return self._record(_run("text", seconds, params, step, self.cfg.lr, self._cap("text")))
+        return self._record(_run("text", steps, params, step, self.cfg.lr, self._guard("text")))
 
     # ---------------------------------------------------------------- stage 3
-    def align(self, seconds: float) -> Curve:
+    def align(self, steps: int) -> Curve:
         m = self.model
         m.set_trainable(vision=False, connector=True, lm=True, embeddings=True)
 
@@ -327,10 +351,10 @@ class Trainer:
             return m(**self._batch(["align"] * self.cfg.batch, self.cfg.batch)[0]).loss
 
         params = [p for p in m.parameters() if p.requires_grad]
-        return self._record(_run("align", seconds, params, step, self.cfg.lr, self._cap("align")))
+        return self._record(_run("align", steps, params, step, self.cfg.lr, self._guard("align")))
 
     # ---------------------------------------------------------------- stage 4
-    def calls(self, seconds: float) -> Curve:
+    def calls(self, steps: int) -> Curve:
         m = self.model
         m.set_trainable(vision=True, connector=True, lm=True, embeddings=True)
         n_align = int(round(self.cfg.batch * self.cfg.mix_align))
@@ -349,10 +373,10 @@ class Trainer:
         groups = _param_groups(m, self.cfg.lr, self.cfg.vision_lr_scale)
         if aux > 0:
             groups.append({"params": list(self.heads.parameters()), "base_lr": self.cfg.lr})
-        return self._record(_run("calls", seconds, groups, step, self.cfg.lr, self._cap("calls")))
+        return self._record(_run("calls", steps, groups, step, self.cfg.lr, self._guard("calls")))
 
-    def _cap(self, stage: str) -> int | None:
-        return self.cfg.max_steps.get(stage)
+    def _guard(self, stage: str) -> float:
+        return self.cfg.seconds.get(stage, math.inf)
 
     def _record(self, curve: Curve) -> Curve:
         self.curves.append(curve)

@@ -4,11 +4,12 @@
 
 Steps: generate the training pools from the synthetic world (train split only: held-out
 phrasings and colour x object pairs never appear), train the tokenizer, build the model
-from a named config, run the stages of :mod:`octopus_ros.training.stages` within their
-time budgets (a checkpoint after each stage under ``<out>/stages/``; ``--resume`` continues
-after the last finished stage), save the final checkpoint with loss curves (PNG + JSON),
+from a named config, run the stages of :mod:`octopus_ros.training.stages` for their step
+budgets (seeded; wall-clock only as a guard; a checkpoint after each stage under
+``<out>/stages/``; ``--resume`` continues after the last finished stage), save the final
+checkpoint with loss curves (PNG + JSON),
 then evaluate it on the held-out splits into its metrics.json.
-``--scale`` multiplies every stage budget (``--scale 0.05`` is a smoke run).
+``--scale`` multiplies every stage's step budget and guard (``--scale 0.05`` is a smoke run).
 """
 
 from __future__ import annotations
@@ -209,10 +210,10 @@ def train(
     )
     trainer = Trainer(model, tok, cfg, pools)
     for stage in STAGES:
-        if stage in done or stage in cfg.skip or cfg.seconds.get(stage, 0) <= 0:
+        if stage in done or stage in cfg.skip or cfg.steps.get(stage, 0) <= 0:
             continue
         model.train()
-        curves.append(getattr(trainer, stage)(cfg.seconds[stage]))
+        curves.append(getattr(trainer, stage)(cfg.steps[stage]))
         model.eval()
         save_checkpoint(stages_dir / stage, model, tok, functions=registry, metrics={"stage": stage})
         done.append(stage)
@@ -223,6 +224,8 @@ def train(
         "train_config": dataclasses.asdict(cfg),
         "stages_run": done,
         "train_seconds": round(train_s, 1),
+        "stage_steps": {c.stage: len(c.loss) for c in curves},
+        "stages_cut_short": [c.stage for c in curves if c.cut_short],
         "parameters": model.num_parameters(),
         "num_image_tokens": model.config.num_image_tokens,
     }
@@ -268,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--model", default=TrainConfig.model, help="named model config")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's time budget")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every stage's step budget (and guard)"
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=STAGES, help="leave stages out (ablation)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
@@ -277,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-calls", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", type=Path, default=None, help="continue training this checkpoint")
-    parser.add_argument("--seconds", nargs="*", default=[], help="stage=seconds overrides, e.g. calls=900")
+    parser.add_argument("--steps", nargs="*", default=[], help="stage=steps overrides, e.g. calls=2000")
+    parser.add_argument(
+        "--seconds", nargs="*", default=[], help="stage=seconds wall-clock guard overrides, e.g. calls=900"
+    )
     for name, help_text in _FRACTION_FLAGS.items():
         parser.add_argument(
             "--" + name.replace("_", "-"), type=float, default=getattr(TrainConfig, name), help=help_text
@@ -292,11 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         **{name: getattr(args, name) for name in _FRACTION_FLAGS},
     )
-    for item in args.seconds:
-        stage, _, value = item.partition("=")
-        if stage not in STAGES:
-            parser.error(f"--seconds: unknown stage {stage!r}")
-        cfg.seconds[stage] = float(value)
+    for flag, target, kind in (("--steps", cfg.steps, int), ("--seconds", cfg.seconds, float)):
+        for item in getattr(args, flag[2:]):
+            stage, _, value = item.partition("=")
+            if stage not in STAGES:
+                parser.error(f"{flag}: unknown stage {stage!r}")
+            try:
+                target[stage] = kind(value)
+            except ValueError:
+                parser.error(f"{flag}: {item!r} is not stage={kind.__name__}")
+    cfg.steps = {k: max(1, round(v * args.scale)) for k, v in cfg.steps.items()}
     cfg.seconds = {k: v * args.scale for k, v in cfg.seconds.items()}
     if args.pool_calls:
         cfg.pool_calls = args.pool_calls
