@@ -15,10 +15,14 @@ only converts messages and publishes results.
 
 from __future__ import annotations
 
+import collections
+import functools
 import gc
 import itertools
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -29,8 +33,13 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.time import Time
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, String
 
@@ -38,6 +47,7 @@ from octopus_ros.paths import config_path, default_model_dir
 from octopus_ros.ros import params as P
 from octopus_ros.ros.image_convert import CvBridgeAdapter
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
+from octopus_ros.runtime.guards import check_stamp, stamp_parts
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
 
 _ARG_TYPES = {
@@ -51,6 +61,40 @@ _ARG_TYPES = {
 
 def _duration(seconds: float) -> Any:
     return Duration(seconds=max(0.0, float(seconds))).to_msg()
+
+
+def _stamp_msg(seconds: float) -> Any:
+    """builtin_interfaces/Time of a time in seconds, clamped so that it can never overflow."""
+    from builtin_interfaces.msg import Time as TimeMsg
+
+    sec, nanosec = stamp_parts(seconds)
+    return TimeMsg(sec=sec, nanosec=nanosec)
+
+
+def _guarded(what: str, fallback: Callable[..., Any] | None = None) -> Callable:
+    """Wrap a ROS callback so that no input can end the process.
+
+    An exception is logged with the traceback, counted in the diagnostics
+    (``callback_errors_<what>``) and, where given, ``fallback(self, *args, error)`` answers
+    for it (an Outcome for an utterance, an unsuccessful result for a parameter change).
+    """
+
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def guarded(self, *args: Any) -> Any:
+            try:
+                return method(self, *args)
+            except Exception as e:
+                self._callback_errors[what] += 1
+                self.get_logger().error(f"{what} callback failed on an input ({type(e).__name__}: {e})")
+                self.get_logger().debug(traceback.format_exc())
+                if fallback is not None:
+                    return fallback(self, *args, e)
+                return None
+
+        return guarded
+
+    return wrap
 
 
 def argument_msg(arg: Any) -> Argument:
@@ -71,6 +115,10 @@ def argument_msg(arg: Any) -> Argument:
         msg.bool_value = bool(value)
         msg.value = "true" if value else "false"
     return msg
+
+
+def _unreadable() -> Any:
+    raise ValueError("the image message could not be read")
 
 
 class OctopusNode(LifecycleNode):
@@ -96,9 +144,21 @@ class OctopusNode(LifecycleNode):
         self._diag_pub = None
         self._active = False
         self._lock = threading.Lock()
-        self._io_group = MutuallyExclusiveCallbackGroup()  # speech + e-stop: never wait behind images
+        self._io_group = MutuallyExclusiveCallbackGroup()  # speech: never waits behind images
+        self._estop_group = MutuallyExclusiveCallbackGroup()  # e-stop: never waits behind anything
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
+        self._callback_errors: collections.Counter[str] = collections.Counter()
+        self._speech_seen: dict[bytes, int] = {}  # publisher gid -> last publication sequence number
+        self._speech_gaps = 0  # utterances a publisher sent that never reached this reader
+        # The e-stop belongs to the node, not to a configuration: it survives cleanup/configure
+        # and is listened to in every lifecycle state.
+        self._estop = bool(self.get_parameter("estop_on_start").value)
+        self._estop_reason = "estop_on_start: engaged at start until false arrives" if self._estop else ""
+        self._estop_seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
+        self._estop_subs: list = []
+        self._estop_topic = ""
+        self._subscribe_estop(self.get_parameter("estop_topic").value)
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
         else:
@@ -126,9 +186,13 @@ class OctopusNode(LifecycleNode):
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._params = params
+        self._subscribe_estop(params.estop_topic)
         depth = params.output_qos_depth
         self._pubs["calls"] = self.create_lifecycle_publisher(FunctionCall, "~/function_calls", depth)
-        self._pubs["outcomes"] = self.create_lifecycle_publisher(Outcome, "~/outcomes", depth)
+        # One outcome per utterance: as deep as the speech queue, so a burst's answers are not overwritten.
+        self._pubs["outcomes"] = self.create_lifecycle_publisher(
+            Outcome, "~/outcomes", params.speech_qos_depth
+        )
         if self._routing is not None:
             for topic, msg_type in self._routing.topics():
                 self._routed_pubs[(topic, msg_type)] = self.create_lifecycle_publisher(msg_type, topic, depth)
@@ -178,6 +242,7 @@ class OctopusNode(LifecycleNode):
             validate=validate,
             on_result=self._on_result,
             now=self._now,
+            estop=self._estop,
         )
 
     def _load_routing(self, params: P.NodeParams) -> Any:
@@ -201,6 +266,8 @@ class OctopusNode(LifecycleNode):
             prefetch_rate=params.prefetch_rate,
             prefetch_max_lag=params.prefetch_max_lag,
             decode_mode=params.decode_mode,
+            standing_cooldown=params.standing_cooldown,
+            standing_scene_change=params.standing_scene_change,
         )
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -234,17 +301,12 @@ class OctopusNode(LifecycleNode):
                     callback_group=self._image_group,
                 )
             )
-        reliable = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE
+        speech_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=p.speech_qos_depth, reliability=ReliabilityPolicy.RELIABLE
         )
         self._subs.append(
             self.create_subscription(
-                String, p.speech_topic, self._on_speech, reliable, callback_group=self._io_group
-            )
-        )
-        self._subs.append(
-            self.create_subscription(
-                Bool, p.estop_topic, self._on_estop, reliable, callback_group=self._io_group
+                String, p.speech_topic, self._on_speech, speech_qos, callback_group=self._io_group
             )
         )
         if p.standing_instruction:
@@ -318,6 +380,12 @@ class OctopusNode(LifecycleNode):
         except ImportError:
             pass
 
+    def _parameters_failed(self, parameters: list, error: Exception) -> Any:
+        from rcl_interfaces.msg import SetParametersResult
+
+        return SetParametersResult(successful=False, reason=f"{type(error).__name__}: {error}")
+
+    @_guarded("parameters", _parameters_failed)
     def _on_set_parameters(self, parameters: list) -> Any:
         result = P.validate_update(parameters, active=self._active)
         if result.successful and self._engine is not None:
@@ -339,33 +407,144 @@ class OctopusNode(LifecycleNode):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _frame(self, msg: Any, decode: Any) -> Frame:
-        stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
-        if self._params.image_age_source == "receipt":
-            stamp = 0.0
+        """Metadata of an image message; a bad stamp or header makes it a malformed frame."""
+        now = self._now()
+        stamp = msg.header.stamp
+        problem = check_stamp(
+            stamp.sec, stamp.nanosec, now=now, future_tolerance=self._params.max_future_stamp
+        )
+        seconds = stamp.sec + stamp.nanosec * 1e-9
+        if problem or self._params.image_age_source == "receipt":
+            seconds = 0.0  # Frame.time is then the receipt time
         return Frame(
             seq=next(self._frame_seq),
-            stamp=stamp,
-            received=self._now(),
+            stamp=seconds,
+            received=now,
             frame_id=msg.header.frame_id,
             decode=decode,
-            problem=self._bridge.check(msg),  # header/size checks only: microseconds, no decoding
+            # header/size checks only: microseconds, no decoding
+            problem=problem or self._bridge.check(msg),
         )
 
+    def _frame_failed(self, msg: Any, error: Exception) -> None:
+        # The newest frame is unreadable: mark it so, rather than let an older frame answer for it.
+        if self._engine is not None:
+            self._engine.on_frame(
+                Frame(
+                    next(self._frame_seq), 0.0, self._now(), "", _unreadable, f"unreadable message: {error}"
+                )
+            )
+
+    @_guarded("image", _frame_failed)
     def _on_image(self, msg: Image) -> None:
         # Only metadata now; the pixels are converted if and when this frame is used.
         self._engine.on_frame(self._frame(msg, lambda: self._bridge.image_to_rgb(msg)))
 
+    @_guarded("compressed_image", _frame_failed)
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._engine.on_frame(self._frame(msg, lambda: self._bridge.compressed_to_rgb(msg)))
 
-    def _on_speech(self, msg: String) -> None:
+    def _speech_failed(self, msg: String, info: Any, error: Exception) -> None:
+        # Exactly one outcome per utterance, even when handling it failed.
+        request = Request(
+            id=self._new_id("utt"), text=str(msg.data), source=Source.UTTERANCE, arrived=self._now()
+        )
+        code = OutcomeCode.INVALID_INPUT if self._engine is not None else OutcomeCode.NOT_ACTIVE
+        result = Result(request, code, f"could not handle the utterance: {type(error).__name__}: {error}")
+        result.finished = self._now()
+        self._on_result(result)
+
+    @_guarded("speech", _speech_failed)
+    def _on_speech(self, msg: String, info: Any) -> None:
+        self._count_speech_gaps(info)
         request = Request(id=self._new_id("utt"), text=msg.data, source=Source.UTTERANCE, arrived=self._now())
         self.get_logger().info(f"[{request.id}] utterance: {msg.data!r}")
+        if self._engine is None:
+            raise RuntimeError("node is not configured")
         self._engine.submit(request)
 
-    def _on_estop(self, msg: Bool) -> None:
-        self._engine.set_estop(bool(msg.data))
+    def _count_speech_gaps(self, info: Any) -> None:
+        """Count utterances a publisher sent that this reader never got (publication sequence gaps)."""
+        seq = (info or {}).get("publication_sequence_number")
+        if seq is None:
+            return
+        gid = repr((info or {}).get("publisher_gid"))
+        last = self._speech_seen.get(gid)
+        if last is not None and seq > last + 1:
+            self._speech_gaps += seq - last - 1
+            self.get_logger().warning(
+                f"speech: {seq - last - 1} utterance(s) lost in transport before this node"
+            )
+        if last is None or seq > last:
+            self._speech_seen[gid] = seq
 
+    # ------------------------------------------------------------------ e-stop
+    def _subscribe_estop(self, topic: str) -> None:
+        """Listen to the e-stop in every lifecycle state, with two QoS profiles.
+
+        reliable + transient-local receives a latched e-stop published before this node
+        started; best-effort + volatile matches every publisher (a transient-local reader
+        alone would be incompatible with volatile publishers such as ``ros2 topic pub``).
+        Duplicates (the same message through both) and stale messages are dropped by
+        publisher and sequence number.
+        """
+        if topic == self._estop_topic:
+            return
+        for sub in self._estop_subs:
+            self.destroy_subscription(sub)
+        self._estop_subs.clear()
+        self._estop_topic = topic
+        latched = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        volatile = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=10,
+            reliability=ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        if topic:
+            for qos in (latched, volatile):
+                self._estop_subs.append(
+                    self.create_subscription(
+                        Bool, topic, self._on_estop, qos, callback_group=self._estop_group
+                    )
+                )
+
+    @_guarded("estop")
+    def _on_estop(self, msg: Bool, info: Any) -> None:
+        info = info or {}
+        seq = info.get("publication_sequence_number")
+        if seq is not None:
+            gid = repr(info.get("publisher_gid"))
+            last = self._estop_seen.get(gid)
+            if last is not None and seq <= last:
+                return  # the same message through the other subscription, or an older one
+            self._estop_seen[gid] = seq
+            self._estop_seen.move_to_end(gid)
+            while len(self._estop_seen) > 256:
+                self._estop_seen.popitem(last=False)
+        self._set_estop(
+            bool(msg.data), f"e-stop {'engaged' if msg.data else 'released'} on {self._estop_topic}"
+        )
+
+    def _set_estop(self, engaged: bool, reason: str) -> None:
+        with self._lock:  # waits for a publication in flight: after this, nothing more is published
+            changed = engaged != self._estop
+            self._estop = engaged  # state first: nothing below may keep an e-stop from taking effect
+            self._estop_reason = reason if engaged else ""
+        engine = self._engine
+        if engine is not None:
+            engine.set_estop(engaged)
+        if changed and engaged:
+            self.get_logger().warning(f"{reason}; publication blocked")
+        elif changed:
+            self.get_logger().info(reason)
+
+    @_guarded("standing")
     def _on_standing_tick(self) -> None:
         if self._engine is None or self._engine.estop:
             return
@@ -378,6 +557,17 @@ class OctopusNode(LifecycleNode):
             )
         )
 
+    def _ask_failed(self, request: Ask.Request, response: Ask.Response, error: Exception) -> Ask.Response:
+        response.outcome = Outcome(
+            request_id=request.request_id,
+            code=Outcome.INVALID_INPUT,
+            code_name="INVALID_INPUT",
+            reason=f"could not handle the request: {type(error).__name__}: {error}",
+            utterance=str(request.text),
+        )
+        return response
+
+    @_guarded("ask", _ask_failed)
     def _on_ask(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
         rid = request.request_id or self._new_id("ask")
         engine = self._engine
@@ -427,7 +617,7 @@ class OctopusNode(LifecycleNode):
         convert = self._bridge.image_to_rgb if kind == "image" else self._bridge.compressed_to_rgb
         frame = self._frame(msg, lambda: convert(msg))
         # A caller-provided image is used whatever its age: give it the request's time.
-        return Frame(frame.seq, 0.0, frame.received, frame.frame_id, frame.decode)
+        return Frame(frame.seq, 0.0, frame.received, frame.frame_id, frame.decode, frame.problem)
 
     def _new_id(self, kind: str) -> str:
         return f"{kind}-{self._id_prefix}-{next(self._ids):05d}"
@@ -441,13 +631,14 @@ class OctopusNode(LifecycleNode):
             return  # standing evaluations that do not act are counted, not published
         published_call = False
         if result.code == OutcomeCode.OK and request.publish:
-            if self._engine is not None and self._engine.estop:
-                result.code = OutcomeCode.ESTOP
-                result.reason = "e-stop engaged before publication"
-            else:
-                self._publish("calls", self._call_msg(result))
-                self._publish_routes(result)
-                published_call = True
+            with self._lock:  # the e-stop cannot engage between this check and the publication
+                if self._estop:
+                    result.code = OutcomeCode.ESTOP
+                    result.reason = "e-stop engaged before publication"
+                else:
+                    self._publish("calls", self._call_msg(result))
+                    self._publish_routes(result)
+                    published_call = True
         self._publish("outcomes", self._outcome_msg(result))
         line = (
             f"[{request.id}] {result.code.name}: {result.reason} "
@@ -502,7 +693,7 @@ class OctopusNode(LifecycleNode):
         header = Header()
         frame = result.frame
         if frame is not None:
-            header.stamp = Time(nanoseconds=int(frame.time * 1e9)).to_msg()
+            header.stamp = _stamp_msg(frame.time)
             header.frame_id = frame.frame_id
         if self._params is not None and self._params.frame_id_override:
             header.frame_id = self._params.frame_id_override
@@ -527,7 +718,7 @@ class OctopusNode(LifecycleNode):
 
     def _outcome_msg(self, result: Result) -> Outcome:
         header = self._header(result)
-        header.stamp = Time(nanoseconds=int(result.finished * 1e9)).to_msg()
+        header.stamp = _stamp_msg(result.finished)
         return Outcome(
             header=header,
             request_id=result.request.id,
@@ -541,6 +732,7 @@ class OctopusNode(LifecycleNode):
         )
 
     # ------------------------------------------------------------------ diagnostics
+    @_guarded("diagnostics")
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None:
             return
@@ -554,17 +746,21 @@ class OctopusNode(LifecycleNode):
             "device": self._params.device if self._params else "",
             "precision": self._params.precision if self._params else "",
             "active": str(self._active),
+            "estop": str(self._estop),
+            "estop_reason": self._estop_reason,
+            "speech_lost_in_transport": str(self._speech_gaps),
         }
+        for what, count in sorted(self._callback_errors.items()):
+            values[f"callback_errors_{what}"] = str(count)
         if engine is not None:
             snap = engine.snapshot()
-            values["estop"] = str(snap["estop"])
             values["queued"] = str(snap["queued"])
             for key, count in sorted(snap["counts"].items()):
                 values[key] = str(count)
             for stage, pct in sorted(snap["latency"].items()):
                 values[f"latency_{stage}_p50_ms"] = f"{pct[50] * 1000:.2f}"
                 values[f"latency_{stage}_p95_ms"] = f"{pct[95] * 1000:.2f}"
-            if snap["estop"]:
+            if self._estop:
                 status.level, status.message = DiagnosticStatus.WARN, "e-stop engaged"
             elif not self._active:
                 status.level, status.message = DiagnosticStatus.OK, "configured, inactive"
@@ -584,9 +780,13 @@ def main(args: list[str] | None = None) -> None:
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while rclpy.ok():
+            try:
+                executor.spin()
+            except (KeyboardInterrupt, ExternalShutdownException):
+                break
+            except Exception as e:
+                node.get_logger().error(f"executor: {type(e).__name__}: {e}; the node keeps spinning")
     finally:
         node._deactivate("node shutting down")
         node._release()

@@ -74,8 +74,13 @@ PARAMETERS: dict[str, Spec] = {
         "sensor_data", "Camera QoS: sensor_data (best effort, keep last) or reliable (keep last).", IMAGE_QOS
     ),
     "image_qos_depth": Spec(1, "Camera subscription history depth (keep-last).", min=1, max=100),
-    "output_qos_depth": Spec(
-        10, "History depth of ~/function_calls, ~/outcomes and routed topics.", min=1, max=1000
+    "output_qos_depth": Spec(10, "History depth of ~/function_calls and routed topics.", min=1, max=1000),
+    "speech_qos_depth": Spec(
+        1000,
+        "Speech subscription history (reliable, keep-last) and ~/outcomes publisher depth: the largest "
+        "burst of utterances that is answered (excess ones BUSY) instead of lost; see the README.",
+        min=10,
+        max=100000,
     ),
     # --- safety and policy
     "allowed_functions": Spec(
@@ -97,6 +102,13 @@ PARAMETERS: dict[str, Spec] = {
         max=3600.0,
         dynamic=True,
     ),
+    "max_future_stamp": Spec(
+        1.0,
+        "Seconds: a frame stamped further than this after the node's clock is INVALID_INPUT "
+        "(negative and malformed stamps always are).",
+        min=0.0,
+        max=3600.0,
+    ),
     "image_age_source": Spec(
         "stamp",
         "Frame time for max_image_age: its header stamp (receipt time if unstamped) or receipt.",
@@ -110,6 +122,11 @@ PARAMETERS: dict[str, Spec] = {
     "request_timeout": Spec(5.0, "Seconds a request may wait before TIMEOUT.", min=0.01, max=3600.0),
     "max_utterance_length": Spec(200, "Longer utterances are INVALID_INPUT.", min=1, max=10000),
     "max_image_side": Spec(4096, "Images with a larger side are INVALID_INPUT.", min=16, max=16384),
+    "estop_on_start": Spec(
+        False,
+        "Start with the e-stop engaged: nothing is published until false arrives on estop_topic. "
+        "A latched (transient-local) e-stop is honoured at start either way.",
+    ),
     # --- vision prefetch and standing instruction
     "prefetch_rate": Spec(
         5.0, "Hz at which the idle node pre-encodes the newest frame; 0 disables.", min=0.0, max=100.0
@@ -126,6 +143,20 @@ PARAMETERS: dict[str, Spec] = {
         "Instruction evaluated on frames at standing_rate (e.g. 'if you see a fallen cup, pick it up'); empty = off.",
     ),
     "standing_rate": Spec(0.5, "Hz of standing-instruction evaluations.", min=0.01, max=30.0),
+    "standing_cooldown": Spec(
+        10.0,
+        "Seconds before a standing instruction may repeat the same call (and only if the scene changed); "
+        "a different call acts at once.",
+        min=0.0,
+        max=86400.0,
+    ),
+    "standing_scene_change": Spec(
+        0.08,
+        "Scene change (mean absolute difference of 16x16 grey thumbnails, 0..1) needed before a standing "
+        "instruction repeats the same call.",
+        min=0.0,
+        max=1.0,
+    ),
     # --- output
     "frame_id_override": Spec("", "If set, frame_id of published calls instead of the image's frame_id."),
     "diagnostics_rate": Spec(1.0, "Hz of /diagnostics status.", min=0.1, max=50.0),
@@ -152,9 +183,11 @@ class NodeParams:
     image_qos: str
     image_qos_depth: int
     output_qos_depth: int
+    speech_qos_depth: int
     allowed_functions: tuple[str, ...]
     confidence_threshold: float
     max_image_age: float
+    max_future_stamp: float
     image_age_source: str
     rate_limit: float
     rate_burst: int
@@ -165,7 +198,10 @@ class NodeParams:
     prefetch_rate: float
     prefetch_max_lag: float
     standing_instruction: str
+    estop_on_start: bool
     standing_rate: float
+    standing_cooldown: float
+    standing_scene_change: float
     frame_id_override: str
     diagnostics_rate: float
 
@@ -231,7 +267,13 @@ def validate_update(parameters: list[Parameter], *, active: bool) -> SetParamete
     for p in parameters:
         spec = PARAMETERS.get(p.name)
         if spec is None:
-            continue  # e.g. use_sim_time, handled by rclpy
+            if p.name == "use_sim_time" and active:
+                # Switching clocks under live frames would make every stamp look fresh (or stale).
+                return SetParametersResult(
+                    successful=False,
+                    reason="use_sim_time cannot change while the node is active; deactivate it first",
+                )
+            continue  # other rclpy parameters
         try:
             check_value(p.name, p.value)
         except ParameterValueError as e:

@@ -23,6 +23,7 @@ from typing import Any
 
 from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
+from octopus_ros.runtime.standing import StandingGate, scene_signature
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class EngineConfig:
     # (s). Trades a little freshness for skipping the vision encoder; 0 = always the newest.
     prefetch_max_lag: float = 0.25
     decode_mode: str = "constrained"  # model decoding mode
+    # Standing instruction: the same call is published again only when the scene changed (mean
+    # absolute difference of 16x16 grey thumbnails above standing_scene_change, in 0..1) and at
+    # least standing_cooldown seconds passed; a different call is published at once.
+    standing_cooldown: float = 10.0
+    standing_scene_change: float = 0.08
 
 
 class LatencyStats:
@@ -92,6 +98,7 @@ class ActionEngine:
         validate: Callable[[Any], Any],
         on_result: Callable[[Result], None],
         now: Callable[[], float] = time.time,
+        estop: bool = False,
     ) -> None:
         self.model = model
         self.registry = registry
@@ -102,10 +109,14 @@ class ActionEngine:
         self._cond = threading.Condition()
         self._queue: collections.deque[Request] = collections.deque()
         self._latest: Frame | None = None
-        self._encoded: tuple[Frame, Any] | None = None  # the last encoded frame and its encoding
+        # The last encoded camera frame: (frame, encoding, scene signature). Never an ~/ask image:
+        # a caller's image belongs to its request alone.
+        self._encoded: tuple[Frame, Any, Any] | None = None
+        self._checked: tuple[int, Any] | None = None  # (seq, pixels) of the newest frame, decoded to check it
         self._bad_frame_seq = -1
         self._last_prefetch = 0.0
-        self._estop = False
+        self._estop = bool(estop)
+        self._standing = StandingGate()
         self._running = False
         self._busy = False
         self._worker: threading.Thread | None = None
@@ -160,6 +171,7 @@ class ActionEngine:
             pending = list(self._queue) if engaged else []
             if engaged:
                 self._queue.clear()
+                self._standing.reset()  # after a release, a standing action is decided afresh
         if changed:
             log.warning("e-stop %s", "ENGAGED: publication blocked" if engaged else "released")
         for request in pending:
@@ -221,20 +233,25 @@ class ActionEngine:
     def _encoded_seq(self) -> int:
         return self._encoded[0].seq if self._encoded is not None else -1
 
-    def _prefetch_due(self) -> bool:
+    def _prefetch_pending(self) -> bool:
+        """The newest frame is not encoded yet, is not known bad, and prefetch is on."""
         if self.config.prefetch_rate <= 0 or self._latest is None:
             return False
         seq = self._latest.seq
-        if seq == self._encoded_seq() or seq == self._bad_frame_seq:
-            return False
-        return time.monotonic() - self._last_prefetch >= 1.0 / self.config.prefetch_rate
+        return seq != self._encoded_seq() and seq != self._bad_frame_seq and not self._latest.problem
+
+    def _prefetch_due(self) -> bool:
+        return (
+            self._prefetch_pending()
+            and time.monotonic() - self._last_prefetch >= 1.0 / self.config.prefetch_rate
+        )
 
     def _work(self) -> None:
         while True:
             with self._cond:
                 while self._running and not self._queue and not self._prefetch_due():
-                    wait = None
-                    if self.config.prefetch_rate > 0 and self._latest is not None:
+                    wait = None  # nothing to prefetch: sleep until a frame or a request arrives
+                    if self._prefetch_pending():
                         wait = max(
                             0.001, 1.0 / self.config.prefetch_rate - (time.monotonic() - self._last_prefetch)
                         )
@@ -269,29 +286,51 @@ class ActionEngine:
             log.exception("vision prefetch failed on frame %d", frame.seq)
 
     def _pick_frame(self) -> Frame | None:
-        """The newest frame, or the pre-encoded one if it is at most prefetch_max_lag older."""
-        latest, encoded = self._latest, self._encoded
-        if latest is None or encoded is None or latest.problem:
-            return latest  # a malformed newest frame is answered INVALID_INPUT, not papered over
-        if latest.time - encoded[0].time <= self.config.prefetch_max_lag:
-            return encoded[0]
-        return latest
+        """The newest frame, or the pre-encoded one if it is at most prefetch_max_lag older.
 
-    def _encode(self, frame: Frame) -> tuple[Any, float, bool]:
-        """Return (encoding, seconds spent, reused) for a frame, reusing a prefetched encoding."""
-        if self._encoded is not None and self._encoded[0].seq == frame.seq:
-            return self._encoded[1], 0.0, True
+        The older encoding stands in for the newest frame only once the newest frame is known
+        to be a valid image (it is decoded to check; the pixels are kept for its own encoding):
+        a corrupt newest frame is answered INVALID_INPUT, never papered over by an older one.
+        """
+        latest, encoded = self._latest, self._encoded
+        if latest is None or encoded is None or latest.problem or latest.seq == encoded[0].seq:
+            return latest
+        if latest.time - encoded[0].time > self.config.prefetch_max_lag:
+            return latest
+        if self._checked is None or self._checked[0] != latest.seq:
+            try:
+                self._checked = (latest.seq, latest.decode())
+            except Exception:
+                return latest  # _encode raises the same error again and answers INVALID_INPUT
+        return encoded[0]
+
+    def _decoded(self, frame: Frame) -> Any:
+        if self._checked is not None and self._checked[0] == frame.seq:
+            return self._checked[1]
+        return frame.decode()  # may raise ValueError for a malformed image
+
+    def _encode(self, frame: Frame, *, private: bool = False) -> tuple[Any, float, bool, Any]:
+        """Return (encoding, seconds spent, reused, scene signature) for a frame.
+
+        Camera frames reuse and keep the last encoding; a ``private`` frame (an ~/ask image)
+        is encoded for its request only and never replaces the camera frame's encoding.
+        """
+        if not private and self._encoded is not None and self._encoded[0].seq == frame.seq:
+            return self._encoded[1], 0.0, True, self._encoded[2]
         if frame.problem:
             raise ValueError(frame.problem)
         t0 = time.perf_counter()
-        image = frame.decode()  # may raise ValueError for a malformed image
+        image = frame.decode() if private else self._decoded(frame)
         t1 = time.perf_counter()
         encoding = self.model.encode(image)
         t2 = time.perf_counter()
-        self._encoded = (frame, encoding)
+        signature = scene_signature(image)
+        if not private:
+            self._encoded = (frame, encoding, signature)
+            self._checked = None
         self.latency.add("image_decode", t1 - t0)
         self.latency.add("vision_encode", t2 - t1)
-        return encoding, t2 - t0, False
+        return encoding, t2 - t0, False, signature
 
     def _process(self, request: Request) -> Result:
         language = detect_language(request.text)
@@ -319,8 +358,9 @@ class ActionEngine:
                 frame=frame,
                 image_age=age,
             )
+        private = request.image is not None
         try:
-            encoding, encode_s, reused = self._encode(frame)
+            encoding, encode_s, reused, signature = self._encode(frame, private=private)
         except ValueError as e:
             if frame.seq != self._bad_frame_seq:  # count each malformed frame once
                 self.counts["frames_malformed"] += 1
@@ -381,6 +421,17 @@ class ActionEngine:
             )
         if self._estop:  # engaged while the model ran
             return result(OutcomeCode.ESTOP, "e-stop engaged while deciding", call=call, **common)
+        if request.source == Source.STANDING_INSTRUCTION:
+            repeat = self._standing.repeat_reason(
+                decision.raw_text,
+                signature,
+                now,
+                self.config.standing_cooldown,
+                self.config.standing_scene_change,
+            )
+            if repeat:
+                self.counts["standing_repeats_suppressed"] += 1
+                return result(OutcomeCode.NO_ACTION, f"standing instruction: {repeat}", call=call, **common)
         return result(OutcomeCode.OK, f"{call.function} decided", call=call, **common)
 
     def _finish(self, res: Result) -> Result:
