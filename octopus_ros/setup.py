@@ -47,6 +47,7 @@ setup(
             "demo_actuator = octopus_ros.ros.demo_actuator:main",
             "speech_script = octopus_ros.ros.speech_script:main",
             "octopus_demo = octopus_ros.demo.run_demo:main",
+            "octopus_finetune = octopus_ros.training.finetune:main",
         ],
     },
 )

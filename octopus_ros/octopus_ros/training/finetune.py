@@ -1,0 +1,861 @@
+"""Fine-tune an Octopus model for your robot: your functions, your data, real pretrained parts.
+
+    octopus_finetune --base octopus_ros/models/octopus_tiny --functions my_functions.yaml \\
+        --data registry synthetic records:my_robot/records.jsonl --lora --merge --out my_model
+
+    octopus_finetune --vision weights/open_clip_vit_b32 --lm weights/Qwen2.5-0.5B \\
+        --functions my_functions.yaml --data registry records:data.jsonl --lora --merge --out my_model
+
+The model comes from ``--base`` (an Octopus checkpoint) or from parts: ``--vision`` (an open_clip
+model directory with ``open_clip_config.json``, a model-config JSON, or an open_clip model name
+with ``--vision-checkpoint``) and ``--lm`` (a local Hugging Face causal-LM directory whose own
+tokenizer is kept; see :mod:`octopus_ros.model.pretrained`).
+
+A function of ``--functions`` whose token the model lacks gets the next ``<nexa_i>``; its row starts
+from the mean embedding of its name and description (``--init-new random`` for the baseline).
+
+What trains: the connector, always; the rows of the functional tokens and ``<nexa_end>`` in the LM's
+embeddings (the rest of the vocabulary is unchanged); with ``--lora``, low-rank adapters on the LM
+(peft); with ``--full-lm``, all of the LM; the vision tower only with ``--train-vision``. Images of
+every source are prepared at the tower's own input size and normalisation. ``--merge`` folds the
+adapters into the weights, so ``--out`` is one plain checkpoint the node loads (``model_path``).
+
+Data (``--data``, mixed with ``--mix`` weights): ``synthetic`` (the project's world, for the
+bundled functions the registry keeps at their tokens), ``registry`` (phrasings generated from the
+registry's ``examples``), ``records:PATH`` (a JSONL of image-instruction-call records, see
+:mod:`octopus_ros.data.records`). The registry's descriptions are also read as text
+(``--doc-weight``). A held-out part of the registry phrasings and of the records never trains;
+``metrics.json`` has its loss and exact-match accuracy before and after, ``training_curves.png`` the
+curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from octopus_ros.functions import FunctionRegistry, RegistryError
+from octopus_ros.model import (
+    CheckpointError,
+    ConfigError,
+    ConnectorConfig,
+    ImagePreprocessor,
+    OctopusModel,
+    PromptFormat,
+    collate,
+    load_checkpoint,
+    save_checkpoint,
+)
+from octopus_ros.model.functional_tokens import INITS, extend_functional_tokens
+from octopus_ros.model.tokenizer import NEXA_END_TOKEN
+
+log = logging.getLogger("octopus_ros.training.finetune")
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class FinetuneError(ValueError):
+    """Bad command-line input or data; the message says what and where."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that decides a run (saved in metrics.json)."""
+
+    data: list[str] = field(default_factory=lambda: ["registry"])
+    mix: list[float] | None = None  # one weight per --data source (default: equal)
+    steps: int = 500
+    seconds: float = 1800.0
+    batch: int = 8
+    lr: float = 5e-4
+    warmup: int = 20
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    merge: bool = False
+    full_lm: bool = False
+    train_vision: bool = False
+    init_new: str = "mean"
+    doc_weight: float = 0.2
+    heldout: float = 0.2
+    eval_n: int = 200
+    eval_every: int = 50
+    synthetic_n: int = 600
+    registry_n: int = 2000
+    seed: int = 0
+    threads: int | None = None
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Item:
+    """One training/evaluation example: an image source, instruction, canonical answer."""
+
+    image: Callable[[], np.ndarray]  # (H, W, 3) uint8 RGB of any size
+    instruction: str
+    answer: str
+    source: str
+    language: str
+    function: str
+
+
+@dataclass
+class Source:
+    name: str
+    train: list[Item]
+    heldout: list[Item]
+    weight: float = 1.0
+
+
+def _constant(image: np.ndarray) -> Callable[[], np.ndarray]:
+    return lambda: image
+
+
+def _backgrounds(n: int, size: int, seed: int) -> list[np.ndarray]:
+    """Random scenes of the synthetic world, as camera images for registry phrasings (whose
+    call does not depend on the image)."""
+    from octopus_ros.data import render, sample_scene
+
+    rng = np.random.default_rng([seed, 7])
+    return [render(sample_scene(rng, layout="free" if i % 2 else "salient"), size) for i in range(n)]
+
+
+def synthetic_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> Source:
+    """The project's synthetic world for the bundled functions the registry keeps at their tokens."""
+    from octopus_ros.data import FUNCTIONS, generate
+
+    kept, moved = [], []
+    for name, (token, _) in FUNCTIONS.items():
+        spec = registry.by_name(name)
+        if spec is not None and spec.enabled and spec.token == token:
+            kept.append(name)
+        elif spec is not None and spec.enabled:
+            moved.append(f"{name} (token {spec.token}, the synthetic world uses {token})")
+    if moved:
+        log.warning("synthetic data leaves out functions at other tokens: %s", ", ".join(moved))
+    if not kept:
+        raise FinetuneError(
+            f"--data synthetic: {registry.source} keeps none of the bundled functions at its token "
+            f"({', '.join(FUNCTIONS)}); use registry or records data"
+        )
+    t0 = time.monotonic()
+    n_eval = min(cfg.eval_n, max(20, cfg.synthetic_n // 5))
+
+    def items(split: str, n: int, seed: int) -> list[Item]:
+        return [
+            Item(_constant(ex.image), ex.instruction, ex.answer, "synthetic", ex.language, ex.function)
+            for ex in generate(split, n, seed, image_size=size, functions=kept)
+        ]
+
+    train = items("train", cfg.synthetic_n, cfg.seed)
+    held = items("iid", n_eval, cfg.seed + 1000)
+    log.info(
+        "synthetic: %d train + %d held-out (iid) examples at %d px (%.0f s)",
+        len(train),
+        len(held),
+        size,
+        time.monotonic() - t0,
+    )
+    return Source("synthetic", train, held)
+
+
+def registry_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> Source:
+    """Phrasings generated from the registry's examples; a fraction of phrasings held out."""
+    from octopus_ros.data import registry_data
+
+    refs = registry_data.phrasings(registry)
+    if not refs:
+        raise FinetuneError(
+            f"--data registry: no function in {registry.source} has 'examples' (see functions/examples.py)"
+        )
+    without = [s.name for s in registry.enabled() if not s.examples]
+    if without:
+        log.info("registry: functions without examples (descriptions only): %s", ", ".join(without))
+    train_refs, held_refs = registry_data.split_phrasings(refs, cfg.heldout, cfg.seed)
+    backgrounds = _backgrounds(64, size, cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 11])
+
+    def items(examples) -> list[Item]:
+        return [
+            Item(
+                _constant(backgrounds[int(rng.integers(len(backgrounds)))]),
+                ex.instruction,
+                ex.answer,
+                "registry",
+                ex.language,
+                ex.function,
+            )
+            for ex in examples
+        ]
+
+    train = items(registry_data.generate(registry, train_refs, cfg.registry_n, cfg.seed))
+    per_ref = max(1, cfg.eval_n // max(1, len(held_refs)))
+    held_rng = np.random.default_rng([cfg.seed, 13])
+    held = items([registry_data.realise(registry, r, held_rng) for r in held_refs for _ in range(per_ref)])
+    log.info(
+        "registry: %d phrasings (%d held out), %d train examples, %d held-out examples",
+        len(refs),
+        len(held_refs),
+        len(train),
+        len(held),
+    )
+    return Source("registry", train, held[: cfg.eval_n])
+
+
+def records_source(path: str, registry: FunctionRegistry, cfg: FinetuneConfig) -> Source:
+    """A records JSONL file; ``heldout`` of the records (at least one when there are 5+) held out."""
+    from octopus_ros.data.records import load_image, read_records
+
+    records = read_records(path, registry)
+    rng = random.Random(cfg.seed)
+    order = list(range(len(records)))
+    rng.shuffle(order)
+    n_out = int(round(cfg.heldout * len(records))) if len(records) >= 5 else 0
+    if len(records) >= 5:
+        n_out = max(1, n_out)
+    held_idx = set(order[:n_out])
+    if records[0].context or any(r.context for r in records):
+        log.warning("%s: in-context examples are read and validated but not used by this trainer yet", path)
+
+    def item(r) -> Item:
+        return Item(
+            lambda r=r: load_image(r.query.image, r.where),
+            r.instruction,
+            r.answer,
+            f"records:{path}",
+            r.language,
+            r.function,
+        )
+
+    train = [item(r) for i, r in enumerate(records) if i not in held_idx]
+    held = [item(r) for i, r in enumerate(records) if i in held_idx]
+    log.info("records %s: %d train, %d held out", path, len(train), len(held))
+    return Source(f"records:{path}", train, held)
+
+
+def build_sources(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> list[Source]:
+    if not cfg.data:
+        raise FinetuneError("--data needs at least one source: synthetic, registry or records:PATH")
+    weights = cfg.mix or [1.0] * len(cfg.data)
+    if len(weights) != len(cfg.data) or any(w <= 0 for w in weights):
+        raise FinetuneError(
+            f"--mix needs one positive weight per --data source ({len(cfg.data)}), got {weights}"
+        )
+    sources = []
+    for spec, w in zip(cfg.data, weights, strict=True):
+        if spec == "synthetic":
+            src = synthetic_source(registry, size, cfg)
+        elif spec == "registry":
+            src = registry_source(registry, size, cfg)
+        elif spec.startswith("records:") and len(spec) > len("records:"):
+            src = records_source(spec.removeprefix("records:"), registry, cfg)
+        else:
+            raise FinetuneError(f"--data: unknown source {spec!r} (synthetic, registry or records:PATH)")
+        if not src.train:
+            raise FinetuneError(f"--data {spec}: no training examples")
+        src.weight = w
+        sources.append(src)
+    return sources
+
+
+# ----------------------------------------------------------------------------- model
+def _function_texts(registry: FunctionRegistry) -> dict[int, str]:
+    from octopus_ros.data.registry_data import warm_start_text
+
+    return {s.token: warm_start_text(s) for s in registry}
+
+
+def load_model(
+    args: argparse.Namespace, registry: FunctionRegistry, cfg: FinetuneConfig
+) -> tuple[OctopusModel, Any, list[int]]:
+    """(model, tokenizer, indices of functions that got a new token)."""
+    texts = _function_texts(registry)
+    if args.base is not None:
+        ckpt = load_checkpoint(args.base)
+        model, tok = ckpt.model, ckpt.tokenizer
+        if ckpt.functions_path is not None:
+            _check_renamed(FunctionRegistry.from_yaml(ckpt.functions_path), registry)
+        new = extend_functional_tokens(
+            model, tok, registry.num_tokens, texts=texts, init=cfg.init_new, seed=cfg.seed
+        )
+        return model, tok, new
+    from octopus_ros.model.pretrained import build_from_parts, resolve_vision
+
+    vision = resolve_vision(
+        args.vision,
+        args.vision_checkpoint,
+        tag=args.vision_tag,
+        image_mean=args.image_mean,
+        image_std=args.image_std,
+    )
+    connector = ConnectorConfig(
+        type=args.connector, pool_stride=args.pool_stride, num_latents=args.num_latents
+    )
+    model, tok = build_from_parts(
+        vision=vision,
+        lm=args.lm,
+        num_functions=registry.num_tokens,
+        texts=texts,
+        connector=connector,
+        init=cfg.init_new,
+        name=args.name,
+    )
+    return model, tok, list(range(registry.num_tokens))
+
+
+def _check_renamed(old: FunctionRegistry, new: FunctionRegistry) -> None:
+    for spec in old:
+        now = new.by_token(spec.token)
+        if now is not None and now.name != spec.name:
+            log.warning(
+                "token <nexa_%d> was %r in the base model and is %r in %s: it keeps what it learned",
+                spec.token,
+                spec.name,
+                now.name,
+                new.source,
+            )
+
+
+def trainable_rows(model: OctopusModel, tokenizer) -> list[int]:
+    """Token ids whose embedding rows train: the functional tokens and ``<nexa_end>``."""
+    vocab = tokenizer.get_vocab()
+    return [*model.config.nexa_token_ids, vocab[NEXA_END_TOKEN]]
+
+
+def _embedding_params(model: OctopusModel) -> list[torch.nn.Parameter]:
+    params = [model.lm.get_input_embeddings().weight]
+    out = model.lm.get_output_embeddings()
+    if out is not None and out.weight is not params[0]:
+        params.append(out.weight)
+    return params
+
+
+def setup_trainable(model: OctopusModel, tokenizer, cfg: FinetuneConfig) -> list[dict[str, Any]]:
+    """Freeze/unfreeze parts, wrap the LM with LoRA if asked; returns the optimizer groups."""
+    model.set_trainable(vision=cfg.train_vision, connector=True, lm=cfg.full_lm, embeddings=cfg.full_lm)
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.lm.named_modules()}
+        targets = [t for t in cfg.lora_targets if t in names]
+        if not targets:
+            raise FinetuneError(f"--lora-targets {list(cfg.lora_targets)}: none is a module of this LM")
+        lora_cfg = LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets
+        )
+        model.lm = get_peft_model(model.lm, lora_cfg)
+    emb = _embedding_params(model)
+    if not cfg.full_lm:
+        rows = torch.tensor(trainable_rows(model, tokenizer))
+        for p in emb:
+            mask = torch.zeros(p.shape[0], 1, dtype=p.dtype)
+            mask[rows] = 1.0
+            p.requires_grad_(True)
+            p.register_hook(lambda g, mask=mask: g * mask)
+    emb_ids = {id(p) for p in emb}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in emb_ids]
+    # No weight decay on the embeddings: rows without gradient must stay exactly as they are.
+    return [
+        {"params": rest, "weight_decay": 0.01},
+        {"params": [p for p in emb if p.requires_grad], "weight_decay": 0.0},
+    ]
+
+
+def count_trainable(model: OctopusModel, tokenizer, cfg: FinetuneConfig) -> dict[str, int]:
+    seen: set[int] = set()
+    out = {"vision": 0, "connector": 0, "lm": 0}
+    for part, module in (("vision", model.vision), ("connector", model.connector), ("lm", model.lm)):
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                out[part] += p.numel()
+    if not cfg.full_lm:  # only the functional rows of the embeddings really train
+        emb = _embedding_params(model)
+        width = emb[0].shape[1]
+        out["lm"] -= sum(p.numel() for p in emb) - len(emb) * len(trainable_rows(model, tokenizer)) * width
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+class Finetuner:
+    def __init__(
+        self,
+        model: OctopusModel,
+        tokenizer,
+        registry: FunctionRegistry,
+        sources: list[Source],
+        cfg: FinetuneConfig,
+    ):
+        self.model = model
+        self.tok = tokenizer
+        self.registry = registry
+        self.sources = sources
+        self.cfg = cfg
+        self.fmt = PromptFormat(tokenizer=tokenizer, config=model.config)
+        self.pre = ImagePreprocessor(config=model.config.vision)
+        self.rng = random.Random(cfg.seed)
+        self.docs: list[list[int]] = []
+
+    def set_docs(self, lines: Sequence[str]) -> None:
+        self.docs = [self.tok.encode(t, add_special_tokens=False)[:96] for t in lines]
+
+    def pixels(self, items: Sequence[Item]) -> torch.Tensor:
+        """(B, 3, S, S) at the tower's size and normalisation, whatever each image's size."""
+        return torch.cat([self.pre(it.image()) for it in items])
+
+    def batch(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
+        examples = [self.fmt.build_training_example(it.instruction, it.answer) for it in items]
+        batch = collate(examples, pad_token_id=self.tok.pad_token_id)
+        batch["pixel_values"] = self.pixels(items)
+        return batch
+
+    def sample(self) -> list[Item]:
+        weights = [s.weight for s in self.sources]
+        picks = self.rng.choices(self.sources, weights=weights, k=self.cfg.batch)
+        return [self.rng.choice(s.train) for s in picks]
+
+    def doc_loss(self) -> torch.Tensor | None:
+        if not self.docs or self.cfg.doc_weight <= 0:
+            return None
+        rows = [self.rng.choice(self.docs) for _ in range(max(2, self.cfg.batch // 4))]
+        T = max(len(r) for r in rows)
+        ids = torch.full((len(rows), T), self.tok.pad_token_id)
+        labels = torch.full((len(rows), T), -100)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            labels[i, : len(r)] = torch.tensor(r)
+        return self.model.lm(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+
+    @torch.no_grad()
+    def heldout_loss(self) -> dict[str, float]:
+        self.model.eval()
+        out = {}
+        for s in self.sources:
+            if not s.heldout:
+                continue
+            total, n = 0.0, 0
+            for i in range(0, len(s.heldout), 16):
+                chunk = s.heldout[i : i + 16]
+                total += float(self.model(**self.batch(chunk)).loss) * len(chunk)
+                n += len(chunk)
+            out[s.name] = total / n
+        self._train_mode()
+        return out
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if not self.cfg.train_vision:
+            self.model.vision.eval()  # frozen BatchNorm statistics stay as they are
+
+    def train(self, groups: list[dict[str, Any]]) -> tuple[Any, Any, dict[str, Any]]:
+        from tqdm import tqdm
+
+        from octopus_ros.training.stages import Curve
+
+        cfg = self.cfg
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        params = [p for g in groups for p in g["params"]]
+        train_curve, held_curve = Curve("finetune"), Curve("heldout")
+        start = time.monotonic()
+        self._train_mode()
+        step, ema, stopped = 0, None, "steps"
+        bar = tqdm(total=cfg.steps, desc="fine-tune", unit="step")
+        while step < cfg.steps:
+            elapsed = time.monotonic() - start
+            if elapsed >= cfg.seconds:
+                stopped = "seconds"
+                break
+            frac = max(step / cfg.steps, elapsed / cfg.seconds)
+            scale = min(1.0, (step + 1) / max(1, cfg.warmup)) * (
+                0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
+            )
+            for g in optimizer.param_groups:
+                g["lr"] = cfg.lr * scale
+            loss = self.model(**self.batch(self.sample())).loss
+            docs = self.doc_loss()
+            total = loss if docs is None else loss + cfg.doc_weight * docs
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            value = float(loss.detach())
+            ema = value if ema is None else 0.9 * ema + 0.1 * value
+            train_curve.steps.append(step)
+            train_curve.loss.append(value)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.3f}")
+            if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
+                held = self.heldout_loss()
+                if held:
+                    held_curve.steps.append(step)
+                    held_curve.loss.append(float(np.mean(list(held.values()))))
+        bar.close()
+        seconds = time.monotonic() - start
+        train_curve.seconds = held_curve.seconds = seconds
+        self.model.eval()
+        info = {"steps": step, "seconds": round(seconds, 1), "stopped_by": stopped, "final_loss_ema": ema}
+        log.info("fine-tuned %d steps in %.0f s (stopped by the %s budget)", step, seconds, stopped)
+        return train_curve, held_curve, info
+
+
+@torch.no_grad()
+def exact_match(
+    model: OctopusModel, tokenizer, registry: FunctionRegistry, sources: list[Source]
+) -> dict[str, Any]:
+    """Held-out exact match (function and every argument) through the node's runtime and grammar."""
+    from octopus_ros.model import Octopus
+
+    octopus = Octopus(model=model, tokenizer=tokenizer, registry=registry)
+    out: dict[str, Any] = {}
+    for s in sources:
+        if not s.heldout:
+            continue
+        rows = []
+        for it in s.heldout:
+            d = octopus.decide(it.instruction, it.image())
+            got = d.call.to_text() if d.call is not None else ""
+            rows.append((it.language, it.function, got == it.answer))
+        by: dict[str, dict[str, list[bool]]] = {"language": {}, "function": {}}
+        for lang, fn, ok in rows:
+            by["language"].setdefault(lang, []).append(ok)
+            by["function"].setdefault(fn, []).append(ok)
+        out[s.name] = {
+            "n": len(rows),
+            "exact_match": round(100 * float(np.mean([ok for *_, ok in rows])), 1),
+            **{
+                f"by_{k}": {name: round(100 * float(np.mean(v)), 1) for name, v in sorted(groups.items())}
+                for k, groups in by.items()
+            },
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- command line
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as epilog, defaults in each flag's help."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="octopus_finetune",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=_Formatter,
+    )
+    m = p.add_argument_group("model (--base, or --vision with --lm)")
+    m.add_argument(
+        "--base", type=Path, help="Octopus checkpoint directory to start from (e.g. the bundled model)"
+    )
+    m.add_argument(
+        "--vision",
+        help="open_clip tower: a model directory with open_clip_config.json (+ weights), a model-config "
+        "JSON file, or an open_clip model name such as ViT-B-32 (then give --vision-checkpoint)",
+    )
+    m.add_argument("--vision-checkpoint", type=Path, help="local open_clip weights (.safetensors/.bin/.pt)")
+    m.add_argument(
+        "--vision-tag",
+        help="open_clip pretrained tag of those weights (e.g. openai, laion2b_s34b_b79k, webli): "
+        "its mean/std are used (table lookup, nothing is downloaded)",
+    )
+    m.add_argument(
+        "--image-mean", type=float, nargs=3, metavar=("R", "G", "B"), help="override the tower's mean"
+    )
+    m.add_argument(
+        "--image-std", type=float, nargs=3, metavar=("R", "G", "B"), help="override the tower's std"
+    )
+    m.add_argument(
+        "--lm", type=Path, help="local Hugging Face causal-LM directory (Qwen2/Llama), with its tokenizer"
+    )
+    m.add_argument(
+        "--connector", choices=("mlp", "perceiver"), default="mlp", help="new connector type (--lm only)"
+    )
+    m.add_argument(
+        "--pool-stride", type=int, default=1, help="MLP connector: average-pool the patch grid first"
+    )
+    m.add_argument("--num-latents", type=int, default=16, help="Perceiver connector: image tokens")
+    m.add_argument("--name", default="octopus-custom", help="model name stored in config.json (--lm only)")
+
+    d = p.add_argument_group("functions and data")
+    d.add_argument(
+        "--functions",
+        type=Path,
+        help="your function registry YAML (default: the --base checkpoint's functions.yaml, else the bundled one)",
+    )
+    d.add_argument(
+        "--data",
+        nargs="+",
+        default=["registry"],
+        metavar="SOURCE",
+        help="training sources, mixed: synthetic | registry | records:PATH.jsonl (default: registry)",
+    )
+    d.add_argument("--mix", type=float, nargs="+", help="sampling weight per --data source (default: equal)")
+    d.add_argument(
+        "--heldout",
+        type=float,
+        default=FinetuneConfig.heldout,
+        help="fraction of registry phrasings and records held out",
+    )
+    d.add_argument(
+        "--doc-weight",
+        type=float,
+        default=FinetuneConfig.doc_weight,
+        help="loss weight of the registry descriptions read as text (0: off)",
+    )
+    d.add_argument(
+        "--synthetic-n", type=int, default=FinetuneConfig.synthetic_n, help="synthetic training examples"
+    )
+    d.add_argument(
+        "--registry-n",
+        type=int,
+        default=FinetuneConfig.registry_n,
+        help="examples generated from registry phrasings",
+    )
+
+    t = p.add_argument_group("training")
+    t.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
+    t.add_argument("--lora", action="store_true", help="train low-rank adapters on the LM (peft)")
+    t.add_argument(
+        "--lora-r", type=int, default=FinetuneConfig.lora_r, help="LoRA rank (size of the low-rank update)"
+    )
+    t.add_argument(
+        "--lora-alpha",
+        type=int,
+        default=FinetuneConfig.lora_alpha,
+        help="LoRA alpha (the update is scaled by alpha / rank)",
+    )
+    t.add_argument(
+        "--lora-dropout",
+        type=float,
+        default=FinetuneConfig.lora_dropout,
+        help="dropout on the LoRA path while training",
+    )
+    t.add_argument(
+        "--lora-targets", nargs="+", default=list(LORA_TARGETS), help="LM module names that get adapters"
+    )
+    t.add_argument(
+        "--merge",
+        action="store_true",
+        help="fold the LoRA adapters into the saved weights (one plain checkpoint the node loads); without it "
+        "--out gets the base LM weights and the adapters in lora_adapter/ (peft format), which the node ignores",
+    )
+    t.add_argument("--full-lm", action="store_true", help="train every LM weight (instead of --lora)")
+    t.add_argument(
+        "--train-vision", action="store_true", help="also train the vision tower (frozen by default)"
+    )
+    t.add_argument("--init-new", choices=INITS, default="mean", help="start of new functional-token rows")
+    t.add_argument(
+        "--steps",
+        type=int,
+        default=FinetuneConfig.steps,
+        help="step budget (the run stops at --steps or --seconds)",
+    )
+    t.add_argument(
+        "--seconds", type=float, default=FinetuneConfig.seconds, help="wall-clock budget of the training loop"
+    )
+    t.add_argument("--batch", type=int, default=FinetuneConfig.batch, help="examples per optimisation step")
+    t.add_argument("--lr", type=float, default=FinetuneConfig.lr, help="peak learning rate (cosine, warm-up)")
+    t.add_argument(
+        "--warmup", type=int, default=FinetuneConfig.warmup, help="linear warm-up steps of the learning rate"
+    )
+    t.add_argument(
+        "--eval-n", type=int, default=FinetuneConfig.eval_n, help="max held-out examples per source"
+    )
+    t.add_argument(
+        "--eval-every",
+        type=int,
+        default=FinetuneConfig.eval_every,
+        help="held-out loss every N steps (0: off)",
+    )
+    t.add_argument(
+        "--no-accuracy", action="store_true", help="skip the held-out exact-match runs before and after"
+    )
+    t.add_argument("--seed", type=int, default=0, help="random seed (data, sampling, new rows)")
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    return p
+
+
+def _config(args: argparse.Namespace) -> FinetuneConfig:
+    return FinetuneConfig(
+        data=list(args.data),
+        mix=args.mix,
+        steps=args.steps,
+        seconds=args.seconds,
+        batch=args.batch,
+        lr=args.lr,
+        warmup=args.warmup,
+        lora=args.lora,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        lora_targets=tuple(args.lora_targets),
+        merge=args.merge,
+        full_lm=args.full_lm,
+        train_vision=args.train_vision,
+        init_new=args.init_new,
+        doc_weight=args.doc_weight,
+        heldout=args.heldout,
+        eval_n=args.eval_n,
+        eval_every=args.eval_every,
+        synthetic_n=args.synthetic_n,
+        registry_n=args.registry_n,
+        seed=args.seed,
+        threads=args.threads,
+    )
+
+
+def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if (args.base is None) == (args.vision is None and args.lm is None):
+        p.error("give --base, or --vision with --lm")
+    if args.base is None and (args.vision is None or args.lm is None):
+        p.error("--vision and --lm go together")
+    if args.lora and args.full_lm:
+        p.error("--lora and --full-lm exclude each other")
+    if args.merge and not args.lora:
+        p.error("--merge folds LoRA adapters: it needs --lora")
+    if args.base is not None and args.out.resolve() == args.base.resolve():
+        p.error("--out must not be the --base checkpoint")
+    if args.steps < 1 or args.batch < 1 or args.seconds <= 0:
+        p.error("--steps, --batch and --seconds must be positive")
+    if not 0 <= args.heldout < 1:
+        p.error("--heldout must be in [0, 1)")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run a fine-tune from parsed arguments; returns the metrics written to ``--out``."""
+    from octopus_ros.data.registry_data import doc_lines
+    from octopus_ros.training.stages import curves_to_json, plot_curves, save_json
+
+    cfg = _config(args)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    t0 = time.monotonic()
+    functions = args.functions
+    if functions is None:
+        base_fn = None if args.base is None else Path(args.base) / "functions.yaml"
+        if base_fn is not None and base_fn.is_file():
+            functions = base_fn
+        else:
+            from octopus_ros.paths import config_path
+
+            functions = config_path("functions.yaml")
+    registry = FunctionRegistry.from_yaml(functions)
+    model, tok, new = load_model(args, registry, cfg)
+    size = model.config.vision.image_size
+    log.info(
+        "model: %d functions (%s new), %d image tokens at %d px, mean %s std %s",
+        model.config.num_functions,
+        [registry.by_token(i).name if registry.by_token(i) else f"<nexa_{i}>" for i in new],
+        model.config.num_image_tokens,
+        size,
+        model.config.vision.image_mean,
+        model.config.vision.image_std,
+    )
+    sources = build_sources(registry, size, cfg)
+    tuner = Finetuner(model, tok, registry, sources, cfg)
+    tuner.set_docs(doc_lines(registry) if cfg.doc_weight > 0 else [])
+    accuracy_before = None if args.no_accuracy else exact_match(model, tok, registry, sources)
+    groups = setup_trainable(model, tok, cfg)
+    trainable = count_trainable(model, tok, cfg)
+    log.info("trainable parameters: %s", trainable)
+    loss_before = tuner.heldout_loss()
+    train_curve, held_curve, info = tuner.train(groups)
+    loss_after = tuner.heldout_loss()
+    adapter_dir, accuracy_lora = None, None
+    if cfg.lora:
+        if cfg.merge:
+            model.lm = model.lm.merge_and_unload()
+        else:
+            adapter_dir = args.out / "lora_adapter"
+            model.lm.save_pretrained(str(adapter_dir))
+            accuracy_lora = None if args.no_accuracy else exact_match(model, tok, registry, sources)
+            model.lm = model.lm.unload()
+            log.warning(
+                "adapters saved to %s and NOT in the checkpoint (the node ignores them): use --merge",
+                adapter_dir,
+            )
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    accuracy_after = None if args.no_accuracy else exact_match(model, tok, registry, sources)
+    if adapter_dir is not None and accuracy_lora is not None:
+        accuracy_after = {"with_adapters": accuracy_lora, "checkpoint_without_adapters": accuracy_after}
+    metrics = {
+        "finetune": {
+            **asdict(cfg),
+            "base": None if args.base is None else str(args.base),
+            "vision": args.vision,
+            "lm": None if args.lm is None else str(args.lm),
+            "functions": str(functions),
+        },
+        "new_functions": {f"<nexa_{i}>": registry.by_token(i).name for i in new if registry.by_token(i)},
+        "image_size": size,
+        "image_mean": list(model.config.vision.image_mean),
+        "image_std": list(model.config.vision.image_std),
+        "trainable_parameters": trainable,
+        "data": {
+            s.name: {"train": len(s.train), "heldout": len(s.heldout), "weight": s.weight} for s in sources
+        },
+        **info,
+        "heldout_loss": {"before": loss_before, "after": loss_after},
+        "heldout_exact_match": {"before": accuracy_before, "after": accuracy_after},
+        "total_seconds": round(time.monotonic() - t0, 1),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(args.out, model, tok, functions=functions, metrics=metrics)
+    curves = [train_curve] + ([held_curve] if held_curve.loss else [])
+    save_json(args.out / "training_curves.json", curves_to_json(curves))
+    plot_curves(curves, args.out / "training_curves.png", title=f"octopus_finetune: {info['steps']} steps")
+    _print_summary(metrics, args.out)
+    return metrics
+
+
+def _print_summary(m: dict[str, Any], out: Path) -> None:
+    print(f"fine-tuned {m['steps']} steps in {m['seconds']} s -> {out}")
+    if m["new_functions"]:
+        print("new functions: " + ", ".join(f"{k} {v}" for k, v in m["new_functions"].items()))
+    for name, loss in m["heldout_loss"]["after"].items():
+        before = m["heldout_loss"]["before"].get(name, float("nan"))
+        print(f"  held-out {name}: loss {before:.3f} -> {loss:.3f}")
+    acc = m["heldout_exact_match"]
+    if acc["after"]:
+        after = acc["after"].get("with_adapters", acc["after"])
+        for name, a in after.items():
+            b = (acc["before"] or {}).get(name, {}).get("exact_match", float("nan"))
+            print(
+                f"  held-out {name}: exact match {b:.1f} % -> {a['exact_match']:.1f} % (n={a['n']}) {a['by_language']}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except (FinetuneError, RegistryError, ConfigError, FileNotFoundError) as e:
+        log.error("%s", e)
+        return 2
+    except (ValueError, CheckpointError) as e:  # RecordError and other input problems
+        log.error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

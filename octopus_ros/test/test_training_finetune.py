@@ -1,0 +1,229 @@
+"""octopus_finetune: real-format parts + a 14th function -> one plain checkpoint the runtime loads.
+
+The end-to-end test runs the console script on a tiny open_clip ViT at 224 px and a tiny Qwen2
+directory with its own tokenizer (built here, nothing downloaded), with LoRA and --merge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from octopus_ros.functions import FunctionRegistry
+from octopus_ros.model import Octopus, load_checkpoint, load_tokenizer
+from octopus_ros.model.testing import make_real_format_parts, make_tiny_checkpoint
+from octopus_ros.paths import config_path
+from octopus_ros.training import finetune
+
+OPEN_DOOR = """
+  - name: open_door
+    token: 13
+    description: {en: Open one of the doors of the house., zh: 打开家里的一扇门。}
+    args:
+      - name: door
+        type: enum
+        values: [front, back, garage]
+        examples:
+          en: {front: [front, main], back: [back, rear], garage: garage}
+          zh: {front: [前, 大], back: 后, garage: 车库}
+    examples:
+      en:
+        - open the {door} door
+        - please open the {door} door
+        - can you open the {door} door
+        - unlock and open the {door} door
+        - I need the {door} door open
+        - get the {door} door open for me
+      zh:
+        - 打开{door}门
+        - 请把{door}门打开
+        - 帮我开一下{door}门
+        - 把{door}门开开
+"""
+ORDINARY = ["open the front door please", "what is on the table?", "请关上厨房的窗户", "把客厅的灯打开"]
+
+
+def _registry_file(tmp_path):
+    path = tmp_path / "my_functions.yaml"
+    path.write_text(
+        config_path("functions.yaml").read_text(encoding="utf-8").rstrip("\n") + OPEN_DOOR, "utf-8"
+    )
+    return path
+
+
+def _records(tmp_path, sizes=((640, 480), (100, 150), (224, 224), (333, 200), (50, 50))):
+    lines = []
+    for k, size in enumerate(sizes):
+        Image.new("RGB", size, (30 * k, 90, 200)).save(tmp_path / f"frame{k}.png")
+        door = ("front", "back", "garage")[k % 3]
+        lines.append(
+            {
+                "image": f"frame{k}.png",
+                "instruction": f"open the {door} door now",
+                "answer": f"open_door('{door}')",
+                "language": "en",
+            }
+        )
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", "utf-8")
+    return path
+
+
+def _script() -> list[str]:
+    exe = shutil.which(
+        "octopus_finetune", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    )
+    assert exe, "the octopus_finetune console script is not installed (make setup installs it)"
+    return [exe]
+
+
+def test_help_documents_every_flag():
+    parser = finetune.build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help and len(action.help) > 10, action.option_strings
+    out = subprocess.run(
+        [*_script(), "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    for action in parser._actions:
+        for flag in action.option_strings:
+            assert flag in out, flag
+    assert "records:PATH" in out and "--merge" in out
+
+
+def test_finetune_real_format_parts_end_to_end(tmp_path):
+    vision_dir, lm_dir = make_real_format_parts(tmp_path / "parts", image_size=224)
+    functions = _registry_file(tmp_path)
+    records = _records(tmp_path)
+    out = tmp_path / "my_model"
+    cmd = [
+        *_script(),
+        "--vision", str(vision_dir), "--lm", str(lm_dir), "--functions", str(functions),
+        "--data", "registry", f"records:{records}", "--mix", "3", "1",
+        "--lora", "--merge", "--steps", "40", "--batch", "8", "--lr", "3e-3",
+        "--eval-n", "24", "--eval-every", "20", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 40 and metrics["image_size"] == 224
+    assert metrics["new_functions"]["<nexa_13>"] == "open_door"
+    assert metrics["data"][f"records:{records}"] == {"train": 4, "heldout": 1, "weight": 1.0}
+    assert metrics["heldout_exact_match"]["after"]["registry"]["n"] > 0
+    assert (out / "training_curves.png").stat().st_size > 1000
+
+    # One plain checkpoint: no adapter tensors, loads through the runtime the node uses.
+    ckpt = load_checkpoint(out)
+    assert not [k for k in ckpt.model.state_dict() if "lora" in k]
+    assert ckpt.config.num_functions == 14 and ckpt.config.vision.image_size == 224
+    octopus = Octopus.load(out)
+    image = np.zeros((480, 640, 3), np.uint8)
+    calls = [
+        octopus.decide(t, image).call
+        for t in ("open the front door", "please open the back door", "打开前门")
+    ]
+    assert sum(c is not None and c.function == "open_door" for c in calls) >= 2, calls
+    assert all(c is None or octopus.grammar().accepts(c.to_text()) for c in calls)
+
+    # Ordinary text keeps the LM's ids; the frozen parts are the downloaded weights, unchanged.
+    original = load_tokenizer(lm_dir)
+    assert [ckpt.tokenizer.encode(t, add_special_tokens=False) for t in ORDINARY] == [
+        original.encode(t, add_special_tokens=False) for t in ORDINARY
+    ]
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(lm_dir, local_files_only=True)
+    rows = ckpt.model.lm.get_input_embeddings().weight[: len(original)]
+    assert torch.equal(rows, lm.get_input_embeddings().weight[: len(original)])
+    clip = load_file(str(vision_dir / "open_clip_model.safetensors"))
+    for name, tensor in ckpt.model.vision.visual.state_dict().items():
+        assert torch.equal(tensor, clip[f"visual.{name}"]), name
+    # LoRA changed the LM's attention weights (merged in), not only the connector.
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(ckpt.model.lm.state_dict()[q], lm.state_dict()[q])
+
+
+def test_every_source_is_prepared_at_the_towers_size(tmp_path):
+    base = make_tiny_checkpoint(tmp_path / "base", config_path("functions.yaml"), image_size=32)
+    registry = FunctionRegistry.from_yaml(_registry_file(tmp_path))
+    records = _records(tmp_path)
+    args = finetune.build_parser().parse_args(
+        [
+            "--base",
+            str(base),
+            "--out",
+            str(tmp_path / "o"),
+            "--synthetic-n",
+            "8",
+            "--registry-n",
+            "8",
+            "--eval-n",
+            "4",
+        ]
+    )
+    cfg = finetune._config(args)
+    cfg.data = ["synthetic", "registry", f"records:{records}"]
+    model, tok, new = finetune.load_model(args, registry, cfg)
+    assert new == [13]
+    sources = finetune.build_sources(registry, model.config.vision.image_size, cfg)
+    tuner = finetune.Finetuner(model, tok, registry, sources, cfg)
+    for source in sources:
+        pixels = tuner.pixels(source.train[:4])
+        assert pixels.shape == (len(source.train[:4]), 3, 32, 32), source.name
+    assert sources[0].train[0].image().shape == (32, 32, 3)  # synthetic rendered at the tower's size
+
+
+def test_rows_outside_the_functional_tokens_never_move(tmp_path):
+    base = make_tiny_checkpoint(tmp_path / "base", config_path("functions.yaml"), image_size=32)
+    out = tmp_path / "out"
+    argv = [
+        "--base",
+        str(base),
+        "--functions",
+        str(_registry_file(tmp_path)),
+        "--data",
+        "registry",
+        "synthetic",
+    ]
+    argv += ["--synthetic-n", "16", "--registry-n", "64", "--steps", "6", "--batch", "4", "--lr", "1e-2"]
+    argv += ["--eval-n", "4", "--no-accuracy", "--init-new", "random", "--out", str(out)]
+    assert finetune.main(argv) == 0
+    before, after = load_checkpoint(base), load_checkpoint(out)
+    n = len(before.tokenizer)
+    old = before.model.lm.get_input_embeddings().weight
+    new = after.model.lm.get_input_embeddings().weight
+    functional = set(before.config.nexa_token_ids) | {before.config.nexa_end_id}
+    ordinary = [i for i in range(n) if i not in functional]
+    assert torch.equal(new[ordinary], old[ordinary])
+    assert not torch.equal(new[sorted(functional)], old[sorted(functional)])
+    assert not torch.equal(
+        after.model.connector.state_dict()["fc1.weight"],
+        before.model.connector.state_dict()["fc1.weight"],
+    )
+    for name, tensor in before.model.vision.state_dict().items():
+        assert torch.equal(after.model.vision.state_dict()[name], tensor), name  # BatchNorm stats included
+
+
+def test_bad_input_is_a_clear_error(tmp_path, caplog):
+    base = make_tiny_checkpoint(tmp_path / "base", config_path("functions.yaml"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "x.png", "instruction": "hi", "answer": "fly()", "language": "en"}\n', "utf-8")
+    rc = finetune.main(["--base", str(base), "--data", f"records:{bad}", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert f"{bad}:1: image file not found" in caplog.text and "unknown function" in caplog.text
+    with pytest.raises(SystemExit):
+        finetune.main(["--base", str(base), "--lm", "x", "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        finetune.main(["--base", str(base), "--merge", "--out", str(tmp_path / "o")])
+    assert finetune.main(["--base", str(base), "--data", "nonsense", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown source 'nonsense'" in caplog.text
