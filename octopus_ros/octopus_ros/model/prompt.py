@@ -28,6 +28,29 @@ class TrainingExample:
         return [1] * len(self.input_ids)
 
 
+PROMPT_PLACEHOLDERS = ("system", "images", "instruction")
+
+
+def check_prompt_template(template: str) -> None:
+    """Raise ValueError naming the problem when ``template`` is not a usable prompt template:
+    it must be a ``str.format`` template using only {system}, {images} and {instruction},
+    and must contain {images} and {instruction}."""
+    import string
+
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:
+        raise ValueError(f"prompt_template is not a valid format string: {e}") from e
+    unknown = sorted({f for f in fields if f not in PROMPT_PLACEHOLDERS})
+    if unknown:
+        raise ValueError(
+            f"prompt_template has unknown placeholder(s) {unknown}; allowed: {list(PROMPT_PLACEHOLDERS)}"
+        )
+    missing = [f for f in ("images", "instruction") if f not in fields]
+    if missing:
+        raise ValueError(f"prompt_template lacks the placeholder(s) {missing}")
+
+
 class PromptFormat:
     """Builds prompts and training examples for a tokenizer + config."""
 
@@ -37,6 +60,7 @@ class PromptFormat:
             raise ValueError("config.num_image_tokens is not set (resolve the config first)")
         self.tokenizer = tokenizer
         self.config = config
+        check_prompt_template(config.prompt_template)
 
     def build_prompt(self, instruction: str) -> str:
         """The prompt text: system prompt + ``<image>`` x K + user turn + assistant cue."""

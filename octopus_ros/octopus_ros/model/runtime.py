@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
 from .decoding import ConstrainedDecoder, DecodeResult
 from .modeling import OctopusModel
 from .precision import activation_dtype, apply_precision, resolve_device
 from .preprocess import ImagePreprocessor
-from .prompt import PromptFormat
+from .prompt import PromptFormat, check_prompt_template
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +208,26 @@ class Octopus:
             if ckpt.functions_path is None:
                 raise CheckpointError(Path(path) / "functions.yaml", "missing (pass registry= explicitly)")
             registry = ckpt.functions_path
+        registry_source = None
         if isinstance(registry, str | Path):
+            registry_source = registry
             try:
                 registry = _functions().FunctionRegistry.from_yaml(registry)
             except Exception as e:
                 raise CheckpointError(registry, f"invalid function registry: {e}") from e
+        n_functions = len(ckpt.model.config.nexa_token_ids or ())
+        if registry.num_tokens > n_functions:
+            where = registry_source or Path(path) / "functions.yaml"
+            raise CheckpointError(
+                where,
+                f"the function registry needs {registry.num_tokens} functional tokens but the model "
+                f"{Path(path) / CONFIG_FILE} has {n_functions}: add the new functions' tokens to the model "
+                "(octopus_finetune) or disable them",
+            )
+        try:
+            check_prompt_template(ckpt.model.config.prompt_template)
+        except ValueError as e:
+            raise CheckpointError(Path(path) / CONFIG_FILE, str(e)) from e
         vision_encoder = None
         if vision_backend != "torch":
             vision_encoder = _load_onnx_encoder(ckpt, vision_backend, onnx_path, onnx_providers)
