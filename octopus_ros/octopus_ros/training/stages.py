@@ -76,7 +76,7 @@ class TrainConfig:
     model: str = "octopus-tiny-rnc"  # named model config
     pool_stride: int | None = None  # override the config's MLP connector pooling (None: keep it)
     vocab_size: int = 2048
-    image_size: int = 64
+    image_size: int | None = None  # synthetic images' side; None: the vision tower's own input size
     steps: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STEPS))  # budget per stage
     # wall-clock guard per stage: a stage that reaches it stops early and is reported cut short
     seconds: dict[str, float] = field(
@@ -119,7 +119,7 @@ class Curve:
 
 
 def pixels(images: np.ndarray, model: OctopusModel, *, flip: bool = False) -> torch.Tensor:
-    """(B, H, W, 3) uint8 at the model's size -> normalised (B, 3, S, S) (same as ImagePreprocessor).
+    """(B, H, W, 3) uint8 -> normalised (B, 3, S, S) at the tower's own size S (resized if needed).
 
     ``flip``: mirror a random half of the images left-right (training augmentation; no function
     or argument of the world depends on left and right)."""
@@ -130,6 +130,8 @@ def pixels(images: np.ndarray, model: OctopusModel, *, flip: bool = False) -> to
     if flip:
         mask = torch.rand(x.shape[0]) < 0.5
         x[mask] = x[mask].flip(-1)
+    if x.shape[-2:] != (v.image_size, v.image_size):
+        x = F.interpolate(x, size=(v.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
     return (x - mean) / std
 
 

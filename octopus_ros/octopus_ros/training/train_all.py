@@ -39,13 +39,17 @@ from octopus_ros.data.tasks import lexicon_corpus
 from octopus_ros.functions import load_default_registry
 from octopus_ros.model import (
     OctopusConfig,
+    add_special_tokens,
     attach_tokenizer,
     build_model,
     get_model_config,
     load_checkpoint,
+    load_tokenizer,
+    resolve_config,
     save_checkpoint,
     train_tokenizer,
 )
+from octopus_ros.model.checkpoint import read_checkpoint_config
 from octopus_ros.paths import config_path
 from octopus_ros.training.stages import (
     STAGES,
@@ -151,8 +155,14 @@ def build_pools(cfg: TrainConfig) -> dict:
 
 
 def build_tokenizer(pools: dict, cfg: TrainConfig, model_cfg: OctopusConfig):
-    """A byte-level BPE tokenizer over the training pools (+ the system prompt), specials added."""
+    """A byte-level BPE tokenizer over the training pools (+ the system prompt), specials added;
+    a pretrained LM (``model_cfg.lm_path``) keeps its own tokenizer, specials appended, so the
+    ids of ordinary text still mean what the LM learned."""
     registry = load_default_registry()
+    if model_cfg.lm_path:
+        tok = load_tokenizer(model_cfg.lm_path)
+        add_special_tokens(tok, registry.num_tokens)
+        return tok, registry
     texts = list(pools["text"])
     texts += [r["answer"] for r in pools["calls"]] + [r["instruction"] for r in pools["calls"]]
     texts += [r["instruction"] for r in pools["align"]] + [r["caption"] for r in pools["vision"][:5000]]
@@ -180,6 +190,12 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     stages_dir = out / "stages"
     start = time.monotonic()
+    if cfg.image_size is None:  # the synthetic world is rendered at the tower's own input size
+        arch = read_checkpoint_config(init_from)[0] if init_from is not None else None
+        arch = arch or resolve_config(
+            model_config if model_config is not None else get_model_config(cfg.model)
+        )
+        cfg.image_size = arch.vision.image_size
     pools = build_pools(cfg)
     if init_from is not None:
         registry = load_default_registry()
