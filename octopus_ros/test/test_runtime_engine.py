@@ -102,7 +102,7 @@ class Harness:
             model=self.model,
             registry=Registry(),
             config=EngineConfig(**config),
-            validate=lambda call: None,
+            validate=lambda call, allowlist=None: None,
             on_result=self._record,
             now=lambda: self.clock,
         )
@@ -236,28 +236,40 @@ def test_low_confidence_declines_and_model_errors(harness):
 
 
 def test_validation_before_publish_blocks_disallowed_call():
+    """The real pre-publish validator (functions.validate_call with the bundled registry, as the
+    node wires it) refuses a call the model wants but the live allowlist does not allow."""
+    import functools
+
+    from octopus_ros.functions import FunctionRegistry, parse_call, validate_call
+    from octopus_ros.paths import config_path
+
+    registry = FunctionRegistry.from_yaml(config_path("functions.yaml"))
+    wanted = parse_call("<nexa_0>('red cup')<nexa_end>", registry)  # pick_up, valid in itself
+    stop = parse_call("<nexa_3>()<nexa_end>", registry)
     results = []
-    model = ScriptedModel([FakeDecision(FakeCall("take_photo", 4), None, 0.99)])
+    model = ScriptedModel(
+        [FakeDecision(wanted, None, 0.99, wanted.to_text()), FakeDecision(stop, None, 0.99, stop.to_text())]
+    )
     engine = ActionEngine(
         model=model,
-        registry=Registry(),
+        registry=registry,
         config=EngineConfig(allowlist=("stop",), prefetch_rate=0),
-        validate=lambda call: (
-            None if call.function == "stop" else FakeError("NOT_ALLOWED", "not on allowlist")
-        ),
+        validate=functools.partial(validate_call, registry=registry),
         on_result=results.append,
     )
     engine.start()
     try:
         engine.on_frame(Frame(1, time.time(), time.time(), "cam", good_image))
-        engine.submit(Request("a", "take a photo", Source.UTTERANCE, time.time()))
+        engine.submit(Request("a", "pick up the red cup", Source.UTTERANCE, time.time()))
+        engine.submit(Request("b", "stop", Source.UTTERANCE, time.time()))
         deadline = time.monotonic() + 5
-        while not results and time.monotonic() < deadline:
+        while len(results) < 2 and time.monotonic() < deadline:
             time.sleep(0.002)
     finally:
         engine.stop()
-    assert results[0].code == OutcomeCode.NOT_ALLOWED
-    assert model.seen_allowlists == [("stop",)]  # the allowlist also reaches the decoder
+    assert [r.code for r in results] == [OutcomeCode.NOT_ALLOWED, OutcomeCode.OK]
+    assert "pick_up" in results[0].reason
+    assert model.seen_allowlists == [("stop",), ("stop",)]  # the allowlist also reaches the decoder
 
 
 def test_estop_preempts_pending_and_blocks_new(harness):
@@ -355,7 +367,7 @@ def test_stop_answers_pending_with_not_active():
         model=ScriptedModel(gate=gate),
         registry=Registry(),
         config=EngineConfig(prefetch_rate=0, rate_limit=0),
-        validate=lambda c: None,
+        validate=lambda c, allowlist=None: None,
         on_result=results.append,
     )
     engine.start()

@@ -231,15 +231,11 @@ class OctopusNode(LifecycleNode):
         self._bridge = CvBridgeAdapter(max_side=params.max_image_side)
         registry = self._registry
 
-        def validate(call: Any) -> Any:
-            allowlist = self._engine.config.allowlist if self._engine else ()
-            return validate_call(call, registry, allowlist or None)
-
         self._engine = ActionEngine(
             model=self._model,
             registry=registry,
             config=self._engine_config(params),
-            validate=validate,
+            validate=functools.partial(validate_call, registry=registry),
             on_result=self._on_result,
             now=self._now,
             estop=self._estop,

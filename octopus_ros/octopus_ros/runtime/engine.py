@@ -85,8 +85,9 @@ class ActionEngine:
     ``model`` needs ``encode(image) -> encoding`` and
     ``decide(text, encoding, *, allowlist, mode) -> Decision`` (``octopus_ros.model.Octopus``).
     ``registry`` needs ``by_name(name)`` (``octopus_ros.functions.FunctionRegistry``).
-    ``validate`` re-checks a call against the schema and allowlist before it is published;
-    it returns None when valid, or an object with ``kind`` and ``message``.
+    ``validate(call, allowlist=...)`` re-checks a call against the schema and the live allowlist
+    (None = every enabled function) before it is published; it returns None when valid, or an
+    object with ``kind`` and ``message`` (``octopus_ros.functions.validate_call`` with the registry).
     """
 
     def __init__(
@@ -95,7 +96,7 @@ class ActionEngine:
         model: Any,
         registry: Any,
         config: EngineConfig,
-        validate: Callable[[Any], Any],
+        validate: Callable[[Any, tuple[str, ...] | None], Any],
         on_result: Callable[[Result], None],
         now: Callable[[], float] = time.time,
         estop: bool = False,
@@ -406,7 +407,7 @@ class ActionEngine:
             return result(
                 OutcomeCode.NO_ACTION, "the model declined: no function fits the request", call=call, **common
             )
-        problem = self._validate(call)
+        problem = self._validate(call, allowlist=self.config.allowlist or None)
         if problem is not None:
             code = OutcomeCode.NOT_ALLOWED if problem.kind in _NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR
             return result(
