@@ -174,12 +174,44 @@ def test_jump_forward_and_prefix_caches_do_not_change_results(tok, registry, fra
         out = {k: o.decide("feed the cat", frame, allowlist=allowlist) for k, o in variants.items()}
         texts = {k: d.raw_text for k, d in out.items()}
         assert len(set(texts.values())) == 1, texts
-        assert out["all"].timings["forward_passes"] <= out["no_jf"].timings["forward_passes"]
+        # Every complete call has forced text (at least "(" and <nexa_end>): jump-forward must save
+        # passes, strictly. Without it, every token after the functional one costs one pass.
+        jf, no_jf = out["all"].timings, out["no_jf"].timings
+        assert out["all"].error is None, texts
+        assert no_jf["forward_passes"] == no_jf["tokens"] - 1, no_jf
+        assert jf["tokens"] == no_jf["tokens"], (jf, no_jf)
+        assert jf["forward_passes"] < no_jf["forward_passes"], (allowlist, jf, no_jf)
     # the cached prefixes are not modified by a call: the same encoding gives the same answer twice
     o = variants["all"]
     enc = o.encode(frame)
     a, b = o.decide("stop", enc), o.decide("stop", enc)
     assert a.raw_text == b.raw_text and a.confidence == pytest.approx(b.confidence, rel=1e-5)
+
+
+def test_jump_forward_feeds_forced_text_without_a_pass(octopus, tok, registry, frame):
+    """A call whose whole tail is forced: with jump-forward it costs no pass after the prefill;
+    without it, one pass per forced token. The counts are fixed by the grammar and tokenizer."""
+    cfg = octopus.config
+    V = octopus.model.lm.get_output_embeddings().out_features
+    bias = torch.zeros(V)
+    bias[cfg.nexa_token_ids[registry.by_name("stop").token]] = 1000.0  # the model surely says stop
+    forced = tok.encode(f"(){octopus.decoder.end_text}", add_special_tokens=False)
+    assert forced[-1] == cfg.nexa_end_id and len(forced) >= 2
+    old = adversarial_head(octopus, bias)
+    try:
+        octopus.jump_forward = True
+        with_jf = octopus.decide("stop", frame)
+        octopus.jump_forward = False
+        without = octopus.decide("stop", frame)
+    finally:
+        octopus.model.lm.lm_head = old
+        octopus.jump_forward = True
+    token = registry.by_name("stop").token
+    assert with_jf.raw_text == without.raw_text == f"<nexa_{token}>(){octopus.decoder.end_text}"
+    assert with_jf.timings["forward_passes"] == 0
+    assert with_jf.timings["forced_tokens"] == len(forced)
+    assert with_jf.timings["tokens"] == without.timings["tokens"] == 1 + len(forced)
+    assert without.timings["forward_passes"] == len(forced)
 
 
 def test_bad_inputs_and_configuration_errors(octopus, frame):
