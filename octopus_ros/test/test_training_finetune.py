@@ -51,6 +51,14 @@ OPEN_DOOR = """
 ORDINARY = ["open the front door please", "what is on the table?", "请关上厨房的窗户", "把客厅的灯打开"]
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """In-process runs pass --threads 1 (2 threads on a busy 2-core machine ran 12x slower)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _registry_file(tmp_path):
     path = tmp_path / "my_functions.yaml"
     path.write_text(
@@ -111,7 +119,7 @@ def test_finetune_real_format_parts_end_to_end(tmp_path):
         "--lora", "--merge", "--steps", "40", "--batch", "8", "--lr", "3e-3",
         "--eval-n", "24", "--eval-every", "20", "--threads", "1", "--out", str(out),
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -196,7 +204,7 @@ def test_rows_outside_the_functional_tokens_never_move(tmp_path):
         "synthetic",
     ]
     argv += ["--synthetic-n", "16", "--registry-n", "64", "--steps", "6", "--batch", "4", "--lr", "1e-2"]
-    argv += ["--eval-n", "4", "--no-accuracy", "--init-new", "random", "--out", str(out)]
+    argv += ["--eval-n", "4", "--no-accuracy", "--init-new", "random", "--threads", "1", "--out", str(out)]
     assert finetune.main(argv) == 0
     before, after = load_checkpoint(base), load_checkpoint(out)
     n = len(before.tokenizer)
@@ -227,3 +235,41 @@ def test_bad_input_is_a_clear_error(tmp_path, caplog):
         finetune.main(["--base", str(base), "--merge", "--out", str(tmp_path / "o")])
     assert finetune.main(["--base", str(base), "--data", "nonsense", "--out", str(tmp_path / "o")]) == 2
     assert "unknown source 'nonsense'" in caplog.text
+
+
+def _tiny_argv(tmp_path, out, *extra):
+    base = tmp_path / "base"
+    if not base.exists():
+        make_tiny_checkpoint(base, config_path("functions.yaml"), image_size=32)
+    argv = ["--base", str(base), "--functions", str(_registry_file(tmp_path)), "--data", "registry"]
+    argv += ["--registry-n", "32", "--batch", "4", "--eval-n", "4", "--eval-every", "0", "--threads", "1"]
+    argv += ["--out", str(out)]
+    return [*argv, *extra]
+
+
+def test_lora_without_merge_keeps_the_adapters_apart(tmp_path):
+    out = tmp_path / "unmerged"
+    assert finetune.main(_tiny_argv(tmp_path, out, "--lora", "--steps", "3", "--lr", "1e-2")) == 0
+    assert (out / "lora_adapter" / "adapter_config.json").is_file()
+    ckpt = load_checkpoint(out)
+    assert not [k for k in ckpt.model.state_dict() if "lora" in k]
+    base = load_checkpoint(tmp_path / "base")
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(ckpt.model.lm.state_dict()[q], base.model.lm.state_dict()[q])  # adapters not folded in
+    after = json.loads((out / "metrics.json").read_text())["heldout_exact_match"]["after"]
+    assert set(after) == {"with_adapters", "checkpoint_without_adapters"}
+
+
+def test_full_lm_trains_every_row_and_the_wall_clock_budget_stops_a_run(tmp_path):
+    out = tmp_path / "full"
+    argv = _tiny_argv(
+        tmp_path, out, "--full-lm", "--steps", "100000", "--seconds", "2", "--lr", "1e-2", "--no-accuracy"
+    )
+    assert finetune.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped_by"] == "seconds" and 0 < metrics["steps"] < 100000
+    before, after = load_checkpoint(tmp_path / "base"), load_checkpoint(out)
+    old = before.model.lm.get_input_embeddings().weight
+    new = after.model.lm.get_input_embeddings().weight[: old.shape[0]]
+    changed = (new != old).any(dim=1)
+    assert changed.sum() > len(before.config.nexa_token_ids) + 1  # ordinary rows moved too
