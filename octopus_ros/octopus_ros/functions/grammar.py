@@ -16,12 +16,19 @@ Accepted language (a subset of what :func:`~octopus_ros.functions.parser.parse_c
     bool   := "True" | "False"
 
 Number prefixes that can no longer reach [min, max] are rejected as soon as they are typed.
+
+Copied strings: an argument declared ``source: utterance`` in the registry must be a span
+(contiguous substring) of the user's utterance, with the call syntax's escapes (``\\'`` is ``'``).
+:meth:`CallGrammar.bind` returns the grammar for one utterance; it tracks the span typed so far
+in a suffix automaton of the utterance (every state of it is one set of substrings), so the
+model can only copy. Without ``bind`` such an argument is a free string.
 Functional tokens must arrive whole inside one ``advance`` text (a tokenizer's special token), so
 a model cannot spell ``<nexa_3>`` out of ordinary pieces; everything else may be split anywhere.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Iterable
@@ -61,6 +68,57 @@ _NUMBER_PROBES = "-0123456789.,)"
 # Everything that stops a run of plain string characters.
 _STRING_STOP = re.compile(r"['\\<>\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TOKEN_RE = re.compile(r"<nexa_([0-9]+)>")
+
+_SUB_BITS = 2  # string sub-state in the low bits of ``sub``; the span automaton's node above
+
+
+class SpanAutomaton:
+    """Suffix automaton of a text: its transitions accept exactly the text's substrings.
+
+    ``step(node, ch)`` is the node after reading ``ch``, or None when the typed characters
+    stop being a substring; node 0 is the empty string. Built in O(len(text)).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        nxt: list[dict[str, int]] = [{}]
+        link, length, last = [-1], [0], 0
+        for ch in text:
+            cur = len(nxt)
+            nxt.append({})
+            length.append(length[last] + 1)
+            link.append(0)
+            p = last
+            while p != -1 and ch not in nxt[p]:
+                nxt[p][ch] = cur
+                p = link[p]
+            if p != -1:
+                q = nxt[p][ch]
+                if length[p] + 1 == length[q]:
+                    link[cur] = q
+                else:
+                    clone = len(nxt)
+                    nxt.append(dict(nxt[q]))
+                    length.append(length[p] + 1)
+                    link.append(link[q])
+                    while p != -1 and nxt[p].get(ch) == q:
+                        nxt[p][ch] = clone
+                        p = link[p]
+                    link[q] = link[cur] = clone
+            last = cur
+        self._next = nxt
+
+    def step(self, node: int, ch: str) -> int | None:
+        return self._next[node].get(ch)
+
+    def escapable(self, node: int) -> bool:
+        """Whether a character that the call syntax escapes (``'`` or ``\\``) can come next."""
+        return "'" in self._next[node] or "\\" in self._next[node]
+
+    def has_next(self, node: int) -> bool:
+        """Whether some character can extend the substrings of ``node``."""
+        return bool(self._next[node])
+
 
 _START_STATE = GrammarState(_START)
 _DONE_STATE = GrammarState(_DONE)
@@ -102,6 +160,9 @@ class CallGrammar:
     def __init__(self, registry: FunctionRegistry, *, allowlist: Iterable[str] | None = None) -> None:
         self.registry = registry
         self.allowed_names = registry.allowed_names(allowlist)
+        self.utterance: str | None = None  # set on the grammars returned by bind()
+        self._span: SpanAutomaton | None = None
+        self._base: CallGrammar = self
         self._trie: list[dict[str, int]] = [{}]  # node 0 unused: sub == 0 means "at the root"
         self._tokens: dict[str, int] = {}  # "<nexa_3>" -> 3, allowed functions only
         self._args: dict[int, tuple[tuple, ...]] = {}  # token -> compiled argument specs
@@ -113,11 +174,32 @@ class CallGrammar:
             self._args[spec.token] = tuple(self._compile(a) for a in spec.args)
             self._last[spec.token] = len(spec.args) - 1
         self._token_list = sorted(self._tokens.values())
+        # functions with a copied argument: their states depend on the bound utterance
+        self._copy_fns = frozenset(
+            t for t, specs in self._args.items() if any(sp[0] == _K_STR and sp[2] for sp in specs)
+        )
         log.debug("call grammar for %s", sorted(self.allowed_names))
+
+    def bind(self, utterance: str) -> CallGrammar:
+        """This grammar for one utterance: arguments declared ``source: utterance`` accept only
+        spans of ``utterance`` (pass the text exactly as the model reads it). Cheap: the compiled
+        tables are shared; only the utterance's suffix automaton is built."""
+        if not isinstance(utterance, str):
+            raise TypeError(f"utterance must be text, got {type(utterance).__name__}")
+        bound = copy.copy(self._base)
+        bound.utterance = utterance
+        bound._span = SpanAutomaton(utterance) if self._copy_fns else None
+        return bound
+
+    def cache_key(self, state: GrammarState) -> object:
+        """What a cache of :meth:`advance` results must key on besides the state: the unbound
+        grammar where the utterance cannot matter (so every request shares those entries),
+        this bound grammar inside a function with a copied argument."""
+        return self if self._span is not None and state[1] in self._copy_fns else self._base
 
     def _compile(self, arg) -> tuple:
         if arg.type == "string":
-            return (_K_STR, arg.max_length)
+            return (_K_STR, arg.max_length, arg.source == "utterance")
         if arg.type in ("enum", "bool"):
             words = ["True", "False"] if arg.type == "bool" else [f"'{v}'" for v in arg.values]
             return (_K_TRIE, self._build_trie(words))
@@ -169,6 +251,8 @@ class CallGrammar:
                 spec = self._args[fn][arg]
                 kind = spec[0]
                 if kind == _K_STR:
+                    span = self._span if spec[2] else None
+                    node, sub = sub >> _SUB_BITS, sub & ((1 << _SUB_BITS) - 1)
                     if sub == _S_IN:
                         m = _STRING_STOP.search(text, i)
                         j = end if m is None else m.start()
@@ -176,15 +260,20 @@ class CallGrammar:
                             n += j - i
                             if n > spec[1]:
                                 return None
-                            i = j
+                            if span is not None:
+                                for c in text[i:j]:
+                                    node = span.step(node, c)
+                                    if node is None:
+                                        return None
+                            sub, i = _S_IN | node << _SUB_BITS, j
                             continue
                         c = text[i]
                         if c == "'":
                             if n == 0:
                                 return None
                             phase, sub, n = _SEP, 0, 0
-                        elif c == "\\" and n < spec[1]:
-                            sub = _S_ESC
+                        elif c == "\\" and n < spec[1] and (span is None or span.escapable(node)):
+                            sub = _S_ESC | node << _SUB_BITS
                         else:
                             return None
                     elif sub == _S_OPEN:
@@ -194,7 +283,11 @@ class CallGrammar:
                     else:  # after a backslash
                         if text[i] not in "\\'":
                             return None
-                        sub, n = _S_IN, n + 1
+                        if span is not None:
+                            node = span.step(node, text[i])
+                            if node is None:
+                                return None
+                        sub, n = _S_IN | node << _SUB_BITS, n + 1
                     i += 1
                 elif kind == _K_TRIE:
                     nxt = self._trie[sub or spec[1]].get(text[i])
@@ -335,8 +428,12 @@ class CallGrammar:
             return ""
         spec = self._args[fn][arg]
         if spec[0] == _K_STR:
+            node, sub = sub >> _SUB_BITS, sub & ((1 << _SUB_BITS) - 1)
             if sub == _S_OPEN or (sub == _S_IN and n == spec[1]):
                 return "'"
+            span = self._span if spec[2] else None
+            if sub == _S_IN and n > 0 and span is not None and not span.has_next(node):
+                return "'"  # the span reached the end of the utterance: only closing is left
             return ""
         if spec[0] == _K_TRIE:
             children = self._trie[sub or spec[1]]
@@ -345,4 +442,5 @@ class CallGrammar:
         return allowed[0] if len(allowed) == 1 else ""
 
     def __repr__(self) -> str:
-        return f"CallGrammar({sorted(self.allowed_names)})"
+        bound = "" if self.utterance is None else f", bound to {self.utterance[:30]!r}"
+        return f"CallGrammar({sorted(self.allowed_names)}{bound})"

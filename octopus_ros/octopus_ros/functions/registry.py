@@ -32,7 +32,8 @@ _ENUM_FORBIDDEN = re.compile(r"['\"\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _TOP_KEYS = ("version", "functions")
 _FUNCTION_KEYS = ("name", "token", "enabled", "decline", "description", "args", "examples")
-_ARG_KEYS = ("name", "type", "min", "max", "values", "max_length", "description", "examples")
+_ARG_KEYS = ("name", "type", "min", "max", "values", "max_length", "source", "description", "examples")
+ARG_SOURCES = ("utterance",)  # where a string argument's value must come from (``source``)
 
 
 class RegistryError(ValueError):
@@ -68,7 +69,9 @@ class ArgSpec:
 
     ``min``/``max`` are required for ``int`` and ``float`` (and only allowed there); ``values``
     only for ``enum``; ``max_length`` only for ``string`` (default 48 characters, counted after
-    unescaping). Raises :class:`RegistryError` when the combination is invalid.
+    unescaping). ``source: utterance`` (string only) says the value is copied from the user's
+    words: the call grammar bound to an utterance (:meth:`CallGrammar.bind`) accepts only its
+    spans. Raises :class:`RegistryError` when the combination is invalid.
     """
 
     name: str
@@ -77,6 +80,7 @@ class ArgSpec:
     max: int | float | None = None
     values: tuple[str, ...] = ()
     max_length: int | None = None
+    source: str | None = None  # 'utterance': the value is a span of the user's words (string only)
     description: dict[str, str] | None = field(default=None, hash=False)
     # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
     examples: dict[str, dict[Any, tuple[str, ...]]] | None = field(default=None, hash=False)
@@ -92,6 +96,11 @@ class ArgSpec:
             raise RegistryError(f"values are only valid for enum arguments, not {self.type}")
         if self.type != "string" and self.max_length is not None:
             raise RegistryError(f"max_length is only valid for string arguments, not {self.type}")
+        if self.source is not None:
+            if self.type != "string":
+                raise RegistryError(f"source is only valid for string arguments, not {self.type}")
+            if self.source not in ARG_SOURCES:
+                raise RegistryError(f"source must be one of {', '.join(ARG_SOURCES)}, got {self.source!r}")
         if numeric:
             self._check_bounds()
         if self.type == "enum":
@@ -151,6 +160,8 @@ class ArgSpec:
             out["values"] = list(self.values)
         if self.type == "string":
             out["max_length"] = self.max_length
+        if self.source is not None:
+            out["source"] = self.source
         if self.description:
             out["description"] = dict(self.description)
         if self.examples:

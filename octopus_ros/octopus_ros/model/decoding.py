@@ -44,6 +44,9 @@ class Grammar(Protocol):
 
     def allowed_function_tokens(self) -> Sequence[int]: ...
 
+    # Optional: ``cache_key(state)``, what the decoder's caches key on instead of the grammar
+    # itself (a grammar bound to one utterance shares the entries that do not depend on it).
+
 
 @dataclass
 class DecodeResult:
@@ -163,17 +166,30 @@ class ConstrainedDecoder:
         self._max_cache = max_cache_entries
 
     # -- token checks --------------------------------------------------------------------------
+    @staticmethod
+    def _scope(grammar: Grammar, state: Hashable) -> Hashable:
+        key_of = getattr(grammar, "cache_key", None)
+        return grammar if key_of is None else key_of(state)
+
     def _tail_feasible(self, grammar: Grammar, state: Hashable, tail: bytes) -> bool:
-        key = (grammar, state, tail)
+        scope = self._scope(grammar, state)
+        key = (scope, state, tail)
         hit = self._tail_cache.get(key)
         if hit is None:
-            hit = any(grammar.advance(state, ch) is not None for ch in self._prefixes.get(tail, ()))
+            chars = list(self._prefixes.get(tail, ()))
+            utterance = getattr(grammar, "utterance", None)
+            if utterance and scope is grammar:  # copied text: the utterance's characters too
+                k = len(tail)
+                chars += [
+                    c for c in set(utterance) if len(c.encode("utf-8")) > k and c.encode("utf-8")[:k] == tail
+                ]
+            hit = any(grammar.advance(state, ch) is not None for ch in chars)
             self._tail_cache[key] = hit
         return hit
 
     def accept(self, grammar: Grammar, state: Hashable, pending: bytes, tid: int) -> tuple | None:
         """(new state, new pending bytes) if token ``tid`` may follow, else None."""
-        key = (grammar, state, pending, tid)
+        key = (self._scope(grammar, state), state, pending, tid)
         if key in self._accept_cache:
             return self._accept_cache[key]
         result = self._accept_uncached(grammar, state, pending, tid)

@@ -365,14 +365,14 @@ class Octopus:
         limit = max_new_tokens or self.max_new_tokens
         allow = None if allowlist is None else tuple(allowlist)
         if mode == "constrained":
-            decision = self._decide_constrained(ids, enc, allow, limit, timings)
+            decision = self._decide_constrained(ids, enc, allow, limit, timings, instruction.strip())
         else:
             decision = self._decide_generate(ids, enc, allow, limit, timings, mode)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
         return decision
 
-    def _decide_constrained(self, ids, enc, allowlist, limit, timings) -> Decision:
+    def _decide_constrained(self, ids, enc, allowlist, limit, timings, utterance: str) -> Decision:
         t0 = time.perf_counter()
         logits, cache = self._prefill(ids, enc)
         t1 = time.perf_counter()
@@ -381,8 +381,9 @@ class Octopus:
             out = self._lm(input_ids=torch.tensor([new_ids], device=self.device), past_key_values=cache)
             return out.logits[0, -1]
 
+        grammar = self.grammar(allowlist).bind(utterance)  # copied arguments: spans of these words
         res: DecodeResult = self.decoder.decode(
-            logits, step, self.grammar(allowlist), max_new_tokens=limit, jump_forward=self.jump_forward
+            logits, step, grammar, max_new_tokens=limit, jump_forward=self.jump_forward
         )
         t2 = time.perf_counter()
         timings.update(

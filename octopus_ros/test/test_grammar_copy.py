@@ -1,0 +1,177 @@
+"""Copy, do not invent (issue 12.2): a ``source: utterance`` argument can only be a span of the
+user's words, whatever the model prefers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from octopus_ros.functions import CallGrammar, FunctionRegistry, RegistryError, parse_call
+from octopus_ros.functions.grammar import SpanAutomaton
+from octopus_ros.model.decoding import ConstrainedDecoder
+from octopus_ros.model.runtime import Octopus
+from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+from octopus_ros.paths import config_path
+
+UTTERANCES = [
+    "text Bob that the meeting is cancelled",
+    "tell mom I'll be home by six",
+    "给鲍勃发短信说会议取消了",
+    "message alice: back\\slash and 'quotes' <b>",
+    "发短信给老妈：我晚点回，你们先吃",
+]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return FunctionRegistry.from_yaml(config_path("functions.yaml"))
+
+
+def test_the_registry_declares_send_messages_text_copied(registry):
+    (contact, text) = registry.by_name("send_message").args
+    assert text.source == "utterance" and contact.source is None
+    assert registry.by_name("pick_up").args[0].source is None
+    with pytest.raises(RegistryError, match="source is only valid for string"):
+        FunctionRegistry.from_dict(
+            {
+                "version": 1,
+                "functions": [
+                    {
+                        "name": "a",
+                        "token": 0,
+                        "description": {"en": "x"},
+                        "args": [{"name": "n", "type": "int", "min": 0, "max": 1, "source": "utterance"}],
+                    },
+                    {"name": "no", "token": 1, "decline": True, "description": {"en": "no"}},
+                ],
+            }
+        )
+    with pytest.raises(RegistryError, match="source must be one of"):
+        FunctionRegistry.from_dict(
+            {
+                "version": 1,
+                "functions": [
+                    {
+                        "name": "a",
+                        "token": 0,
+                        "description": {"en": "x"},
+                        "args": [{"name": "s", "type": "string", "source": "image"}],
+                    },
+                    {"name": "no", "token": 1, "decline": True, "description": {"en": "no"}},
+                ],
+            }
+        )
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet="ab'c红色 ", max_size=12), probe=st.text(alphabet="ab'c红色 ", max_size=6))
+def test_the_span_automaton_accepts_exactly_the_substrings(text, probe):
+    sam = SpanAutomaton(text)
+    node: int | None = 0
+    for ch in probe:
+        node = sam.step(node, ch)
+        if node is None:
+            break
+    assert (node is not None) == (probe in text)
+
+
+def _msg(text: str) -> str:
+    return "<nexa_10>('bob', '" + text.replace("\\", "\\\\").replace("'", "\\'") + "')<nexa_end>"
+
+
+def test_a_bound_grammar_accepts_spans_only(registry):
+    grammar = CallGrammar(registry)
+    bound = grammar.bind("tell mom I'll be home by six")
+    assert bound.accepts(_msg("I'll be home by six"))
+    assert bound.accepts(_msg("home"))
+    assert bound.accepts(_msg("t"))
+    assert not bound.accepts(_msg("I'll be home by seven"))
+    assert not bound.accepts(_msg("call me when you can"))
+    assert not bound.accepts(_msg("six by home"))
+    assert grammar.accepts(_msg("call me when you can"))  # unbound: a free string
+    # other arguments stay as they were: enums, free strings, numbers
+    assert bound.accepts("<nexa_0>('red cup')<nexa_end>") and bound.accepts("<nexa_11>(0.5)<nexa_end>")
+    back = grammar.bind("say a\\b and 'hi'")
+    assert back.accepts(_msg("a\\b and 'hi'")) and not back.accepts(_msg("a\\c"))
+    # a backslash is only allowed where the utterance has a quote or backslash next
+    assert bound.advance(bound.advance(bound.start(), "<nexa_10>('bob', 'te"), "\\") is None
+    assert bound.advance(bound.advance(bound.start(), "<nexa_10>('bob', 'I"), "\\'") is not None
+
+
+def test_cache_keys_share_what_the_utterance_does_not_change(registry):
+    grammar = CallGrammar(registry)
+    a, b = grammar.bind("text bob hello"), grammar.bind("text bob goodbye")
+    pick = a.advance(a.start(), "<nexa_0>('re")
+    send = a.advance(a.start(), "<nexa_10>('bob', 'he")
+    assert a.cache_key(pick) is b.cache_key(pick) is grammar
+    assert a.cache_key(send) is a and b.cache_key(send) is b
+    assert b.advance(send, "l") is None and a.advance(send, "l") is not None
+
+
+# ----------------------------------------------------------------------------- adversarial decoding
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer(num_functions=13)
+
+
+def _hostile_step(tok, utterance: str, nexa_end_id: int, rng: np.random.Generator):
+    """A fake LM that prefers tokens whose text is NOT in the utterance, and never wants to stop."""
+    V = len(tok)
+    texts = [tok.decode([i]) for i in range(V)]
+    outside = torch.tensor([0.0 if t and t in utterance else 50.0 for t in texts])
+
+    def logits() -> torch.Tensor:
+        out = outside + torch.from_numpy(rng.normal(0, 5, V).astype(np.float32))
+        out[nexa_end_id] = -50.0
+        return out
+
+    return logits
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, len(UTTERANCES) - 1), seed=st.integers(0, 2**31 - 1), jf=st.booleans())
+def test_adversarial_logits_still_copy_a_span(registry, tok, which, seed, jf):
+    utterance = UTTERANCES[which]
+    model_cfg = tiny_model(tok).config
+    decoder = ConstrainedDecoder(
+        tokenizer=tok, nexa_token_ids=model_cfg.nexa_token_ids, nexa_end_id=model_cfg.nexa_end_id
+    )
+    rng = np.random.default_rng(seed)
+    hostile = _hostile_step(tok, utterance, model_cfg.nexa_end_id, rng)
+    first = hostile()
+    first[model_cfg.nexa_token_ids[10]] = 100.0  # send_message
+    grammar = CallGrammar(registry).bind(utterance)
+    res = decoder.decode(first, lambda ids: hostile(), grammar, max_new_tokens=200, jump_forward=jf)
+    assert res.error is None, res
+    call = parse_call(res.text, registry)
+    assert call.function == "send_message"
+    text = call.args[1].value
+    assert text and text in utterance, (text, utterance)
+
+
+def test_the_runtime_binds_the_utterance(registry, tok):
+    """Through Octopus.decide, with an LM head that wants invented text."""
+    octopus = Octopus(model=tiny_model(tok, seed=3), tokenizer=tok, registry=registry)
+    cfg = octopus.config
+    lm = octopus.model.lm
+    old = lm.lm_head
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    utterance = "text Bob that the meeting is cancelled"
+    texts = [tok.decode([i]) for i in range(old.out_features)]
+    bias = torch.tensor([0.0 if t and t in utterance else 40.0 for t in texts])
+    bias[cfg.nexa_token_ids[10]] = 200.0
+    bias[cfg.nexa_end_id] = -100.0
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(bias)
+    lm.lm_head = head
+    try:
+        d = octopus.decide(utterance, np.zeros((32, 32, 3), np.uint8), max_new_tokens=120)
+    finally:
+        lm.lm_head = old
+    assert d.ok, d.error
+    assert d.call.function == "send_message"
+    assert d.call.args[1].value in utterance
