@@ -472,7 +472,7 @@ class Finetuner:
         start = time.monotonic()
         self._train_mode()
         step, ema, stopped = 0, None, "steps"
-        bar = tqdm(total=cfg.steps, desc="fine-tune", unit="step")
+        bar = tqdm(total=cfg.steps, desc="fine-tune", unit="step", mininterval=1.0)
         while step < cfg.steps:
             elapsed = time.monotonic() - start
             if elapsed >= cfg.seconds:
