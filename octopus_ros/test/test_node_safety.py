@@ -15,46 +15,15 @@ from node_harness import RobotSide, start_node, stop_node
 from octopus_msgs.msg import Outcome
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool
+from tiny_models import train_always
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    """A tiny checkpoint taught, in a few seconds, to answer every request with stop().
-
-    A random model would mostly decline under a one-function allowlist; this one decides,
-    so the allowlist, routing and e-stop paths are exercised on real model output.
-    """
-    import torch
-
-    from octopus_ros.model import ImagePreprocessor, PromptFormat, collate, save_checkpoint
-    from octopus_ros.model.testing import tiny_model, tiny_tokenizer
-    from octopus_ros.paths import config_path
-
-    torch.manual_seed(0)
-    tok = tiny_tokenizer()
-    model = tiny_model(tok)
-    fmt = PromptFormat(tokenizer=tok, config=model.config)
-    pre = ImagePreprocessor(config=model.config.vision)
-    texts = ["stop", "pick up the red cup", "take a photo", "把杯子拿起来", "go to the kitchen", "hello"]
-    batch = collate(
-        [fmt.build_training_example(t, "<nexa_3>()<nexa_end>") for t in texts], pad_token_id=tok.pad_token_id
-    )
-    rng = np.random.default_rng(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(60):
-        pixels = torch.cat([pre(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in texts])
-        loss = model(**batch, pixel_values=pixels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_stop"
-    return save_checkpoint(
-        path, model, tok, functions=config_path("functions.yaml"), metrics={"note": "always stop"}
-    )
+    """A tiny checkpoint that answers every request with stop() (see tiny_models.py)."""
+    return train_always(tmp_path_factory.mktemp("ckpt") / "tiny_stop", "<nexa_3>()<nexa_end>")
 
 
 def code_name(outcome: Outcome) -> str:
