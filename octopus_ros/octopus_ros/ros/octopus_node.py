@@ -164,6 +164,7 @@ class OctopusNode(LifecycleNode):
         else:
             self.get_logger().info("octopus_node created; waiting for configure")
 
+    @_guarded("autostart")
     def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
         if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
