@@ -376,6 +376,10 @@ class OctopusNode(LifecycleNode):
                 torch.cuda.empty_cache()
         except ImportError:
             pass
+        # Hand the freed model back to the OS (env.sh's 1 GB trim threshold would keep it).
+        from octopus_ros.ros.memory import release_free_memory
+
+        release_free_memory()
 
     def _parameters_failed(self, parameters: list, error: Exception) -> Any:
         from rcl_interfaces.msg import SetParametersResult
