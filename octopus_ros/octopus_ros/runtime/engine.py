@@ -22,13 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
-from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
+from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source, decision_outcome
 from octopus_ros.runtime.standing import StandingGate, scene_signature
 
 log = logging.getLogger(__name__)
-
-# ParseError kinds (octopus_ros.functions) that mean "the model asked for something it may not do".
-_NOT_ALLOWED_KINDS = {"NOT_ALLOWED", "DISABLED"}
 
 
 @dataclass
@@ -392,34 +389,16 @@ class ActionEngine:
             raw_text=decision.raw_text,
             confidence=float(decision.confidence),
         )
-        if decision.error is not None:
-            code = (
-                OutcomeCode.NOT_ALLOWED
-                if decision.error.kind in _NOT_ALLOWED_KINDS
-                else OutcomeCode.MODEL_ERROR
-            )
-            return result(
-                code, f"model output rejected ({decision.error.kind}): {decision.error.message}", **common
-            )
-        call = decision.call
-        spec = self.registry.by_name(call.function)
-        if spec is not None and spec.decline:
-            return result(
-                OutcomeCode.NO_ACTION, "the model declined: no function fits the request", call=call, **common
-            )
-        problem = self._validate(call, allowlist=self.config.allowlist or None)
-        if problem is not None:
-            code = OutcomeCode.NOT_ALLOWED if problem.kind in _NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR
-            return result(
-                code, f"call failed validation ({problem.kind}): {problem.message}", call=call, **common
-            )
-        if decision.confidence < self.config.confidence_threshold:
-            return result(
-                OutcomeCode.REJECTED_LOW_CONFIDENCE,
-                f"confidence {decision.confidence:.3f} below threshold {self.config.confidence_threshold:.3f}",
-                call=call,
-                **common,
-            )
+        code, reason = decision_outcome(
+            decision,
+            self.registry,
+            self._validate,
+            allowlist=self.config.allowlist or None,
+            threshold=self.config.confidence_threshold,
+        )
+        call = decision.call if decision.error is None else None
+        if code != OutcomeCode.OK:
+            return result(code, reason, call=call, **common)
         if self._estop:  # engaged while the model ran
             return result(OutcomeCode.ESTOP, "e-stop engaged while deciding", call=call, **common)
         if request.source == Source.STANDING_INSTRUCTION:
@@ -433,7 +412,7 @@ class ActionEngine:
             if repeat:
                 self.counts["standing_repeats_suppressed"] += 1
                 return result(OutcomeCode.NO_ACTION, f"standing instruction: {repeat}", call=call, **common)
-        return result(OutcomeCode.OK, f"{call.function} decided", call=call, **common)
+        return result(OutcomeCode.OK, reason, call=call, **common)
 
     def _finish(self, res: Result) -> Result:
         res.finished = self._now()

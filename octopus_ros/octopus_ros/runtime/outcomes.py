@@ -88,3 +88,46 @@ class Result:
     @property
     def latency(self) -> float:
         return max(0.0, self.finished - self.request.arrived)
+
+
+# ParseError kinds (octopus_ros.functions) that mean "the model asked for something it may not do".
+NOT_ALLOWED_KINDS = frozenset({"NOT_ALLOWED", "DISABLED"})
+
+
+def decision_outcome(
+    decision: Any,
+    registry: Any,
+    validate: Callable[..., Any],
+    *,
+    allowlist: tuple[str, ...] | None,
+    threshold: float,
+) -> tuple[OutcomeCode, str]:
+    """The outcome a model decision earns on its own merits, before publication.
+
+    One rule for the node's engine and for the evaluation ("as the node would act"):
+    a rejected model output is NOT_ALLOWED or MODEL_ERROR; the decline function is
+    NO_ACTION; a call that fails ``validate(call, allowlist=...)`` (the registry schema and
+    the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
+    MODEL_ERROR; a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; else OK.
+    (The e-stop, the standing-instruction gate and the request's own checks are the
+    engine's, around this.)
+    """
+    if decision.error is not None:
+        code = (
+            OutcomeCode.NOT_ALLOWED if decision.error.kind in NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR
+        )
+        return code, f"model output rejected ({decision.error.kind}): {decision.error.message}"
+    call = decision.call
+    spec = registry.by_name(call.function)
+    if spec is not None and spec.decline:
+        return OutcomeCode.NO_ACTION, "the model declined: no function fits the request"
+    problem = validate(call, allowlist=allowlist)
+    if problem is not None:
+        code = OutcomeCode.NOT_ALLOWED if problem.kind in NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR
+        return code, f"call failed validation ({problem.kind}): {problem.message}"
+    if decision.confidence < threshold:
+        return (
+            OutcomeCode.REJECTED_LOW_CONFIDENCE,
+            f"confidence {decision.confidence:.3f} below threshold {threshold:.3f}",
+        )
+    return OutcomeCode.OK, f"{call.function} decided"

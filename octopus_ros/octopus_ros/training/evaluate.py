@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import logging
 import re
@@ -48,15 +49,22 @@ def _function_of(text: str, registry: Any) -> str:
 
 
 def node_action(decision: Any, registry: Any, threshold: float) -> str:
-    """How the node would act on a decision: ``'declined'`` (the decline function),
-    ``'published'`` (a valid call at or above the confidence threshold) or ``'held_back'``
-    (invalid output, or below the threshold). A simplified view of the engine's outcomes."""
-    spec = registry.by_name(decision.call.function) if decision.ok else None
-    if spec is not None and spec.decline:
+    """How the node would act on a decision: ``'declined'`` (NO_ACTION), ``'published'`` (OK)
+    or ``'held_back'`` (any other outcome), by the engine's own rule
+    (:func:`octopus_ros.runtime.outcomes.decision_outcome`, every enabled function allowed)."""
+    from octopus_ros.functions import validate_call
+    from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
+
+    code, _ = decision_outcome(
+        decision,
+        registry,
+        functools.partial(validate_call, registry=registry),
+        allowlist=None,
+        threshold=threshold,
+    )
+    if code == OutcomeCode.NO_ACTION:
         return "declined"
-    if decision.ok and decision.confidence >= threshold:
-        return "published"
-    return "held_back"
+    return "published" if code == OutcomeCode.OK else "held_back"
 
 
 def evaluate(
