@@ -55,3 +55,21 @@ def rclpy_context(ros_env):
     rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
     yield context
     rclpy.shutdown(context=context)
+
+
+@pytest.fixture
+def harness():
+    """Factory of started ActionEngine harnesses (test_runtime_engine.Harness), stopped afterwards."""
+    from test_runtime_engine import Harness
+
+    made = []
+
+    def make(**kw):
+        h = Harness(**kw)
+        h.engine.start()
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.engine.stop()

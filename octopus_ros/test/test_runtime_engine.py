@@ -129,21 +129,6 @@ class Harness:
         return self.results
 
 
-@pytest.fixture
-def harness():
-    made = []
-
-    def make(**kw):
-        h = Harness(**kw)
-        h.engine.start()
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.engine.stop()
-
-
 def test_ok_call_is_published_with_timings(harness):
     h = harness(prefetch_rate=0)
     h.frame(age=0.1)

@@ -24,21 +24,6 @@ from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Source
 from octopus_ros.runtime.standing import StandingGate, scene_signature
 
 
-@pytest.fixture
-def engine_harness():
-    made = []
-
-    def make(**config):
-        h = Harness(**config)
-        h.engine.start()
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.engine.stop()
-
-
 # ----------------------------------------------------------------------------- stamps
 @pytest.mark.parametrize(
     "sec, nanosec, fragment",
@@ -144,9 +129,9 @@ def test_ask_images_never_leak_into_camera_requests_under_concurrency():
 
 
 # ----------------------------------------------------------------------------- the newest frame
-def test_corrupt_newest_frame_is_not_covered_by_the_prefetched_one(engine_harness):
+def test_corrupt_newest_frame_is_not_covered_by_the_prefetched_one(harness):
     """A frame that passes the header check but fails to decode, 0.1 s after a good prefetched one."""
-    h = engine_harness(prefetch_max_lag=0.25)
+    h = harness(prefetch_max_lag=0.25)
     h.frame(decode=_image(50))
     deadline = time.monotonic() + 5
     while h.model.encodes == 0 and time.monotonic() < deadline:
@@ -163,8 +148,8 @@ def test_corrupt_newest_frame_is_not_covered_by_the_prefetched_one(engine_harnes
     assert res.code == OutcomeCode.INVALID_INPUT and "premature end" in res.reason
 
 
-def test_valid_newest_frame_may_use_the_prefetched_encoding_within_the_lag(engine_harness):
-    h = engine_harness(prefetch_max_lag=0.25, prefetch_rate=0.0)
+def test_valid_newest_frame_may_use_the_prefetched_encoding_within_the_lag(harness):
+    h = harness(prefetch_max_lag=0.25, prefetch_rate=0.0)
     h.frame(decode=_image(50))
     h.say("first")  # encodes frame 1
     h.wait(1)
@@ -239,8 +224,8 @@ def test_standing_instruction_does_not_repeat_the_same_action_every_tick():
 
 
 # ----------------------------------------------------------------------------- idle worker
-def test_worker_sleeps_once_the_newest_frame_is_encoded(engine_harness):
-    h = engine_harness(prefetch_rate=50.0)
+def test_worker_sleeps_once_the_newest_frame_is_encoded(harness):
+    h = harness(prefetch_rate=50.0)
     h.frame()
     deadline = time.monotonic() + 5
     while h.model.encodes == 0 and time.monotonic() < deadline:
