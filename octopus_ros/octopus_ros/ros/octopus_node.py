@@ -776,6 +776,12 @@ class OctopusNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
+    import os
+
+    from octopus_ros.ros.memory import limit_malloc_arenas
+
+    if "MALLOC_ARENA_MAX" not in os.environ:  # e.g. started by ros2 launch, not through scripts/env.sh
+        limit_malloc_arenas()  # before any thread starts: keeps lifecycle cycles from growing RSS
     rclpy.init(args=args)
     node = OctopusNode()
     executor = MultiThreadedExecutor(num_threads=4)
