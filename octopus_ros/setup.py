@@ -48,6 +48,9 @@ setup(
             "speech_script = octopus_ros.ros.speech_script:main",
             "octopus_demo = octopus_ros.demo.run_demo:main",
             "octopus_finetune = octopus_ros.training.finetune:main",
+            "octopus_record = octopus_ros.ros.record:main",
+            "octopus_label = octopus_ros.bags.labels:main",
+            "octopus_replay = octopus_ros.ros.replay:main",
         ],
     },
 )
