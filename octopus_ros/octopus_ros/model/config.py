@@ -153,6 +153,9 @@ class OctopusConfig:
     eos_token_id: int | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    # Softmax temperature of the call confidence, fitted after training on validation records
+    # (python -m octopus_ros.training.calibrate); 1.0 = uncalibrated. Greedy choices ignore it.
+    temperature: float = 1.0
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,9 @@ maps LM tokens onto that text:
    tokenizes the same on its own as after the text so far, so the LM sees the token boundaries
    it was trained on.
 4. Confidence = product of the (unconstrained) probabilities of the tokens the model chose
-   freely; forced tokens do not count. It is at most the function token's probability.
+   freely; forced tokens do not count. It is at most the function token's probability. The
+   probabilities are a softmax at ``temperature`` (the checkpoint's calibrated T, 1 when absent);
+   the choices themselves are greedy and do not depend on it.
 
 The decoder never raises for bad model output: dead ends and over-long outputs come back as
 a :class:`DecodeResult` with ``error`` set.
@@ -60,6 +62,8 @@ class DecodeResult:
     forward_passes: int = 0  # LM passes after the prefill
     free_tokens: int = 0  # tokens chosen by the model
     forced_tokens: int = 0  # tokens fed by jump-forward
+    # (logits (V,), chosen id) of every freely chosen token, kept only when asked (calibration)
+    free_logits: list[tuple[torch.Tensor, int]] | None = None
 
     @property
     def complete(self) -> bool:
@@ -237,15 +241,21 @@ class ConstrainedDecoder:
         *,
         max_new_tokens: int = 48,
         jump_forward: bool = True,
+        temperature: float = 1.0,
+        keep_logits: bool = False,
     ) -> DecodeResult:
-        res = DecodeResult(text="")
+        """``temperature`` scales the logits of the confidence only (greedy choices are the same at
+        any T); ``keep_logits`` records every free token's logits in ``free_logits``."""
+        if not temperature > 0.0 or not math.isfinite(temperature):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        res = DecodeResult(text="", free_logits=[] if keep_logits else None)
         allowed = [i for i in grammar.allowed_function_tokens() if 0 <= i < len(self.nexa_token_ids)]
         if not allowed:
             res.error = ("NOT_ALLOWED", "no function is allowed")
             return res
         # 1) the functional token: argmax over the allowed ones
         logits = first_logits.float().cpu()  # masks and token tables live on the CPU
-        log_probs = torch.log_softmax(logits, dim=-1)
+        log_probs = torch.log_softmax(logits / temperature, dim=-1)
         candidates = torch.tensor([self.nexa_token_ids[i] for i in allowed])
         best = int(torch.argmax(logits[candidates]))
         index, tid = allowed[best], int(candidates[best])
@@ -256,6 +266,8 @@ class ConstrainedDecoder:
         res.function_index, res.text, res.token_ids = index, self.nexa_texts[index], [tid]
         res.free_tokens = 1
         log_conf = float(log_probs[tid])
+        if keep_logits:
+            res.free_logits.append((logits.clone(), tid))
         to_feed, pending = [tid], b""
 
         # 2) arguments, token by token, jumping over forced text
@@ -275,7 +287,7 @@ class ConstrainedDecoder:
                     continue
             logits = step(to_feed).float().cpu()  # (V,)
             res.forward_passes += 1
-            log_probs = torch.log_softmax(logits, dim=-1)
+            log_probs = torch.log_softmax(logits / temperature, dim=-1)
             choice = self._best_allowed(grammar, state, pending, logits)
             if choice is None:
                 res.error = ("BAD_SYNTAX", f"no token can continue {res.text!r} under the grammar")
@@ -293,6 +305,8 @@ class ConstrainedDecoder:
             else:
                 res.free_tokens += 1
                 log_conf += float(log_probs[tid])
+                if keep_logits:
+                    res.free_logits.append((logits.clone(), tid))
         res.confidence = math.exp(log_conf) if res.error is None else 0.0
         return res
 

@@ -31,6 +31,7 @@ import torch
 from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
 from .decoding import ConstrainedDecoder, DecodeResult
 from .modeling import OctopusModel
+from .novelty import IMAGE_PROFILE_FILE, NoveltyProfile
 from .precision import activation_dtype, apply_precision, resolve_device
 from .preprocess import ImagePreprocessor
 from .prompt import PromptFormat, check_prompt_template
@@ -54,6 +55,7 @@ class ImageEncoding:
     kv: KV | None = None
     timings: dict[str, float] = field(default_factory=dict)  # preprocess, encode, image_prefill (s)
     owner: int = 0  # id() of the Octopus that made it; its KV is only valid there
+    novelty: float = float("nan")  # image novelty (model/novelty.py); NaN without an image profile
 
 
 @dataclass
@@ -67,6 +69,11 @@ class Decision:
     # seconds: preprocess, encode, image_prefill, prefill, decode, total; counts: tokens, forward_passes
     timings: dict[str, float] = field(default_factory=dict)
     mode: str = "constrained"
+    # (logits (V,), chosen id) of each freely chosen token (decide(keep_logits=True) only)
+    free_logits: list | None = None
+    # novelty of the request (model/novelty.py): NaN when the checkpoint has no such profile
+    text_novelty: float = float("nan")
+    image_novelty: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -137,12 +144,14 @@ class Octopus:
         prefix_cache: bool = True,
         prefill_on_encode: bool = True,
         inplace: bool = False,
+        novelty: NoveltyProfile | None = None,
     ):
         """``vision_encoder``: optional replacement of the torch image side, e.g. an
         :class:`OnnxVisionEncoder` (anything with ``encode_image(pixels) -> (B, K, D)``).
 
         The model is put in eval mode. Other precisions/devices than fp32 on CPU convert a copy
         of it, unless ``inplace`` (``load`` owns its model and converts in place).
+        ``novelty``: the checkpoint's novelty scorers (``load`` reads them; none: scores are NaN).
         """
         config = model.config
         config.require_token_ids()
@@ -165,6 +174,8 @@ class Octopus:
         self.jump_forward = jump_forward
         self.prefix_cache = prefix_cache
         self.prefill_on_encode = prefill_on_encode
+        self.temperature = float(getattr(config, "temperature", 1.0) or 1.0)  # calibrated T, 1 when absent
+        self.novelty = novelty or NoveltyProfile()
         self.prompt = PromptFormat(tokenizer=tokenizer, config=config)
         self.preprocessor = ImagePreprocessor(config=config.vision)
         self.decoder = ConstrainedDecoder(
@@ -228,6 +239,13 @@ class Octopus:
             check_prompt_template(ckpt.model.config.prompt_template)
         except ValueError as e:
             raise CheckpointError(Path(path) / CONFIG_FILE, str(e)) from e
+        novelty = NoveltyProfile.load(path)
+        hidden = ckpt.model.lm.get_input_embeddings().embedding_dim
+        if novelty.image is not None and novelty.image.mean.shape[0] != hidden:
+            raise CheckpointError(
+                Path(path) / IMAGE_PROFILE_FILE,
+                f"image profile has {novelty.image.mean.shape[0]} dims but the image tokens {hidden}",
+            )
         vision_encoder = None
         if vision_backend != "torch":
             vision_encoder = _load_onnx_encoder(ckpt, vision_backend, onnx_path, onnx_providers)
@@ -239,6 +257,7 @@ class Octopus:
             precision=precision,
             vision_encoder=vision_encoder,
             inplace=True,
+            novelty=novelty,
             **options,
         )
 
@@ -273,7 +292,8 @@ class Octopus:
         kv = self._prefill_images(embeds) if prefill and self.prefix_cache else None
         t3 = time.perf_counter()
         timings = {"preprocess": t1 - t0, "encode": t2 - t1, "image_prefill": t3 - t2}
-        return ImageEncoding(embeds=embeds, kv=kv, timings=timings, owner=id(self))
+        novelty = self.novelty.image_score(embeds)
+        return ImageEncoding(embeds=embeds, kv=kv, timings=timings, owner=id(self), novelty=novelty)
 
     # -- KV prefix -----------------------------------------------------------------------------
     def _lm(self, **kwargs):
@@ -344,12 +364,15 @@ class Octopus:
         allowlist: Sequence[str] | None = None,
         mode: str = "constrained",
         max_new_tokens: int | None = None,
+        keep_logits: bool = False,
     ) -> Decision:
         """Turn an instruction + image (or a pre-computed :class:`ImageEncoding`) into a call.
 
         ``mode``: "constrained" (functional tokens under the call grammar, jump-forward),
         "generate" (plain ``transformers.generate`` with functional tokens, then parsed) or
         "plain" (the LM writes ``name(args)``/JSON text, parsed by ``parse_plain``).
+        The confidence is a softmax at the checkpoint's calibrated ``temperature`` (1 when absent).
+        ``keep_logits`` (constrained mode) keeps each free token's logits in ``free_logits``.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -365,14 +388,20 @@ class Octopus:
         limit = max_new_tokens or self.max_new_tokens
         allow = None if allowlist is None else tuple(allowlist)
         if mode == "constrained":
-            decision = self._decide_constrained(ids, enc, allow, limit, timings, instruction.strip())
+            decision = self._decide_constrained(
+                ids, enc, allow, limit, timings, instruction.strip(), keep_logits
+            )
         else:
             decision = self._decide_generate(ids, enc, allow, limit, timings, mode)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
+        decision.text_novelty = self.novelty.text_score(instruction)
+        decision.image_novelty = enc.novelty
         return decision
 
-    def _decide_constrained(self, ids, enc, allowlist, limit, timings, utterance: str) -> Decision:
+    def _decide_constrained(
+        self, ids, enc, allowlist, limit, timings, utterance: str, keep_logits: bool = False
+    ) -> Decision:
         t0 = time.perf_counter()
         logits, cache = self._prefill(ids, enc)
         t1 = time.perf_counter()
@@ -383,7 +412,13 @@ class Octopus:
 
         grammar = self.grammar(allowlist).bind(utterance)  # copied arguments: spans of these words
         res: DecodeResult = self.decoder.decode(
-            logits, step, grammar, max_new_tokens=limit, jump_forward=self.jump_forward
+            logits,
+            step,
+            grammar,
+            max_new_tokens=limit,
+            jump_forward=self.jump_forward,
+            temperature=self.temperature,
+            keep_logits=keep_logits,
         )
         t2 = time.perf_counter()
         timings.update(
@@ -396,7 +431,8 @@ class Octopus:
         if res.error is not None:
             return Decision(None, _make_error(res.error[0], res.error[1], res.text), 0.0, res.text, timings)
         call, error = _parse("call", res.text, self.registry, allowlist)
-        return Decision(call, error, res.confidence if error is None else 0.0, res.text, timings)
+        confidence = res.confidence if error is None else 0.0
+        return Decision(call, error, confidence, res.text, timings, free_logits=res.free_logits)
 
     def _decide_generate(self, ids, enc, allowlist, limit, timings, mode) -> Decision:
         cfg = self.config
@@ -419,7 +455,7 @@ class Octopus:
         new = out.sequences[0].tolist()
         log_conf = 0.0
         for tid, scores in zip(new, out.scores, strict=False):
-            log_conf += float(torch.log_softmax(scores[0].float(), dim=-1)[tid])
+            log_conf += float(torch.log_softmax(scores[0].float() / self.temperature, dim=-1)[tid])
         while new and new[-1] in (cfg.eos_token_id, cfg.pad_token_id):
             new.pop()
         text = self.tokenizer.decode(new, skip_special_tokens=False)

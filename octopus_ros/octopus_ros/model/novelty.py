@@ -1,0 +1,184 @@
+"""Novelty scores: how far a request lies from what the model was trained on.
+
+Two scores, each in its own checkpoint file (a checkpoint without the file has no such score;
+the score is then NaN, which no threshold exceeds):
+
+* **text novelty** (``training_vocab.json``): the share of the utterance's units the model never
+  saw in training. Units are lower-cased words for alphabetic scripts and single characters for
+  Chinese (CJK ideographs), so "把杯子拿起来" is 6 units and "pick up the cup" is 4. 0.0 = every
+  unit was seen; 1.0 = none was (also an utterance with no unit at all).
+* **image novelty** (``image_profile.safetensors``): the Mahalanobis distance of the pooled image
+  embedding (the mean of the image tokens the LM sees) from the training scenes' mean, under
+  their (shrunk) covariance, divided by the distance of the training scenes' own 99th
+  percentile. About 1.0 or below: like the synthetic training world; well above: unlike it
+  (e.g. real photographs for a model trained on rendered scenes).
+
+Fitting the profiles is the training room's job (``octopus_ros.training.novelty_profile``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+TEXT_VOCAB_FILE = "training_vocab.json"
+IMAGE_PROFILE_FILE = "image_profile.safetensors"
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_UNITS = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
+
+
+def text_units(text: str) -> list[str]:
+    """Words (lower-cased, letters/digits, inner apostrophes kept) and single CJK characters."""
+    return _UNITS.findall(text.lower())
+
+
+class TextNovelty:
+    """The training vocabulary and the share of an utterance outside it."""
+
+    def __init__(self, vocabulary: Iterable[str]):
+        self.vocabulary = frozenset(vocabulary)
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> TextNovelty:
+        vocab: set[str] = set()
+        for text in texts:
+            vocab.update(text_units(text))
+        return cls(vocab)
+
+    def unseen(self, text: str) -> list[str]:
+        """The utterance's units the model never saw, in order."""
+        return [u for u in text_units(text) if u not in self.vocabulary]
+
+    def score(self, text: str) -> float:
+        units = text_units(text)
+        if not units:
+            return 1.0
+        return sum(u not in self.vocabulary for u in units) / len(units)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        data = {"units": "words (lower-cased) and CJK characters", "vocabulary": sorted(self.vocabulary)}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TextNovelty:
+        from .checkpoint import CheckpointError
+
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            vocab = data["vocabulary"]
+            if not isinstance(vocab, list) or not all(isinstance(v, str) for v in vocab):
+                raise ValueError("'vocabulary' must be a list of strings")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(path, f"invalid training vocabulary ({e})") from e
+        return cls(vocab)
+
+
+def pooled(embeds: torch.Tensor) -> torch.Tensor:
+    """(B, K, D) image tokens -> (B, D) their mean, in fp32."""
+    return embeds.float().mean(dim=1)
+
+
+class ImageNovelty:
+    """Mahalanobis distance of the pooled image embedding from the training scenes."""
+
+    def __init__(self, mean: torch.Tensor, precision: torch.Tensor, scale: float):
+        self.mean = mean.float()  # (D,)
+        self.precision = precision.float()  # (D, D) inverse of the shrunk covariance
+        self.scale = float(scale)  # the training scenes' 99th-percentile distance
+
+    @classmethod
+    def fit(cls, features: torch.Tensor, *, shrinkage: float = 0.1, quantile: float = 0.99) -> ImageNovelty:
+        """Fit on (N, D) pooled embeddings of training scenes. The covariance is shrunk towards
+        its mean variance (``shrinkage``) so that directions the scenes never vary in still
+        count, and stays invertible when N is small."""
+        x = features.double()
+        n, d = x.shape
+        if n < 2:
+            raise ValueError(f"need at least 2 training scenes to fit an image profile, got {n}")
+        mean = x.mean(0)
+        cov = torch.cov(x.T).reshape(d, d)
+        target = torch.eye(d, dtype=x.dtype) * cov.diagonal().mean().clamp_min(1e-12)
+        precision = torch.linalg.inv((1 - shrinkage) * cov + shrinkage * target)
+        profile = cls(mean, precision, 1.0)
+        dist = profile.distances(features)
+        profile.scale = float(torch.quantile(dist, quantile).clamp_min(1e-12))
+        return profile
+
+    def distances(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N,) Mahalanobis distances (not scaled)."""
+        z = features.float() - self.mean
+        return torch.einsum("nd,de,ne->n", z, self.precision, z).clamp_min(0).sqrt()
+
+    def score(self, embeds: torch.Tensor) -> float:
+        """Novelty of one encoded image ((1, K, D) image tokens): distance / training 99th pct."""
+        return float(self.distances(pooled(embeds.cpu()))[0]) / self.scale
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tensors = {"mean": self.mean.contiguous(), "precision": self.precision.contiguous()}
+        save_file(tensors, str(tmp), metadata={"scale": repr(self.scale), "pooling": "mean of image tokens"})
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ImageNovelty:
+        from safetensors import safe_open
+
+        from .checkpoint import CheckpointError
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                mean, precision = f.get_tensor("mean"), f.get_tensor("precision")
+            scale = float(meta["scale"])
+        except Exception as e:  # safetensors raises several types for a bad file
+            raise CheckpointError(path, f"invalid image profile ({e})") from e
+        d = mean.shape[0] if mean.ndim == 1 else -1
+        if precision.shape != (d, d) or not math.isfinite(scale) or scale <= 0:
+            raise CheckpointError(
+                path, f"invalid image profile (mean {tuple(mean.shape)}, precision {tuple(precision.shape)})"
+            )
+        return cls(mean, precision, scale)
+
+
+@dataclass
+class NoveltyProfile:
+    """The novelty scorers a checkpoint carries (either may be absent)."""
+
+    text: TextNovelty | None = None
+    image: ImageNovelty | None = None
+
+    @classmethod
+    def load(cls, checkpoint: str | Path) -> NoveltyProfile:
+        path = Path(checkpoint)
+        text = TextNovelty.load(path / TEXT_VOCAB_FILE) if (path / TEXT_VOCAB_FILE).is_file() else None
+        image = (
+            ImageNovelty.load(path / IMAGE_PROFILE_FILE) if (path / IMAGE_PROFILE_FILE).is_file() else None
+        )
+        return cls(text, image)
+
+    def text_score(self, text: str) -> float:
+        return self.text.score(text) if self.text is not None else math.nan
+
+    def image_score(self, embeds: torch.Tensor) -> float:
+        if self.image is None:
+            return math.nan
+        if embeds.shape[-1] != self.image.mean.shape[0]:
+            raise ValueError(
+                f"image profile has {self.image.mean.shape[0]} dims, the image tokens {embeds.shape[-1]}"
+            )
+        return self.image.score(embeds)
