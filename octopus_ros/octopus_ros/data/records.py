@@ -10,8 +10,11 @@ One JSON object per line (blank lines and lines starting with ``#`` are skipped)
 
 - ``image`` (required): a path to an image file (PNG/JPEG/...; relative paths are relative to
   the JSONL file's folder), or a bag reference ``{"bag": "run1", "topic": "/camera/image_raw",
-  "stamp_ns": 1712345678901234567}`` (a rosbag2 folder, relative like a path). Any size: images
-  are resized to the vision tower's own input size when they are used.
+  "stamp_ns": 1712345678901234567}``: a rosbag2 folder (relative like a path), an image topic
+  (``sensor_msgs/Image`` or ``CompressedImage``) and the message's **bag timestamp** (the time the
+  recorder received it, as ``ros2 bag`` and rosbags report it; not its header stamp, which may be
+  unset or shared). ``octopus_label records`` writes such references (:mod:`octopus_ros.bags`).
+  Any size: images are resized to the vision tower's own input size when they are used.
 - ``instruction`` (required): the user's words, non-empty.
 - ``answer`` (required): the call, as the model writes it (``<nexa_13>('front')<nexa_end>``) or
   by name (``open_door('front')``, ``open_door(door='front')``). It must be a valid call of the
@@ -233,12 +236,12 @@ def load_image(image: Path | BagImage, where: str = "") -> np.ndarray:
     """Decode a record's image to (H, W, 3) uint8 RGB; ``RecordError`` naming ``where`` if impossible."""
     prefix = f"{where}: " if where else ""
     if isinstance(image, BagImage):
-        raise RecordError(
-            [
-                f"{prefix}bag image references ({image.bag}, {image.topic}) cannot be read yet: extract "
-                "the frames to image files (bag record/replay tooling is not part of this package yet)"
-            ]
-        )
+        from octopus_ros.bags.io import BagError, load_frame
+
+        try:
+            return load_frame(image.bag, image.topic, image.stamp_ns)
+        except (BagError, ValueError) as e:  # ValueError: ImageConversionError of a corrupt frame
+            raise RecordError([f"{prefix}{e}"]) from e
     from PIL import Image, UnidentifiedImageError
 
     try:
