@@ -107,7 +107,10 @@ def test_help_documents_every_flag():
     assert "records:PATH" in out and "--merge" in out
 
 
-def test_finetune_real_format_parts_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    """octopus_finetune --lora --merge on real-format 224 px parts with a 14th function (run once)."""
+    tmp_path = tmp_path_factory.mktemp("finetuned")
     vision_dir, lm_dir = make_real_format_parts(tmp_path / "parts", image_size=224)
     functions = _registry_file(tmp_path)
     records = _records(tmp_path)
@@ -121,7 +124,11 @@ def test_finetune_real_format_parts_end_to_end(tmp_path):
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out, vision_dir, lm_dir, records
 
+
+def test_finetune_real_format_parts_end_to_end(finetuned):
+    out, vision_dir, lm_dir, records = finetuned
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 40 and metrics["image_size"] == 224
     assert metrics["new_functions"]["<nexa_13>"] == "open_door"
@@ -159,6 +166,40 @@ def test_finetune_real_format_parts_end_to_end(tmp_path):
     # LoRA changed the LM's attention weights (merged in), not only the connector.
     q = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(ckpt.model.lm.state_dict()[q], lm.state_dict()[q])
+
+
+@pytest.mark.timeout(300)
+def test_node_publishes_the_new_function_of_the_finetuned_model_over_dds(finetuned, ros_env, rclpy_context):
+    """octopus_node loads the merged checkpoint (model_path, functions from it) and publishes open_door.
+
+    A few dozen steps do not teach a tiny model the function reliably, so the allowlist holds only
+    the new function and the threshold is 0: the constrained decoder must emit <nexa_13>, and the
+    call must come back over DDS as a typed FunctionCall with the registry's name and token.
+    """
+    from node_harness import RobotSide, start_node, stop_node
+
+    out = finetuned[0]
+    node = start_node(
+        ros_env,
+        f"model_path:={out}",
+        "allowed_functions:=[open_door]",
+        "confidence_threshold:=0.0",
+        "threads:=1",
+    )
+    robot = RobotSide(rclpy_context)
+    try:
+        robot.wait_active(node)
+        robot.send_frame(np.zeros((224, 224, 3), np.uint8))
+        outcome = robot.say("open the front door")
+        assert outcome.code_name == "OK", (outcome.code_name, outcome.reason)
+        assert robot.spin_until(lambda: any(c.request_id == outcome.request_id for c in robot.calls), 10)
+        call = next(c for c in robot.calls if c.request_id == outcome.request_id)
+        assert (call.function_name, call.function_token) == ("open_door", 13)
+        assert call.raw_output.startswith("<nexa_13>(") and call.arguments[0].name == "door"
+        assert call.arguments[0].string_value in ("front", "back", "garage")
+    finally:
+        log = stop_node(node)
+    assert f"configured: model {out}" in log
 
 
 def test_every_source_is_prepared_at_the_towers_size(tmp_path):
