@@ -66,3 +66,35 @@ def test_bundled_model_meets_the_readme_accuracy():
         )
     size_mb = (path / "model.safetensors").stat().st_size / 1e6
     assert size_mb < 50, f"bundled weights are {size_mb:.0f} MB"
+
+
+# int8 and bf16 against fp32 on the bundled model, 20 held-out examples per split (seed 1234):
+# measured 60 of 60 same calls for both, mean |confidence change| 0.0050 (int8) and 0.0014 (bf16).
+# The floor allows 2 of 60 calls to differ (another CPU's kernels may round a near tie the other
+# way) and 4x the measured confidence change.
+AGREEMENT_PER_SPLIT = 20
+MIN_SAME_CALLS = 58  # of 60
+MAX_MEAN_CONFIDENCE_DELTA = {"int8": 0.02, "bf16": 0.006}
+
+
+def test_int8_and_bf16_decide_as_fp32_does():
+    from octopus_ros.data import generate
+    from octopus_ros.model.agreement import compare_runtimes, format_report
+    from octopus_ros.training.evaluate import EVAL_SPLITS
+
+    samples = [
+        (ex.image, ex.instruction, ex.answer)
+        for split in EVAL_SPLITS
+        for ex in generate(split, AGREEMENT_PER_SPLIT, 1234)
+    ]
+    paths = (("int8", {"precision": "int8"}), ("bf16", {"precision": "bf16"}))
+    report = compare_runtimes(default_model_dir(), samples, paths=paths)
+    table = format_report(report)
+    n = len(samples)
+    for label in ("int8", "bf16"):
+        r = report[label]
+        assert r.n == n == 3 * AGREEMENT_PER_SPLIT
+        same = round(r.call_agreement * n)
+        assert same >= MIN_SAME_CALLS, f"{label}: {same}/{n} calls as fp32\n{table}\n{r.disagreements}"
+        assert r.mean_abs_confidence_delta <= MAX_MEAN_CONFIDENCE_DELTA[label], table
+        assert abs(r.accuracy - report["fp32"].accuracy) * n <= n - MIN_SAME_CALLS, table
