@@ -24,6 +24,7 @@ import time
 import unicodedata
 from pathlib import Path
 
+from octopus_ros.demo.scenario import Scenario
 from octopus_ros.paths import config_path, default_model_dir
 
 NODES = {
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         print("[demo    ] the speech script did not complete; see the logs above", flush=True)
         return 1
     data = json.loads(report.read_text(encoding="utf-8"))
-    print_summary(data, wall_s=time.monotonic() - t_start)
+    print_summary(data, wall_s=time.monotonic() - t_start, scenario=Scenario.from_yaml(args.scenario))
     print(f"[demo    ] report: {report}")
     return 0
 
@@ -128,7 +129,18 @@ def _pad(text: str, width: int) -> str:
     return out + " " * (width - used)
 
 
-def print_summary(data: dict, *, wall_s: float) -> None:
+def split_by_model(data: dict, scenario: Scenario) -> dict[str, tuple[int, int]]:
+    """(correct, steps) for the steps that depend on the model and for the node's input checks."""
+    by_index = {step.index: step for step in scenario.steps}
+    out = {"model": [0, 0], "input checks": [0, 0]}
+    for r in data["steps"]:
+        key = "model" if by_index[r["index"]].depends_on_model else "input checks"
+        out[key][0] += bool(r["correct"])
+        out[key][1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def print_summary(data: dict, *, wall_s: float, scenario: Scenario | None = None) -> None:
     s = data["summary"]
     print()
     print("utterance".ljust(48), "result".ljust(46), "round trip")
@@ -139,6 +151,10 @@ def print_summary(data: dict, *, wall_s: float) -> None:
     print(
         f"accuracy        {s['correct']}/{s['steps']} = {s['accuracy']:.1%} against the scenario's expectations"
     )
+    if scenario is not None:
+        parts = split_by_model(data, scenario)
+        (mc, mn), (ic, n_in) = parts["model"], parts["input checks"]
+        print(f"  of which       model {mc}/{mn}; input checks before the model {ic}/{n_in}")
     print("latency (ms)       p50      p95")
     for key, label in [
         ("round_trip_ms", "round trip"),

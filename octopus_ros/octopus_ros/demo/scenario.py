@@ -11,6 +11,10 @@ A scenario file (YAML) is shared by the simulated camera and the speech script:
         say: take a photo
         expect_outcome: NO_FRESH_IMAGE
 
+Steps that expect INVALID_INPUT, NO_FRESH_IMAGE (or another outcome the node decides before the
+model runs) check the node's input handling: they do not depend on the model, and the demo and
+its test count them apart from the model's score (:attr:`Step.depends_on_model`).
+
 No rclpy here: the loader is tested without ROS.
 """
 
@@ -21,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+# Outcomes the node decides before the model runs (README, "What happens to an utterance"): bad
+# text or a malformed frame, the rate limit or a full queue, no fresh frame, the e-stop, not active.
+PRE_MODEL_OUTCOMES = frozenset({"INVALID_INPUT", "BUSY", "NO_FRESH_IMAGE", "ESTOP", "NOT_ACTIVE"})
 
 
 class ScenarioError(ValueError):
@@ -38,6 +46,11 @@ class Step:
     @property
     def camera_paused(self) -> bool:
         return self.scene is None
+
+    @property
+    def depends_on_model(self) -> bool:
+        """False for a step whose expected outcome the node decides before the model runs."""
+        return self.expect_outcome not in PRE_MODEL_OUTCOMES
 
 
 @dataclass(frozen=True)
