@@ -33,6 +33,20 @@ def _types():
     return store.types
 
 
+def _msg(msgtype: str, **fields):
+    """A rosbags message; scalar fields not given (e.g. added to the .msg later) get their zero value."""
+    import dataclasses
+
+    cls = _types()[msgtype]
+    zero = {"float": 0.0, "int": 0, "str": "", "bool": False}
+    for f in dataclasses.fields(cls):
+        if f.name not in fields and not f.type.startswith("ClassVar"):
+            if f.type not in zero:
+                raise TypeError(f"{msgtype}.{f.name} ({f.type}) must be given")
+            fields[f.name] = zero[f.type]
+    return cls(**fields)
+
+
 def _header(stamp_ns: int, frame_id: str = "cam"):
     t = _types()
     return t["std_msgs/msg/Header"](
@@ -64,7 +78,8 @@ def _duration(seconds: float):
 
 def _outcome(rid: str, code: str, text: str, function: str = "", confidence: float = 0.9):
     codes = {"OK": 0, "REJECTED_LOW_CONFIDENCE": 1, "NO_ACTION": 8}
-    return _types()[bag_io.OUTCOME](
+    return _msg(
+        bag_io.OUTCOME,
         header=_header(0, ""),
         request_id=rid,
         code=codes[code],
@@ -78,7 +93,8 @@ def _outcome(rid: str, code: str, text: str, function: str = "", confidence: flo
 
 
 def _call(rid: str, text: str, raw: str, function: str, token: int, stamp_ns: int):
-    return _types()[bag_io.FUNCTION_CALL](
+    return _msg(
+        bag_io.FUNCTION_CALL,
         header=_header(stamp_ns),
         request_id=rid,
         source=0,
@@ -100,57 +116,46 @@ for _k, _f in enumerate(FRAMES):
 
 
 def write_run(path, *, compressed: bool = False):
-    """A run: frames at 1, 2, 3 s (stamped 50 ms before receipt), four utterances.
+    """A run: frames received at 1.0, 1.5 and 3.0 s (stamped 50 ms earlier), four utterances.
 
     - "hello" at 0.5 s: before any frame;
-    - "pick up the red cup" at 2.5 s: the node decided on frame 1 (stamp 0.95 s), although frame 2
+    - "pick up the red cup" at 1.6 s: the node decided on frame 1 (stamp 0.95 s), although frame 2
       had arrived: the call's stamp, not the receipt time, picks the frame;
-    - "what is the weather" at 3.5 s: NO_ACTION (the frame is the newest at receipt, frame 2);
+    - "what is the weather" at 3.5 s: NO_ACTION (the frame is the newest at receipt, frame 3);
     - "take a photo" at 3.6 s: REJECTED_LOW_CONFIDENCE: no call to copy.
     """
     image_topic = "/camera/image_raw/compressed" if compressed else "/camera/image_raw"
+    speech, calls, outcomes = "/speech/text", "/octopus_node/function_calls", "/octopus_node/outcomes"
+    say = _types()[bag_io.STRING]
+    ms = S // 1000
     with bag_io.BagWriter(path) as bag:
         bag.add_topic(image_topic, bag_io.COMPRESSED if compressed else bag_io.IMAGE)
-        bag.add_topic("/speech/text", bag_io.STRING)
-        bag.add_topic("/octopus_node/function_calls", bag_io.FUNCTION_CALL)
-        bag.add_topic("/octopus_node/outcomes", bag_io.OUTCOME)
-        say = _types()[bag_io.STRING]
-        bag.write_msg("/speech/text", T0 + S // 2, say(data="hello"))
+        for topic, msgtype in (
+            (speech, bag_io.STRING),
+            (calls, bag_io.FUNCTION_CALL),
+            (outcomes, bag_io.OUTCOME),
+        ):
+            bag.add_topic(topic, msgtype)
+        bag.write_msg(speech, T0 + 500 * ms, say(data="hello"))
+        bag.write_msg(outcomes, T0 + 501 * ms, _outcome("utt-a-00001", "NO_ACTION", "hello"))
+        for rgb, t in zip(FRAMES[:2], (T0 + S, T0 + 1500 * ms), strict=True):
+            bag.write_msg(image_topic, t, _image(rgb, t - 50 * ms, compressed))
+        bag.write_msg(speech, T0 + 1600 * ms, say(data="pick up the  red cup"))
+        raw = "<nexa_0>('red cup')<nexa_end>"
+        stamp = T0 + 950 * ms + 150  # frame 1's stamp, after the node's round trip through float seconds
         bag.write_msg(
-            "/octopus_node/outcomes", T0 + S // 2 + 1000, _outcome("utt-a-00001", "NO_ACTION", "hello")
+            calls, T0 + 1650 * ms, _call("utt-a-00002", "pick up the red cup", raw, "pick_up", 0, stamp)
         )
-        for k, rgb in enumerate(FRAMES):
-            t = T0 + (k + 1) * S
-            if k == 2:  # the third frame arrives after the two utterances below
-                bag.write_msg("/speech/text", T0 + 2 * S + S // 2, say(data="pick up the  red cup"))
-                call = _call(
-                    "utt-a-00002",
-                    "pick up the red cup",
-                    "<nexa_0>('red cup')<nexa_end>",
-                    "pick_up",
-                    0,
-                    T0 + S - S // 20 + 150,  # frame 1's stamp, through float seconds
-                )
-                bag.write_msg("/octopus_node/function_calls", T0 + 2 * S + S // 2 + 10, call)
-                bag.write_msg(
-                    "/octopus_node/outcomes",
-                    T0 + 2 * S + S // 2 + 20,
-                    _outcome("utt-a-00002", "OK", "pick up the red cup", "pick_up"),
-                )
-                continue
-            bag.write_msg(image_topic, t, _image(rgb, t - S // 20, compressed))
-        bag.write_msg("/speech/text", T0 + 3 * S + S // 2, say(data="what is the weather"))
         bag.write_msg(
-            "/octopus_node/outcomes",
-            T0 + 3 * S + S // 2 + 10,
-            _outcome("utt-a-00003", "NO_ACTION", "what is the weather", "no_action"),
+            outcomes, T0 + 1651 * ms, _outcome("utt-a-00002", "OK", "pick up the red cup", "pick_up")
         )
-        bag.write_msg("/speech/text", T0 + 3 * S + S * 6 // 10, say(data="take a photo"))
-        bag.write_msg(
-            "/octopus_node/outcomes",
-            T0 + 3 * S + S * 6 // 10 + 10,
-            _outcome("utt-a-00004", "REJECTED_LOW_CONFIDENCE", "take a photo", "take_photo", 0.2),
-        )
+        bag.write_msg(image_topic, T0 + 3 * S, _image(FRAMES[2], T0 + 3 * S - 50 * ms, compressed))
+        bag.write_msg(speech, T0 + 3500 * ms, say(data="what is the weather"))
+        weather = _outcome("utt-a-00003", "NO_ACTION", "what is the weather", "no_action")
+        bag.write_msg(outcomes, T0 + 3501 * ms, weather)
+        bag.write_msg(speech, T0 + 3600 * ms, say(data="take a photo"))
+        photo = _outcome("utt-a-00004", "REJECTED_LOW_CONFIDENCE", "take a photo", "take_photo", 0.2)
+        bag.write_msg(outcomes, T0 + 3601 * ms, photo)
     return path
 
 
@@ -167,7 +172,7 @@ def test_labels_pair_each_utterance_with_the_frame_the_node_used(tmp_path, regis
         ("take a photo", "REJECTED_LOW_CONFIDENCE", None, "todo", "receipt"),
     ]
     assert labels[1].image["stamp_ns"] == T0 + S  # frame 1 (the call's), not frame 2 (newest)
-    assert labels[2].image["stamp_ns"] == T0 + 2 * S
+    assert labels[2].image["stamp_ns"] == labels[3].image["stamp_ns"] == T0 + 3 * S
     frame = bag_io.load_frame(bag, labels[1].image["topic"], labels[1].image["stamp_ns"])
     np.testing.assert_array_equal(frame, FRAMES[0])
 
@@ -203,7 +208,7 @@ def test_labels_file_to_records_needs_every_line_confirmed(tmp_path, registry):
     ]
     assert json.loads(out.read_text().splitlines()[0])["image"]["bag"] == "../bags/run1"
     np.testing.assert_array_equal(load_image(records[0].query.image, records[0].where), FRAMES[0])
-    np.testing.assert_array_equal(load_image(records[2].query.image, records[2].where), FRAMES[1])
+    np.testing.assert_array_equal(load_image(records[2].query.image, records[2].where), FRAMES[2])
 
     # A reference to a frame that is not in the bag is an error naming the record's line.
     bad = json.loads(out.read_text().splitlines()[0])
