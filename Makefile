@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 ENV := source scripts/env.sh &&
 
-.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark bench-node ablation clean
+.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark bench-node reliability ablation clean
 
 help:
 	@echo "make setup        create .venv: ROS 2 Kilted wheels, torch, models libs; build octopus_msgs; install octopus_ros"
@@ -16,6 +16,7 @@ help:
 	@echo "make ablation     stage ablation (reduced, equal budgets)"
 	@echo "make benchmark    model latency/memory benchmark"
 	@echo "make bench-node   node latency over DDS: prefetch on/off, node and transport overhead"
+	@echo "make reliability  octopus_node vs hostile input: 10k fuzz, burst, broken models, allowlist, e-stop, 100 lifecycle cycles"
 
 setup:
 	bash scripts/setup.sh
@@ -53,6 +54,9 @@ benchmark:
 
 bench-node:
 	$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-43} python benchmarks/bench_node.py
+
+reliability:
+	$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-44} python benchmarks/reliability.py
 
 clean:
 	rm -rf build/ log/ install/ .pytest_cache

@@ -12,7 +12,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,28 +87,21 @@ def rss_kb(pid: int) -> int:
 
 
 class NodeProcess:
-    """octopus_node in a subprocess whose log is read as it is written (for long runs).
+    """octopus_node started by :func:`start_node`, with its log as lines and its RSS (for long runs).
 
     ``log_since(mark)`` returns the lines written after ``mark = len(self.lines)``, so a caller
     can check what one transition or one input made the node say.
     """
 
     def __init__(self, env: dict[str, str], *params: str, autostart: bool = True) -> None:
-        # A pipe is fine here: the reader thread below drains it as the node writes.
-        self.proc = subprocess.Popen(
-            node_command(*params, autostart=autostart),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, name="octopus-node-log", daemon=True)
-        self._reader.start()
+        self.proc = start_node(env, *params, autostart=autostart)
+        self._log = ""
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @property
+    def lines(self) -> list[str]:
+        if not self.proc.log_file.closed:
+            self._log = node_log(self.proc)
+        return self._log.splitlines()
 
     @property
     def pid(self) -> int:
@@ -127,17 +119,11 @@ class NodeProcess:
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.lines[-n:])
 
-    def stop(self, timeout: float = 20.0) -> str:
-        """SIGINT (as Ctrl-C), then SIGKILL after ``timeout``; returns the whole log."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(timeout=5.0)
-        return "\n".join(self.lines)
+    def stop(self) -> str:
+        """SIGINT (as Ctrl-C), SIGKILL if it does not exit; returns the whole log."""
+        if not self.proc.log_file.closed:
+            self._log = stop_node(self.proc)
+        return self._log
 
 
 class RobotSide(Node):
