@@ -39,6 +39,9 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
         "pick up the red cup", __import__("numpy").zeros((32, 32, 3), "uint8")
     )
     assert decision.call is not None or decision.error is not None
+    # novelty profiles fitted at training time: a training phrase is not novel, an unseen one is
+    assert decision.text_novelty == 0.0 and 0.0 < decision.image_novelty < 1e6
+    assert Octopus.load(out).novelty.text_score("quaternion sonnets") == 1.0
 
 
 def test_summary_tables_from_rows():

@@ -151,6 +151,7 @@ class OctopusNode(LifecycleNode):
         self._callback_errors: collections.Counter[str] = collections.Counter()
         self._speech_seen: dict[bytes, int] = {}  # publisher gid -> last publication sequence number
         self._speech_gaps = 0  # utterances a publisher sent that never reached this reader
+        self._last_novelty = (float("nan"), float("nan"))  # (text, image) of the latest decision
         # The e-stop belongs to the node, not to a configuration: it survives cleanup/configure
         # and is listened to in every lifecycle state.
         self._estop = bool(self.get_parameter("estop_on_start").value)
@@ -254,6 +255,8 @@ class OctopusNode(LifecycleNode):
         return EngineConfig(
             allowlist=params.allowed_functions,
             confidence_threshold=params.confidence_threshold,
+            max_text_novelty=params.max_text_novelty,
+            max_image_novelty=params.max_image_novelty,
             max_image_age=params.max_image_age,
             queue_depth=params.queue_depth,
             request_timeout=params.request_timeout,
@@ -399,7 +402,12 @@ class OctopusNode(LifecycleNode):
                         result.reason = f"allowed_functions names unknown functions {unknown}"
                         return result
                     self._engine.config.allowlist = names
-                elif p.name in ("confidence_threshold", "max_image_age"):
+                elif p.name in (
+                    "confidence_threshold",
+                    "max_image_age",
+                    "max_text_novelty",
+                    "max_image_novelty",
+                ):
                     setattr(self._engine.config, p.name, float(p.value))
         return result
 
@@ -631,6 +639,8 @@ class OctopusNode(LifecycleNode):
         if request.source == Source.STANDING_INSTRUCTION and result.code != OutcomeCode.OK:
             return  # standing evaluations that do not act are counted, not published
         published_call = False
+        if result.raw_text:  # the model decided: its novelty scores go to the diagnostics
+            self._last_novelty = (result.text_novelty, result.image_novelty)
         if result.code == OutcomeCode.OK and request.publish:
             with self._lock:  # the e-stop cannot engage between this check and the publication
                 if self._estop:
@@ -715,6 +725,8 @@ class OctopusNode(LifecycleNode):
             raw_output=result.raw_text,
             image_age=_duration(result.image_age),
             inference_latency=_duration(result.inference_s),
+            text_novelty=float(result.text_novelty),
+            image_novelty=float(result.image_novelty),
         )
 
     def _outcome_msg(self, result: Result) -> Outcome:
@@ -750,6 +762,8 @@ class OctopusNode(LifecycleNode):
             "estop": str(self._estop),
             "estop_reason": self._estop_reason,
             "speech_lost_in_transport": str(self._speech_gaps),
+            "last_text_novelty": f"{self._last_novelty[0]:.3f}",
+            "last_image_novelty": f"{self._last_novelty[1]:.3f}",
         }
         for what, count in sorted(self._callback_errors.items()):
             values[f"callback_errors_{what}"] = str(count)

@@ -95,6 +95,24 @@ PARAMETERS: dict[str, Spec] = {
         max=1.0,
         dynamic=True,
     ),
+    "max_text_novelty": Spec(
+        0.0,
+        "Decline (NO_ACTION, 'not understood') a call when this share (0..1) of the utterance's words "
+        "(characters in Chinese) never appeared in the model's training text; 0 = off. Needs the "
+        "model's training_vocab.json.",
+        min=0.0,
+        max=1.0,
+        dynamic=True,
+    ),
+    "max_image_novelty": Spec(
+        0.0,
+        "Decline (NO_ACTION, 'image unlike training') a call when the image's distance from the training "
+        "scenes (Mahalanobis, in units of the training scenes' 99th percentile) is above this; 0 = off. "
+        "Needs the model's image_profile.safetensors.",
+        min=0.0,
+        max=1000.0,
+        dynamic=True,
+    ),
     "max_image_age": Spec(
         1.0,
         "Seconds: an utterance needs a camera frame at most this old, else NO_FRESH_IMAGE.",
@@ -186,6 +204,8 @@ class NodeParams:
     speech_qos_depth: int
     allowed_functions: tuple[str, ...]
     confidence_threshold: float
+    max_text_novelty: float
+    max_image_novelty: float
     max_image_age: float
     max_future_stamp: float
     image_age_source: str

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -50,6 +51,12 @@ class EngineConfig:
     # least standing_cooldown seconds passed; a different call is published at once.
     standing_cooldown: float = 10.0
     standing_scene_change: float = 0.08
+    # Decline (NO_ACTION) a call when the request is too unlike training (model/novelty.py):
+    # text novelty = share of the utterance never seen in training (0..1); image novelty =
+    # Mahalanobis distance of the image embedding / the training scenes' 99th percentile.
+    # 0 or less disables the check.
+    max_text_novelty: float = 0.0
+    max_image_novelty: float = 0.0
 
 
 class LatencyStats:
@@ -388,6 +395,8 @@ class ActionEngine:
             timings={**timings, "vision": encode_s, "prefetched": float(reused)},
             raw_text=decision.raw_text,
             confidence=float(decision.confidence),
+            text_novelty=float(getattr(decision, "text_novelty", math.nan)),
+            image_novelty=float(getattr(decision, "image_novelty", math.nan)),
         )
         code, reason = decision_outcome(
             decision,
@@ -395,8 +404,12 @@ class ActionEngine:
             self._validate,
             allowlist=self.config.allowlist or None,
             threshold=self.config.confidence_threshold,
+            max_text_novelty=self.config.max_text_novelty if self.config.max_text_novelty > 0 else None,
+            max_image_novelty=self.config.max_image_novelty if self.config.max_image_novelty > 0 else None,
         )
         call = decision.call if decision.error is None else None
+        if code == OutcomeCode.NO_ACTION and reason.startswith(("not understood", "image unlike training")):
+            self.counts["declined_" + reason.split(":")[0].replace(" ", "_")] += 1
         if code != OutcomeCode.OK:
             return result(code, reason, call=call, **common)
         if self._estop:  # engaged while the model ran

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,9 @@ class Result:
     inference_s: float = 0.0  # model time spent on this request (s)
     timings: dict[str, float] = field(default_factory=dict)
     finished: float = 0.0  # when the outcome was decided (s, same clock)
+    # novelty of the request (octopus_ros.model.novelty): NaN when the model has no profile
+    text_novelty: float = float("nan")
+    image_novelty: float = float("nan")
 
     @property
     def latency(self) -> float:
@@ -101,12 +105,17 @@ def decision_outcome(
     *,
     allowlist: tuple[str, ...] | None,
     threshold: float,
+    max_text_novelty: float | None = None,
+    max_image_novelty: float | None = None,
 ) -> tuple[OutcomeCode, str]:
     """The outcome a model decision earns on its own merits, before publication.
 
     One rule for the node's engine and for the evaluation ("as the node would act"):
     a rejected model output is NOT_ALLOWED or MODEL_ERROR; the decline function is
-    NO_ACTION; a call that fails ``validate(call, allowlist=...)`` (the registry schema and
+    NO_ACTION; a call on an utterance whose text novelty is above ``max_text_novelty`` ("not
+    understood") or on an image whose novelty is above ``max_image_novelty`` ("image unlike
+    training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
+    exceeds one); a call that fails ``validate(call, allowlist=...)`` (the registry schema and
     the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
     MODEL_ERROR; a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; else OK.
     (The e-stop, the standing-instruction gate and the request's own checks are the
@@ -121,6 +130,20 @@ def decision_outcome(
     spec = registry.by_name(call.function)
     if spec is not None and spec.decline:
         return OutcomeCode.NO_ACTION, "the model declined: no function fits the request"
+    text_novelty = float(getattr(decision, "text_novelty", math.nan))
+    if max_text_novelty is not None and text_novelty > max_text_novelty:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"not understood: {text_novelty:.0%} of the utterance never seen in training"
+            f" (text novelty {text_novelty:.3f} > max_text_novelty {max_text_novelty:.3f}); {call.function} not published",
+        )
+    image_novelty = float(getattr(decision, "image_novelty", math.nan))
+    if max_image_novelty is not None and image_novelty > max_image_novelty:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"image unlike training: image novelty {image_novelty:.2f} > max_image_novelty"
+            f" {max_image_novelty:.2f} (1.0 = the training scenes' 99th percentile); {call.function} not published",
+        )
     problem = validate(call, allowlist=allowlist)
     if problem is not None:
         code = OutcomeCode.NOT_ALLOWED if problem.kind in NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR

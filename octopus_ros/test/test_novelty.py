@@ -1,0 +1,159 @@
+"""Novelty scores (issue 12 item 4): text and image novelty, and the decline policy on them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from test_runtime_engine import FakeCall, FakeDecision, Registry, ScriptedModel
+
+from octopus_ros.model.checkpoint import CheckpointError
+from octopus_ros.model.novelty import (
+    IMAGE_PROFILE_FILE,
+    TEXT_VOCAB_FILE,
+    ImageNovelty,
+    NoveltyProfile,
+    TextNovelty,
+    text_units,
+)
+from octopus_ros.model.runtime import Octopus
+from octopus_ros.model.testing import make_tiny_checkpoint
+from octopus_ros.paths import config_path
+from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
+
+
+def test_text_units_are_words_and_chinese_characters():
+    assert text_units("Pick up the RED cup, don't drop it!") == [
+        "pick",
+        "up",
+        "the",
+        "red",
+        "cup",
+        "don't",
+        "drop",
+        "it",
+    ]
+    assert text_units("把红色杯子拿起来") == list("把红色杯子拿起来")
+    assert text_units("给Bob发消息 hello") == ["给", "bob", "发", "消", "息", "hello"]
+
+
+def test_text_novelty_is_the_unseen_share():
+    t = TextNovelty.from_texts(["pick up the red cup", "把红色的杯子拿起来"])
+    assert t.score("pick up the cup") == 0.0
+    assert t.score("pick up the meeting notes") == pytest.approx(2 / 5)
+    assert t.unseen("pick up the meeting notes") == ["meeting", "notes"]
+    assert t.score("把杯子拿起来") == 0.0
+    assert t.score("天气怎么样") == 1.0
+    assert t.score("?!") == 1.0  # nothing recognisable at all
+
+
+def test_image_novelty_separates_shifted_features_and_round_trips(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(16, 16, generator=g)
+    train = torch.randn(2000, 16, generator=g) @ basis
+    profile = ImageNovelty.fit(train)
+    inside = profile.distances(torch.randn(500, 16, generator=g) @ basis) / profile.scale
+    outside = profile.distances(torch.randn(500, 16, generator=g) @ basis + 12.0 * basis[0]) / profile.scale
+    assert float(torch.quantile(inside, 0.5)) < 1.0
+    assert float((outside > 1.5).float().mean()) > 0.95
+    # the score of one encoding is the distance of its pooled tokens
+    tokens = torch.stack([train[0]] * 6)[None]  # (1, K=6, D)
+    assert profile.score(tokens) == pytest.approx(
+        float(profile.distances(train[:1])[0]) / profile.scale, rel=1e-5
+    )
+    profile.save(tmp_path / IMAGE_PROFILE_FILE)
+    back = ImageNovelty.load(tmp_path / IMAGE_PROFILE_FILE)
+    assert torch.equal(back.mean, profile.mean) and back.scale == profile.scale
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("novelty") / "m", config_path("functions.yaml"))
+
+
+def test_octopus_reports_the_checkpoint_novelty(checkpoint, tmp_path):
+    frame = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    d = Octopus.load(checkpoint).decide("pick up the red cup", frame)
+    assert math.isnan(d.text_novelty) and math.isnan(d.image_novelty)  # no profiles: unknown
+
+    TextNovelty.from_texts(["pick up the red cup"]).save(checkpoint / TEXT_VOCAB_FILE)
+    octopus = Octopus.load(checkpoint)
+    hidden = octopus.model.lm.get_input_embeddings().embedding_dim
+    feats = torch.randn(200, hidden, generator=torch.Generator().manual_seed(1))
+    ImageNovelty.fit(feats).save(checkpoint / IMAGE_PROFILE_FILE)
+    octopus = Octopus.load(checkpoint)
+    d = octopus.decide("pick up the blue ball", frame)
+    assert d.text_novelty == pytest.approx(2 / 5)
+    enc = octopus.encode(frame)
+    assert d.image_novelty == pytest.approx(octopus.novelty.image_score(enc.embeds)) and d.image_novelty > 0
+
+    ImageNovelty.fit(torch.randn(50, hidden + 1)).save(checkpoint / IMAGE_PROFILE_FILE)
+    with pytest.raises(CheckpointError, match=IMAGE_PROFILE_FILE):
+        Octopus.load(checkpoint)
+    (checkpoint / IMAGE_PROFILE_FILE).unlink()
+    (checkpoint / TEXT_VOCAB_FILE).write_text('{"vocabulary": 3}')
+    with pytest.raises(CheckpointError, match=TEXT_VOCAB_FILE):
+        NoveltyProfile.load(checkpoint)
+    (checkpoint / TEXT_VOCAB_FILE).unlink()
+
+
+@dataclass
+class Decision(FakeDecision):
+    text_novelty: float = math.nan
+    image_novelty: float = math.nan
+
+
+def outcome(decision, **kw):
+    return decision_outcome(
+        decision, Registry(), lambda call, allowlist=None: None, allowlist=None, threshold=0.5, **kw
+    )
+
+
+def test_decision_outcome_declines_novel_requests():
+    call = FakeCall("pick_up", 0)
+    novel_text = Decision(call, None, 0.99, text_novelty=0.6, image_novelty=0.5)
+    code, reason = outcome(novel_text, max_text_novelty=0.5)
+    assert code == OutcomeCode.NO_ACTION and reason.startswith("not understood:") and "60%" in reason
+    assert outcome(novel_text, max_text_novelty=0.7)[0] == OutcomeCode.OK
+    assert outcome(novel_text)[0] == OutcomeCode.OK  # no limit set
+    novel_image = Decision(call, None, 0.99, text_novelty=0.0, image_novelty=4.0)
+    code, reason = outcome(novel_image, max_text_novelty=0.5, max_image_novelty=2.0)
+    assert code == OutcomeCode.NO_ACTION and reason.startswith("image unlike training:")
+    unknown = Decision(call, None, 0.99)  # a model without profiles: NaN never exceeds a limit
+    assert outcome(unknown, max_text_novelty=0.1, max_image_novelty=0.1)[0] == OutcomeCode.OK
+    # the model's own decline keeps its reason
+    decline = Decision(FakeCall("no_action", 12), None, 0.9, text_novelty=1.0)
+    assert "the model declined" in outcome(decline, max_text_novelty=0.5)[1]
+
+
+def test_engine_applies_the_novelty_limits_and_reports_the_scores(harness):
+    decisions = [
+        Decision(
+            FakeCall("stop", 3), None, 0.99, "<nexa_3>()<nexa_end>", text_novelty=0.8, image_novelty=0.9
+        ),
+        Decision(
+            FakeCall("stop", 3), None, 0.99, "<nexa_3>()<nexa_end>", text_novelty=0.1, image_novelty=7.0
+        ),
+        Decision(
+            FakeCall("stop", 3), None, 0.99, "<nexa_3>()<nexa_end>", text_novelty=0.1, image_novelty=0.9
+        ),
+    ]
+    h = harness(
+        model=ScriptedModel(decisions),
+        prefetch_rate=0,
+        rate_limit=0,
+        max_text_novelty=0.5,
+        max_image_novelty=3.0,
+    )
+    h.frame()
+    for _ in decisions:
+        h.say("stop now")
+    results = h.wait(3)
+    assert [r.code for r in results] == [OutcomeCode.NO_ACTION, OutcomeCode.NO_ACTION, OutcomeCode.OK]
+    assert results[0].reason.startswith("not understood") and results[1].reason.startswith("image unlike")
+    assert (results[1].text_novelty, results[1].image_novelty) == (0.1, 7.0)
+    counts = h.engine.snapshot()["counts"]
+    assert counts["declined_not_understood"] == 1 and counts["declined_image_unlike_training"] == 1
