@@ -36,4 +36,7 @@ from octopus_msgs.srv import Ask  # noqa: F401
 import octopus_ros  # noqa: F401
 print("[setup] rclpy, octopus_msgs and octopus_ros import OK")
 PY
+# The natural decline corpus for training (Debian fortunes + unsafe-request patterns); only
+# training with --decline-corpus needs it, so a machine without apt-get just skips it.
+python -m octopus_ros.data.decline_corpus || echo "[setup] WARNING: decline corpus not built (training option decline_corpus unavailable)"
 echo "[setup] done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"

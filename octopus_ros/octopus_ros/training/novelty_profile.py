@@ -37,6 +37,8 @@ def training_texts(pools: dict) -> list[str]:
         for r in pools[key]:
             texts += [r["instruction"], r["answer"]]
     texts += [r["caption"] for r in pools["vision"]]
+    for sentences in pools.get("decline_corpus", {}).values():
+        texts += sentences
     return texts
 
 

@@ -95,6 +95,9 @@ class TrainConfig:
     named_decoy: float = 0.3  # call pool: named instructions shown with a scene lacking the named object
     colour_decoy: float = 0.3  # call pool: named instructions shown with the named category in another colour
     decline_noise: float = 0.3  # stage 4: fraction of no_action records that get 1-2 inserted pseudo-words
+    # stage 4: fraction of no_action records whose instruction is a natural sentence of the same
+    # language from the decline corpus (data/decline_corpus.py, built at setup; 0: off)
+    decline_corpus: float = 0.0
     grey: float = 0.2  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
@@ -245,6 +248,14 @@ class Trainer:
         ):
             text = insert_noise(rec["instruction"], rec["language"], self.np_rng)
             return self.fmt.build_training_example(text, rec["answer"])
+        if (
+            kind == "calls"
+            and self.cfg.decline_corpus > 0
+            and rec.get("function") == "no_action"
+            and self.rng.random() < self.cfg.decline_corpus
+        ):
+            sentences = self.pools["decline_corpus"][rec["language"]]
+            return self.fmt.build_training_example(self.rng.choice(sentences), rec["answer"])
         key = (kind, i)
         if key not in self._encoded:
             self._encoded[key] = self.fmt.build_training_example(rec["instruction"], rec["answer"])

@@ -35,6 +35,7 @@ from octopus_ros.data import (
     instruction_corpus,
     scene_labels,
 )
+from octopus_ros.data.decline_corpus import load_corpus
 from octopus_ros.data.tasks import lexicon_corpus
 from octopus_ros.functions import load_default_registry
 from octopus_ros.model import (
@@ -147,7 +148,9 @@ def build_pools(cfg: TrainConfig) -> dict:
         len(text),
         time.monotonic() - t0,
     )
+    pools = {"decline_corpus": load_corpus()} if cfg.decline_corpus > 0 else {}
     return {
+        **pools,
         "calls": [_record(e) for e in calls],
         "align": [_record(e) for e in align],
         "vision": vision,
@@ -168,6 +171,8 @@ def build_tokenizer(pools: dict, cfg: TrainConfig, model_cfg: OctopusConfig):
     texts += [r["answer"] for r in pools["calls"]] + [r["instruction"] for r in pools["calls"]]
     texts += [r["instruction"] for r in pools["align"]] + [r["caption"] for r in pools["vision"][:5000]]
     texts.append(model_cfg.system_prompt)
+    for sentences in pools.get("decline_corpus", {}).values():  # words the decline examples use
+        texts += sentences
     return train_tokenizer(texts, cfg.vocab_size, num_functions=registry.num_tokens), registry
 
 
@@ -283,6 +288,8 @@ _FRACTION_FLAGS = {
     "noise": "fraction of word-dropout instructions that also get 1-2 inserted pseudo-words (0: off)",
     "colour_decoy": "fraction of named object instructions shown with the named category in another colour (0: off)",
     "decline_noise": "fraction of no_action instructions that get 1-2 inserted pseudo-words (0: off)",
+    "decline_corpus": "fraction of no_action instructions replaced by natural sentences of the decline corpus "
+    "(python -m octopus_ros.data.decline_corpus, built at setup; 0: off)",
 }
 
 
