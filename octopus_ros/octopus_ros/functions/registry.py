@@ -31,7 +31,18 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _ENUM_FORBIDDEN = re.compile(r"['\"\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _TOP_KEYS = ("version", "functions")
-_FUNCTION_KEYS = ("name", "token", "enabled", "decline", "description", "args", "examples")
+_FUNCTION_KEYS = (
+    "name",
+    "token",
+    "enabled",
+    "decline",
+    "requires_view",
+    "view_arg",
+    "view_object",
+    "description",
+    "args",
+    "examples",
+)
 _ARG_KEYS = ("name", "type", "min", "max", "values", "max_length", "source", "description", "examples")
 ARG_SOURCES = ("utterance",)  # where a string argument's value must come from (``source``)
 
@@ -184,12 +195,23 @@ class ArgSpec:
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """One robot function: its name, functional token ``<nexa_{token}>`` and arguments."""
+    """One robot function: its name, functional token ``<nexa_{token}>`` and arguments.
+
+    ``requires_view``: the function acts on an object that must be in the camera's view when the
+    call is published (issue 12 item 3; :meth:`view_phrase` names it for a call). What the
+    object is: ``view_arg``, the name of a string or enum argument whose value names it
+    (``pick_up(object)``), or ``view_object``, a fixed phrase for a function without such an
+    argument (``water_plant`` -> ``plant``). Exactly one of the two goes with ``requires_view:
+    true``, and neither without it.
+    """
 
     name: str
     token: int
     enabled: bool = True
     decline: bool = False
+    requires_view: bool = False
+    view_arg: str | None = None
+    view_object: str | None = None
     description: dict[str, str] = field(default_factory=dict, hash=False)
     args: tuple[ArgSpec, ...] = ()
     # language -> example phrasings (functions/examples.py); training data, never used at run time
@@ -199,7 +221,7 @@ class FunctionSpec:
         _check_name(self.name, "function")
         if not _is_int(self.token) or self.token < 0:
             raise RegistryError(f"token must be an integer >= 0, got {self.token!r}")
-        for key in ("enabled", "decline"):
+        for key in ("enabled", "decline", "requires_view"):
             if not isinstance(getattr(self, key), bool):
                 raise RegistryError(f"{key} must be true or false, got {getattr(self, key)!r}")
         _check_description(self.description, required=True)
@@ -213,11 +235,52 @@ class FunctionSpec:
         if self.decline and args:
             raise RegistryError("the decline function must take no arguments")
         object.__setattr__(self, "args", args)
+        self._check_view()
         if self.examples:
             from .examples import Phrasing, parse_function_examples
 
             if not all(isinstance(p, Phrasing) for ps in self.examples.values() for p in ps):
                 object.__setattr__(self, "examples", parse_function_examples(self.name, args, self.examples))
+
+    def _check_view(self) -> None:
+        given = [k for k in ("view_arg", "view_object") if getattr(self, k) is not None]
+        if not self.requires_view:
+            if given:
+                raise RegistryError(f"{given[0]} is only valid with requires_view: true")
+            return
+        if self.decline:
+            raise RegistryError("the decline function cannot require a view")
+        if len(given) != 1:
+            raise RegistryError(
+                "requires_view: true needs exactly one of view_arg (the argument naming the object) "
+                f"or view_object (a fixed phrase), got {given or 'neither'}"
+            )
+        if self.view_arg is not None:
+            arg = next((a for a in self.args if a.name == self.view_arg), None)
+            if arg is None:
+                raise RegistryError(
+                    f"view_arg {self.view_arg!r} is not an argument of {self.name} "
+                    f"(arguments: {[a.name for a in self.args]})"
+                )
+            if arg.type not in ("string", "enum"):
+                raise RegistryError(
+                    f"view_arg {self.view_arg!r} must be a string or enum argument, not {arg.type}"
+                )
+        elif not isinstance(self.view_object, str) or not self.view_object.strip():
+            raise RegistryError(f"view_object must be a non-empty phrase, got {self.view_object!r}")
+
+    def view_phrase(self, call: Any) -> str | None:
+        """The phrase naming the object a call of this function needs in view (None: no view needed).
+
+        ``call`` is an :class:`~octopus_ros.functions.Call` of this function."""
+        if not self.requires_view:
+            return None
+        if self.view_object is not None:
+            return self.view_object
+        for a in call.args:
+            if a.name == self.view_arg:
+                return str(a.value)
+        return None
 
     @property
     def token_text(self) -> str:
@@ -235,6 +298,9 @@ class FunctionSpec:
             "token": self.token,
             "enabled": self.enabled,
             "decline": self.decline,
+            **({"requires_view": True} if self.requires_view else {}),
+            **({"view_arg": self.view_arg} if self.view_arg is not None else {}),
+            **({"view_object": self.view_object} if self.view_object is not None else {}),
             "description": dict(self.description),
             "args": [a.to_dict() for a in self.args],
             **(
@@ -394,6 +460,9 @@ class FunctionRegistry:
                 token=entry["token"],
                 enabled=entry.get("enabled", True),
                 decline=entry.get("decline", False),
+                requires_view=entry.get("requires_view", False),
+                view_arg=entry.get("view_arg"),
+                view_object=entry.get("view_object"),
                 description=entry["description"],
                 args=tuple(args),
                 examples=entry.get("examples") or {},
@@ -485,6 +554,10 @@ class FunctionRegistry:
     def by_name(self, name: str) -> FunctionSpec | None:
         """The function called ``name``, or None."""
         return self._by_name.get(name)
+
+    def view_functions(self) -> tuple[FunctionSpec, ...]:
+        """The enabled functions with ``requires_view: true``, sorted by token."""
+        return tuple(s for s in self._functions if s.enabled and s.requires_view)
 
     def by_token(self, token: int) -> FunctionSpec | None:
         """The function of ``<nexa_{token}>``, or None."""
