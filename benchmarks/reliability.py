@@ -166,10 +166,10 @@ class Session:
         return self.robot
 
     def restart_after_crash(self) -> None:
-        """Start the same node again (the client and its bookkeeping are kept)."""
-        self.node = NodeProcess(self.env, *self._params, autostart=self._autostart)
-        if self._autostart:
-            self.robot.wait_active(self.node.proc, timeout=180.0)
+        """Start the same node again, active (the client and its bookkeeping are kept)."""
+        self.node.stop()
+        self.node = NodeProcess(self.env, *self._params, autostart=True)
+        self.robot.wait_active(self.node.proc, timeout=180.0)
 
     def stop(self) -> None:
         if self.node is not None:
@@ -262,6 +262,7 @@ class Tracker:
         self.got: dict[int, list[Outcome]] = defaultdict(list)
         self.untagged: dict[str, deque[int]] = defaultdict(deque)
         self.strays: list[Outcome] = []
+        self.lost: set[int] = set()  # in flight when the node died (counted silent)
         self.next = 0
 
     def sent(self, text: str, expect: Callable[[Outcome], bool] | None, tagged: bool = True) -> int:
@@ -294,10 +295,18 @@ class Tracker:
 
     def outstanding(self) -> int:
         self.poll()
-        return sum(1 for i in self.expect if not self.got.get(i))
+        return sum(1 for i in self.expect if not self.got.get(i) and i not in self.lost)
 
-    def wait(self, window: int, timeout: float) -> None:
-        self.robot.spin_until(lambda: self.outstanding() < window, timeout)
+    def node_died(self) -> None:
+        """What was in flight when the node died will never be answered: stop waiting for it."""
+        self.poll()
+        self.lost.update(i for i in self.expect if not self.got.get(i))
+
+    def wait(self, window: int, timeout: float, alive: Callable[[], bool] | None = None) -> None:
+        """Until fewer than ``window`` are in flight (or the node behind ``alive`` died)."""
+        self.robot.spin_until(
+            lambda: self.outstanding() < window or (alive is not None and not alive()), timeout
+        )
 
     def drain(self, quiet: float = 3.0, timeout: float = 120.0) -> None:
         """Spin until every sent item has an outcome, or nothing new came for ``quiet`` seconds."""
@@ -541,8 +550,21 @@ def frame_expectation(label: str, path: str) -> Callable[[Outcome], bool] | None
 
 
 # ---------------------------------------------------------------------------------------- classes
-def _check_alive(s: Session, row: Row) -> None:
+MAX_CRASHES = 10  # per class: then the class stops (each restart costs a model load)
+
+
+class TooManyCrashesError(RuntimeError):
+    def __init__(self, row: Row) -> None:
+        super().__init__(f"stopped after {row.crashes} crashes")
+        self.row = row
+
+
+def _check_alive(s: Session, row: Row, tracker: Tracker | None = None) -> None:
     if s.node is not None and not s.node.alive():
+        if tracker is not None:
+            tracker.node_died()
+        if row.crashes >= MAX_CRASHES:
+            raise TooManyCrashesError(row)
         row.crashes += 1
         crash = [line for line in s.node.lines if "Error" in line or "Traceback" in line or "raise" in line]
         if len(row.notes) < 6:
@@ -571,11 +593,11 @@ def fuzz_utterances(s: Session, rng: np.random.Generator, n: int, window: int) -
         )
         robot.speech_pub.publish(String(data=text))
         row.inputs += 1
-        tracker.wait(window, 60.0)
+        _check_alive(s, row, tracker)
+        tracker.wait(window, 60.0, s.node.alive)
         if time.monotonic() - last_frame > 0.5:  # keep a fresh frame so that valid text reaches the model
             robot.send_frame(settle=0.0)
             last_frame = time.monotonic()
-        _check_alive(s, row)
     tracker.drain()
     _check_alive(s, row)
     codes = tracker.score(row)
@@ -604,8 +626,8 @@ def fuzz_frames(s: Session, rng: np.random.Generator, n: int, window: int, compr
         probe_label[i] = label
         robot.speech_pub.publish(String(data=text))
         row.inputs += 1
-        tracker.wait(window, 60.0)
-        _check_alive(s, row)
+        _check_alive(s, row, tracker)
+        tracker.wait(window, 60.0, s.node.alive)
     tracker.drain()
     _check_alive(s, row)
     tracker.score(row)
@@ -1338,6 +1360,10 @@ def run(args: argparse.Namespace) -> list[Row]:
         t0 = time.monotonic()
         try:
             result = fn()
+        except TooManyCrashesError as e:
+            result = e.row
+            result.error = str(e)
+            session.restart_after_crash()  # for the classes that follow
         except Exception as e:
             result = Row(name, error=f"{type(e).__name__}: {e!s:.300}")
             traceback.print_exc()

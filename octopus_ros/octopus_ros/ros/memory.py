@@ -1,7 +1,7 @@
 """glibc heap controls for long-lived nodes that load and free a model many times.
 
 Measured on octopus_node (bundled model, 2-core x86_64, configure/activate/one utterance/
-deactivate/cleanup cycles, ``benchmarks/reliability.py --only lifecycle``):
+deactivate/cleanup cycles driven over DDS, as ``benchmarks/reliability.py --only lifecycle`` does):
 
 * glibc gives threads their own malloc arenas (up to 8 per core). The model is loaded by
   whichever executor thread runs ``configure``, and a fresh engine thread serves each
