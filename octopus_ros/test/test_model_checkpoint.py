@@ -107,3 +107,25 @@ def test_token_id_mismatch(copy_of):
     cfg_file.write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=r"tokenizer\.json: special tokens do not match.*<nexa_2>"):
         load_checkpoint(copy_of)
+
+
+def test_garbage_tokenizer_config_is_the_file_named(copy_of):
+    (copy_of / "tokenizer_config.json").write_text("{garbage")
+    with pytest.raises(CheckpointError, match=r"tokenizer_config\.json: unreadable tokenizer"):
+        load_checkpoint(copy_of)
+
+
+def test_integer_weights_with_a_matching_hash_are_refused(copy_of):
+    """Weights cast to int8 (the config's sha256 and size updated to match) must not load silently."""
+    from safetensors.torch import load_file, save_file
+
+    from octopus_ros.model.checkpoint import sha256_file
+
+    weights = copy_of / "model.safetensors"
+    save_file({k: v.to(torch.int8) for k, v in load_file(str(weights)).items()}, str(weights))
+    cfg_file = copy_of / "config.json"
+    record = json.loads(cfg_file.read_text())
+    record["weights"].update(sha256=sha256_file(weights), bytes=weights.stat().st_size)
+    cfg_file.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: .*non-floating dtype"):
+        load_checkpoint(copy_of)

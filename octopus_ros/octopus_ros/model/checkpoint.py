@@ -222,7 +222,14 @@ def load_state(model: OctopusModel, state: dict[str, torch.Tensor], file: str | 
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
-    if missing or unexpected or wrong:
+    # A floating-point parameter stored as an integer (or bool) tensor would be cast silently by
+    # load_state_dict: refuse it (e.g. weights "quantised" by truncation to int8).
+    kinds = [
+        f"{k} {state[k].dtype} for {v.dtype}"
+        for k, v in expected.items()
+        if k in state and v.is_floating_point() and not state[k].is_floating_point()
+    ]
+    if missing or unexpected or wrong or kinds:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing tensor(s) e.g. {missing[:3]}")
@@ -230,8 +237,22 @@ def load_state(model: OctopusModel, state: dict[str, torch.Tensor], file: str | 
             parts.append(f"{len(unexpected)} unexpected tensor(s) e.g. {unexpected[:3]}")
         if wrong:
             parts.append(f"{len(wrong)} shape mismatch(es) e.g. {wrong[:3]} (file vs config)")
+        if kinds:
+            parts.append(f"{len(kinds)} tensor(s) of a non-floating dtype e.g. {kinds[:3]}")
         raise CheckpointError(file, "weights do not match config.json: " + "; ".join(parts))
     model.load_state_dict(state, strict=False)
+
+
+def _bad_tokenizer_file(path: Path, default: Path) -> Path:
+    """The tokenizer file that is not valid JSON (the one to name in the error), else ``default``."""
+    for file in sorted(path.glob("*.json")):
+        if file.name in (CONFIG_FILE, METRICS_FILE) or "token" not in file.name:
+            continue
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, OSError):
+            return file
+    return default
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -246,7 +267,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         tokenizer = load_tokenizer(path)
     except Exception as e:  # tokenizers raises several exception types for a bad file
-        raise CheckpointError(tok_file, f"unreadable tokenizer ({e})") from e
+        raise CheckpointError(_bad_tokenizer_file(path, tok_file), f"unreadable tokenizer ({e})") from e
     problems = check_tokenizer_matches(tokenizer, config)
     if problems:
         raise CheckpointError(tok_file, "special tokens do not match config.json: " + "; ".join(problems[:3]))
