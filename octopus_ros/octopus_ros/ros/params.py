@@ -96,7 +96,7 @@ PARAMETERS: dict[str, Spec] = {
         dynamic=True,
     ),
     "max_text_novelty": Spec(
-        0.0,
+        0.4,
         "Decline (NO_ACTION, 'not understood') a call when this share (0..1) of the utterance's words "
         "(characters in Chinese) never appeared in the model's training text; 0 = off. Needs the "
         "model's training_vocab.json.",
@@ -105,7 +105,7 @@ PARAMETERS: dict[str, Spec] = {
         dynamic=True,
     ),
     "max_image_novelty": Spec(
-        0.0,
+        1.5,
         "Decline (NO_ACTION, 'image unlike training') a call when the image's distance from the training "
         "scenes (Mahalanobis, in units of the training scenes' 99th percentile) is above this; 0 = off. "
         "Needs the model's image_profile.safetensors.",

@@ -54,9 +54,9 @@ class EngineConfig:
     # Decline (NO_ACTION) a call when the request is too unlike training (model/novelty.py):
     # text novelty = share of the utterance never seen in training (0..1); image novelty =
     # Mahalanobis distance of the image embedding / the training scenes' 99th percentile.
-    # 0 or less disables the check.
-    max_text_novelty: float = 0.0
-    max_image_novelty: float = 0.0
+    # 0 or less disables the check. Defaults chosen on the natural set (README, "Abstain when unsure").
+    max_text_novelty: float = 0.4
+    max_image_novelty: float = 1.5
 
 
 class LatencyStats:

@@ -51,9 +51,13 @@ def _function_of(text: str, registry: Any) -> str:
 def node_action(decision: Any, registry: Any, threshold: float) -> str:
     """How the node would act on a decision: ``'declined'`` (NO_ACTION), ``'published'`` (OK)
     or ``'held_back'`` (any other outcome), by the engine's own rule
-    (:func:`octopus_ros.runtime.outcomes.decision_outcome`, every enabled function allowed)."""
+    (:func:`octopus_ros.runtime.outcomes.decision_outcome`, every enabled function allowed,
+    the node's default novelty limits)."""
     from octopus_ros.functions import validate_call
+    from octopus_ros.runtime.engine import EngineConfig
     from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
+
+    defaults = EngineConfig()
 
     code, _ = decision_outcome(
         decision,
@@ -61,6 +65,8 @@ def node_action(decision: Any, registry: Any, threshold: float) -> str:
         functools.partial(validate_call, registry=registry),
         allowlist=None,
         threshold=threshold,
+        max_text_novelty=defaults.max_text_novelty if defaults.max_text_novelty > 0 else None,
+        max_image_novelty=defaults.max_image_novelty if defaults.max_image_novelty > 0 else None,
     )
     if code == OutcomeCode.NO_ACTION:
         return "declined"
