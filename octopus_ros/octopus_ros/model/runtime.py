@@ -30,6 +30,7 @@ import torch
 
 from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
 from .decoding import ConstrainedDecoder, DecodeResult
+from .grounding import GROUNDING_META, Grounding, GroundingError, GroundingMaps, GroundingModel
 from .modeling import OctopusModel
 from .novelty import IMAGE_PROFILE_FILE, NoveltyProfile
 from .precision import activation_dtype, apply_precision, resolve_device
@@ -56,6 +57,7 @@ class ImageEncoding:
     timings: dict[str, float] = field(default_factory=dict)  # preprocess, encode, image_prefill (s)
     owner: int = 0  # id() of the Octopus that made it; its KV is only valid there
     novelty: float = float("nan")  # image novelty (model/novelty.py); NaN without an image profile
+    grounding: GroundingMaps | None = None  # what the grounding head saw (None: no head, or ONNX vision)
 
 
 @dataclass
@@ -74,6 +76,9 @@ class Decision:
     # novelty of the request (model/novelty.py): NaN when the checkpoint has no such profile
     text_novelty: float = float("nan")
     image_novelty: float = float("nan")
+    # grounding (model/grounding.py) of the object a requires_view call names; None when the call
+    # needs no view, or the model has no grounding head
+    grounding: Grounding | None = None
 
     @property
     def ok(self) -> bool:
@@ -145,6 +150,7 @@ class Octopus:
         prefill_on_encode: bool = True,
         inplace: bool = False,
         novelty: NoveltyProfile | None = None,
+        grounding: GroundingModel | None = None,
     ):
         """``vision_encoder``: optional replacement of the torch image side, e.g. an
         :class:`OnnxVisionEncoder` (anything with ``encode_image(pixels) -> (B, K, D)``).
@@ -152,6 +158,8 @@ class Octopus:
         The model is put in eval mode. Other precisions/devices than fp32 on CPU convert a copy
         of it, unless ``inplace`` (``load`` owns its model and converts in place).
         ``novelty``: the checkpoint's novelty scorers (``load`` reads them; none: scores are NaN).
+        ``grounding``: the checkpoint's grounding head (model/grounding.py; ``load`` reads it when
+        present). It runs in ``encode`` on the tower's own feature maps (torch vision only).
         """
         config = model.config
         config.require_token_ids()
@@ -176,6 +184,9 @@ class Octopus:
         self.prefill_on_encode = prefill_on_encode
         self.temperature = float(getattr(config, "temperature", 1.0) or 1.0)  # calibrated T, 1 when absent
         self.novelty = novelty or NoveltyProfile()
+        self.grounding = grounding
+        if grounding is not None:
+            grounding.head.to(self.device)
         self.prompt = PromptFormat(tokenizer=tokenizer, config=config)
         self.preprocessor = ImagePreprocessor(config=config.vision)
         self.decoder = ConstrainedDecoder(
@@ -246,6 +257,21 @@ class Octopus:
                 Path(path) / IMAGE_PROFILE_FILE,
                 f"image profile has {novelty.image.mean.shape[0]} dims but the image tokens {hidden}",
             )
+        grounding = None
+        if GroundingModel.exists(path):
+            try:
+                grounding = GroundingModel.load(path)
+            except GroundingError as e:
+                raise CheckpointError(e.path, str(e).removeprefix(f"{e.path}: ")) from e
+            size = ckpt.model.vision.image_size
+            with torch.no_grad():
+                _, _, feature_maps = ckpt.model.vision.forward_features(torch.zeros(1, 3, size, size))
+            try:
+                grounding.check_maps(feature_maps)
+            except ValueError as e:
+                raise CheckpointError(
+                    Path(path) / GROUNDING_META, f"{e} (trained for another vision tower?)"
+                ) from e
         vision_encoder = None
         if vision_backend != "torch":
             vision_encoder = _load_onnx_encoder(ckpt, vision_backend, onnx_path, onnx_providers)
@@ -258,6 +284,7 @@ class Octopus:
             vision_encoder=vision_encoder,
             inplace=True,
             novelty=novelty,
+            grounding=grounding,
             **options,
         )
 
@@ -283,17 +310,38 @@ class Octopus:
         if pixels.ndim != 4 or pixels.shape[0] != 1:
             raise ValueError(f"encode takes one frame, got pixels of shape {tuple(pixels.shape)}")
         t1 = time.perf_counter()
+        maps = None
         if self.vision_encoder is not None:
             embeds = self.vision_encoder.encode_image(pixels)
+        elif self.grounding is not None:  # the same pass, keeping the tower's maps for the head
+            _, tokens, feature_maps = self.model.vision.forward_features(pixels.to(self.device, self.dtype))
+            embeds = self.model.connector(tokens)
         else:
             embeds = self.model.encode_image(pixels.to(self.device, self.dtype))
         embeds = embeds.to(self.device, self.dtype)  # (1, K, D)
+        t_ground = time.perf_counter()
+        if self.grounding is not None and self.vision_encoder is None:
+            maps = self.grounding.maps(feature_maps, pixels)
         t2 = time.perf_counter()
         kv = self._prefill_images(embeds) if prefill and self.prefix_cache else None
         t3 = time.perf_counter()
-        timings = {"preprocess": t1 - t0, "encode": t2 - t1, "image_prefill": t3 - t2}
+        timings = {
+            "preprocess": t1 - t0,
+            "encode": t2 - t1,
+            "image_prefill": t3 - t2,
+            "grounding": t2 - t_ground,
+        }
         novelty = self.novelty.image_score(embeds)
-        return ImageEncoding(embeds=embeds, kv=kv, timings=timings, owner=id(self), novelty=novelty)
+        return ImageEncoding(
+            embeds=embeds, kv=kv, timings=timings, owner=id(self), novelty=novelty, grounding=maps
+        )
+
+    def ground(self, encoding: ImageEncoding, phrase: str) -> Grounding | None:
+        """Is the object ``phrase`` names in the encoded frame? None when this model has no
+        grounding head or the frame was encoded without it (ONNX vision); see model/grounding.py."""
+        if self.grounding is None or encoding.grounding is None:
+            return None
+        return self.grounding.ground(encoding.grounding, phrase)
 
     # -- KV prefix -----------------------------------------------------------------------------
     def _lm(self, **kwargs):
@@ -397,6 +445,11 @@ class Octopus:
         decision.mode = mode
         decision.text_novelty = self.novelty.text_score(instruction)
         decision.image_novelty = enc.novelty
+        if decision.ok and enc.grounding is not None:
+            spec = self.registry.by_name(decision.call.function)
+            phrase = spec.view_phrase(decision.call) if spec is not None else None
+            if phrase is not None:
+                decision.grounding = self.ground(enc, phrase)
         return decision
 
     def _decide_constrained(

@@ -78,6 +78,14 @@ class VisionTower(nn.Module):
         return (y - self.mean) / self.std
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled, tokens, _ = self.forward_features(pixels)
+        return pooled, tokens
+
+    def forward_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """``forward`` plus the spatial feature maps it computed on the way, finest first
+        (``(B, C_i, h_i, w_i)``): the ResNet's stride-4 and stride-8 stages, or the ViT's patch
+        grid. The grounding head (model/grounding.py) reads them, so grounding costs no second
+        pass of the tower."""
         if self.is_resnet:
             v = self.visual
             fine = v.layer1(v.stem(self._luma(pixels) if self.luma else pixels))  # stride 4
@@ -88,9 +96,11 @@ class VisionTower(nn.Module):
                 colour_tokens, colour_pooled = self.colour(pixels, fine, coarse)
                 tokens = torch.cat([tokens, colour_tokens], dim=1)  # (B, g*g + K, W)
                 pooled = pooled + colour_pooled
-            return pooled, tokens
+            return pooled, tokens, [fine, coarse]
         pooled, tokens = self.visual(pixels)  # (B, E), (B, N, W)
-        return pooled, tokens
+        g = self.grid_size
+        grid = tokens[:, -g * g :].transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], g, g)
+        return pooled, tokens, [grid]
 
     def load_open_clip_checkpoint(self, path: str | Path) -> None:
         """Load tower weights from a local open_clip checkpoint (the ``visual.*`` entries).

@@ -1,0 +1,304 @@
+"""Train the grounding head (model/grounding.py) of a checkpoint on synthetic scenes.
+
+``python -m octopus_ros.training.grounding MODEL_DIR --steps N`` renders scenes of the synthetic
+world (data/world.py, data/render.py; each scene knows its objects' categories and colours),
+runs the checkpoint's frozen vision tower once per scene (``VisionTower.forward_features``),
+trains the small head on those cached maps for ``N`` steps, chooses the threshold on validation
+scenes (the one with the best balanced accuracy of the in-view check, which scores the category),
+measures it on test scenes, and writes
+``grounding.safetensors`` + ``grounding.json`` (with the figures) into MODEL_DIR.
+
+Held out: the training and validation scenes never contain the project's held-out colour x object
+pairs (``data.tasks.default_splits().heldout_combos``); the test scenes do, and a second test set
+puts a held-out pair in every scene. Figures (all on test scenes):
+
+- ``category``: the in-view check (colourless phrases, "cup"): positives in view, negatives absent;
+  ``heldout_category``: the same on scenes whose target is a held-out pair.
+- ``pair``: the colour pair's score ("red cup"): positives are the objects in view; negatives are
+  an absent category (one per absent category, random colour) and a category in view with
+  another colour (the "wrong colour" case). AUROC, accuracy at the threshold.
+- ``heldout_pair``: positives that are held-out pairs, against the same negatives.
+- ``colour``: for every multi-colour object in view, whether the most probable colour is its colour
+  (``colour_heldout``: the same for held-out pairs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from octopus_ros.data.render import render
+from octopus_ros.data.tasks import default_splits
+from octopus_ros.data.world import CATEGORIES, COLOURS, LAYOUTS, Scene, sample_scene
+from octopus_ros.model.grounding import GroundingHead, GroundingModel, auroc
+
+log = logging.getLogger(__name__)
+
+CAT_NAMES = list(CATEGORIES)
+COL_NAMES = list(COLOURS)
+
+
+def vocabulary() -> tuple[list[dict], list[dict]]:
+    cats = [{"name": c.name, "en": c.en, "zh": c.zh, "colours": list(c.colours)} for c in CATEGORIES.values()]
+    cols = [{"name": c.name, "en": c.en, "zh": c.zh, "zh_short": c.zh_short} for c in COLOURS.values()]
+    return cats, cols
+
+
+def valid_pairs() -> torch.Tensor:
+    mask = torch.zeros(len(CAT_NAMES), len(COL_NAMES), dtype=torch.bool)
+    for i, c in enumerate(CATEGORIES.values()):
+        for col in c.colours:
+            mask[i, COL_NAMES.index(col)] = True
+    return mask
+
+
+def make_scenes(seed: int, n: int, *, forbidden=(), heldout_targets=None) -> list[Scene]:
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6A0D]))
+    scenes = []
+    for _ in range(n):
+        layout = LAYOUTS[int(rng.integers(len(LAYOUTS)))]
+        target = None
+        if heldout_targets:
+            target = heldout_targets[int(rng.integers(len(heldout_targets)))]
+        scenes.append(sample_scene(rng, target=target, layout=layout, forbidden_combos=forbidden))
+    return scenes
+
+
+def labels(scenes: list[Scene]) -> tuple[torch.Tensor, torch.Tensor]:
+    cat = torch.zeros(len(scenes), len(CAT_NAMES))
+    pair = torch.zeros(len(scenes), len(CAT_NAMES), len(COL_NAMES))
+    for b, s in enumerate(scenes):
+        for o in s.objects:
+            cat[b, CAT_NAMES.index(o.category)] = 1.0
+            pair[b, CAT_NAMES.index(o.category), COL_NAMES.index(o.colour)] = 1.0
+    return cat, pair
+
+
+@torch.no_grad()
+def features(octopus, scenes: list[Scene], size: int, batch: int = 64) -> tuple[torch.Tensor, list[int]]:
+    """The head's inputs for every scene, fp16 (the tower is frozen: computed once), and the
+    channels of the tower's maps."""
+    tower = octopus.model.vision
+    out, channels = [], []
+    for i in range(0, len(scenes), batch):
+        px = torch.cat([octopus.preprocess(render(s, size)) for s in scenes[i : i + batch]])
+        _, _, maps = tower.forward_features(px)
+        channels = [int(m.shape[1]) for m in maps]
+        out.append(GroundingHead.inputs(maps, px).half())
+    return torch.cat(out), channels
+
+
+def predict(head: GroundingHead, x: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    cats, pairs = [], []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            c, p = head(x[i : i + batch].float())
+            cats.append(torch.sigmoid(c))
+            pairs.append(torch.sigmoid(p))
+    return torch.cat(cats), torch.cat(pairs)
+
+
+def phrase_scores(scenes, cat_p, pair_p, seed: int, heldout=frozenset()) -> dict[str, tuple[list, list]]:
+    """(positive scores, negative scores) per kind of phrase (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    out = {k: ([], []) for k in ("pair", "category", "heldout_pair", "wrong_colour")}
+    for b, s in enumerate(scenes):
+        present = {o.category: o.colour for o in s.objects}
+        for ci, cname in enumerate(CAT_NAMES):
+            cat = CATEGORIES[cname]
+            if cname in present:
+                col = present[cname]
+                score = float(pair_p[b, ci, COL_NAMES.index(col)])
+                out["pair"][0].append(score)
+                if (cname, col) in heldout:
+                    out["heldout_pair"][0].append(score)
+                out["category"][0].append(float(cat_p[b, ci]))
+                others = [c for c in cat.colours if c != col]
+                if others:
+                    wrong = others[int(rng.integers(len(others)))]
+                    neg = float(pair_p[b, ci, COL_NAMES.index(wrong)])
+                    out["pair"][1].append(neg)
+                    out["wrong_colour"][1].append(neg)
+            else:
+                col = cat.colours[int(rng.integers(len(cat.colours)))]
+                out["pair"][1].append(float(pair_p[b, ci, COL_NAMES.index(col)]))
+                out["category"][1].append(float(cat_p[b, ci]))
+    out["heldout_pair"] = (out["heldout_pair"][0], out["pair"][1])
+    out["wrong_colour"] = (out["pair"][0], out["wrong_colour"][1])
+    return out
+
+
+def colour_accuracy(scenes, pair_p, heldout=frozenset()) -> tuple[float, float, int, int]:
+    right = n = right_h = n_h = 0
+    for b, s in enumerate(scenes):
+        for o in s.objects:
+            cols = CATEGORIES[o.category].colours
+            if len(cols) == 1:
+                continue
+            ci = CAT_NAMES.index(o.category)
+            best = max(cols, key=lambda c: float(pair_p[b, ci, COL_NAMES.index(c)]))
+            n += 1
+            right += best == o.colour
+            if (o.category, o.colour) in heldout:
+                n_h += 1
+                right_h += best == o.colour
+    return right / max(n, 1), right_h / max(n_h, 1) if n_h else float("nan"), n, n_h
+
+
+def accuracy(pos: list[float], neg: list[float], t: float) -> float:
+    return (sum(p >= t for p in pos) + sum(q < t for q in neg)) / max(len(pos) + len(neg), 1)
+
+
+def balanced(pos: list[float], neg: list[float], t: float) -> float:
+    return 0.5 * (sum(p >= t for p in pos) / max(len(pos), 1) + sum(q < t for q in neg) / max(len(neg), 1))
+
+
+def train(
+    model_dir: str | Path,
+    *,
+    steps: int = 600,
+    train_scenes: int = 2000,
+    val_scenes: int = 300,
+    test_scenes: int = 600,
+    batch: int = 64,
+    lr: float = 3e-3,
+    hidden: int = 48,
+    seed: int = 0,
+    save: bool = True,
+) -> GroundingModel:
+    """Train, choose the threshold, measure, and (``save``) write the head into ``model_dir``."""
+    from octopus_ros.model import Octopus
+
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    octopus = Octopus.load(model_dir, prefix_cache=False)
+    size = int(octopus.config.vision.open_clip["vision_cfg"]["image_size"])
+    heldout = default_splits().heldout_combos
+    train_s = make_scenes(seed, train_scenes, forbidden=heldout)
+    val_s = make_scenes(seed + 1, val_scenes, forbidden=heldout)
+    test_s = make_scenes(seed + 2, test_scenes)
+    held_s = make_scenes(seed + 3, max(test_scenes // 3, 1), heldout_targets=sorted(heldout))
+    feats, map_channels = {}, []
+    for k, s in (("train", train_s), ("val", val_s), ("test", test_s), ("held", held_s)):
+        feats[k], map_channels = features(octopus, s, size)
+    t_features = time.perf_counter() - t0
+    head = GroundingHead(map_channels, len(CAT_NAMES), len(COL_NAMES), hidden)
+    cat_y, pair_y = labels(train_s)
+    mask = valid_pairs()
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
+    gen = torch.Generator().manual_seed(seed)
+    head.train()
+    loss_value = float("nan")
+    for step in range(steps):
+        idx = torch.randint(0, len(train_s), (batch,), generator=gen)
+        c, p = head(feats["train"][idx].float())
+        loss = F.binary_cross_entropy_with_logits(c, cat_y[idx]) + F.binary_cross_entropy_with_logits(
+            p[:, mask], pair_y[idx][:, mask]
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_value = loss.item()
+        if step % 100 == 0 or step == steps - 1:
+            log.info("grounding step %d/%d loss %.4f", step + 1, steps, loss_value)
+    head.eval()
+    t_train = time.perf_counter() - t0 - t_features
+
+    # threshold of the in-view check (the category's score, model/grounding.py): best balanced
+    # accuracy on the validation scenes
+    vc, vp = predict(head, feats["val"])
+    val = phrase_scores(val_s, vc, vp, seed + 11)
+    pos_v, neg_v = val["category"]
+    grid = [round(t, 2) for t in np.arange(0.05, 0.96, 0.01)]
+    threshold = max(grid, key=lambda t: (balanced(pos_v, neg_v, t), -abs(t - 0.5)))
+
+    tc, tp = predict(head, feats["test"])
+    test = phrase_scores(test_s, tc, tp, seed + 12, heldout)
+    hc, hp = predict(head, feats["held"])
+    held = phrase_scores(held_s, hc, hp, seed + 13, heldout)
+    col, _, n_col, _ = colour_accuracy(test_s, tp, heldout)
+    _, col_h, _, n_col_h = colour_accuracy(held_s, hp, heldout)
+    metrics = {"threshold": threshold, "test_scenes": len(test_s), "heldout_scenes": len(held_s)}
+    for name, (pos, neg) in (
+        ("pair", test["pair"]),
+        ("category", test["category"]),
+        ("wrong_colour", test["wrong_colour"]),
+        ("heldout_pair", held["heldout_pair"]),
+        ("heldout_category", held["category"]),
+    ):
+        metrics[name] = {
+            "auroc": round(auroc(pos, neg), 4),
+            "accuracy": round(accuracy(pos, neg, threshold), 4),
+            "recall": round(sum(p >= threshold for p in pos) / max(len(pos), 1), 4),
+            "false_positive_rate": round(sum(q >= threshold for q in neg) / max(len(neg), 1), 4),
+            "positives": len(pos),
+            "negatives": len(neg),
+        }
+    metrics["colour"] = {"accuracy": round(col, 4), "objects": n_col}
+    metrics["colour_heldout"] = {"accuracy": round(col_h, 4), "objects": n_col_h}
+    cats, cols = vocabulary()
+    n_params = sum(p.numel() for p in head.parameters())
+    meta = {
+        "training": {
+            "steps": steps,
+            "train_scenes": train_scenes,
+            "val_scenes": val_scenes,
+            "batch": batch,
+            "lr": lr,
+            "seed": seed,
+            "final_loss": round(loss_value, 4),
+            "parameters": n_params,
+            "heldout_combos": sorted(list(c) for c in heldout),
+            "seconds": {"features": round(t_features, 1), "train": round(t_train, 1)},
+        }
+    }
+    model = GroundingModel(head, cats, cols, threshold, metrics, meta)
+    if save:
+        model.save(model_dir)
+    log.info(
+        "grounding head: %d parameters, threshold %.2f, metrics %s", n_params, threshold, json.dumps(metrics)
+    )
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m octopus_ros.training.grounding", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("model", help="checkpoint directory (the head is written into it)")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--train-scenes", type=int, default=2000)
+    parser.add_argument("--val-scenes", type=int, default=300)
+    parser.add_argument("--test-scenes", type=int, default=600)
+    parser.add_argument("--hidden", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not (Path(args.model) / "config.json").is_file():
+        print(f"{args.model}: not a checkpoint directory (no config.json)", file=sys.stderr)
+        return 2
+    model = train(
+        args.model,
+        steps=args.steps,
+        train_scenes=args.train_scenes,
+        val_scenes=args.val_scenes,
+        test_scenes=args.test_scenes,
+        hidden=args.hidden,
+        seed=args.seed,
+    )
+    print(json.dumps(model.metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
