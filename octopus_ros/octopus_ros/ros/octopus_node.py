@@ -226,6 +226,19 @@ class OctopusNode(LifecycleNode):
         )
         self._registry = self._model.registry
         self._model_desc = f"{path} ({time.perf_counter() - t0:.2f} s to load)"
+        head = getattr(self._model, "grounding", None)
+        if head is None:
+            self._grounding_desc = "no grounding head (no grounding.json): NOT_IN_VIEW is never decided"
+        elif params.vision_backend != "torch":
+            self._grounding_desc = (
+                f"grounding head unused: the {params.vision_backend} vision backend gives it no maps"
+            )
+        else:
+            self._grounding_desc = f"grounding head (its validation threshold {head.threshold:.2f})"
+        self.get_logger().info(
+            f"grounding: {self._grounding_desc}; grounding_threshold {params.grounding_threshold:.2f}"
+            + (" (0 = off)" if params.grounding_threshold <= 0 else "")
+        )
         unknown = [n for n in params.allowed_functions if self._registry.by_name(n) is None]
         if unknown:
             raise P.ParameterValueError(f"allowed_functions names unknown functions {unknown}")
@@ -257,6 +270,7 @@ class OctopusNode(LifecycleNode):
             confidence_threshold=params.confidence_threshold,
             max_text_novelty=params.max_text_novelty,
             max_image_novelty=params.max_image_novelty,
+            grounding_threshold=params.grounding_threshold,
             max_image_age=params.max_image_age,
             queue_depth=params.queue_depth,
             request_timeout=params.request_timeout,
@@ -407,6 +421,7 @@ class OctopusNode(LifecycleNode):
                     "max_image_age",
                     "max_text_novelty",
                     "max_image_novelty",
+                    "grounding_threshold",
                 ):
                     setattr(self._engine.config, p.name, float(p.value))
         return result
@@ -764,6 +779,7 @@ class OctopusNode(LifecycleNode):
             "speech_lost_in_transport": str(self._speech_gaps),
             "last_text_novelty": f"{self._last_novelty[0]:.3f}",
             "last_image_novelty": f"{self._last_novelty[1]:.3f}",
+            "grounding": getattr(self, "_grounding_desc", ""),
         }
         for what, count in sorted(self._callback_errors.items()):
             values[f"callback_errors_{what}"] = str(count)

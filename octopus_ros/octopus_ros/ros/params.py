@@ -113,6 +113,15 @@ PARAMETERS: dict[str, Spec] = {
         max=1000.0,
         dynamic=True,
     ),
+    "grounding_threshold": Spec(
+        0.0,
+        "Refuse (NOT_IN_VIEW) a call of a requires_view function (functions.yaml) when the model's "
+        "grounding head scores its object below this (0..1); 0 = off. Needs the model's "
+        "grounding.json; without it, or for an object word the head does not know, nothing is blocked.",
+        min=0.0,
+        max=1.0,
+        dynamic=True,
+    ),
     "max_image_age": Spec(
         1.0,
         "Seconds: an utterance needs a camera frame at most this old, else NO_FRESH_IMAGE.",
@@ -206,6 +215,7 @@ class NodeParams:
     confidence_threshold: float
     max_text_novelty: float
     max_image_novelty: float
+    grounding_threshold: float
     max_image_age: float
     max_future_stamp: float
     image_age_source: str

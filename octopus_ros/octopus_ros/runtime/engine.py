@@ -57,6 +57,10 @@ class EngineConfig:
     # 0 or less disables the check. Defaults chosen on the natural set (README, "Abstain when unsure").
     max_text_novelty: float = 0.4
     max_image_novelty: float = 1.5
+    # Refuse (NOT_IN_VIEW) a call of a requires_view function whose object the model's grounding
+    # head (model/grounding.py) scores below this; 0 or less disables the check. A model without
+    # a grounding head, or an object word the head does not know, is never blocked.
+    grounding_threshold: float = 0.0
 
 
 class LatencyStats:
@@ -406,6 +410,9 @@ class ActionEngine:
             threshold=self.config.confidence_threshold,
             max_text_novelty=self.config.max_text_novelty if self.config.max_text_novelty > 0 else None,
             max_image_novelty=self.config.max_image_novelty if self.config.max_image_novelty > 0 else None,
+            grounding_threshold=self.config.grounding_threshold
+            if self.config.grounding_threshold > 0
+            else None,
         )
         call = decision.call if decision.error is None else None
         if code == OutcomeCode.NO_ACTION and reason.startswith(("not understood", "image unlike training")):

@@ -25,6 +25,7 @@ class OutcomeCode(enum.IntEnum):
     NO_ACTION = 8
     ESTOP = 9
     NOT_ACTIVE = 10
+    NOT_IN_VIEW = 11
 
 
 class Source(enum.IntEnum):
@@ -107,6 +108,7 @@ def decision_outcome(
     threshold: float,
     max_text_novelty: float | None = None,
     max_image_novelty: float | None = None,
+    grounding_threshold: float | None = None,
 ) -> tuple[OutcomeCode, str]:
     """The outcome a model decision earns on its own merits, before publication.
 
@@ -117,7 +119,11 @@ def decision_outcome(
     training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
     exceeds one); a call that fails ``validate(call, allowlist=...)`` (the registry schema and
     the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
-    MODEL_ERROR; a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; else OK.
+    MODEL_ERROR; a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; a call of a
+    ``requires_view`` function whose object the model's grounding head scores below
+    ``grounding_threshold`` is NOT_IN_VIEW (None: no check; ``decision.grounding`` None, a model
+    without a head or a call needing no view, or a phrase the head cannot ground: not blocked);
+    else OK.
     (The e-stop, the standing-instruction gate and the request's own checks are the
     engine's, around this.)
     """
@@ -152,5 +158,13 @@ def decision_outcome(
         return (
             OutcomeCode.REJECTED_LOW_CONFIDENCE,
             f"confidence {decision.confidence:.3f} below threshold {threshold:.3f}",
+        )
+    grounding = getattr(decision, "grounding", None)
+    checked = grounding_threshold is not None and grounding is not None and grounding.grounded
+    if checked and grounding.score < grounding_threshold:
+        return (
+            OutcomeCode.NOT_IN_VIEW,
+            f"{grounding.phrase!r} is not in view (score {grounding.score:.2f} < grounding_threshold"
+            f" {grounding_threshold:.2f}); {call.function} not published",
         )
     return OutcomeCode.OK, f"{call.function} decided"
