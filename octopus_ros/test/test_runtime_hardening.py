@@ -157,7 +157,7 @@ def test_valid_newest_frame_may_use_the_prefetched_encoding_within_the_lag(harne
 
     def newest():
         decoded.append(1)
-        return np.full((8, 8, 3), 60, np.uint8)
+        return np.full((8, 8, 3), 52, np.uint8)  # the same scene, a little brighter
 
     h.clock += 0.1
     h.frame(decode=newest)
@@ -242,3 +242,17 @@ def test_worker_sleeps_once_the_newest_frame_is_encoded(harness):
     time.sleep(0.5)
     cond.wait = original
     assert len(waits) <= 2, f"{len(waits)} wake-ups in 0.5 s with nothing to do"
+
+
+def test_prefetched_encoding_never_stands_in_for_a_new_scene(harness):
+    """Within prefetch_max_lag, but the newest frame shows another scene: it is encoded afresh."""
+    h = harness(prefetch_max_lag=0.25, prefetch_rate=0.0)
+    h.frame(decode=_image(50))
+    h.say("first")  # encodes frame 1 (scene A)
+    h.wait(1)
+    h.clock += 0.1
+    h.frame(decode=_image(200))  # scene B, 0.1 s later
+    h.say("second")
+    res = h.wait(2)[1]
+    assert res.code == OutcomeCode.OK and res.frame.seq == 2
+    assert h.model.encodes == 2 and h.engine.counts["prefetch_scene_changed"] == 1

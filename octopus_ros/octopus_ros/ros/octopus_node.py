@@ -279,6 +279,7 @@ class OctopusNode(LifecycleNode):
             max_utterance_length=params.max_utterance_length,
             prefetch_rate=params.prefetch_rate,
             prefetch_max_lag=params.prefetch_max_lag,
+            prefetch_max_change=params.prefetch_max_change,
             decode_mode=params.decode_mode,
             standing_cooldown=params.standing_cooldown,
             standing_scene_change=params.standing_scene_change,

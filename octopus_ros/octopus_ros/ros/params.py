@@ -165,6 +165,13 @@ PARAMETERS: dict[str, Spec] = {
         min=0.0,
         max=10.0,
     ),
+    "prefetch_max_change": Spec(
+        0.02,
+        "The pre-encoded frame stands in for the newest only when the scene is the same: mean absolute "
+        "difference of 16x16 grey thumbnails (0..1) at most this; a new scene is always encoded afresh.",
+        min=0.0,
+        max=1.0,
+    ),
     "standing_instruction": Spec(
         "",
         "Instruction evaluated on frames at standing_rate (e.g. 'if you see a fallen cup, pick it up'); empty = off.",
@@ -227,6 +234,7 @@ class NodeParams:
     max_image_side: int
     prefetch_rate: float
     prefetch_max_lag: float
+    prefetch_max_change: float
     standing_instruction: str
     estop_on_start: bool
     standing_rate: float

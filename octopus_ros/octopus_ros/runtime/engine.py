@@ -24,7 +24,7 @@ from typing import Any
 
 from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source, decision_outcome
-from octopus_ros.runtime.standing import StandingGate, scene_signature
+from octopus_ros.runtime.standing import StandingGate, scene_change, scene_signature
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class EngineConfig:
     # Use the pre-encoded frame instead of the newest one when it is at most this much older
     # (s). Trades a little freshness for skipping the vision encoder; 0 = always the newest.
     prefetch_max_lag: float = 0.25
+    # ... and only when the newest frame shows the same scene: mean absolute difference of 16x16 grey
+    # thumbnails (0..1) at most this. A new scene is always encoded afresh.
+    prefetch_max_change: float = 0.02
     decode_mode: str = "constrained"  # model decoding mode
     # Standing instruction: the same call is published again only when the scene changed (mean
     # absolute difference of 16x16 grey thumbnails above standing_scene_change, in 0..1) and at
@@ -298,8 +301,9 @@ class ActionEngine:
         """The newest frame, or the pre-encoded one if it is at most prefetch_max_lag older.
 
         The older encoding stands in for the newest frame only once the newest frame is known
-        to be a valid image (it is decoded to check; the pixels are kept for its own encoding):
-        a corrupt newest frame is answered INVALID_INPUT, never papered over by an older one.
+        to be a valid image (it is decoded to check; the pixels are kept for its own encoding)
+        showing the same scene (``prefetch_max_change``): a corrupt newest frame is answered
+        INVALID_INPUT, and a changed scene is encoded afresh, never papered over by an older frame.
         """
         latest, encoded = self._latest, self._encoded
         if latest is None or encoded is None or latest.problem or latest.seq == encoded[0].seq:
@@ -311,6 +315,9 @@ class ActionEngine:
                 self._checked = (latest.seq, latest.decode())
             except Exception:
                 return latest  # _encode raises the same error again and answers INVALID_INPUT
+        if scene_change(encoded[2], scene_signature(self._checked[1])) > self.config.prefetch_max_change:
+            self.counts["prefetch_scene_changed"] += 1
+            return latest  # the scene changed since the prefetched frame: the newest frame it is
         return encoded[0]
 
     def _decoded(self, frame: Frame) -> Any:
