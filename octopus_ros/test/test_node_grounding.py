@@ -1,0 +1,46 @@
+"""NOT_IN_VIEW over DDS (issue 12 item 3): the bundled model and its grounding head in octopus_node.
+
+The bundled model answers pick_up('red cup') whether or not a cup is in the frame; with
+grounding_threshold set, the node publishes the call only when a cup is in view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from node_harness import RobotSide, start_node, stop_node
+from octopus_msgs.msg import Outcome
+
+from octopus_ros.data.render import render
+from octopus_ros.data.world import sample_scene
+
+pytestmark = pytest.mark.slow
+
+
+def test_not_in_view_over_dds(ros_env, rclpy_context):
+    with_cup = render(sample_scene(np.random.default_rng(11), target=("cup", "red"), n_distractors=1), 64)
+    without = render(sample_scene(np.random.default_rng(12), target=("book", "blue"), n_distractors=0), 64)
+    proc = start_node(ros_env, "grounding_threshold:=0.22", "max_image_age:=60.0", "rate_limit:=0.0")
+    robot = RobotSide(rclpy_context)
+    try:
+        robot.wait_active(proc)
+        robot.send_frame(without)
+        absent = robot.say("pick up the red cup")
+        assert absent.code == Outcome.NOT_IN_VIEW and absent.code_name == "NOT_IN_VIEW", absent.reason
+        assert (
+            absent.reason.startswith("'red cup' is not in view (score ")
+            and "pick_up not published" in absent.reason
+        )
+        assert absent.function_name == "pick_up"
+        robot.send_frame(with_cup)
+        present = robot.say("pick up the red cup now")
+        assert present.code == Outcome.OK, present.reason
+        robot.settle(0.3)
+        assert [c.function_name for c in robot.calls] == ["pick_up"]  # only the call whose cup was in view
+    finally:
+        log = stop_node(proc)
+        robot.destroy_node()
+    assert "grounding: grounding head (its validation threshold 0.22); grounding_threshold 0.22" in log, log[
+        -3000:
+    ]
+    assert "Traceback" not in log, log[-3000:]
