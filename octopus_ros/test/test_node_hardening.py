@@ -173,10 +173,16 @@ def test_stamps_ask_isolation_live_parameters_and_burst(ros_env, rclpy_context, 
             heard.append,
             QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE),
         )
+        # The publisher's own history must hold the burst too (README, "Bursts"): a keep-last 50
+        # writer overwrote 113 of 1,000 unacknowledged utterances in one run.
+        burst_pub = robot.create_publisher(
+            String, "/speech/text", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        assert robot.spin_until(lambda: burst_pub.get_subscription_count() > 0, 30)
         robot.settle(1.0)
         burst = [f"burst {i}" for i in range(1000)]
         for text in burst:
-            robot.speech_pub.publish(String(data=text))
+            burst_pub.publish(String(data=text))
         want = set(burst)
         ok = robot.spin_until(lambda: want <= {o.utterance for o in heard}, 60)
         assert ok, (
