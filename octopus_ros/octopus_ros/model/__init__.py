@@ -32,7 +32,7 @@ from .modeling import OctopusModel, build_model, build_modules, load_pretrained_
 from .onnx_export import OnnxVisionEncoder, export_vision_onnx
 from .precision import PRECISIONS, apply_precision
 from .preprocess import ImagePreprocessor
-from .prompt import PromptFormat, TrainingExample, collate
+from .prompt import ContextExample, PromptFormat, TrainingExample, collate
 from .runtime import Decision, ImageEncoding, Octopus
 from .tokenizer import (
     SpecialTokenIds,
@@ -48,6 +48,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ConnectorConfig",
+    "ContextExample",
     "Decision",
     "ImageEncoding",
     "ImagePreprocessor",

@@ -6,7 +6,8 @@
     d.call, d.error, d.confidence, d.raw_text, d.timings
 
 Latency tricks:
-- the KV cache of the fixed system prompt is computed once and reused by every call;
+- the KV cache of the fixed system prompt (with the fixed in-context examples, if any: see
+  :meth:`Octopus.set_context`) is computed once and reused by every call;
 - ``encode`` also prefills the image tokens (they follow the system prompt), so ``decide`` on
   a pre-encoded frame only prefills the user's words;
 - constrained decoding jumps over grammar-forced text (see decoding.py).
@@ -35,7 +36,7 @@ from .modeling import OctopusModel
 from .novelty import IMAGE_PROFILE_FILE, NoveltyProfile
 from .precision import activation_dtype, apply_precision, resolve_device
 from .preprocess import ImagePreprocessor
-from .prompt import PromptFormat, check_prompt_template
+from .prompt import ContextExample, PromptFormat, as_context, check_prompt_template
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (
 class ImageEncoding:
     """An encoded camera frame, reusable across instructions.
 
-    ``kv`` holds the LM's KV cache of system prompt + image tokens (None if not prefilled).
+    ``kv`` holds the LM's KV cache of system prompt + image tokens (None if not prefilled);
+    ``prefix`` the token ids it covers before the image tokens (the system prompt and the fixed
+    in-context examples of that moment), so a prompt that starts otherwise never uses it.
     """
 
     embeds: torch.Tensor  # (1, K, D)
@@ -58,6 +61,7 @@ class ImageEncoding:
     owner: int = 0  # id() of the Octopus that made it; its KV is only valid there
     novelty: float = float("nan")  # image novelty (model/novelty.py); NaN without an image profile
     grounding: GroundingMaps | None = None  # what the grounding head saw (None: no head, or ONNX vision)
+    prefix: tuple[int, ...] = ()  # ids before the image tokens that ``kv`` covers
 
 
 @dataclass
@@ -151,6 +155,7 @@ class Octopus:
         inplace: bool = False,
         novelty: NoveltyProfile | None = None,
         grounding: GroundingModel | None = None,
+        context: Sequence = (),
     ):
         """``vision_encoder``: optional replacement of the torch image side, e.g. an
         :class:`OnnxVisionEncoder` (anything with ``encode_image(pixels) -> (B, K, D)``).
@@ -160,6 +165,7 @@ class Octopus:
         ``novelty``: the checkpoint's novelty scorers (``load`` reads them; none: scores are NaN).
         ``grounding``: the checkpoint's grounding head (model/grounding.py; ``load`` reads it when
         present). It runs in ``encode`` on the tower's own feature maps (torch vision only).
+        ``context``: fixed in-context examples for every decision (see :meth:`set_context`).
         """
         config = model.config
         config.require_token_ids()
@@ -196,9 +202,38 @@ class Octopus:
             extra_characters=_registry_characters(registry),
         )
         self._grammars: dict[tuple[str, ...] | None, Any] = {}
-        self._system_ids = self.prompt.system_prefix_ids()
         self._image_ids = [config.image_token_id] * config.num_image_tokens
-        self._system_kv: KV | None = None
+        self.context: tuple[ContextExample, ...] = ()
+        self.set_context(context)
+
+    # -- in-context examples -------------------------------------------------------------------
+    def canonical_context(self, context: Sequence) -> tuple[ContextExample, ...]:
+        """``context`` (ContextExamples or (instruction, call text) pairs) with every answer
+        checked against the registry and written in the model's ``<nexa_i>(...)<nexa_end>`` form.
+        The call may be given that way or by name (``pick_up('red cup')``). Raises ValueError
+        naming the first bad example (its index, instruction and call)."""
+        fn = _functions()
+        out = []
+        for i, c in enumerate(as_context(context)):
+            call = fn.parse_plain(c.answer, self.registry)
+            if isinstance(call, fn.ParseError):
+                raise ValueError(
+                    f"in-context example {i} ({c.instruction!r} => {c.answer!r}): not a valid call of "
+                    f"{self.registry.source}: {call.message}"
+                )
+            out.append(ContextExample(c.instruction, call.to_text()))
+        return tuple(out)
+
+    def set_context(self, context: Sequence = ()) -> None:
+        """Fix the in-context examples of every later decision (``()``: none). They join the
+        cached system prefix; encodings made before keep their own prefix and are prefilled
+        again where they no longer match. ValueError (naming the example) for a bad one; the
+        previous examples then stay."""
+        examples = self.canonical_context(context)
+        system_ids = self.prompt.system_prefix_ids(examples)  # ValueError: template without context
+        self.context = examples
+        self._system_ids = system_ids
+        self._system_kv = None
         if self.prefix_cache:
             self.system_kv()  # computed now, so the first decision is not slower than the rest
 
@@ -324,6 +359,7 @@ class Octopus:
             maps = self.grounding.maps(feature_maps, pixels)
         t2 = time.perf_counter()
         kv = self._prefill_images(embeds) if prefill and self.prefix_cache else None
+        prefix = tuple(self._system_ids) if kv is not None else ()
         t3 = time.perf_counter()
         timings = {
             "preprocess": t1 - t0,
@@ -333,7 +369,13 @@ class Octopus:
         }
         novelty = self.novelty.image_score(embeds)
         return ImageEncoding(
-            embeds=embeds, kv=kv, timings=timings, owner=id(self), novelty=novelty, grounding=maps
+            embeds=embeds,
+            kv=kv,
+            timings=timings,
+            owner=id(self),
+            novelty=novelty,
+            grounding=maps,
+            prefix=prefix,
         )
 
     def ground(self, encoding: ImageEncoding, phrase: str) -> Grounding | None:
@@ -362,7 +404,7 @@ class Octopus:
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def system_kv(self) -> KV:
-        """KV cache of the system prompt (computed on first use)."""
+        """KV cache of the system prompt and the fixed in-context examples (computed on first use)."""
         if self._system_kv is None:
             ids = torch.tensor([self._system_ids], device=self.device)
             with torch.no_grad():
@@ -375,18 +417,22 @@ class Octopus:
         return self._kv_of(out.past_key_values)
 
     def _prefill(self, ids: list[int], enc: ImageEncoding):
-        """Run the prompt through the LM. Returns (last logits (V,), cache)."""
-        S, K = len(self._system_ids), len(self._image_ids)
-        starts_fixed = ids[:S] == self._system_ids
+        """Run the prompt through the LM. Returns (last logits (V,), cache).
+
+        A cached KV is used only for the exact ids it was computed on: the encoding's own prefix
+        (+ image tokens), else the current system prefix, else nothing.
+        """
+        S, K, P = len(self._system_ids), len(self._image_ids), len(enc.prefix)
         if (
             enc.kv is not None
             and enc.owner == id(self)
-            and starts_fixed
-            and ids[S : S + K] == self._image_ids
+            and P > 0
+            and tuple(ids[:P]) == enc.prefix
+            and ids[P : P + K] == self._image_ids
         ):
             cache = self._cache(enc.kv)
-            out = self._lm(input_ids=torch.tensor([ids[S + K :]], device=self.device), past_key_values=cache)
-        elif self.prefix_cache and starts_fixed:
+            out = self._lm(input_ids=torch.tensor([ids[P + K :]], device=self.device), past_key_values=cache)
+        elif self.prefix_cache and ids[:S] == self._system_ids:
             cache = self._cache(self.system_kv())
             embeds = self.model.embed_inputs(torch.tensor([ids[S:]], device=self.device), enc.embeds)
             out = self._lm(inputs_embeds=embeds, past_key_values=cache)
@@ -413,6 +459,7 @@ class Octopus:
         mode: str = "constrained",
         max_new_tokens: int | None = None,
         keep_logits: bool = False,
+        context: Sequence | None = None,
     ) -> Decision:
         """Turn an instruction + image (or a pre-computed :class:`ImageEncoding`) into a call.
 
@@ -421,6 +468,9 @@ class Octopus:
         "plain" (the LM writes ``name(args)``/JSON text, parsed by ``parse_plain``).
         The confidence is a softmax at the checkpoint's calibrated ``temperature`` (1 when absent).
         ``keep_logits`` (constrained mode) keeps each free token's logits in ``free_logits``.
+        ``context``: in-context examples for this decision only ((instruction, call) pairs or
+        ContextExamples, checked like :meth:`set_context`; ``()`` for none); None = the fixed ones.
+        Other examples than the fixed ones cannot use the cached prefix (the prompt is prefilled).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -432,7 +482,8 @@ class Octopus:
         else:
             enc = self.encode(image, prefill=None if mode == "constrained" else False)
             timings.update(enc.timings)
-        ids = self.prompt.encode_prompt(instruction)
+        examples = self.context if context is None else self.canonical_context(context)
+        ids = self.prompt.encode_prompt(instruction, examples)
         limit = max_new_tokens or self.max_new_tokens
         allow = None if allowlist is None else tuple(allowlist)
         if mode == "constrained":
