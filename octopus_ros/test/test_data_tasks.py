@@ -27,7 +27,7 @@ from octopus_ros.data import (
     object_name,
     templates_for,
 )
-from octopus_ros.data.instructions import OBJECT_FUNCTIONS, TEMPLATES_BY_ID, normalise
+from octopus_ros.data.instructions import OBJECT_FUNCTIONS, TEMPLATES_BY_ID, call_text, normalise
 from octopus_ros.functions import load_default_registry, parse_call
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -267,3 +267,29 @@ def test_colour_decoy_shows_the_named_category_in_another_training_colour():
     for b, c in zip(decoyed, only_absent, strict=True):
         if b.decoy_kind != "colour":
             assert b.scene == c.scene
+
+
+def test_decline_absent_makes_the_decoys_of_view_functions_declines():
+    """A named object that is not in view (or not in the named colour) is a case to learn: a
+    function that must see its object (registry ``requires_view``) answers with the decline;
+    find_item (not requires_view) keeps its call; nothing else changes."""
+    registry = load_default_registry()
+    view = {s.name for s in registry.view_functions()}
+    decline = call_text(registry.decline_function.name, ())
+    kept = generate("train", 400, seed=6, named_decoy=0.2, colour_decoy=0.3)
+    learnt = generate("train", 400, seed=6, named_decoy=0.2, colour_decoy=0.3, decline_absent=True)
+    changed = {"view": 0, "search": 0}
+    for a, b in zip(kept, learnt, strict=True):
+        assert (a.instruction, a.scene, a.decoy_kind, a.function) == (
+            b.instruction,
+            b.scene,
+            b.decoy_kind,
+            b.function,
+        )
+        if b.decoy and b.function in view:
+            assert b.answer == decline, (b.instruction, b.answer)
+            changed["view"] += 1
+        else:
+            assert a.answer == b.answer
+            changed["search"] += b.decoy
+    assert changed["view"] > 20 and changed["search"] > 3, changed

@@ -6,7 +6,8 @@ Splits
 
 - ``unseen_phrasing``: about 25 % of the templates of every (function, language), stratified by
   mode (named / deictic / text) so training keeps both kinds. Templates that fix an argument by
-  their wording ("full speed ahead") and gibberish generators always stay in training.
+  their wording ("full speed ahead") and gibberish generators always stay in training. The
+  project's split (:func:`default_splits`) is the registry's ``heldout: true`` marks.
 - ``unseen_combo``: about 15 % of the (category, colour) pairs of portable items whose names
   carry a colour; every category and every colour keeps at least two training partners.
 
@@ -186,8 +187,11 @@ def make_splits(seed: int = 0, *, template_fraction: float = 0.25, combo_fractio
 
 @cache
 def default_splits() -> Splits:
-    """``make_splits(0)``: the project's fixed held-out sets."""
-    return make_splits(0)
+    """The project's fixed held-out sets: the phrasings the registry marks ``heldout: true``
+    (``config/functions.yaml``, ``make_splits(0)``'s draw written down, so that adding a
+    phrasing moves none) and ``make_splits(0)``'s combos."""
+    heldout = frozenset(t.id for t in TEMPLATES if t.heldout)
+    return Splits(0, heldout, make_splits(0).heldout_combos)
 
 
 # ----------------------------------------------------------------------------- one example
@@ -332,6 +336,7 @@ def generate_one(
     weights: dict[str, float] | None = None,
     named_decoy: float = 0.0,
     colour_decoy: float = 0.0,
+    decline_absent: bool = False,
 ) -> Example:
     """Instruction example number ``index`` of ``(split, seed)``; see :func:`generate`."""
     splits, fns, langs = _resolve(splits, functions, languages, split)
@@ -366,10 +371,15 @@ def generate_one(
             recoloured = _colour_decoy_scene(decoy_rng, scene, splits)
             if recoloured is not None:
                 scene, decoy = recoloured, "colour"
+    answer = call_text(function, args)
+    if decoy and decline_absent and function in _view_functions():
+        # The named object (or the named colour of it) is not in view: a function that acts on a
+        # visible object cannot act, so the answer is the decline (a case to learn, not a decoy).
+        answer = call_text(_decline_function(), ())
     return Example(
         image=render(scene, image_size),
         instruction=instruction,
-        answer=call_text(function, args),
+        answer=answer,
         language=language,
         function=function,
         split=split,
@@ -381,6 +391,22 @@ def generate_one(
 
 
 DECOY_FUNCTIONS = (*OBJECT_FUNCTIONS, "feed_pet")
+
+
+@cache
+def _view_functions() -> frozenset[str]:
+    """Functions of the bundled registry that act on an object that must be in view
+    (``requires_view``; the registry owns it)."""
+    from octopus_ros.functions import load_default_registry
+
+    return frozenset(spec.name for spec in load_default_registry().view_functions())
+
+
+@cache
+def _decline_function() -> str:
+    from octopus_ros.functions import load_default_registry
+
+    return load_default_registry().decline_function.name
 
 
 def _decoy_scene(rng: np.random.Generator, scene: Scene, splits: Splits) -> Scene:
@@ -428,6 +454,7 @@ def generate(
     weights: dict[str, float] | None = None,
     named_decoy: float = 0.0,
     colour_decoy: float = 0.0,
+    decline_absent: bool = False,
 ) -> list[Example]:
     """``n`` instruction examples of ``split`` (one of :data:`SPLITS`), deterministic in ``seed``.
 
@@ -440,7 +467,10 @@ def generate(
     that a named instruction of an object function is shown instead with the named category
     in another training colour (and not in the named one), so that reading the picture gives
     the wrong colour. Instructions, answers and all other examples are the same for every
-    value of either.
+    value of either. ``decline_absent``: the decoys of a function that acts on an object that must
+    be in view (the registry's ``requires_view``: pick_up, place, recycle, feed_pet) answer with
+    the decline instead (the named object, or the named colour of it, is not in view: a case to
+    learn); ``find_item`` keeps its call (its point is to search).
     Example ``i`` equals ``generate_one(split, seed, i, ...)``.
     """
     if n < 0:
@@ -457,6 +487,7 @@ def generate(
             weights=weights,
             named_decoy=named_decoy,
             colour_decoy=colour_decoy,
+            decline_absent=decline_absent,
         )
         for i in range(n)
     ]

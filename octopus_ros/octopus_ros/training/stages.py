@@ -19,7 +19,17 @@ Stages (each can be skipped, for the ablation):
    "decline" (and ``decline_noise`` of the decline examples get them too); named and
    text-only records can be shown in greyscale (``grey``). The call pool's decoys
    (``named_decoy``, ``colour_decoy``) show named instructions with the named category
-   absent or in another colour, so the words, not the picture, name the object.
+   absent or in another colour; with ``decline_absent`` a function that must see its object
+   (registry ``requires_view``) answers those with the decline (a case to learn), find_item keeps
+   its call.
+5. ``refine``  Octopus v3's last stage, learning from the model's own mistakes: the stage-4
+   model decides fresh training-distribution records (new seed: negatives from the decline
+   corpus, absent and recoloured objects, word dropout and pseudo-words as in stage 4) with the
+   node's constrained decoding; every wrong output is paired with the right answer and the model
+   is trained with DPO (Rafailov et al. 2023) against the frozen stage-4 model, plus the
+   chosen answer's NLL and a stage-4 batch so that nothing else drifts. DPO rather than a learnt
+   reward model: here the reward is exact (the label says which call is right), and DPO optimises
+   exactly that preference under a KL bound to the stage-4 model, with no reward model to fit.
 
 Budgets are steps per stage (:data:`DEFAULT_STEPS`, those of the bundled model's last run), with a
 seeded, deterministic data order, so the same config and seed give the same model on any
@@ -60,13 +70,19 @@ from octopus_ros.model import OctopusModel, PromptFormat, collate
 
 log = logging.getLogger(__name__)
 
-STAGES = ("vision", "text", "align", "calls")
+STAGES = ("vision", "text", "align", "calls", "refine")
 
 
 # Steps per stage of the bundled model's last run (v7: wall-clock budgets of 480 / 180 / 300 /
 # 2280 s made these steps on the 2-core development machine).
-DEFAULT_STEPS: dict[str, int] = {"vision": 2302, "text": 746, "align": 908, "calls": 5135}
-REFERENCE_SECONDS: dict[str, float] = {"vision": 480.0, "text": 180.0, "align": 300.0, "calls": 2280.0}
+DEFAULT_STEPS: dict[str, int] = {"vision": 2302, "text": 746, "align": 908, "calls": 5135, "refine": 300}
+REFERENCE_SECONDS: dict[str, float] = {
+    "vision": 480.0,
+    "text": 180.0,
+    "align": 300.0,
+    "calls": 2280.0,
+    "refine": 600.0,
+}
 
 
 @dataclass
@@ -94,10 +110,12 @@ class TrainConfig:
     flip: bool = True  # random left-right mirroring of training images
     named_decoy: float = 0.3  # call pool: named instructions shown with a scene lacking the named object
     colour_decoy: float = 0.3  # call pool: named instructions shown with the named category in another colour
+    # call pool: decoys of requires_view functions answer with the decline (the object is not in view)
+    decline_absent: bool = True
     decline_noise: float = 0.3  # stage 4: fraction of no_action records that get 1-2 inserted pseudo-words
     # stage 4: fraction of no_action records whose instruction is a natural sentence of the same
     # language from the decline corpus (data/decline_corpus.py, built at setup; 0: off)
-    decline_corpus: float = 0.0
+    decline_corpus: float = 0.5
     grey: float = 0.2  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
@@ -105,6 +123,11 @@ class TrainConfig:
     doc_repeats: int = 20  # stage 2: copies of the function registry's descriptions in the text pool (0: off)
     pool_calls: int = 40000  # pre-generated training records (recycled across epochs)
     pool_align: int = 16000
+    pool_refine: int = 3000  # stage 5: fresh records the stage-4 model decides (its errors become pairs)
+    refine_batch: int = 16  # stage 5: preference pairs per step (plus a stage-4 batch of the same size)
+    refine_lr: float = 2e-4
+    dpo_beta: float = 0.1  # stage 5: DPO temperature (KL strength to the stage-4 model)
+    refine_nll: float = 1.0  # stage 5: weight of the chosen answer's NLL (per token)
     seed: int = 0
     threads: int = 2
 
@@ -119,6 +142,7 @@ class Curve:
     seconds: float = 0.0
     planned_steps: int = 0  # the stage's step budget
     cut_short: bool = False  # the wall-clock guard stopped it before planned_steps
+    info: dict[str, Any] = field(default_factory=dict)  # stage figures (refine: its pairs)
 
 
 def pixels(images: np.ndarray, model: OctopusModel, *, flip: bool = False) -> torch.Tensor:
@@ -228,34 +252,36 @@ class Trainer:
         self._encoded: dict[tuple[str, int], Any] = {}
         self.heads = attribute_heads(model.config.vision.embed_dim)  # shared by stages 1 and 4
 
-    def _example(self, kind: str, i: int):
-        rec = self.pools[kind][i]
-        if (
-            kind == "calls"
-            and self.cfg.augment > 0
-            and rec.get("function", "no_action") not in NOT_AUGMENTED
-            and self.rng.random() < self.cfg.augment
-        ):
+    def _varied(self, kind: str, rec: dict) -> str | None:
+        """The instruction of a record as stage 4 varies it (word dropout, pseudo-words, a decline
+        corpus sentence for a decline), or None when it is shown unchanged."""
+        if kind != "calls":
+            return None
+        function = rec.get("function", "no_action")
+        if self.cfg.augment > 0 and function not in NOT_AUGMENTED and self.rng.random() < self.cfg.augment:
             text = word_dropout(rec["instruction"], rec["language"], self.np_rng, self.cfg.dropout_p)
             if self.cfg.noise > 0 and self.rng.random() < self.cfg.noise:
                 text = insert_noise(text, rec["language"], self.np_rng)
-            return self.fmt.build_training_example(text, rec["answer"])
+            return text
         if (
-            kind == "calls"
-            and self.cfg.decline_noise > 0
-            and rec.get("function") == "no_action"
+            self.cfg.decline_noise > 0
+            and function == "no_action"
             and self.rng.random() < self.cfg.decline_noise
         ):
-            text = insert_noise(rec["instruction"], rec["language"], self.np_rng)
-            return self.fmt.build_training_example(text, rec["answer"])
+            return insert_noise(rec["instruction"], rec["language"], self.np_rng)
         if (
-            kind == "calls"
-            and self.cfg.decline_corpus > 0
-            and rec.get("function") == "no_action"
+            self.cfg.decline_corpus > 0
+            and function == "no_action"
             and self.rng.random() < self.cfg.decline_corpus
         ):
-            sentences = self.pools["decline_corpus"][rec["language"]]
-            return self.fmt.build_training_example(self.rng.choice(sentences), rec["answer"])
+            return self.rng.choice(self.pools["decline_corpus"][rec["language"]])
+        return None
+
+    def _example(self, kind: str, i: int):
+        rec = self.pools[kind][i]
+        text = self._varied(kind, rec)
+        if text is not None:
+            return self.fmt.build_training_example(text, rec["answer"])
         key = (kind, i)
         if key not in self._encoded:
             self._encoded[key] = self.fmt.build_training_example(rec["instruction"], rec["answer"])
@@ -387,6 +413,101 @@ class Trainer:
         if aux > 0:
             groups.append({"params": list(self.heads.parameters()), "base_lr": self.cfg.lr})
         return self._record(_run("calls", steps, groups, step, self.cfg.lr, self._guard("calls")))
+
+    # ---------------------------------------------------------------- stage 5
+    def preference_pairs(self) -> tuple[list[dict], dict[str, Any]]:
+        """The stage-4 model's own mistakes on the ``refine`` pool: each record's instruction (varied
+        as in stage 4) is decided with the node's constrained decoding; a wrong output becomes a
+        pair ``{image, instruction, chosen, rejected}``. Returns (pairs, figures)."""
+        from octopus_ros.functions import load_default_registry
+        from octopus_ros.model.runtime import Octopus
+
+        registry = load_default_registry()
+        octopus = Octopus(model=self.model, tokenizer=self.tok, registry=registry, inplace=True)
+        pairs: list[dict] = []
+        wrong_by: dict[str, int] = {}
+        pool = self.pools.get("refine", [])
+        with torch.no_grad():
+            for rec in tqdm(pool, desc="stage refine: decide", unit="rec", mininterval=1.0):
+                text = self._varied("calls", rec) or rec["instruction"]
+                d = octopus.decide(text, rec["image"])
+                got = d.call.to_text() if d.call is not None else ""
+                if got == rec["answer"]:
+                    continue
+                kind = "decline" if rec["answer"].startswith(registry.decline_function.token_text) else "call"
+                key = f"{kind}:{'absent' if rec.get('decoy') else 'plain'}"
+                wrong_by[key] = wrong_by.get(key, 0) + 1
+                if got:  # an output that did not parse cannot be a rejected answer
+                    pairs.append({**rec, "instruction": text, "chosen": rec["answer"], "rejected": got})
+        figures = {
+            "records": len(pool),
+            "wrong": sum(wrong_by.values()),
+            "error_rate": round(sum(wrong_by.values()) / max(1, len(pool)), 4),
+            "wrong_by_kind": wrong_by,
+            "pairs": len(pairs),
+        }
+        log.info("stage refine: %s", figures)
+        return pairs, figures
+
+    def _answer_logp(self, model: OctopusModel, pairs: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log-probability of the chosen and of the rejected answer of each pair, and the
+        chosen answers' token counts: ((2, P) logp, (P,) tokens). No augmentation (the
+        reference's figures must be those of the same inputs)."""
+        examples = [self.fmt.build_training_example(p["instruction"], p["chosen"]) for p in pairs]
+        examples += [self.fmt.build_training_example(p["instruction"], p["rejected"]) for p in pairs]
+        batch = collate(examples, pad_token_id=self.tok.pad_token_id)
+        images = np.stack([p["image"] for p in pairs] * 2)
+        labels = batch.pop("labels")
+        logits = model(**batch, pixel_values=pixels(images, self.model)).logits[:, :-1]
+        target = labels[:, 1:]
+        mask = target != -100
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1))[..., 0]
+        seq = (logp * mask).sum(-1).view(2, len(pairs))
+        return seq, mask.sum(-1)[: len(pairs)].clamp(min=1)
+
+    def refine(self, steps: int) -> Curve:
+        """Stage 5 (see the module docstring): DPO on the model's own mistakes + chosen NLL + a
+        stage-4 batch."""
+        import copy
+
+        m = self.model
+        m.eval()
+        pairs, figures = self.preference_pairs()
+        reference = copy.deepcopy(m).eval()
+        for p in reference.parameters():
+            p.requires_grad_(False)
+        ref_logp = torch.zeros(2, len(pairs))
+        with torch.no_grad():
+            for i in range(0, len(pairs), 32):
+                ref_logp[:, i : i + 32] = self._answer_logp(reference, pairs[i : i + 32])[0]
+        del reference
+        m.train()
+        # perception stays as stage 4 left it (the grounding head is trained on this tower after)
+        m.set_trainable(vision=False, connector=True, lm=True, embeddings=True)
+        beta, b = self.cfg.dpo_beta, self.cfg.refine_batch
+        n_align = int(round(b * self.cfg.mix_align))
+        kinds = ["calls"] * (b - n_align) + ["align"] * n_align
+        margins: list[float] = []
+
+        def step() -> torch.Tensor:
+            loss = m(**self._batch(kinds, b)[0]).loss  # stage-4 data: nothing else drifts
+            if not pairs:
+                return loss
+            idx = [self.rng.randrange(len(pairs)) for _ in range(min(b, len(pairs)))]
+            logp, n_tokens = self._answer_logp(m, [pairs[i] for i in idx])
+            ref = ref_logp[:, idx]
+            margin = beta * ((logp[0] - ref[0]) - (logp[1] - ref[1]))
+            margins.append(float(margin.detach().mean()))
+            dpo = -F.logsigmoid(margin).mean()
+            nll = -(logp[0] / n_tokens).mean()
+            return loss + dpo + self.cfg.refine_nll * nll
+
+        groups = _param_groups(m, self.cfg.refine_lr, self.cfg.vision_lr_scale)
+        curve = _run("refine", steps, groups, step, self.cfg.refine_lr, self._guard("refine"))
+        figures["dpo_margin_first_50"] = round(float(np.mean(margins[:50])), 4) if margins else None
+        figures["dpo_margin_last_50"] = round(float(np.mean(margins[-50:])), 4) if margins else None
+        curve.info = figures
+        return self._record(curve)
 
     def _guard(self, stage: str) -> float:
         return self.cfg.seconds.get(stage, math.inf)

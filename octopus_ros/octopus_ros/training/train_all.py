@@ -8,7 +8,8 @@ from a named config, run the stages of :mod:`octopus_ros.training.stages` for th
 budgets (seeded; wall-clock only as a guard; a checkpoint after each stage under
 ``<out>/stages/``; ``--resume`` continues after the last finished stage), save the final
 checkpoint with loss curves (PNG + JSON),
-then evaluate it on the held-out splits into its metrics.json.
+train the grounding head on the final vision tower, then evaluate it on the held-out splits and
+the natural set into its metrics.json (and the stage-4 model too, to show what stage 5 changed).
 ``--scale`` multiplies every stage's step budget and guard (``--scale 0.05`` is a smoke run).
 """
 
@@ -75,6 +76,7 @@ def _image_record(ex) -> dict:
         "colour": int(labels["target_colour"]),
         "present": labels["present"],
         "salient": ex.scene.layout == "salient",
+        "decoy": getattr(ex, "decoy_kind", ""),
     }
 
 
@@ -123,6 +125,17 @@ def build_pools(cfg: TrainConfig) -> dict:
         image_size=cfg.image_size,
         named_decoy=cfg.named_decoy,
         colour_decoy=cfg.colour_decoy,
+        decline_absent=cfg.decline_absent,
+    )
+    # stage 5: fresh records of the training distribution (another seed) for the model to decide
+    refine = generate(
+        "train",
+        cfg.pool_refine if cfg.steps.get("refine", 0) > 0 and "refine" not in cfg.skip else 0,
+        cfg.seed + 7,
+        image_size=cfg.image_size,
+        named_decoy=cfg.named_decoy,
+        colour_decoy=cfg.colour_decoy,
+        decline_absent=cfg.decline_absent,
     )
     half = cfg.pool_align // 2
     align = generate_captions("train", half, cfg.seed + 1, image_size=cfg.image_size) + generate_vqa(
@@ -152,6 +165,7 @@ def build_pools(cfg: TrainConfig) -> dict:
     return {
         **pools,
         "calls": [_record(e) for e in calls],
+        "refine": [_record(e) for e in refine],
         "align": [_record(e) for e in align],
         "vision": vision,
         "text": text,
@@ -184,11 +198,14 @@ def train(
     evaluate_n: int = 300,
     model_config: OctopusConfig | None = None,
     init_from: Path | None = None,
+    grounding_steps: int = 0,
 ) -> Path:
     """Run every stage of ``cfg`` and write the final checkpoint to ``out``; returns ``out``.
 
     ``model_config`` overrides the named config ``cfg.model`` (tests pass a tiny one).
     ``init_from`` continues training a checkpoint (its architecture and tokenizer) instead.
+    ``grounding_steps`` > 0 trains the grounding head (training/grounding.py) on the final vision
+    tower and writes it into ``out``.
     """
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -248,6 +265,7 @@ def train(
         "train_seconds": round(train_s, 1),
         "stage_steps": {c.stage: len(c.loss) for c in curves},
         "stages_cut_short": [c.stage for c in curves if c.cut_short],
+        "stage_figures": {c.stage: c.info for c in curves if c.info},
         "parameters": model.num_parameters(),
         "num_image_tokens": model.config.num_image_tokens,
     }
@@ -268,12 +286,23 @@ def train(
             shutil.rmtree(target)
         shutil.move(str(item), target)
     final.rmdir()
+    if grounding_steps > 0:  # the grounding head reads this vision tower's maps: trained after it
+        from octopus_ros.training.grounding import train as train_grounding
+
+        metrics["grounding"] = train_grounding(out, steps=grounding_steps, seed=cfg.seed).metrics
     if evaluate_n > 0:
         from octopus_ros.model import Octopus
         from octopus_ros.training.evaluate import evaluate, format_tables
 
         metrics["eval_fp32"] = evaluate(Octopus.load(out), n=evaluate_n, natural=True)
         print(format_tables(metrics["eval_fp32"]))
+        if "refine" in done and "calls" in done:  # what stage 5 changed: the stage-4 model, same figures
+            before = Octopus.load(stages_dir / "calls")
+            if (out / "grounding.safetensors").is_file():
+                from octopus_ros.model.grounding import GroundingModel
+
+                before.grounding = GroundingModel.load(out)  # the same head: its vision tower is frozen in 5
+            metrics["eval_before_refine"] = evaluate(before, n=evaluate_n, natural=True)
     save_json(out / "metrics.json", metrics)
     log.info("done in %.1f min: %s", (time.monotonic() - start) / 60, out)
     return out
@@ -316,6 +345,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(
             "--" + name.replace("_", "-"), type=float, default=getattr(TrainConfig, name), help=help_text
         )
+    parser.add_argument(
+        "--keep-absent-calls",
+        action="store_true",
+        help="decoys of requires_view functions keep their call instead of the decline (the old recipe)",
+    )
+    parser.add_argument(
+        "--grounding-steps",
+        type=int,
+        default=900,
+        help="train the grounding head on the final vision tower for this many steps (0: none)",
+    )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -324,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         skip=tuple(args.skip),
         seed=args.seed,
         threads=args.threads,
+        decline_absent=not args.keep_absent_calls,
         **{name: getattr(args, name) for name in _FRACTION_FLAGS},
     )
     for flag, target, kind in (("--steps", cfg.steps, int), ("--seconds", cfg.seconds, float)):
@@ -340,7 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.pool_calls:
         cfg.pool_calls = args.pool_calls
         cfg.pool_align = max(200, args.pool_calls // 2)
-    train(cfg, args.out, resume=args.resume, evaluate_n=args.eval_n, init_from=args.init_from)
+        cfg.pool_refine = max(100, args.pool_calls // 12)
+    train(
+        cfg,
+        args.out,
+        resume=args.resume,
+        evaluate_n=args.eval_n,
+        init_from=args.init_from,
+        grounding_steps=round(args.grounding_steps * min(1.0, args.scale)),
+    )
     return 0
 
 
