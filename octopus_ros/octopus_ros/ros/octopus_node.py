@@ -46,6 +46,7 @@ from std_msgs.msg import Bool, String
 from octopus_ros.paths import config_path, default_model_dir
 from octopus_ros.ros import params as P
 from octopus_ros.ros.image_convert import CvBridgeAdapter
+from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
 from octopus_ros.runtime.guards import check_stamp, stamp_parts
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
@@ -271,6 +272,7 @@ class OctopusNode(LifecycleNode):
             max_text_novelty=params.max_text_novelty,
             max_image_novelty=params.max_image_novelty,
             grounding_threshold=params.grounding_threshold,
+            context_examples=params.context_examples,
             max_image_age=params.max_image_age,
             queue_depth=params.queue_depth,
             request_timeout=params.request_timeout,
@@ -417,6 +419,13 @@ class OctopusNode(LifecycleNode):
                         result.reason = f"allowed_functions names unknown functions {unknown}"
                         return result
                     self._engine.config.allowlist = names
+                elif p.name == "context_examples":  # static: checked now, applied at the next configure
+                    try:
+                        parse_context_examples(P.check_value(p.name, p.value), self._registry)
+                    except ValueError as e:
+                        result.successful = False
+                        result.reason = str(e)
+                        return result
                 elif p.name in (
                     "confidence_threshold",
                     "max_image_age",

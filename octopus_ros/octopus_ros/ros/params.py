@@ -14,6 +14,8 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.parameter import Parameter
 
+from octopus_ros.runtime.context import ContextExampleError, parse_context_examples
+
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 DECODE_MODES = ("constrained", "generate", "plain")
@@ -58,6 +60,13 @@ PARAMETERS: dict[str, Spec] = {
         DECODE_MODES,
     ),
     "threads": Spec(0, "torch CPU threads; 0 = torch default.", min=0, max=64),
+    "context_examples": Spec(
+        [""],
+        "Fixed in-context examples the model sees before every request, each 'utterance => call' "
+        "(e.g. \"pick up the red cup => pick_up('red cup')\"; at most 8); every call must be a valid "
+        "call of the registry, else configure fails naming the entry; [''] or [] = none. Measured on "
+        "the bundled model, which was not trained with examples: see the README before using it.",
+    ),
     # --- topics
     "image_topic": Spec("/camera/image_raw", "sensor_msgs/Image input; empty disables."),
     "compressed_image_topic": Spec("", "sensor_msgs/CompressedImage input (jpeg/png); empty disables."),
@@ -209,6 +218,7 @@ class NodeParams:
     functions_file: str
     decode_mode: str
     threads: int
+    context_examples: tuple[str, ...]
     image_topic: str
     compressed_image_topic: str
     speech_topic: str
@@ -284,6 +294,12 @@ def check_value(name: str, value: Any) -> Any:
     if spec.min is not None and not (spec.min <= value <= spec.max):
         raise ParameterValueError(f"{name} must be in [{spec.min}, {spec.max}], got {value!r}")
     if name == "allowed_functions":
+        return tuple(v.strip() for v in value if v and v.strip())
+    if name == "context_examples":  # the form here; the calls against the registry at configure
+        try:
+            parse_context_examples(value)
+        except ContextExampleError as e:
+            raise ParameterValueError(str(e)) from e
         return tuple(v.strip() for v in value if v and v.strip())
     if name.endswith("_topic") and value and (" " in value or value.endswith("/")):
         raise ParameterValueError(f"{name} is not a valid topic name: {value!r}")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source, decision_outcome
 from octopus_ros.runtime.standing import StandingGate, scene_change, scene_signature
@@ -64,6 +65,10 @@ class EngineConfig:
     # head (model/grounding.py) scores below this; 0 or less disables the check. A model without
     # a grounding head, or an object word the head does not know, is never blocked.
     grounding_threshold: float = 0.0
+    # Fixed in-context examples, "utterance => call" (runtime/context.py), shown to the model
+    # before every request (model/prompt.py); checked against the registry when the engine is
+    # made. Empty = none.
+    context_examples: tuple[str, ...] = ()
 
 
 class LatencyStats:
@@ -99,6 +104,9 @@ class ActionEngine:
     ``validate(call, allowlist=...)`` re-checks a call against the schema and the live allowlist
     (None = every enabled function) before it is published; it returns None when valid, or an
     object with ``kind`` and ``message`` (``octopus_ros.functions.validate_call`` with the registry).
+    With ``config.context_examples``, ``model`` also needs ``set_context(pairs)``: the engine
+    checks the entries against ``registry`` and fixes them on the model (ContextExampleError,
+    naming the entry, for a bad one).
     """
 
     def __init__(
@@ -115,6 +123,10 @@ class ActionEngine:
         self.model = model
         self.registry = registry
         self.config = config
+        examples = parse_context_examples(config.context_examples, registry)
+        if examples:
+            model.set_context(examples)
+            log.info("%d fixed in-context example(s): %s", len(examples), examples)
         self._validate = validate
         self._on_result = on_result
         self._now = now
