@@ -24,7 +24,10 @@ Data (``--data``, mixed with ``--mix`` weights): ``synthetic`` (the project's wo
 bundled functions the registry keeps at their tokens), ``registry`` (phrasings generated from the
 registry's ``examples``), ``records:PATH`` (a JSONL of image-instruction-call records, see
 :mod:`octopus_ros.data.records`). The registry's descriptions are also read as text
-(``--doc-weight``). A held-out part of the registry phrasings and of the records never trains;
+(``--doc-weight``). In-context examples (Otter; text-only, see :mod:`octopus_ros.model.prompt`):
+a record's own ``context`` is put in its prompt; ``--context-k K`` also gives a share
+(``--context-share``) of the other training examples K random examples of the same function
+from the same source. A held-out part of the registry phrasings and of the records never trains;
 ``metrics.json`` has its loss and exact-match accuracy before and after, ``training_curves.png`` the
 curves.
 """
@@ -95,6 +98,8 @@ class FinetuneConfig:
     eval_every: int = 50
     synthetic_n: int = 600
     registry_n: int = 2000
+    context_k: int = 0  # in-context examples of the same function put in a training prompt
+    context_share: float = 0.5  # share of training examples (without their own context) that get them
     seed: int = 0
     threads: int | None = None
 
@@ -110,6 +115,7 @@ class Item:
     source: str
     language: str
     function: str
+    context: tuple[tuple[str, str], ...] = ()  # in-context (instruction, answer) pairs of its own
 
 
 @dataclass
@@ -227,8 +233,13 @@ def records_source(path: str, registry: FunctionRegistry, cfg: FinetuneConfig) -
     if len(records) >= 5:
         n_out = max(1, n_out)
     held_idx = set(order[:n_out])
-    if records[0].context or any(r.context for r in records):
-        log.warning("%s: in-context examples are read and validated but not used by this trainer yet", path)
+    if any(r.context for r in records):
+        log.info(
+            "%s: %d records with in-context examples (their instructions and answers go in the prompt; "
+            "the examples' images are not used)",
+            path,
+            sum(1 for r in records if r.context),
+        )
 
     def item(r) -> Item:
         return Item(
@@ -238,6 +249,7 @@ def records_source(path: str, registry: FunctionRegistry, cfg: FinetuneConfig) -
             f"records:{path}",
             r.language,
             r.function,
+            tuple((t.instruction, t.answer) for t in r.context),
         )
 
     train = [item(r) for i, r in enumerate(records) if i not in held_idx]
@@ -408,6 +420,10 @@ class Finetuner:
         self.pre = ImagePreprocessor(config=model.config.vision)
         self.rng = random.Random(cfg.seed)
         self.docs: list[list[int]] = []
+        self.same_function: dict[tuple[str, str], list[Item]] = {}
+        for s in sources:
+            for it in s.train:
+                self.same_function.setdefault((s.name, it.function), []).append(it)
 
     def set_docs(self, lines: Sequence[str]) -> None:
         self.docs = [self.tok.encode(t, add_special_tokens=False)[:96] for t in lines]
@@ -416,8 +432,25 @@ class Finetuner:
         """(B, 3, S, S) at the tower's size and normalisation, whatever each image's size."""
         return torch.cat([self.pre(it.image()) for it in items])
 
-    def batch(self, items: Sequence[Item]) -> dict[str, torch.Tensor]:
-        examples = [self.fmt.build_training_example(it.instruction, it.answer) for it in items]
+    def context_for(self, item: Item) -> tuple[tuple[str, str], ...]:
+        """A training prompt's in-context examples: the item's own (a record's), else, with
+        ``--context-k K`` and probability ``--context-share``, K others of the same function
+        from the same source's training examples (as many as there are, up to K)."""
+        if item.context or self.cfg.context_k <= 0 or self.rng.random() >= self.cfg.context_share:
+            return item.context
+        pool = [it for it in self.same_function.get((item.source, item.function), ()) if it is not item]
+        picks = self.rng.sample(pool, min(self.cfg.context_k, len(pool)))
+        return tuple((it.instruction, it.answer) for it in picks)
+
+    def batch(self, items: Sequence[Item], *, sample_context: bool = False) -> dict[str, torch.Tensor]:
+        """Tokenized prompts + answers and pixels; ``sample_context`` (training batches) draws
+        ``--context-k`` examples, otherwise only an item's own context is used."""
+        examples = [
+            self.fmt.build_training_example(
+                it.instruction, it.answer, self.context_for(it) if sample_context else it.context
+            )
+            for it in items
+        ]
         batch = collate(examples, pad_token_id=self.tok.pad_token_id)
         batch["pixel_values"] = self.pixels(items)
         return batch
@@ -484,7 +517,7 @@ class Finetuner:
             )
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * scale
-            loss = self.model(**self.batch(self.sample())).loss
+            loss = self.model(**self.batch(self.sample(), sample_context=True)).loss
             docs = self.doc_loss()
             total = loss if docs is None else loss + cfg.doc_weight * docs
             optimizer.zero_grad(set_to_none=True)
@@ -526,7 +559,7 @@ def exact_match(
             continue
         rows = []
         for it in s.heldout:
-            d = octopus.decide(it.instruction, it.image())
+            d = octopus.decide(it.instruction, it.image(), context=it.context)
             got = d.call.to_text() if d.call is not None else ""
             rows.append((it.language, it.function, got == it.answer))
         by: dict[str, dict[str, list[bool]]] = {"language": {}, "function": {}}
@@ -625,6 +658,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="examples generated from registry phrasings",
     )
 
+    d.add_argument(
+        "--context-k",
+        type=int,
+        default=FinetuneConfig.context_k,
+        help="in-context examples (Otter): give training prompts K examples of the same function from "
+        "the same source (text only: instruction => answer); records' own context is always used",
+    )
+    d.add_argument(
+        "--context-share",
+        type=float,
+        default=FinetuneConfig.context_share,
+        help="with --context-k: the share of training examples that get them (the rest have none, "
+        "so the model still answers without examples)",
+    )
+
     t = p.add_argument_group("training")
     t.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
     t.add_argument("--lora", action="store_true", help="train low-rank adapters on the LM (peft)")
@@ -712,6 +760,8 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         eval_every=args.eval_every,
         synthetic_n=args.synthetic_n,
         registry_n=args.registry_n,
+        context_k=args.context_k,
+        context_share=args.context_share,
         seed=args.seed,
         threads=args.threads,
     )
@@ -732,6 +782,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--steps, --batch and --seconds must be positive")
     if not 0 <= args.heldout < 1:
         p.error("--heldout must be in [0, 1)")
+    if args.context_k < 0 or not 0 < args.context_share <= 1:
+        p.error("--context-k must be >= 0 and --context-share in (0, 1]")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""octopus_finetune puts in-context examples in training prompts: a record's own context, and
+with --context-k K examples of the same function from the same source."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from octopus_ros.functions import FunctionRegistry
+from octopus_ros.model import PromptFormat
+from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+from octopus_ros.paths import config_path
+from octopus_ros.training import finetune
+from octopus_ros.training.finetune import FinetuneConfig, Finetuner, Item, Source
+
+BLANK = np.zeros((32, 32, 3), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.set_num_threads(1)
+    tok = tiny_tokenizer()
+    return tok, tiny_model(tok), FunctionRegistry.from_yaml(config_path("functions.yaml"))
+
+
+def _item(instruction: str, answer: str, function: str, context=()) -> Item:
+    return Item(lambda: BLANK, instruction, answer, "registry", "en", function, tuple(context))
+
+
+ITEMS = [
+    _item("pick up the red cup", "<nexa_0>('red cup')<nexa_end>", "pick_up"),
+    _item("grab the blue ball", "<nexa_0>('blue ball')<nexa_end>", "pick_up"),
+    _item("take the green book", "<nexa_0>('green book')<nexa_end>", "pick_up"),
+    _item("stop now", "<nexa_3>()<nexa_end>", "stop"),
+    _item("halt", "<nexa_3>()<nexa_end>", "stop"),
+]
+
+
+def _prompts(tuner: Finetuner, batch) -> list[str]:
+    tok = tuner.tok
+    rows = []
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
+        n = next(i for i, v in enumerate(labels) if v != -100)
+        rows.append(tok.decode(ids[:n], skip_special_tokens=False))
+    return rows
+
+
+def test_context_k_gives_examples_of_the_same_function(parts):
+    tok, model, registry = parts
+    src = Source("registry", list(ITEMS), [])
+    tuner = Finetuner(model, tok, registry, [src], FinetuneConfig(context_k=2, context_share=1.0, seed=1))
+    fmt = PromptFormat(tokenizer=tok, config=model.config)
+    seen = set()
+    for _ in range(5):
+        batch = tuner.batch(ITEMS, sample_context=True)
+        for it, prompt in zip(ITEMS, _prompts(tuner, batch), strict=True):
+            head = prompt.split("<image>")[0]
+            turns = head.count("\nUser: ")
+            assert turns == (2 if it.function == "pick_up" else 1)  # stop has one other example
+            others = [x for x in ITEMS if x.function == it.function and x is not it]
+            assert sum(f"User: {x.instruction}\nGPT:{x.answer}" in head for x in others) == turns
+            assert f"User: {it.instruction}\nGPT:" not in head  # never its own answer
+            seen.add(head)
+            shown = sorted(
+                (x for x in others if x.instruction in head), key=lambda x: head.index(x.instruction)
+            )
+            assert prompt == fmt.build_prompt(it.instruction, [(x.instruction, x.answer) for x in shown])
+    assert len(seen) > len(ITEMS)  # the examples are drawn afresh
+    # evaluation batches (held-out loss) carry no drawn examples
+    plain = _prompts(tuner, tuner.batch(ITEMS))
+    assert all("\nUser: " not in p.split("<image>")[0] for p in plain)
+
+
+def test_without_context_k_prompts_and_sampling_are_unchanged(parts):
+    tok, model, registry = parts
+    a = Finetuner(model, tok, registry, [Source("registry", list(ITEMS), [])], FinetuneConfig(seed=3))
+    b = Finetuner(model, tok, registry, [Source("registry", list(ITEMS), [])], FinetuneConfig(seed=3))
+    fmt = PromptFormat(tokenizer=tok, config=model.config)
+    got = a.batch(ITEMS, sample_context=True)["input_ids"]
+    want = b.batch(ITEMS)["input_ids"]
+    assert torch.equal(got, want)
+    assert _prompts(a, a.batch(ITEMS))[0] == fmt.build_prompt(ITEMS[0].instruction)
+    assert [x.instruction for x in a.sample()] == [x.instruction for x in b.sample()]
+
+
+def test_records_context_goes_in_the_prompt(parts, tmp_path):
+    tok, model, registry = parts
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(tmp_path / "f.png")
+    rows = [
+        {
+            "image": "f.png",
+            "instruction": f"go to the kitchen {k}",
+            "answer": "navigate_to('kitchen')",
+            "language": "en",
+            "context": [
+                {
+                    "image": "f.png",
+                    "instruction": "head to the office",
+                    "answer": "navigate_to(place='office')",
+                }
+            ]
+            if k % 2
+            else [],
+        }
+        for k in range(4)
+    ]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", "utf-8")
+    src = finetune.records_source(str(path), registry, FinetuneConfig(heldout=0.0))
+    assert [it.context for it in src.train] == [
+        (),
+        (("head to the office", "<nexa_2>('office')<nexa_end>"),),
+        (),
+        (("head to the office", "<nexa_2>('office')<nexa_end>"),),
+    ]
+    tuner = Finetuner(model, tok, registry, [src], FinetuneConfig(context_k=3, context_share=1.0))
+    for sample in (False, True):  # a record's own context, in training and in evaluation
+        prompt = _prompts(tuner, tuner.batch(src.train[1:2], sample_context=sample))[0]
+        assert prompt.split("<image>")[0].endswith(
+            "\nUser: head to the office\nGPT:<nexa_2>('office')<nexa_end>"
+        )
