@@ -1,23 +1,27 @@
-"""Instruction templates (English and Chinese) for every robot function, slot vocabularies,
+"""Instruction templates (English and Chinese) of the synthetic world, slot vocabularies,
 fillers, and the canonical call text.
 
-A :class:`Template` is a format string with slots:
+The phrasings themselves live in the function registry: the ``phrasings:`` key of each function
+in ``config/functions.yaml`` (:mod:`octopus_ros.functions.phrasings`; the registry validates them
+and names the file and line of a bad one). This module turns them into :class:`Template` objects
+and owns what fills their slots, the synthetic world's vocabularies (:data:`WORLD_SLOTS`):
 
 - ``{obj}`` an object name (``red cup`` / ``红色杯子``), ``{pet}`` a pet word (``doggy`` / ``猫咪``);
 - ``{loc}`` a place() location phrase, ``{place}`` a navigate_to() place, ``{bin}`` a waste bin;
 - ``{contact}`` and ``{msg}`` for send_message(), ``{speed}`` for set_speed(), ``{gib}`` gibberish.
 
-Its ``mode`` says where the object argument comes from: ``named`` (the text names it),
+A template's ``mode`` says where the object argument comes from: ``named`` (the text names it),
 ``deictic`` (the text says "that"/"这个": the argument is the most salient object in the image),
-or ``text`` (the call does not depend on the image at all).
+or ``text`` (the call does not depend on the image at all); ``heldout`` marks the phrasings of
+the ``unseen_phrasing`` split (never trained on).
 
 Object arguments are always the English canonical name (``'red cup'``), whatever the language of
 the instruction, so the robot's downstream code sees one vocabulary; enum arguments are English by
 definition; the send_message ``text`` argument is copied verbatim from the instruction (Chinese
 text stays Chinese).
 
-Template ids (``pick_up.en.03``) are stable: lists below are append-only, so held-out splits do not
-move when templates are added (append new ones at the end of a list).
+Template ids (``pick_up.en.03``) are positions in the registry's lists, which are append-only, so
+no id moves when a phrasing is added (append new ones at the end of a list).
 """
 
 from __future__ import annotations
@@ -32,26 +36,39 @@ from typing import Any
 
 import numpy as np
 
-LANGUAGES: tuple[str, ...] = ("en", "zh")
+from octopus_ros.functions import FunctionRegistry, load_default_registry
 
-# name -> (token index, argument names); token indices match config/functions.yaml
-FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
-    "pick_up": (0, ("object",)),
-    "place": (1, ("object", "location")),
-    "navigate_to": (2, ("place",)),
-    "stop": (3, ()),
-    "take_photo": (4, ()),
-    "recycle": (5, ("item", "bin")),
-    "water_plant": (6, ()),
-    "feed_pet": (7, ("pet",)),
-    "find_item": (8, ("item",)),
-    "describe_scene": (9, ()),
-    "send_message": (10, ("contact", "text")),
-    "set_speed": (11, ("value",)),
-    "no_action": (12, ()),
-}
+LANGUAGES: tuple[str, ...] = ("en", "zh")
 MODES: tuple[str, ...] = ("named", "deictic", "text")
 NEXA_END = "<nexa_end>"
+
+# Slots the synthetic world can fill (see _slot_patterns and tasks._instruction for the words).
+WORLD_SLOTS: dict[str, str] = {
+    "obj": "an object's name as rendered (red cup, 红色杯子)",
+    "loc": "a place() location phrase (on the shelf, 架子上)",
+    "place": "a navigate_to() place (kitchen, 厨房)",
+    "bin": "a waste bin (recycling bin, 回收桶)",
+    "pet": "a pet word (doggy, 猫咪)",
+    "contact": "a send_message() contact (mom, 妈妈)",
+    "msg": "a message text, copied into the call",
+    "speed": "a spoken speed (35 percent, 百分之三十五)",
+    "gib": "gibberish (no argument)",
+}
+
+
+def world_functions(registry: FunctionRegistry) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """name -> (token index, argument names) of the registry's functions with world phrasings,
+    in token order."""
+    return {
+        s.name: (s.token, tuple(a.name for a in s.args))
+        for s in registry.functions
+        if s.phrasings is not None
+    }
+
+
+# The bundled registry (config/functions.yaml): its functions with phrasings are the world's.
+REGISTRY: FunctionRegistry = load_default_registry()
+FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = world_functions(REGISTRY)
 
 
 # ----------------------------------------------------------------------------- call text
@@ -99,7 +116,7 @@ def call_text(function: str, args: tuple | list = ()) -> str:
 # ----------------------------------------------------------------------------- templates
 @dataclass(frozen=True)
 class Template:
-    """One phrasing of one function in one language."""
+    """One phrasing of one function in one language (from the registry's ``phrasings:``)."""
 
     id: str  # '<function>.<lang>.<index>', stable
     function: str
@@ -107,6 +124,7 @@ class Template:
     text: str  # format string with slots
     mode: str  # 'named' | 'deictic' | 'text'
     fixed: tuple[tuple[str, Any], ...] = ()  # arguments the phrasing itself fixes ("full speed")
+    heldout: bool = False  # in the unseen_phrasing split, never trained on
 
     @property
     def slots(self) -> frozenset[str]:
@@ -114,582 +132,41 @@ class Template:
         return frozenset(f for _, f, _, _ in string.Formatter().parse(self.text) if f)
 
 
-# Source lists. A leading '@' marks a deictic phrasing; a (text, {arg: value}) pair fixes args.
-_SOURCES: dict[str, dict[str, list]] = {
-    "pick_up": {
-        "en": [
-            "pick up the {obj}",
-            "grab the {obj}",
-            "can you pick up the {obj}?",
-            "could you grab the {obj} for me?",
-            "please get the {obj}",
-            "take the {obj}",
-            "lift the {obj}",
-            "hand me the {obj}",
-            "I need the {obj}, pick it up",
-            "yo, snag that {obj}",
-            "would you mind picking up the {obj}?",
-            "fetch the {obj}",
-            "pick the {obj} up off the floor",
-            "@pick that up",
-            "@grab it",
-            "@pick this up",
-            "@grab the thing in front of you",
-            "@can you pick up what you're looking at?",
-            "@take that",
-            "@get that for me",
-            "@lift this one",
-            "@pick up the object in front of you",
-            "@snag that thing",
-            "@could you grab whatever that is?",
-            "@pick it up",
-        ],
-        "zh": [
-            "把{obj}捡起来",
-            "拿起{obj}",
-            "帮我拿一下{obj}",
-            "你能把{obj}拿起来吗？",
-            "请拿起{obj}",
-            "去拿{obj}",
-            "把{obj}递给我",
-            "抓起{obj}",
-            "麻烦把{obj}拿起来",
-            "我要{obj}，帮我拿过来",
-            "拿一下那个{obj}",
-            "捡一下地上的{obj}",
-            "@把这个捡起来",
-            "@拿起来",
-            "@把它拿起来",
-            "@帮我拿一下这个",
-            "@把你面前的东西拿起来",
-            "@拿那个",
-            "@你能把这个拿起来吗？",
-            "@抓住它",
-            "@把眼前这个东西捡起来",
-            "@拿一下这个东西",
-            "@把那个拿给我",
-            "@把这玩意儿捡起来",
-        ],
-    },
-    "place": {
-        "en": [
-            "put the {obj} {loc}",
-            "place the {obj} {loc}",
-            "set the {obj} down {loc}",
-            "can you put the {obj} {loc}?",
-            "leave the {obj} {loc}",
-            "move the {obj} {loc}",
-            "drop the {obj} {loc}",
-            "the {obj} goes {loc}",
-            "please set the {obj} {loc}",
-            "I want the {obj} {loc}",
-            "stick the {obj} {loc}",
-            "could you place the {obj} {loc} for me?",
-            "@put it {loc}",
-            "@put that {loc}",
-            "@place this {loc}",
-            "@set it down {loc}",
-            "@leave that {loc}",
-            "@move this {loc}",
-            "@drop it {loc}",
-            "@this goes {loc}",
-            "@can you put that {loc}?",
-            "@put the thing you're looking at {loc}",
-            "@stick it {loc}",
-            "@put what's in front of you {loc}",
-        ],
-        "zh": [
-            "把{obj}放到{loc}",
-            "把{obj}放在{loc}",
-            "请把{obj}搁到{loc}",
-            "{obj}放{loc}",
-            "你能把{obj}放到{loc}吗？",
-            "帮我把{obj}放到{loc}",
-            "把{obj}挪到{loc}",
-            "把{obj}摆到{loc}",
-            "麻烦把{obj}放回{loc}",
-            "{obj}应该放在{loc}",
-            "将{obj}放置到{loc}",
-            "把{obj}拿到{loc}放好",
-            "@把它放到{loc}",
-            "@把这个放在{loc}",
-            "@放到{loc}",
-            "@把这个东西搁{loc}",
-            "@你能把它放到{loc}吗？",
-            "@帮我把这个放{loc}",
-            "@把那个挪到{loc}",
-            "@把眼前这个放到{loc}",
-            "@这个放{loc}",
-            "@把你面前的东西放到{loc}",
-            "@把它摆到{loc}",
-            "@把这玩意儿放到{loc}",
-        ],
-    },
-    "navigate_to": {
-        "en": [
-            "go to the {place}",
-            "navigate to the {place}",
-            "head to the {place}",
-            "drive to the {place}",
-            "can you go to the {place}?",
-            "move to the {place}",
-            "please go over to the {place}",
-            "get yourself to the {place}",
-            "go back to the {place}",
-            "could you head over to the {place}?",
-            "roll over to the {place}",
-            "make your way to the {place}",
-            "off to the {place} you go",
-            ("go charge your battery", {"place": "charging_dock"}),
-            ("go check who's at the door", {"place": "front_door"}),
-            "come to the {place}",
-        ],
-        "zh": [
-            "去{place}",
-            "到{place}去",
-            "导航到{place}",
-            "你去一下{place}",
-            "请前往{place}",
-            "移动到{place}",
-            "能去{place}吗？",
-            "走到{place}",
-            "快去{place}",
-            "回{place}",
-            "去{place}看看",
-            "开到{place}",
-            ("去充电吧", {"place": "charging_dock"}),
-            ("去门口看看是谁", {"place": "front_door"}),
-            "你到{place}等我",
-        ],
-    },
-    "stop": {
-        "en": [
-            "stop",
-            "halt",
-            "freeze",
-            "stop moving",
-            "stop right there",
-            "hold on, stop",
-            "whoa whoa whoa, stop",
-            "that's enough, stop",
-            "don't move",
-            "cease all motion",
-            "emergency stop",
-            "stop what you're doing",
-            "hit the brakes",
-            "stay still",
-        ],
-        "zh": [
-            "停",
-            "停下",
-            "停下来",
-            "别动",
-            "站住",
-            "停止",
-            "不要动了",
-            "停一下",
-            "紧急停止",
-            "停止所有动作",
-            "先停一停",
-            "刹车",
-            "够了，停下吧",
-        ],
-    },
-    "take_photo": {
-        "en": [
-            "take a photo",
-            "take a picture",
-            "snap a photo",
-            "can you take a pic?",
-            "capture an image",
-            "say cheese",
-            "photograph this",
-            "take a snapshot",
-            "grab a picture of this",
-            "get a shot of that",
-            "could you snap a picture for me?",
-            "picture time",
-            "take a photo of what you see",
-        ],
-        "zh": [
-            "拍张照片",
-            "拍照",
-            "照张相",
-            "帮我拍一张",
-            "拍一下",
-            "来张照片",
-            "你能拍张照吗？",
-            "给这个拍个照",
-            "咔嚓一张",
-            "拍个照片留念",
-            "用相机拍一下",
-            "拍下来",
-            "把眼前的画面拍下来",
-        ],
-    },
-    "recycle": {
-        "en": [
-            "throw away the {obj}",
-            "recycle the {obj}",
-            "put the {obj} in the right bin",
-            "get rid of the {obj}",
-            "dispose of the {obj}",
-            "toss the {obj}",
-            "can you bin the {obj}?",
-            "throw the {obj} out",
-            "the {obj} is garbage, throw it away",
-            "sort the {obj} into the correct bin",
-            "put the {obj} in the {bin}",
-            "throw the {obj} into the {bin}",
-            "@throw this away",
-            "@put it in the right bin",
-            "@recycle this",
-            "@toss that",
-            "@get rid of it",
-            "@which bin does this go in? put it there",
-            "@throw that out",
-            "@dispose of this properly",
-            "@bin it",
-            "@put this in the correct bin",
-            "@put this in the {bin}",
-            "@this is rubbish, deal with it",
-        ],
-        "zh": [
-            "把{obj}扔掉",
-            "回收{obj}",
-            "把{obj}扔进对应的垃圾桶",
-            "处理掉{obj}",
-            "把{obj}丢了",
-            "把{obj}分类扔掉",
-            "{obj}不要了，扔了吧",
-            "帮我把{obj}扔了",
-            "把{obj}放进正确的垃圾桶",
-            "把{obj}扔进{bin}",
-            "把{obj}放到{bin}里",
-            "@把这个扔掉",
-            "@把它扔进正确的垃圾桶",
-            "@回收这个",
-            "@扔了它",
-            "@这个该扔哪个桶？扔进去",
-            "@把这个丢了",
-            "@帮我处理掉这个",
-            "@把它分类扔掉",
-            "@这个不要了",
-            "@把这个放进对应的垃圾桶",
-            "@把这个扔进{bin}",
-            "@这是垃圾，处理一下",
-        ],
-    },
-    "water_plant": {
-        "en": [
-            "water the plant",
-            "give the plant some water",
-            "the plant looks thirsty",
-            "please water the plant",
-            "time to water the plant",
-            "the plant needs water",
-            "could you water the plant for me?",
-            "hydrate the plant",
-            "sprinkle some water on the plant",
-            "don't forget to water the plant",
-            "@can you water this?",
-            "@water it",
-            "@give this a drink",
-            "@this looks dry, water it",
-        ],
-        "zh": [
-            "给植物浇水",
-            "给花浇点水",
-            "植物该浇水了",
-            "帮我浇一下这盆植物",
-            "去浇一下花",
-            "能给植物浇水吗？",
-            "别忘了浇花",
-            "给这盆绿植浇水",
-            "盆栽有点干了，浇点水",
-            "@浇浇水",
-            "@这盆花渴了",
-            "@给它浇点水",
-            "@浇水",
-            "@给这个浇浇水吧",
-        ],
-    },
-    "feed_pet": {
-        "en": [
-            "feed the {pet}",
-            "give the {pet} some food",
-            "the {pet} is hungry",
-            "can you feed the {pet}?",
-            "time to feed the {pet}",
-            "please give the {pet} its dinner",
-            "put some food out for the {pet}",
-            "the {pet} needs breakfast",
-            "@feed it",
-            "@feed the pet",
-            "@it looks hungry, give it some food",
-            "@feed this little guy",
-            "@can you feed the animal?",
-            "@give that one something to eat",
-            "@feeding time!",
-            "@the pet needs food",
-        ],
-        "zh": [
-            "喂{pet}",
-            "给{pet}喂食",
-            "{pet}饿了",
-            "喂一下{pet}",
-            "给{pet}一点吃的",
-            "该喂{pet}了",
-            "你能喂{pet}吗？",
-            "给{pet}准备饭",
-            "@喂它",
-            "@喂一下宠物",
-            "@它饿了，喂点吃的",
-            "@给它点吃的",
-            "@给宠物喂食",
-            "@喂喂这个小家伙",
-            "@该吃饭了，喂一下它",
-            "@给这只动物喂点东西",
-        ],
-    },
-    "find_item": {
-        "en": [
-            "find the {obj}",
-            "help me find my {obj}",
-            "where is my {obj}?",
-            "can you look for the {obj}?",
-            "I lost my {obj}",
-            "search for the {obj}",
-            "have you seen my {obj}?",
-            "locate the {obj}",
-            "I can't find my {obj} anywhere",
-            "go find the {obj}",
-            "track down my {obj}",
-            "@find another one of these",
-            "@I lost one of these, can you find it?",
-            "@help me look for this thing",
-            "@find something like this",
-            "@where's the other one like this?",
-            "@search for one of these",
-            "@can you find me one like that?",
-            "@look for this",
-            "@I need another one of those, go find it",
-        ],
-        "zh": [
-            "找一下{obj}",
-            "帮我找找我的{obj}",
-            "我的{obj}在哪里？",
-            "你能找到{obj}吗？",
-            "我的{obj}丢了",
-            "搜索一下{obj}",
-            "你见过我的{obj}吗？",
-            "去找{obj}",
-            "{obj}不见了，帮我找找",
-            "@帮我找找这个",
-            "@再找一个这样的",
-            "@我丢了一个这个，帮我找找",
-            "@找一个跟这个一样的",
-            "@帮我找找这种东西",
-            "@还有一个这样的在哪？",
-            "@找找这个东西",
-            "@去找一个这个",
-        ],
-    },
-    "describe_scene": {
-        "en": [
-            "describe the scene",
-            "describe what you see",
-            "tell me what you see",
-            "what can you see right now? describe it",
-            "give me a description of your surroundings",
-            "describe your view",
-            "paint me a picture of what's around",
-            "explain what's in front of the camera",
-            "what are you looking at? tell me about it",
-            "narrate what you see",
-            "describe the room",
-            "give me a rundown of what's around you",
-            "tell me about the scene",
-        ],
-        "zh": [
-            "描述一下场景",
-            "说说你看到了什么",
-            "你看到了什么？",
-            "描述你眼前的画面",
-            "告诉我周围有什么",
-            "讲讲你面前的情况",
-            "描述一下周围环境",
-            "你现在看到什么了？",
-            "把你看到的说一下",
-            "形容一下眼前的景象",
-            "介绍一下你看到的东西",
-            "给我描述一下这个房间",
-            "说一下摄像头里有什么",
-        ],
-    },
-    "send_message": {
-        "en": [
-            "text {contact}: {msg}",
-            "send a message to {contact} saying {msg}",
-            "tell {contact} that {msg}",
-            "message {contact}: {msg}",
-            "send {contact} a text: {msg}",
-            "can you text {contact} '{msg}'",
-            "let {contact} know {msg}",
-            "shoot {contact} a message saying {msg}",
-            "drop {contact} a line: {msg}",
-            "write to {contact}: {msg}",
-            "please send {contact} this: {msg}",
-            "send a text to {contact} that says {msg}",
-            "could you message {contact} and say {msg}",
-            "ping {contact} with {msg}",
-        ],
-        "zh": [
-            "给{contact}发消息：{msg}",
-            "告诉{contact}：{msg}",
-            "给{contact}发一条信息说{msg}",
-            "跟{contact}说一声{msg}",
-            "帮我给{contact}发个消息：{msg}",
-            "发消息给{contact}，内容是{msg}",
-            "通知{contact}：{msg}",
-            "给{contact}留言：{msg}",
-            "发微信给{contact}：{msg}",
-            "传个话给{contact}：{msg}",
-            "给{contact}发：{msg}",
-            "麻烦告诉{contact}，{msg}",
-            "发短信给{contact}说{msg}",
-        ],
-    },
-    "set_speed": {
-        "en": [
-            "set the speed to {speed}",
-            "go at {speed}",
-            "change your speed to {speed}",
-            "move at {speed} speed",
-            "adjust speed to {speed}",
-            "can you run at {speed}?",
-            "speed: {speed}",
-            "please use {speed} speed",
-            "I want you at {speed} speed",
-            "throttle to {speed}",
-            "make your speed {speed}",
-            "limit your speed to {speed}",
-            ("full speed ahead", {"value": 1.0}),
-            ("go at half speed", {"value": 0.5}),
-            ("quarter speed", {"value": 0.25}),
-            ("max speed!", {"value": 1.0}),
-            "drive at {speed} of your top speed",
-        ],
-        "zh": [
-            "把速度设为{speed}",
-            "速度调到{speed}",
-            "用{speed}的速度前进",
-            "调整速度到{speed}",
-            "速度设置成{speed}",
-            "以{speed}的速度移动",
-            "你能把速度调成{speed}吗？",
-            "把速度改为{speed}",
-            "开到{speed}的速度",
-            "速度：{speed}",
-            "将速度限制在{speed}",
-            "速度调整为{speed}",
-            ("全速前进", {"value": 1.0}),
-            ("半速行驶", {"value": 0.5}),
-            ("开到最大速度", {"value": 1.0}),
-        ],
-    },
-    "no_action": {
-        "en": [
-            "what's the weather like today?",
-            "tell me a joke",
-            "who won the game last night?",
-            "fly to the moon",
-            "make me a sandwich",
-            "can you do my taxes?",
-            "sing me a song",
-            "what is the meaning of life?",
-            "climb up the wall",
-            "drive me to the airport",
-            "lift the whole house",
-            "teleport to paris",
-            "um",
-            "hmm, never mind",
-            "nothing, forget it",
-            "I was just talking to myself",
-            "blue purple seventeen",
-            "throw the cat in the trash",
-            "recycle the dog",
-            "how old are you?",
-            "what's two plus two?",
-            "play some jazz",
-            "book a flight to tokyo",
-            "do a backflip",
-            "sorry, wrong robot",
-            "{gib}",
-            "uh... {gib}",
-        ],
-        "zh": [
-            "今天天气怎么样？",
-            "讲个笑话",
-            "昨晚比赛谁赢了？",
-            "飞到月球上去",
-            "给我做个三明治",
-            "帮我报税",
-            "唱首歌",
-            "生命的意义是什么？",
-            "爬上墙",
-            "开车送我去机场",
-            "把房子举起来",
-            "瞬间移动到巴黎",
-            "嗯……",
-            "算了，没事",
-            "没什么，忘了吧",
-            "我在自言自语",
-            "蓝色紫色十七",
-            "把猫扔进垃圾桶",
-            "回收这只狗",
-            "你几岁了？",
-            "二加二等于几？",
-            "放点爵士乐",
-            "订一张去东京的机票",
-            "翻个跟头",
-            "不好意思，叫错了",
-            "{gib}",
-            "呃……{gib}",
-        ],
-    },
-}
-
 # Functions whose scene must contain a specific kind of target.
 OBJECT_FUNCTIONS: tuple[str, ...] = ("pick_up", "place", "recycle", "find_item")  # arg from an item
-IMAGE_FUNCTIONS: tuple[str, ...] = (*OBJECT_FUNCTIONS, "feed_pet", "water_plant")
 
 
-def _build_templates() -> tuple[Template, ...]:
+def load_templates(registry: FunctionRegistry) -> tuple[Template, ...]:
+    """Every world phrasing of ``registry`` as a :class:`Template`, in registry order (function by
+    token, then language code, then position in the YAML list). ValueError, naming the registry file and
+    the line of the function's phrasing ``slots:``, when its phrasings need a slot or a language
+    the synthetic world cannot fill."""
     out = []
-    for function, by_lang in _SOURCES.items():
-        if function not in FUNCTIONS:
-            raise RuntimeError(f"templates for unknown function {function!r}")
-        for lang, entries in by_lang.items():
-            for i, entry in enumerate(entries):
-                text, fixed = (entry, {}) if isinstance(entry, str) else entry
-                deictic = text.startswith("@")
-                text = text.lstrip("@")
-                if deictic:
-                    mode = "deictic"
-                elif function in IMAGE_FUNCTIONS:
-                    mode = "named"
-                else:
-                    mode = "text"
-                out.append(
-                    Template(
-                        f"{function}.{lang}.{i:02d}", function, lang, text, mode, tuple(sorted(fixed.items()))
-                    )
+    for spec in registry.functions:
+        phrasings = spec.phrasings
+        if phrasings is None:
+            continue
+        line = phrasings.slots_line or phrasings.line
+        at = f"{registry.source}:{line}" if line is not None else registry.source
+        unknown = [slot for slot, _ in phrasings.slots if slot not in WORLD_SLOTS]
+        if unknown:
+            raise ValueError(
+                f"{at}: {spec.name} phrasings: the synthetic world has no words for slot "
+                f"{{{unknown[0]}}} (it fills {', '.join(WORLD_SLOTS)})"
+            )
+        for lang, items in phrasings.languages:
+            if lang not in LANGUAGES:
+                raise ValueError(
+                    f"{at}: {spec.name} phrasings: the synthetic world speaks {LANGUAGES}, not {lang!r}"
                 )
+            out += [
+                Template(f"{spec.name}.{lang}.{i:02d}", spec.name, lang, p.say, p.mode, p.fixed, p.heldout)
+                for i, p in enumerate(items)
+            ]
     return tuple(out)
 
 
-TEMPLATES: tuple[Template, ...] = _build_templates()
+TEMPLATES: tuple[Template, ...] = load_templates(REGISTRY)
 TEMPLATES_BY_ID: dict[str, Template] = {t.id: t for t in TEMPLATES}
 
 

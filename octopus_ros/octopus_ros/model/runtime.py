@@ -592,7 +592,10 @@ def _registry_characters(registry) -> str:
             for v in obj:
                 walk(v)
 
-    walk(registry.to_dict())
+    data = registry.to_dict()
+    for spec in data["functions"]:
+        spec.pop("phrasings", None)  # the synthetic world's training phrasings: never decoded
+    walk(data)
     return "".join(sorted(chars))
 
 

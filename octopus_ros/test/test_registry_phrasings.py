@@ -1,0 +1,239 @@
+"""The bundled functions' phrasings live in the function registry (``phrasings:`` in
+config/functions.yaml, functions/phrasings.py); data/instructions.py reads them from there.
+
+The digests below were recorded at commit 46250ba, before the move, when the phrasings were
+literal lists in data/instructions.py (``_SOURCES``), by the same code as ``_digests`` below:
+the bundled model's training and evaluation data must not change by moving them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from octopus_ros.data import instructions, tasks
+from octopus_ros.data.instructions import TEMPLATES, load_templates
+from octopus_ros.data.tasks import SPLITS, default_splits, generate, instruction_corpus
+from octopus_ros.functions import FunctionRegistry, RegistryError, load_default_registry
+from octopus_ros.paths import config_path
+
+# sha256 over (instruction, answer, template id, mode) of generate(split, 400, seed), per split and seed
+RECORDED = {
+    "train/0": "e7cf19db551fe0f1673e95f1bdae72db037f4085b742c471c5249f3028b52544",
+    "train/1": "d78008b7fb6e426643666b22614752614ff3546bcd8697ebb742805eaaf6ebfe",
+    "iid/0": "ff65a7f64f996a1a83e54231ea62ccf740c0690f203563190825264e304e9a8d",
+    "iid/1": "276e5f218aae3188e5558106341799f5333d945c3e908be3a5a97f26d09ccef5",
+    "unseen_phrasing/0": "2b73b0507b43b7850a712204e55b00e26cbfd7adfee0033b9171ccde8d9042c9",
+    "unseen_phrasing/1": "2b36a752fdbe30f4ee79f99ad9baab0f9c822fe7c76cfa1b4d67176f40eb311f",
+    "unseen_combo/0": "d0b9598525e0ddf968513bd43eef9a4ea7b233c8ff9bd9eeccfe30efff6a7060",
+    "unseen_combo/1": "5d719481bd60fc6be201cfa852ad88afbd72aa62f08e6c378af48b5a3c4fbdc4",
+}
+# sha256 over the images of the same examples rendered at 16 px (the scenes did not move either)
+RECORDED_IMAGES = {
+    "train/0": "ce1abeab2c9d6f30d0c05902e23b04210a68b2e3c1b25a31170e4bbbb1871960",
+    "train/1": "e0ec6e960174c130b738aa5d0e5280732b95a7fc8f616a0b07892b76a71abe7f",
+    "iid/0": "8b922c33009906f7f5fb146a56ef60942325fb6a016c359436f2278aa624f3a7",
+    "iid/1": "69459385b46ba28d6cab2d46bc496a78e6ae742737fadc668bebd19c0f18ca12",
+    "unseen_phrasing/0": "25e7542a958c7a92ec93651a55603310f48d45bb749a0ef4acd717c43c11de51",
+    "unseen_phrasing/1": "931ccc28338bccca84e7e2a5c4c42bdf197e5da41eee60691f45fc3a5a669a1f",
+    "unseen_combo/0": "06b216d0087dd14014ba4ebef694fbf5e39b3888fc57bf02af8212cf765da054",
+    "unseen_combo/1": "d32249782f09e1109bf7375240a9f8d334ed26eb8dd7ab89b58959babcbaa22c",
+}
+RECORDED_CORPUS = (
+    "0e4c4b287770816fd8e0c6590323d850bfc5efbc59e6a4a87817630647347203"  # instruction_corpus(seed=0)
+)
+# instruction_corpus(seed=3, split="unseen_phrasing")
+RECORDED_HELDOUT_CORPUS = "3180a5e9acbccb026c0b0696974df60f234a42fb68bc2d8d701c80d9a78a705d"
+# sha256 over (id, function, language, text, mode, repr(fixed)) of every template, in order
+RECORDED_TEMPLATES = "f673df23a020f7ac18f193ab71ee2dff2be86909401ddd88830d5bdc5de43bc9"
+# sha256 of the sorted held-out template ids of default_splits(), one per line
+RECORDED_HELDOUT = "9af8c20e0ab2d2dd00563396be4fada8de74edb16310575dc7b36a01bf5a5706"
+N_TEMPLATES, N_HELDOUT = 464, 110
+
+
+def _digests(split: str, seed: int, **kwargs) -> tuple[str, str]:
+    text, images = hashlib.sha256(), hashlib.sha256()
+    for ex in generate(split, 400, seed, image_size=16, **kwargs):
+        text.update("\x1f".join((ex.instruction, ex.answer, ex.template, ex.mode)).encode() + b"\x1e")
+        images.update(ex.image.tobytes())
+    return text.hexdigest(), images.hexdigest()
+
+
+def _corpus_digest(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode() + b"\x1e")
+    return h.hexdigest()
+
+
+def _templates_digest(templates) -> str:
+    h = hashlib.sha256()
+    for t in templates:
+        h.update(
+            "\x1f".join((t.id, t.function, t.language, t.text, t.mode, repr(t.fixed))).encode() + b"\x1e"
+        )
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_generated_examples_are_those_of_the_literal_lists(split):
+    for seed in (0, 1):
+        text, images = _digests(split, seed)
+        assert text == RECORDED[f"{split}/{seed}"], (split, seed)
+        assert images == RECORDED_IMAGES[f"{split}/{seed}"], (split, seed)
+
+
+def test_corpus_templates_and_heldout_set_are_those_of_the_literal_lists():
+    assert _corpus_digest(instruction_corpus(seed=0)) == RECORDED_CORPUS
+    assert _corpus_digest(instruction_corpus(seed=3, split="unseen_phrasing")) == RECORDED_HELDOUT_CORPUS
+    assert len(TEMPLATES) == N_TEMPLATES
+    assert _templates_digest(TEMPLATES) == RECORDED_TEMPLATES
+    heldout = default_splits().heldout_templates
+    assert len(heldout) == N_HELDOUT
+    assert hashlib.sha256("\n".join(sorted(heldout)).encode()).hexdigest() == RECORDED_HELDOUT
+    # the split is the registry's heldout marks
+    assert heldout == {t.id for t in TEMPLATES if t.heldout}
+    registry = load_default_registry()
+    marked = {
+        f"{spec.name}.{lang}.{i:02d}"
+        for spec in registry.functions
+        if spec.phrasings is not None
+        for lang, items in spec.phrasings.languages
+        for i, p in enumerate(items)
+        if p.heldout
+    }
+    assert heldout == marked
+
+
+def test_registry_round_trip_keeps_the_phrasings():
+    registry = load_default_registry()
+    again = FunctionRegistry.from_dict(registry.to_dict())
+    assert again == registry
+    assert load_templates(again) == TEMPLATES
+
+
+def _edited_copy(tmp_path, old: str, new: str) -> tuple[Path, int]:
+    """A copy of the bundled registry with its (unique) line ``old`` replaced by ``new``: (path, line)."""
+    text = config_path("functions.yaml").read_text(encoding="utf-8")
+    lines = text.split("\n")
+    hits = [i for i, line in enumerate(lines) if line == old]
+    assert len(hits) == 1, old
+    lines[hits[0]] = new
+    path = tmp_path / "functions.yaml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path, hits[0] + 1
+
+
+@pytest.fixture
+def use_templates(monkeypatch):
+    """Make data generation read the given templates (as if they were the bundled registry's)."""
+
+    def use(templates):
+        monkeypatch.setattr(instructions, "TEMPLATES", templates)
+        monkeypatch.setattr(instructions, "TEMPLATES_BY_ID", {t.id: t for t in templates})
+        monkeypatch.setattr(tasks, "TEMPLATES", templates)
+        default_splits.cache_clear()
+
+    yield use
+    monkeypatch.undo()
+    default_splits.cache_clear()
+
+
+def test_an_edited_phrasing_changes_what_is_generated(tmp_path, use_templates):
+    path, _ = _edited_copy(
+        tmp_path, "        - can you pick up the {obj}?", "        - can you seize the {obj}?"
+    )
+    edited = load_templates(FunctionRegistry.from_yaml(path))
+    assert edited[2].id == "pick_up.en.02" and edited[2].text == "can you seize the {obj}?"
+    use_templates(edited)
+    examples = generate("train", 100, 0, image_size=16, functions=["pick_up"], languages=["en"])
+    seized = [ex for ex in examples if ex.template == "pick_up.en.02"]
+    assert seized and all("seize" in ex.instruction.lower() for ex in seized)
+    corpus = instruction_corpus(seed=0)
+    assert sum("seize" in text.lower() for text in corpus) == 8  # n_per_template
+    assert _corpus_digest(corpus) != RECORDED_CORPUS
+
+
+def test_a_heldout_mark_moves_a_phrasing_out_of_training(tmp_path, use_templates):
+    assert "pick_up.en.00" not in default_splits().heldout_templates
+    path, _ = _edited_copy(
+        tmp_path, "        - pick up the {obj}", "        - {say: 'pick up the {obj}', heldout: true}"
+    )
+    edited = load_templates(FunctionRegistry.from_yaml(path))
+    assert edited[0].id == "pick_up.en.00" and edited[0].heldout
+    use_templates(edited)
+    splits = default_splits()
+    assert splits.heldout_templates == {t.id for t in edited if t.heldout}
+    assert "pick_up.en.00" in splits.heldout_templates
+    assert all(t.id != "pick_up.en.00" for t in splits.templates("pick_up", "en", heldout=False))
+    held = generate("unseen_phrasing", 200, 0, image_size=16, functions=["pick_up"], languages=["en"])
+    assert any(ex.template == "pick_up.en.00" for ex in held)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "        - can you pick up the {obj}?",
+            "        - can you pick up the {thing}?",
+            "unknown slot {thing}",
+        ),
+        (
+            "        - {say: pick that up, mode: deictic, heldout: true}",
+            "        - {say: pick that up, mode: pointing, heldout: true}",
+            "mode 'pointing' must be one of named, deictic, text",
+        ),
+        (
+            "        - {say: pick that up, mode: deictic, heldout: true}",
+            "        - {say: pick that up, mood: deictic, heldout: true}",
+            "unknown key(s) ['mood']",
+        ),
+        (
+            "        - {say: full speed ahead, args: {value: 1.0}}",
+            "        - {say: full speed ahead, args: {value: 2.0}}",
+            "args: value:",
+        ),
+        (
+            "        - {say: full speed ahead, args: {value: 1.0}}",
+            "        - {say: full speed ahead, args: {speed: 1.0}}",
+            "'speed' is not an argument of set_speed",
+        ),
+        ("        - halt", "        - {say: halt, heldout: yes please}", "heldout must be true or false"),
+        ("        - pick up the {obj}", "        - pick up the {obj!r}", "must be a plain {slot} name"),
+    ],
+)
+def test_a_broken_phrasing_is_refused_with_file_and_line(tmp_path, old, new, message):
+    path, line = _edited_copy(tmp_path, old, new)
+    with pytest.raises(RegistryError) as err:
+        FunctionRegistry.from_yaml(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}:{line}: functions["), text
+    assert message in text, text
+
+
+def test_broken_phrasing_sets_are_refused_with_file_and_line(tmp_path):
+    # a slot that says no argument of the function
+    path, line = _edited_copy(tmp_path, "      slots: {obj: object}", "      slots: {obj: thing}")
+    with pytest.raises(RegistryError, match="not an argument of pick_up") as err:
+        FunctionRegistry.from_yaml(path)
+    assert str(err.value).startswith(f"{path}:{line}: functions[0] 'pick_up': phrasings: slot {{obj}}")
+    # a slot the synthetic world has no words for: the registry accepts it, the world refuses it
+    path, line = _edited_copy(
+        tmp_path, "      slots: {obj: object}", "      slots: {obj: object, thing: object}"
+    )
+    registry = FunctionRegistry.from_yaml(path)
+    with pytest.raises(ValueError, match=r"no words for slot \{thing\}") as err:
+        load_templates(registry)
+    assert str(err.value).startswith(f"{path}:{line}: pick_up phrasings")
+
+
+def test_every_language_keeps_a_training_phrasing():
+    registry = load_default_registry()
+    raw = registry.by_name("stop").to_dict()
+    raw["phrasings"]["zh"] = [
+        {"say": p if isinstance(p, str) else p["say"], "heldout": True} for p in raw["phrasings"]["zh"]
+    ]
+    with pytest.raises(RegistryError, match=r"phrasings\[zh\]: every phrasing is heldout"):
+        FunctionRegistry.from_dict({"version": 1, "functions": [raw, registry.decline_function.to_dict()]})
