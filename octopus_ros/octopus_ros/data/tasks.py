@@ -6,7 +6,8 @@ Splits
 
 - ``unseen_phrasing``: about 25 % of the templates of every (function, language), stratified by
   mode (named / deictic / text) so training keeps both kinds. Templates that fix an argument by
-  their wording ("full speed ahead") and gibberish generators always stay in training.
+  their wording ("full speed ahead") and gibberish generators always stay in training. The
+  project's split (:func:`default_splits`) is the registry's ``heldout: true`` marks.
 - ``unseen_combo``: about 15 % of the (category, colour) pairs of portable items whose names
   carry a colour; every category and every colour keeps at least two training partners.
 
@@ -186,8 +187,11 @@ def make_splits(seed: int = 0, *, template_fraction: float = 0.25, combo_fractio
 
 @cache
 def default_splits() -> Splits:
-    """``make_splits(0)``: the project's fixed held-out sets."""
-    return make_splits(0)
+    """The project's fixed held-out sets: the phrasings the registry marks ``heldout: true``
+    (``config/functions.yaml``, ``make_splits(0)``'s draw written down, so that adding a
+    phrasing moves none) and ``make_splits(0)``'s combos."""
+    heldout = frozenset(t.id for t in TEMPLATES if t.heldout)
+    return Splits(0, heldout, make_splits(0).heldout_combos)
 
 
 # ----------------------------------------------------------------------------- one example
