@@ -2,7 +2,8 @@
 
 - :mod:`.world`: categories, colours and their EN/ZH names, :class:`Scene`, :func:`sample_scene`.
 - :mod:`.render`: :func:`render` a scene at any size, :func:`contact_sheet`.
-- :mod:`.instructions`: phrasing templates per function and language, :func:`format_call`.
+- :mod:`.instructions`: phrasing templates per function and language (from the registry's
+  ``phrasings:``), the world's slot words, :func:`format_call`.
 - :mod:`.captions`: captions and VQA pairs for alignment pretraining.
 - :mod:`.tasks`: held-out :func:`make_splits`, :func:`generate` examples, captions, VQA, text corpus.
 

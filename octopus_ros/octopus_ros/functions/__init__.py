@@ -5,6 +5,7 @@
 - :func:`parse_call` / :func:`parse_plain` turn model output into a Call or a :class:`ParseError`.
 - :func:`validate_call` re-checks a Call before it is published.
 - :class:`CallGrammar` drives grammar-constrained decoding.
+- :mod:`.examples` and :mod:`.phrasings`: how users say each function (training data only).
 """
 
 from __future__ import annotations
