@@ -3,7 +3,9 @@ config/functions.yaml, functions/phrasings.py); data/instructions.py reads them 
 
 The digests below were recorded at commit 46250ba, before the move, when the phrasings were
 literal lists in data/instructions.py (``_SOURCES``), by the same code as ``_digests`` below:
-the bundled model's training and evaluation data must not change by moving them.
+the bundled model's training and evaluation data must not change by moving them. A deliberate
+change of the phrasings (or of the world) changes them too: record them again with
+``_digests`` and say so in that commit.
 """
 
 from __future__ import annotations
