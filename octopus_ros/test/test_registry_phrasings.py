@@ -239,3 +239,10 @@ def test_every_language_keeps_a_training_phrasing():
     ]
     with pytest.raises(RegistryError, match=r"phrasings\[zh\]: every phrasing is heldout"):
         FunctionRegistry.from_dict({"version": 1, "functions": [raw, registry.decline_function.to_dict()]})
+
+
+def test_the_world_has_words_for_every_slot_it_accepts():
+    from octopus_ros.data.instructions import WORLD_SLOTS, _slot_patterns
+
+    for lang in ("en", "zh"):
+        assert set(_slot_patterns(lang)) == set(WORLD_SLOTS)
