@@ -123,3 +123,29 @@ def test_records_context_goes_in_the_prompt(parts, tmp_path):
         assert prompt.split("<image>")[0].endswith(
             "\nUser: head to the office\nGPT:<nexa_2>('office')<nexa_end>"
         )
+
+
+def test_incontext_measurement_examples_are_fixed_text_examples(parts):
+    from octopus_ros.functions import parse_plain
+    from octopus_ros.training.incontext import example_pool, format_table
+
+    _, _, registry = parts
+    pool = example_pool(registry, n=400)
+    assert pool == example_pool(registry, n=400)  # fixed
+    functions = [parse_plain(answer, registry).function for _, answer in pool]
+    assert len(set(functions)) == len(functions) >= 8  # one per function
+    langs = ["zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en" for text, _ in pool]
+    assert langs[:4] == ["en", "zh", "en", "zh"]
+    row = {
+        "examples": [{"instruction": i, "call": a} for i, a in pool[:2]],
+        "exact_match": {"iid": 0.9, "unseen_phrasing": 0.8, "unseen_combo": 0.7},
+        "published_wrong": {"iid": 0.01, "unseen_phrasing": 0.02, "unseen_combo": 0.03},
+        "natural": {
+            "published_wrong": 0.3,
+            "published_right": 0.5,
+            "declines_right": 0.6,
+            "calls_published_right": 0.7,
+        },
+    }
+    table = format_table({"checkpoint": "m", "n_per_split": 10, "k": {"0": row, "2": row}})
+    assert "k=0" in table and "k=2" in table and "natural: PUBLISHED WRONG" in table and " 30.0%" in table
