@@ -18,6 +18,7 @@ Latency tricks:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import tempfile
 import time
@@ -83,6 +84,8 @@ class Decision:
     # grounding (model/grounding.py) of the object a requires_view call names; None when the call
     # needs no view, or the model has no grounding head
     grounding: Grounding | None = None
+    # the model's own phrase when a colourless reference was resolved to the colour in view
+    colour_resolved_from: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -191,6 +194,8 @@ class Octopus:
         self.temperature = float(getattr(config, "temperature", 1.0) or 1.0)  # calibrated T, 1 when absent
         self.novelty = novelty or NoveltyProfile()
         self.grounding = grounding
+        # colourless references ("the cup") take the colour the grounding head sees (see decide)
+        self.resolve_colour = True
         if grounding is not None:
             grounding.head.to(self.device)
         self.prompt = PromptFormat(tokenizer=tokenizer, config=config)
@@ -212,9 +217,12 @@ class Octopus:
         checked against the registry and written in the model's ``<nexa_i>(...)<nexa_end>`` form.
         The call may be given that way or by name (``pick_up('red cup')``). Raises ValueError
         naming the first bad example (its index, instruction and call)."""
+        examples = as_context(context)
+        if not examples:
+            return ()
         fn = _functions()
         out = []
-        for i, c in enumerate(as_context(context)):
+        for i, c in enumerate(examples):
             call = fn.parse_plain(c.answer, self.registry)
             if isinstance(call, fn.ParseError):
                 raise ValueError(
@@ -501,7 +509,35 @@ class Octopus:
             phrase = spec.view_phrase(decision.call) if spec is not None else None
             if phrase is not None:
                 decision.grounding = self.ground(enc, phrase)
+                if self.resolve_colour:
+                    self._resolve_colourless(decision, enc, instruction, spec)
         return decision
+
+    def _resolve_colourless(self, decision: Decision, enc: ImageEncoding, utterance: str, spec) -> None:
+        """A colourless reference ("grab the cup", "把杯子拿起来") names the colour that is in view.
+
+        When the utterance names the call's object category and no colour, the model's colour is a
+        guess (the words do not give it); the grounding head's most probable colour of that
+        category at its place in the frame replaces it in the call's ``view_arg``. The model's
+        phrase is kept in ``decision.colour_resolved_from``; the grounding is that of the new
+        phrase. An utterance that names a colour, or another object, is never rewritten."""
+        g = decision.grounding
+        if g is None or not g.grounded or g.category is None or spec.view_arg is None:
+            return
+        category, colour = self.grounding.parse(utterance)
+        if category != g.category or colour is not None:
+            return
+        word = self.grounding.categories[self.grounding._cat_index[category]]["en"]
+        seen = self.grounding.ground(enc.grounding, word)
+        if not seen.resolved or seen.resolved == g.phrase:
+            return
+        args = tuple(
+            dataclasses.replace(a, value=seen.resolved) if a.name == spec.view_arg else a
+            for a in decision.call.args
+        )
+        decision.colour_resolved_from = g.phrase
+        decision.call = dataclasses.replace(decision.call, args=args)
+        decision.grounding = self.ground(enc, seen.resolved)
 
     def _decide_constrained(
         self, ids, enc, allowlist, limit, timings, utterance: str, keep_logits: bool = False
