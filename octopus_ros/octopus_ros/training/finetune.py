@@ -14,8 +14,9 @@ tokenizer is kept; see :mod:`octopus_ros.model.pretrained`).
 A function of ``--functions`` whose token the model lacks gets the next ``<nexa_i>``; its row starts
 from the mean embedding of its name and description (``--init-new random`` for the baseline).
 
-What trains: the connector, always; the rows of the functional tokens and ``<nexa_end>`` in the LM's
-embeddings (the rest of the vocabulary is unchanged); with ``--lora``, low-rank adapters on the LM
+What trains: the connector (unless ``--freeze-connector``); the rows of the functional tokens and
+``<nexa_end>`` in the LM's embeddings (only the new functions' rows with ``--rows new``; the rest of
+the vocabulary is unchanged); with ``--lora``, low-rank adapters on the LM
 (peft); with ``--full-lm``, all of the LM; the vision tower only with ``--train-vision``. Images of
 every source are prepared at the tower's own input size and normalisation. ``--merge`` folds the
 adapters into the weights, so ``--out`` is one plain checkpoint the node loads (``model_path``).
@@ -91,6 +92,8 @@ class FinetuneConfig:
     merge: bool = False
     full_lm: bool = False
     train_vision: bool = False
+    freeze_connector: bool = False
+    rows: str = "all"  # functional-token embedding rows that train: all | new
     init_new: str = "mean"
     doc_weight: float = 0.2
     heldout: float = 0.2
@@ -341,8 +344,11 @@ def _check_renamed(old: FunctionRegistry, new: FunctionRegistry) -> None:
             )
 
 
-def trainable_rows(model: OctopusModel, tokenizer) -> list[int]:
-    """Token ids whose embedding rows train: the functional tokens and ``<nexa_end>``."""
+def trainable_rows(model: OctopusModel, tokenizer, new: Sequence[int] | None = None) -> list[int]:
+    """Token ids whose embedding rows train: the functional tokens and ``<nexa_end>``; with
+    ``new`` (function indices, ``--rows new``) only those functions' tokens."""
+    if new is not None:
+        return [model.config.nexa_token_ids[i] for i in new]
     vocab = tokenizer.get_vocab()
     return [*model.config.nexa_token_ids, vocab[NEXA_END_TOKEN]]
 
@@ -355,9 +361,18 @@ def _embedding_params(model: OctopusModel) -> list[torch.nn.Parameter]:
     return params
 
 
-def setup_trainable(model: OctopusModel, tokenizer, cfg: FinetuneConfig) -> list[dict[str, Any]]:
-    """Freeze/unfreeze parts, wrap the LM with LoRA if asked; returns the optimizer groups."""
-    model.set_trainable(vision=cfg.train_vision, connector=True, lm=cfg.full_lm, embeddings=cfg.full_lm)
+def _rows_of(cfg: FinetuneConfig, new: Sequence[int]) -> Sequence[int] | None:
+    return list(new) if cfg.rows == "new" else None
+
+
+def setup_trainable(
+    model: OctopusModel, tokenizer, cfg: FinetuneConfig, new: Sequence[int] = ()
+) -> list[dict[str, Any]]:
+    """Freeze/unfreeze parts, wrap the LM with LoRA if asked; returns the optimizer groups.
+    ``new``: indices of the functions that got a new token (``--rows new`` trains only theirs)."""
+    model.set_trainable(
+        vision=cfg.train_vision, connector=not cfg.freeze_connector, lm=cfg.full_lm, embeddings=cfg.full_lm
+    )
     if cfg.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -371,7 +386,7 @@ def setup_trainable(model: OctopusModel, tokenizer, cfg: FinetuneConfig) -> list
         model.lm = get_peft_model(model.lm, lora_cfg)
     emb = _embedding_params(model)
     if not cfg.full_lm:
-        rows = torch.tensor(trainable_rows(model, tokenizer))
+        rows = torch.tensor(trainable_rows(model, tokenizer, _rows_of(cfg, new)), dtype=torch.long)
         for p in emb:
             mask = torch.zeros(p.shape[0], 1, dtype=p.dtype)
             mask[rows] = 1.0
@@ -386,7 +401,9 @@ def setup_trainable(model: OctopusModel, tokenizer, cfg: FinetuneConfig) -> list
     ]
 
 
-def count_trainable(model: OctopusModel, tokenizer, cfg: FinetuneConfig) -> dict[str, int]:
+def count_trainable(
+    model: OctopusModel, tokenizer, cfg: FinetuneConfig, new: Sequence[int] = ()
+) -> dict[str, int]:
     seen: set[int] = set()
     out = {"vision": 0, "connector": 0, "lm": 0}
     for part, module in (("vision", model.vision), ("connector", model.connector), ("lm", model.lm)):
@@ -397,7 +414,8 @@ def count_trainable(model: OctopusModel, tokenizer, cfg: FinetuneConfig) -> dict
     if not cfg.full_lm:  # only the functional rows of the embeddings really train
         emb = _embedding_params(model)
         width = emb[0].shape[1]
-        out["lm"] -= sum(p.numel() for p in emb) - len(emb) * len(trainable_rows(model, tokenizer)) * width
+        n_rows = len(trainable_rows(model, tokenizer, _rows_of(cfg, new)))
+        out["lm"] -= sum(p.numel() for p in emb) - len(emb) * n_rows * width
     return out
 
 
@@ -704,6 +722,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--train-vision", action="store_true", help="also train the vision tower (frozen by default)"
     )
+    t.add_argument(
+        "--freeze-connector",
+        action="store_true",
+        help="keep the connector as it is (it trains by default); e.g. when only text-side functions are new",
+    )
+    t.add_argument(
+        "--rows",
+        choices=("all", "new"),
+        default=FinetuneConfig.rows,
+        help="functional-token embedding rows that train: every <nexa_i> and <nexa_end>, or only the "
+        "new functions' (the existing functions' rows then stay exactly as they were)",
+    )
     t.add_argument("--init-new", choices=INITS, default="mean", help="start of new functional-token rows")
     t.add_argument(
         "--steps",
@@ -753,6 +783,8 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         merge=args.merge,
         full_lm=args.full_lm,
         train_vision=args.train_vision,
+        freeze_connector=args.freeze_connector,
+        rows=args.rows,
         init_new=args.init_new,
         doc_weight=args.doc_weight,
         heldout=args.heldout,
@@ -821,8 +853,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tuner = Finetuner(model, tok, registry, sources, cfg)
     tuner.set_docs(doc_lines(registry) if cfg.doc_weight > 0 else [])
     accuracy_before = None if args.no_accuracy else exact_match(model, tok, registry, sources)
-    groups = setup_trainable(model, tok, cfg)
-    trainable = count_trainable(model, tok, cfg)
+    groups = setup_trainable(model, tok, cfg, new)
+    trainable = count_trainable(model, tok, cfg, new)
     log.info("trainable parameters: %s", trainable)
     loss_before = tuner.heldout_loss()
     train_curve, held_curve, info = tuner.train(groups)
