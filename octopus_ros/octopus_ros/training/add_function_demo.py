@@ -1,0 +1,465 @@
+"""``make add-function-demo``: teach the bundled model a function it does not have, and show that it
+keeps the ones it had.
+
+    python -m octopus_ros.training.add_function_demo [--base octopus_ros/models/octopus_tiny]
+        [--function config/examples/set_light.yaml] [--heldout config/examples/set_light_heldout.txt]
+        [--out runs/add_function_demo] [--steps 400] [--seconds 540] [--threads 1]
+
+1. The registry: the base checkpoint's own ``functions.yaml`` with the entries of ``--function``
+   appended (a function without ``token:`` gets the next free ``<nexa_i>``), written to
+   ``OUT/functions.yaml``. The shipped example is ``set_light(room: enum, on: bool)`` with 14
+   phrasings per language in its ``examples:``.
+2. Before: the base model on its held-out splits (:func:`octopus_ros.training.evaluate.evaluate`:
+   iid, unseen phrasing, unseen colour x object, and the natural set's published-wrong share).
+3. ``octopus_finetune --lora --merge``: the new function's registry phrasings mixed with replay of
+   the synthetic world (the existing functions), a step budget and a wall-clock guard on the
+   training loop (``--seconds``, default 540 s: under 10 minutes). The merged checkpoint goes to
+   ``OUT/model``.
+4. After: the merged model on the same held-out examples (same seed), and on the held-out
+   phrasings of the new function (``--heldout``: utterances written apart from its examples, never
+   trained on), EN and ZH.
+
+Prints one table (before, after, delta per split; the new function per language; the fine-tuning
+time) and writes ``OUT/metrics.json`` and ``OUT/training_curves.png``. Targets: >= 90 % on the new
+function's held-out phrasings in each language, and no existing split more than 1 point worse
+(published wrong on the natural set: no more than 1 point higher). Exit status 1 when a target is
+missed (``--no-fail`` to always exit 0).
+
+Figures depend on the machine's load only through the wall-clock guard: with the default budgets
+the step budget normally ends the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from octopus_ros.functions import FunctionRegistry, ParseError, RegistryError, parse_plain
+from octopus_ros.paths import config_path, default_model_dir
+
+log = logging.getLogger("octopus_ros.training.add_function_demo")
+
+EXISTING_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
+NATURAL_ROWS = (
+    # (key in metrics["natural"]["all"], label, higher is better)
+    ("published_wrong", "natural: PUBLISHED WRONG", False),
+    ("calls_published_right", "natural: expected calls published right", True),
+)
+TARGET_NEW = 90.0  # % exact match on the new function's held-out phrasings, each language
+TARGET_LOSS = 1.0  # points an existing split may lose
+
+
+class DemoError(ValueError):
+    """Bad demo input (registry fragment, held-out file); the message names the file (and line)."""
+
+
+# ----------------------------------------------------------------------------- registry
+def compose_registry(base_functions: Path, fragment: Path, out: Path) -> tuple[FunctionRegistry, list[str]]:
+    """Append the functions of ``fragment`` to the registry ``base_functions``; write it to ``out``.
+
+    Returns the loaded registry and the names of the appended functions. An entry without
+    ``token`` gets the next free index. Errors name the file (and, for the combined registry,
+    the line of ``out``).
+    """
+
+    def load(path: Path) -> Any:
+        try:
+            return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise DemoError(f"{path}: no such file") from e
+        except yaml.YAMLError as e:
+            raise DemoError(f"{path}: not valid YAML: {e}") from e
+
+    base, extra = load(base_functions), load(fragment)
+    if not isinstance(base, dict) or not isinstance(base.get("functions"), list):
+        raise DemoError(f"{base_functions}: not a function registry (no 'functions:' list)")
+    if not isinstance(extra, dict) or not isinstance(extra.get("functions"), list) or not extra["functions"]:
+        raise DemoError(f"{fragment}: needs a non-empty 'functions:' list of new functions")
+    names = {f.get("name") for f in base["functions"] if isinstance(f, dict)}
+    tokens = [
+        f["token"] for f in base["functions"] if isinstance(f, dict) and isinstance(f.get("token"), int)
+    ]
+    next_token = max(tokens, default=-1) + 1
+    added = []
+    for k, entry in enumerate(extra["functions"]):
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise DemoError(f"{fragment}: functions[{k}] must be a mapping with a 'name'")
+        if entry["name"] in names:
+            raise DemoError(f"{fragment}: function {entry['name']!r} is already in {base_functions}")
+        entry = dict(entry)
+        if "token" not in entry:
+            entry = {"name": entry["name"], "token": next_token, **entry}
+        next_token = (
+            max(next_token, int(entry["token"]) + 1) if isinstance(entry["token"], int) else next_token
+        )
+        base["functions"].append(entry)
+        names.add(entry["name"])
+        added.append(entry["name"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# {base_functions} + {fragment}, written by octopus_ros.training.add_function_demo\n"
+    out.write_text(header + yaml.safe_dump(base, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    try:
+        registry = FunctionRegistry.from_yaml(out)
+    except RegistryError as e:
+        raise DemoError(f"{e} (the registry of {base_functions} with {fragment} appended)") from e
+    return registry, added
+
+
+# ----------------------------------------------------------------------------- held-out phrasings
+@dataclass(frozen=True)
+class HeldoutItem:
+    language: str
+    text: str
+    answer: str  # canonical <nexa_i>(...)<nexa_end>
+    function: str
+    where: str  # file:line
+
+
+def read_heldout(path: Path, registry: FunctionRegistry) -> list[HeldoutItem]:
+    """``language | utterance | call`` per line (``#`` comments, blank lines skipped); every bad
+    line is reported as ``file:line: message`` in one DemoError."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as e:
+        raise DemoError(f"{path}: no such file") from e
+    items, problems = [], []
+    for no, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path}:{no}"
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) != 3 or not all(parts):
+            problems.append(f"{where}: expected 'language | utterance | call', got {line!r}")
+            continue
+        lang, text, call_text = parts
+        call = parse_plain(call_text, registry)
+        if isinstance(call, ParseError):
+            problems.append(
+                f"{where}: {call_text!r} is not a valid call of {registry.source}: {call.message}"
+            )
+            continue
+        items.append(HeldoutItem(lang, text, call.to_text(), call.function, where))
+    if problems:
+        raise DemoError("\n".join(problems))
+    if not items:
+        raise DemoError(f"{path}: no held-out phrasings")
+    return items
+
+
+def training_utterances(registry: FunctionRegistry, function: str) -> set[str]:
+    """Every instruction the registry's ``examples`` of ``function`` can produce (all slot values,
+    all spoken forms), lower-cased: what fine-tuning may see."""
+    from itertools import product
+
+    from octopus_ros.functions.examples import slot_values
+
+    spec = registry.by_name(function)
+    by_name = {a.name: a for a in spec.args}
+    out = set()
+    for lang, phrasings in spec.examples.items():
+        for p in phrasings:
+            choices = [
+                [form for forms in slot_values(by_name[s], lang).values() for form in forms] for s in p.slots
+            ]
+            for combo in product(*choices):
+                out.add(p.fill(dict(zip(p.slots, combo, strict=True))).lower())
+    return out
+
+
+def _scenes(n: int, size: int, seed: int) -> list[np.ndarray]:
+    from octopus_ros.data import render, sample_scene
+
+    rng = np.random.default_rng([seed, 17])
+    return [render(sample_scene(rng), size) for _ in range(n)]
+
+
+def new_function_accuracy(octopus: Any, items: list[HeldoutItem], seed: int = 0) -> dict[str, Any]:
+    """Exact match on the held-out phrasings, per language (each with its own synthetic scene)."""
+    scenes = _scenes(len(items), octopus.model.config.vision.image_size, seed)
+    rows = []
+    for item, image in zip(items, scenes, strict=True):
+        d = octopus.decide(item.text, image)
+        got = d.call.to_text() if d.call is not None else f"<error {d.error.kind if d.error else '?'}>"
+        rows.append({"language": item.language, "text": item.text, "expected": item.answer, "got": got})
+    out: dict[str, Any] = {}
+    for lang in sorted({r["language"] for r in rows}):
+        rs = [r for r in rows if r["language"] == lang]
+        right = sum(r["got"] == r["expected"] for r in rs)
+        out[lang] = {"n": len(rs), "right": right, "exact_match": round(100 * right / len(rs), 1)}
+    out["wrong"] = [r for r in rows if r["got"] != r["expected"]]
+    return out
+
+
+# ----------------------------------------------------------------------------- existing splits
+def existing_figures(octopus: Any, *, n: int, seed: int, natural: bool) -> dict[str, Any]:
+    """The held-out figures of :func:`evaluate` in percent: one value per split (and natural row)."""
+    from octopus_ros.training.evaluate import evaluate
+
+    m = evaluate(octopus, n=n, seed=seed, natural=natural, progress=False)
+    out = {s: round(100 * m["split"][s]["exact_match"], 2) for s in EXISTING_SPLITS if s in m["split"]}
+    if natural:
+        for key, _, _ in NATURAL_ROWS:
+            out[f"natural_{key}"] = round(100 * m["natural"]["all"][key], 2)
+    return out
+
+
+def natural_calls_of(octopus: Any, functions: list[str]) -> list[dict[str, str]]:
+    """Natural-set requests the model answers with one of ``functions`` (requests that the new
+    function may have brought into scope: the natural set expects them declined)."""
+    from octopus_ros.data.natural import load_natural_set
+
+    out = []
+    for item in load_natural_set(registry=octopus.registry):
+        d = octopus.decide(item.text, item.frame())
+        if d.call is not None and d.call.function in functions:
+            out.append({"id": item.id, "text": item.text, "got": d.call.to_text(), "kind": item.kind})
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+def rows_of(before: dict[str, float], after: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per existing split: before, after, delta (points) and whether it is within target."""
+    labels = {s: s for s in EXISTING_SPLITS} | {f"natural_{k}": label for k, label, _ in NATURAL_ROWS}
+    higher_better = {s: True for s in EXISTING_SPLITS} | {f"natural_{k}": hb for k, _, hb in NATURAL_ROWS}
+    rows = []
+    for key, label in labels.items():
+        if key not in before or key not in after:
+            continue
+        delta = after[key] - before[key]
+        lost = -delta if higher_better[key] else delta
+        rows.append(
+            {
+                "split": key,
+                "label": label,
+                "before": before[key],
+                "after": after[key],
+                "delta": round(delta, 2),
+                "lost": round(lost, 2),
+                "within_target": lost <= TARGET_LOSS + 1e-9,
+            }
+        )
+    return rows
+
+
+def format_report(m: dict[str, Any]) -> str:
+    new, ft = m["new_function"], m["finetune"]
+    lines = [
+        f"add a function: {', '.join(m['new_functions'])} ({', '.join(m['new_tokens'])}) "
+        f"added to {m['base']}",
+        f"fine-tuning: LoRA r={ft['lora_r']}, {ft['steps']} steps (budget {ft['step_budget']}) in "
+        f"{ft['seconds']:.0f} s (wall-clock guard {ft['seconds_budget']:.0f} s, stopped by the "
+        f"{ft['stopped_by']} budget); {ft['total_seconds']:.0f} s with data and merge",
+        "",
+        f"{'new function, held-out phrasings (not in its examples)':58s} {'right':>8s} {'exact':>8s}",
+    ]
+    for lang in ("en", "zh"):
+        if lang in new:
+            v = new[lang]
+            lines.append(f"  {lang:56s} {v['right']:>3d}/{v['n']:<4d} {v['exact_match']:7.1f} %")
+    lines += [
+        "",
+        f"{'existing held-out splits (same examples, n=' + str(m['n']) + ')':58s} "
+        f"{'before':>8s} {'after':>8s} {'delta':>7s}",
+    ]
+    for r in m["existing"]:
+        flag = "" if r["within_target"] else "  <- lost > 1 point"
+        lines.append(f"  {r['label']:56s} {r['before']:7.1f} % {r['after']:7.1f} % {r['delta']:+7.1f}{flag}")
+    if m.get("natural_new_calls") is not None:
+        calls = m["natural_new_calls"]
+        lines.append(f"  natural-set requests now answered with the new function: {len(calls)}")
+        for c in calls[:8]:
+            lines.append(f"    {c['id']:16s} {c['kind']:14s} {c['text']!r} -> {c['got']}")
+    t = m["targets"]
+    lines += [
+        "",
+        f"targets: new function >= {TARGET_NEW:.0f} % EN and ZH: {'met' if t['new_function'] else 'MISSED'}; "
+        f"no split loses > {TARGET_LOSS:.0f} point: {'met' if t['no_forgetting'] else 'MISSED'}",
+    ]
+    if new["wrong"]:
+        lines.append("new function, wrong answers:")
+        for r in new["wrong"][:10]:
+            lines.append(f"  [{r['language']}] {r['text']!r}: want {r['expected']} got {r['got']}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="add_function_demo",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--base", type=Path, default=None, help="checkpoint to extend (default: the bundled model)"
+    )
+    p.add_argument(
+        "--function",
+        type=Path,
+        default=None,
+        help="registry entries to add (default: config/examples/set_light.yaml)",
+    )
+    p.add_argument(
+        "--heldout",
+        type=Path,
+        default=None,
+        help="held-out phrasings of the new function (default: config/examples/set_light_heldout.txt)",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/add_function_demo"), help="output folder")
+    p.add_argument("--steps", type=int, default=400, help="fine-tuning step budget")
+    p.add_argument(
+        "--seconds", type=float, default=540.0, help="fine-tuning wall-clock guard (training loop)"
+    )
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument(
+        "--train-connector", action="store_true", help="also train the connector (kept frozen by default)"
+    )
+    p.add_argument(
+        "--rows",
+        choices=("new", "all"),
+        default="new",
+        help="functional-token rows that train (octopus_finetune --rows)",
+    )
+    p.add_argument(
+        "--replay", type=float, default=2.0, help="sampling weight of the synthetic replay (new: 1)"
+    )
+    p.add_argument("--synthetic-n", type=int, default=3000, help="synthetic replay examples")
+    p.add_argument("--registry-n", type=int, default=2000, help="examples generated from the new phrasings")
+    p.add_argument("--eval-every", type=int, default=50, help="replay held-out loss every N steps (curve)")
+    p.add_argument("--n", type=int, default=300, help="examples per existing split (evaluate --n)")
+    p.add_argument("--eval-seed", type=int, default=1234, help="seed of the existing splits' examples")
+    p.add_argument("--no-natural", action="store_true", help="skip the natural set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed")
+    return p
+
+
+def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_out: Path) -> list[str]:
+    """The ``octopus_finetune`` command the demo runs."""
+    argv = ["--base", str(base), "--functions", str(functions), "--out", str(model_out)]
+    argv += ["--data", "registry", "synthetic", "--mix", "1", str(args.replay), "--heldout", "0"]
+    argv += ["--lora", "--merge", "--lora-r", str(args.lora_r), "--lora-alpha", str(args.lora_alpha)]
+    argv += ["--steps", str(args.steps), "--seconds", str(args.seconds), "--batch", str(args.batch)]
+    argv += [
+        "--lr",
+        str(args.lr),
+        "--synthetic-n",
+        str(args.synthetic_n),
+        "--registry-n",
+        str(args.registry_n),
+    ]
+    argv += ["--rows", args.rows] + ([] if args.train_connector else ["--freeze-connector"])
+    argv += ["--eval-n", "64", "--eval-every", str(args.eval_every), "--no-accuracy"]
+    argv += ["--seed", str(args.seed), "--threads", str(args.threads)]
+    return argv
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole demo; returns the metrics it writes to ``OUT/metrics.json``."""
+    import torch
+
+    from octopus_ros.model import Octopus
+    from octopus_ros.training import finetune
+
+    torch.set_num_threads(args.threads)
+    t0 = time.monotonic()
+    base = args.base or default_model_dir()
+    fragment = args.function or config_path("examples/set_light.yaml")
+    heldout_path = args.heldout or config_path("examples/set_light_heldout.txt")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    registry, added = compose_registry(Path(base) / "functions.yaml", fragment, out / "functions.yaml")
+    heldout = read_heldout(heldout_path, registry)
+    seen = training_utterances(registry, added[0]) if len(added) == 1 else set()
+    leaked = [h.where for h in heldout if h.text.lower() in seen]
+    if leaked:
+        raise DemoError(f"held-out phrasings that the examples produce (they would be trained on): {leaked}")
+    natural = not args.no_natural
+
+    log.info("before: %s on its held-out splits (n=%d)", base, args.n)
+    before = existing_figures(Octopus.load(base), n=args.n, seed=args.eval_seed, natural=natural)
+
+    model_out = out / "model"
+    ft_argv = finetune_argv(args, Path(base), out / "functions.yaml", model_out)
+    log.info("octopus_finetune %s", " ".join(ft_argv))
+    ft = finetune.run(finetune.build_parser().parse_args(ft_argv))
+    torch.set_num_threads(args.threads)
+
+    log.info("after: %s", model_out)
+    tuned = Octopus.load(model_out)
+    after = existing_figures(tuned, n=args.n, seed=args.eval_seed, natural=natural)
+    new = new_function_accuracy(tuned, heldout, seed=args.seed)
+    natural_new = natural_calls_of(tuned, added) if natural else None
+    existing = rows_of(before, after)
+    langs = sorted({h.language for h in heldout})
+    targets = {
+        "new_function": all(new[lang]["exact_match"] >= TARGET_NEW for lang in langs),
+        "no_forgetting": all(r["within_target"] for r in existing),
+    }
+    metrics = {
+        "base": str(base),
+        "function_file": str(fragment),
+        "heldout_file": str(heldout_path),
+        "new_functions": added,
+        "new_tokens": [registry.by_name(a).token_text for a in added],
+        "model": str(model_out),
+        "n": args.n,
+        "eval_seed": args.eval_seed,
+        "finetune": {
+            "argv": ft_argv,
+            "lora_r": args.lora_r,
+            "steps": ft["steps"],
+            "step_budget": args.steps,
+            "seconds": ft["seconds"],
+            "seconds_budget": args.seconds,
+            "stopped_by": ft["stopped_by"],
+            "total_seconds": ft["total_seconds"],
+            "heldout_loss": ft["heldout_loss"],
+            "trainable_parameters": ft["trainable_parameters"],
+        },
+        "new_function": new,
+        "before": before,
+        "after": after,
+        "existing": existing,
+        "natural_new_calls": natural_new,
+        "targets": targets,
+        "demo_seconds": round(time.monotonic() - t0, 1),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    if (model_out / "training_curves.png").is_file():
+        shutil.copyfile(model_out / "training_curves.png", out / "training_curves.png")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        m = run(args)
+    except (DemoError, RegistryError, FileNotFoundError) as e:
+        log.error("%s", e)
+        return 2
+    print()
+    print(format_report(m))
+    print(
+        f"\nwritten: {args.out / 'metrics.json'}, {args.out / 'training_curves.png'}, model in {m['model']}"
+    )
+    met = all(m["targets"].values())
+    return 0 if met or args.no_fail else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""make add-function-demo (octopus_ros.training.add_function_demo) at tiny scale, and its inputs.
+
+The demo itself (the bundled model, minutes of LoRA) is a benchmark, not a test. Here its whole
+pipeline runs on a random tiny checkpoint for a few steps; the shipped function and held-out
+phrasings are checked as data. The node publishing a fine-tuned new function over DDS is
+test_training_finetune.py's.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from octopus_ros.functions import FunctionRegistry
+from octopus_ros.model import load_checkpoint
+from octopus_ros.model.testing import make_tiny_checkpoint
+from octopus_ros.paths import config_path, default_model_dir
+from octopus_ros.training import add_function_demo as demo
+
+FRAGMENT = config_path("examples/set_light.yaml")
+HELDOUT = config_path("examples/set_light_heldout.txt")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_demo_pipeline_at_tiny_scale(tmp_path, capsys):
+    base = make_tiny_checkpoint(tmp_path / "base", functions=config_path("functions.yaml"))
+    out = tmp_path / "demo"
+    argv = ["--base", str(base), "--out", str(out), "--steps", "2", "--batch", "4", "--n", "3"]
+    argv += ["--no-natural", "--synthetic-n", "16", "--registry-n", "16", "--eval-every", "0", "--no-fail"]
+    assert demo.main(argv) == 0
+
+    # the merged checkpoint has the new function at the next token, in its registry and its weights
+    registry = FunctionRegistry.from_yaml(out / "model" / "functions.yaml")
+    assert registry.by_name("set_light").token == 13
+    assert [a.name for a in registry.by_name("set_light").args] == ["room", "on"]
+    ckpt = load_checkpoint(out / "model")
+    assert ckpt.model.config.num_functions == 14
+    assert not (out / "model" / "lora_adapter").exists()  # merged: one plain checkpoint
+
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert m["new_functions"] == ["set_light"] and m["new_tokens"] == ["<nexa_13>"]
+    assert [r["split"] for r in m["existing"]] == list(demo.EXISTING_SPLITS)
+    assert {k: m["new_function"][k]["n"] for k in ("en", "zh")} == {"en": 24, "zh": 24}
+    assert m["finetune"]["steps"] == 2 and m["finetune"]["stopped_by"] == "steps"
+    assert "--lora" in m["finetune"]["argv"] and "--merge" in m["finetune"]["argv"]
+    assert (out / "training_curves.png").is_file()
+
+    report = capsys.readouterr().out
+    for label in ("en", "zh", *demo.EXISTING_SPLITS, "fine-tuning: LoRA", "targets:"):
+        assert label in report, label
+
+
+def test_shipped_heldout_phrasings_are_not_examples(tmp_path):
+    registry, added = demo.compose_registry(
+        default_model_dir() / "functions.yaml", FRAGMENT, tmp_path / "functions.yaml"
+    )
+    assert added == ["set_light"]
+    spec = registry.by_name("set_light")
+    assert all(10 <= len(spec.examples[lang]) <= 20 for lang in ("en", "zh"))
+    items = demo.read_heldout(HELDOUT, registry)
+    assert all(sum(i.language == lang for i in items) >= 20 for lang in ("en", "zh"))
+    assert {i.function for i in items} == {"set_light"}
+    trained = demo.training_utterances(registry, "set_light")
+    assert "turn on the kitchen light" in trained and "把书房的灯关" in trained  # the set is complete
+    assert [i.where for i in items if i.text.lower() in trained] == []
+    assert len({i.text for i in items}) == len(items)
+
+
+def test_a_heldout_phrasing_that_the_examples_produce_is_refused(tmp_path):
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text(
+        HELDOUT.read_text(encoding="utf-8")
+        + "en | turn off the hallway light | set_light('hallway', False)\n",
+        encoding="utf-8",
+    )
+    args = demo.build_parser().parse_args(["--heldout", str(heldout), "--out", str(tmp_path / "out")])
+    with pytest.raises(demo.DemoError, match=r"heldout.txt:\d+"):
+        demo.run(args)
+
+
+def test_bad_inputs_name_the_file_and_line(tmp_path):
+    out = tmp_path / "functions.yaml"
+    registry, _ = demo.compose_registry(default_model_dir() / "functions.yaml", FRAGMENT, out)
+    bad = tmp_path / "bad.txt"
+    bad.write_text(
+        "# comment\nen | turn on the kitchen light | set_light('garden', True)\nzh | 开灯\n", "utf-8"
+    )
+    with pytest.raises(demo.DemoError) as e:
+        demo.read_heldout(bad, registry)
+    assert f"{bad}:2:" in str(e.value) and "garden" in str(e.value)
+    assert f"{bad}:3:" in str(e.value)
+
+    again = tmp_path / "again.yaml"
+    again.write_text("functions:\n  - name: stop\n    description: {en: Stop.}\n", "utf-8")
+    with pytest.raises(demo.DemoError, match=f"{again}: function 'stop' is already in"):
+        demo.compose_registry(default_model_dir() / "functions.yaml", again, tmp_path / "f2.yaml")
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("functions:\n  - name: set_light\n    description: {en: x}\n    args: 3\n", "utf-8")
+    with pytest.raises(demo.DemoError, match=r"f3.yaml:\d+"):
+        demo.compose_registry(default_model_dir() / "functions.yaml", broken, tmp_path / "f3.yaml")
+
+
+def test_targets_count_a_rise_in_published_wrong_as_a_loss():
+    before = {"iid": 99.7, "unseen_phrasing": 87.0, "unseen_combo": 92.0, "natural_published_wrong": 27.8}
+    before["natural_calls_published_right"] = 67.9
+    after = dict(before, iid=98.5, unseen_combo=93.0, natural_published_wrong=29.0)
+    rows = {r["split"]: r for r in demo.rows_of(before, after)}
+    assert not rows["iid"]["within_target"] and rows["iid"]["lost"] == pytest.approx(1.2)
+    assert rows["unseen_combo"]["within_target"] and rows["unseen_combo"]["lost"] == pytest.approx(-1.0)
+    assert not rows["natural_published_wrong"]["within_target"]
+    assert rows["natural_published_wrong"]["lost"] == pytest.approx(1.2)
+    assert rows["unseen_phrasing"]["within_target"] and rows["natural_calls_published_right"]["within_target"]
+
+
+def _rows(model, ids):
+    return model.lm.get_input_embeddings().weight[ids].detach().clone()
+
+
+def test_finetune_rows_new_and_freeze_connector_keep_what_the_model_had(tmp_path):
+    """octopus_finetune --rows new --freeze-connector (what the demo runs): the connector and the
+    existing functions' rows stay exactly as they were, the new function's row trains; with the
+    defaults (--rows all, connector training) both move."""
+    from octopus_ros.model.functional_tokens import extend_functional_tokens
+    from octopus_ros.training import finetune
+
+    base = make_tiny_checkpoint(tmp_path / "base", functions=config_path("functions.yaml"))
+    registry, _ = demo.compose_registry(base / "functions.yaml", FRAGMENT, tmp_path / "functions.yaml")
+    start = load_checkpoint(base)
+    extend_functional_tokens(
+        start.model, start.tokenizer, 14, texts=finetune._function_texts(registry), init="mean", seed=0
+    )
+    old_ids = [*start.model.config.nexa_token_ids[:13], start.tokenizer.get_vocab()["<nexa_end>"]]
+    new_id = start.model.config.nexa_token_ids[13]
+
+    def tune(out, *extra):
+        argv = ["--base", str(base), "--functions", str(tmp_path / "functions.yaml"), "--out", str(out)]
+        argv += ["--data", "registry", "--heldout", "0", "--lora", "--merge", "--steps", "3", "--batch", "4"]
+        argv += ["--lr", "1e-2", "--warmup", "1", "--registry-n", "16", "--eval-every", "0", "--no-accuracy"]
+        argv += ["--threads", "1", "--doc-weight", "0", *extra]
+        m = finetune.run(finetune.build_parser().parse_args(argv))
+        return load_checkpoint(out).model, m
+
+    kept, m = tune(tmp_path / "kept", "--rows", "new", "--freeze-connector")
+    assert m["trainable_parameters"]["connector"] == 0
+    assert torch.equal(_rows(kept, old_ids), _rows(start.model, old_ids))
+    for a, b in zip(kept.connector.parameters(), start.model.connector.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(_rows(kept, [new_id]), _rows(start.model, [new_id]))
+
+    moved, _ = tune(tmp_path / "moved")
+    assert not torch.equal(_rows(moved, old_ids), _rows(start.model, old_ids))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(moved.connector.parameters(), start.model.connector.parameters(), strict=True)
+    )
