@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 ENV := source scripts/env.sh &&
 
-.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark bench-node reliability ablation clean
+.PHONY: help setup msgs demo test lint format colcon-check train evaluate benchmark bench-node reliability ablation add-function-demo clean
 
 help:
 	@echo "make setup        create .venv: ROS 2 Kilted wheels, torch, models libs; build octopus_msgs; install octopus_ros"
@@ -17,6 +17,7 @@ help:
 	@echo "make benchmark    model latency/memory benchmark"
 	@echo "make bench-node   node latency over DDS: prefetch on/off, node and transport overhead"
 	@echo "make reliability  octopus_node vs hostile input: 10k fuzz, burst, broken models, allowlist, e-stop, 100 lifecycle cycles"
+	@echo "make add-function-demo  add set_light(room, on) to the bundled model (LoRA, <= 10 min CPU): new function and old splits before/after"
 
 setup:
 	bash scripts/setup.sh
@@ -57,6 +58,9 @@ bench-node:
 
 reliability:
 	$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-44} python benchmarks/reliability.py
+
+add-function-demo:
+	$(ENV) python -m octopus_ros.training.add_function_demo
 
 clean:
 	rm -rf build/ log/ install/ .pytest_cache
