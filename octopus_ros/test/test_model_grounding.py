@@ -208,3 +208,38 @@ def test_decide_grounds_the_object_of_a_view_call(bundled):
     assert d.grounding is not None and d.grounding.phrase == d.call.kwargs()["object"]
     assert d.grounding.score >= bundled.grounding.threshold
     assert bundled.decide("stop", image).grounding is None  # stop needs no view
+
+
+def test_colourless_reference_takes_the_colour_in_view(bundled):
+    """ "grab the cup" (no colour said): the call's object is the head's colour of the cup in view;
+    an utterance that names a colour is never rewritten (issue 12 item 3)."""
+    from octopus_ros.data.natural import load_natural_set
+
+    items = [i for i in load_natural_set(registry=bundled.registry) if i.kind == "colourless"]
+    rewritten = checked = 0
+    for item in items[:12]:
+        frame = item.frame()
+        d = bundled.decide(item.text, frame)
+        if not d.ok or d.grounding is None or not d.grounding.grounded:
+            continue
+        checked += 1
+        word = d.grounding.category
+        seen = bundled.ground(bundled.encode(frame, prefill=False), word)
+        view_arg = bundled.registry.by_name(d.call.function).view_arg
+        assert d.call.kwargs()[view_arg] == seen.resolved, (item.text, d.call, seen)
+        if d.colour_resolved_from is not None:
+            rewritten += 1
+            assert d.colour_resolved_from in d.raw_text and seen.resolved not in d.raw_text
+    assert checked >= 6 and rewritten >= 1, (checked, rewritten)
+    bundled.resolve_colour = False
+    try:
+        off = [bundled.decide(i.text, i.frame()) for i in items[:12]]
+        assert all(d.colour_resolved_from is None for d in off)
+        assert all(d.call is None or d.call.to_text() in d.raw_text for d in off)
+    finally:
+        bundled.resolve_colour = True
+    # a colour said is the user's: "grab the red cup" with a blue cup in view keeps 'red cup'
+    named = next(i for i in items if i.id == "en-colourless-01")  # a blue cup in view
+    d = bundled.decide("grab the red cup", named.frame())
+    assert d.colour_resolved_from is None
+    assert d.call is None or d.call.to_text() in d.raw_text

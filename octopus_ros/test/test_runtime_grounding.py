@@ -64,3 +64,19 @@ def test_engine_refuses_not_in_view_and_the_threshold_is_live(harness):
     h.say("pick up the blue ball")
     assert h.wait(2)[1].code == OutcomeCode.OK
     assert h.engine.snapshot()["counts"]["outcome_NOT_IN_VIEW"] == 1
+
+
+def test_grounding_threshold_setting_means():
+    from types import SimpleNamespace
+
+    from octopus_ros.runtime.outcomes import grounding_threshold_for
+
+    with_head = SimpleNamespace(grounding=SimpleNamespace(threshold=0.22))
+    without = SimpleNamespace(grounding=None)
+    assert grounding_threshold_for(-1.0, with_head) == 0.22  # the head's own validated threshold
+    assert grounding_threshold_for(-1.0, without) is None  # no head: nothing to check
+    assert grounding_threshold_for(0.0, with_head) is None  # off
+    assert grounding_threshold_for(0.4, with_head) == 0.4
+    from octopus_ros.runtime.engine import EngineConfig
+
+    assert EngineConfig().grounding_threshold < 0  # on by default, at the head's threshold

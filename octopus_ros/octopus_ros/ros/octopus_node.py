@@ -238,7 +238,8 @@ class OctopusNode(LifecycleNode):
             self._grounding_desc = f"grounding head (its validation threshold {head.threshold:.2f})"
         self.get_logger().info(
             f"grounding: {self._grounding_desc}; grounding_threshold {params.grounding_threshold:.2f}"
-            + (" (0 = off)" if params.grounding_threshold <= 0 else "")
+            + (" (0 = off)" if params.grounding_threshold == 0 else "")
+            + (" (-1 = the head's own)" if params.grounding_threshold < 0 else "")
         )
         unknown = [n for n in params.allowed_functions if self._registry.by_name(n) is None]
         if unknown:

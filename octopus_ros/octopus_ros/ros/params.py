@@ -123,11 +123,12 @@ PARAMETERS: dict[str, Spec] = {
         dynamic=True,
     ),
     "grounding_threshold": Spec(
-        0.0,
+        -1.0,
         "Refuse (NOT_IN_VIEW) a call of a requires_view function (functions.yaml) when the model's "
-        "grounding head scores its object below this (0..1); 0 = off. Needs the model's "
-        "grounding.json; without it, or for an object word the head does not know, nothing is blocked.",
-        min=0.0,
+        "grounding head scores its object below this (0..1); -1 = the threshold the head was "
+        "validated at (its grounding.json), 0 = off. Without grounding.json, or for an object word "
+        "the head does not know, nothing is blocked.",
+        min=-1.0,
         max=1.0,
         dynamic=True,
     ),

@@ -24,7 +24,15 @@ from typing import Any
 
 from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
-from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source, decision_outcome
+from octopus_ros.runtime.outcomes import (
+    Frame,
+    OutcomeCode,
+    Request,
+    Result,
+    Source,
+    decision_outcome,
+    grounding_threshold_for,
+)
 from octopus_ros.runtime.standing import StandingGate, scene_change, scene_signature
 
 log = logging.getLogger(__name__)
@@ -62,9 +70,10 @@ class EngineConfig:
     max_text_novelty: float = 0.4
     max_image_novelty: float = 1.5
     # Refuse (NOT_IN_VIEW) a call of a requires_view function whose object the model's grounding
-    # head (model/grounding.py) scores below this; 0 or less disables the check. A model without
-    # a grounding head, or an object word the head does not know, is never blocked.
-    grounding_threshold: float = 0.0
+    # head (model/grounding.py) scores below this; negative = the head's own validated threshold
+    # (grounding.json), 0 disables the check. A model without a grounding head, or an object word
+    # the head does not know, is never blocked (outcomes.grounding_threshold_for).
+    grounding_threshold: float = -1.0
     # Fixed in-context examples, "utterance => call" (runtime/context.py), shown to the model
     # before every request (model/prompt.py); checked against the registry when the engine is
     # made. Empty = none.
@@ -429,9 +438,7 @@ class ActionEngine:
             threshold=self.config.confidence_threshold,
             max_text_novelty=self.config.max_text_novelty if self.config.max_text_novelty > 0 else None,
             max_image_novelty=self.config.max_image_novelty if self.config.max_image_novelty > 0 else None,
-            grounding_threshold=self.config.grounding_threshold
-            if self.config.grounding_threshold > 0
-            else None,
+            grounding_threshold=grounding_threshold_for(self.config.grounding_threshold, self.model),
         )
         call = decision.call if decision.error is None else None
         if code == OutcomeCode.NO_ACTION and reason.startswith(("not understood", "image unlike training")):

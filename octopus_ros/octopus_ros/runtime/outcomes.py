@@ -99,6 +99,16 @@ class Result:
 NOT_ALLOWED_KINDS = frozenset({"NOT_ALLOWED", "DISABLED"})
 
 
+def grounding_threshold_for(setting: float, model: Any) -> float | None:
+    """The NOT_IN_VIEW threshold a ``grounding_threshold`` setting means for ``model``: negative =
+    the threshold the model's grounding head was validated at (its grounding.json; None when the
+    model has no head), 0 = off (None), positive = that value."""
+    if setting < 0:
+        head = getattr(model, "grounding", None)
+        return float(head.threshold) if head is not None else None
+    return setting if setting > 0 else None
+
+
 def decision_outcome(
     decision: Any,
     registry: Any,

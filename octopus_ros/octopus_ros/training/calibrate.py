@@ -242,7 +242,7 @@ def collect_natural(
 
     from octopus_ros.data.natural import load_natural_set
     from octopus_ros.runtime.engine import EngineConfig
-    from octopus_ros.training.evaluate import _got, node_action
+    from octopus_ros.training.evaluate import _got, node_action, node_grounding
 
     registry = octopus.registry
     threshold = EngineConfig().confidence_threshold
@@ -262,7 +262,7 @@ def collect_natural(
                     "expected": expected or "decline",
                     "got": _got(d),
                     "confidence": float(d.confidence),
-                    "action": node_action(d, registry, threshold),
+                    "action": node_action(d, registry, threshold, node_grounding(octopus)),
                     "threshold": threshold,
                 }
             )

@@ -48,11 +48,12 @@ def _function_of(text: str, registry: Any) -> str:
     return spec.name if spec is not None else "<invalid>"
 
 
-def node_action(decision: Any, registry: Any, threshold: float) -> str:
+def node_action(decision: Any, registry: Any, threshold: float, grounding: float | None = None) -> str:
     """How the node would act on a decision: ``'declined'`` (NO_ACTION), ``'published'`` (OK)
     or ``'held_back'`` (any other outcome), by the engine's own rule
     (:func:`octopus_ros.runtime.outcomes.decision_outcome`, every enabled function allowed,
-    the node's default novelty limits)."""
+    the node's default novelty limits, ``grounding`` the NOT_IN_VIEW threshold or None:
+    :func:`node_grounding` gives the node's default for a model)."""
     from octopus_ros.functions import validate_call
     from octopus_ros.runtime.engine import EngineConfig
     from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
@@ -67,10 +68,19 @@ def node_action(decision: Any, registry: Any, threshold: float) -> str:
         threshold=threshold,
         max_text_novelty=defaults.max_text_novelty if defaults.max_text_novelty > 0 else None,
         max_image_novelty=defaults.max_image_novelty if defaults.max_image_novelty > 0 else None,
+        grounding_threshold=grounding,
     )
     if code == OutcomeCode.NO_ACTION:
         return "declined"
     return "published" if code == OutcomeCode.OK else "held_back"
+
+
+def node_grounding(octopus: Any) -> float | None:
+    """The NOT_IN_VIEW threshold the node uses for ``octopus`` by default (None: no check)."""
+    from octopus_ros.runtime.engine import EngineConfig
+    from octopus_ros.runtime.outcomes import grounding_threshold_for
+
+    return grounding_threshold_for(EngineConfig().grounding_threshold, octopus)
 
 
 def evaluate(
@@ -98,6 +108,7 @@ def evaluate(
         threshold = EngineConfig().confidence_threshold
 
     registry = octopus.registry
+    grounding = node_grounding(octopus)
     rows = []
     for split in splits:
         examples = generate(split, n, seed)
@@ -106,7 +117,7 @@ def evaluate(
             d = octopus.decide(ex.instruction, ex.image)
             ms = (time.perf_counter() - t0) * 1000
             got = _got(d)
-            action = node_action(d, registry, threshold)
+            action = node_action(d, registry, threshold, grounding)
             rows.append(
                 {
                     "split": split,
@@ -143,13 +154,14 @@ def evaluate_natural(
     from octopus_ros.data.natural import load_natural_set
 
     registry = octopus.registry
+    grounding = node_grounding(octopus)
     items = load_natural_set(registry=registry) if items is None else items
     rows = []
     for item in tqdm(items, desc="eval natural", disable=not progress, leave=False):
         expected = item.expected_text(registry)
         d = octopus.decide(item.text, item.frame())
         got = _got(d)
-        action = node_action(d, registry, threshold)
+        action = node_action(d, registry, threshold, grounding)
         right = action == "declined" if expected is None else got == expected
         rows.append(
             {
