@@ -277,7 +277,9 @@ def test_decline_absent_makes_the_decoys_of_view_functions_declines():
     view = {s.name for s in registry.view_functions()}
     decline = call_text(registry.decline_function.name, ())
     kept = generate("train", 400, seed=6, named_decoy=0.2, colour_decoy=0.3)
-    learnt = generate("train", 400, seed=6, named_decoy=0.2, colour_decoy=0.3, decline_absent=True)
+    learnt = generate(
+        "train", 400, seed=6, named_decoy=0.2, colour_decoy=0.3, decline_absent=True, decline_recoloured=True
+    )
     changed = {"view": 0, "search": 0}
     for a, b in zip(kept, learnt, strict=True):
         assert (a.instruction, a.scene, a.decoy_kind, a.function) == (
@@ -293,3 +295,22 @@ def test_decline_absent_makes_the_decoys_of_view_functions_declines():
             assert a.answer == b.answer
             changed["search"] += b.decoy
     assert changed["view"] > 20 and changed["search"] > 3, changed
+
+
+def test_decline_absent_alone_keeps_the_call_of_colour_decoys():
+    """The default recipe: only an absent category is a decline; the named category in view in
+    another colour keeps the call (v8 declined those too and then declined unseen colour pairs)."""
+    registry = load_default_registry()
+    view = {s.name for s in registry.view_functions()}
+    decline = call_text(registry.decline_function.name, ())
+    kept = generate("train", 400, seed=6, named_decoy=0.2, colour_decoy=0.3)
+    learnt = generate("train", 400, seed=6, named_decoy=0.2, colour_decoy=0.3, decline_absent=True)
+    kinds = {"absent": 0, "colour": 0}
+    for a, b in zip(kept, learnt, strict=True):
+        if b.decoy_kind == "absent" and b.function in view:
+            assert b.answer == decline
+            kinds["absent"] += 1
+        else:
+            assert a.answer == b.answer
+            kinds["colour"] += b.decoy_kind == "colour"
+    assert kinds["absent"] > 10 and kinds["colour"] > 10, kinds

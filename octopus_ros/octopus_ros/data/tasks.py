@@ -337,6 +337,7 @@ def generate_one(
     named_decoy: float = 0.0,
     colour_decoy: float = 0.0,
     decline_absent: bool = False,
+    decline_recoloured: bool = False,
 ) -> Example:
     """Instruction example number ``index`` of ``(split, seed)``; see :func:`generate`."""
     splits, fns, langs = _resolve(splits, functions, languages, split)
@@ -372,7 +373,8 @@ def generate_one(
             if recoloured is not None:
                 scene, decoy = recoloured, "colour"
     answer = call_text(function, args)
-    if decoy and decline_absent and function in _view_functions():
+    declines = decline_absent and (decoy == "absent" or (decoy == "colour" and decline_recoloured))
+    if declines and function in _view_functions():
         # The named object (or the named colour of it) is not in view: a function that acts on a
         # visible object cannot act, so the answer is the decline (a case to learn, not a decoy).
         answer = call_text(_decline_function(), ())
@@ -455,6 +457,7 @@ def generate(
     named_decoy: float = 0.0,
     colour_decoy: float = 0.0,
     decline_absent: bool = False,
+    decline_recoloured: bool = False,
 ) -> list[Example]:
     """``n`` instruction examples of ``split`` (one of :data:`SPLITS`), deterministic in ``seed``.
 
@@ -470,7 +473,8 @@ def generate(
     value of either. ``decline_absent``: the decoys of a function that acts on an object that must
     be in view (the registry's ``requires_view``: pick_up, place, recycle, feed_pet) answer with
     the decline instead (the named object, or the named colour of it, is not in view: a case to
-    learn); ``find_item`` keeps its call (its point is to search).
+    learn); ``find_item`` keeps its call (its point is to search). The colour decoys (the named
+    category in view in another colour) only with ``decline_recoloured`` too.
     Example ``i`` equals ``generate_one(split, seed, i, ...)``.
     """
     if n < 0:
@@ -488,6 +492,7 @@ def generate(
             named_decoy=named_decoy,
             colour_decoy=colour_decoy,
             decline_absent=decline_absent,
+            decline_recoloured=decline_recoloured,
         )
         for i in range(n)
     ]

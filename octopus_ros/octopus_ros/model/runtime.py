@@ -196,6 +196,7 @@ class Octopus:
         self.grounding = grounding
         # colourless references ("the cup") take the colour the grounding head sees (see decide)
         self.resolve_colour = True
+        self.resolve_colour_min = 0.5  # the head's probability of the colour it would write
         if grounding is not None:
             grounding.head.to(self.device)
         self.prompt = PromptFormat(tokenizer=tokenizer, config=config)
@@ -518,7 +519,8 @@ class Octopus:
 
         When the utterance names the call's object category and no colour, the model's colour is a
         guess (the words do not give it); the grounding head's most probable colour of that
-        category at its place in the frame replaces it in the call's ``view_arg``. The model's
+        category at its place in the frame replaces it in the call's ``view_arg`` when the head gives
+        that colour a probability of at least ``resolve_colour_min`` (0.5). The model's
         phrase is kept in ``decision.colour_resolved_from``; the grounding is that of the new
         phrase. An utterance that names a colour, or another object, is never rewritten."""
         g = decision.grounding
@@ -529,8 +531,8 @@ class Octopus:
             return
         word = self.grounding.categories[self.grounding._cat_index[category]]["en"]
         seen = self.grounding.ground(enc.grounding, word)
-        if not seen.resolved or seen.resolved == g.phrase:
-            return
+        if not seen.resolved or seen.resolved == g.phrase or not seen.colour_score >= self.resolve_colour_min:
+            return  # the head is not sure of the colour either: the model's stands
         args = tuple(
             dataclasses.replace(a, value=seen.resolved) if a.name == spec.view_arg else a
             for a in decision.call.args

@@ -110,8 +110,11 @@ class TrainConfig:
     flip: bool = True  # random left-right mirroring of training images
     named_decoy: float = 0.3  # call pool: named instructions shown with a scene lacking the named object
     colour_decoy: float = 0.3  # call pool: named instructions shown with the named category in another colour
-    # call pool: decoys of requires_view functions answer with the decline (the object is not in view)
+    # call pool: absent-category decoys of requires_view functions answer with the decline (the
+    # object is not in view); the colour decoys too with decline_recoloured (v8 did: it declined
+    # unseen colour x object pairs, see docs/training.md)
     decline_absent: bool = True
+    decline_recoloured: bool = False
     decline_noise: float = 0.3  # stage 4: fraction of no_action records that get 1-2 inserted pseudo-words
     # stage 4: fraction of no_action records whose instruction is a natural sentence of the same
     # language from the decline corpus (data/decline_corpus.py, built at setup; 0: off)

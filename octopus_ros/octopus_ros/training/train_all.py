@@ -126,6 +126,7 @@ def build_pools(cfg: TrainConfig) -> dict:
         named_decoy=cfg.named_decoy,
         colour_decoy=cfg.colour_decoy,
         decline_absent=cfg.decline_absent,
+        decline_recoloured=cfg.decline_recoloured,
     )
     # stage 5: fresh records of the training distribution (another seed) for the model to decide
     refine = generate(
@@ -136,6 +137,7 @@ def build_pools(cfg: TrainConfig) -> dict:
         named_decoy=cfg.named_decoy,
         colour_decoy=cfg.colour_decoy,
         decline_absent=cfg.decline_absent,
+        decline_recoloured=cfg.decline_recoloured,
     )
     half = cfg.pool_align // 2
     align = generate_captions("train", half, cfg.seed + 1, image_size=cfg.image_size) + generate_vqa(
@@ -351,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         help="decoys of requires_view functions keep their call instead of the decline (the old recipe)",
     )
     parser.add_argument(
+        "--decline-recoloured",
+        action="store_true",
+        help="the colour decoys of requires_view functions answer with the decline too",
+    )
+    parser.add_argument(
         "--grounding-steps",
         type=int,
         default=900,
@@ -365,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         decline_absent=not args.keep_absent_calls,
+        decline_recoloured=args.decline_recoloured,
         **{name: getattr(args, name) for name in _FRACTION_FLAGS},
     )
     for flag, target, kind in (("--steps", cfg.steps, int), ("--seconds", cfg.seconds, float)):
