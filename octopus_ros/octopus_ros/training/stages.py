@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,6 +70,9 @@ from octopus_ros.data.augment import (
 from octopus_ros.model import OctopusModel, PromptFormat, collate
 
 log = logging.getLogger(__name__)
+
+# a send_message call: (prefix up to the body's quote, the body, the closing quote and end)
+_MESSAGE_CALL = re.compile(r"^(<nexa_\d+>\('[^']*', ')((?:[^'\\]|\\.)*)('\)<nexa_end>)$")
 
 STAGES = ("vision", "text", "align", "calls", "refine")
 
@@ -119,6 +123,9 @@ class TrainConfig:
     # stage 4: fraction of no_action records whose instruction is a natural sentence of the same
     # language from the decline corpus (data/decline_corpus.py, built at setup; 0: off)
     decline_corpus: float = 0.5
+    # stage 4: fraction of send_message records whose message body is a short natural sentence of the
+    # decline corpus (copied into the call: the model learns to copy a span, not to recall; 0: off)
+    message_corpus: float = 0.5
     grey: float = 0.2  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
@@ -255,36 +262,60 @@ class Trainer:
         self._encoded: dict[tuple[str, int], Any] = {}
         self.heads = attribute_heads(model.config.vision.embed_dim)  # shared by stages 1 and 4
 
-    def _varied(self, kind: str, rec: dict) -> str | None:
-        """The instruction of a record as stage 4 varies it (word dropout, pseudo-words, a decline
-        corpus sentence for a decline), or None when it is shown unchanged."""
+    def _varied(self, kind: str, rec: dict) -> tuple[str, str] | None:
+        """(instruction, answer) of a record as stage 4 varies it (word dropout, pseudo-words, a
+        decline corpus sentence for a decline, a corpus sentence as a message body), or None when
+        it is shown unchanged."""
         if kind != "calls":
             return None
         function = rec.get("function", "no_action")
+        answer = rec["answer"]
+        if (
+            function == "send_message"
+            and self.cfg.message_corpus > 0
+            and self.rng.random() < self.cfg.message_corpus
+        ):
+            return self._new_message(rec)
         if self.cfg.augment > 0 and function not in NOT_AUGMENTED and self.rng.random() < self.cfg.augment:
             text = word_dropout(rec["instruction"], rec["language"], self.np_rng, self.cfg.dropout_p)
             if self.cfg.noise > 0 and self.rng.random() < self.cfg.noise:
                 text = insert_noise(text, rec["language"], self.np_rng)
-            return text
+            return text, answer
         if (
             self.cfg.decline_noise > 0
             and function == "no_action"
             and self.rng.random() < self.cfg.decline_noise
         ):
-            return insert_noise(rec["instruction"], rec["language"], self.np_rng)
+            return insert_noise(rec["instruction"], rec["language"], self.np_rng), answer
         if (
             self.cfg.decline_corpus > 0
             and function == "no_action"
             and self.rng.random() < self.cfg.decline_corpus
         ):
-            return self.rng.choice(self.pools["decline_corpus"][rec["language"]])
+            return self.rng.choice(self.pools["decline_corpus"][rec["language"]]), answer
         return None
+
+    def _new_message(self, rec: dict) -> tuple[str, str] | None:
+        """The record with its message body replaced by a short sentence of the same language from
+        the decline corpus (real text the templates never say), in the instruction and in the
+        call, so that the model learns to copy a span of the utterance rather than to recall one
+        of the training messages (issue 12 item 2). None when the record has no copyable body."""
+        m = _MESSAGE_CALL.match(rec["answer"])
+        sentences = self.pools.get("message_corpus", {}).get(rec["language"], [])
+        if m is None or not sentences:
+            return None
+        old = m.group(2).replace("\\'", "'")
+        if old not in rec["instruction"]:
+            return None
+        new = self.rng.choice(sentences)
+        body = new.replace("\\", "\\\\").replace("'", "\\'")
+        return rec["instruction"].replace(old, new, 1), f"{m.group(1)}{body}{m.group(3)}"
 
     def _example(self, kind: str, i: int):
         rec = self.pools[kind][i]
-        text = self._varied(kind, rec)
-        if text is not None:
-            return self.fmt.build_training_example(text, rec["answer"])
+        varied = self._varied(kind, rec)
+        if varied is not None:
+            return self.fmt.build_training_example(*varied)
         key = (kind, i)
         if key not in self._encoded:
             self._encoded[key] = self.fmt.build_training_example(rec["instruction"], rec["answer"])
@@ -432,16 +463,16 @@ class Trainer:
         pool = self.pools.get("refine", [])
         with torch.no_grad():
             for rec in tqdm(pool, desc="stage refine: decide", unit="rec", mininterval=1.0):
-                text = self._varied("calls", rec) or rec["instruction"]
+                text, answer = self._varied("calls", rec) or (rec["instruction"], rec["answer"])
                 d = octopus.decide(text, rec["image"])
                 got = d.call.to_text() if d.call is not None else ""
-                if got == rec["answer"]:
+                if got == answer:
                     continue
-                kind = "decline" if rec["answer"].startswith(registry.decline_function.token_text) else "call"
+                kind = "decline" if answer.startswith(registry.decline_function.token_text) else "call"
                 key = f"{kind}:{'absent' if rec.get('decoy') else 'plain'}"
                 wrong_by[key] = wrong_by.get(key, 0) + 1
                 if got:  # an output that did not parse cannot be a rejected answer
-                    pairs.append({**rec, "instruction": text, "chosen": rec["answer"], "rejected": got})
+                    pairs.append({**rec, "instruction": text, "chosen": answer, "rejected": got})
         figures = {
             "records": len(pool),
             "wrong": sum(wrong_by.values()),
