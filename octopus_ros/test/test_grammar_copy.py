@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from octopus_ros.functions import CallGrammar, FunctionRegistry, RegistryError, parse_call
-from octopus_ros.functions.grammar import SpanAutomaton
+from octopus_ros.functions.grammar import WordSpans
 from octopus_ros.model.decoding import ConstrainedDecoder
 from octopus_ros.model.runtime import Octopus
 from octopus_ros.model.testing import tiny_model, tiny_tokenizer
@@ -66,16 +66,36 @@ def test_the_registry_declares_send_messages_text_copied(registry):
         )
 
 
-@settings(max_examples=200, deadline=None)
-@given(text=st.text(alphabet="ab'c红色 ", max_size=12), probe=st.text(alphabet="ab'c红色 ", max_size=6))
-def test_the_span_automaton_accepts_exactly_the_substrings(text, probe):
-    sam = SpanAutomaton(text)
+def _word_spans(text: str) -> set[str]:
+    """Reference: substrings that start and end at word boundaries, without edge white space."""
+
+    def joins(a: str, b: str) -> bool:
+        return a.isalnum() and b.isalnum() and not any("\u3040" <= c <= "\u9fff" for c in (a, b))
+
+    n = len(text)
+    out = set()
+    for i in range(n):
+        for j in range(i + 1, n + 1):
+            if text[i].isspace() or text[j - 1].isspace():
+                continue
+            if (i == 0 or not joins(text[i - 1], text[i])) and (j == n or not joins(text[j - 1], text[j])):
+                out.add(text[i:j])
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="ab'c红色 ,", max_size=12), probe=st.text(alphabet="ab'c红色 ,", max_size=6))
+def test_word_spans_accept_exactly_the_word_aligned_substrings(text, probe):
+    spans = WordSpans(text)
     node: int | None = 0
     for ch in probe:
-        node = sam.step(node, ch)
+        node = spans.step(node, ch)
         if node is None:
             break
-    assert (node is not None) == (probe in text)
+    whole = bool(probe) and node is not None and spans.closable(node)
+    assert whole == (probe in _word_spans(text)), (text, probe)
+    if node is not None and probe:  # a prefix of a span can always be finished
+        assert spans.closable(node) or spans.has_next(node)
 
 
 def _msg(text: str) -> str:
@@ -87,7 +107,10 @@ def test_a_bound_grammar_accepts_spans_only(registry):
     bound = grammar.bind("tell mom I'll be home by six")
     assert bound.accepts(_msg("I'll be home by six"))
     assert bound.accepts(_msg("home"))
-    assert bound.accepts(_msg("t"))
+    assert (
+        not bound.accepts(_msg("t")) and not bound.accepts(_msg("ome")) and not bound.accepts(_msg("home "))
+    )
+    assert bound.accepts(_msg("mom I'll")) and bound.accepts(_msg("six"))
     assert not bound.accepts(_msg("I'll be home by seven"))
     assert not bound.accepts(_msg("call me when you can"))
     assert not bound.accepts(_msg("six by home"))
@@ -149,7 +172,7 @@ def test_adversarial_logits_still_copy_a_span(registry, tok, which, seed, jf):
     call = parse_call(res.text, registry)
     assert call.function == "send_message"
     text = call.args[1].value
-    assert text and text in utterance, (text, utterance)
+    assert text and text in _word_spans(utterance), (text, utterance)
 
 
 def test_the_runtime_binds_the_utterance(registry, tok):

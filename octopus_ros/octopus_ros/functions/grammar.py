@@ -20,8 +20,8 @@ Number prefixes that can no longer reach [min, max] are rejected as soon as they
 Copied strings: an argument declared ``source: utterance`` in the registry must be a span
 (contiguous substring) of the user's utterance, with the call syntax's escapes (``\\'`` is ``'``).
 :meth:`CallGrammar.bind` returns the grammar for one utterance; it tracks the span typed so far
-in a suffix automaton of the utterance (every state of it is one set of substrings), so the
-model can only copy. Without ``bind`` such an argument is a free string.
+in a trie of the utterance's word-aligned spans (:class:`WordSpans`: a span starts and ends at a
+word boundary, every character a boundary in Chinese), so the model can only copy whole words. Without ``bind`` such an argument is a free string.
 Functional tokens must arrive whole inside one ``advance`` text (a tokenizer's special token), so
 a model cannot spell ``<nexa_3>`` out of ordinary pieces; everything else may be split anywhere.
 """
@@ -72,51 +72,69 @@ _TOKEN_RE = re.compile(r"<nexa_([0-9]+)>")
 _SUB_BITS = 2  # string sub-state in the low bits of ``sub``; the span automaton's node above
 
 
-class SpanAutomaton:
-    """Suffix automaton of a text: its transitions accept exactly the text's substrings.
+def _joins(a: str, b: str) -> bool:
+    """Whether ``a`` then ``b`` sit inside one word: both letters or digits of a spaced script
+    (Chinese and Japanese characters are words of their own, so every position between them is a
+    boundary)."""
+    return _wordish(a) and _wordish(b)
 
-    ``step(node, ch)`` is the node after reading ``ch``, or None when the typed characters
-    stop being a substring; node 0 is the empty string. Built in O(len(text)).
+
+def _wordish(c: str) -> bool:
+    return c.isalnum() and not ("\u3040" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff")
+
+
+class WordSpans:
+    """The spans of a text that start and end at word boundaries, as a trie.
+
+    ``step(node, ch)`` is the node after reading ``ch``, or None when the typed characters stop
+    being the start of such a span; node 0 is the empty string. ``closable(node)``: the typed
+    characters are a whole span (they end at a word boundary somewhere they start at one). A span
+    never starts or ends with white space, and never starts or ends inside a word ("ing i" is not
+    a span of "the meeting is cancelled"; "meeting is" is). Built in O(words x length).
     """
 
     def __init__(self, text: str) -> None:
         self.text = text
+        n = len(text)
+        starts = [
+            i for i in range(n) if not text[i].isspace() and (i == 0 or not _joins(text[i - 1], text[i]))
+        ]
+        ends = {
+            j
+            for j in range(1, n + 1)
+            if not text[j - 1].isspace() and (j == n or not _joins(text[j - 1], text[j]))
+        }
         nxt: list[dict[str, int]] = [{}]
-        link, length, last = [-1], [0], 0
-        for ch in text:
-            cur = len(nxt)
-            nxt.append({})
-            length.append(length[last] + 1)
-            link.append(0)
-            p = last
-            while p != -1 and ch not in nxt[p]:
-                nxt[p][ch] = cur
-                p = link[p]
-            if p != -1:
-                q = nxt[p][ch]
-                if length[p] + 1 == length[q]:
-                    link[cur] = q
-                else:
-                    clone = len(nxt)
-                    nxt.append(dict(nxt[q]))
-                    length.append(length[p] + 1)
-                    link.append(link[q])
-                    while p != -1 and nxt[p].get(ch) == q:
-                        nxt[p][ch] = clone
-                        p = link[p]
-                    link[q] = link[cur] = clone
-            last = cur
+        closable = [False]
+        last = max(ends, default=0)  # past it no span can end: no node there
+        for i in starts:
+            node = 0
+            for j in range(i, last):
+                ch = text[j]
+                child = nxt[node].get(ch)
+                if child is None:
+                    child = len(nxt)
+                    nxt[node][ch] = child
+                    nxt.append({})
+                    closable.append(False)
+                node = child
+                if j + 1 in ends:
+                    closable[node] = True
         self._next = nxt
+        self._closable = closable
 
     def step(self, node: int, ch: str) -> int | None:
         return self._next[node].get(ch)
+
+    def closable(self, node: int) -> bool:
+        return self._closable[node]
 
     def escapable(self, node: int) -> bool:
         """Whether a character that the call syntax escapes (``'`` or ``\\``) can come next."""
         return "'" in self._next[node] or "\\" in self._next[node]
 
     def has_next(self, node: int) -> bool:
-        """Whether some character can extend the substrings of ``node``."""
+        """Whether some character can extend the span typed so far."""
         return bool(self._next[node])
 
 
@@ -161,7 +179,7 @@ class CallGrammar:
         self.registry = registry
         self.allowed_names = registry.allowed_names(allowlist)
         self.utterance: str | None = None  # set on the grammars returned by bind()
-        self._span: SpanAutomaton | None = None
+        self._span: WordSpans | None = None
         self._base: CallGrammar = self
         self._trie: list[dict[str, int]] = [{}]  # node 0 unused: sub == 0 means "at the root"
         self._tokens: dict[str, int] = {}  # "<nexa_3>" -> 3, allowed functions only
@@ -183,12 +201,12 @@ class CallGrammar:
     def bind(self, utterance: str) -> CallGrammar:
         """This grammar for one utterance: arguments declared ``source: utterance`` accept only
         spans of ``utterance`` (pass the text exactly as the model reads it). Cheap: the compiled
-        tables are shared; only the utterance's suffix automaton is built."""
+        tables are shared; only the utterance's span trie is built."""
         if not isinstance(utterance, str):
             raise TypeError(f"utterance must be text, got {type(utterance).__name__}")
         bound = copy.copy(self._base)
         bound.utterance = utterance
-        bound._span = SpanAutomaton(utterance) if self._copy_fns else None
+        bound._span = WordSpans(utterance) if self._copy_fns else None
         return bound
 
     def cache_key(self, state: GrammarState) -> object:
@@ -269,7 +287,7 @@ class CallGrammar:
                             continue
                         c = text[i]
                         if c == "'":
-                            if n == 0:
+                            if n == 0 or (span is not None and not span.closable(node)):
                                 return None
                             phase, sub, n = _SEP, 0, 0
                         elif c == "\\" and n < spec[1] and (span is None or span.escapable(node)):
