@@ -157,3 +157,24 @@ def test_engine_applies_the_novelty_limits_and_reports_the_scores(harness):
     assert (results[1].text_novelty, results[1].image_novelty) == (0.1, 7.0)
     counts = h.engine.snapshot()["counts"]
     assert counts["declined_not_understood"] == 1 and counts["declined_image_unlike_training"] == 1
+
+
+def test_a_copied_message_body_does_not_count_as_not_understood():
+    """The words a call copies into a source: utterance argument are meant to be new."""
+    from octopus_ros.functions import load_default_registry, parse_call
+    from octopus_ros.model.runtime import Decision
+
+    octopus = Octopus.__new__(Octopus)  # only the registry is needed
+    octopus.registry = load_default_registry()
+    utterance = "text bob that the zorblax quantum meeting is cancelled"
+    call = parse_call(
+        "<nexa_10>('bob', 'the zorblax quantum meeting is cancelled')<nexa_end>", octopus.registry
+    )
+    words = octopus._words_to_understand(utterance, Decision(call, None, 0.9, ""))
+    assert "zorblax" not in words and words.split() == ["text", "bob", "that"]
+    vocab = TextNovelty.from_texts(["text bob that hello"])
+    assert vocab.score(words) == 0.0 and vocab.score(utterance) > 0.5
+    pick = parse_call("<nexa_0>('red cup')<nexa_end>", octopus.registry)  # nothing copied: all counts
+    assert (
+        octopus._words_to_understand("grab the zorblax", Decision(pick, None, 0.9, "")) == "grab the zorblax"
+    )

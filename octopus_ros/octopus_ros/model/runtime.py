@@ -503,7 +503,7 @@ class Octopus:
             decision = self._decide_generate(ids, enc, allow, limit, timings, mode)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
-        decision.text_novelty = self.novelty.text_score(instruction)
+        decision.text_novelty = self.novelty.text_score(self._words_to_understand(instruction, decision))
         decision.image_novelty = enc.novelty
         if decision.ok and enc.grounding is not None:
             spec = self.registry.by_name(decision.call.function)
@@ -513,6 +513,19 @@ class Octopus:
                 if self.resolve_colour:
                     self._resolve_colourless(decision, enc, instruction, spec)
         return decision
+
+    def _words_to_understand(self, instruction: str, decision: Decision) -> str:
+        """The utterance without the spans the call copies into ``source: utterance`` arguments (a
+        message body is meant to be new text: its words say nothing about whether the request was
+        understood), for the text novelty score."""
+        if not decision.ok:
+            return instruction
+        spec = self.registry.by_name(decision.call.function)
+        copied = {a.name for a in spec.args if a.source == "utterance"} if spec is not None else set()
+        for a in decision.call.args:
+            if a.name in copied and isinstance(a.value, str) and a.value:
+                instruction = instruction.replace(a.value, " ", 1)
+        return instruction
 
     def _resolve_colourless(self, decision: Decision, enc: ImageEncoding, utterance: str, spec) -> None:
         """A colourless reference ("grab the cup", "把杯子拿起来") names the colour that is in view.
