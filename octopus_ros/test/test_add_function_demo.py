@@ -13,6 +13,7 @@ import json
 import pytest
 import torch
 
+from octopus_ros.data import decline_corpus
 from octopus_ros.functions import FunctionRegistry
 from octopus_ros.model import load_checkpoint
 from octopus_ros.model.testing import make_tiny_checkpoint
@@ -30,11 +31,24 @@ def _restore_torch_threads():
     torch.set_num_threads(threads)
 
 
-def test_demo_pipeline_at_tiny_scale(tmp_path, capsys):
+def _tiny_corpus(path, n=12):
+    """A decline corpus of n English and n Chinese sentences (the real one is built at setup)."""
+    rows = [
+        {"language": "en", "text": f"the moon is made of cheese number {k}", "source": "test"}
+        for k in range(n)
+    ]
+    rows += [{"language": "zh", "text": f"月亮是奶酪做的第{k}号", "source": "test"} for k in range(n)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_demo_pipeline_at_tiny_scale(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(decline_corpus, "default_path", lambda: _tiny_corpus(tmp_path / "corpus.jsonl"))
     base = make_tiny_checkpoint(tmp_path / "base", functions=config_path("functions.yaml"))
     out = tmp_path / "demo"
     argv = ["--base", str(base), "--out", str(out), "--steps", "2", "--batch", "4", "--n", "3"]
-    argv += ["--no-natural", "--synthetic-n", "16", "--registry-n", "16", "--eval-every", "0", "--no-fail"]
+    argv += ["--no-natural", "--synthetic-n", "16", "--registry-n", "16", "--decline-n", "8"]
+    argv += ["--eval-every", "0", "--no-fail"]
     assert demo.main(argv) == 0
 
     # the merged checkpoint has the new function at the next token, in its registry and its weights
@@ -51,6 +65,7 @@ def test_demo_pipeline_at_tiny_scale(tmp_path, capsys):
     assert {k: m["new_function"][k]["n"] for k in ("en", "zh")} == {"en": 24, "zh": 24}
     assert m["finetune"]["steps"] == 2 and m["finetune"]["stopped_by"] == "steps"
     assert "--lora" in m["finetune"]["argv"] and "--merge" in m["finetune"]["argv"]
+    assert m["finetune"]["argv"][m["finetune"]["argv"].index("--data") + 3] == "decline"
     assert (out / "training_curves.png").is_file()
 
     report = capsys.readouterr().out
@@ -162,3 +177,21 @@ def test_finetune_rows_new_and_freeze_connector_keep_what_the_model_had(tmp_path
         not torch.equal(a, b)
         for a, b in zip(moved.connector.parameters(), start.model.connector.parameters(), strict=True)
     )
+
+
+def test_decline_source_answers_corpus_sentences_with_the_decline_function(tmp_path, monkeypatch):
+    """octopus_finetune --data decline (the demo's negatives): corpus sentences, both languages
+    balanced, answered with the registry's decline call; held-out sentences never train."""
+    from octopus_ros.functions import make_call
+    from octopus_ros.training import finetune
+
+    monkeypatch.setattr(decline_corpus, "default_path", lambda: _tiny_corpus(tmp_path / "corpus.jsonl"))
+    registry = FunctionRegistry.from_yaml(config_path("functions.yaml"))
+    src = finetune.decline_source(registry, 32, finetune.FinetuneConfig(decline_n=12, eval_n=6))
+    assert (len(src.train), len(src.heldout)) == (12, 6)
+    assert sorted(it.language for it in src.train) == ["en"] * 6 + ["zh"] * 6
+    decline = make_call(registry, registry.decline_function.name).to_text()
+    assert {it.answer for it in src.train + src.heldout} == {decline}
+    assert {it.function for it in src.train} == {registry.decline_function.name}
+    assert not {it.instruction for it in src.train} & {it.instruction for it in src.heldout}
+    assert src.train[0].image().shape == (32, 32, 3)

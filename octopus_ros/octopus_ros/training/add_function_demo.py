@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=540.0, help="fine-tuning wall-clock guard (training loop)"
     )
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument(
@@ -333,8 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="functional-token rows that train (octopus_finetune --rows)",
     )
     p.add_argument(
-        "--replay", type=float, default=2.0, help="sampling weight of the synthetic replay (new: 1)"
+        "--replay", type=float, default=3.0, help="sampling weight of the synthetic replay (new: 1)"
     )
+    p.add_argument(
+        "--negatives",
+        type=float,
+        default=0.5,
+        help="sampling weight of decline-corpus sentences answered with the decline function (0: none)",
+    )
+    p.add_argument("--decline-n", type=int, default=2000, help="decline-corpus sentences (--negatives)")
     p.add_argument("--synthetic-n", type=int, default=3000, help="synthetic replay examples")
     p.add_argument("--registry-n", type=int, default=2000, help="examples generated from the new phrasings")
     p.add_argument("--eval-every", type=int, default=50, help="replay held-out loss every N steps (curve)")
@@ -350,7 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
 def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_out: Path) -> list[str]:
     """The ``octopus_finetune`` command the demo runs."""
     argv = ["--base", str(base), "--functions", str(functions), "--out", str(model_out)]
-    argv += ["--data", "registry", "synthetic", "--mix", "1", str(args.replay), "--heldout", "0"]
+    data, mix = ["registry", "synthetic"], ["1", str(args.replay)]
+    if args.negatives > 0:
+        data, mix = [*data, "decline"], [*mix, str(args.negatives)]
+        argv += ["--decline-n", str(args.decline_n)]
+    argv += ["--data", *data, "--mix", *mix, "--heldout", "0"]
     argv += ["--lora", "--merge", "--lora-r", str(args.lora_r), "--lora-alpha", str(args.lora_alpha)]
     argv += ["--steps", str(args.steps), "--seconds", str(args.seconds), "--batch", str(args.batch)]
     argv += [

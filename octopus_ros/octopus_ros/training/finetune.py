@@ -23,7 +23,8 @@ adapters into the weights, so ``--out`` is one plain checkpoint the node loads (
 
 Data (``--data``, mixed with ``--mix`` weights): ``synthetic`` (the project's world, for the
 bundled functions the registry keeps at their tokens), ``registry`` (phrasings generated from the
-registry's ``examples``), ``records:PATH`` (a JSONL of image-instruction-call records, see
+registry's ``examples``), ``decline`` (sentences of the natural decline corpus built at setup,
+answered with the decline function: negatives), ``records:PATH`` (a JSONL of image-instruction-call records, see
 :mod:`octopus_ros.data.records`). The registry's descriptions are also read as text
 (``--doc-weight``). In-context examples (Otter; text-only, see :mod:`octopus_ros.model.prompt`):
 a record's own ``context`` is put in its prompt; ``--context-k K`` also gives a share
@@ -101,6 +102,7 @@ class FinetuneConfig:
     eval_every: int = 50
     synthetic_n: int = 600
     registry_n: int = 2000
+    decline_n: int = 2000
     context_k: int = 0  # in-context examples of the same function put in a training prompt
     context_share: float = 0.5  # share of training examples (without their own context) that get them
     seed: int = 0
@@ -261,9 +263,45 @@ def records_source(path: str, registry: FunctionRegistry, cfg: FinetuneConfig) -
     return Source(f"records:{path}", train, held)
 
 
+def decline_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> Source:
+    """Sentences of the natural decline corpus (:mod:`octopus_ros.data.decline_corpus`, built at
+    setup: fortune-file sentences and unsafe requests, EN and ZH) answered with the registry's
+    decline function, each with a random scene: negatives, so that a new function does not become
+    the answer to every utterance unlike the templates of the other sources. Languages are
+    balanced; ``eval_n`` sentences are held out."""
+    from octopus_ros.data.decline_corpus import load_corpus
+    from octopus_ros.functions import make_call
+
+    corpus = load_corpus()  # FileNotFoundError names the file and how to build it
+    decline = registry.decline_function
+    answer = make_call(registry, decline.name).to_text()
+    languages = sorted(lang for lang, texts in corpus.items() if texts)
+    if not languages:
+        raise FinetuneError("--data decline: the decline corpus is empty")
+    rng = random.Random(cfg.seed + 23)
+    backgrounds = _backgrounds(64, size, cfg.seed + 1)
+    train, held = [], []
+    n_train, n_held = cfg.decline_n // len(languages), max(1, cfg.eval_n // len(languages))
+    for lang in languages:
+        texts = sorted(set(corpus[lang]))
+        rng.shuffle(texts)
+        h = max(0, min(n_held, len(texts) - n_train))  # a small corpus trains first
+        for k, text in enumerate(texts[: h + n_train]):
+            image = _constant(backgrounds[rng.randrange(len(backgrounds))])
+            (held if k < h else train).append(Item(image, text, answer, "decline", lang, decline.name))
+    log.info(
+        "decline: %d train + %d held-out corpus sentences (%s) -> %s",
+        len(train),
+        len(held),
+        languages,
+        answer,
+    )
+    return Source("decline", train, held)
+
+
 def build_sources(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> list[Source]:
     if not cfg.data:
-        raise FinetuneError("--data needs at least one source: synthetic, registry or records:PATH")
+        raise FinetuneError("--data needs at least one source: synthetic, registry, decline or records:PATH")
     weights = cfg.mix or [1.0] * len(cfg.data)
     if len(weights) != len(cfg.data) or any(w <= 0 for w in weights):
         raise FinetuneError(
@@ -275,10 +313,14 @@ def build_sources(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) ->
             src = synthetic_source(registry, size, cfg)
         elif spec == "registry":
             src = registry_source(registry, size, cfg)
+        elif spec == "decline":
+            src = decline_source(registry, size, cfg)
         elif spec.startswith("records:") and len(spec) > len("records:"):
             src = records_source(spec.removeprefix("records:"), registry, cfg)
         else:
-            raise FinetuneError(f"--data: unknown source {spec!r} (synthetic, registry or records:PATH)")
+            raise FinetuneError(
+                f"--data: unknown source {spec!r} (synthetic, registry, decline or records:PATH)"
+            )
         if not src.train:
             raise FinetuneError(f"--data {spec}: no training examples")
         src.weight = w
@@ -651,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["registry"],
         metavar="SOURCE",
-        help="training sources, mixed: synthetic | registry | records:PATH.jsonl (default: registry)",
+        help="training sources, mixed: synthetic | registry | decline | records:PATH.jsonl (default: registry)",
     )
     d.add_argument("--mix", type=float, nargs="+", help="sampling weight per --data source (default: equal)")
     d.add_argument(
@@ -674,6 +716,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=FinetuneConfig.registry_n,
         help="examples generated from registry phrasings",
+    )
+    d.add_argument(
+        "--decline-n",
+        type=int,
+        default=FinetuneConfig.decline_n,
+        help="decline-corpus sentences (--data decline), half per language",
     )
 
     d.add_argument(
@@ -792,6 +840,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         eval_every=args.eval_every,
         synthetic_n=args.synthetic_n,
         registry_n=args.registry_n,
+        decline_n=args.decline_n,
         context_k=args.context_k,
         context_share=args.context_share,
         seed=args.seed,
