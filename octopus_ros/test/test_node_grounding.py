@@ -40,7 +40,12 @@ def test_not_in_view_over_dds(ros_env, rclpy_context):
     finally:
         log = stop_node(proc)
         robot.destroy_node()
-    assert "grounding: grounding head (its validation threshold 0.22); grounding_threshold 0.22" in log, log[
-        -3000:
-    ]
+    from octopus_ros.model.grounding import GroundingModel
+    from octopus_ros.paths import default_model_dir
+
+    validated = GroundingModel.load(default_model_dir()).threshold
+    expected = (
+        f"grounding: grounding head (its validation threshold {validated:.2f}); grounding_threshold 0.22"
+    )
+    assert expected in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
