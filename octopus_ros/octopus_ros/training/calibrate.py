@@ -348,10 +348,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"reliability diagram: {plot}")
     out = Path(args.checkpoint) / "calibration.json"
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")  # the report, with or without T
+    print(f"report {out}")
     if not args.no_write:
         write_temperature(args.checkpoint, temperature)
-        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        print(f"T written to {Path(args.checkpoint) / 'config.json'}; report {out}")
+        print(f"T written to {Path(args.checkpoint) / 'config.json'}")
     return 0
 
 
