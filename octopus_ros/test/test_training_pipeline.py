@@ -16,9 +16,10 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
     from octopus_ros.training.train_all import train
 
     cfg = TrainConfig(
-        steps={"vision": 5, "text": 5, "align": 5, "calls": 40},
+        steps={"vision": 5, "text": 5, "align": 5, "calls": 40, "refine": 3},
         pool_calls=150,
         pool_align=80,
+        pool_refine=24,
         batch=8,
         vocab_size=600,
         image_size=32,
@@ -33,6 +34,8 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
     assert (out / "training_curves.png").stat().st_size > 1000
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stages_run"] == list(STAGES)
+    refine = metrics["stage_figures"]["refine"]  # stage 5 decided its pool and counted its pairs
+    assert refine["records"] == 24 and refine["pairs"] <= refine["wrong"] <= 24
     ckpt = load_checkpoint(out)  # verifies the weights' sha256
     assert ckpt.model.config.num_image_tokens == 4  # 4x4 patch grid pooled with stride 2
     decision = Octopus.load(out).decide(
@@ -111,9 +114,10 @@ def _tiny_run(tmp_path, name, *, seed=0, seconds=None):
     from octopus_ros.training.train_all import train
 
     cfg = TrainConfig(
-        steps={"vision": 3, "text": 3, "align": 3, "calls": 6},
+        steps={"vision": 3, "text": 3, "align": 3, "calls": 6, "refine": 2},
         pool_calls=60,
         pool_align=40,
+        pool_refine=12,
         batch=4,
         vocab_size=500,
         image_size=32,
@@ -132,7 +136,7 @@ def test_step_budgets_make_training_reproducible(tmp_path):
 
     curves_a, state_a, metrics_a = _tiny_run(tmp_path, "a")
     curves_b, state_b, _ = _tiny_run(tmp_path, "b")
-    assert metrics_a["stage_steps"] == {"vision": 3, "text": 3, "align": 3, "calls": 6}
+    assert metrics_a["stage_steps"] == {"vision": 3, "text": 3, "align": 3, "calls": 6, "refine": 2}
     assert metrics_a["stages_cut_short"] == []
     assert [c["loss"] for c in curves_a] == [c["loss"] for c in curves_b]
     assert state_a.keys() == state_b.keys()
