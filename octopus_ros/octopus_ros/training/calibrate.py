@@ -246,6 +246,7 @@ def collect_natural(
 
     registry = octopus.registry
     threshold = EngineConfig().confidence_threshold
+    grounding = node_grounding(octopus)
     out = []
     for item in tqdm(
         load_natural_set(registry=registry), desc="calibrate natural", disable=not progress, leave=False
@@ -262,7 +263,7 @@ def collect_natural(
                     "expected": expected or "decline",
                     "got": _got(d),
                     "confidence": float(d.confidence),
-                    "action": node_action(d, registry, threshold, node_grounding(octopus)),
+                    "action": node_action(d, registry, threshold, grounding),
                     "threshold": threshold,
                 }
             )

@@ -41,11 +41,12 @@ No rclpy; the CLI is ``octopus_ros.training.train_all``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import math
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -70,9 +71,6 @@ from octopus_ros.data.augment import (
 from octopus_ros.model import OctopusModel, PromptFormat, collate
 
 log = logging.getLogger(__name__)
-
-# a send_message call: (prefix up to the body's quote, the body, the closing quote and end)
-_MESSAGE_CALL = re.compile(r"^(<nexa_\d+>\('[^']*', ')((?:[^'\\]|\\.)*)('\)<nexa_end>)$")
 
 STAGES = ("vision", "text", "align", "calls", "refine")
 
@@ -262,6 +260,13 @@ class Trainer:
         self._encoded: dict[tuple[str, int], Any] = {}
         self.heads = attribute_heads(model.config.vision.embed_dim)  # shared by stages 1 and 4
 
+    @functools.cached_property
+    def registry(self):
+        """The bundled function registry (the synthetic world's functions), read once."""
+        from octopus_ros.functions import load_default_registry
+
+        return load_default_registry()
+
     def _varied(self, kind: str, rec: dict) -> tuple[str, str] | None:
         """(instruction, answer) of a record as stage 4 varies it (word dropout, pseudo-words, a
         decline corpus sentence for a decline, a corpus sentence as a message body), or None when
@@ -296,20 +301,25 @@ class Trainer:
         return None
 
     def _new_message(self, rec: dict) -> tuple[str, str] | None:
-        """The record with its message body replaced by a short sentence of the same language from
-        the decline corpus (real text the templates never say), in the instruction and in the
-        call, so that the model learns to copy a span of the utterance rather than to recall one
-        of the training messages (issue 12 item 2). None when the record has no copyable body."""
-        m = _MESSAGE_CALL.match(rec["answer"])
+        """The record with its copied text (the call's ``source: utterance`` argument, a message
+        body) replaced by a short sentence of the same language from the decline corpus (real text
+        the templates never say), in the instruction and in the call together, so that the model
+        learns to copy a span of the utterance rather than to recall one of the training messages
+        (issue 12 item 2). None when the record has no such argument in its instruction."""
+        from octopus_ros.functions import ParseError, parse_call
+
         sentences = self.pools.get("message_corpus", {}).get(rec["language"], [])
-        if m is None or not sentences:
+        registry = self.registry
+        call = parse_call(rec["answer"], registry)
+        if not sentences or isinstance(call, ParseError):
             return None
-        old = m.group(2).replace("\\'", "'")
-        if old not in rec["instruction"]:
+        copied = {a.name for a in registry.by_name(call.function).args if a.source == "utterance"}
+        old = next((a for a in call.args if a.name in copied), None)
+        if old is None or old.value not in rec["instruction"]:
             return None
         new = self.rng.choice(sentences)
-        body = new.replace("\\", "\\\\").replace("'", "\\'")
-        return rec["instruction"].replace(old, new, 1), f"{m.group(1)}{body}{m.group(3)}"
+        args = tuple(dataclasses.replace(a, value=new) if a is old else a for a in call.args)
+        return rec["instruction"].replace(old.value, new, 1), dataclasses.replace(call, args=args).to_text()
 
     def _example(self, kind: str, i: int):
         rec = self.pools[kind][i]
@@ -453,10 +463,9 @@ class Trainer:
         """The stage-4 model's own mistakes on the ``refine`` pool: each record's instruction (varied
         as in stage 4) is decided with the node's constrained decoding; a wrong output becomes a
         pair ``{image, instruction, chosen, rejected}``. Returns (pairs, figures)."""
-        from octopus_ros.functions import load_default_registry
         from octopus_ros.model.runtime import Octopus
 
-        registry = load_default_registry()
+        registry = self.registry
         octopus = Octopus(model=self.model, tokenizer=self.tok, registry=registry, inplace=True)
         pairs: list[dict] = []
         wrong_by: dict[str, int] = {}

@@ -118,27 +118,23 @@ def function_doc_corpus(registry) -> list[str]:
 def build_pools(cfg: TrainConfig) -> dict:
     """Training data, all from the ``train`` split."""
     t0 = time.monotonic()
-    calls = generate(
-        "train",
-        cfg.pool_calls,
-        cfg.seed,
-        image_size=cfg.image_size,
-        named_decoy=cfg.named_decoy,
-        colour_decoy=cfg.colour_decoy,
-        decline_absent=cfg.decline_absent,
-        decline_recoloured=cfg.decline_recoloured,
-    )
+
+    def instructions(n: int, seed: int) -> list:  # the training distribution of the call records
+        return generate(
+            "train",
+            n,
+            seed,
+            image_size=cfg.image_size,
+            named_decoy=cfg.named_decoy,
+            colour_decoy=cfg.colour_decoy,
+            decline_absent=cfg.decline_absent,
+            decline_recoloured=cfg.decline_recoloured,
+        )
+
+    calls = instructions(cfg.pool_calls, cfg.seed)
     # stage 5: fresh records of the training distribution (another seed) for the model to decide
-    refine = generate(
-        "train",
-        cfg.pool_refine if cfg.steps.get("refine", 0) > 0 and "refine" not in cfg.skip else 0,
-        cfg.seed + 7,
-        image_size=cfg.image_size,
-        named_decoy=cfg.named_decoy,
-        colour_decoy=cfg.colour_decoy,
-        decline_absent=cfg.decline_absent,
-        decline_recoloured=cfg.decline_recoloured,
-    )
+    refine_on = cfg.steps.get("refine", 0) > 0 and "refine" not in cfg.skip
+    refine = instructions(cfg.pool_refine if refine_on else 0, cfg.seed + 7)
     half = cfg.pool_align // 2
     align = generate_captions("train", half, cfg.seed + 1, image_size=cfg.image_size) + generate_vqa(
         "train", cfg.pool_align - half, cfg.seed + 2, image_size=cfg.image_size
