@@ -268,7 +268,17 @@ class Octopus:
         exported to a temporary directory. ``onnx_providers``: onnxruntime execution providers
         (default CPU; e.g. ``["CUDAExecutionProvider"]`` on a Jetson). ``options`` go to the
         constructor (max_new_tokens, jump_forward, prefix_cache, prefill_on_encode).
+
+        A Hugging Face VLM directory (config.json with a ``model_type``: SmolVLM / Idefics3,
+        Qwen2-VL, Qwen2.5-VL) loads the native VLM backend instead (model/vlm.py).
         """
+        from .vlm import VLMOctopus, is_vlm_checkpoint
+
+        if cls is Octopus and is_vlm_checkpoint(path):
+            return VLMOctopus.load(
+                path, device=device, precision=precision, registry=registry, vision_backend=vision_backend,
+                onnx_path=onnx_path, onnx_providers=onnx_providers, **options,
+            )  # fmt: skip
         ckpt = load_checkpoint(path)
         if registry is None:
             if ckpt.functions_path is None:
