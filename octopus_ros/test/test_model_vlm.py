@@ -145,6 +145,13 @@ def test_in_context_examples_and_other_modes(loaded, tiny_dirs):
     a = octopus.decide(UTTERANCES[0], enc, context=context)  # another prefix than the encoding's
     b = uncached.decide(UTTERANCES[0], image, context=context)
     assert a.raw_text == b.raw_text and a.confidence == pytest.approx(b.confidence, rel=1e-4, abs=1e-12)
+    # the encoding's KV (system prompt + image, no examples) is not used for a prompt with examples:
+    # same logits as a prefill from nothing (the examples move them by ~1e-2 on these weights)
+    ids = octopus.prompt.encode_prompt(UTTERANCES[0], octopus.canonical_context(context))
+    with torch.no_grad():
+        cached, _ = octopus._prefill(ids, enc)
+        fresh, _ = uncached._prefill(ids, uncached.encode(image))
+    torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-4)
     for mode in ("generate", "plain"):
         d = octopus.decide(UTTERANCES[0], enc, mode=mode)  # random weights: usually unparsable
         assert d.mode == mode and d.timings["tokens"] >= 1
