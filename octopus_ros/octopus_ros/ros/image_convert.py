@@ -11,6 +11,12 @@ and ``data`` for compressed images), so any object shaped like a message works.
 Every returned array is a fresh, C-contiguous ``(H, W, 3)`` ``uint8`` RGB array that
 owns its memory (it never aliases the message buffer).
 
+Camera frames are not converted where they arrive: :meth:`CvBridgeAdapter.view` checks the
+header and keeps a zero-copy view of the buffer (:class:`RawImage`,
+:class:`CompressedImageData`); ``view.rgb(min_side)`` later converts the one frame that is
+used, shrunk to the model's input scale first (:func:`shrink`: 2x2 box averages, then one
+``cv2.INTER_AREA`` step), so a 1080p frame costs about what a 640x480 one does.
+
 Encodings read (``sensor_msgs/image_encodings``):
 
 ==============  ===============================================================
@@ -38,14 +44,17 @@ from octopus_ros.images.decode import (  # noqa: F401 - re-exported: this module
     _LAYOUTS,
     DEFAULT_MAX_SIDE,
     SUPPORTED_ENCODINGS,
+    CompressedImageData,
     ImageConversionError,
     PixelLayout,
+    RawImage,
     _check_rgb,
     _peek_size,
     check_compressed_msg,
     check_image_msg,
     compressed_msg_to_rgb,
     image_msg_to_rgb,
+    shrink,
 )
 
 log = logging.getLogger(__name__)
@@ -216,6 +225,19 @@ class CvBridgeAdapter:
         except ImageConversionError as e:
             return str(e)
         return ""
+
+    def view(self, msg: Any) -> RawImage | CompressedImageData:
+        """Either message type, checked and held as a zero-copy view of its buffer, not converted.
+
+        What the camera callbacks call: microseconds at any resolution (header checks and a
+        ``numpy.frombuffer``). The pixels are converted later, by the view's ``rgb(min_side)``, for
+        the frame that is used only, with this module's OpenCV conversion whichever backend this
+        adapter has (cv_bridge reads no encoding that :func:`check_image_msg` lets through, and
+        cannot shrink before converting). Raises :class:`ImageConversionError`.
+        """
+        if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+            return CompressedImageData(msg, max_side=self.max_side)
+        return RawImage(msg, max_side=self.max_side)
 
     def to_rgb(self, msg: Any) -> np.ndarray:
         """Either message type: CompressedImage (has ``format``) or Image."""

@@ -45,7 +45,7 @@ from std_msgs.msg import Bool, String
 
 from octopus_ros.paths import config_path, default_model_dir
 from octopus_ros.ros import params as P
-from octopus_ros.ros.image_convert import CvBridgeAdapter
+from octopus_ros.ros.image_convert import CvBridgeAdapter, ImageConversionError
 from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
 from octopus_ros.runtime.guards import check_stamp, stamp_parts
@@ -441,24 +441,29 @@ class OctopusNode(LifecycleNode):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _frame(self, msg: Any, decode: Any) -> Frame:
-        """Metadata of an image message; a bad stamp or header makes it a malformed frame."""
+    def _frame(self, msg: Any, decode: Any, *, shrink: Any = None, problem: str | None = None) -> Frame:
+        """Metadata of an image message; a bad stamp or header makes it a malformed frame.
+
+        ``problem``: what a check of the pixels' header already found ("" = valid); None = check now.
+        """
         now = self._now()
         stamp = msg.header.stamp
-        problem = check_stamp(
+        stamp_problem = check_stamp(
             stamp.sec, stamp.nanosec, now=now, future_tolerance=self._params.max_future_stamp
         )
         seconds = stamp.sec + stamp.nanosec * 1e-9
-        if problem or self._params.image_age_source == "receipt":
+        if stamp_problem or self._params.image_age_source == "receipt":
             seconds = 0.0  # Frame.time is then the receipt time
+        if problem is None:
+            problem = self._bridge.check(msg)  # header/size checks only: microseconds, no decoding
         return Frame(
             seq=next(self._frame_seq),
             stamp=seconds,
             received=now,
             frame_id=msg.header.frame_id,
             decode=decode,
-            # header/size checks only: microseconds, no decoding
-            problem=problem or self._bridge.check(msg),
+            problem=stamp_problem or problem,
+            shrink=shrink,
         )
 
     def _frame_failed(self, msg: Any, error: Exception) -> None:
@@ -470,14 +475,28 @@ class OctopusNode(LifecycleNode):
                 )
             )
 
+    def _camera_frame(self, msg: Any) -> Frame:
+        """The header and a zero-copy view of the pixels (RawImage / CompressedImageData): nothing
+        is converted on the callback thread. The engine converts the frame it uses, once, at the
+        model's input scale (Frame.shrink)."""
+        try:
+            pixels = self._bridge.view(msg)
+        except ImageConversionError as e:
+            error = e
+
+            def refuse(*_: Any) -> Any:
+                raise error
+
+            return self._frame(msg, refuse, problem=str(e))
+        return self._frame(msg, pixels.rgb, shrink=pixels.rgb, problem="")
+
     @_guarded("image", _frame_failed)
     def _on_image(self, msg: Image) -> None:
-        # Only metadata now; the pixels are converted if and when this frame is used.
-        self._engine.on_frame(self._frame(msg, lambda: self._bridge.image_to_rgb(msg)))
+        self._engine.on_frame(self._camera_frame(msg))
 
     @_guarded("compressed_image", _frame_failed)
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._engine.on_frame(self._frame(msg, lambda: self._bridge.compressed_to_rgb(msg)))
+        self._engine.on_frame(self._camera_frame(msg))
 
     def _speech_failed(self, msg: String, info: Any, error: Exception) -> None:
         # Exactly one outcome per utterance, even when handling it failed.

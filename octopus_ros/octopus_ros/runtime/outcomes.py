@@ -42,6 +42,10 @@ class Frame:
 
     ``decode`` converts the original message lazily (only the frame that is used is
     converted) and raises ``ValueError`` (e.g. ImageConversionError) for a malformed image.
+    ``shrink``, where the source can do it, converts it at a model's input scale instead:
+    ``shrink(side)`` is the RGB image with its shorter side reduced to ``side`` (aspect kept,
+    images no larger left as they are), shrunk before its channels are converted
+    (``images.decode.RawImage.rgb``); the same errors as ``decode``.
     """
 
     seq: int  # increasing per received frame
@@ -50,6 +54,7 @@ class Frame:
     frame_id: str
     decode: Callable[[], np.ndarray]  # -> (H, W, 3) uint8 RGB
     problem: str = ""  # set when a cheap check at arrival already found the image malformed
+    shrink: Callable[[int], np.ndarray] | None = None  # side -> RGB at that scale; None: decode only
 
     @property
     def time(self) -> float:
