@@ -16,7 +16,16 @@ maps LM tokens onto that text:
 4. Confidence = product of the (unconstrained) probabilities of the tokens the model chose
    freely; forced tokens do not count. It is at most the function token's probability. The
    probabilities are a softmax at ``temperature`` (the checkpoint's calibrated T, 1 when absent);
-   the choices themselves are greedy and do not depend on it.
+   the choices themselves are greedy and do not depend on it. It is computed once per call,
+   over the logits of all free tokens together, not once per pass.
+
+Cost per forward pass (the LM's own pass aside): the grammar is checked on a handful of tokens,
+never in a Python loop over the vocabulary. The highest-logit token is tried first (one
+``argmax``); when the grammar refuses it, the set of tokens the grammar accepts in that state
+(a token mask, see :meth:`ConstrainedDecoder.allowed_ids`) is built once by walking the
+vocabulary's byte trie with the grammar (pruned at the first refused character) and cached per
+state, and the choice is an argmax over those ids only. States where most of the vocabulary is
+allowed (free text) are scanned in decreasing logit order instead.
 
 The decoder never raises for bad model output: dead ends and over-long outputs come back as
 a :class:`DecodeResult` with ``error`` set.
@@ -24,6 +33,7 @@ a :class:`DecodeResult` with ``error`` set.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import math
 from collections.abc import Callable, Hashable, Sequence
@@ -161,13 +171,20 @@ class ConstrainedDecoder:
             enc = ch.encode("utf-8")
             for k in range(1, len(enc)):
                 self._prefixes.setdefault(enc[:k], []).append(ch)
-        # Tokens that can follow an incomplete character: they start with a continuation byte.
-        self._continuation_ids = torch.tensor(
-            [i for i, b in enumerate(self.table.token_bytes) if b and 0x80 <= b[0] <= 0xBF], dtype=torch.long
-        )
         self._accept_cache: dict[tuple, tuple | None] = {}
         self._tail_cache: dict[tuple, bool] = {}
+        self._mask_cache: dict[tuple, torch.Tensor | None] = {}
+        self._forced_cache: dict[tuple[str, str], list[int] | None] = {}
         self._max_cache = max_cache_entries
+        # The vocabulary's byte trie, implicit: token bytes sorted, a node is a range sharing a prefix.
+        order = sorted((b, i) for i, b in enumerate(self.table.token_bytes) if b)
+        self._keys = [b for b, _ in order]
+        self._key_ids = [i for _, i in order]
+        # Tokens whose text contains a functional token's literal: a grammar may accept such text
+        # whole but not character by character, so they are always checked one by one.
+        literals = [t.encode("utf-8") for t in (self.end_text, *self.nexa_texts) if t]
+        self._whole_ids = [i for b, i in order if any(lit in b for lit in literals)]
+        self.mask_budget = 4096  # trie nodes one mask may visit; past it the state counts as "open"
 
     # -- token checks --------------------------------------------------------------------------
     @staticmethod
@@ -200,6 +217,8 @@ class ConstrainedDecoder:
         if len(self._accept_cache) > self._max_cache:
             self._accept_cache.clear()
             self._tail_cache.clear()
+            self._mask_cache.clear()
+            self._forced_cache.clear()
         self._accept_cache[key] = result
         return result
 
@@ -225,11 +244,65 @@ class ConstrainedDecoder:
 
     def _forced_ids(self, text: str, forced: str) -> list[int] | None:
         """Token ids for ``forced`` if it tokenizes the same after ``text`` as on its own."""
+        key = (text, forced)
+        if key in self._forced_cache:
+            hit = self._forced_cache[key]
+            return None if hit is None else list(hit)
         enc = self.tokenizer.encode
         ids = enc(forced, add_special_tokens=False)
-        if enc(text + forced, add_special_tokens=False) == enc(text, add_special_tokens=False) + ids:
-            return ids
-        return None
+        if enc(text + forced, add_special_tokens=False) != enc(text, add_special_tokens=False) + ids:
+            ids = None
+        self._forced_cache[key] = ids
+        return None if ids is None else list(ids)
+
+    # -- token masks ---------------------------------------------------------------------------
+    def allowed_ids(self, grammar: Grammar, state: Hashable, pending: bytes = b"") -> torch.Tensor | None:
+        """Ids (ascending, int64) of every token the grammar accepts after ``state`` with ``pending``
+        bytes of an unfinished character, i.e. exactly the ``tid`` with ``accept(...)`` not None;
+        None when the set is too large to enumerate cheaply (more than ``mask_budget`` trie nodes:
+        free text). Cached per (grammar scope, state, pending)."""
+        key = (self._scope(grammar, state), state, pending)
+        if key in self._mask_cache:
+            return self._mask_cache[key]
+        ids = self._walk_trie(grammar, state, pending)
+        if ids is not None:
+            ids += [t for t in self._whole_ids if self.accept(grammar, state, pending, t) is not None]
+            if not pending and self.accept(grammar, state, pending, self.nexa_end_id) is not None:
+                ids.append(self.nexa_end_id)
+            ids = torch.tensor(sorted(set(ids)), dtype=torch.long)
+        self._mask_cache[key] = ids
+        return ids
+
+    def _walk_trie(self, grammar: Grammar, state: Hashable, pending: bytes) -> list[int] | None:
+        """Depth-first walk of the sorted token bytes from (state, pending): a child byte that
+        completes a character the grammar refuses prunes its whole subtree. None past the budget."""
+        keys, key_ids = self._keys, self._key_ids
+        out: list[int] = []
+        visits = 0
+        stack = [(0, len(keys), 0, state, pending)]
+        while stack:
+            lo, hi, depth, st, tail = stack.pop()
+            while lo < hi and len(keys[lo]) == depth:  # tokens that end here sort first
+                if depth and (not tail or self._tail_feasible(grammar, st, tail)):
+                    out.append(key_ids[lo])
+                lo += 1
+            while lo < hi:
+                byte = keys[lo][depth]
+                if byte == 255:
+                    nxt = hi
+                else:
+                    nxt = bisect.bisect_left(keys, keys[lo][:depth] + bytes((byte + 1,)), lo, hi)
+                visits += 1
+                if visits > self.mask_budget:
+                    return None
+                split = split_utf8(tail + bytes((byte,)))
+                if split is not None:
+                    text, rest = split
+                    new = grammar.advance(st, text) if text else st
+                    if new is not None:
+                        stack.append((lo, nxt, depth + 1, new, rest))
+                lo = nxt
+        return out
 
     # -- decoding ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -255,7 +328,6 @@ class ConstrainedDecoder:
             return res
         # 1) the functional token: argmax over the allowed ones
         logits = first_logits.float().cpu()  # masks and token tables live on the CPU
-        log_probs = torch.log_softmax(logits / temperature, dim=-1)
         candidates = torch.tensor([self.nexa_token_ids[i] for i in allowed])
         best = int(torch.argmax(logits[candidates]))
         index, tid = allowed[best], int(candidates[best])
@@ -265,9 +337,7 @@ class ConstrainedDecoder:
             return res
         res.function_index, res.text, res.token_ids = index, self.nexa_texts[index], [tid]
         res.free_tokens = 1
-        log_conf = float(log_probs[tid])
-        if keep_logits:
-            res.free_logits.append((logits.clone(), tid))
+        chosen = [(logits, tid)]  # the free choices; their softmax is taken once, at the end
         to_feed, pending = [tid], b""
 
         # 2) arguments, token by token, jumping over forced text
@@ -287,7 +357,6 @@ class ConstrainedDecoder:
                     continue
             logits = step(to_feed).float().cpu()  # (V,)
             res.forward_passes += 1
-            log_probs = torch.log_softmax(logits / temperature, dim=-1)
             choice = self._best_allowed(grammar, state, pending, logits)
             if choice is None:
                 res.error = ("BAD_SYNTAX", f"no token can continue {res.text!r} under the grammar")
@@ -304,31 +373,41 @@ class ConstrainedDecoder:
                 res.forced_tokens += 1
             else:
                 res.free_tokens += 1
-                log_conf += float(log_probs[tid])
-                if keep_logits:
-                    res.free_logits.append((logits.clone(), tid))
-        res.confidence = math.exp(log_conf) if res.error is None else 0.0
+                chosen.append((logits, tid))
+        if keep_logits:
+            res.free_logits = [(row.clone(), t) for row, t in chosen]
+        if res.error is None:
+            rows = torch.stack([row for row, _ in chosen]) / temperature  # (free tokens, V)
+            ids = torch.tensor([t for _, t in chosen])
+            log_conf = float(torch.log_softmax(rows, dim=1).gather(1, ids[:, None]).double().sum())
+            res.confidence = math.exp(log_conf)
         return res
 
     def _best_allowed(self, grammar: Grammar, state: Hashable, pending: bytes, logits: torch.Tensor):
-        """Highest-logit token the grammar accepts: (id, (state, pending)) or None."""
-        if pending:  # inside a multi-byte character: only continuation-byte tokens can follow
-            ids = self._continuation_ids
-            for j in torch.argsort(logits[ids], descending=True).tolist():
-                ok = self.accept(grammar, state, pending, int(ids[j]))
+        """Highest-logit token the grammar accepts: (id, (state, pending)) or None.
+
+        The state's token mask when it is cached and small: an argmax over those ids. Otherwise the
+        top token first (the usual case for a trained model), then the mask (built now), and for
+        states that allow most of the vocabulary, the tokens in decreasing logit order."""
+        key = (self._scope(grammar, state), state, pending)
+        ids = self._mask_cache.get(key, False)
+        if ids is False:  # mask not built yet: the top token may do
+            top = int(torch.argmax(logits))
+            ok = self.accept(grammar, state, pending, top)
+            if ok is not None:
+                return top, ok
+            ids = self.allowed_ids(grammar, state, pending)
+        if ids is not None:
+            if ids.numel() == 0:
+                return None
+            tid = int(ids[int(torch.argmax(logits[ids]))])
+            return tid, self.accept(grammar, state, pending, tid)
+        done, k, size = 0, 32, logits.numel()
+        while done < size:
+            k = min(k, size)
+            for tid in torch.topk(logits, k).indices[done:].tolist():
+                ok = self.accept(grammar, state, pending, tid)
                 if ok is not None:
-                    return int(ids[j]), ok
-            return None
-        k = min(32, logits.numel())
-        top = torch.topk(logits, k).indices.tolist()
-        for tid in top:
-            ok = self.accept(grammar, state, pending, tid)
-            if ok is not None:
-                return tid, ok
-        for tid in torch.argsort(logits, descending=True)[k:].tolist():
-            if tid >= self.table.size:
-                continue
-            ok = self.accept(grammar, state, pending, tid)
-            if ok is not None:
-                return tid, ok
+                    return tid, ok
+            done, k = k, k * 16
         return None
