@@ -273,6 +273,7 @@ class OctopusNode(LifecycleNode):
             max_text_novelty=params.max_text_novelty,
             max_image_novelty=params.max_image_novelty,
             grounding_threshold=params.grounding_threshold,
+            safety_screen=params.safety_screen,
             context_examples=params.context_examples,
             max_image_age=params.max_image_age,
             queue_depth=params.queue_depth,

@@ -132,6 +132,12 @@ PARAMETERS: dict[str, Spec] = {
         max=1.0,
         dynamic=True,
     ),
+    "safety_screen": Spec(
+        "default",
+        "Decline (NO_ACTION, 'unsafe request (...)') an utterance that names a hazard (fire, harm to a "
+        "person or animal, strangers let in, ...) whatever the model decided: 'default' = the package's "
+        "runtime/safety.yaml, a path = your own file (same schema), '' = no screen. Read at configure.",
+    ),
     "max_image_age": Spec(
         1.0,
         "Seconds: an utterance needs a camera frame at most this old, else NO_FRESH_IMAGE.",
@@ -234,6 +240,7 @@ class NodeParams:
     max_text_novelty: float
     max_image_novelty: float
     grounding_threshold: float
+    safety_screen: str
     max_image_age: float
     max_future_stamp: float
     image_age_source: str

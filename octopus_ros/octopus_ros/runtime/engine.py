@@ -33,6 +33,7 @@ from octopus_ros.runtime.outcomes import (
     decision_outcome,
     grounding_threshold_for,
 )
+from octopus_ros.runtime.safety import screen_from_setting
 from octopus_ros.runtime.standing import StandingGate, scene_change, scene_signature
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,10 @@ class EngineConfig:
     # (grounding.json), 0 disables the check. A model without a grounding head, or an object word
     # the head does not know, is never blocked (outcomes.grounding_threshold_for).
     grounding_threshold: float = -1.0
+    # Decline (NO_ACTION, "unsafe request (...)") an utterance that trips the safety screen
+    # (runtime/safety.py) whatever the model decided: "default" = the package's safety.yaml, a
+    # path = that file (same schema), "" = no screen.
+    safety_screen: str = "default"
     # Fixed in-context examples, "utterance => call" (runtime/context.py), shown to the model
     # before every request (model/prompt.py); checked against the registry when the engine is
     # made. Empty = none.
@@ -154,6 +159,7 @@ class ActionEngine:
         if examples:
             model.set_context(examples)
             log.info("%d fixed in-context example(s): %s", len(examples), examples)
+        self._screen = screen_from_setting(config.safety_screen)  # SafetyScreenError: a bad file
         self._validate = validate
         self._on_result = on_result
         self._now = now
@@ -481,6 +487,8 @@ class ActionEngine:
         call = decision.call if decision.error is None else None
         if code == OutcomeCode.NO_ACTION and reason.startswith(("not understood", "image unlike training")):
             self.counts["declined_" + reason.split(":")[0].replace(" ", "_")] += 1
+            utterance=request.text,
+            screen=self._screen,
         if code != OutcomeCode.OK:
             return result(code, reason, call=call, **common)
         if self._estop:  # engaged while the model ran

@@ -124,11 +124,14 @@ def decision_outcome(
     max_text_novelty: float | None = None,
     max_image_novelty: float | None = None,
     grounding_threshold: float | None = None,
+    utterance: str | None = None,
+    screen: Any = None,
 ) -> tuple[OutcomeCode, str]:
     """The outcome a model decision earns on its own merits, before publication.
 
     One rule for the node's engine and for the evaluation ("as the node would act"):
-    a rejected model output is NOT_ALLOWED or MODEL_ERROR; the decline function is
+    an ``utterance`` that trips the safety ``screen`` (runtime/safety.py; None: no screen) is
+    NO_ACTION "unsafe request (...)", whatever the model decided; a rejected model output is NOT_ALLOWED or MODEL_ERROR; the decline function is
     NO_ACTION; a call on an utterance whose text novelty is above ``max_text_novelty`` ("not
     understood") or on an image whose novelty is above ``max_image_novelty`` ("image unlike
     training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
@@ -142,6 +145,9 @@ def decision_outcome(
     (The e-stop, the standing-instruction gate and the request's own checks are the
     engine's, around this.)
     """
+    hit = screen.check(utterance) if screen is not None and utterance is not None else None
+    if hit is not None:
+        return OutcomeCode.NO_ACTION, hit.describe()
     if decision.error is not None:
         code = (
             OutcomeCode.NOT_ALLOWED if decision.error.kind in NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR

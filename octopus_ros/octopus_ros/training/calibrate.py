@@ -263,7 +263,7 @@ def collect_natural(
                     "expected": expected or "decline",
                     "got": _got(d),
                     "confidence": float(d.confidence),
-                    "action": node_action(d, registry, threshold, grounding),
+                    "action": node_action(d, registry, threshold, grounding, item.text),
                     "threshold": threshold,
                 }
             )

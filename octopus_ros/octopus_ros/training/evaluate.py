@@ -48,15 +48,23 @@ def _function_of(text: str, registry: Any) -> str:
     return spec.name if spec is not None else "<invalid>"
 
 
-def node_action(decision: Any, registry: Any, threshold: float, grounding: float | None = None) -> str:
+def node_action(
+    decision: Any,
+    registry: Any,
+    threshold: float,
+    grounding: float | None = None,
+    utterance: str | None = None,
+) -> str:
     """How the node would act on a decision: ``'declined'`` (NO_ACTION), ``'published'`` (OK)
     or ``'held_back'`` (any other outcome), by the engine's own rule
     (:func:`octopus_ros.runtime.outcomes.decision_outcome`, every enabled function allowed,
-    the node's default novelty limits, ``grounding`` the NOT_IN_VIEW threshold or None:
-    :func:`node_grounding` gives the node's default for a model)."""
+    the node's default novelty limits and safety screen (applied to ``utterance``; None: not
+    screened), ``grounding`` the NOT_IN_VIEW threshold or None: :func:`node_grounding` gives the
+    node's default for a model)."""
     from octopus_ros.functions import validate_call
     from octopus_ros.runtime.engine import EngineConfig
     from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
+    from octopus_ros.runtime.safety import screen_from_setting
 
     defaults = EngineConfig()
 
@@ -69,6 +77,8 @@ def node_action(decision: Any, registry: Any, threshold: float, grounding: float
         max_text_novelty=defaults.max_text_novelty if defaults.max_text_novelty > 0 else None,
         max_image_novelty=defaults.max_image_novelty if defaults.max_image_novelty > 0 else None,
         grounding_threshold=grounding,
+        utterance=utterance,
+        screen=screen_from_setting(defaults.safety_screen),
     )
     if code == OutcomeCode.NO_ACTION:
         return "declined"
@@ -117,7 +127,7 @@ def evaluate(
             d = octopus.decide(ex.instruction, ex.image)
             ms = (time.perf_counter() - t0) * 1000
             got = _got(d)
-            action = node_action(d, registry, threshold, grounding)
+            action = node_action(d, registry, threshold, grounding, ex.instruction)
             rows.append(
                 {
                     "split": split,
@@ -161,7 +171,7 @@ def evaluate_natural(
         expected = item.expected_text(registry)
         d = octopus.decide(item.text, item.frame())
         got = _got(d)
-        action = node_action(d, registry, threshold, grounding)
+        action = node_action(d, registry, threshold, grounding, item.text)
         right = action == "declined" if expected is None else got == expected
         rows.append(
             {
