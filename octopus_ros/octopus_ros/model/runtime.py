@@ -600,14 +600,23 @@ class Octopus:
         return Decision(call, error, confidence, res.text, timings, free_logits=res.free_logits)
 
     def _decide_generate(self, ids, enc, allowlist, limit, timings, mode) -> Decision:
+        """``transformers.generate`` on the same prompt, with the same cached system-prompt KV as
+        the constrained path (when the prompt starts with it). ``decode`` runs from the first new
+        token to the end, confidence included, and ``forward_passes`` counts the passes after the
+        prefill, as in constrained mode."""
         cfg = self.config
         t0 = time.perf_counter()
         embeds = self.model.embed_inputs(torch.tensor([ids], device=self.device), enc.embeds)  # (1, T, D)
         stop = [cfg.eos_token_id] if mode == "plain" else [cfg.nexa_end_id, cfg.eos_token_id]
         timer = _FirstTokenTimer()
+        S = len(self._system_ids)
+        cache = None
+        if self.prefix_cache and ids[:S] == self._system_ids and len(ids) > S:
+            cache = self._cache(self.system_kv())  # generate feeds only the positions after it
         out = self.model.lm.generate(
             inputs_embeds=embeds,
             attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device),
+            past_key_values=cache,
             max_new_tokens=limit,
             do_sample=False,
             eos_token_id=stop,
@@ -616,11 +625,14 @@ class Octopus:
             output_scores=True,
             streamer=timer,
         )
-        t2 = time.perf_counter()
         new = out.sequences[0].tolist()
+        n = min(len(new), len(out.scores))
         log_conf = 0.0
-        for tid, scores in zip(new, out.scores, strict=False):
-            log_conf += float(torch.log_softmax(scores[0].float() / self.temperature, dim=-1)[tid])
+        if n:
+            rows = torch.stack([row[0].float() for row in out.scores[:n]]).cpu() / self.temperature
+            chosen = torch.tensor(new[:n])[:, None]
+            log_conf = float(torch.log_softmax(rows, dim=1).gather(1, chosen).double().sum())
+        t2 = time.perf_counter()
         while new and new[-1] in (cfg.eos_token_id, cfg.pad_token_id):
             new.pop()
         text = self.tokenizer.decode(new, skip_special_tokens=False)
@@ -629,7 +641,7 @@ class Octopus:
             prefill=t1 - t0,
             decode=t2 - t1,
             tokens=float(len(out.scores)),
-            forward_passes=float(len(out.scores)),
+            forward_passes=float(max(len(out.scores) - 1, 0)),
         )
         call, error = _parse("call" if mode == "generate" else "plain", text, self.registry, allowlist)
         confidence = float(np.exp(log_conf)) if error is None else 0.0
