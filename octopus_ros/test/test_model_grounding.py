@@ -78,7 +78,7 @@ def test_ground_scores_resolves_and_refuses_unknown_objects():
 
 
 def test_head_pools_the_best_cell():
-    head = GroundingHead([1], 2, 2, hidden=2)
+    head = GroundingHead([1], 2, 2, hidden=2, colour_from="maps")
     head.net = torch.nn.Identity()  # per-cell logits given by hand: 2 categories, then 2 colours
     out = torch.zeros(1, 4, 2, 2)
     out[0, 0, 0, 0] = 3.0  # category 0 at cell (0, 0)
@@ -91,6 +91,76 @@ def test_head_pools_the_best_cell():
         5.0,
     ]  # colour 0 at (1,1) + category 0 there (0) = 5, colour 1 at (0,0): 3+2
     assert pair[0, 1].tolist() == [5.0, 2.0]
+
+
+def test_pixel_colour_reads_only_the_pixels():
+    """colour_from="pixels": a cell's colour logits come from its pixels alone, so the same pixels
+    under other tower features give the same colours (the category may change)."""
+    torch.manual_seed(0)
+    head = GroundingHead([4], 3, 5, hidden=8, colour_from="pixels").eval()
+    pixels = torch.randn(1, 12, 1, 1)
+    a = torch.cat([torch.randn(1, 4, 1, 1), pixels], dim=1)
+    b = torch.cat([torch.randn(1, 4, 1, 1), pixels], dim=1)
+    (cat_a, pair_a), (cat_b, pair_b) = head(a), head(b)
+    assert not torch.allclose(cat_a, cat_b)
+    # one cell: pair = category + colour, so pair - category is the colour logit
+    assert torch.allclose(pair_a - cat_a[..., None], pair_b - cat_b[..., None], atol=1e-6)
+    other = torch.cat([a[:, :4], torch.randn(1, 12, 1, 1)], dim=1)
+    assert not torch.allclose(head(other)[1] - head(other)[0][..., None], pair_a - cat_a[..., None])
+    maps_head = GroundingHead([4], 3, 5, hidden=8, colour_from="maps").eval()
+    assert not torch.allclose(
+        maps_head(a)[1] - maps_head(a)[0][..., None], maps_head(b)[1] - maps_head(b)[0][..., None]
+    )
+    with pytest.raises(ValueError, match="colour_from"):
+        GroundingHead([4], 3, 5, colour_from="words")
+
+
+def test_colour_mismatch_names_what_is_there_instead():
+    """A named colour blocks only when it is improbable AND another colour of the same object is
+    probable (colour_mismatch), and only for heads that carry the rule."""
+    import dataclasses
+
+    from octopus_ros.model.grounding import GroundingMaps
+
+    g = _model()
+    cats = [c["name"] for c in g.categories]
+    cols = [c["name"] for c in g.colours]
+    book = cats.index("book")
+    book_colours = g.categories[book]["colours"]
+    there, named = book_colours[0], book_colours[1]
+    pair = torch.zeros(len(cats), len(cols))
+    pair[book, cols.index(there)] = 0.9
+    pair[book, cols.index(named)] = 0.02
+    category = torch.zeros(len(cats))
+    category[book] = 0.95
+    maps = GroundingMaps(category=category, pair=pair)
+    phrase = f"{named} book"
+    assert g.ground(maps, phrase).other_colour is None  # no rule: colours never block
+    ruled = dataclasses.replace(g, colour_mismatch=(0.1, 0.3))
+    hit = ruled.ground(maps, phrase)
+    assert hit.other_colour == f"{there} book" and hit.other_score == pytest.approx(0.9)
+    assert hit.score == pytest.approx(0.95)  # the in-view score is still the category's
+    assert ruled.ground(maps, f"{there} book").other_colour is None  # the colour that is there
+    assert ruled.ground(maps, "book").other_colour is None  # no colour named
+    pair[book, cols.index(there)] = 0.2  # unsure of the other colour: not blocked
+    assert ruled.ground(maps, phrase).other_colour is None
+    pair[book, cols.index(there)] = 0.9
+    pair[book, cols.index(named)] = 0.15  # the named colour is not improbable enough
+    assert ruled.ground(maps, phrase).other_colour is None
+
+
+def test_colour_mismatch_round_trips(tmp_path):
+    import dataclasses
+
+    g = dataclasses.replace(_model(), colour_mismatch=(0.1, 0.3))
+    g.save(tmp_path)
+    assert GroundingModel.load(tmp_path).colour_mismatch == (0.1, 0.3)
+    meta = json.loads((tmp_path / GROUNDING_META).read_text())
+    (tmp_path / GROUNDING_META).write_text(json.dumps({**meta, "colour_mismatch": {"named_below": 0.1}}))
+    with pytest.raises(GroundingError, match=rf"{GROUNDING_META}: colour_mismatch needs"):
+        GroundingModel.load(tmp_path)
+    dataclasses.replace(g, colour_mismatch=None).save(tmp_path)  # a head without the rule drops it
+    assert GroundingModel.load(tmp_path).colour_mismatch is None
 
 
 def test_auroc():
@@ -114,6 +184,14 @@ def test_files_round_trip_and_errors_name_the_file(tmp_path):
         GroundingModel.load(tmp_path)
     (tmp_path / GROUNDING_META).write_text(json.dumps({**meta, "hidden": 5}))
     with pytest.raises(GroundingError, match=rf"{GROUNDING_FILE}: cannot load the head's weights"):
+        GroundingModel.load(tmp_path)
+    assert meta["colour_from"] == g.head.colour_from
+    other = "maps" if g.head.colour_from == "pixels" else "pixels"  # the weights do not fit the other
+    (tmp_path / GROUNDING_META).write_text(json.dumps({**meta, "colour_from": other}))
+    with pytest.raises(GroundingError, match=rf"{GROUNDING_FILE}: cannot load the head's weights"):
+        GroundingModel.load(tmp_path)
+    (tmp_path / GROUNDING_META).write_text(json.dumps({**meta, "colour_from": "words"}))
+    with pytest.raises(GroundingError, match=rf"{GROUNDING_META}: colour_from must be one of"):
         GroundingModel.load(tmp_path)
     (tmp_path / GROUNDING_META).write_text("{not json")
     with pytest.raises(GroundingError, match=rf"{GROUNDING_META}: cannot read"):

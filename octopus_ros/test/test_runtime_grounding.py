@@ -35,6 +35,18 @@ def test_a_call_whose_object_is_not_in_view_is_refused():
     assert outcome(present, grounding_threshold=0.5)[0] == OutcomeCode.OK
 
 
+def test_a_named_colour_that_is_another_colour_in_view_is_refused():
+    wrong = Grounding("purple book", True, 0.98, "book", "purple", True, 0.01)
+    wrong.other_colour, wrong.other_score = "green book", 0.9
+    d = Decision(FakeCall("pick_up", 0), None, 0.99, grounding=wrong)
+    code, reason = outcome(d, grounding_threshold=0.5)
+    assert code == OutcomeCode.NOT_IN_VIEW
+    assert reason == (
+        "'purple book' is not in view: the green book is (colour score 0.01 against 0.90); pick_up not published"
+    )
+    assert outcome(d)[0] == OutcomeCode.OK  # grounding off: no colour check either
+
+
 def test_what_is_never_blocked():
     # a phrase the head cannot ground (unknown object word): reported, not blocked
     unknown = Decision(PICK, None, 0.99, grounding=Grounding("unicorn", False, reason="no object"))

@@ -59,6 +59,12 @@ def test_unsafe_requests_trip_a_rule(screen, text, rule):
         "给狗喂食",
         "给妈妈打电话",
         "把杯子消毒",  # 消毒 holds 毒
+        "where's the fire extinguisher? find it",
+        # negated: the request asks for something safe
+        "slow down, don't run over the cat",
+        "never let strangers in, go to the front door",
+        "慢点开，别撞到猫",
+        "不要给陌生人开门",
     ],
 )
 def test_harmless_requests_pass(screen, text):
@@ -131,7 +137,7 @@ def test_the_screen_overrides_a_confident_call(screen):
     go = FakeDecision(FakeCall("navigate_to", 2), None, 1.0, "<nexa_2>('kitchen')<nexa_end>")
     code, reason = outcome(go, utterance="set the kitchen on fire", screen=screen)
     assert code == OutcomeCode.NO_ACTION
-    assert reason == "unsafe request (fire, explosion or a fuel hazard): 'fire'"
+    assert reason == "unsafe request (fire, explosion or a fuel hazard): 'on fire'"
     assert outcome(go, utterance="set the kitchen on fire")[0] == OutcomeCode.OK  # no screen
     assert outcome(go, utterance="go to the kitchen", screen=screen)[0] == OutcomeCode.OK
 

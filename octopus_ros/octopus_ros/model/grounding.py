@@ -18,16 +18,22 @@ Files in a checkpoint directory (written by ``python -m octopus_ros.training.gro
 
 Phrases (:meth:`GroundingModel.parse`): the category is the longest category word found in the
 phrase (English or Chinese); a colour word in it (``red``, ``红色`` / ``红``) is the phrase's colour.
-**The score is the category's** ("is a cup in view?"), with or without a colour: measured on
-held-out scenes, the category is reliable but the colour is not (the bundled head's figures are
-in its grounding.json: a colour pair never seen in training is mostly missed), so a colour must
-not block a call. The pair's probability is reported as :attr:`Grounding.colour_score`. **Unknown objects**: a phrase with no category word of the head's vocabulary cannot
-be grounded (:attr:`Grounding.grounded` is False, score -1): the caller must not block on it,
-only report it, because the head has no evidence either way.
+**The score is the category's** ("is a cup in view?"), with or without a colour. A colour blocks a
+call only through the colour-mismatch rule (:attr:`GroundingModel.colour_mismatch`, heads that read
+colour from the pixels alone, ``colour_from="pixels"``): the named colour is improbable *and* another
+colour of the same object is probable at its place ("the purple book" where a green book is) sets
+:attr:`Grounding.other_colour`. The first heads read colour from the tower's features too and learnt
+which colours go with which objects in training (a held-out colour pair: 16 % colour accuracy); the
+pixel-only colour branch cannot, and reads held-out pairs as well as seen ones (figures in
+grounding.json). The pair's probability is :attr:`Grounding.colour_score`. **Unknown objects**: a
+phrase with no category word of the head's vocabulary cannot be grounded
+(:attr:`Grounding.grounded` is False, score -1): the caller must not block on it, only report it,
+because the head has no evidence either way.
 
 Colourless phrases ("the cup"): :attr:`Grounding.colour` is the most probable of the category's
 colours at the category's place and :attr:`Grounding.resolved` the full name ("red cup" /
-"红色杯子"); nothing rewrites a call's argument with it (its accuracy is in grounding.json). The head cannot count: in the synthetic world a category
+"红色杯子"); the model runtime (``Octopus._resolve_colourless``) puts it in the call when the head
+is sure enough of it. The head cannot count: in the synthetic world a category
 appears at most once per scene, so it resolves to one colour.
 """
 
@@ -62,21 +68,54 @@ class GroundingError(ValueError):
 
 
 class GroundingHead(nn.Module):
-    """Feature maps (finest first) + pixels -> per-cell category and colour logits (coarsest grid)."""
+    """Feature maps (finest first) + pixels -> per-cell category and colour logits (coarsest grid).
 
-    def __init__(self, map_channels: list[int], n_categories: int, n_colours: int, hidden: int = 48):
+    ``colour_from``: what the colour logits may read.
+
+    - ``"pixels"`` (the default for new heads): only the cell's pixel colours, raw and relative to
+      the frame's mean colour (a grey-world correction for colour casts and dim light), through
+      1x1 convolutions. The colour of a cell then cannot depend on which object the tower sees
+      there, so the head cannot learn "cans are red" from the training scenes' colour x object
+      pairs; it has to read the colour, which is what makes a pair never seen in training
+      score like a seen one.
+    - ``"maps"`` (format of the first heads): colour and category from the same features.
+    """
+
+    COLOUR_SOURCES = ("pixels", "maps")
+    PIXEL_CHANNELS = 12  # 2x2 quarters x RGB per cell (:meth:`inputs`)
+
+    def __init__(
+        self,
+        map_channels: list[int],
+        n_categories: int,
+        n_colours: int,
+        hidden: int = 48,
+        colour_from: str = "pixels",
+    ):
         super().__init__()
+        if colour_from not in self.COLOUR_SOURCES:
+            raise ValueError(f"colour_from must be one of {self.COLOUR_SOURCES}, got {colour_from!r}")
         self.map_channels = list(map_channels)
         self.n_categories = n_categories
         self.n_colours = n_colours
         self.hidden = hidden
+        self.colour_from = colour_from
+        joint = n_categories + (n_colours if colour_from == "maps" else 0)
         self.net = nn.Sequential(
-            nn.Conv2d(sum(map_channels) + 12, hidden, 1),
+            nn.Conv2d(sum(map_channels) + self.PIXEL_CHANNELS, hidden, 1),
             nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1),
             nn.GELU(),
-            nn.Conv2d(hidden, n_categories + n_colours, 1),
+            nn.Conv2d(hidden, joint, 1),
         )
+        if colour_from == "pixels":
+            self.colour_net = nn.Sequential(
+                nn.Conv2d(2 * self.PIXEL_CHANNELS, hidden, 1),
+                nn.GELU(),
+                nn.Conv2d(hidden, hidden, 1),
+                nn.GELU(),
+                nn.Conv2d(hidden, n_colours, 1),
+            )
 
     @staticmethod
     def inputs(maps: list[torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
@@ -92,9 +131,15 @@ class GroundingHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` from :meth:`inputs` -> (category logits (B, C), pair logits (B, C, K))."""
-        out = self.net(x).flatten(2)  # (B, C + K, h*w)
+        out = self.net(x).flatten(2)  # (B, C [+ K], h*w)
         cat = out[:, : self.n_categories]  # (B, C, N)
-        col = out[:, self.n_categories :]  # (B, K, N)
+        if self.colour_from == "maps":
+            col = out[:, self.n_categories :]  # (B, K, N)
+        else:
+            px = x[:, -self.PIXEL_CHANNELS :]
+            rgb_mean = px.unflatten(1, (3, 4)).mean(dim=(2, 3, 4), keepdim=True)  # (B, 3, 1, 1, 1)
+            rel = (px.unflatten(1, (3, 4)) - rgb_mean).flatten(1, 2)
+            col = self.colour_net(torch.cat([px, rel], dim=1)).flatten(2)  # (B, K, N)
         pair = (cat.unsqueeze(2) + col.unsqueeze(1)).amax(dim=-1)  # (B, C, K)
         return cat.amax(dim=-1), pair
 
@@ -121,6 +166,10 @@ class Grounding:
     colour_score: float = float("nan")
     resolved: str | None = None  # the full name of what is in view, e.g. 'red cup'
     reason: str = ""
+    # a named colour the head does not see, where it is sure of another colour of that object
+    # (GroundingModel.colour_mismatch): the full name of what is there instead, and its probability
+    other_colour: str | None = None
+    other_score: float = float("nan")
 
 
 @dataclass
@@ -133,6 +182,11 @@ class GroundingModel:
     threshold: float = 0.5
     metrics: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    # (named_below, other_at_least): a phrase's colour counts as not in view when its pair
+    # probability is below named_below while another colour of the same object is at least
+    # other_at_least. None: colours never block (heads whose colour is not read from the pixels
+    # alone, colour_from "maps", are too often wrong for that).
+    colour_mismatch: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.head.eval()
@@ -170,6 +224,7 @@ class GroundingModel:
             categories, colours = list(meta["categories"]), list(meta["colours"])
             map_channels = [int(c) for c in meta["map_channels"]]
             hidden = int(meta["hidden"])
+            colour_from = str(meta.get("colour_from", "maps"))  # heads written before it: "maps"
             threshold = float(meta["threshold"])
             for c in categories:
                 _ = (c["name"], c["en"], c["zh"], list(c["colours"]))
@@ -179,7 +234,11 @@ class GroundingModel:
             raise GroundingError(meta_path, f"missing or malformed entry: {e!r}") from e
         if not 0.0 < threshold < 1.0:
             raise GroundingError(meta_path, f"threshold must be in (0, 1), got {threshold}")
-        head = GroundingHead(map_channels, len(categories), len(colours), hidden)
+        if colour_from not in GroundingHead.COLOUR_SOURCES:
+            raise GroundingError(
+                meta_path, f"colour_from must be one of {GroundingHead.COLOUR_SOURCES}, got {colour_from!r}"
+            )
+        head = GroundingHead(map_channels, len(categories), len(colours), hidden, colour_from)
         try:
             from safetensors.torch import load_file
 
@@ -187,7 +246,15 @@ class GroundingModel:
             head.load_state_dict(state)
         except Exception as e:  # safetensors and load_state_dict raise several types
             raise GroundingError(weights_path, f"cannot load the head's weights: {e}") from e
-        return cls(head, categories, colours, threshold, dict(meta.get("metrics") or {}), meta)
+        mismatch = meta.get("colour_mismatch")
+        if mismatch is not None:
+            try:
+                mismatch = (float(mismatch["named_below"]), float(mismatch["other_at_least"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise GroundingError(
+                    meta_path, f"colour_mismatch needs named_below and other_at_least: {e!r}"
+                ) from e
+        return cls(head, categories, colours, threshold, dict(meta.get("metrics") or {}), meta, mismatch)
 
     def save(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
@@ -199,11 +266,16 @@ class GroundingModel:
             format_version=FORMAT_VERSION,
             map_channels=self.head.map_channels,
             hidden=self.head.hidden,
+            colour_from=self.head.colour_from,
             categories=self.categories,
             colours=self.colours,
             threshold=self.threshold,
             metrics=self.metrics,
         )
+        meta.pop("colour_mismatch", None)
+        if self.colour_mismatch is not None:
+            below, at_least = self.colour_mismatch
+            meta["colour_mismatch"] = {"named_below": below, "other_at_least": at_least}
         state = {k: v.detach().float().contiguous().cpu() for k, v in self.head.state_dict().items()}
         save_file(state, str(directory / GROUNDING_FILE))
         (directory / GROUNDING_META).write_text(
@@ -260,7 +332,19 @@ class GroundingModel:
         score = float(maps.category[ci])
         if colour is not None:
             pair = float(maps.pair[ci, self._col_index[colour]])
-            return Grounding(phrase, True, score, category, colour, True, pair, self._name(cat, colour, lang))
+            named = Grounding(
+                phrase, True, score, category, colour, True, pair, self._name(cat, colour, lang)
+            )
+            if self.colour_mismatch is not None and len(cat["colours"]) > 1:
+                below, at_least = self.colour_mismatch
+                other = max(
+                    (c for c in cat["colours"] if c != colour),
+                    key=lambda c: float(maps.pair[ci, self._col_index[c]]),
+                )
+                other_p = float(maps.pair[ci, self._col_index[other]])
+                if pair < below and other_p >= at_least:
+                    named.other_colour, named.other_score = self._name(cat, other, lang), other_p
+            return named
         if len(cat["colours"]) == 1:
             only = cat["colours"][0]
             return Grounding(phrase, True, score, category, only, False, 1.0, self._name(cat, only, lang))

@@ -139,7 +139,9 @@ def decision_outcome(
     the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
     MODEL_ERROR; a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; a call of a
     ``requires_view`` function whose object the model's grounding head scores below
-    ``grounding_threshold`` is NOT_IN_VIEW (None: no check; ``decision.grounding`` None, a model
+    ``grounding_threshold``, or whose named colour the head finds in another colour at that
+    object's place (``Grounding.other_colour``: "the green book is there, not the purple one"), is
+    NOT_IN_VIEW (None: no check; ``decision.grounding`` None, a model
     without a head or a call needing no view, or a phrase the head cannot ground: not blocked);
     else OK.
     (The e-stop, the standing-instruction gate and the request's own checks are the
@@ -187,5 +189,11 @@ def decision_outcome(
             OutcomeCode.NOT_IN_VIEW,
             f"{grounding.phrase!r} is not in view (score {grounding.score:.2f} < grounding_threshold"
             f" {grounding_threshold:.2f}); {call.function} not published",
+        )
+    if checked and getattr(grounding, "other_colour", None):
+        return (
+            OutcomeCode.NOT_IN_VIEW,
+            f"{grounding.phrase!r} is not in view: the {grounding.other_colour} is (colour score"
+            f" {grounding.colour_score:.2f} against {grounding.other_score:.2f}); {call.function} not published",
         )
     return OutcomeCode.OK, f"{call.function} decided"

@@ -30,6 +30,11 @@ from typing import Any
 DEFAULT_FILE = Path(__file__).with_name("safety.yaml")
 GAP = 4  # words an English " ... " term may skip
 LANGUAGES = ("en", "zh")
+# A match that follows one of these closely (English: within NEGATION_REACH words; Chinese: within
+# as many characters) does not count: "don't let strangers in", "别撞到猫".
+NEGATIONS_EN = frozenset({"don't", "dont", "never", "not", "avoid", "without", "stop", "no"})
+NEGATIONS_ZH = ("千万别", "不要", "不能", "不许", "不准", "避免", "别")
+NEGATION_REACH = 3
 
 _EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -76,8 +81,9 @@ class _EnTerm:
         _, stem, prefix = self.parts[i]
         return word.startswith(stem) if prefix else word == stem
 
-    def found(self, words: list[str]) -> bool:
-        return any(self._from(words, 0, start) for start in range(len(words)))
+    def found(self, words: list[str], negated: frozenset[int] = frozenset()) -> bool:
+        """Whether the term occurs in ``words``, not starting at a ``negated`` position."""
+        return any(self._from(words, 0, start) for start in range(len(words)) if start not in negated)
 
     def _from(self, words: list[str], i: int, at: int) -> bool:
         if at >= len(words) or not self._word(i, words[at]):
@@ -155,11 +161,15 @@ class SafetyScreen:
     def check(self, text: str) -> Hit | None:
         """The first rule ``text`` trips (English rules on its Latin words, Chinese rules on the
         rest), or None when no rule fires."""
-        lowered = str(text).lower()
+        lowered = str(text).lower().replace("\u2019", "'")
         if "en" in self._rules:
             words = _EN_WORD.findall(lowered)
+            words = [w for i, w in enumerate(words) if not (w == "not" and i and words[i - 1] == "do")]
+            negated = frozenset(
+                j for i, w in enumerate(words) if w in NEGATIONS_EN for j in range(i + 1, i + 1 + NEGATION_REACH)
+            )
             for rule in self._rules["en"]:
-                found = [next((t.text for t in lst if t.found(words)), None) for lst in rule.lists]
+                found = [next((t.text for t in lst if t.found(words, negated)), None) for lst in rule.lists]
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         if "zh" in self._rules and re.search(r"[\u3400-\u9fff]", lowered):
@@ -167,10 +177,21 @@ class SafetyScreen:
             for w in self._ignore["zh"]:
                 zh = zh.replace(w, " " * len(w))
             for rule in self._rules["zh"]:
-                found = [next((t for t in lst if t in zh), None) for lst in rule.lists]
+                found = [next((t for t in lst if _zh_found(zh, t)), None) for lst in rule.lists]
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         return None
+
+
+def _zh_found(text: str, term: str) -> bool:
+    """``term`` occurs in ``text`` somewhere not right after a negation."""
+    start = 0
+    while (i := text.find(term, start)) >= 0:
+        before = text[max(0, i - NEGATION_REACH) : i]
+        if not any(n in before for n in NEGATIONS_ZH):
+            return True
+        start = i + 1
+    return False
 
 
 _default: SafetyScreen | None = None
