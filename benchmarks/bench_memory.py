@@ -6,7 +6,8 @@
 Each case runs in a fresh Python process (so one case's freed heap does not count for the next):
 load the model as octopus_node does (``Octopus.load`` for the bundled checkpoint; for the
 0.5B-shaped model — ViT-B/32 + Qwen2-0.5B shapes, ``model/configs/octopus-0.5b-shape.json`` —
-build it with random weights, which occupy exactly the memory real ones do), decide one
+build it with random weights, which occupy exactly the memory real ones do; int8 is built
+directly in int8 with ``precision.build_int8``, so its peak is not an fp32 build's), decide one
 640x480 frame, and print the process's resident set size (RSS) then (after ``malloc_trim``), its
 peak, and the RSS of
 the same interpreter with torch and the package imported but no model (the baseline). fp16/bf16
@@ -55,15 +56,16 @@ def run_case(case: str) -> dict:
         from bench_model import make_tokenizer
 
         from octopus_ros.model import attach_tokenizer, build_model, get_model_config
+        from octopus_ros.model.precision import build_int8
 
         registry = load_default_registry()
         tok = make_tokenizer(registry, 2000)
         cfg = attach_tokenizer(get_model_config("octopus-0.5b-shape"), tok, registry.num_tokens)
         torch.manual_seed(0)
-        model = build_model(cfg).eval()
-        octopus = Octopus(
-            model=model, tokenizer=tok, registry=registry, precision=case.split("-")[1], inplace=True
-        )
+        precision = case.split("-")[1]
+        # int8 is built directly in int8 (precision.build_int8): no fp32 copy ever exists
+        model = build_int8(cfg) if precision == "int8" else build_model(cfg).eval()
+        octopus = Octopus(model=model, tokenizer=tok, registry=registry, precision=precision, inplace=True)
     if case != "baseline":
         params = sum(p.numel() for p in octopus.model.parameters())
         out["params_m"] = round(params / 1e6, 1)

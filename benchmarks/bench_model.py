@@ -1,37 +1,51 @@
 """Octopus model latency/memory benchmark: one command, figures and ratios side by side.
 
-    python benchmarks/bench_model.py                  # tiny + 0.5B-shaped, random weights (~3-4 min)
+    python benchmarks/bench_model.py                  # tiny + 0.5B-shaped, random weights (~6-10 min loaded)
     python benchmarks/bench_model.py --no-big         # tiny only (~1 min)
+    python benchmarks/bench_model.py --quick          # tiny MLP only, 4 samples, 1 round (tests)
     python benchmarks/bench_model.py --model octopus_ros/models/octopus_tiny   # a trained checkpoint
 
 Per-stage latency (median, ms): preprocess, encode (vision + connector), imgKV (prefill of the
 image tokens' KV, done at encode time so a pre-encoded frame skips it), prefill (the rest of the
-prompt), decode per LM forward pass and per output token, and the total of one decide() on a
-raw camera frame.
+prompt), decode per LM forward pass after the prefill, the model's chosen and the grammar's
+forced tokens per call, decode ms per chosen token, and the total of one decide() on a raw
+camera frame.
 
 Compared: fp32 vs int8; constrained decoding with jump-forward vs without it vs plain
-``transformers.generate`` (functional tokens, parsed afterwards) vs the plain-text baseline (the
-LM writes ``name(args)``, no functional tokens); MLP vs Perceiver connector; torch vs ONNX image
-side. For the 0.5B-shaped model (ViT-B/32 + Qwen2-0.5B shapes) the decode time per pass is set
-against the memory-bandwidth floor (bytes of weights one pass reads / copy bandwidth measured in
-the same run), with peak RSS.
+``transformers.generate`` (functional tokens, parsed afterwards) vs a JSON-text answer
+(``{"function": ..., "args": {...}}``, no functional tokens); MLP vs Perceiver connector; torch
+vs ONNX image side. For the 0.5B-shaped model (ViT-B/32 + Qwen2-0.5B shapes) the decode time per
+pass is set against the memory-bandwidth floor (bytes of weights one pass reads / copy bandwidth
+measured in the same run), and the int8 RSS is measured in a subprocess that builds the model
+directly in int8 (``precision.build_int8``: it never held fp32 weights).
+
+Fairness: the modes run interleaved, sample by sample (each round visits every sample once in
+every mode, the mode order rotating), so a burst of outside load hits all modes alike. Every mode
+uses the same cached system-prompt KV (generate too). "per pass" is decode time / LM passes after
+the prefill in every mode; a jump-forward pass feeds several tokens, so "constrained vs generate
+per pass" is given without jump-forward (one token per pass on both sides: the decoder's own
+cost) and with it (what a pass costs when it carries the forced tokens).
 
 Random weights would emit arbitrary text of arbitrary length, which makes the modes
 incomparable. So, without ``--model``, an *oracle* steers the random LM along a target answer
 (the call of each sample): a forward hook on the LM head adds +1000 to the next target token as
 long as the output so far follows the target. Every mode then produces the same realistic call,
-and only how it gets there differs (forward passes, masks, parsing). With ``--model`` the trained
-model's own outputs are used. The machine is shared and noisy: compare ratios.
+and only how it gets there differs (forward passes, masks, parsing). Such rows are for timing
+only: their "same call" checks hold by construction, and they say nothing about accuracy. With
+``--model`` the trained model's own outputs are used. The machine is shared and noisy: compare
+ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +58,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "octopus_ros"))
 
-from octopus_ros.functions import FunctionRegistry  # noqa: E402
+from octopus_ros.functions import FunctionRegistry, parse_call  # noqa: E402
 from octopus_ros.model import (  # noqa: E402
     Octopus,
     OctopusModel,
@@ -55,33 +69,30 @@ from octopus_ros.model import (  # noqa: E402
 )
 from octopus_ros.model.connector import build_connector  # noqa: E402
 from octopus_ros.model.onnx_export import OnnxVisionEncoder, export_vision_onnx  # noqa: E402
-from octopus_ros.model.precision import apply_precision, decode_weight_bytes  # noqa: E402
+from octopus_ros.model.precision import (  # noqa: E402
+    apply_precision,
+    build_int8,
+    decode_weight_bytes,
+    release_memory,
+)
 from octopus_ros.model.testing import TINY_CORPUS  # noqa: E402
 from octopus_ros.model.tokenizer import train_tokenizer  # noqa: E402
 from octopus_ros.paths import config_path  # noqa: E402
 
-# (instruction, functional-token answer, plain-text answer)
+# (instruction, functional-token answer); the JSON-text answer is the same call (json_answer)
 EXAMPLES = [
-    ("pick up the red cup", "<nexa_0>('red cup')<nexa_end>", "pick_up('red cup')"),
-    ("please grab the green bottle", "<nexa_0>('green bottle')<nexa_end>", "pick_up('green bottle')"),
-    (
-        "put the blue box on the shelf",
-        "<nexa_1>('blue box', 'shelf')<nexa_end>",
-        "place('blue box', 'shelf')",
-    ),
-    ("go to the kitchen", "<nexa_2>('kitchen')<nexa_end>", "navigate_to('kitchen')"),
-    ("drive to the charging dock", "<nexa_2>('charging_dock')<nexa_end>", "navigate_to('charging_dock')"),
-    ("stop right now", "<nexa_3>()<nexa_end>", "stop()"),
-    (
-        "throw the peel away",
-        "<nexa_5>('banana peel', 'compost')<nexa_end>",
-        "recycle('banana peel', 'compost')",
-    ),
-    ("feed the cat", "<nexa_7>('cat')<nexa_end>", "feed_pet('cat')"),
-    ("set the speed to half", "<nexa_11>(0.5)<nexa_end>", "set_speed(0.5)"),
-    ("把红色的杯子拿起来", "<nexa_0>('红色杯子')<nexa_end>", "pick_up('红色杯子')"),
-    ("去厨房", "<nexa_2>('kitchen')<nexa_end>", "navigate_to('kitchen')"),
-    ("sing me a song", "<nexa_12>()<nexa_end>", "no_action()"),
+    ("pick up the red cup", "<nexa_0>('red cup')<nexa_end>"),
+    ("please grab the green bottle", "<nexa_0>('green bottle')<nexa_end>"),
+    ("put the blue box on the shelf", "<nexa_1>('blue box', 'shelf')<nexa_end>"),
+    ("go to the kitchen", "<nexa_2>('kitchen')<nexa_end>"),
+    ("drive to the charging dock", "<nexa_2>('charging_dock')<nexa_end>"),
+    ("stop right now", "<nexa_3>()<nexa_end>"),
+    ("throw the peel away", "<nexa_5>('banana peel', 'compost')<nexa_end>"),
+    ("feed the cat", "<nexa_7>('cat')<nexa_end>"),
+    ("set the speed to half", "<nexa_11>(0.5)<nexa_end>"),
+    ("把红色的杯子拿起来", "<nexa_0>('红色杯子')<nexa_end>"),
+    ("去厨房", "<nexa_2>('kitchen')<nexa_end>"),
+    ("sing me a song", "<nexa_12>()<nexa_end>"),
 ]
 
 # (label, decide mode, Octopus options, answer kind)
@@ -89,8 +100,14 @@ MODES = [
     ("constrained+JF", "constrained", {"jump_forward": True}, "functional"),
     ("constrained", "constrained", {"jump_forward": False}, "functional"),
     ("hf.generate", "generate", {"prefill_on_encode": False}, "functional"),
-    ("plain-text", "plain", {"prefill_on_encode": False}, "plain"),
+    ("JSON text", "plain", {"prefill_on_encode": False}, "json"),
 ]
+
+
+def json_answer(functional: str, registry: FunctionRegistry) -> str:
+    """The JSON-text answer of the same call, as ``parse_plain`` reads it."""
+    call = parse_call(functional, registry)
+    return json.dumps({"function": call.function, "args": call.kwargs()}, ensure_ascii=False)
 
 
 class Oracle:
@@ -169,7 +186,10 @@ def memory_bandwidth_gbs(mbytes: int = 256, repeats: int = 5) -> dict[str, float
 
 
 def make_tokenizer(registry: FunctionRegistry, vocab_size: int):
-    texts = [t for ex in EXAMPLES for t in ex] + TINY_CORPUS
+    """A byte-level BPE that has seen the instructions, both answer forms and the registry."""
+    texts = (
+        [t for ex in EXAMPLES for t in ex] + [json_answer(ex[1], registry) for ex in EXAMPLES] + TINY_CORPUS
+    )
     for spec in registry.functions:
         texts += [spec.name, *spec.description.values()]
         for arg in spec.args:
@@ -177,60 +197,83 @@ def make_tokenizer(registry: FunctionRegistry, vocab_size: int):
     return train_tokenizer(texts * 4, vocab_size, num_functions=registry.num_tokens)
 
 
-def targets_for(tokenizer, eos_id: int) -> dict[str, list[list[int]]]:
+def targets_for(tokenizer, eos_id: int, registry: FunctionRegistry) -> dict[str, list[list[int]]]:
     functional = [tokenizer.encode(ex[1], add_special_tokens=False) for ex in EXAMPLES]
-    plain = [tokenizer.encode(ex[2], add_special_tokens=False) + [eos_id] for ex in EXAMPLES]
-    return {"functional": functional, "plain": plain}
+    js = [
+        tokenizer.encode(json_answer(ex[1], registry), add_special_tokens=False) + [eos_id] for ex in EXAMPLES
+    ]
+    return {"functional": functional, "json": js}
 
 
-def measure(
-    octopus: Octopus,
-    samples,
-    mode: str,
-    repeats: int,
-    *,
-    oracle=None,
-    targets=None,
-    allowlist=None,
-    warmup=None,
-):
-    """Median per-stage timings of decide() on raw frames, plus output statistics.
+def measure_interleaved(runs: dict, samples, repeats: int, *, targets=None, warmup=None, order=None):
+    """Median per-stage timings of decide() on raw frames for several modes, interleaved.
 
-    Round 0 warms up (token caches, allocator) on the first ``warmup`` samples (default all).
+    ``runs``: label -> (Octopus, decide mode, answer kind). Round 0 warms up (token caches,
+    masks, allocator) on the first ``warmup`` samples (default all); rounds 1..repeats are timed.
+    In every round each sample is decided in every mode before the next sample, the mode order
+    rotating by one per sample and round. With ``targets`` (kind -> per-sample token ids) an
+    :class:`Oracle` per LM steers the random weights. ``order`` (a list) records (round, sample,
+    label) as run.
     """
-    rows: dict[str, list[float]] = {}
-    texts = []
-    kw = {"mode": mode, "allowlist": allowlist}
-    for r in range(repeats + 1):
-        for i, (image, instruction) in enumerate(samples):
-            if r == 0 and warmup is not None and i >= warmup:
-                break
-            if oracle is not None:
-                oracle.start(targets[i])
-            d = octopus.decide(instruction, image, **kw)
-            if oracle is not None:
-                oracle.start(None)
-            if r == 0:
-                continue
-            if r == 1:
-                texts.append(d.raw_text)
-            for k, v in d.timings.items():
-                rows.setdefault(k, []).append(v)
-            passes = max(d.timings.get("forward_passes", 0.0), 1.0)
-            rows.setdefault("per_pass", []).append(d.timings["decode"] / passes)
-            rows.setdefault("per_token", []).append(d.timings["decode"] / max(d.timings["tokens"], 1.0))
-            rows.setdefault("ok", []).append(float(d.ok))
-    out = {k: statistics.median(v) for k, v in rows.items()}
-    out["mean_tokens"] = statistics.mean(rows["tokens"])
-    out["mean_passes"] = statistics.mean(rows.get("forward_passes", rows["tokens"]))
-    out["ok"] = statistics.mean(rows["ok"])
-    out["texts"] = texts
+    labels = list(runs)
+    oracles = {}
+    if targets is not None:
+        for octopus, _, _ in runs.values():
+            lm = octopus.model.lm
+            if id(lm) not in oracles:
+                oracles[id(lm)] = Oracle(lm)
+    rows: dict[str, dict[str, list[float]]] = {label: {} for label in labels}
+    texts: dict[str, list[str]] = {label: [] for label in labels}
+    turn = 0
+    try:
+        for r in range(repeats + 1):
+            for i, (image, instruction) in enumerate(samples):
+                if r == 0 and warmup is not None and i >= warmup:
+                    break
+                turn += 1
+                for label in labels[turn % len(labels) :] + labels[: turn % len(labels)]:
+                    octopus, mode, kind = runs[label]
+                    oracle = oracles.get(id(octopus.model.lm))
+                    if oracle is not None:
+                        oracle.start(targets[kind][i])
+                    d = octopus.decide(instruction, image, mode=mode)
+                    if oracle is not None:
+                        oracle.start(None)
+                    if order is not None:
+                        order.append((r, i, label))
+                    if r == 0:
+                        continue
+                    if r == 1:
+                        texts[label].append(d.raw_text)
+                    row = rows[label]
+                    for k, v in d.timings.items():
+                        row.setdefault(k, []).append(v)
+                    passes = d.timings.get("forward_passes", 0.0)
+                    forced = d.timings.get("forced_tokens", 0.0)
+                    chosen = d.timings["tokens"] - forced
+                    row.setdefault("per_pass", []).append(d.timings["decode"] / max(passes, 1.0))
+                    row.setdefault("fed_per_pass", []).append((d.timings["tokens"] - 1) / max(passes, 1.0))
+                    row.setdefault("per_chosen", []).append(d.timings["decode"] / max(chosen, 1.0))
+                    row.setdefault("chosen", []).append(chosen)
+                    row.setdefault("forced", []).append(forced)
+                    row.setdefault("ok", []).append(float(d.ok))
+    finally:
+        for oracle in oracles.values():
+            oracle.remove()
+    out = {}
+    for label in labels:
+        row = rows[label]
+        m = {k: statistics.median(v) for k, v in row.items()}
+        for k in ("tokens", "forward_passes", "chosen", "forced", "ok", "fed_per_pass"):
+            m["mean_" + k] = statistics.mean(row.get(k, [0.0]))
+        m["texts"] = texts[label]
+        out[label] = m
     return out
 
 
 HEADER = (
     f"{'model':<16}{'prec':<6}{'mode':<16}{'prep':>6}{'encode':>8}{'imgKV':>7}{'prefill':>8}"
-    f"{'ms/pass':>8}{'ms/tok':>7}{'toks':>6}{'pass':>6}{'total':>8}{'ok':>6}"
+    f"{'ms/pass':>8}{'pass':>6}{'chosen':>7}{'forced':>7}{'ms/chosen':>10}{'total':>8}{'ok':>6}"
 )
 
 
@@ -238,30 +281,39 @@ def fmt_row(name: str, prec: str, mode: str, m: dict) -> str:
     return (
         f"{name:<16}{prec:<6}{mode:<16}{ms(m['preprocess']):>6.2f}{ms(m['encode']):>8.2f}"
         f"{ms(m.get('image_prefill', 0.0)):>7.2f}{ms(m['prefill']):>8.2f}{ms(m['per_pass']):>8.2f}"
-        f"{ms(m['per_token']):>7.2f}{m['mean_tokens']:>6.1f}{m['mean_passes']:>6.1f}{ms(m['total']):>8.1f}"
-        f"{m['ok']:>6.0%}"
+        f"{m['mean_forward_passes']:>6.1f}{m['mean_chosen']:>7.1f}{m['mean_forced']:>7.1f}"
+        f"{ms(m['per_chosen']):>10.2f}{ms(m['total']):>8.1f}{m['mean_ok']:>6.0%}"
     )
 
 
-def ratio_lines(label: str, res: dict, have_plain: bool) -> list[str]:
-    """Ratios of the rows of one model."""
+def ratio_lines(label: str, res: dict, have_json: bool) -> list[str]:
+    """Ratios of the rows of one model (all from one interleaved run)."""
     out = []
     for prec in ("fp32", "int8"):
         jf, nojf, gen = (res.get((label, prec, m)) for m in ("constrained+JF", "constrained", "hf.generate"))
         if jf and gen:
             line = (
                 f"  {label} {prec}: hf.generate / constrained+JF total {gen['total'] / jf['total']:.2f}x "
-                f"(passes {gen['mean_passes']:.1f} vs {jf['mean_passes']:.1f})"
+                f"(passes {gen['mean_forward_passes']:.1f} vs {jf['mean_forward_passes']:.1f})"
             )
             if nojf:
                 line += f"; without JF {nojf['total'] / jf['total']:.2f}x"
-            plain = res.get((label, prec, "plain-text"))
-            if plain and have_plain:
+            js = res.get((label, prec, "JSON text"))
+            if js and have_json:
                 line += (
-                    f"; plain-text / functional tokens: {plain['mean_tokens']:.1f} vs {jf['mean_tokens']:.1f} "
-                    f"tokens, total {plain['total'] / jf['total']:.2f}x"
+                    f"; JSON text / functional tokens: {js['mean_tokens']:.1f} vs {jf['mean_tokens']:.1f} "
+                    f"tokens, total {js['total'] / jf['total']:.2f}x"
                 )
             out.append(line)
+            per = [f"  {label} {prec}: constrained / hf.generate per pass:"]
+            if nojf:
+                per.append(
+                    f"without JF {nojf['per_pass'] / gen['per_pass']:.2f}x (1 token fed per pass on both sides)"
+                )
+            per.append(
+                f"with JF {jf['per_pass'] / gen['per_pass']:.2f}x ({jf['mean_fed_per_pass']:.1f} tokens fed per pass)"
+            )
+            out.append(" ".join(per[:1]) + " " + "; ".join(per[1:]))
     f32, i8 = res.get((label, "fp32", "constrained+JF")), res.get((label, "int8", "constrained+JF"))
     if f32 and i8:
         out.append(
@@ -302,59 +354,46 @@ def onnx_rows(model: OctopusModel, name: str, repeats: int) -> list[str]:
 
 
 def run_rows(
-    label,
-    model,
-    tok,
-    registry,
-    samples,
-    targets,
-    precisions,
-    modes,
-    repeats,
-    res,
-    lines,
-    warmup=None,
-    inplace=False,
+    label, models, tok, registry, samples, targets, modes, repeats, res, lines, *, warmup=None, extra=None
 ):
-    """Measure each (precision, mode) and append a table row per combination.
+    """Measure every (precision, mode) of one model interleaved and append a table row each.
 
-    ``inplace``: convert ``model`` itself instead of a copy (saves memory on the 0.5B model).
+    ``models``: precision -> a model already in that precision (shared by the modes; nothing is
+    copied). ``extra``: more (label, precision, mode label, Octopus, decide mode, kind) runs to
+    interleave with these (e.g. another connector).
     """
-    for prec in precisions:
-        texts = {}
+    runs, names = {}, {}
+    for prec, model in models.items():
         for mode_label, mode, options, kind in modes:
             octopus = Octopus(
-                model=model, tokenizer=tok, registry=registry, precision=prec, inplace=inplace, **options
+                model=model, tokenizer=tok, registry=registry, precision=prec, inplace=True, **options
             )
-            oracle = Oracle(octopus.model.lm) if targets is not None else None
-            m = measure(
-                octopus,
-                samples,
-                mode,
-                repeats,
-                oracle=oracle,
-                targets=None if targets is None else targets[kind],
-                warmup=warmup,
-            )
-            if oracle is not None:
-                oracle.remove()
-            texts[mode_label] = m["texts"]
-            res[(label, prec, mode_label)] = m
-            lines.append(fmt_row(label, prec, mode_label, m))
-            del octopus
-        if "hf.generate" in texts and "constrained+JF" in texts:
-            same = sum(a == b for a, b in zip(texts["constrained+JF"], texts["hf.generate"], strict=True))
+            runs[(label, prec, mode_label)] = (octopus, mode, kind)
+    for other, prec, mode_label, octopus, mode, kind in extra or ():
+        runs[(other, prec, mode_label)] = (octopus, mode, kind)
+    names = list(runs)
+    got = measure_interleaved(runs, samples, repeats, targets=targets, warmup=warmup)
+    for key in names:
+        res[key] = got[key]
+        lines.append(fmt_row(key[0], key[1], key[2], got[key]))
+    for prec in models:
+        a, b = got.get((label, prec, "constrained+JF")), got.get((label, prec, "hf.generate"))
+        if a and b:
+            same = sum(x == y for x, y in zip(a["texts"], b["texts"], strict=True))
+            note = " (oracle-steered: holds by construction, timing only)" if targets is not None else ""
             lines.append(
-                f"{'':<16}{prec:<6}constrained+JF and hf.generate give the same call {same}/{len(samples)}"
+                f"{'':<16}{prec:<6}constrained+JF and hf.generate give the same call {same}/{len(a['texts'])}{note}"
             )
+    return got
 
 
 def tiny_section(args, registry) -> list[str]:
     lines: list[str] = []
     res: dict = {}
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in EXAMPLES]
-    samples = list(zip(frames, [ex[0] for ex in EXAMPLES], strict=True))
+    examples = EXAMPLES[: args.samples] if args.samples else EXAMPLES
+    frames = [rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in examples]
+    samples = list(zip(frames, [ex[0] for ex in examples], strict=True))
     if args.model:
         loaded = Octopus.load(args.model, registry=registry)
         models = {"bundled": (loaded.model, loaded.tokenizer)}
@@ -362,7 +401,15 @@ def tiny_section(args, registry) -> list[str]:
     else:
         tok = make_tokenizer(registry, 1024)
         models = {}
-        for cfg_name, label in (("octopus-tiny", "tiny MLP"), ("octopus-tiny-perceiver", "tiny Perceiver")):
+        configs = (
+            (("octopus-tiny", "tiny MLP"),)
+            if args.quick
+            else (
+                ("octopus-tiny", "tiny MLP"),
+                ("octopus-tiny-perceiver", "tiny Perceiver"),
+            )
+        )
+        for cfg_name, label in configs:
             cfg = attach_tokenizer(get_model_config(cfg_name), tok, registry.num_tokens)
             torch.manual_seed(0)
             models[label] = (build_model(cfg.replace(lm={**cfg.lm, "vocab_size": len(tok)})), tok)
@@ -371,20 +418,40 @@ def tiny_section(args, registry) -> list[str]:
         lines.append(
             f"{label}: {model.num_parameters() / 1e6:.2f}M params, {model.config.num_image_tokens} image tokens"
         )
-        tg = None if args.model else targets_for(tok, model.config.eos_token_id)
-        run_rows(label, model, tok, registry, samples, tg, ("fp32", "int8"), modes, args.repeats, res, lines)
+        tg = None
+        if not args.model:
+            tg = targets_for(tok, model.config.eos_token_id, registry)
+            tg = {k: v[: len(samples)] for k, v in tg.items()}
+        by_prec = {"fp32": model, "int8": apply_precision(model, precision="int8")}
+        run_rows(label, by_prec, tok, registry, samples, tg, modes, args.repeats, res, lines)
     lines.append("ratios:")
     for label in models:
-        lines += ratio_lines(label, res, have_plain=not args.model)
-    if len(models) == 2:
+        lines += ratio_lines(label, res, have_json=not args.model)
+    if len(models) == 2 and not args.model:
         m, p = res[("tiny MLP", "fp32", "constrained+JF")], res[("tiny Perceiver", "fp32", "constrained+JF")]
         lines.append(
             f"  Perceiver / MLP fp32: encode {p['encode'] / m['encode']:.2f}x, image KV "
             f"{p['image_prefill'] / m['image_prefill']:.2f}x, total {p['total'] / m['total']:.2f}x"
         )
-    lines.append("image side:")
-    lines += onnx_rows(next(iter(models.values()))[0], "tiny", args.repeats)
+    if not args.quick:
+        lines.append("image side:")
+        lines += onnx_rows(next(iter(models.values()))[0], "tiny", args.repeats)
     return lines
+
+
+def int8_memory_subprocess() -> dict | None:
+    """RSS of the 0.5B shape built directly in int8 in a fresh process (bench_memory.py)."""
+    script = Path(__file__).with_name("bench_memory.py")
+    out = {}
+    for case in ("baseline", "0.5b-int8"):
+        done = subprocess.run(
+            [sys.executable, str(script), "--case", case], capture_output=True, text=True, timeout=1200
+        )
+        if done.returncode != 0:
+            print(f"int8 memory subprocess ({case}) failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return None
+        out[case] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 def big_section(args, registry) -> list[str]:
@@ -399,7 +466,7 @@ def big_section(args, registry) -> list[str]:
     torch.manual_seed(0)
     model = build_model(cfg)
     lines.append(
-        f"0.5B-shaped: built in {time.perf_counter() - t:.0f} s, {model.num_parameters() / 1e6:.0f}M params "
+        f"0.5B-shaped: fp32 built in {time.perf_counter() - t:.0f} s, {model.num_parameters() / 1e6:.0f}M params "
         f"(vision {model.num_parameters('vision') / 1e6:.0f}M, LM {model.num_parameters('lm') / 1e6:.0f}M), "
         f"{model.config.num_image_tokens} image tokens; RSS now/peak {rss_mb()[0]:.0f}/{rss_mb()[1]:.0f} MiB"
     )
@@ -414,61 +481,58 @@ def big_section(args, registry) -> list[str]:
     rng = np.random.default_rng(1)
     picks = [0, 2, 9]  # a string, an enum and a Chinese call
     samples = [(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), EXAMPLES[i][0]) for i in picks]
-    all_targets = targets_for(tok, model.config.eos_token_id)
+    all_targets = targets_for(tok, model.config.eos_token_id, registry)
     targets = {k: [v[i] for i in picks] for k, v in all_targets.items()}
-    onnx_lines: list[str] = []
+    onnx_lines = onnx_rows(model, "0.5B", 3) if args.big_onnx else []
+    floors = []
     for prec in ("fp32", "int8"):
         if prec == "int8":
-            if args.big_onnx:
-                onnx_lines = onnx_rows(model, "0.5B", 3)
-            del perceiver
-            gc.collect()
-            # quantize once, in place (the fp32 weights are not needed any more)
-            model = apply_precision(model, precision="int8", inplace=True)
-        modes = MODES if prec == "fp32" else [MODES[0], MODES[2]]
+            del model, perceiver
+            release_memory()
+            t = time.perf_counter()
+            torch.manual_seed(0)
+            model = build_int8(cfg)  # directly in int8 (other random weights; the oracle steers)
+            lines.append(f"0.5B-shaped int8: built directly in int8 in {time.perf_counter() - t:.0f} s")
+        modes = MODES if prec == "fp32" else MODES[:3]
+        extra = None
+        if prec == "fp32":
+            extra = [
+                (
+                    "0.5B Perceiver",
+                    "fp32",
+                    "constrained+JF",
+                    Octopus(model=perceiver, tokenizer=tok, registry=registry),
+                    "constrained",
+                    "functional",
+                )
+            ]
         run_rows(
             "0.5B MLP",
-            model,
+            {prec: model},
             tok,
             registry,
             samples,
             targets,
-            (prec,),
             modes,
             args.big_repeats,
             res,
             lines,
             warmup=1,
-            inplace=True,
+            extra=extra,
         )
-        if prec == "fp32":
-            run_rows(
-                "0.5B Perceiver",
-                perceiver,
-                tok,
-                registry,
-                samples,
-                targets,
-                (prec,),
-                MODES[:1],
-                args.big_repeats,
-                res,
-                lines,
-                warmup=1,
-            )
         weights = decode_weight_bytes(model.lm)
         floor = weights / (bandwidth * 1e9)
-        for mode_label in ("constrained+JF", "hf.generate"):
+        for mode_label in ("constrained+JF", "constrained", "hf.generate"):
             got = res[("0.5B MLP", prec, mode_label)]["per_pass"]
-            lines.append(
-                f"{'':<16}{prec:<6}{mode_label}: decode {ms(got):.1f} ms/pass vs floor {ms(floor):.1f} ms "
+            floors.append(
+                f"  {prec:<5} {mode_label:<15} {ms(got):7.1f} ms/pass vs floor {ms(floor):5.1f} ms "
                 f"({weights / 2**20:.0f} MiB read per pass at {bandwidth:.1f} GB/s) = {got / floor:.2f}x the floor"
             )
-        lines.append(
-            f"{'':<16}{prec:<6}RSS now/peak {rss_mb()[0]:.0f}/{rss_mb()[1]:.0f} MiB (freed fp32 heap may stay mapped)"
-        )
+        lines.append(f"{'':<16}{prec:<6}RSS now/peak {rss_mb()[0]:.0f}/{rss_mb()[1]:.0f} MiB (this process)")
+    lines.append("decode vs the memory-bandwidth floor:")
+    lines += floors
     lines.append("ratios:")
-    lines += ratio_lines("0.5B MLP", res, have_plain=True)
+    lines += ratio_lines("0.5B MLP", res, have_json=True)
     m, p = res[("0.5B MLP", "fp32", "constrained+JF")], res[("0.5B Perceiver", "fp32", "constrained+JF")]
     lines.append(
         f"  Perceiver / MLP fp32 ({pcfg.num_image_tokens} vs {cfg.num_image_tokens or 49} image tokens): encode "
@@ -477,20 +541,34 @@ def big_section(args, registry) -> list[str]:
     )
     if onnx_lines:
         lines += ["image side:", *onnx_lines]
+    del model
+    release_memory()
+    mem = int8_memory_subprocess()
+    if mem:
+        base, q = mem["baseline"], mem["0.5b-int8"]
+        lines.append(
+            f"int8 memory (fresh process, built directly in int8, one decision): RSS {q['rss_mib']} MiB, peak "
+            f"{q['peak_mib']} MiB ({q['peak_mib'] / q['rss_mib']:.2f}x); the same interpreter without a model "
+            f"{base['rss_mib']} MiB, so the model adds {q['rss_mib'] - base['rss_mib']} MiB"
+        )
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="trained checkpoint directory (default: random weights + oracle)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed rounds over the 12 tiny samples")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds over the tiny samples")
+    parser.add_argument("--samples", type=int, default=0, help="tiny samples (default all 12)")
     parser.add_argument("--no-big", action="store_true", help="skip the 0.5B-shaped model")
-    parser.add_argument("--big-repeats", type=int, default=2, help="timed rounds over the 3 0.5B samples")
+    parser.add_argument("--big-repeats", type=int, default=3, help="timed rounds over the 3 0.5B samples")
     parser.add_argument(
         "--big-onnx", action="store_true", help="also export/time the ViT-B/32 image side (ONNX)"
     )
+    parser.add_argument("--quick", action="store_true", help="tiny MLP only, 4 samples, 1 round (tests)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.no_big, args.repeats, args.samples = True, 1, args.samples or 4
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
     if args.threads:
@@ -499,14 +577,20 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; ms; medians"
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; ms; medians; modes interleaved sample by sample"
     )
-    print("\n== tiny (" + ("checkpoint " + args.model if args.model else "random weights + oracle") + ")")
+    print(
+        "\n== tiny ("
+        + ("checkpoint " + args.model if args.model else "random weights + oracle: timing only")
+        + ")"
+    )
     print(HEADER)
     for line in tiny_section(args, registry):
         print(line, flush=True)
     if not args.no_big:
-        print("\n== 0.5B-shaped (ViT-B/32 + Qwen2-0.5B shapes, random weights + oracle, 640x480 frames)")
+        print(
+            "\n== 0.5B-shaped (ViT-B/32 + Qwen2-0.5B shapes, random weights + oracle: timing only, 640x480 frames)"
+        )
         print(HEADER)
         for line in big_section(args, registry):
             print(line, flush=True)
