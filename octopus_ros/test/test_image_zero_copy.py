@@ -381,3 +381,35 @@ def test_engine_answers_invalid_input_when_shrinking_fails(harness):
     h.say("please stop")
     res = h.wait(1)[0]
     assert res.code == OutcomeCode.INVALID_INPUT and "image data has 10 bytes" in res.reason
+
+
+def test_frames_wake_the_engine_worker_only_when_they_make_a_prefetch_pending():
+    """At 30 Hz a wake-up per frame is 30 worker turns a second for nothing: a frame wakes the
+    worker only when it makes a prefetch pending (none was); a pending one is already timed."""
+    from test_runtime_engine import Harness, good_image
+
+    def counting(h):
+        wakes = []
+        notify = h.engine._cond.notify_all
+
+        def spy():
+            wakes.append(1)
+            notify()
+
+        h.engine._cond.notify_all = spy
+        return wakes
+
+    off = Harness(prefetch_rate=0)  # never started: the calls below run on this thread
+    wakes = counting(off)
+    for _ in range(5):
+        off.frame(decode=good_image)
+    assert wakes == [] and off.engine.counts["frames_received"] == 5
+
+    on = Harness(prefetch_rate=5.0)
+    wakes = counting(on)
+    for _ in range(5):
+        on.frame(decode=good_image)
+    assert len(wakes) == 1  # the first frame made a prefetch pending; the next four replaced it
+    on.engine._prefetch(on.engine._latest)  # the worker's prefetch: nothing is pending now
+    on.frame(decode=good_image)
+    assert len(wakes) == 2

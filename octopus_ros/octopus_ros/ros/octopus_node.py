@@ -45,6 +45,7 @@ from std_msgs.msg import Bool, String
 
 from octopus_ros.paths import config_path, default_model_dir
 from octopus_ros.ros import params as P
+from octopus_ros.ros.camera_ingest import CameraIngest
 from octopus_ros.ros.image_convert import CvBridgeAdapter, ImageConversionError
 from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
@@ -138,6 +139,7 @@ class OctopusNode(LifecycleNode):
         self._engine: ActionEngine | None = None
         self._frame_seq = itertools.count(1)
         self._subs: list = []
+        self._camera: CameraIngest | None = None  # camera subscriptions, on their own thread while active
         self._timers: list = []
         self._pubs: dict[str, Any] = {}
         self._routed_pubs: dict[tuple[str, type], Any] = {}
@@ -147,7 +149,6 @@ class OctopusNode(LifecycleNode):
         self._lock = threading.Lock()
         self._io_group = MutuallyExclusiveCallbackGroup()  # speech: never waits behind images
         self._estop_group = MutuallyExclusiveCallbackGroup()  # e-stop: never waits behind anything
-        self._image_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
         self._callback_errors: collections.Counter[str] = collections.Counter()
         self._speech_seen: dict[bytes, int] = {}  # publisher gid -> last publication sequence number
@@ -304,22 +305,13 @@ class OctopusNode(LifecycleNode):
                 depth=p.image_qos_depth,
                 reliability=ReliabilityPolicy.RELIABLE,
             )
+        if p.image_topic or p.compressed_image_topic:
+            # Not on this node's executor: frames would wake it 30 times a second (ros/camera_ingest.py).
+            self._camera = CameraIngest(self)
         if p.image_topic:
-            self._subs.append(
-                self.create_subscription(
-                    Image, p.image_topic, self._on_image, image_qos, callback_group=self._image_group
-                )
-            )
+            self._camera.subscribe(Image, p.image_topic, self._on_image, image_qos)
         if p.compressed_image_topic:
-            self._subs.append(
-                self.create_subscription(
-                    CompressedImage,
-                    p.compressed_image_topic,
-                    self._on_compressed,
-                    image_qos,
-                    callback_group=self._image_group,
-                )
-            )
+            self._camera.subscribe(CompressedImage, p.compressed_image_topic, self._on_compressed, image_qos)
         speech_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=p.speech_qos_depth, reliability=ReliabilityPolicy.RELIABLE
         )
@@ -345,6 +337,9 @@ class OctopusNode(LifecycleNode):
 
     def _deactivate(self, reason: str) -> None:
         self._active = False
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs.clear()

@@ -399,6 +399,10 @@ class ActionEngine:
         if frame.problem:
             raise ValueError(frame.problem)
         t0 = time.perf_counter()
+        if not private:
+            # prefetch_rate bounds every camera-frame encode: a request that encodes the newest frame
+            # is not followed at once by a prefetch of the next one.
+            self._last_prefetch = time.monotonic()
         image = self._pixels(frame) if private else self._decoded(frame)
         t1 = time.perf_counter()
         encoding = self.model.encode(image)
@@ -483,12 +487,12 @@ class ActionEngine:
             max_text_novelty=self.config.max_text_novelty if self.config.max_text_novelty > 0 else None,
             max_image_novelty=self.config.max_image_novelty if self.config.max_image_novelty > 0 else None,
             grounding_threshold=grounding_threshold_for(self.config.grounding_threshold, self.model),
+            utterance=request.text,
+            screen=self._screen,
         )
         call = decision.call if decision.error is None else None
         if code == OutcomeCode.NO_ACTION and reason.startswith(("not understood", "image unlike training")):
             self.counts["declined_" + reason.split(":")[0].replace(" ", "_")] += 1
-            utterance=request.text,
-            screen=self._screen,
         if code != OutcomeCode.OK:
             return result(code, reason, call=call, **common)
         if self._estop:  # engaged while the model ran
