@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -29,11 +28,13 @@ from pathlib import Path
 CASES = ("baseline", "bundled-fp32", "bundled-int8", "0.5b-fp32", "0.5b-int8")
 
 
-def rss_mib() -> float:
+def rss_mib(field: str = "VmRSS") -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, MiB. VmHWM, not ru_maxrss: a process
+    started by a bigger one inherits the parent's ru_maxrss through fork + exec."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def run_case(case: str) -> dict:
@@ -76,7 +77,7 @@ def run_case(case: str) -> dict:
     # malloc thresholds scripts/env.sh sets (large blocks from the heap) the fp32 heap stays mapped.
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     out["rss_mib"] = round(rss_mib())
-    out["peak_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    out["peak_mib"] = round(rss_mib("VmHWM"))
     return out
 
 

@@ -251,8 +251,9 @@ def measure_interleaved(runs: dict, samples, repeats: int, *, targets=None, warm
                     passes = d.timings.get("forward_passes", 0.0)
                     forced = d.timings.get("forced_tokens", 0.0)
                     chosen = d.timings["tokens"] - forced
-                    row.setdefault("per_pass", []).append(d.timings["decode"] / max(passes, 1.0))
-                    row.setdefault("fed_per_pass", []).append((d.timings["tokens"] - 1) / max(passes, 1.0))
+                    if passes > 0:  # a call the grammar forces whole (stop()) makes no pass
+                        row.setdefault("per_pass", []).append(d.timings["decode"] / passes)
+                        row.setdefault("fed_per_pass", []).append((d.timings["tokens"] - 1) / passes)
                     row.setdefault("per_chosen", []).append(d.timings["decode"] / max(chosen, 1.0))
                     row.setdefault("chosen", []).append(chosen)
                     row.setdefault("forced", []).append(forced)
@@ -264,6 +265,7 @@ def measure_interleaved(runs: dict, samples, repeats: int, *, targets=None, warm
     for label in labels:
         row = rows[label]
         m = {k: statistics.median(v) for k, v in row.items()}
+        m.setdefault("per_pass", float("nan"))
         for k in ("tokens", "forward_passes", "chosen", "forced", "ok", "fed_per_pass"):
             m["mean_" + k] = statistics.mean(row.get(k, [0.0]))
         m["texts"] = texts[label]
