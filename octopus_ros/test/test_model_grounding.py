@@ -149,6 +149,13 @@ def test_colour_mismatch_names_what_is_there_instead():
     assert ruled.ground(maps, phrase).other_colour is None
 
 
+def test_category_word():
+    g = _model()
+    assert g.category_word("cup") == "cup" and g.category_word("cup", "zh") == "杯子"
+    with pytest.raises(KeyError):
+        g.category_word("unicorn")
+
+
 def test_colour_mismatch_round_trips(tmp_path):
     import dataclasses
 

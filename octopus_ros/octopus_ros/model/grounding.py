@@ -321,6 +321,10 @@ class GroundingModel:
                     found[key] = (i, name)
         return (found.get("category", (0, None))[1], found.get("colour", (0, None))[1])
 
+    def category_word(self, name: str, lang: str = "en") -> str:
+        """The word of category ``name`` in ``lang`` ("en" / "zh"); KeyError for an unknown one."""
+        return self.categories[self._cat_index[name]][lang]
+
     def ground(self, maps: GroundingMaps, phrase: str) -> Grounding:
         """Is ``phrase`` in view? See the module docstring for unknown and colourless phrases."""
         category, colour = self.parse(phrase)

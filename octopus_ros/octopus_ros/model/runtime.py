@@ -552,7 +552,7 @@ class Octopus:
         category, colour = self.grounding.parse(utterance)
         if category != g.category or colour is not None:
             return
-        word = self.grounding.categories[self.grounding._cat_index[category]]["en"]
+        word = self.grounding.category_word(category)
         seen = self.grounding.ground(enc.grounding, word)
         if not seen.resolved or seen.resolved == g.phrase or not seen.colour_score >= self.resolve_colour_min:
             return  # the head is not sure of the colour either: the model's stands
