@@ -68,6 +68,17 @@ def test_bad_call_is_refused_with_a_registry(registry, entry, match):
         parse_context_examples([GOOD[0], entry], registry)
 
 
+def test_an_example_outside_the_allowlist_is_refused(registry):
+    assert parse_context_examples(GOOD, registry, ["pick_up", "navigate_to"]) == parse_context_examples(
+        GOOD, registry
+    )
+    assert parse_context_examples(GOOD, registry, []) == parse_context_examples(GOOD, registry)  # all
+    with pytest.raises(ContextExampleError, match=r"\[1\] .*calls 'navigate_to', which allowed_functions"):
+        parse_context_examples(GOOD, registry, ["pick_up"])
+    # the decline function is always allowed, so an example of declining always fits
+    assert parse_context_examples(["sing a song => no_action()"], registry, ["stop"])
+
+
 class _Model:
     def __init__(self):
         self.context = None
@@ -135,5 +146,13 @@ def test_node_refuses_bad_entries_at_set_and_at_configure(rclpy_context, tmp_pat
         bad = node.set_parameters([Parameter("context_examples", value=[GOOD[0], "x => fly()"])])[0]
         assert not bad.successful and "context_examples[1] 'x => fly()'" in bad.reason
         assert node.get_parameter("context_examples").value == GOOD
+        # the allowlist may not exclude a function the fixed examples call, nor the reverse
+        bad = node.set_parameters([Parameter("allowed_functions", value=["stop"])])[0]
+        assert not bad.successful and "calls 'pick_up', which allowed_functions" in bad.reason
+        assert node._engine.config.allowlist == ()
+        ok = node.set_parameters([Parameter("allowed_functions", value=["pick_up", "navigate_to"])])[0]
+        assert ok.successful and node._engine.config.allowlist == ("pick_up", "navigate_to")
+        bad = node.set_parameters([Parameter("context_examples", value=["halt => stop()"])])[0]
+        assert not bad.successful and "calls 'stop', which allowed_functions" in bad.reason
     finally:
         node.destroy_node()

@@ -415,10 +415,18 @@ class OctopusNode(LifecycleNode):
                         result.successful = False
                         result.reason = f"allowed_functions names unknown functions {unknown}"
                         return result
+                    try:  # the fixed examples must stay calls the node allows
+                        parse_context_examples(self._engine.config.context_examples, self._registry, names)
+                    except ValueError as e:
+                        result.successful = False
+                        result.reason = str(e)
+                        return result
                     self._engine.config.allowlist = names
                 elif p.name == "context_examples":  # static: checked now, applied at the next configure
                     try:
-                        parse_context_examples(P.check_value(p.name, p.value), self._registry)
+                        parse_context_examples(
+                            P.check_value(p.name, p.value), self._registry, self._engine.config.allowlist
+                        )
                     except ValueError as e:
                         result.successful = False
                         result.reason = str(e)

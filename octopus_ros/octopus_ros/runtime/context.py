@@ -27,17 +27,22 @@ class ContextExampleError(ValueError):
     """A context example entry is not acceptable; the message names it."""
 
 
-def parse_context_examples(entries: Iterable[str], registry: Any = None) -> tuple[tuple[str, str], ...]:
+def parse_context_examples(
+    entries: Iterable[str], registry: Any = None, allowlist: Iterable[str] | None = None
+) -> tuple[tuple[str, str], ...]:
     """``("utterance => call", ...)`` -> ``((utterance, canonical call text), ...)``.
 
     Empty entries are skipped (a ROS string array cannot be empty, so ``['']`` means none).
     Without ``registry`` the call text is returned as written; with one (a FunctionRegistry) it
-    must be a valid call of an enabled function and is returned as ``<nexa_i>(...)<nexa_end>``.
-    Raises :class:`ContextExampleError` naming the first bad entry.
+    must be a valid call of an enabled function and is returned as ``<nexa_i>(...)<nexa_end>``;
+    with an ``allowlist`` too (the node's ``allowed_functions``; None or empty = every enabled
+    function), a function it does not allow: an example would show the model a call the node
+    then refuses. Raises :class:`ContextExampleError` naming the first bad entry.
     """
     from octopus_ros.functions import ParseError, parse_plain
     from octopus_ros.runtime.guards import InvalidUtteranceError, clean_utterance
 
+    allowed = registry.allowed_names(allowlist) if registry is not None and allowlist else None
     kept = [(i, e) for i, e in enumerate(entries) if not (isinstance(e, str) and not e.strip())]
     if len(kept) > MAX_EXAMPLES:
         raise ContextExampleError(f"context_examples has {len(kept)} entries; at most {MAX_EXAMPLES}")
@@ -63,6 +68,11 @@ def parse_context_examples(entries: Iterable[str], registry: Any = None) -> tupl
             call = parse_plain(call_text, registry)
             if isinstance(call, ParseError):
                 raise ContextExampleError(f"{where}: {call_text!r} is not a valid call: {call.message}")
+            if allowed is not None and call.function not in allowed:
+                raise ContextExampleError(
+                    f"{where}: calls {call.function!r}, which allowed_functions {sorted(allowlist)} does not"
+                    " allow (the example would show the model a call the node refuses)"
+                )
             call_text = call.to_text()
         out.append((utterance, call_text))
     return tuple(out)

@@ -155,7 +155,7 @@ class ActionEngine:
         self.model = model
         self.registry = registry
         self.config = config
-        examples = parse_context_examples(config.context_examples, registry)
+        examples = parse_context_examples(config.context_examples, registry, config.allowlist)
         if examples:
             model.set_context(examples)
             log.info("%d fixed in-context example(s): %s", len(examples), examples)
