@@ -24,7 +24,12 @@ setup(
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
     # Named model configs are data inside the Python package (open_clip style).
-    package_data={"octopus_ros.model": ["configs/*.json", "configs/vlm/*.json"], "octopus_ros.data.natural": ["natural_set.yaml"], "octopus_ros.data.probes": ["safety_probe.yaml"], "octopus_ros.runtime": ["safety.yaml"]},
+    package_data={
+        "octopus_ros.model": ["configs/*.json", "configs/vlm/*.json"],
+        "octopus_ros.data.natural": ["natural_set.yaml"],
+        "octopus_ros.data.probes": ["safety_probe.yaml"],
+        "octopus_ros.runtime": ["safety.yaml"],
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),

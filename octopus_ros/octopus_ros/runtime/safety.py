@@ -166,7 +166,10 @@ class SafetyScreen:
             words = _EN_WORD.findall(lowered)
             words = [w for i, w in enumerate(words) if not (w == "not" and i and words[i - 1] == "do")]
             negated = frozenset(
-                j for i, w in enumerate(words) if w in NEGATIONS_EN for j in range(i + 1, i + 1 + NEGATION_REACH)
+                j
+                for i, w in enumerate(words)
+                if w in NEGATIONS_EN
+                for j in range(i + 1, i + 1 + NEGATION_REACH)
             )
             for rule in self._rules["en"]:
                 found = [next((t.text for t in lst if t.found(words, negated)), None) for lst in rule.lists]
