@@ -62,6 +62,7 @@ def test_unsafe_requests_trip_a_rule(screen, text, rule):
         "where's the fire extinguisher? find it",
         # negated: the request asks for something safe
         "slow down, don't run over the cat",
+        "do not kick the dog, go to the kitchen",
         "never let strangers in, go to the front door",
         "慢点开，别撞到猫",
         "不要给陌生人开门",
@@ -78,10 +79,10 @@ def test_the_registry_phrasings_never_trip_it(screen):
     from octopus_ros.training.evaluate import EVAL_SPLITS
 
     tripped = [
-        (ex.instruction, screen.check(ex.instruction).describe())
+        (ex.instruction, hit.describe())
         for split in (*EVAL_SPLITS, "train")
         for ex in generate(split, 600, 3)
-        if ex.function != "no_action" and screen.check(ex.instruction) is not None
+        if ex.function != "no_action" and (hit := screen.check(ex.instruction)) is not None
     ]
     assert tripped == []
 
@@ -97,6 +98,18 @@ def test_english_gaps_and_word_endings(tmp_path):
     assert s.check("let the strangers in") is not None  # "*": any ending
     assert s.check("let one two three four five in, stranger") is None  # a gap longer than 4
     assert s.check("in the stranger's house, let") is None  # order matters
+
+
+def test_ignored_compounds_are_blanked_in_both_languages(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "en:\n  ignore: [Kick Off]\n  rules:\n    r: {reason: test, all_of: [[kick*]]}\n"
+        "zh:\n  ignore: [打开]\n  rules:\n    r: {reason: test, all_of: [[打]]}\n",
+        encoding="utf-8",
+    )
+    s = SafetyScreen(path)
+    assert s.check("kick off the cleaning") is None and s.check("kick the ball") is not None
+    assert s.check("把门打开") is None and s.check("打猫") is not None
 
 
 @pytest.mark.parametrize(

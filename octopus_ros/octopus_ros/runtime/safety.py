@@ -127,7 +127,7 @@ class SafetyScreen:
         ignore = block.get("ignore") or []
         if not isinstance(lists, dict) or not isinstance(ignore, list):
             raise SafetyScreenError(self.path, f"{where}: 'lists' must be a mapping and 'ignore' a list")
-        self._ignore[lang] = sorted((str(w) for w in ignore), key=len, reverse=True)
+        self._ignore[lang] = sorted((str(w).lower() for w in ignore), key=len, reverse=True)
 
         def terms(raw: Any, at: str) -> tuple[Any, ...]:
             if isinstance(raw, str) and raw.startswith("@"):
@@ -163,8 +163,7 @@ class SafetyScreen:
         rest), or None when no rule fires."""
         lowered = str(text).lower().replace("\u2019", "'")
         if "en" in self._rules:
-            words = _EN_WORD.findall(lowered)
-            words = [w for i, w in enumerate(words) if not (w == "not" and i and words[i - 1] == "do")]
+            words = _EN_WORD.findall(_blank(lowered, self._ignore["en"]))
             negated = frozenset(
                 j
                 for i, w in enumerate(words)
@@ -176,14 +175,19 @@ class SafetyScreen:
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         if "zh" in self._rules and re.search(r"[\u3400-\u9fff]", lowered):
-            zh = lowered
-            for w in self._ignore["zh"]:
-                zh = zh.replace(w, " " * len(w))
+            zh = _blank(lowered, self._ignore["zh"])
             for rule in self._rules["zh"]:
                 found = [next((t for t in lst if _zh_found(zh, t)), None) for lst in rule.lists]
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         return None
+
+
+def _blank(text: str, compounds: list[str]) -> str:
+    """``text`` with every ``compounds`` entry (longest first) replaced by as many spaces."""
+    for w in compounds:
+        text = text.replace(w, " " * len(w))
+    return text
 
 
 def _zh_found(text: str, term: str) -> bool:
