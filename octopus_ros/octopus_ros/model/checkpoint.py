@@ -160,17 +160,23 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def read_checkpoint_config(path: str | Path) -> tuple[OctopusConfig, dict[str, Any]]:
-    """Parse and check ``config.json``; returns (model config, whole record)."""
+def read_config_json(path: str | Path) -> tuple[Path, Any]:
+    """(path of ``config.json``, its parsed JSON) of a model directory; CheckpointError naming the
+    directory or the file when the directory or the file is missing or the file is not JSON."""
     file = Path(path) / CONFIG_FILE
     if not Path(path).is_dir():
         raise CheckpointError(path, "checkpoint directory does not exist")
     if not file.is_file():
         raise CheckpointError(file, "missing")
     try:
-        record = json.loads(file.read_text(encoding="utf-8"))
+        return file, json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(file, f"not valid JSON ({e})") from e
+
+
+def read_checkpoint_config(path: str | Path) -> tuple[OctopusConfig, dict[str, Any]]:
+    """Parse and check ``config.json``; returns (model config, whole record)."""
+    file, record = read_config_json(path)
     if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(file, f"not an octopus_ros checkpoint config (format != {CHECKPOINT_FORMAT!r})")
     if record.get("format_version") != FORMAT_VERSION:

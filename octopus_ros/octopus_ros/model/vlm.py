@@ -41,7 +41,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .checkpoint import CHECKPOINT_FORMAT, CONFIG_FILE, FUNCTIONS_FILE, CheckpointError
+from .checkpoint import CHECKPOINT_FORMAT, CONFIG_FILE, FUNCTIONS_FILE, CheckpointError, read_config_json
 from .config import DEFAULT_SYSTEM_PROMPT
 from .decoding import ConstrainedDecoder
 from .functional_tokens import init_token_rows
@@ -104,15 +104,7 @@ def is_vlm_checkpoint(path: str | Path) -> bool:
 
 
 def _read_config(path: Path) -> tuple[str, dict]:
-    file = path / CONFIG_FILE
-    if not path.is_dir():
-        raise CheckpointError(path, "checkpoint directory does not exist")
-    if not file.is_file():
-        raise CheckpointError(file, "missing")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(file, f"not valid JSON ({e})") from e
+    file, data = read_config_json(path)
     if not isinstance(data, dict):
         raise CheckpointError(file, "not a JSON object")
     if data.get("format") == CHECKPOINT_FORMAT:
