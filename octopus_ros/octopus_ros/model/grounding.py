@@ -339,15 +339,11 @@ class GroundingModel:
             named = Grounding(
                 phrase, True, score, category, colour, True, pair, self._name(cat, colour, lang)
             )
-            if self.colour_mismatch is not None and len(cat["colours"]) > 1:
-                below, at_least = self.colour_mismatch
-                other = max(
-                    (c for c in cat["colours"] if c != colour),
-                    key=lambda c: float(maps.pair[ci, self._col_index[c]]),
-                )
-                other_p = float(maps.pair[ci, self._col_index[other]])
-                if pair < below and other_p >= at_least:
-                    named.other_colour, named.other_score = self._name(cat, other, lang), other_p
+            if self.colour_mismatch is not None:
+                probs = {c: float(maps.pair[ci, self._col_index[c]]) for c in cat["colours"]}
+                other = colour_mismatch(probs, colour, self.colour_mismatch)
+                if other is not None:
+                    named.other_colour, named.other_score = self._name(cat, other, lang), probs[other]
             return named
         if len(cat["colours"]) == 1:
             only = cat["colours"][0]
@@ -361,6 +357,18 @@ class GroundingModel:
             return category[lang]
         col = self.colours[self._col_index[colour]]
         return f"{col['en']} {category['en']}" if lang == "en" else f"{col['zh']}{category['zh']}"
+
+
+def colour_mismatch(probs: dict[str, float], named: str, rule: tuple[float, float]) -> str | None:
+    """The colour in view instead of ``named``, by the colour-mismatch rule
+    (GroundingModel.colour_mismatch = (named_below, other_at_least)), or None. ``probs``: the pair
+    probability of each colour the object comes in."""
+    below, at_least = rule
+    others = [c for c in probs if c != named]
+    if not others:
+        return None
+    other = max(others, key=probs.get)
+    return other if probs[named] < below and probs[other] >= at_least else None
 
 
 def _whole_word(text: str, i: int, n: int) -> bool:

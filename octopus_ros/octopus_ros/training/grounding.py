@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from octopus_ros.data.render import render
 from octopus_ros.data.tasks import default_splits
 from octopus_ros.data.world import CATEGORIES, COLOURS, LAYOUTS, Scene, sample_scene
-from octopus_ros.model.grounding import GroundingHead, GroundingModel, auroc
+from octopus_ros.model.grounding import GroundingHead, GroundingModel, auroc, colour_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,7 @@ def mismatch_rates(scenes, pair_p, rule: tuple[float, float], heldout=frozenset(
             ci = CAT_NAMES.index(o.category)
             p = {c: float(pair_p[b, ci, COL_NAMES.index(c)]) for c in cols}
             for named in cols:
-                other = max((c for c in cols if c != named), key=p.get)
-                flagged = p[named] < below and p[other] >= at_least
+                flagged = colour_mismatch(p, named, rule) is not None
                 if named == o.colour:
                     n += 1
                     refused += flagged
