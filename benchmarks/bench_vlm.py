@@ -40,6 +40,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "octopus_ros"))
 
+from bench_model import Oracle  # noqa: E402  (the same steering as the Octopus rows)
+
 from octopus_ros.paths import config_path  # noqa: E402
 
 SHAPES_DIR = ROOT / "octopus_ros" / "octopus_ros" / "model" / "configs" / "vlm"
@@ -73,36 +75,6 @@ def _timed(fn, *args) -> float:
     t = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t
-
-
-class Oracle:
-    """Steers a random LM along a target: after :meth:`start`, the first input-embedding call is
-    the prompt; later calls are decode feeds; while they follow the target the head's output gets
-    +1000 on the next target token."""
-
-    def __init__(self, model):
-        self.target, self.calls, self.fed = None, 0, []
-        self.handles = [
-            model.get_input_embeddings().register_forward_hook(self._embed),
-            model.lm_head.register_forward_hook(self._head),
-        ]
-
-    def start(self, target):
-        self.target, self.calls, self.fed = target, 0, []
-
-    def _embed(self, module, args, output):
-        if self.target is not None:
-            if self.calls:
-                self.fed += args[0].flatten().tolist()
-            self.calls += 1
-
-    def _head(self, module, args, output):
-        k = len(self.fed)
-        if self.target is not None and k < len(self.target) and self.fed == self.target[:k]:
-            output = output.clone()
-            output[..., self.target[k]] += 1000.0
-            return output
-        return None
 
 
 def build(shape: dict, registry):
