@@ -142,6 +142,8 @@ def test_colour_mismatch_names_what_is_there_instead():
     assert hit.score == pytest.approx(0.95)  # the in-view score is still the category's
     assert ruled.ground(maps, f"{there} book").other_colour is None  # the colour that is there
     assert ruled.ground(maps, "book").other_colour is None  # no colour named
+    never = next(c for c in cols if c not in book_colours)  # a colour books never come in
+    assert ruled.ground(maps, f"{never} book").other_colour == f"{there} book"
     pair[book, cols.index(there)] = 0.2  # unsure of the other colour: not blocked
     assert ruled.ground(maps, phrase).other_colour is None
     pair[book, cols.index(there)] = 0.9

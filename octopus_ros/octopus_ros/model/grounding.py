@@ -339,8 +339,10 @@ class GroundingModel:
             named = Grounding(
                 phrase, True, score, category, colour, True, pair, self._name(cat, colour, lang)
             )
-            if self.colour_mismatch is not None:
+            if self.colour_mismatch is not None and len(cat["colours"]) > 1:
+                # the named colour may be one the object never comes in ("orange cup")
                 probs = {c: float(maps.pair[ci, self._col_index[c]]) for c in cat["colours"]}
+                probs[colour] = pair
                 other = colour_mismatch(probs, colour, self.colour_mismatch)
                 if other is not None:
                     named.other_colour, named.other_score = self._name(cat, other, lang), probs[other]
@@ -362,7 +364,7 @@ class GroundingModel:
 def colour_mismatch(probs: dict[str, float], named: str, rule: tuple[float, float]) -> str | None:
     """The colour in view instead of ``named``, by the colour-mismatch rule
     (GroundingModel.colour_mismatch = (named_below, other_at_least)), or None. ``probs``: the pair
-    probability of each colour the object comes in."""
+    probability of each colour the object comes in, and of ``named``."""
     below, at_least = rule
     others = [c for c in probs if c != named]
     if not others:
