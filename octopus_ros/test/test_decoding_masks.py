@@ -43,8 +43,8 @@ def make_decoder(tok, cfg) -> ConstrainedDecoder:
 class BruteForce(ConstrainedDecoder):
     """The reference: every token of the vocabulary checked, best logit wins."""
 
-    def _best_allowed(self, grammar, state, pending, logits):
-        for tid in torch.argsort(logits, descending=True, stable=True).tolist():
+    def _best_allowed(self, grammar, state, pending, logits):  # logits: the pass's numpy row
+        for tid in torch.argsort(torch.as_tensor(logits), descending=True, stable=True).tolist():
             ok = self.accept(grammar, state, pending, tid)
             if ok is not None:
                 return tid, ok
