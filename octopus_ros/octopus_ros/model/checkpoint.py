@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from octopus_ros.lean.errors import CheckpointError  # noqa: F401 - one class for both runtimes
+
 from .config import ConfigError, OctopusConfig, resolve_config
 from .modeling import OctopusModel, build_modules
 from .tokenizer import check_tokenizer_matches, load_tokenizer
@@ -37,15 +39,6 @@ WEIGHTS_FILE = "model.safetensors"
 FUNCTIONS_FILE = "functions.yaml"
 METRICS_FILE = "metrics.json"
 TOKENIZER_FILE = "tokenizer.json"
-
-
-class CheckpointError(Exception):
-    """A checkpoint is missing, corrupt, truncated or inconsistent. ``file`` names the culprit."""
-
-    def __init__(self, file: str | Path, problem: str):
-        self.file = str(file)
-        self.problem = problem
-        super().__init__(f"{self.file}: {problem}")
 
 
 @dataclass

@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,20 +50,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from octopus_ros.lean.grounding import (  # noqa: F401 - re-exported: the model room's API
+    COLOUR_SOURCES,
+    FORMAT,
+    FORMAT_VERSION,
+    GROUNDING_FILE,
+    GROUNDING_META,
+    Grounding,
+    GroundingError,
+    GroundingMaps,
+    GroundingRules,
+    _followed_by_category,
+    _whole_word,
+    colour_mismatch,
+    read_grounding_meta,
+)
+
 log = logging.getLogger(__name__)
-
-GROUNDING_FILE = "grounding.safetensors"
-GROUNDING_META = "grounding.json"
-FORMAT = "octopus_ros.grounding"
-FORMAT_VERSION = 1
-
-
-class GroundingError(ValueError):
-    """A bad grounding head file; the message starts with the file's path."""
-
-    def __init__(self, path: str | Path, message: str):
-        self.path = str(path)
-        super().__init__(f"{path}: {message}")
 
 
 class GroundingHead(nn.Module):
@@ -81,7 +83,7 @@ class GroundingHead(nn.Module):
     - ``"maps"`` (format of the first heads): colour and category from the same features.
     """
 
-    COLOUR_SOURCES = ("pixels", "maps")
+    COLOUR_SOURCES = COLOUR_SOURCES
     PIXEL_CHANNELS = 12  # 2x2 quarters x RGB per cell (:meth:`inputs`)
 
     def __init__(
@@ -145,35 +147,7 @@ class GroundingHead(nn.Module):
 
 
 @dataclass
-class GroundingMaps:
-    """What the head saw in one frame: probabilities that each category / (category, colour) is in view."""
-
-    category: torch.Tensor  # (C,)
-    pair: torch.Tensor  # (C, K)
-
-
-@dataclass
-class Grounding:
-    """The answer for one phrase. ``score`` is -1 when the phrase cannot be grounded."""
-
-    phrase: str
-    grounded: bool
-    score: float = -1.0
-    category: str | None = None
-    colour: str | None = None  # the phrase's colour, else the resolved one (None: single-colour category)
-    colour_given: bool = False
-    # probability of the (category, colour) pair: the phrase's colour, else the resolved one
-    colour_score: float = float("nan")
-    resolved: str | None = None  # the full name of what is in view, e.g. 'red cup'
-    reason: str = ""
-    # a named colour the head does not see, where it is sure of another colour of that object
-    # (GroundingModel.colour_mismatch): the full name of what is there instead, and its probability
-    other_colour: str | None = None
-    other_score: float = float("nan")
-
-
-@dataclass
-class GroundingModel:
+class GroundingModel(GroundingRules):
     """A loaded grounding head with its vocabulary, threshold and recorded metrics."""
 
     head: GroundingHead
@@ -190,15 +164,7 @@ class GroundingModel:
 
     def __post_init__(self) -> None:
         self.head.eval()
-        self._cat_index = {c["name"]: i for i, c in enumerate(self.categories)}
-        self._col_index = {c["name"]: i for i, c in enumerate(self.colours)}
-        words: list[tuple[str, str, str]] = []  # (word, kind, name)
-        for c in self.categories:
-            words += [(c["en"], "category", c["name"]), (c["zh"], "category", c["name"])]
-        for c in self.colours:
-            words += [(c["en"], "colour", c["name"]), (c["zh"], "colour", c["name"])]
-            words += [(c["zh_short"], "colour_short", c["name"])]
-        self._words = sorted(words, key=lambda w: -len(w[0]))
+        self._index_words()
 
     # -- files ----------------------------------------------------------------------------------
     @classmethod
@@ -209,36 +175,10 @@ class GroundingModel:
     def load(cls, directory: str | Path) -> GroundingModel:
         """Read ``grounding.json`` + ``grounding.safetensors``; GroundingError naming the file."""
         directory = Path(directory)
-        meta_path, weights_path = directory / GROUNDING_META, directory / GROUNDING_FILE
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise GroundingError(meta_path, f"cannot read: {e}") from e
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise GroundingError(meta_path, f"not a grounding head file (format must be {FORMAT!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise GroundingError(
-                meta_path, f"format_version must be {FORMAT_VERSION}, got {meta.get('format_version')!r}"
-            )
-        try:
-            categories, colours = list(meta["categories"]), list(meta["colours"])
-            map_channels = [int(c) for c in meta["map_channels"]]
-            hidden = int(meta["hidden"])
-            colour_from = str(meta.get("colour_from", "maps"))  # heads written before it: "maps"
-            threshold = float(meta["threshold"])
-            for c in categories:
-                _ = (c["name"], c["en"], c["zh"], list(c["colours"]))
-            for c in colours:
-                _ = (c["name"], c["en"], c["zh"], c["zh_short"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise GroundingError(meta_path, f"missing or malformed entry: {e!r}") from e
-        if not 0.0 < threshold < 1.0:
-            raise GroundingError(meta_path, f"threshold must be in (0, 1), got {threshold}")
-        if colour_from not in GroundingHead.COLOUR_SOURCES:
-            raise GroundingError(
-                meta_path, f"colour_from must be one of {GroundingHead.COLOUR_SOURCES}, got {colour_from!r}"
-            )
-        head = GroundingHead(map_channels, len(categories), len(colours), hidden, colour_from)
+        m = read_grounding_meta(directory)  # GroundingError naming grounding.json
+        weights_path = directory / GROUNDING_FILE
+        categories, colours = m["categories"], m["colours"]
+        head = GroundingHead(m["map_channels"], len(categories), len(colours), m["hidden"], m["colour_from"])
         try:
             from safetensors.torch import load_file
 
@@ -246,15 +186,7 @@ class GroundingModel:
             head.load_state_dict(state)
         except Exception as e:  # safetensors and load_state_dict raise several types
             raise GroundingError(weights_path, f"cannot load the head's weights: {e}") from e
-        mismatch = meta.get("colour_mismatch")
-        if mismatch is not None:
-            try:
-                mismatch = (float(mismatch["named_below"]), float(mismatch["other_at_least"]))
-            except (KeyError, TypeError, ValueError) as e:
-                raise GroundingError(
-                    meta_path, f"colour_mismatch needs named_below and other_at_least: {e!r}"
-                ) from e
-        return cls(head, categories, colours, threshold, dict(meta.get("metrics") or {}), meta, mismatch)
+        return cls(head, categories, colours, m["threshold"], m["metrics"], m["meta"], m["colour_mismatch"])
 
     def save(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
@@ -297,94 +229,6 @@ class GroundingModel:
         x = GroundingHead.inputs([m.to(device) for m in feature_maps], pixels.to(device))
         cat, pair = self.head(x)
         return GroundingMaps(category=torch.sigmoid(cat[0]).cpu(), pair=torch.sigmoid(pair[0]).cpu())
-
-    def parse(self, phrase: str) -> tuple[str | None, str | None]:
-        """(category, colour) named by ``phrase``; None for what it does not name."""
-        text = re.sub(r"\s+", " ", str(phrase).strip().lower())
-        found: dict[str, tuple[int, str]] = {}  # kind -> (position, name)
-        taken = [False] * len(text)
-        for word, kind, name in self._words:  # longest first, so 红色 wins over 红
-            start = 0
-            while (i := text.find(word, start)) >= 0:
-                start = i + 1
-                if any(taken[i : i + len(word)]):
-                    continue
-                if re.fullmatch(r"[a-z ]+", word) and not _whole_word(text, i, len(word)):
-                    continue
-                if kind == "colour_short" and not _followed_by_category(text, i + len(word), self.categories):
-                    continue
-                taken[i : i + len(word)] = [True] * len(word)
-                key = "colour" if kind.startswith("colour") else kind
-                if (
-                    key not in found or i > found[key][0]
-                ):  # the last one names the object ("cup of tea" aside)
-                    found[key] = (i, name)
-        return (found.get("category", (0, None))[1], found.get("colour", (0, None))[1])
-
-    def category_word(self, name: str, lang: str = "en") -> str:
-        """The word of category ``name`` in ``lang`` ("en" / "zh"); KeyError for an unknown one."""
-        return self.categories[self._cat_index[name]][lang]
-
-    def ground(self, maps: GroundingMaps, phrase: str) -> Grounding:
-        """Is ``phrase`` in view? See the module docstring for unknown and colourless phrases."""
-        category, colour = self.parse(phrase)
-        if category is None:
-            return Grounding(phrase, False, reason=f"{phrase!r} names no object the grounding head knows")
-        ci = self._cat_index[category]
-        cat = self.categories[ci]
-        lang = "zh" if re.search(r"[\u4e00-\u9fff]", str(phrase)) else "en"
-        score = float(maps.category[ci])
-        if colour is not None:
-            pair = float(maps.pair[ci, self._col_index[colour]])
-            named = Grounding(
-                phrase, True, score, category, colour, True, pair, self._name(cat, colour, lang)
-            )
-            if self.colour_mismatch is not None and len(cat["colours"]) > 1:
-                # the named colour may be one the object never comes in ("orange cup")
-                probs = {c: float(maps.pair[ci, self._col_index[c]]) for c in cat["colours"]}
-                probs[colour] = pair
-                other = colour_mismatch(probs, colour, self.colour_mismatch)
-                if other is not None:
-                    named.other_colour, named.other_score = self._name(cat, other, lang), probs[other]
-            return named
-        if len(cat["colours"]) == 1:
-            only = cat["colours"][0]
-            return Grounding(phrase, True, score, category, only, False, 1.0, self._name(cat, only, lang))
-        probs = {c: float(maps.pair[ci, self._col_index[c]]) for c in cat["colours"]}
-        best = max(probs, key=probs.get)
-        return Grounding(phrase, True, score, category, best, False, probs[best], self._name(cat, best, lang))
-
-    def _name(self, category: dict[str, Any], colour: str, lang: str) -> str:
-        if len(category["colours"]) == 1:
-            return category[lang]
-        col = self.colours[self._col_index[colour]]
-        return f"{col['en']} {category['en']}" if lang == "en" else f"{col['zh']}{category['zh']}"
-
-
-def colour_mismatch(probs: dict[str, float], named: str, rule: tuple[float, float]) -> str | None:
-    """The colour in view instead of ``named``, by the colour-mismatch rule
-    (GroundingModel.colour_mismatch = (named_below, other_at_least)), or None. ``probs``: the pair
-    probability of each colour the object comes in, and of ``named``."""
-    below, at_least = rule
-    others = [c for c in probs if c != named]
-    if not others:
-        return None
-    other = max(others, key=probs.get)
-    return other if probs[named] < below and probs[other] >= at_least else None
-
-
-def _whole_word(text: str, i: int, n: int) -> bool:
-    before = text[i - 1] if i > 0 else " "
-    after = text[i + n] if i + n < len(text) else " "
-    # plural 's' of an English category word ("cups") still names the category
-    return not before.isalpha() and (
-        not after.isalpha() or (after == "s" and (i + n + 1 >= len(text) or not text[i + n + 1].isalpha()))
-    )
-
-
-def _followed_by_category(text: str, j: int, categories: list[dict[str, Any]]) -> bool:
-    rest = text[j:].lstrip("的")
-    return any(rest.startswith(c["zh"]) for c in categories)
 
 
 def auroc(positive: list[float], negative: list[float]) -> float:

@@ -14,74 +14,25 @@ the score is then NaN, which no threshold exceeds):
   (e.g. real photographs for a model trained on rendered scenes).
 
 Fitting the profiles is the training room's job (``octopus_ros.training.novelty_profile``).
+The scoring is torch-free and shared with the onnxruntime runtime (:mod:`octopus_ros.lean.novelty`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-TEXT_VOCAB_FILE = "training_vocab.json"
-IMAGE_PROFILE_FILE = "image_profile.safetensors"
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_UNITS = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
-
-
-def text_units(text: str) -> list[str]:
-    """Words (lower-cased, letters/digits, inner apostrophes kept) and single CJK characters."""
-    return _UNITS.findall(text.lower())
-
-
-class TextNovelty:
-    """The training vocabulary and the share of an utterance outside it."""
-
-    def __init__(self, vocabulary: Iterable[str]):
-        self.vocabulary = frozenset(vocabulary)
-
-    @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> TextNovelty:
-        vocab: set[str] = set()
-        for text in texts:
-            vocab.update(text_units(text))
-        return cls(vocab)
-
-    def unseen(self, text: str) -> list[str]:
-        """The utterance's units the model never saw, in order."""
-        return [u for u in text_units(text) if u not in self.vocabulary]
-
-    def score(self, text: str) -> float:
-        units = text_units(text)
-        if not units:
-            return 1.0
-        return sum(u not in self.vocabulary for u in units) / len(units)
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        data = {"units": "words (lower-cased) and CJK characters", "vocabulary": sorted(self.vocabulary)}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> TextNovelty:
-        from .checkpoint import CheckpointError
-
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            vocab = data["vocabulary"]
-            if not isinstance(vocab, list) or not all(isinstance(v, str) for v in vocab):
-                raise ValueError("'vocabulary' must be a list of strings")
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(path, f"invalid training vocabulary ({e})") from e
-        return cls(vocab)
+from octopus_ros.lean.novelty import (  # noqa: F401 - re-exported: the model room's API
+    IMAGE_PROFILE_FILE,
+    TEXT_VOCAB_FILE,
+    TextNovelty,
+    mahalanobis_score,
+    text_units,
+)
 
 
 def pooled(embeds: torch.Tensor) -> torch.Tensor:
@@ -121,8 +72,11 @@ class ImageNovelty:
         return torch.einsum("nd,de,ne->n", z, self.precision, z).clamp_min(0).sqrt()
 
     def score(self, embeds: torch.Tensor) -> float:
-        """Novelty of one encoded image ((1, K, D) image tokens): distance / training 99th pct."""
-        return float(self.distances(pooled(embeds.cpu()))[0]) / self.scale
+        """Novelty of one encoded image ((1, K, D) image tokens): distance / training 99th pct
+        (the torch-free scorer the onnxruntime runtime uses too)."""
+        return mahalanobis_score(
+            pooled(embeds.cpu())[0].numpy(), self.mean.numpy(), self.precision.numpy(), self.scale
+        )
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file

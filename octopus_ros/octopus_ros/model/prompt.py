@@ -1,167 +1,23 @@
 """Prompt format (Otter-like): system prompt, in-context examples, the image tokens, then
-``User: ... GPT:``.
-
-Training and inference tokenize the prompt and the answer separately and concatenate the ids,
-so the model sees exactly the same token boundaries in both.
-
-In-context examples (Otter / MIMIC-IT's in-context instruction tuning): a prompt may carry k
-(instruction -> answer) pairs before the query. Each is written as a finished turn, the part of
-the template after ``{images}`` with its instruction, followed by its answer, and they go right
-after the system prompt, in the ``{system}`` slot::
-
-    <system prompt>\nUser: pick up the cup\nGPT:<nexa_0>('red cup')<nexa_end>\nUser: ...<nexa_end>
-    <image> x K\nUser: <query>\nGPT:
-
-So they are part of the fixed prefix before the first ``<image>`` token: with fixed examples the
-system-prompt KV cache covers them, and an image encoding's prefill does too.
-
-Supported: text-only context (instruction and answer), any number of examples, at training and at
-inference. Not supported: images of context examples (Otter gives each context example its own
-image; here only the query has one, so a record's context images are not used), and templates
-without ``{system}`` or whose user turn after ``{images}`` lacks ``{instruction}`` (such a
-template still works without context; asking it for context raises ValueError).
+``User: ... GPT:``. The format itself is torch-free and lives in :mod:`octopus_ros.lean.prompt`
+(both runtimes build prompts with it); this module re-exports it and adds the training batch
+``collate``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import torch
 
-from .config import OctopusConfig
-from .tokenizer import IMAGE_TOKEN
-
-IGNORE_INDEX = -100  # labels with this value carry no loss
-
-
-@dataclass
-class TrainingExample:
-    """One tokenized (prompt, answer) pair; ``labels`` is -100 on the prompt."""
-
-    input_ids: list[int]
-    labels: list[int]
-
-    @property
-    def attention_mask(self) -> list[int]:
-        return [1] * len(self.input_ids)
-
-
-PROMPT_PLACEHOLDERS = ("system", "images", "instruction")
-
-
-@dataclass(frozen=True)
-class ContextExample:
-    """One in-context example: an instruction and its answer as the model writes it
-    (``<nexa_i>(...)<nexa_end>``; callers canonicalise it against their registry)."""
-
-    instruction: str
-    answer: str
-
-
-def as_context(context: Sequence) -> tuple[ContextExample, ...]:
-    """``context`` as ContextExamples: each item a ContextExample or an (instruction, answer) pair."""
-    out = []
-    for i, item in enumerate(context or ()):
-        if isinstance(item, ContextExample):
-            out.append(item)
-            continue
-        try:
-            instruction, answer = item
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"context[{i}] must be an (instruction, answer) pair or a ContextExample, got {item!r}"
-            ) from None
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise ValueError(f"context[{i}]: the instruction must be non-empty text, got {instruction!r}")
-        if not isinstance(answer, str) or not answer.strip():
-            raise ValueError(f"context[{i}]: the answer must be non-empty text, got {answer!r}")
-        out.append(ContextExample(instruction.strip(), answer.strip()))
-    return tuple(out)
-
-
-def check_prompt_template(template: str) -> None:
-    """Raise ValueError naming the problem when ``template`` is not a usable prompt template:
-    it must be a ``str.format`` template using only {system}, {images} and {instruction},
-    and must contain {images} and {instruction}."""
-    import string
-
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as e:
-        raise ValueError(f"prompt_template is not a valid format string: {e}") from e
-    unknown = sorted({f for f in fields if f not in PROMPT_PLACEHOLDERS})
-    if unknown:
-        raise ValueError(
-            f"prompt_template has unknown placeholder(s) {unknown}; allowed: {list(PROMPT_PLACEHOLDERS)}"
-        )
-    missing = [f for f in ("images", "instruction") if f not in fields]
-    if missing:
-        raise ValueError(f"prompt_template lacks the placeholder(s) {missing}")
-
-
-class PromptFormat:
-    """Builds prompts and training examples for a tokenizer + config."""
-
-    def __init__(self, *, tokenizer, config: OctopusConfig):
-        config.require_token_ids()
-        if config.num_image_tokens is None:
-            raise ValueError("config.num_image_tokens is not set (resolve the config first)")
-        self.tokenizer = tokenizer
-        self.config = config
-        check_prompt_template(config.prompt_template)
-
-    def context_text(self, context: Sequence = ()) -> str:
-        """The in-context examples as text: for each, the template's user turn (the part after
-        ``{images}``) with its instruction, then its answer. "" without examples."""
-        examples = as_context(context)
-        if not examples:
-            return ""
-        template = self.config.prompt_template
-        turn = template.split("{images}", 1)[1]
-        if "{system}" not in template or "{instruction}" not in turn or "{system}" in turn:
-            raise ValueError(
-                f"prompt_template {template!r} cannot carry in-context examples: it needs {{system}} "
-                "before {images} and {instruction} after it"
-            )
-        return "".join(turn.format(instruction=c.instruction) + c.answer for c in examples)
-
-    def build_prompt(self, instruction: str, context: Sequence = ()) -> str:
-        """The prompt text: system prompt + in-context examples (if any) + ``<image>`` x K +
-        user turn + assistant cue."""
-        return self.config.prompt_template.format(
-            system=self.config.system_prompt + self.context_text(context),
-            images=IMAGE_TOKEN * self.config.num_image_tokens,
-            instruction=instruction.strip(),
-        )
-
-    def encode_prompt(self, instruction: str, context: Sequence = ()) -> list[int]:
-        """Token ids of :meth:`build_prompt` (the tokenizer's own BOS, if any, included)."""
-        return self.tokenizer.encode(self.build_prompt(instruction, context), add_special_tokens=True)
-
-    def system_prefix_ids(self, context: Sequence = ()) -> list[int]:
-        """Ids before the first ``<image>`` token: the part of every prompt with these in-context
-        examples that never changes, whose KV cache can be computed once and reused."""
-        ids = self.encode_prompt("x", context)
-        return ids[: ids.index(self.config.image_token_id)]
-
-    def encode_answer(self, answer: str) -> list[int]:
-        """Answer ids; an answer that does not end with ``<nexa_end>`` (plain-text mode) gets eos."""
-        ids = self.tokenizer.encode(answer, add_special_tokens=False)
-        if not ids or ids[-1] != self.config.nexa_end_id:
-            ids.append(self.config.eos_token_id)
-        return ids
-
-    def build_training_example(
-        self, instruction: str, answer: str, context: Sequence = ()
-    ) -> TrainingExample:
-        """input_ids = prompt (with any in-context examples) + answer; loss only on the query's
-        answer tokens (the examples' answers are prompt, as in Otter)."""
-        prompt = self.encode_prompt(instruction, context)
-        answer_ids = self.encode_answer(answer)
-        return TrainingExample(
-            input_ids=prompt + answer_ids, labels=[IGNORE_INDEX] * len(prompt) + answer_ids
-        )
+from octopus_ros.lean.prompt import (  # noqa: F401 - re-exported: the model room's API
+    IGNORE_INDEX,
+    IMAGE_TOKEN,
+    PROMPT_PLACEHOLDERS,
+    ContextExample,
+    PromptFormat,
+    TrainingExample,
+    as_context,
+    check_prompt_template,
+)
 
 
 def collate(examples: list[TrainingExample], *, pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from octopus_ros.lean.prompt import IMAGE_TOKEN
+
 from .config import OctopusConfig
 
 log = logging.getLogger(__name__)
 
-IMAGE_TOKEN = "<image>"
 NEXA_END_TOKEN = "<nexa_end>"
 PAD_TOKEN = "<|pad|>"
 EOS_TOKEN = "<|endoftext|>"
