@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from octopus_ros.lean.errors import CheckpointError  # noqa: F401 - one class for both runtimes
+from octopus_ros.lean.errors import CheckpointError  # one class for both runtimes
 
 from .config import ConfigError, OctopusConfig, resolve_config
 from .modeling import OctopusModel, build_modules
