@@ -18,7 +18,6 @@ Latency tricks:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import tempfile
 import time
@@ -29,6 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from octopus_ros.lean.decision import Decision, finish_decision, resolve_colourless, words_to_understand
+from octopus_ros.lean.decision import make_error as _make_error
+from octopus_ros.lean.decision import parse_text as _parse
+from octopus_ros.lean.decision import registry_characters as _registry_characters
 
 from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
 from .decoding import ConstrainedDecoder, DecodeResult
@@ -65,59 +69,11 @@ class ImageEncoding:
     prefix: tuple[int, ...] = ()  # ids before the image tokens that ``kv`` covers
 
 
-@dataclass
-class Decision:
-    """The model's answer to one instruction."""
-
-    call: Any | None  # octopus_ros.functions.Call
-    error: Any | None  # octopus_ros.functions.ParseError (has .kind and .message)
-    confidence: float
-    raw_text: str
-    # seconds: preprocess, encode, image_prefill, prefill, decode, total; counts: tokens, forward_passes
-    timings: dict[str, float] = field(default_factory=dict)
-    mode: str = "constrained"
-    # (logits (V,), chosen id) of each freely chosen token (decide(keep_logits=True) only)
-    free_logits: list | None = None
-    # novelty of the request (model/novelty.py): NaN when the checkpoint has no such profile
-    text_novelty: float = float("nan")
-    image_novelty: float = float("nan")
-    # grounding (model/grounding.py) of the object a requires_view call names; None when the call
-    # needs no view, or the model has no grounding head
-    grounding: Grounding | None = None
-    # the model's own phrase when a colourless reference was resolved to the colour in view
-    colour_resolved_from: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.call is not None
-
-
 def _functions():
     """The function-registry room, imported lazily (it is optional for model training)."""
     from octopus_ros import functions
 
     return functions
-
-
-def _make_error(kind: str, message: str, text: str = ""):
-    ParseError = _functions().ParseError
-    return ParseError(kind=kind, message=message, text=text)
-
-
-def _parse(kind: str, text: str, registry, allowlist) -> tuple[Any | None, Any | None]:
-    """Parse model text into (call, None) or (None, ParseError); never raises."""
-    fn = _functions()
-    parser = fn.parse_call if kind == "call" else fn.parse_plain
-    try:
-        result = parser(text, registry, allowlist=allowlist)
-    except fn.ParseError as e:
-        return None, e
-    except Exception as e:  # a parser bug must not take the node down
-        log.exception("parser failed on %r", text)
-        return None, _make_error("INTERNAL", f"parser failed: {e}", text)
-    if isinstance(result, fn.ParseError):
-        return None, result
-    return result, None
 
 
 class _FirstTokenTimer:
@@ -513,56 +469,18 @@ class Octopus:
             decision = self._decide_generate(ids, enc, allow, limit, timings, mode)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
-        decision.text_novelty = self.novelty.text_score(self._words_to_understand(instruction, decision))
-        decision.image_novelty = enc.novelty
-        if decision.ok and enc.grounding is not None:
-            spec = self.registry.by_name(decision.call.function)
-            phrase = spec.view_phrase(decision.call) if spec is not None else None
-            if phrase is not None:
-                decision.grounding = self.ground(enc, phrase)
-                if self.resolve_colour:
-                    self._resolve_colourless(decision, enc, instruction, spec)
-        return decision
+        return finish_decision(self, decision, enc, instruction)  # novelty, grounding (lean/decision.py)
 
     def _words_to_understand(self, instruction: str, decision: Decision) -> str:
-        """The utterance without the spans the call copies into ``source: utterance`` arguments (a
-        message body is meant to be new text: its words say nothing about whether the request was
-        understood), for the text novelty score."""
-        if not decision.ok:
-            return instruction
-        spec = self.registry.by_name(decision.call.function)
-        copied = {a.name for a in spec.args if a.source == "utterance"} if spec is not None else set()
-        for a in decision.call.args:
-            if a.name in copied and isinstance(a.value, str) and a.value:
-                instruction = instruction.replace(a.value, " ", 1)
-        return instruction
+        """The utterance without the spans the call copies (lean/decision.py, both runtimes)."""
+        return words_to_understand(self.registry, instruction, decision)
 
     def _resolve_colourless(self, decision: Decision, enc: ImageEncoding, utterance: str, spec) -> None:
-        """A colourless reference ("grab the cup", "把杯子拿起来") names the colour that is in view.
-
-        When the utterance names the call's object category and no colour, the model's colour is a
-        guess (the words do not give it); the grounding head's most probable colour of that
-        category at its place in the frame replaces it in the call's ``view_arg`` when the head gives
-        that colour a probability of at least ``resolve_colour_min`` (0.5). The model's
-        phrase is kept in ``decision.colour_resolved_from``; the grounding is that of the new
-        phrase. An utterance that names a colour, or another object, is never rewritten."""
-        g = decision.grounding
-        if g is None or not g.grounded or g.category is None or spec.view_arg is None:
-            return
-        category, colour = self.grounding.parse(utterance)
-        if category != g.category or colour is not None:
-            return
-        word = self.grounding.category_word(category)
-        seen = self.grounding.ground(enc.grounding, word)
-        if not seen.resolved or seen.resolved == g.phrase or not seen.colour_score >= self.resolve_colour_min:
-            return  # the head is not sure of the colour either: the model's stands
-        args = tuple(
-            dataclasses.replace(a, value=seen.resolved) if a.name == spec.view_arg else a
-            for a in decision.call.args
-        )
-        decision.colour_resolved_from = g.phrase
-        decision.call = dataclasses.replace(decision.call, args=args)
-        decision.grounding = self.ground(enc, seen.resolved)
+        """A colourless reference names the colour in view (lean/decision.py, both runtimes)."""
+        if self.grounding is not None and enc.grounding is not None:
+            resolve_colourless(
+                decision, self.grounding, enc.grounding, utterance, spec, self.resolve_colour_min
+            )
 
     def _decide_constrained(
         self, ids, enc, allowlist, limit, timings, utterance: str, keep_logits: bool = False
@@ -649,29 +567,6 @@ class Octopus:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _registry_characters(registry) -> str:
-    """Every character in the registry's names, enum values and descriptions (probed when a
-    byte-level token ends inside a multi-byte character)."""
-    chars: set[str] = set()
-
-    def walk(obj) -> None:
-        if isinstance(obj, str):
-            chars.update(obj)
-        elif isinstance(obj, dict):
-            for k, v in obj.items():
-                walk(k)
-                walk(v)
-        elif isinstance(obj, list | tuple):
-            for v in obj:
-                walk(v)
-
-    data = registry.to_dict()
-    for spec in data["functions"]:
-        spec.pop("phrasings", None)  # the synthetic world's training phrasings: never decoded
-    walk(data)
-    return "".join(sorted(chars))
-
-
 def _load_onnx_encoder(ckpt, backend: str, onnx_path: str | Path | None, providers: list[str] | None):
     from .checkpoint import WEIGHTS_FILE, sha256_file
     from .onnx_export import OnnxVisionEncoder, export_vision_onnx

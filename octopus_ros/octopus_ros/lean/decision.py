@@ -1,0 +1,162 @@
+"""A decision and how it is finished, torch-free: shared by the torch runtime
+(``octopus_ros.model.runtime.Octopus``) and the onnxruntime one (:mod:`octopus_ros.lean.runtime`).
+
+* :class:`Decision`: the model's answer to one instruction, as the node's engine reads it;
+* :func:`parse_text`: model text -> (call, None) or (None, ParseError), never raising;
+* :func:`finish_decision`: what follows the decode on both runtimes, the text novelty of the
+  words to understand, the image novelty, the grounding of a ``requires_view`` call's object and
+  the colourless-reference rule (:func:`resolve_colourless`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Decision:
+    """The model's answer to one instruction."""
+
+    call: Any | None  # octopus_ros.functions.Call
+    error: Any | None  # octopus_ros.functions.ParseError (has .kind and .message)
+    confidence: float
+    raw_text: str
+    # seconds: preprocess, encode, image_prefill, prefill, decode, total; counts: tokens, forward_passes
+    timings: dict[str, float] = field(default_factory=dict)
+    mode: str = "constrained"
+    # (logits (V,), chosen id) of each freely chosen token (decide(keep_logits=True) only)
+    free_logits: list | None = None
+    # novelty of the request (model/novelty.py): NaN when the checkpoint has no such profile
+    text_novelty: float = float("nan")
+    image_novelty: float = float("nan")
+    # grounding (model/grounding.py) of the object a requires_view call names; None when the call
+    # needs no view, or the model has no grounding head
+    grounding: Any | None = None  # octopus_ros.lean.grounding.Grounding
+    # the model's own phrase when a colourless reference was resolved to the colour in view
+    colour_resolved_from: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.call is not None
+
+
+def _functions():
+    """The function-registry room, imported lazily (it is optional for model training)."""
+    from octopus_ros import functions
+
+    return functions
+
+
+def make_error(kind: str, message: str, text: str = ""):
+    """A ``functions.ParseError`` of ``kind``."""
+    return _functions().ParseError(kind=kind, message=message, text=text)
+
+
+def parse_text(kind: str, text: str, registry, allowlist) -> tuple[Any | None, Any | None]:
+    """Parse model text (``kind`` "call": functional tokens, else plain ``name(args)``) into
+    (call, None) or (None, ParseError); never raises."""
+    fn = _functions()
+    parser = fn.parse_call if kind == "call" else fn.parse_plain
+    try:
+        result = parser(text, registry, allowlist=allowlist)
+    except fn.ParseError as e:
+        return None, e
+    except Exception as e:  # a parser bug must not take the node down
+        log.exception("parser failed on %r", text)
+        return None, make_error("INTERNAL", f"parser failed: {e}", text)
+    if isinstance(result, fn.ParseError):
+        return None, result
+    return result, None
+
+
+def registry_characters(registry) -> str:
+    """Every character in the registry's names, enum values and descriptions (probed when a
+    byte-level token ends inside a multi-byte character)."""
+    chars: set[str] = set()
+
+    def walk(obj) -> None:
+        if isinstance(obj, str):
+            chars.update(obj)
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(k)
+                walk(v)
+        elif isinstance(obj, list | tuple):
+            for v in obj:
+                walk(v)
+
+    data = registry.to_dict()
+    for spec in data["functions"]:
+        spec.pop("phrasings", None)  # the synthetic world's training phrasings: never decoded
+    walk(data)
+    return "".join(sorted(chars))
+
+
+def words_to_understand(registry, instruction: str, decision: Decision) -> str:
+    """The utterance without the spans the call copies into ``source: utterance`` arguments (a
+    message body is meant to be new text: its words say nothing about whether the request was
+    understood), for the text novelty score."""
+    if not decision.ok:
+        return instruction
+    spec = registry.by_name(decision.call.function)
+    copied = {a.name for a in spec.args if a.source == "utterance"} if spec is not None else set()
+    for a in decision.call.args:
+        if a.name in copied and isinstance(a.value, str) and a.value:
+            instruction = instruction.replace(a.value, " ", 1)
+    return instruction
+
+
+def resolve_colourless(decision: Decision, rules, maps, utterance: str, spec, min_score: float) -> None:
+    """A colourless reference ("grab the cup", "把杯子拿起来") names the colour that is in view.
+
+    When the utterance names the call's object category and no colour, the model's colour is a
+    guess (the words do not give it); the grounding head's most probable colour of that
+    category at its place in the frame (``rules``: the head's GroundingRules, ``maps``: its
+    GroundingMaps of the frame) replaces it in the call's ``view_arg`` when the head gives that
+    colour a probability of at least ``min_score``. The model's phrase is kept in
+    ``decision.colour_resolved_from``; the grounding is that of the new phrase. An utterance that
+    names a colour, or another object, is never rewritten."""
+    g = decision.grounding
+    if g is None or not g.grounded or g.category is None or spec.view_arg is None:
+        return
+    category, colour = rules.parse(utterance)
+    if category != g.category or colour is not None:
+        return
+    word = rules.category_word(category)
+    seen = rules.ground(maps, word)
+    if not seen.resolved or seen.resolved == g.phrase or not seen.colour_score >= min_score:
+        return  # the head is not sure of the colour either: the model's stands
+    args = tuple(
+        dataclasses.replace(a, value=seen.resolved) if a.name == spec.view_arg else a
+        for a in decision.call.args
+    )
+    decision.colour_resolved_from = g.phrase
+    decision.call = dataclasses.replace(decision.call, args=args)
+    decision.grounding = rules.ground(maps, seen.resolved)
+
+
+def finish_decision(model, decision: Decision, encoding, instruction: str) -> Decision:
+    """Novelty, grounding and colour resolution of a decoded ``decision`` (both runtimes).
+
+    ``model``: ``registry``, ``novelty`` (``text_score(text)``), ``grounding`` (GroundingRules or
+    None), ``resolve_colour`` / ``resolve_colour_min``; ``encoding``: ``novelty`` and ``grounding``
+    (the frame's GroundingMaps or None)."""
+    decision.text_novelty = model.novelty.text_score(
+        words_to_understand(model.registry, instruction, decision)
+    )
+    decision.image_novelty = getattr(encoding, "novelty", math.nan)
+    rules, maps = model.grounding, getattr(encoding, "grounding", None)
+    if decision.ok and rules is not None and maps is not None:
+        spec = model.registry.by_name(decision.call.function)
+        phrase = spec.view_phrase(decision.call) if spec is not None else None
+        if phrase is not None:
+            decision.grounding = rules.ground(maps, phrase)
+            if model.resolve_colour:
+                resolve_colourless(decision, rules, maps, instruction, spec, model.resolve_colour_min)
+    return decision
