@@ -160,3 +160,26 @@ def finish_decision(model, decision: Decision, encoding, instruction: str) -> De
             if model.resolve_colour:
                 resolve_colourless(decision, rules, maps, instruction, spec, model.resolve_colour_min)
     return decision
+
+
+def canonical_context(registry, context) -> tuple:
+    """``context`` (ContextExamples or (instruction, call text) pairs) with every answer checked
+    against ``registry`` and written in the model's ``<nexa_i>(...)<nexa_end>`` form. The call may
+    be given that way or by name (``pick_up('red cup')``). Raises ValueError naming the first bad
+    example (its index, instruction and call)."""
+    from .prompt import ContextExample, as_context
+
+    examples = as_context(context)
+    if not examples:
+        return ()
+    fn = _functions()
+    out = []
+    for i, c in enumerate(examples):
+        call = fn.parse_plain(c.answer, registry)
+        if isinstance(call, fn.ParseError):
+            raise ValueError(
+                f"in-context example {i} ({c.instruction!r} => {c.answer!r}): not a valid call of "
+                f"{registry.source}: {call.message}"
+            )
+        out.append(ContextExample(c.instruction, call.to_text()))
+    return tuple(out)

@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from octopus_ros.lean.decision import Decision, finish_decision, resolve_colourless, words_to_understand
+from octopus_ros.lean.decision import (
+    Decision,
+    canonical_context,
+    finish_decision,
+    resolve_colourless,
+    words_to_understand,
+)
 from octopus_ros.lean.decision import make_error as _make_error
 from octopus_ros.lean.decision import parse_text as _parse
 from octopus_ros.lean.decision import registry_characters as _registry_characters
@@ -41,7 +47,7 @@ from .modeling import OctopusModel
 from .novelty import IMAGE_PROFILE_FILE, NoveltyProfile
 from .precision import activation_dtype, apply_precision, resolve_device
 from .preprocess import ImagePreprocessor
-from .prompt import ContextExample, PromptFormat, as_context, check_prompt_template
+from .prompt import ContextExample, PromptFormat, check_prompt_template
 
 log = logging.getLogger(__name__)
 
@@ -171,23 +177,9 @@ class Octopus:
     # -- in-context examples -------------------------------------------------------------------
     def canonical_context(self, context: Sequence) -> tuple[ContextExample, ...]:
         """``context`` (ContextExamples or (instruction, call text) pairs) with every answer
-        checked against the registry and written in the model's ``<nexa_i>(...)<nexa_end>`` form.
-        The call may be given that way or by name (``pick_up('red cup')``). Raises ValueError
-        naming the first bad example (its index, instruction and call)."""
-        examples = as_context(context)
-        if not examples:
-            return ()
-        fn = _functions()
-        out = []
-        for i, c in enumerate(examples):
-            call = fn.parse_plain(c.answer, self.registry)
-            if isinstance(call, fn.ParseError):
-                raise ValueError(
-                    f"in-context example {i} ({c.instruction!r} => {c.answer!r}): not a valid call of "
-                    f"{self.registry.source}: {call.message}"
-                )
-            out.append(ContextExample(c.instruction, call.to_text()))
-        return tuple(out)
+        checked against the registry and written in the model's ``<nexa_i>(...)<nexa_end>`` form
+        (lean/decision.py, both runtimes). ValueError naming the first bad example."""
+        return canonical_context(self.registry, context)
 
     def set_context(self, context: Sequence = ()) -> None:
         """Fix the in-context examples of every later decision (``()``: none). They join the
