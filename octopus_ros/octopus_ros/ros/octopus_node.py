@@ -19,6 +19,7 @@ import collections
 import functools
 import gc
 import itertools
+import sys
 import threading
 import time
 import traceback
@@ -211,23 +212,36 @@ class OctopusNode(LifecycleNode):
 
     def _load(self, params: P.NodeParams) -> None:
         from octopus_ros.functions import validate_call
-        from octopus_ros.model.runtime import Octopus
 
-        if params.threads:
-            import torch
-
-            torch.set_num_threads(params.threads)
         path = params.model_path or str(default_model_dir())
         t0 = time.perf_counter()
-        self._model = Octopus.load(
-            path,
-            device=params.device,
-            precision=params.precision,
-            vision_backend=params.vision_backend,
-            registry=params.functions_file or None,
-        )
+        if params.backend == "onnx":  # no torch in this process (octopus_ros/lean/)
+            from octopus_ros.lean.runtime import LeanOctopus
+
+            cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"] if params.device == "cuda" else None
+            self._model = LeanOctopus.load(
+                path,
+                precision=params.precision,
+                registry=params.functions_file or None,
+                providers=cuda,
+                threads=params.threads,
+            )
+        else:
+            from octopus_ros.model.runtime import Octopus
+
+            if params.threads:
+                import torch
+
+                torch.set_num_threads(params.threads)
+            self._model = Octopus.load(
+                path,
+                device=params.device,
+                precision=params.precision,
+                vision_backend=params.vision_backend,
+                registry=params.functions_file or None,
+            )
         self._registry = self._model.registry
-        self._model_desc = f"{path} ({time.perf_counter() - t0:.2f} s to load)"
+        self._model_desc = f"{path} ({params.backend} backend, {time.perf_counter() - t0:.2f} s to load)"
         head = getattr(self._model, "grounding", None)
         if head is None:
             self._grounding_desc = "no grounding head (no grounding.json): NOT_IN_VIEW is never decided"
@@ -386,13 +400,9 @@ class OctopusNode(LifecycleNode):
         self._registry = None
         self._routing = None
         gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        torch = sys.modules.get("torch")  # never imported here: the onnx backend runs without it
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
         # Hand the freed model back to the OS (env.sh's 1 GB trim threshold would keep it).
         from octopus_ros.ros.memory import release_free_memory
 

@@ -20,6 +20,7 @@ DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 DECODE_MODES = ("constrained", "generate", "plain")
 VISION_BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx")
 IMAGE_QOS = ("sensor_data", "reliable")
 AGE_SOURCES = ("stamp", "receipt")
 
@@ -42,6 +43,13 @@ PARAMETERS: dict[str, Spec] = {
     ),
     # --- model
     "model_path": Spec("", "Checkpoint directory of the Octopus model; empty = the bundled default model."),
+    "backend": Spec(
+        "torch",
+        "Model runtime: torch, or onnx = the whole model on onnxruntime with no torch in the process (the "
+        "checkpoint's onnx/ export: python -m octopus_ros.model.onnx_export_all <model_path> --int8; "
+        "precision fp32 or int8 picks its graphs, device cuda uses onnxruntime-gpu).",
+        BACKENDS,
+    ),
     "device": Spec("cpu", "Inference device: cpu (Raspberry Pi, x86) or cuda (Jetson).", DEVICES),
     "precision": Spec(
         "fp32", "Weights precision: fp32, int8 (CPU dynamic quantization), fp16/bf16 (CUDA).", PRECISIONS
@@ -219,6 +227,7 @@ class NodeParams:
 
     autostart: bool
     model_path: str
+    backend: str
     device: str
     precision: str
     vision_backend: str
@@ -321,6 +330,20 @@ def read_parameters(node) -> NodeParams:
         node.get_logger().warning(
             f"precision {values['precision']} on cpu is slow; int8 or fp32 is the CPU path"
         )
+    if values["backend"] == "onnx":
+        if values["vision_backend"] != "torch":
+            raise ParameterValueError(
+                f"vision_backend {values['vision_backend']!r} applies to backend torch; backend onnx runs "
+                "the whole model on onnxruntime (leave vision_backend at torch)"
+            )
+        if values["precision"] not in ("fp32", "int8"):
+            raise ParameterValueError(
+                f"backend onnx takes precision fp32 or int8, got {values['precision']!r}"
+            )
+        if values["decode_mode"] != "constrained":
+            raise ParameterValueError(
+                f"backend onnx decodes in decode_mode constrained only, got {values['decode_mode']!r}"
+            )
     return NodeParams(**values)
 
 
