@@ -14,7 +14,7 @@ help:
 	@echo "make train        train the bundled default model from scratch (all stages)"
 	@echo "make evaluate     evaluate the bundled model on the held-out splits and the natural set (runs/evaluate/)"
 	@echo "make ablation     stage ablation (reduced, equal budgets)"
-	@echo "make benchmark    model latency/memory benchmark, then the native VLM shapes (SmolVLM-256M/500M, Qwen2-VL-2B)"
+	@echo "make benchmark    model latency/memory benchmark, the native VLM shapes (SmolVLM-256M/500M, Qwen2-VL-2B), the lean onnxruntime runtime vs torch"
 	@echo "make bench-node   node latency over DDS: prefetch on/off, node and transport overhead"
 	@echo "make reliability  octopus_node vs hostile input: 10k fuzz, burst, broken models, allowlist, e-stop, 100 lifecycle cycles"
 	@echo "make add-function-demo  add set_light(room, on) to the bundled model (LoRA, <= 10 min CPU): new function and old splits before/after"
@@ -53,6 +53,7 @@ evaluate:
 benchmark:
 	$(ENV) python benchmarks/bench_model.py
 	$(ENV) python benchmarks/bench_vlm.py
+	$(ENV) python benchmarks/bench_lean.py
 
 bench-node:
 	$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-43} python benchmarks/bench_node.py
