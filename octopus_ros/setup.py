@@ -56,6 +56,7 @@ setup(
             "octopus_record = octopus_ros.ros.record:main",
             "octopus_label = octopus_ros.bags.labels:main",
             "octopus_replay = octopus_ros.ros.replay:main",
+            "octopus_export_onnx = octopus_ros.model.onnx_export_all:main",
         ],
     },
 )
