@@ -90,23 +90,12 @@ class ImageNovelty:
 
     @classmethod
     def load(cls, path: str | Path) -> ImageNovelty:
-        from safetensors import safe_open
+        """Read a profile written by :meth:`save`; the file's checks are those of the torch-free
+        reader (:meth:`octopus_ros.lean.novelty.ImageProfile.load`, CheckpointError naming it)."""
+        from octopus_ros.lean.novelty import ImageProfile
 
-        from .checkpoint import CheckpointError
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                mean, precision = f.get_tensor("mean"), f.get_tensor("precision")
-            scale = float(meta["scale"])
-        except Exception as e:  # safetensors raises several types for a bad file
-            raise CheckpointError(path, f"invalid image profile ({e})") from e
-        d = mean.shape[0] if mean.ndim == 1 else -1
-        if precision.shape != (d, d) or not math.isfinite(scale) or scale <= 0:
-            raise CheckpointError(
-                path, f"invalid image profile (mean {tuple(mean.shape)}, precision {tuple(precision.shape)})"
-            )
-        return cls(mean, precision, scale)
+        profile = ImageProfile.load(path)
+        return cls(torch.from_numpy(profile.mean), torch.from_numpy(profile.precision), profile.scale)
 
 
 @dataclass
