@@ -13,7 +13,6 @@ naming the file and the problem.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from octopus_ros.lean.errors import CheckpointError  # one class for both runtimes
+from octopus_ros.lean.manifest import sha256_file  # one file hash for checkpoints and ONNX exports
 
 from .config import ConfigError, OctopusConfig, resolve_config
 from .modeling import OctopusModel, build_modules
@@ -51,14 +51,6 @@ class Checkpoint:
     tokenizer: Any
     functions_path: Path | None = None  # functions.yaml inside the checkpoint, if present
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _portable_config(config: OctopusConfig) -> OctopusConfig:
