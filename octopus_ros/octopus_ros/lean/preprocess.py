@@ -33,6 +33,18 @@ def _weights(in_size: int, out_size: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
+def check_rgb(image) -> None:
+    """ValueError unless ``image`` is a non-empty (H, W, 3) uint8 numpy array."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy uint8 RGB image, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image, got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {tuple(image.shape)}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"empty image of shape {tuple(image.shape)}")
+
+
 class NumpyPreprocessor:
     """``size``, ``mode`` ("crop" | "squash"), ``mean`` and ``std`` as in the model's VisionConfig."""
 
@@ -44,15 +56,8 @@ class NumpyPreprocessor:
         self.std = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        if not isinstance(image, np.ndarray):
-            raise ValueError(f"expected a numpy uint8 RGB image, got {type(image).__name__}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 RGB image, got dtype {image.dtype}")
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {tuple(image.shape)}")
+        check_rgb(image)
         H, W = image.shape[:2]
-        if H == 0 or W == 0:
-            raise ValueError(f"empty image of shape {tuple(image.shape)}")
         x = image.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)  # (3, H, W)
         S = self.size
         if (H, W) != (S, S):

@@ -41,6 +41,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from octopus_ros.lean.preprocess import check_rgb
+
 from .checkpoint import CHECKPOINT_FORMAT, CONFIG_FILE, FUNCTIONS_FILE, CheckpointError, read_config_json
 from .config import DEFAULT_SYSTEM_PROMPT
 from .decoding import ConstrainedDecoder
@@ -375,14 +377,7 @@ def _to_pil(image):
 
     if isinstance(image, torch.Tensor):
         image = image.cpu().numpy()
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected a numpy uint8 RGB image, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image, got dtype {image.dtype}")
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {tuple(image.shape)}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"empty image of shape {tuple(image.shape)}")
+    check_rgb(image)
     return Image.fromarray(np.ascontiguousarray(image))
 
 
