@@ -80,6 +80,8 @@ def test_stamps_ask_isolation_live_parameters_and_burst(ros_env, rclpy_context, 
         "max_image_age:=60.0",
         "rate_limit:=0.0",
         "queue_depth:=50",
+        # 20 requests arrive at once; on a slow CI machine the last ones wait > 5 s (the default).
+        "request_timeout:=120.0",
         "compressed_image_topic:=/camera/image_raw/compressed",
     )
     robot = RobotSide(rclpy_context)
