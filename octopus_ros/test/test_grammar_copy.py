@@ -22,6 +22,7 @@ UTTERANCES = [
     "给鲍勃发短信说会议取消了",
     "message alice: back\\slash and 'quotes' <b>",
     "发短信给老妈：我晚点回，你们先吃",
+    "shoot mom a text: running late, start dinner without me, the kids are hungry",
 ]
 
 
@@ -122,6 +123,29 @@ def test_a_bound_grammar_accepts_spans_only(registry):
     # a backslash is only allowed where the utterance has a quote or backslash next
     assert bound.advance(bound.advance(bound.start(), "<nexa_10>('bob', 'te"), "\\") is None
     assert bound.advance(bound.advance(bound.start(), "<nexa_10>('bob', 'I"), "\\'") is not None
+
+
+def test_a_copied_span_never_runs_into_max_length_unclosable(registry):
+    """Longer than ``max_length`` (48): a span typed up to the limit must still be closable there.
+    A span that could only end past the limit used to be accepted, and the quote the grammar then
+    forced was refused ("forced piece "'" rejected"), so the decision failed as BAD_SYNTAX."""
+    utterance = "shoot mom a text: running late, start dinner without me"
+    bound = CallGrammar(registry).bind(utterance)
+    opened = bound.advance(bound.start(), "<nexa_10>('mom', '")
+    assert bound.advance(opened, "mom a text: running late, start dinner without m") is None
+    assert bound.accepts(_msg("mom a text: running late, start dinner without"))
+    for a in range(len(utterance)):
+        for b in range(a + 1, len(utterance) + 1):
+            state = bound.advance(opened, utterance[a:b])
+            if state is None:
+                continue
+            assert b - a <= 48
+            forced = bound.forced(state)
+            assert bound.advance(state, forced) is not None
+            # from every accepted state some way on exists: closing, or one more character
+            assert bound.advance(state, "'") is not None or any(
+                bound.advance(state, c) is not None for c in set(utterance)
+            ), utterance[a:b]
 
 
 def test_cache_keys_share_what_the_utterance_does_not_change(registry):

@@ -83,6 +83,9 @@ def _wordish(c: str) -> bool:
     return c.isalnum() and not ("\u3040" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff")
 
 
+_FAR = 1 << 30  # "never": a span node from which no whole span can be reached
+
+
 class WordSpans:
     """The spans of a text that start and end at word boundaries, as a trie.
 
@@ -122,6 +125,13 @@ class WordSpans:
                     closable[node] = True
         self._next = nxt
         self._closable = closable
+        # reach[node]: the fewest characters that make the typed span whole (0 where it is one).
+        # Children are created after their parent, so one pass from the last node suffices.
+        reach = [0 if c else _FAR for c in closable]
+        for node in range(len(nxt) - 1, -1, -1):
+            if not closable[node] and nxt[node]:
+                reach[node] = 1 + min(reach[child] for child in nxt[node].values())
+        self._reach = reach
 
     def step(self, node: int, ch: str) -> int | None:
         return self._next[node].get(ch)
@@ -132,6 +142,10 @@ class WordSpans:
     def escapable(self, node: int) -> bool:
         """Whether a character that the call syntax escapes (``'`` or ``\\``) can come next."""
         return "'" in self._next[node] or "\\" in self._next[node]
+
+    def reach(self, node: int) -> int:
+        """The fewest characters still needed before the span typed so far can be closed."""
+        return self._reach[node]
 
     def has_next(self, node: int) -> bool:
         """Whether some character can extend the span typed so far."""
@@ -283,6 +297,8 @@ class CallGrammar:
                                     node = span.step(node, c)
                                     if node is None:
                                         return None
+                                if n + span.reach(node) > spec[1]:
+                                    return None  # no whole span fits in max_length from here
                             sub, i = _S_IN | node << _SUB_BITS, j
                             continue
                         c = text[i]
@@ -303,7 +319,7 @@ class CallGrammar:
                             return None
                         if span is not None:
                             node = span.step(node, text[i])
-                            if node is None:
+                            if node is None or n + 1 + span.reach(node) > spec[1]:
                                 return None
                         sub, n = _S_IN | node << _SUB_BITS, n + 1
                     i += 1
