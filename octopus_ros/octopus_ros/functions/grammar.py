@@ -28,7 +28,7 @@ a model cannot spell ``<nexa_3>`` out of ordinary pieces; everything else may be
 
 from __future__ import annotations
 
-import copy
+import copy as _copy
 import logging
 import re
 from collections.abc import Iterable
@@ -96,7 +96,7 @@ class WordSpans:
     a span of "the meeting is cancelled"; "meeting is" is). Built in O(words x length).
     """
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, whole_only: bool = False) -> None:
         self.text = text
         n = len(text)
         starts = [
@@ -107,6 +107,8 @@ class WordSpans:
             for j in range(1, n + 1)
             if not text[j - 1].isspace() and (j == n or not _joins(text[j - 1], text[j]))
         }
+        if whole_only:  # the text itself and nothing else (one path: node k is k characters in)
+            starts, ends = [0], {n}
         nxt: list[dict[str, int]] = [{}]
         closable = [False]
         last = max(ends, default=0)  # past it no span can end: no node there
@@ -194,6 +196,7 @@ class CallGrammar:
         self.allowed_names = registry.allowed_names(allowlist)
         self.utterance: str | None = None  # set on the grammars returned by bind()
         self._span: WordSpans | None = None
+        self._exact: WordSpans | None = None  # bind(copy=...): the one value of a lone copied argument
         self._base: CallGrammar = self
         self._trie: list[dict[str, int]] = [{}]  # node 0 unused: sub == 0 means "at the root"
         self._tokens: dict[str, int] = {}  # "<nexa_3>" -> 3, allowed functions only
@@ -210,18 +213,60 @@ class CallGrammar:
         self._copy_fns = frozenset(
             t for t, specs in self._args.items() if any(sp[0] == _K_STR and sp[2] for sp in specs)
         )
+        # ... and those with exactly one: the span copier's value applies to them (bind(copy=))
+        self._lone_copy = {
+            t: max(sp[1] for sp in specs if sp[0] == _K_STR and sp[2])
+            for t, specs in self._args.items()
+            if sum(sp[0] == _K_STR and sp[2] for sp in specs) == 1
+        }
         log.debug("call grammar for %s", sorted(self.allowed_names))
 
-    def bind(self, utterance: str) -> CallGrammar:
+    def bind(self, utterance: str, *, copy: str | None = None) -> CallGrammar:
         """This grammar for one utterance: arguments declared ``source: utterance`` accept only
         spans of ``utterance`` (pass the text exactly as the model reads it). Cheap: the compiled
-        tables are shared; only the utterance's span trie is built."""
+        tables are shared; only the utterance's span trie is built.
+
+        ``copy``: one span of the utterance (see :meth:`is_span`) that is then the only value a
+        function with exactly one copied argument accepts for it (the span copier's choice,
+        lean/copier.py); the grammar forces it, so jump-forward writes it without a choice.
+        Functions with several copied arguments keep every span. ValueError for a ``copy`` that
+        is not a span."""
         if not isinstance(utterance, str):
             raise TypeError(f"utterance must be text, got {type(utterance).__name__}")
-        bound = copy.copy(self._base)
+        bound = _copy.copy(self._base)
         bound.utterance = utterance
         bound._span = WordSpans(utterance) if self._copy_fns else None
+        bound._exact = None
+        if copy is not None:
+            if bound._span is None or not bound.is_span(copy):
+                raise ValueError(f"{copy!r} is not a word-aligned span of the utterance {utterance!r}")
+            too_long = [t for t, limit in self._lone_copy.items() if len(copy) > limit]
+            if too_long:
+                raise ValueError(f"{copy!r} is longer than a copied argument allows")
+            bound._exact = WordSpans(copy, whole_only=True)
         return bound
+
+    def _span_of(self, fn: int) -> WordSpans | None:
+        """The span trie a copied argument of function ``fn`` reads."""
+        if self._exact is not None and fn in self._lone_copy:
+            return self._exact
+        return self._span
+
+    def copies_text(self) -> bool:
+        """Whether an allowed function has a ``source: utterance`` argument."""
+        return bool(self._copy_fns)
+
+    def is_span(self, text: str) -> bool:
+        """Whether ``text`` is a word-aligned span of the bound utterance (what a copied argument
+        may be)."""
+        if self._span is None or not text:
+            return False
+        node = 0
+        for c in text:
+            node = self._span.step(node, c)
+            if node is None:
+                return False
+        return self._span.closable(node)
 
     def cache_key(self, state: GrammarState) -> object:
         """What a cache of :meth:`advance` results must key on besides the state: the unbound
@@ -283,7 +328,7 @@ class CallGrammar:
                 spec = self._args[fn][arg]
                 kind = spec[0]
                 if kind == _K_STR:
-                    span = self._span if spec[2] else None
+                    span = self._span_of(fn) if spec[2] else None
                     node, sub = sub >> _SUB_BITS, sub & ((1 << _SUB_BITS) - 1)
                     if sub == _S_IN:
                         m = _STRING_STOP.search(text, i)
@@ -465,9 +510,12 @@ class CallGrammar:
             node, sub = sub >> _SUB_BITS, sub & ((1 << _SUB_BITS) - 1)
             if sub == _S_OPEN or (sub == _S_IN and n == spec[1]):
                 return "'"
-            span = self._span if spec[2] else None
+            span = self._span_of(fn) if spec[2] else None
             if sub == _S_IN and n > 0 and span is not None and not span.has_next(node):
                 return "'"  # the span reached the end of the utterance: only closing is left
+            if sub == _S_IN and span is not None and span is self._exact and not span.closable(node):
+                # the copier's span: the rest of it is forced (node k of its one path = k characters)
+                return span.text[node:].replace("\\", "\\\\").replace("'", "\\'")
             return ""
         if spec[0] == _K_TRIE:
             children = self._trie[sub or spec[1]]

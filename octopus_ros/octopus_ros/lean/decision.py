@@ -40,6 +40,8 @@ class Decision:
     grounding: Any | None = None  # octopus_ros.lean.grounding.Grounding
     # the model's own phrase when a colourless reference was resolved to the colour in view
     colour_resolved_from: str | None = None
+    # probability of the span the copier chose for a copied argument (lean/copier.py); NaN: none
+    copy_prob: float = float("nan")
 
     @property
     def ok(self) -> bool:

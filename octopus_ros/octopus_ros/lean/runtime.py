@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import manifest as M
+from .copier import SpanCopier, apply_copy, copier_weights_sha, copy_span, encode_with_offsets
 from .decision import (
     Decision,
     canonical_context,
@@ -170,6 +171,7 @@ class LeanOctopus:
         registry,
         novelty: NoveltyScores,
         grounding: LeanGrounding | None,
+        copier: SpanCopier | None = None,
         max_new_tokens: int = 64,
         jump_forward: bool = True,
         prefix_cache: bool = True,
@@ -187,6 +189,7 @@ class LeanOctopus:
         self.registry = registry
         self.novelty = novelty
         self.grounding = grounding
+        self.copier = copier  # the span copier of copied arguments (lean/copier.py), or None
         self.resolve_colour = True
         self.resolve_colour_min = 0.5
         self.max_new_tokens = max_new_tokens
@@ -363,6 +366,7 @@ class LeanOctopus:
             registry=registry,
             novelty=novelty,
             grounding=grounding,
+            copier=SpanCopier.load(directory, weights_sha256=copier_weights_sha(directory)),
             **options,
         )
 
@@ -510,7 +514,10 @@ class LeanOctopus:
             out, cache[0] = self._lm(self.embed_inputs(new_ids, None), cache[0])
             return out
 
-        grammar = self.grammar(allow).bind(instruction.strip())
+        grammar, span = copy_span(
+            self.copier, self.grammar(allow), instruction.strip(),
+            lambda text: encode_with_offsets(self.tokenizer, text), lambda ids: self.embeddings[ids],
+        )  # fmt: skip
         res: DecodeResult = self.decoder.decode(
             logits, step, grammar, max_new_tokens=limit, jump_forward=self.jump_forward,
             temperature=self.temperature, keep_logits=keep_logits,
@@ -531,6 +538,7 @@ class LeanOctopus:
             call, error = parse_text("call", res.text, self.registry, allow)
             confidence = res.confidence if error is None else 0.0
             decision = Decision(call, error, confidence, res.text, timings, free_logits=res.free_logits)
+            apply_copy(decision, span, self.registry)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
         return finish_decision(self, decision, enc, instruction)

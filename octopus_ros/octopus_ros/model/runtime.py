@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from octopus_ros.lean.copier import SpanCopier, apply_copy, copier_weights_sha, copy_span, encode_with_offsets
 from octopus_ros.lean.decision import (
     Decision,
     canonical_context,
@@ -120,6 +121,7 @@ class Octopus:
         inplace: bool = False,
         novelty: NoveltyProfile | None = None,
         grounding: GroundingModel | None = None,
+        copier: SpanCopier | None = None,
         context: Sequence = (),
     ):
         """``vision_encoder``: optional replacement of the torch image side, e.g. an
@@ -156,6 +158,7 @@ class Octopus:
         self.temperature = float(getattr(config, "temperature", 1.0) or 1.0)  # calibrated T, 1 when absent
         self.novelty = novelty or NoveltyProfile()
         self.grounding = grounding
+        self.copier = copier  # the span copier of copied arguments (lean/copier.py), or None
         # colourless references ("the cup") take the colour the grounding head sees (see decide)
         self.resolve_colour = True
         self.resolve_colour_min = 0.5  # the head's probability of the colour it would write
@@ -287,6 +290,7 @@ class Octopus:
             inplace=True,
             novelty=novelty,
             grounding=grounding,
+            copier=SpanCopier.load(path, weights_sha256=copier_weights_sha(path)),
             **options,
         )
 
@@ -485,7 +489,11 @@ class Octopus:
             out = self._lm(input_ids=torch.tensor([new_ids], device=self.device), past_key_values=cache)
             return out.logits[0, -1]
 
-        grammar = self.grammar(allowlist).bind(utterance)  # copied arguments: spans of these words
+        # copied arguments: spans of these words; with a span copier, the one span it picks
+        grammar, span = copy_span(
+            self.copier, self.grammar(allowlist), utterance,
+            lambda text: encode_with_offsets(self.tokenizer, text), self._copier_embed,
+        )  # fmt: skip
         res: DecodeResult = self.decoder.decode(
             logits,
             step,
@@ -507,7 +515,15 @@ class Octopus:
             return Decision(None, _make_error(res.error[0], res.error[1], res.text), 0.0, res.text, timings)
         call, error = _parse("call", res.text, self.registry, allowlist)
         confidence = res.confidence if error is None else 0.0
-        return Decision(call, error, confidence, res.text, timings, free_logits=res.free_logits)
+        decision = Decision(call, error, confidence, res.text, timings, free_logits=res.free_logits)
+        apply_copy(decision, span, self.registry)
+        return decision
+
+    @torch.no_grad()
+    def _copier_embed(self, ids: list[int]) -> np.ndarray:
+        """The LM's input embeddings of ``ids`` as float32 numpy (what the span copier reads)."""
+        table = self.model.lm.get_input_embeddings()
+        return table(torch.tensor(ids, device=table.weight.device)).float().cpu().numpy()
 
     def _decide_generate(self, ids, enc, allowlist, limit, timings, mode) -> Decision:
         """``transformers.generate`` on the same prompt, with the same cached system-prompt KV as

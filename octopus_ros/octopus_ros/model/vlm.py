@@ -434,6 +434,7 @@ class VLMOctopus(Octopus):
         self.temperature = float(temperature)
         self.novelty = NoveltyProfile()
         self.grounding = None
+        self.copier = None  # no span copier trained for these (copied arguments: any span)
         self.resolve_colour = False
         self.resolve_colour_min = 0.5
         self.nexa_token_ids, self.nexa_end_id = nexa_ids, nexa_end

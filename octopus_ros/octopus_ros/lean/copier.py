@@ -1,0 +1,295 @@
+"""The span copier: which words of the utterance a copied argument (``source: utterance``) takes.
+
+The call grammar already makes a copied argument a word-aligned span of the utterance; which span
+was the LM's choice, one character at a time, and a small LM guesses the boundaries badly on
+phrasings it never saw ("Bob: the meeting…", dropping "the", stopping early). The copier is a
+pointer network in the spirit of extractive QA: the LM's own input embeddings of the utterance's
+tokens, a projection, a bidirectional GRU and two logits per token (the span starts / ends here).
+The best span (start <= end, word boundaries only, at most ``max_chars`` characters) is then the
+only value the grammar accepts (:meth:`CallGrammar.bind` ``copy=``), and its probability joins the
+decision's confidence, so an unsure copy is held back like any unsure call.
+
+Inference is numpy only, and the same code serves the torch and the onnxruntime backends (their
+decisions stay identical). Training is ``octopus_ros.training.span_copier`` (torch); the weights
+are ``span_copier.safetensors`` in the checkpoint, with the sha256 of the model weights whose
+embeddings they read: a copier left over from other weights is not used (logged), a damaged file
+is a :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+COPIER_FILE = "span_copier.safetensors"
+COPIER_FORMAT = "octopus_ros.span_copier/1"
+# tensor names and shapes (H: hidden of the GRU, P: projection, D: LM embedding width)
+_TENSORS = (
+    "proj.weight",  # (P, D)
+    "proj.bias",
+    "rnn.weight_ih_l0",  # (3H, P), gates r, z, n as torch.nn.GRU stacks them
+    "rnn.weight_hh_l0",  # (3H, H)
+    "rnn.bias_ih_l0",
+    "rnn.bias_hh_l0",
+    "rnn.weight_ih_l0_reverse",
+    "rnn.weight_hh_l0_reverse",
+    "rnn.bias_ih_l0_reverse",
+    "rnn.bias_hh_l0_reverse",
+    "out.0.weight",  # (P, 2H + P)
+    "out.0.bias",
+    "out.2.weight",  # (2, P)
+    "out.2.bias",
+)
+
+
+def _joins(a: str, b: str) -> bool:
+    from octopus_ros.functions.grammar import _joins as joins  # the grammar's word boundaries
+
+    return joins(a, b)
+
+
+@dataclass(frozen=True)
+class UtteranceTokens:
+    """The utterance's tokens with their character ranges and where a span may start / end."""
+
+    ids: list[int]
+    starts: np.ndarray  # (T,) first non-space character of each token
+    ends: np.ndarray  # (T,) one past its last character
+    can_start: np.ndarray  # (T,) bool: a word starts at starts[t]
+    can_end: np.ndarray  # (T,) bool: a word ends at ends[t]
+
+    @classmethod
+    def of(cls, text: str, ids: Sequence[int], offsets: Sequence[tuple[int, int]]) -> UtteranceTokens:
+        starts, ends, can_start, can_end = [], [], [], []
+        n = len(text)
+        for a, b in offsets:
+            a = max(0, min(int(a), n))
+            b = max(a, min(int(b), n))
+            seg = text[a:b]
+            a2 = a + len(seg) - len(seg.lstrip())
+            starts.append(a2)
+            ends.append(b)
+            inside = a2 < b
+            can_start.append(inside and (a2 == 0 or not _joins(text[a2 - 1], text[a2])))
+            can_end.append(
+                inside and not text[b - 1].isspace() and (b == n or not _joins(text[b - 1], text[b]))
+            )
+        return cls(
+            list(ids),
+            np.asarray(starts, np.int64),
+            np.asarray(ends, np.int64),
+            np.asarray(can_start, bool),
+            np.asarray(can_end, bool),
+        )
+
+    def token_span(self, char_start: int, char_end: int) -> tuple[int, int] | None:
+        """The tokens (first, last) that start exactly at ``char_start`` and end exactly at
+        ``char_end``; None where a token boundary does not fall there (the span is unreachable)."""
+        first = np.nonzero((self.starts == char_start) & self.can_start)[0]
+        last = np.nonzero((self.ends == char_end) & self.can_end)[0]
+        if len(first) == 0 or len(last) == 0 or last[-1] < first[0]:
+            return None
+        return int(first[0]), int(last[-1])
+
+
+@dataclass(frozen=True)
+class CopiedSpan:
+    """The copier's choice: ``text[start:end]`` with probability ``prob``."""
+
+    text: str
+    start: int
+    end: int
+    prob: float
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warnings for large |x|
+
+
+def _gru(x: np.ndarray, w_ih, w_hh, b_ih, b_hh, reverse: bool) -> np.ndarray:
+    """One direction of torch.nn.GRU (batch 1) on (T, I) inputs -> (T, H)."""
+    hidden = w_hh.shape[1]
+    gates_x = x @ w_ih.T + b_ih  # (T, 3H), all time steps at once
+    h = np.zeros(hidden, np.float32)
+    out = np.empty((x.shape[0], hidden), np.float32)
+    order = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
+    for t in order:
+        gh = w_hh @ h + b_hh
+        r = _sigmoid(gates_x[t, :hidden] + gh[:hidden])
+        z = _sigmoid(gates_x[t, hidden : 2 * hidden] + gh[hidden : 2 * hidden])
+        n = np.tanh(gates_x[t, 2 * hidden :] + r * gh[2 * hidden :])
+        h = (1.0 - z) * n + z * h
+        out[t] = h
+    return out
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max()
+    return x - (m + np.log(np.exp(x - m).sum()))
+
+
+class SpanCopier:
+    """The trained copier (numpy). ``logits(embeds)`` -> (T, 2) start / end logits."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], meta: dict | None = None):
+        missing = [k for k in _TENSORS if k not in tensors]
+        if missing:
+            raise ValueError(f"missing tensors {missing}")
+        self.t = {k: np.ascontiguousarray(tensors[k], dtype=np.float32) for k in _TENSORS}
+        self.meta = dict(meta or {})
+        self.embed_dim = self.t["proj.weight"].shape[1]
+        p, h = self.t["proj.weight"].shape[0], self.t["rnn.weight_hh_l0"].shape[1]
+        want = {
+            "rnn.weight_ih_l0": (3 * h, p),
+            "rnn.weight_hh_l0": (3 * h, h),
+            "out.0.weight": (p, 2 * h + p),
+            "out.2.weight": (2, p),
+        }
+        for k, shape in want.items():
+            if self.t[k].shape != shape or self.t[k + "_reverse" if "rnn" in k else k].shape != shape:
+                raise ValueError(f"tensor {k} has shape {self.t[k].shape}, expected {shape}")
+        self.max_chars = int(self.meta.get("max_chars", 48))
+
+    # -- files ---------------------------------------------------------------------------------
+    @staticmethod
+    def exists(directory: str | Path) -> bool:
+        return (Path(directory) / COPIER_FILE).is_file()
+
+    @classmethod
+    def load(cls, directory: str | Path, *, weights_sha256: str | None = None) -> SpanCopier | None:
+        """The checkpoint's copier; None when it has none or when it was trained on the
+        embeddings of other weights than ``weights_sha256`` (logged: retrain it). A damaged file:
+        CheckpointError naming it."""
+        path = Path(directory) / COPIER_FILE
+        if not path.is_file():
+            return None
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta_raw = (f.metadata() or {}).get("copier")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(path, f"not a readable safetensors file: {e}") from e
+        try:
+            meta = json.loads(meta_raw) if meta_raw else {}
+        except ValueError as e:
+            raise CheckpointError(path, f"metadata 'copier' is not JSON: {e}") from e
+        if meta.get("format") != COPIER_FORMAT:
+            raise CheckpointError(path, f"format {meta.get('format')!r}, expected {COPIER_FORMAT!r}")
+        try:
+            copier = cls(tensors, meta)
+        except ValueError as e:
+            raise CheckpointError(path, str(e)) from e
+        trained_on = meta.get("weights_sha256")
+        if weights_sha256 is not None and trained_on != weights_sha256:
+            log.warning(
+                "%s was trained on the embeddings of other weights (%s..., these are %s...): not used; "
+                "retrain it with `python -m octopus_ros.training.span_copier %s`",
+                path, str(trained_on)[:12], weights_sha256[:12], Path(directory),
+            )  # fmt: skip
+            return None
+        return copier
+
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.numpy import save_file
+
+        path = Path(directory) / COPIER_FILE
+        meta = {**self.meta, "format": COPIER_FORMAT, "max_chars": self.max_chars}
+        save_file(dict(self.t), str(path), metadata={"copier": json.dumps(meta, sort_keys=True)})
+        return path
+
+    # -- inference -----------------------------------------------------------------------------
+    def logits(self, embeds: np.ndarray) -> np.ndarray:
+        """(T, D) token embeddings -> (T, 2) start / end logits (as the torch module computes)."""
+        t = self.t
+        x = np.maximum(np.asarray(embeds, np.float32) @ t["proj.weight"].T + t["proj.bias"], 0.0)
+        fwd = _gru(
+            x, t["rnn.weight_ih_l0"], t["rnn.weight_hh_l0"], t["rnn.bias_ih_l0"], t["rnn.bias_hh_l0"], False
+        )
+        bwd = _gru(
+            x, t["rnn.weight_ih_l0_reverse"], t["rnn.weight_hh_l0_reverse"],
+            t["rnn.bias_ih_l0_reverse"], t["rnn.bias_hh_l0_reverse"], True,
+        )  # fmt: skip
+        hcat = np.concatenate([fwd, bwd, x], axis=-1)
+        mid = hcat @ t["out.0.weight"].T + t["out.0.bias"]
+        mid = 0.5 * mid * (1.0 + np.tanh(0.7978845608028654 * (mid + 0.044715 * mid**3)))  # GELU (tanh)
+        return mid @ t["out.2.weight"].T + t["out.2.bias"]
+
+    def pick(self, text: str, tokens: UtteranceTokens, embeds: np.ndarray) -> CopiedSpan | None:
+        """The most probable span of ``text`` (None where the utterance has no word)."""
+        if not tokens.ids or not tokens.can_start.any() or not tokens.can_end.any():
+            return None
+        lg = self.logits(embeds)
+        ls = _log_softmax(np.where(tokens.can_start, lg[:, 0], -1e9))
+        le = _log_softmax(np.where(tokens.can_end, lg[:, 1], -1e9))
+        # score[a, b] = ls[a] + le[b] for a <= b and a span of at most max_chars characters
+        score = ls[:, None] + le[None, :]
+        length = tokens.ends[None, :] - tokens.starts[:, None]
+        ok = np.triu(np.ones_like(score, dtype=bool)) & (length <= self.max_chars) & (length > 0)
+        ok &= tokens.can_start[:, None] & tokens.can_end[None, :]
+        if not ok.any():
+            return None
+        score = np.where(ok, score, -np.inf)
+        a, b = np.unravel_index(int(np.argmax(score)), score.shape)
+        start, end = int(tokens.starts[a]), int(tokens.ends[b])
+        return CopiedSpan(text[start:end], start, end, float(np.exp(score[a, b])))
+
+
+def copier_weights_sha(directory: str | Path) -> str | None:
+    """The sha256 of the model weights config.json records (what a copier must be trained on)."""
+    try:
+        return json.loads((Path(directory) / "config.json").read_text(encoding="utf-8"))["weights"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """The utterance's token ids and character offsets, without special tokens. ``tokenizer``:
+    a transformers fast tokenizer or the lean one; both wrap the same ``tokenizers`` backend."""
+    enc = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
+    return list(enc.ids), [tuple(o) for o in enc.offsets]
+
+
+def copy_span(
+    copier: SpanCopier | None,
+    grammar,
+    utterance: str,
+    encode: Callable[[str], tuple[list[int], list[tuple[int, int]]]],
+    embed: Callable[[list[int]], np.ndarray],
+):
+    """Both runtimes' grammar for one utterance: ``(bound grammar, CopiedSpan or None)``.
+
+    With a copier and an allowlist that has a function with a copied argument, the copied value
+    is the copier's span (the grammar accepts nothing else); otherwise any word-aligned span.
+    """
+    if copier is None or not grammar.copies_text():
+        return grammar.bind(utterance), None
+    ids, offsets = encode(utterance)
+    tokens = UtteranceTokens.of(utterance, ids, offsets)
+    span = copier.pick(utterance, tokens, embed(ids)) if ids else None
+    if span is None or not grammar.bind(utterance).is_span(span.text):
+        return grammar.bind(utterance), None
+    return grammar.bind(utterance, copy=span.text), span
+
+
+def apply_copy(decision, span: CopiedSpan | None, registry) -> None:
+    """A decision whose call copied ``span``: its confidence is the call's times the span's, and
+    the span's probability is kept in ``decision.copy_prob``."""
+    if span is None or decision.call is None:
+        return
+    spec = registry.by_name(decision.call.function)
+    copied = [a for a in spec.args if getattr(a, "source", None) == "utterance"]
+    if spec is None or len(copied) != 1 or copied[0].name not in {a.name for a in decision.call.args}:
+        return
+    decision.copy_prob = span.prob
+    decision.confidence = float(decision.confidence) * span.prob

@@ -1,0 +1,312 @@
+"""Train the span copier (lean/copier.py) of a checkpoint: which words a copied argument takes.
+
+``python -m octopus_ros.training.span_copier MODEL_DIR [--steps N]`` reads the checkpoint's LM input
+embeddings (frozen), generates training-phrasing requests of every function with exactly one
+``source: utterance`` argument (send_message in the bundled registry), and trains the copier to
+point at the copied value's first and last token. To learn where a message *is* rather than which
+messages the templates list, the value is replaced with probability ``--corpus-p`` by a natural
+sentence of the decline corpus (data/decline_corpus.py: fortunes, proverbs; 6–48 characters), and
+English contact names are capitalised with probability 0.3 ("text Bob …"). Held out: validation
+is the project's held-out phrasings (``unseen_phrasing``), never the natural test set.
+
+Writes ``span_copier.safetensors`` (with its figures and the sha256 of the weights whose
+embeddings it read) into MODEL_DIR. Deterministic in ``--seed``: the step budget is steps, not
+seconds. ``make train`` runs it as its last step (train_all ``--copier-steps``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from octopus_ros.data.tasks import generate
+from octopus_ros.lean.copier import (
+    COPIER_FILE,
+    SpanCopier,
+    UtteranceTokens,
+    copier_weights_sha,
+    encode_with_offsets,
+)
+
+log = logging.getLogger(__name__)
+
+CORPUS_CHARS = (6, 48)  # the decline corpus sentences used as message bodies
+
+
+class CopierNet(nn.Module):
+    """The torch twin of :class:`SpanCopier` (same tensor names; GELU in its tanh form)."""
+
+    def __init__(self, embed_dim: int, proj: int = 64, hidden: int = 64):
+        super().__init__()
+        self.proj = nn.Linear(embed_dim, proj)
+        self.rnn = nn.GRU(proj, hidden, batch_first=True, bidirectional=True)
+        self.out = nn.Sequential(
+            nn.Linear(2 * hidden + proj, proj), nn.GELU(approximate="tanh"), nn.Linear(proj, 2)
+        )
+
+    def forward(self, embeds: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(T, D) -> (T, 2) start / end logits; or a padded batch (B, T, D) with ``lengths`` (B,)
+        -> (B, T, 2), each sequence read as if alone (packed: padding never enters the GRU)."""
+        if lengths is None:
+            return self.forward(embeds[None], torch.tensor([embeds.shape[0]]))[0]
+        x = torch.relu(self.proj(embeds))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return self.out(torch.cat([y, x], -1))
+
+    def to_copier(self, meta: dict) -> SpanCopier:
+        return SpanCopier({k: v.detach().float().cpu().numpy() for k, v in self.state_dict().items()}, meta)
+
+
+@dataclass
+class Item:
+    text: str
+    value: str
+    language: str
+    tokens: UtteranceTokens
+    first: int
+    last: int
+
+
+def copy_functions(registry) -> dict[str, str]:
+    """{function: its one copied argument} for the enabled functions with exactly one."""
+    out = {}
+    for spec in registry.enabled():
+        copied = [a.name for a in spec.args if getattr(a, "source", None) == "utterance"]
+        if len(copied) == 1:
+            out[spec.name] = copied[0]
+    return out
+
+
+def _corpus() -> dict[str, list[str]]:
+    from octopus_ros.data.decline_corpus import load_corpus
+
+    lo, hi = CORPUS_CHARS
+    return {
+        lang: [t for t in texts if lo <= len(t) <= hi and t.isprintable()]
+        for lang, texts in load_corpus().items()
+    }
+
+
+def build_items(
+    split: str,
+    n: int,
+    seed: int,
+    registry,
+    tokenizer,
+    *,
+    corpus_p: float,
+    corpus: dict[str, list[str]] | None,
+) -> list[Item]:
+    """Requests of ``split`` for the copy functions, with the copied value located in tokens."""
+    from octopus_ros.functions import ParseError, parse_call
+
+    fns = copy_functions(registry)
+    if not fns:
+        raise ValueError("the registry has no function with exactly one `source: utterance` argument")
+    rng = random.Random(f"copier-{split}-{seed}")
+    items = []
+    for ex in generate(split, n, seed, functions=sorted(fns), image_size=16):
+        call = parse_call(ex.answer, registry)
+        if isinstance(call, ParseError):
+            continue
+        args = {a.name: a.value for a in call.args}
+        value, text = str(args[fns[call.function]]), ex.instruction.strip()
+        if text.count(value) != 1:
+            continue
+        if corpus and rng.random() < corpus_p and corpus.get(ex.language):
+            new = rng.choice(corpus[ex.language])
+            text, value = text.replace(value, new), new
+        if ex.language == "en" and rng.random() < 0.3:
+            for other in args.values():  # contact names as people write them
+                if isinstance(other, str) and other != value and other.isalpha():
+                    text = re.sub(rf"\b{re.escape(other)}\b", other.capitalize(), text, count=1)
+        if text.count(value) != 1:
+            continue
+        ids, offsets = encode_with_offsets(tokenizer, text)
+        tokens = UtteranceTokens.of(text, ids, offsets)
+        start = text.index(value)
+        where = tokens.token_span(start, start + len(value))
+        if where is None:
+            continue  # the value does not begin or end on a token boundary: unreachable
+        items.append(Item(text, value, ex.language, tokens, *where))
+    return items
+
+
+def evaluate(copier: SpanCopier, items: list[Item], embed) -> dict[str, float]:
+    """Exact-copy accuracy overall and per language, and the mean probability of right / wrong."""
+    right = {"all": [], "en": [], "zh": []}
+    probs = {True: [], False: []}
+    for it in items:
+        span = copier.pick(it.text, it.tokens, embed(it.tokens.ids))
+        ok = span is not None and span.text == it.value
+        right["all"].append(ok)
+        right[it.language].append(ok)
+        probs[ok].append(0.0 if span is None else span.prob)
+    out = {f"exact_{k}": float(np.mean(v)) if v else float("nan") for k, v in right.items()}
+    out["n"] = len(items)
+    out["prob_right"] = float(np.mean(probs[True])) if probs[True] else float("nan")
+    out["prob_wrong"] = float(np.mean(probs[False])) if probs[False] else float("nan")
+    return out
+
+
+def train(
+    model_dir: str | Path,
+    *,
+    steps: int = 1500,
+    batch_size: int = 16,
+    n_train: int = 3000,
+    n_val: int = 400,
+    seed: int = 0,
+    corpus_p: float = 0.6,
+    lr: float = 2e-3,
+    progress: bool = True,
+) -> dict:
+    """Train and write MODEL_DIR/span_copier.safetensors; returns its metadata (figures included)."""
+    from octopus_ros.model.checkpoint import load_checkpoint
+
+    model_dir = Path(model_dir)
+    ckpt = load_checkpoint(model_dir)
+    from octopus_ros.functions import FunctionRegistry
+
+    registry = FunctionRegistry.from_yaml(ckpt.functions_path)
+    table = ckpt.model.lm.get_input_embeddings().weight.detach().float()
+
+    def embed(ids):
+        return table[torch.as_tensor(ids, dtype=torch.long)].numpy()
+
+    t0 = time.perf_counter()
+    try:
+        corpus = _corpus()
+    except FileNotFoundError as e:
+        log.warning("%s; training on the templates' own message bodies only", e)
+        corpus = None
+    train_items = build_items(
+        "train", n_train, seed, registry, ckpt.tokenizer, corpus_p=corpus_p, corpus=corpus
+    )
+    val_items = build_items(
+        "unseen_phrasing", n_val, seed + 1, registry, ckpt.tokenizer, corpus_p=0.5, corpus=corpus
+    )
+    if not train_items:
+        raise ValueError("no training request locates its copied value on token boundaries")
+    torch.manual_seed(seed)
+    net = CopierNet(table.shape[1])
+    opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
+    order = random.Random(seed)
+    idx: list[int] = []
+    bar = _bar(steps, progress)
+    losses: list[float] = []
+    for step in range(steps):
+        batch = []
+        while len(batch) < batch_size:
+            if not idx:
+                idx = list(range(len(train_items)))
+                order.shuffle(idx)
+            batch.append(train_items[idx.pop()])
+        lengths = torch.tensor([len(it.tokens.ids) for it in batch])
+        width = int(lengths.max())
+        feats = torch.zeros(len(batch), width, table.shape[1])
+        can_start = torch.zeros(len(batch), width, dtype=torch.bool)
+        can_end = torch.zeros(len(batch), width, dtype=torch.bool)
+        for b, it in enumerate(batch):
+            n = len(it.tokens.ids)
+            feats[b, :n] = torch.from_numpy(embed(it.tokens.ids))
+            can_start[b, :n] = torch.from_numpy(it.tokens.can_start)
+            can_end[b, :n] = torch.from_numpy(it.tokens.can_end)
+        lg = net(feats, lengths)
+        ls = lg[..., 0].masked_fill(~can_start, -1e9)
+        le = lg[..., 1].masked_fill(~can_end, -1e9)
+        loss = nn.functional.cross_entropy(
+            ls, torch.tensor([it.first for it in batch])
+        ) + nn.functional.cross_entropy(le, torch.tensor([it.last for it in batch]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if bar is not None:
+            bar.update(1)
+            if step % 20 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+    if bar is not None:
+        bar.close()
+    meta = {
+        "weights_sha256": copier_weights_sha(model_dir),
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "train_requests": len(train_items),
+        "functions": sorted(copy_functions(registry)),
+        "corpus_p": corpus_p,
+        "max_chars": max(
+            (a.max_length or 48)
+            for s in registry.enabled()
+            for a in s.args
+            if getattr(a, "source", None) == "utterance"
+        ),
+    }
+    copier = net.to_copier(meta)
+    meta["train"] = evaluate(copier, train_items[:400], embed)
+    meta["heldout_phrasing"] = evaluate(copier, val_items, embed)
+    meta["seconds"] = round(time.perf_counter() - t0, 1)
+    copier.meta = meta
+    path = copier.save(model_dir)
+    log.info("wrote %s: held-out phrasings %s", path, json.dumps(meta["heldout_phrasing"]))
+    return meta
+
+
+def _bar(total: int, on: bool):
+    if not on:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="span copier", unit="step")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m octopus_ros.training.span_copier",
+        description=f"Train the span copier of a checkpoint (writes MODEL_DIR/{COPIER_FILE}).",
+    )
+    p.add_argument("model_dir", help="an Octopus checkpoint directory")
+    p.add_argument(
+        "--steps", type=int, default=1500, help="training steps of --batch requests (default 1500)"
+    )
+    p.add_argument("--batch", type=int, default=16, help="requests per step (default 16)")
+    p.add_argument("--train", type=int, default=3000, help="training requests generated (default 3000)")
+    p.add_argument(
+        "--val", type=int, default=400, help="held-out phrasing requests for the figures (default 400)"
+    )
+    p.add_argument("--corpus-p", type=float, default=0.6, help="share of values replaced by corpus sentences")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads or 1)  # a tiny GRU: more threads only add overhead
+    try:
+        meta = train(
+            args.model_dir, steps=args.steps, batch_size=args.batch, n_train=args.train, n_val=args.val,
+            seed=args.seed, corpus_p=args.corpus_p,
+        )  # fmt: skip
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: meta[k] for k in ("train", "heldout_phrasing", "seconds", "steps")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The span copier (issue 12.2): a pointer head picks the words a copied argument takes; the
+grammar then accepts only that span, and its probability joins the confidence."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from octopus_ros.functions import CallGrammar, FunctionRegistry, parse_call
+from octopus_ros.lean.copier import COPIER_FILE, SpanCopier, UtteranceTokens, encode_with_offsets
+from octopus_ros.lean.errors import CheckpointError
+from octopus_ros.paths import config_path
+from octopus_ros.training.span_copier import CopierNet, build_items, train
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return FunctionRegistry.from_yaml(config_path("functions.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """An untrained tiny checkpoint with a copier trained for a few steps on its embeddings."""
+    from octopus_ros.model import save_checkpoint
+    from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+
+    torch.manual_seed(0)
+    tok = tiny_tokenizer()
+    path = save_checkpoint(
+        tmp_path_factory.mktemp("ckpt"), tiny_model(tok), tok, functions=config_path("functions.yaml")
+    )
+    meta = train(path, steps=80, n_train=200, n_val=60, seed=0, progress=False)
+    return path, meta
+
+
+def test_numpy_copier_computes_what_the_torch_module_does():
+    torch.manual_seed(1)
+    net = CopierNet(24, proj=16, hidden=8)
+    for p in net.parameters():  # larger than the init, so every gate and the GELU are exercised
+        torch.nn.init.normal_(p, std=0.5)
+    copier = net.to_copier({})
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(n, 24)).astype(np.float32) for n in (1, 5, 13)]
+    for x in seqs:
+        want = net(torch.from_numpy(x)).detach().numpy()
+        np.testing.assert_allclose(copier.logits(x), want, atol=2e-5)
+    # a padded batch gives each sequence what it gives alone (training batches, inference one)
+    width = max(len(x) for x in seqs)
+    batch = torch.zeros(len(seqs), width, 24)
+    for b, x in enumerate(seqs):
+        batch[b, : len(x)] = torch.from_numpy(x)
+    out = net(batch, torch.tensor([len(x) for x in seqs])).detach().numpy()
+    for b, x in enumerate(seqs):
+        np.testing.assert_allclose(out[b, : len(x)], copier.logits(x), atol=2e-5)
+
+
+def test_utterance_tokens_start_and_end_on_word_boundaries():
+    from octopus_ros.model.testing import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    for text in ["text Bob that the meeting is cancelled", "给鲍勃发短信说会议取消了"]:
+        ids, offsets = encode_with_offsets(tok, text)
+        t = UtteranceTokens.of(text, ids, offsets)
+        for k in range(len(ids)):
+            a, b = int(t.starts[k]), int(t.ends[k])
+            if t.can_start[k]:
+                assert a == 0 or not (text[a - 1].isalnum() and text[a].isalnum() and text[a].isascii())
+                assert not text[a].isspace()
+            if t.can_end[k]:
+                assert b == len(text) or not (
+                    text[b - 1].isalnum() and text[b].isalnum() and text[b].isascii()
+                )
+        # every span the copier can pick is one the grammar accepts
+        copier = CopierNet(8).to_copier({})
+        rng = np.random.default_rng(1)
+        span = copier.pick(text, t, rng.normal(size=(len(ids), 8)).astype(np.float32))
+        bound = CallGrammar(FunctionRegistry.from_yaml(config_path("functions.yaml"))).bind(text)
+        assert span is not None and bound.is_span(span.text), span
+        assert 0.0 < span.prob <= 1.0
+
+
+def test_the_training_data_locates_the_value(registry):
+    from octopus_ros.model.testing import tiny_tokenizer
+
+    items = build_items("train", 40, 3, registry, tiny_tokenizer(), corpus_p=0.0, corpus=None)
+    assert len(items) >= 20
+    for it in items:
+        a, b = int(it.tokens.starts[it.first]), int(it.tokens.ends[it.last])
+        assert it.text[a:b] == it.value
+
+
+def test_a_trained_copier_is_saved_with_its_figures_and_weights(tiny_ckpt):
+    path, meta = tiny_ckpt
+    saved = json.loads((path / "config.json").read_text())["weights"]["sha256"]
+    assert meta["weights_sha256"] == saved and meta["functions"] == ["send_message"]
+    assert meta["train"]["n"] > 0 and 0.0 <= meta["heldout_phrasing"]["exact_all"] <= 1.0
+    copier = SpanCopier.load(path, weights_sha256=saved)
+    assert copier is not None and copier.meta["steps"] == 80
+
+
+@pytest.fixture(scope="module")
+def bundled_ckpt(tmp_path_factory):
+    """A copy of the bundled model with a copier trained for a few steps (a trained LM picks
+    send_message for a message request; an untrained one picks anything)."""
+    import shutil
+
+    from octopus_ros.paths import default_model_dir
+
+    path = tmp_path_factory.mktemp("bundled") / "model"
+    shutil.copytree(default_model_dir(), path)
+    train(path, steps=60, n_train=200, n_val=40, seed=0, progress=False)
+    return path
+
+
+def test_decide_copies_the_copiers_span_and_lowers_the_confidence(bundled_ckpt, registry):
+    from octopus_ros.model.runtime import Octopus
+
+    octopus = Octopus.load(bundled_ckpt)
+    assert octopus.copier is not None
+    utterance = "text bob that the meeting is cancelled"
+    ids, offsets = encode_with_offsets(octopus.tokenizer, utterance)
+    span = octopus.copier.pick(
+        utterance, UtteranceTokens.of(utterance, ids, offsets), octopus._copier_embed(ids)
+    )
+    image = np.zeros((32, 32, 3), np.uint8)
+    d = octopus.decide(utterance, image, allowlist=["send_message"], max_new_tokens=120)
+    assert d.ok, d.error
+    assert d.call.function == "send_message" and d.call.args[1].value == span.text
+    assert d.copy_prob == pytest.approx(span.prob) and d.confidence <= span.prob + 1e-9
+    # without the copier the model types its own span (any word-aligned one), at its own confidence
+    octopus.copier = None
+    d2 = octopus.decide(utterance, image, allowlist=["send_message"], max_new_tokens=120)
+    assert np.isnan(d2.copy_prob) and (not d2.ok or d2.call.args[1].value in utterance)
+
+
+def test_stale_and_damaged_copiers(tiny_ckpt, tmp_path, caplog):
+    import shutil
+
+    path, _ = tiny_ckpt
+    other = tmp_path / "ckpt"
+    shutil.copytree(path, other)
+    with caplog.at_level(logging.WARNING):
+        assert SpanCopier.load(other, weights_sha256="0" * 64) is None
+    assert "other weights" in caplog.text and "octopus_ros.training.span_copier" in caplog.text
+    (other / COPIER_FILE).write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match=COPIER_FILE):
+        SpanCopier.load(other, weights_sha256=None)
+    (other / COPIER_FILE).unlink()
+    assert SpanCopier.load(other) is None  # no copier: copied arguments take any span
+
+
+def test_a_bound_copy_is_the_only_value(registry):
+    utterance = "tell mom I'll be home by six"
+    grammar = CallGrammar(registry)
+    bound = grammar.bind(utterance, copy="I'll be home by six")
+    assert bound.accepts("<nexa_10>('mom', 'I\\'ll be home by six')<nexa_end>")
+    assert not bound.accepts("<nexa_10>('mom', 'home')<nexa_end>")
+    assert not bound.accepts("<nexa_10>('mom', 'I\\'ll be home by')<nexa_end>")
+    state = bound.advance(bound.start(), "<nexa_10>('mom', ")
+    assert bound.forced(state) == "'I\\'ll be home by six')<nexa_end>"
+    assert bound.accepts("<nexa_0>('red cup')<nexa_end>")  # other functions are untouched
+    call = parse_call("<nexa_10>('mom', 'I\\'ll be home by six')<nexa_end>", registry)
+    assert call.args[1].value == "I'll be home by six"
+    for bad in ("ome by", "home  by", "seven", "x" * 60):
+        with pytest.raises(ValueError):
+            grammar.bind(utterance + " " + "x" * 60, copy=bad)
