@@ -7,7 +7,8 @@
   metrics.json       free-form evaluation figures (optional)
 
 ``load_checkpoint`` verifies the sha256 and the shapes and raises :class:`CheckpointError`
-naming the file and the problem.
+naming the file and the problem. ``load_checkpoint(path, precision="int8")`` builds the int8
+model straight from the weights file, one tensor at a time, never holding the fp32 model.
 """
 
 from __future__ import annotations
@@ -178,10 +179,8 @@ def read_checkpoint_config(path: str | Path) -> tuple[OctopusConfig, dict[str, A
     return config, record
 
 
-def _load_weights(path: Path, record: dict[str, Any]) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def _weights_file(path: Path, record: dict[str, Any]) -> Path:
+    """The weights file named by ``config.json``, checked against its recorded size and sha256."""
     weights = record["weights"]
     file = path / weights.get("file", WEIGHTS_FILE)
     if not file.is_file():
@@ -196,29 +195,38 @@ def _load_weights(path: Path, record: dict[str, Any]) -> dict[str, torch.Tensor]
             file,
             f"sha256 mismatch (file {digest[:16]}..., config.json {str(weights.get('sha256'))[:16]}...): corrupt or modified",
         )
+    return file
+
+
+def _read_weights(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(file, f"unreadable safetensors file ({e})") from e
 
 
-def load_state(model: OctopusModel, state: dict[str, torch.Tensor], file: str | Path) -> None:
-    """Copy ``state`` into ``model``; tied tensors may be absent. Mismatches -> CheckpointError."""
-    expected = model.state_dict()
-    _, aliases = _unique_state_dict(model)
-    missing = [k for k in expected if k not in state and k not in aliases]
-    unexpected = [k for k in state if k not in expected]
+def check_state(
+    expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    found: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    aliases: set[str] | dict[str, str],
+    file: str | Path,
+) -> None:
+    """CheckpointError naming ``file`` unless the tensors ``found`` in it (name -> (shape, dtype))
+    are exactly the ``expected`` ones, less the tied ``aliases`` stored under another name."""
+    missing = [k for k in expected if k not in found and k not in aliases]
+    unexpected = [k for k in found if k not in expected]
     wrong = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
+        f"{k} {found[k][0]} vs {v[0]}" for k, v in expected.items() if k in found and found[k][0] != v[0]
     ]
     # A floating-point parameter stored as an integer (or bool) tensor would be cast silently by
     # load_state_dict: refuse it (e.g. weights "quantised" by truncation to int8).
     kinds = [
-        f"{k} {state[k].dtype} for {v.dtype}"
+        f"{k} {found[k][1]} for {v[1]}"
         for k, v in expected.items()
-        if k in state and v.is_floating_point() and not state[k].is_floating_point()
+        if k in found and v[1].is_floating_point and not found[k][1].is_floating_point
     ]
     if missing or unexpected or wrong or kinds:
         parts = []
@@ -231,7 +239,54 @@ def load_state(model: OctopusModel, state: dict[str, torch.Tensor], file: str | 
         if kinds:
             parts.append(f"{len(kinds)} tensor(s) of a non-floating dtype e.g. {kinds[:3]}")
         raise CheckpointError(file, "weights do not match config.json: " + "; ".join(parts))
+
+
+def load_state(model: OctopusModel, state: dict[str, torch.Tensor], file: str | Path) -> None:
+    """Copy ``state`` into ``model``; tied tensors may be absent. Mismatches -> CheckpointError."""
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    _, aliases = _unique_state_dict(model)
+    check_state(expected, {k: (tuple(v.shape), v.dtype) for k, v in state.items()}, aliases, file)
     model.load_state_dict(state, strict=False)
+
+
+def _expected_tensors(
+    config: OctopusConfig,
+) -> tuple[dict[str, tuple[tuple[int, ...], torch.dtype]], dict[str, str]]:
+    """(state-dict name -> (shape, dtype), {tied name: the name it is stored under}) of the fp32
+    model that ``config`` builds, made on the meta device (no memory, no initialisation). The
+    tied names are those ``save_checkpoint`` drops: every one after the first in state-dict order."""
+    with torch.device("meta"):
+        model = build_modules(config)
+    expected: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+    tied: dict[str, str] = {}
+    first: dict[int, str] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        expected[name] = (tuple(t.shape), t.dtype)
+        if id(t) in first:
+            tied[name] = first[id(t)]
+        else:
+            first[id(t)] = name
+    return expected, tied
+
+
+def _load_int8_model(file: Path, config: OctopusConfig) -> OctopusModel:
+    """The checkpoint's model built directly in int8 (``precision.build_int8``): each tensor is
+    read from the file on its own (plain reads, no memory map) and quantized before the next, so
+    no whole fp32 copy is ever held. The same int8 model as
+    ``apply_precision(load_checkpoint(path).model, precision="int8")``."""
+    from .precision import SafetensorsWeights, build_int8
+
+    expected, tied = _expected_tensors(config)
+    try:
+        weights = SafetensorsWeights(file, aliases=tied)
+    except (ValueError, OSError) as e:
+        raise CheckpointError(file, f"unreadable safetensors file ({e})") from e
+    with weights:
+        check_state(expected, weights.tensors, tied, file)
+        try:
+            return build_int8(config, weights)
+        except (OSError, KeyError) as e:  # a read that failed after the checks
+            raise CheckpointError(file, f"unreadable safetensors file ({e})") from e
 
 
 def _bad_tokenizer_file(path: Path, default: Path) -> Path:
@@ -246,11 +301,19 @@ def _bad_tokenizer_file(path: Path, default: Path) -> Path:
     return default
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load and verify a checkpoint directory. The model is returned in eval mode (fp32, CPU)."""
+def load_checkpoint(path: str | Path, *, precision: str = "fp32") -> Checkpoint:
+    """Load and verify a checkpoint directory. The model is returned in eval mode on the CPU:
+    fp32, or with ``precision="int8"`` built directly in int8 from the weights file, tensor by
+    tensor (the same model as ``apply_precision(load_checkpoint(path).model, precision="int8")``
+    without ever holding the fp32 one: see :func:`_load_int8_model`)."""
+    if precision not in ("fp32", "int8"):
+        raise ValueError(
+            f"load_checkpoint loads fp32 or int8, not {precision!r} (apply_precision afterwards)"
+        )
     path = Path(path)
     config, record = read_checkpoint_config(path)
-    state = _load_weights(path, record)
+    file = _weights_file(path, record)  # size and sha256 checked before anything is built
+    state = _read_weights(file) if precision == "fp32" else None
 
     tok_file = path / TOKENIZER_FILE
     if not tok_file.is_file():
@@ -263,8 +326,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if problems:
         raise CheckpointError(tok_file, "special tokens do not match config.json: " + "; ".join(problems[:3]))
 
-    model = build_modules(config)
-    load_state(model, state, path / WEIGHTS_FILE)
+    if state is None:
+        model = _load_int8_model(file, config)
+    else:
+        model = build_modules(config)
+        load_state(model, state, file)
+        del state
     vocab = model.lm.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:
         raise CheckpointError(

@@ -230,7 +230,12 @@ class Octopus:
                 path, device=device, precision=precision, registry=registry, vision_backend=vision_backend,
                 onnx_path=onnx_path, onnx_providers=onnx_providers, **options,
             )  # fmt: skip
-        ckpt = load_checkpoint(path)
+        # int8 on the CPU is built directly in int8 from the weights file, never as the fp32 model
+        # (not with an ONNX image side: that may have to be exported from the fp32 tower)
+        direct_int8 = (
+            precision == "int8" and vision_backend == "torch" and resolve_device(device).type == "cpu"
+        )
+        ckpt = load_checkpoint(path, precision="int8" if direct_int8 else "fp32")
         if registry is None:
             if ckpt.functions_path is None:
                 raise CheckpointError(Path(path) / "functions.yaml", "missing (pass registry= explicitly)")
