@@ -68,18 +68,21 @@ def test_the_registry_declares_send_messages_text_copied(registry):
 
 
 def _word_spans(text: str) -> set[str]:
-    """Reference: substrings that start and end at word boundaries, without edge white space."""
+    """Reference: substrings that start and end at word boundaries, without edge white space. A
+    word of the test alphabet is a run of latin letters, apostrophes inside it included ("a'b");
+    each Chinese character is a word of its own."""
+    import re
 
-    def joins(a: str, b: str) -> bool:
-        return a.isalnum() and b.isalnum() and not any("\u3040" <= c <= "\u9fff" for c in (a, b))
-
+    inside = set()
+    for m in re.finditer(r"[abc]+(?:'[abc]+)*", text):
+        inside.update(range(m.start() + 1, m.end()))
     n = len(text)
     out = set()
     for i in range(n):
         for j in range(i + 1, n + 1):
             if text[i].isspace() or text[j - 1].isspace():
                 continue
-            if (i == 0 or not joins(text[i - 1], text[i])) and (j == n or not joins(text[j - 1], text[j])):
+            if i not in inside and j not in inside:
                 out.add(text[i:j])
     return out
 
@@ -101,6 +104,15 @@ def test_word_spans_accept_exactly_the_word_aligned_substrings(text, probe):
 
 def _msg(text: str) -> str:
     return "<nexa_10>('bob', '" + text.replace("\\", "\\\\").replace("'", "\\'") + "')<nexa_end>"
+
+
+def test_apostrophes_inside_words_are_not_boundaries(registry):
+    utterance = "tell mom I'll be home, don’t wait"
+    bound = CallGrammar(registry).bind(utterance)
+    for ok in ("I'll be home", "don’t wait", "home,", "mom I'll"):
+        assert bound.is_span(ok), ok
+    for bad in ("ll be home", "'ll be home", "I'", "don", "t wait"):
+        assert not bound.is_span(bad), bad
 
 
 def test_a_bound_grammar_accepts_spans_only(registry):

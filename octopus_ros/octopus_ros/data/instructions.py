@@ -197,13 +197,18 @@ PLACES: dict[str, dict[str, tuple[str, ...]]] = {
     "charging_dock": {"en": ("charging dock", "charger", "charging station"), "zh": ("充电桩", "充电座")},
     "front_door": {"en": ("front door", "entrance"), "zh": ("前门", "大门", "门口")},
 }
-CONTACTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "mom": {"en": ("mom", "mum", "my mom"), "zh": ("妈妈", "老妈", "我妈")},
-    "dad": {"en": ("dad", "my dad", "father"), "zh": ("爸爸", "老爸", "我爸")},
-    "alice": {"en": ("Alice",), "zh": ("爱丽丝", "Alice")},
-    "bob": {"en": ("Bob",), "zh": ("鲍勃", "Bob")},
-    "office": {"en": ("the office", "my office"), "zh": ("办公室",)},
-}
+
+
+def _arg_lexicon(function: str, arg: str) -> dict[str, dict[str, tuple[str, ...]]]:
+    """value -> language -> spoken forms of an enum argument, as its ``examples`` in the function
+    registry say them (the registry owns them; the world only reads them)."""
+    spec = load_default_registry().by_name(function)
+    declared = next(a for a in spec.args if a.name == arg)
+    return {v: {lang: tuple(forms[v]) for lang, forms in declared.examples.items()} for v in declared.values}
+
+
+# send_message's contacts: the registry's examples of its `contact` argument
+CONTACTS: dict[str, dict[str, tuple[str, ...]]] = _arg_lexicon("send_message", "contact")
 BIN_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
     "recycling": {"en": ("recycling bin", "recycling"), "zh": ("可回收垃圾桶", "回收桶")},
     "compost": {"en": ("compost bin", "compost"), "zh": ("厨余垃圾桶", "堆肥桶")},

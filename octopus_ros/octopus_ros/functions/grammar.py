@@ -83,6 +83,25 @@ def _wordish(c: str) -> bool:
     return c.isalnum() and not ("\u3040" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff")
 
 
+_APOSTROPHES = "'\u2019"  # ' and ’
+
+
+def inside_word(text: str, i: int) -> bool:
+    """Whether position ``i`` of ``text`` (between ``text[i-1]`` and ``text[i]``) is inside a word,
+    so no copied span may start or end there: between two letters or digits of a spaced script, and
+    on either side of an apostrophe between two of them ("I'll", "don't", "Bob's")."""
+    if i <= 0 or i >= len(text):
+        return False
+    a, b = text[i - 1], text[i]
+    if _joins(a, b):
+        return True
+    if b in _APOSTROPHES:  # "I|'ll"
+        return _wordish(a) and i + 1 < len(text) and _wordish(text[i + 1])
+    if a in _APOSTROPHES:  # "I'|ll"
+        return _wordish(b) and i >= 2 and _wordish(text[i - 2])
+    return False
+
+
 _FAR = 1 << 30  # "never": a span node from which no whole span can be reached
 
 
@@ -99,14 +118,8 @@ class WordSpans:
     def __init__(self, text: str, *, whole_only: bool = False) -> None:
         self.text = text
         n = len(text)
-        starts = [
-            i for i in range(n) if not text[i].isspace() and (i == 0 or not _joins(text[i - 1], text[i]))
-        ]
-        ends = {
-            j
-            for j in range(1, n + 1)
-            if not text[j - 1].isspace() and (j == n or not _joins(text[j - 1], text[j]))
-        }
+        starts = [i for i in range(n) if not text[i].isspace() and not inside_word(text, i)]
+        ends = {j for j in range(1, n + 1) if not text[j - 1].isspace() and not inside_word(text, j)}
         if whole_only:  # the text itself and nothing else (one path: node k is k characters in)
             starts, ends = [0], {n}
         nxt: list[dict[str, int]] = [{}]

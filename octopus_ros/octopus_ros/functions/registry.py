@@ -44,7 +44,9 @@ _FUNCTION_KEYS = (
     "examples",
     "phrasings",
 )
-_ARG_KEYS = ("name", "type", "min", "max", "values", "max_length", "source", "description", "examples")
+_ARG_KEYS = (
+    "name", "type", "min", "max", "values", "max_length", "source", "named", "description", "examples",
+)  # fmt: skip
 ARG_SOURCES = ("utterance",)  # where a string argument's value must come from (``source``)
 
 
@@ -83,7 +85,10 @@ class ArgSpec:
     only for ``enum``; ``max_length`` only for ``string`` (default 48 characters, counted after
     unescaping). ``source: utterance`` (string only) says the value is copied from the user's
     words: the call grammar bound to an utterance (:meth:`CallGrammar.bind`) accepts only its
-    spans. Raises :class:`RegistryError` when the combination is invalid.
+    spans. ``named: true`` (enum only) says the request must name the value: a call is not
+    published unless one of the value's spoken forms (:meth:`spoken_forms`) is in the utterance
+    (a message goes to someone the user named, never to a guessed contact; functions/mentions.py).
+    Raises :class:`RegistryError` when the combination is invalid.
     """
 
     name: str
@@ -93,6 +98,7 @@ class ArgSpec:
     values: tuple[str, ...] = ()
     max_length: int | None = None
     source: str | None = None  # 'utterance': the value is a span of the user's words (string only)
+    named: bool = False  # enum only: the utterance must say the value (one of its spoken forms)
     description: dict[str, str] | None = field(default=None, hash=False)
     # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
     examples: dict[str, dict[Any, tuple[str, ...]]] | None = field(default=None, hash=False)
@@ -113,6 +119,10 @@ class ArgSpec:
                 raise RegistryError(f"source is only valid for string arguments, not {self.type}")
             if self.source not in ARG_SOURCES:
                 raise RegistryError(f"source must be one of {', '.join(ARG_SOURCES)}, got {self.source!r}")
+        if not isinstance(self.named, bool):
+            raise RegistryError(f"named must be true or false, got {self.named!r}")
+        if self.named and self.type != "enum":
+            raise RegistryError(f"named is only valid for enum arguments, not {self.type}")
         if numeric:
             self._check_bounds()
         if self.type == "enum":
@@ -174,6 +184,8 @@ class ArgSpec:
             out["max_length"] = self.max_length
         if self.source is not None:
             out["source"] = self.source
+        if self.named:
+            out["named"] = True
         if self.description:
             out["description"] = dict(self.description)
         if self.examples:
@@ -182,6 +194,15 @@ class ArgSpec:
                 for lang, by_value in self.examples.items()
             }
         return out
+
+    def spoken_forms(self, value: Any) -> tuple[str, ...]:
+        """How users say ``value``: its ``examples`` forms in every language, then the value itself
+        (``_`` read as a space), without repeats."""
+        forms: list[str] = []
+        for by_value in (self.examples or {}).values():
+            forms += [str(f) for f in by_value.get(value, ())]
+        forms.append(str(value).replace("_", " "))
+        return tuple(dict.fromkeys(f for f in forms if f))
 
     def signature(self) -> str:
         """Short human-readable type, e.g. ``string<=32``, ``float[0.0..1.0]``, ``enum{a|b}``."""

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from octopus_ros.functions.mentions import unnamed_args
+
 
 class OutcomeCode(enum.IntEnum):
     """Mirror of the ``octopus_msgs/Outcome`` constants (a test keeps them equal)."""
@@ -114,6 +116,10 @@ def grounding_threshold_for(setting: float, model: Any) -> float | None:
     return setting if setting > 0 else None
 
 
+def _values(spec: Any, arg: str) -> tuple:
+    return next((a.values for a in spec.args if a.name == arg), ())
+
+
 def decision_outcome(
     decision: Any,
     registry: Any,
@@ -137,7 +143,9 @@ def decision_outcome(
     training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
     exceeds one); a call that fails ``validate(call, allowlist=...)`` (the registry schema and
     the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
-    MODEL_ERROR; a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; a call of a
+    MODEL_ERROR; a call that fills a ``named`` argument (the registry's ``named: true``: a
+    contact) with a value the ``utterance`` does not say is NO_ACTION (functions/mentions.py);
+    a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; a call of a
     ``requires_view`` function whose object the model's grounding head scores below
     ``grounding_threshold``, or whose named colour the head finds in another colour at that
     object's place (``Grounding.other_colour``: "the green book is there, not the purple one"), is
@@ -177,6 +185,14 @@ def decision_outcome(
     if problem is not None:
         code = OutcomeCode.NOT_ALLOWED if problem.kind in NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR
         return code, f"call failed validation ({problem.kind}): {problem.message}"
+    unnamed = unnamed_args(spec, call, utterance) if spec is not None and utterance is not None else []
+    if unnamed:
+        arg, value = unnamed[0]
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request does not name the {arg}: {value!r} is not said, and a {arg} is never guessed"
+            f" ({call.function} not published; known: {', '.join(map(str, _values(spec, arg)))})",
+        )
     if decision.confidence < threshold:
         return (
             OutcomeCode.REJECTED_LOW_CONFIDENCE,

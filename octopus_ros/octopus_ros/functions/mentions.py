@@ -1,0 +1,41 @@
+"""Is an argument's value said in the request? The ``named: true`` rule of the registry.
+
+A ``named`` enum argument (send_message's contact) takes a value only when the utterance names it:
+one of the value's spoken forms (:meth:`ArgSpec.spoken_forms`) occurs in the utterance. A call
+that fills it with a value the user never said ("text Carol that dinner is at seven" decided as
+``send_message('bob', …)``) is a guess about who should receive it, and the runtime declines it
+(runtime/outcomes.py). Matching ignores case; a form that starts or ends with a latin letter or a
+digit must not continue a latin word there ("bob" is not in "bobsleigh", but is in "跟Bob说").
+Pure Python: no torch, no rclpy.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+
+@lru_cache(maxsize=512)
+def _pattern(form: str) -> re.Pattern[str]:
+    body = r"\s+".join(re.escape(word) for word in form.split())
+    head = r"(?<![A-Za-z0-9])" if form[:1].isascii() and form[:1].isalnum() else ""
+    tail = r"(?![A-Za-z0-9])" if form[-1:].isascii() and form[-1:].isalnum() else ""
+    return re.compile(head + body + tail, re.IGNORECASE)
+
+
+def says(utterance: str, forms: tuple[str, ...]) -> bool:
+    """Whether ``utterance`` contains one of ``forms`` (see the module doc for the rule)."""
+    return any(form.strip() and _pattern(form.strip()).search(utterance) for form in forms)
+
+
+def unnamed_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any]]:
+    """``(argument, value)`` of each ``named`` argument of ``call`` whose value ``utterance``
+    does not say; empty when every one is said (or the function has none)."""
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    out = []
+    for arg in call.args:
+        declared = by_name.get(arg.name)
+        if declared is not None and declared.named and not says(utterance, declared.spoken_forms(arg.value)):
+            out.append((arg.name, arg.value))
+    return out
