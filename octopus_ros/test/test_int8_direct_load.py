@@ -269,3 +269,14 @@ def test_random_build_int8_still_refuses_external_weights(tmp_path):
     vision = {**dataclasses.asdict(cfg.vision), "checkpoint": str(vision_dir / "open_clip_model.safetensors")}
     with pytest.raises(ValueError, match="build_int8 builds random weights"):
         build_int8(cfg.replace(vision=vision))
+
+
+def test_span_copier_reads_the_int8_token_table(tied_ckpt):
+    """The span copier's embeddings (Octopus._copier_embed) come from the int8 rows: an
+    Int8Embedding has no ``.weight`` (this used to raise AttributeError in every int8 decision
+    of a checkpoint with a span_copier.safetensors)."""
+    octopus = Octopus.load(tied_ckpt, precision="int8", registry=load_default_registry())
+    emb = octopus.model.lm.get_input_embeddings()
+    ids = [1, 2, 3]
+    want = emb.qweight[ids].float() * emb.scale[ids].unsqueeze(-1)
+    assert np.array_equal(octopus._copier_embed(ids), want.numpy())

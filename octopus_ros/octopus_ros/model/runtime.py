@@ -528,7 +528,7 @@ class Octopus:
     def _copier_embed(self, ids: list[int]) -> np.ndarray:
         """The LM's input embeddings of ``ids`` as float32 numpy (what the span copier reads)."""
         table = self.model.lm.get_input_embeddings()
-        return table(torch.tensor(ids, device=table.weight.device)).float().cpu().numpy()
+        return table(torch.tensor(ids, device=self.device)).float().cpu().numpy()  # int8: no .weight
 
     def _decide_generate(self, ids, enc, allowlist, limit, timings, mode) -> Decision:
         """``transformers.generate`` on the same prompt, with the same cached system-prompt KV as
