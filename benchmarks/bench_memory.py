@@ -13,6 +13,11 @@ peak, and the RSS of
 the same interpreter with torch and the package imported but no model (the baseline). fp16/bf16
 (Jetson, CUDA) is not measured here (no GPU): its weights take half of fp32's bytes, printed as
 a computed figure and marked so.
+
+bench_model.py also runs the checkpoint cases here (``--checkpoint DIR``): write a random
+0.5B-shaped checkpoint, and load a checkpoint in int8 fp32-then-quantized (what
+``Octopus.load(..., precision="int8")`` did before issue 14) or directly in int8 (what it does
+now), with RSS and peak read after the load and after one decision.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ import time
 from pathlib import Path
 
 CASES = ("baseline", "bundled-fp32", "bundled-int8", "0.5b-fp32", "0.5b-int8")
+# with --checkpoint DIR (bench_model's 0.5B load rows): write a random 0.5B-shaped checkpoint there;
+# load one in int8 the old way (fp32, then quantized in place) or directly in int8 (Octopus.load)
+CHECKPOINT_CASES = ("0.5b-save", "ckpt-int8-via-fp32", "ckpt-int8")
 
 
 def rss_mib(field: str = "VmRSS") -> float:
@@ -37,11 +45,28 @@ def rss_mib(field: str = "VmRSS") -> float:
     raise RuntimeError(f"no {field}")
 
 
-def run_case(case: str) -> dict:
+def _trimmed_rss() -> tuple[int, int]:
+    """(RSS, peak) in MiB after freed heap is given back to the OS (``malloc_trim``): int8
+    quantizes a built fp32 model in place, and with the malloc thresholds scripts/env.sh sets
+    (large blocks from the heap) the fp32 heap would stay mapped."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return round(rss_mib()), round(rss_mib("VmHWM"))
+
+
+def _bench_tokenizer():
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_model import make_tokenizer
+
+    from octopus_ros.functions import load_default_registry
+
+    registry = load_default_registry()
+    return registry, make_tokenizer(registry, 2000)
+
+
+def run_case(case: str, checkpoint: str | None = None) -> dict:
     import numpy as np
     import torch
 
-    from octopus_ros.functions import load_default_registry
     from octopus_ros.model.runtime import Octopus
     from octopus_ros.paths import default_model_dir
 
@@ -50,17 +75,40 @@ def run_case(case: str) -> dict:
     out: dict = {"case": case}
     if case == "baseline":
         pass
+    elif case == "0.5b-save":
+        from octopus_ros.model import attach_tokenizer, build_model, get_model_config, save_checkpoint
+
+        registry, tok = _bench_tokenizer()
+        cfg = attach_tokenizer(get_model_config("octopus-0.5b-shape"), tok, registry.num_tokens)
+        torch.manual_seed(0)
+        save_checkpoint(checkpoint, build_model(cfg), tok, functions=registry)
+        out["seconds"] = round(time.perf_counter() - t0, 1)
+        return out
+    elif case.startswith("ckpt-"):
+        path = checkpoint or default_model_dir()
+        if case == "ckpt-int8":  # what Octopus.load(..., precision="int8") does now
+            octopus = Octopus.load(path, precision="int8")
+        else:  # what it did before: the fp32 model, quantized in place
+            from octopus_ros.model import load_checkpoint
+
+            ckpt = load_checkpoint(path)
+            octopus = Octopus(
+                model=ckpt.model,
+                tokenizer=ckpt.tokenizer,
+                registry=_registry_of(ckpt),
+                precision="int8",
+                inplace=True,
+            )
+            del ckpt
+        out["load_seconds"] = round(time.perf_counter() - t0, 1)
+        out["load_rss_mib"], out["load_peak_mib"] = _trimmed_rss()
     elif case.startswith("bundled"):
         octopus = Octopus.load(default_model_dir(), precision=case.split("-")[1])
     else:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from bench_model import make_tokenizer
-
         from octopus_ros.model import attach_tokenizer, build_model, get_model_config
         from octopus_ros.model.precision import build_int8
 
-        registry = load_default_registry()
-        tok = make_tokenizer(registry, 2000)
+        registry, tok = _bench_tokenizer()
         cfg = attach_tokenizer(get_model_config("octopus-0.5b-shape"), tok, registry.num_tokens)
         torch.manual_seed(0)
         precision = case.split("-")[1]
@@ -73,21 +121,35 @@ def run_case(case: str) -> dict:
         frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
         octopus.decide("pick up the red cup", frame)
     out["seconds"] = round(time.perf_counter() - t0, 1)
-    # Give freed heap back to the OS first: int8 quantizes a built fp32 model in place, and with the
-    # malloc thresholds scripts/env.sh sets (large blocks from the heap) the fp32 heap stays mapped.
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    out["rss_mib"] = round(rss_mib())
-    out["peak_mib"] = round(rss_mib("VmHWM"))
+    out["rss_mib"], out["peak_mib"] = _trimmed_rss()
     return out
+
+
+def _registry_of(ckpt):
+    from octopus_ros.functions import FunctionRegistry
+
+    return FunctionRegistry.from_yaml(ckpt.functions_path)
+
+
+def run_in_subprocess(case: str, checkpoint: str | None = None, timeout: float = 1200) -> dict:
+    """``run_case(case)`` in a fresh interpreter (so no other case's heap or peak counts)."""
+    cmd = [sys.executable, __file__, "--case", case]
+    if checkpoint:
+        cmd += ["--checkpoint", str(checkpoint)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench_memory case {case} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-big", action="store_true", help="skip the 0.5B-shaped model")
-    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # one case, in this process
+    parser.add_argument("--case", choices=CASES + CHECKPOINT_CASES, help=argparse.SUPPRESS)  # one case
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)  # for the checkpoint cases
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case)))
+        print(json.dumps(run_case(args.case, args.checkpoint)))
         return 0
     cases = [c for c in CASES if not (args.no_big and c.startswith("0.5b"))]
     rows = []

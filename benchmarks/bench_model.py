@@ -17,7 +17,10 @@ Compared: fp32 vs int8; constrained decoding with jump-forward vs without it vs 
 vs ONNX image side. For the 0.5B-shaped model (ViT-B/32 + Qwen2-0.5B shapes) the decode time per
 pass is set against the memory-bandwidth floor (bytes of weights one pass reads / copy bandwidth
 measured in the same run), and the int8 RSS is measured in a subprocess that builds the model
-directly in int8 (``precision.build_int8``: it never held fp32 weights).
+directly in int8 (``precision.build_int8``: it never held fp32 weights). The last rows load a
+saved checkpoint in int8 in fresh processes, fp32 then quantized vs directly in int8 (the bundled
+model, and a 0.5B-shaped random checkpoint written to a temporary directory, ~2.3 GB):
+``--load-memory-only`` prints just those (~3 min), ``--no-load-memory`` skips them.
 
 Fairness: the modes run interleaved, sample by sample (each round visits every sample once in
 every mode, the mode order rotating), so a burst of outside load hits all modes alike. Every mode
@@ -44,8 +47,8 @@ import json
 import logging
 import os
 import resource
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +60,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "octopus_ros"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_memory
 
 from octopus_ros.functions import FunctionRegistry, parse_call  # noqa: E402
 from octopus_ros.model import (  # noqa: E402
@@ -443,17 +447,70 @@ def tiny_section(args, registry) -> list[str]:
 
 def int8_memory_subprocess() -> dict | None:
     """RSS of the 0.5B shape built directly in int8 in a fresh process (bench_memory.py)."""
-    script = Path(__file__).with_name("bench_memory.py")
-    out = {}
-    for case in ("baseline", "0.5b-int8"):
-        done = subprocess.run(
-            [sys.executable, str(script), "--case", case], capture_output=True, text=True, timeout=1200
+    from bench_memory import run_in_subprocess
+
+    try:
+        return {case: run_in_subprocess(case) for case in ("baseline", "0.5b-int8")}
+    except RuntimeError as e:
+        print(f"int8 memory subprocess failed: {e}", file=sys.stderr)
+        return None
+
+
+RSS_TARGET_MIB = 1e9 / 2**20  # issue 14: int8 RSS <= 1.0 GB at 0.5B shape
+PEAK_TARGET = 1.2  # ... and no peak above 1.2x the final size
+
+
+def load_memory_rows() -> list[str]:
+    """Memory of loading a saved checkpoint in int8, fp32-then-quantized (before issue 14) vs
+    directly in int8 (``Octopus.load(..., precision="int8")`` now), each in a fresh process with
+    1 thread (bench_memory.py): the bundled model, and a 0.5B-shaped random checkpoint written to
+    a temporary directory first (~2.3 GB; skipped with a note when the disk has no room)."""
+    from bench_memory import run_in_subprocess
+
+    def row(label: str, r: dict) -> str:
+        final, peak = r["rss_mib"], r["peak_mib"]
+        return (
+            f"  {label:<30} load {r['load_seconds']:5.1f} s, RSS after load {r['load_rss_mib']:5} MiB "
+            f"(peak {r['load_peak_mib']:5} MiB); after one decision RSS {final:5} MiB, peak {peak:5} MiB "
+            f"= {peak / final:.2f}x the final RSS"
         )
-        if done.returncode != 0:
-            print(f"int8 memory subprocess ({case}) failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-            return None
-        out[case] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+
+    def verdict(r: dict) -> str:
+        final, peak = r["rss_mib"], r["peak_mib"]
+        rss_ok = "met" if final <= RSS_TARGET_MIB else "NOT met"
+        peak_ok = "met" if peak <= PEAK_TARGET * final else "NOT met"
+        return (
+            f"  targets (direct int8): RSS {final} MiB vs <= 1.0 GB ({RSS_TARGET_MIB:.0f} MiB): {rss_ok}; "
+            f"peak {peak / final:.2f}x vs <= {PEAK_TARGET}x the final RSS: {peak_ok}"
+        )
+
+    lines = ["int8 load of a saved checkpoint (fresh process per row, 1 thread; RSS after malloc_trim):"]
+    try:
+        base = run_in_subprocess("baseline")
+        lines.append(f"  the same interpreter without a model: RSS {base['rss_mib']} MiB")
+        for label in ("bundled", "0.5B-shaped"):
+            with tempfile.TemporaryDirectory(prefix="octopus_ckpt_") as tmp:
+                path = None
+                if label == "0.5B-shaped":
+                    free = shutil.disk_usage(tmp).free
+                    if free < 3 * 2**30:
+                        lines.append(f"  0.5B-shaped: skipped, {free / 2**30:.1f} GiB free in {tmp} (need 3)")
+                        continue
+                    path = Path(tmp) / "octopus_0.5b"
+                    saved = run_in_subprocess("0.5b-save", path)
+                    size = (path / "model.safetensors").stat().st_size / 2**20
+                    lines.append(
+                        f"  {label}: random checkpoint saved in {saved['seconds']:.0f} s ({size:.0f} MiB fp32 file)"
+                    )
+                via = run_in_subprocess("ckpt-int8-via-fp32", path)
+                direct = run_in_subprocess("ckpt-int8", path)
+                lines.append(row(f"{label} fp32, then quantized", via))
+                lines.append(row(f"{label} directly in int8", direct))
+                if label == "0.5B-shaped":
+                    lines.append(verdict(direct))
+    except RuntimeError as e:
+        lines.append(f"  failed: {e}")
+    return lines
 
 
 def big_section(args, registry) -> list[str]:
@@ -553,6 +610,8 @@ def big_section(args, registry) -> list[str]:
             f"{q['peak_mib']} MiB ({q['peak_mib'] / q['rss_mib']:.2f}x); the same interpreter without a model "
             f"{base['rss_mib']} MiB, so the model adds {q['rss_mib'] - base['rss_mib']} MiB"
         )
+    if not args.no_load_memory:
+        lines += load_memory_rows()
     return lines
 
 
@@ -567,6 +626,16 @@ def main(argv: list[str] | None = None) -> None:
         "--big-onnx", action="store_true", help="also export/time the ViT-B/32 image side (ONNX)"
     )
     parser.add_argument("--quick", action="store_true", help="tiny MLP only, 4 samples, 1 round (tests)")
+    parser.add_argument(
+        "--no-load-memory",
+        action="store_true",
+        help="skip the checkpoint-load memory rows (0.5B: ~2.3 GB on disk)",
+    )
+    parser.add_argument(
+        "--load-memory-only",
+        action="store_true",
+        help="only the checkpoint-load memory rows (fp32-then-int8 vs direct int8)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -575,6 +644,9 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.load_memory_only:
+        print("\n".join(load_memory_rows()))
+        return
     registry = FunctionRegistry.from_yaml(config_path("functions.yaml"))
     t0 = time.perf_counter()
     print(
