@@ -156,6 +156,9 @@ class OctopusConfig:
     # Softmax temperature of the call confidence, fitted after training on validation records
     # (python -m octopus_ros.training.calibrate); 1.0 = uncalibrated. Greedy choices ignore it.
     temperature: float = 1.0
+    # How the model writes its answer (functions/answer_format.py): "functional" (<nexa_i>(...)<nexa_end>)
+    # or "json" (the JSON-text baseline, decoded freely as decode_mode plain).
+    answer_format: str = "functional"
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -307,6 +310,8 @@ def resolve_config(config: OctopusConfig) -> OctopusConfig:
         raise ConfigError(
             f"num_image_tokens is {config.num_image_tokens} but vision + connector produce {num_image_tokens}"
         )
+    if config.answer_format not in ("functional", "json"):
+        raise ConfigError(f"answer_format must be 'functional' or 'json', got {config.answer_format!r}")
     if "{images}" not in config.prompt_template or "{instruction}" not in config.prompt_template:
         raise ConfigError("prompt_template must contain {images} and {instruction}")
     return dataclasses.replace(config, vision=vision, lm=lm, num_image_tokens=num_image_tokens)

@@ -212,9 +212,12 @@ class OctopusNode(LifecycleNode):
 
     def _load(self, params: P.NodeParams) -> None:
         from octopus_ros.functions import validate_call
+        from octopus_ros.functions.answer_format import check_decode_mode, checkpoint_answer_format
 
         path = params.model_path or str(default_model_dir())
         t0 = time.perf_counter()
+        # a JSON-answer checkpoint (the trained baseline) runs only in decode_mode plain (torch backend)
+        check_decode_mode(checkpoint_answer_format(path), params.decode_mode, where=str(path))
         if params.backend == "onnx":  # no torch in this process (octopus_ros/lean/)
             from octopus_ros.lean.runtime import LeanOctopus
 

@@ -85,6 +85,14 @@ def node_action(
     return "published" if code == OutcomeCode.OK else "held_back"
 
 
+def decode_mode(octopus: Any) -> str:
+    """The decoding mode the node runs ``octopus`` in: constrained for a functional-token model, plain
+    (free generation, the text parsed as JSON) for a JSON-answer model (functions/answer_format.py)."""
+    from octopus_ros.functions.answer_format import decode_mode_for
+
+    return decode_mode_for(getattr(getattr(octopus, "config", None), "answer_format", "functional"))
+
+
 def node_grounding(octopus: Any) -> float | None:
     """The NOT_IN_VIEW threshold the node uses for ``octopus`` by default (None: no check)."""
     from octopus_ros.runtime.engine import EngineConfig
@@ -119,12 +127,13 @@ def evaluate(
 
     registry = octopus.registry
     grounding = node_grounding(octopus)
+    mode = decode_mode(octopus)
     rows = []
     for split in splits:
         examples = generate(split, n, seed)
         for ex in tqdm(examples, desc=f"eval {split}", disable=not progress, leave=False):
             t0 = time.perf_counter()
-            d = octopus.decide(ex.instruction, ex.image)
+            d = octopus.decide(ex.instruction, ex.image, mode=mode)
             ms = (time.perf_counter() - t0) * 1000
             got = _got(d)
             action = node_action(d, registry, threshold, grounding, ex.instruction)
@@ -144,6 +153,7 @@ def evaluate(
             )
     metrics = summarize(rows) if rows else {}
     metrics["node_threshold"] = threshold
+    metrics["decode_mode"] = mode
     if natural:
         metrics["natural"] = evaluate_natural(octopus, threshold=threshold, progress=progress)
     return metrics
@@ -165,11 +175,12 @@ def evaluate_natural(
 
     registry = octopus.registry
     grounding = node_grounding(octopus)
+    mode = decode_mode(octopus)
     items = load_natural_set(registry=registry) if items is None else items
     rows = []
     for item in tqdm(items, desc="eval natural", disable=not progress, leave=False):
         expected = item.expected_text(registry)
-        d = octopus.decide(item.text, item.frame())
+        d = octopus.decide(item.text, item.frame(), mode=mode)
         got = _got(d)
         action = node_action(d, registry, threshold, grounding, item.text)
         right = action == "declined" if expected is None else got == expected

@@ -93,6 +93,11 @@ class TrainConfig:
 
     model: str = "octopus-tiny-rnc"  # named model config
     pool_stride: int | None = None  # override the config's MLP connector pooling (None: keep it)
+    connector: str | None = None  # override the config's connector type, "mlp" or "perceiver" (None: keep it)
+    num_latents: int | None = None  # perceiver latents (None: as many as the MLP's image tokens)
+    # how call records are answered (functions/answer_format.py): "functional" or "json" (the JSON-text
+    # baseline: same records, the answer written as JSON text with no functional token)
+    answer_format: str = "functional"
     vocab_size: int = 2048
     image_size: int | None = None  # synthetic images' side; None: the vision tower's own input size
     steps: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STEPS))  # budget per stage
@@ -321,14 +326,24 @@ class Trainer:
         args = tuple(dataclasses.replace(a, value=new) if a is old else a for a in call.args)
         return rec["instruction"].replace(old.value, new, 1), dataclasses.replace(call, args=args).to_text()
 
+    def _answer(self, kind: str, answer: str) -> str:
+        """A record's answer as the model is taught to write it: call records (functional text in
+        the pools) in ``cfg.answer_format``; captions and VQA answers unchanged."""
+        if kind != "calls" or self.cfg.answer_format == "functional":
+            return answer
+        from octopus_ros.functions.answer_format import convert_answer
+
+        return convert_answer(answer, self.cfg.answer_format, self.registry)
+
     def _example(self, kind: str, i: int):
         rec = self.pools[kind][i]
         varied = self._varied(kind, rec)
         if varied is not None:
-            return self.fmt.build_training_example(*varied)
+            return self.fmt.build_training_example(varied[0], self._answer(kind, varied[1]))
         key = (kind, i)
         if key not in self._encoded:
-            self._encoded[key] = self.fmt.build_training_example(rec["instruction"], rec["answer"])
+            answer = self._answer(kind, rec["answer"])
+            self._encoded[key] = self.fmt.build_training_example(rec["instruction"], answer)
         return self._encoded[key]
 
     def _batch(self, kinds: Sequence[str], n: int) -> tuple[dict[str, torch.Tensor], list[dict], np.ndarray]:
@@ -465,6 +480,11 @@ class Trainer:
         pair ``{image, instruction, chosen, rejected}``. Returns (pairs, figures)."""
         from octopus_ros.model.runtime import Octopus
 
+        if self.cfg.answer_format != "functional":
+            raise ValueError(
+                f"stage refine decides with the functional-token call grammar; answer_format "
+                f"{self.cfg.answer_format!r} is not supported there (skip the stage)"
+            )
         registry = self.registry
         octopus = Octopus(model=self.model, tokenizer=self.tok, registry=registry, inplace=True)
         pairs: list[dict] = []

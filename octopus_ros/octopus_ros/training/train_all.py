@@ -39,6 +39,7 @@ from octopus_ros.data import (
 from octopus_ros.data.decline_corpus import load_corpus
 from octopus_ros.data.tasks import lexicon_corpus
 from octopus_ros.functions import load_default_registry
+from octopus_ros.functions.answer_format import ANSWER_FORMATS, check_format, convert_answer
 from octopus_ros.model import (
     OctopusConfig,
     add_special_tokens,
@@ -92,7 +93,7 @@ def _record(ex) -> dict:
     }
 
 
-def function_doc_corpus(registry) -> list[str]:
+def function_doc_corpus(registry, answer_format: str = "functional") -> list[str]:
     """Text lines from the function registry's own documentation, for LM text pretraining.
 
     Octopus v2 teaches each functional token its function's description; here the stage-2
@@ -100,19 +101,46 @@ def function_doc_corpus(registry) -> list[str]:
     token, and its English and Chinese descriptions and argument descriptions, as written
     in ``functions.yaml``. That is how a function's name (often a word no instruction
     template of the training split uses) gets a meaning before stage 4. No template text
-    is involved, seen or held out.
+    is involved, seen or held out. With ``answer_format`` json the function is named as its
+    answers write it (``pick_up``) where the functional form has its token.
     """
     lines: list[str] = []
     for spec in registry.enabled():
         words = spec.name.replace("_", " ")
+        written = spec.name if answer_format == "json" else spec.token_text
         for lang in ("en", "zh"):
             text = spec.describe(lang)
-            lines += [f"{words}: {text}", f"{spec.token_text} {words}: {text}"]
+            lines += [f"{words}: {text}", f"{written} {words}: {text}"]
             for arg in spec.args:
                 if arg.description:
                     arg_text = arg.description.get(lang) or arg.description.get("en", "")
                     lines.append(f"{words} {arg.name.replace('_', ' ')}: {arg_text}")
     return lines
+
+
+def with_connector(model_cfg: OctopusConfig, connector: str | None, num_latents: int | None) -> OctopusConfig:
+    """``model_cfg`` with its connector switched to ``connector`` ("mlp" or "perceiver"; None: kept).
+    A Perceiver gets ``num_latents`` latents, by default as many as the image tokens the MLP
+    connector gives this tower (grid + colour tokens), so the LM reads as many image tokens either way."""
+    if connector is None:
+        if num_latents is not None and model_cfg.connector.type != "perceiver":
+            raise ValueError("num_latents applies to a perceiver connector only")
+        if num_latents is not None:
+            model_cfg.connector.num_latents = num_latents
+        return model_cfg
+    if connector not in ("mlp", "perceiver"):
+        raise ValueError(f"connector must be 'mlp' or 'perceiver', got {connector!r}")
+    if num_latents is not None and connector != "perceiver":
+        raise ValueError("num_latents applies to a perceiver connector only")
+    if connector == "perceiver" and num_latents is None:
+        mlp = dataclasses.replace(model_cfg.connector, type="mlp")
+        num_latents = resolve_config(
+            dataclasses.replace(model_cfg, connector=mlp, num_image_tokens=None)
+        ).num_image_tokens
+    conn = dataclasses.replace(model_cfg.connector, type=connector)
+    if num_latents is not None:
+        conn.num_latents = num_latents
+    return dataclasses.replace(model_cfg, connector=conn, num_image_tokens=None)
 
 
 def build_pools(cfg: TrainConfig) -> dict:
@@ -149,7 +177,7 @@ def build_pools(cfg: TrainConfig) -> dict:
         + [ex.answer for ex in align if ex.language]
         + [f"User: {ex.instruction}\nGPT:" for ex in calls[:4000]]
         + lexicon_corpus() * cfg.lexicon_repeats
-        + function_doc_corpus(load_default_registry()) * cfg.doc_repeats
+        + function_doc_corpus(load_default_registry(), cfg.answer_format) * cfg.doc_repeats
     )
     log.info(
         "pools: %d call records, %d alignment records, %d vision pairs, %d text lines (%.0f s)",
@@ -185,7 +213,8 @@ def build_tokenizer(pools: dict, cfg: TrainConfig, model_cfg: OctopusConfig):
         add_special_tokens(tok, registry.num_tokens)
         return tok, registry
     texts = list(pools["text"])
-    texts += [r["answer"] for r in pools["calls"]] + [r["instruction"] for r in pools["calls"]]
+    texts += [convert_answer(r["answer"], cfg.answer_format, registry) for r in pools["calls"]]
+    texts += [r["instruction"] for r in pools["calls"]]
     texts += [r["instruction"] for r in pools["align"]] + [r["caption"] for r in pools["vision"][:5000]]
     texts.append(model_cfg.system_prompt)
     for sentences in pools.get("decline_corpus", {}).values():  # words the decline examples use
@@ -202,14 +231,26 @@ def train(
     model_config: OctopusConfig | None = None,
     init_from: Path | None = None,
     grounding_steps: int = 0,
+    copier_steps: int = 0,
 ) -> Path:
     """Run every stage of ``cfg`` and write the final checkpoint to ``out``; returns ``out``.
 
     ``model_config`` overrides the named config ``cfg.model`` (tests pass a tiny one).
     ``init_from`` continues training a checkpoint (its architecture and tokenizer) instead.
     ``grounding_steps`` > 0 trains the grounding head (training/grounding.py) on the final vision
-    tower and writes it into ``out``.
+    tower and writes it into ``out``. ``copier_steps`` > 0 then trains the span copier
+    (training/span_copier.py) into ``out``, last: its file is tied to the sha256 of the weights it
+    read, so nothing may rewrite ``model.safetensors`` after it. A JSON-answer model gets none (the
+    copier serves the functional-token call grammar, which such a model is not decoded with).
     """
+    check_format(cfg.answer_format)
+    if cfg.answer_format != "functional" and cfg.steps.get("refine", 0) > 0 and "refine" not in cfg.skip:
+        raise ValueError(
+            f"answer_format {cfg.answer_format!r}: stage refine decides with the functional-token grammar "
+            "and cannot run on this format; skip it (--skip refine)"
+        )
+    if init_from is not None and (cfg.connector is not None or cfg.num_latents is not None):
+        raise ValueError("connector and num_latents set a new model's architecture; init_from keeps its own")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -227,12 +268,18 @@ def train(
         registry = load_default_registry()
         ckpt = load_checkpoint(init_from)
         model, tok = ckpt.model, ckpt.tokenizer
+        if model.config.answer_format != cfg.answer_format:
+            raise ValueError(
+                f"{init_from} answers in {model.config.answer_format} form, this run in {cfg.answer_format}"
+            )
         log.info("initialised from %s", init_from)
     else:
         model_cfg = copy.deepcopy(model_config) if model_config is not None else get_model_config(cfg.model)
         tok, registry = build_tokenizer(pools, cfg, model_cfg)
         if cfg.pool_stride is not None:
             model_cfg.connector.pool_stride = cfg.pool_stride
+        model_cfg = with_connector(model_cfg, cfg.connector, cfg.num_latents)
+        model_cfg.answer_format = cfg.answer_format
         model_cfg = attach_tokenizer(model_cfg, tok, registry.num_tokens)
         model = build_model(model_cfg)
     curves: list[Curve] = []
@@ -293,6 +340,16 @@ def train(
         from octopus_ros.training.grounding import train as train_grounding
 
         metrics["grounding"] = train_grounding(out, steps=grounding_steps, seed=cfg.seed).metrics
+    if copier_steps > 0 and cfg.answer_format == "functional":  # last: tied to model.safetensors' sha256
+        from octopus_ros.training.span_copier import train as train_copier
+
+        copier = train_copier(out, steps=copier_steps, progress=sys.stderr.isatty())
+        metrics["span_copier"] = {k: copier[k] for k in ("steps", "heldout_phrasing") if k in copier}
+    elif copier_steps > 0:
+        log.info(
+            "no span copier: it serves the functional-token grammar, this model answers in %s",
+            cfg.answer_format,
+        )
     if evaluate_n > 0:
         from octopus_ros.model import Octopus
         from octopus_ros.training.evaluate import evaluate, format_tables
@@ -364,7 +421,32 @@ def main(argv: list[str] | None = None) -> int:
         default=900,
         help="train the grounding head on the final vision tower for this many steps (0: none)",
     )
+    parser.add_argument(
+        "--copier-steps",
+        type=int,
+        default=1500,
+        help="then train the span copier (training/span_copier.py) for this many steps, last "
+        "(0: none; never for --answer-format json)",
+    )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
+    parser.add_argument(
+        "--answer-format",
+        default=TrainConfig.answer_format,
+        choices=ANSWER_FORMATS,
+        help="how call records are answered: functional tokens, or JSON text (the baseline; needs --skip refine)",
+    )
+    parser.add_argument(
+        "--connector",
+        default=None,
+        choices=("mlp", "perceiver"),
+        help="connector type (default: the model config's, mlp for the bundled model)",
+    )
+    parser.add_argument(
+        "--perceiver-latents",
+        type=int,
+        default=None,
+        help="perceiver latents = image tokens (default: as many as the MLP connector gives)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(
@@ -374,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         decline_absent=not args.keep_absent_calls,
         decline_recoloured=args.decline_recoloured,
+        answer_format=args.answer_format,
+        connector=args.connector,
+        num_latents=args.perceiver_latents,
         **{name: getattr(args, name) for name in _FRACTION_FLAGS},
     )
     for flag, target, kind in (("--steps", cfg.steps, int), ("--seconds", cfg.seconds, float)):
@@ -385,6 +470,13 @@ def main(argv: list[str] | None = None) -> int:
                 target[stage] = kind(value)
             except ValueError:
                 parser.error(f"{flag}: {item!r} is not stage={kind.__name__}")
+    if args.answer_format != "functional" and "refine" not in cfg.skip and cfg.steps.get("refine", 0) > 0:
+        parser.error(
+            f"--answer-format {args.answer_format}: stage refine decides with the functional-token grammar; "
+            "add --skip refine"
+        )
+    if args.perceiver_latents is not None and args.connector != "perceiver":
+        parser.error("--perceiver-latents needs --connector perceiver")
     cfg.steps = {k: max(1, round(v * args.scale)) for k, v in cfg.steps.items()}
     cfg.seconds = {k: v * args.scale for k, v in cfg.seconds.items()}
     if args.pool_calls:
@@ -398,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_n=args.eval_n,
         init_from=args.init_from,
         grounding_steps=round(args.grounding_steps * min(1.0, args.scale)),
+        copier_steps=args.copier_steps,
     )
     return 0
 
