@@ -132,6 +132,19 @@ def test_tiny_json_run_teaches_json_answers_and_records_the_format(tmp_path, reg
         assert parse_answer(text, "json", registry).to_text() == rec["answer"]
         functions.add(rec["function"])
     assert len(functions) >= 10  # the pool covers (nearly) every function
+    # a message body from the corpus is written as JSON too, even with a character the call grammar
+    # refuses in a string (the corpus has "<knghtbrd> OMG, ...": convert_answer cannot parse that back)
+    trainer.cfg.message_corpus = 1.0
+    trainer.pools["message_corpus"] = {"en": ["<bob> see you at noon."], "zh": ["<bob> 中午见。"]}
+    messages = [i for i, r in enumerate(pools["calls"]) if r["function"] == "send_message"]
+    copied = 0
+    for i in messages:
+        ex = trainer._example("calls", i)
+        answer = [t for t, label in zip(ex.input_ids, ex.labels, strict=True) if label != -100]
+        data = json.loads(ckpt.tokenizer.decode(answer[:-1], skip_special_tokens=False))
+        assert data["function"] == "send_message"
+        copied += data["arguments"]["text"].startswith("<bob> ")
+    assert messages and copied >= 1
     assert not any("<nexa_" in line for line in function_doc_corpus(registry, "json"))
     # json cannot run stage 5 (it decides with the functional-token grammar)
     with pytest.raises(ValueError, match="skip it"):

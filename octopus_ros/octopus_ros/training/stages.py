@@ -275,11 +275,11 @@ class Trainer:
     def _varied(self, kind: str, rec: dict) -> tuple[str, str] | None:
         """(instruction, answer) of a record as stage 4 varies it (word dropout, pseudo-words, a
         decline corpus sentence for a decline, a corpus sentence as a message body), or None when
-        it is shown unchanged."""
+        it is shown unchanged. The answer is written in ``cfg.answer_format``."""
         if kind != "calls":
             return None
         function = rec.get("function", "no_action")
-        answer = rec["answer"]
+        answer = self._answer(kind, rec["answer"])
         if (
             function == "send_message"
             and self.cfg.message_corpus > 0
@@ -324,7 +324,12 @@ class Trainer:
             return None
         new = self.rng.choice(sentences)
         args = tuple(dataclasses.replace(a, value=new) if a is old else a for a in call.args)
-        return rec["instruction"].replace(old.value, new, 1), dataclasses.replace(call, args=args).to_text()
+        # written straight from the call: a corpus sentence may hold a character the call grammar
+        # refuses in a string ('<'), which the functional text keeps but cannot be parsed back
+        from octopus_ros.functions.answer_format import write_answer
+
+        new_call = dataclasses.replace(call, args=args)
+        return rec["instruction"].replace(old.value, new, 1), write_answer(new_call, self.cfg.answer_format)
 
     def _answer(self, kind: str, answer: str) -> str:
         """A record's answer as the model is taught to write it: call records (functional text in
@@ -339,7 +344,7 @@ class Trainer:
         rec = self.pools[kind][i]
         varied = self._varied(kind, rec)
         if varied is not None:
-            return self.fmt.build_training_example(varied[0], self._answer(kind, varied[1]))
+            return self.fmt.build_training_example(*varied)
         key = (kind, i)
         if key not in self._encoded:
             answer = self._answer(kind, rec["answer"])
