@@ -168,3 +168,30 @@ def test_a_bound_copy_is_the_only_value(registry):
     for bad in ("ome by", "home  by", "seven", "x" * 60):
         with pytest.raises(ValueError):
             grammar.bind(utterance + " " + "x" * 60, copy=bad)
+
+
+def test_the_temperature_changes_the_probability_not_the_span():
+    from octopus_ros.model.testing import tiny_tokenizer
+
+    torch.manual_seed(2)
+    net = CopierNet(8)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    text = "text Bob that the meeting is cancelled"
+    ids, offsets = encode_with_offsets(tiny_tokenizer(), text)
+    tokens = UtteranceTokens.of(text, ids, offsets)
+    embeds = np.random.default_rng(3).normal(size=(len(ids), 8)).astype(np.float32)
+    sharp, flat = net.to_copier({}), net.to_copier({"temperature": 4.0})
+    a, b = sharp.pick(text, tokens, embeds), flat.pick(text, tokens, embeds)
+    assert (a.start, a.end) == (b.start, b.end) and b.prob < a.prob
+    with pytest.raises(ValueError, match="temperature"):
+        net.to_copier({"temperature": 0.0})
+
+
+def test_requests_without_carrier_punctuation_keep_the_value():
+    from octopus_ros.training.span_copier import _unpunctuated
+
+    assert _unpunctuated("text mom: landed safely, see you", "landed safely, see you") == (
+        "text mom landed safely, see you"
+    )
+    assert _unpunctuated("告诉妈妈：我六点前到家。", "我六点前到家") == "告诉妈妈我六点前到家"

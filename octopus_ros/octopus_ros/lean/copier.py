@@ -51,10 +51,10 @@ _TENSORS = (
 )
 
 
-def _joins(a: str, b: str) -> bool:
-    from octopus_ros.functions.grammar import _joins as joins  # the grammar's word boundaries
+def _inside_word(text: str, i: int) -> bool:
+    from octopus_ros.functions.grammar import inside_word  # the grammar's word boundaries
 
-    return joins(a, b)
+    return inside_word(text, i)
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,8 @@ class UtteranceTokens:
             starts.append(a2)
             ends.append(b)
             inside = a2 < b
-            can_start.append(inside and (a2 == 0 or not _joins(text[a2 - 1], text[a2])))
-            can_end.append(
-                inside and not text[b - 1].isspace() and (b == n or not _joins(text[b - 1], text[b]))
-            )
+            can_start.append(inside and not _inside_word(text, a2))
+            can_end.append(inside and not text[b - 1].isspace() and not _inside_word(text, b))
         return cls(
             list(ids),
             np.asarray(starts, np.int64),
@@ -158,6 +156,11 @@ class SpanCopier:
             if self.t[k].shape != shape or self.t[k + "_reverse" if "rnn" in k else k].shape != shape:
                 raise ValueError(f"tensor {k} has shape {self.t[k].shape}, expected {shape}")
         self.max_chars = int(self.meta.get("max_chars", 48))
+        # softmax temperature of the span probability, fitted on held-out phrasings at training
+        # time (training/span_copier.py); the chosen span does not depend on it, its probability does
+        self.temperature = float(self.meta.get("temperature", 1.0))
+        if not (0.05 <= self.temperature <= 100.0):
+            raise ValueError(f"temperature {self.temperature} is not a softmax temperature")
 
     # -- files ---------------------------------------------------------------------------------
     @staticmethod
@@ -229,7 +232,7 @@ class SpanCopier:
         """The most probable span of ``text`` (None where the utterance has no word)."""
         if not tokens.ids or not tokens.can_start.any() or not tokens.can_end.any():
             return None
-        lg = self.logits(embeds)
+        lg = self.logits(embeds) / self.temperature
         ls = _log_softmax(np.where(tokens.can_start, lg[:, 0], -1e9))
         le = _log_softmax(np.where(tokens.can_end, lg[:, 1], -1e9))
         # score[a, b] = ls[a] + le[b] for a <= b and a span of at most max_chars characters
@@ -288,8 +291,8 @@ def apply_copy(decision, span: CopiedSpan | None, registry) -> None:
     if span is None or decision.call is None:
         return
     spec = registry.by_name(decision.call.function)
-    copied = [a for a in spec.args if getattr(a, "source", None) == "utterance"]
-    if spec is None or len(copied) != 1 or copied[0].name not in {a.name for a in decision.call.args}:
+    copied = [] if spec is None else [a for a in spec.args if getattr(a, "source", None) == "utterance"]
+    if len(copied) != 1 or copied[0].name not in {a.name for a in decision.call.args}:
         return
     decision.copy_prob = span.prob
     decision.confidence = float(decision.confidence) * span.prob

@@ -4,10 +4,21 @@
 embeddings (frozen), generates training-phrasing requests of every function with exactly one
 ``source: utterance`` argument (send_message in the bundled registry), and trains the copier to
 point at the copied value's first and last token. To learn where a message *is* rather than which
-messages the templates list, the value is replaced with probability ``--corpus-p`` by a natural
-sentence of the decline corpus (data/decline_corpus.py: fortunes, proverbs; 6–48 characters), and
-English contact names are capitalised with probability 0.3 ("text Bob …"). Held out: validation
-is the project's held-out phrasings (``unseen_phrasing``), never the natural test set.
+messages and carrier words the templates list:
+
+- the value is replaced with probability ``--corpus-p`` by a natural sentence of the decline
+  corpus (data/decline_corpus.py: fortunes, proverbs; 6-48 characters);
+- English contact names are capitalised with probability 0.3 ("text Bob ...");
+- the punctuation outside the value is removed with probability ``--unpunctuated-p`` (0.3), as
+  speech recognisers often write it ("text mom landed safely", "告诉妈妈我六点前到家");
+- ``--token-noise`` (0.2) of the tokens read as a random other token, so a carrier word the
+  templates never used is not a reason to lose the message; ``--dropout`` (0.2) on the features.
+
+Validation is the project's held-out phrasings (``unseen_phrasing``), never the natural test set:
+one half fits the softmax temperature of the span probability (the chosen span does not change),
+the other half gives the figures. Chosen on those held-out figures (one bundled-model copy each,
+1,500 steps): no augmentation 78 % exact in English, + token noise and dropout 94 %, + unpunctuated
+96 % (Chinese 100 % throughout).
 
 Writes ``span_copier.safetensors`` (with its figures and the sha256 of the weights whose
 embeddings it read) into MODEL_DIR. Deterministic in ``--seed``: the step budget is steps, not
@@ -42,14 +53,26 @@ from octopus_ros.lean.copier import (
 log = logging.getLogger(__name__)
 
 CORPUS_CHARS = (6, 48)  # the decline corpus sentences used as message bodies
+# punctuation a speech recogniser may leave out around the value ("text mom: ..." -> "text mom ...")
+_CARRIER_PUNCT = re.compile(r"[:;,!?.\uff1a\uff0c\uff1b\uff01\uff1f\u3002\u3001]")
+
+
+def _unpunctuated(text: str, value: str) -> str:
+    """``text`` with the punctuation outside ``value`` removed (as many ASR nodes write it)."""
+    i = text.index(value)
+    before, after = text[:i], text[i + len(value) :]
+    before = re.sub(r"\s+", " ", _CARRIER_PUNCT.sub("", before)).lstrip()
+    after = re.sub(r"\s+", " ", _CARRIER_PUNCT.sub("", after)).rstrip()
+    return before + value + after
 
 
 class CopierNet(nn.Module):
     """The torch twin of :class:`SpanCopier` (same tensor names; GELU in its tanh form)."""
 
-    def __init__(self, embed_dim: int, proj: int = 64, hidden: int = 64):
+    def __init__(self, embed_dim: int, proj: int = 64, hidden: int = 64, dropout: float = 0.0):
         super().__init__()
         self.proj = nn.Linear(embed_dim, proj)
+        self.drop = nn.Dropout(dropout)  # training only; no tensor, so the saved names do not change
         self.rnn = nn.GRU(proj, hidden, batch_first=True, bidirectional=True)
         self.out = nn.Sequential(
             nn.Linear(2 * hidden + proj, proj), nn.GELU(approximate="tanh"), nn.Linear(proj, 2)
@@ -60,7 +83,7 @@ class CopierNet(nn.Module):
         -> (B, T, 2), each sequence read as if alone (packed: padding never enters the GRU)."""
         if lengths is None:
             return self.forward(embeds[None], torch.tensor([embeds.shape[0]]))[0]
-        x = torch.relu(self.proj(embeds))
+        x = self.drop(torch.relu(self.proj(embeds)))
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         y, _ = self.rnn(packed)
         y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
@@ -109,6 +132,7 @@ def build_items(
     *,
     corpus_p: float,
     corpus: dict[str, list[str]] | None,
+    unpunctuated_p: float = 0.0,
 ) -> list[Item]:
     """Requests of ``split`` for the copy functions, with the copied value located in tokens."""
     from octopus_ros.functions import ParseError, parse_call
@@ -135,6 +159,8 @@ def build_items(
                     text = re.sub(rf"\b{re.escape(other)}\b", other.capitalize(), text, count=1)
         if text.count(value) != 1:
             continue
+        if rng.random() < unpunctuated_p:
+            text = _unpunctuated(text, value)
         ids, offsets = encode_with_offsets(tokenizer, text)
         tokens = UtteranceTokens.of(text, ids, offsets)
         start = text.index(value)
@@ -162,6 +188,26 @@ def evaluate(copier: SpanCopier, items: list[Item], embed) -> dict[str, float]:
     return out
 
 
+def span_nll(copier: SpanCopier, items: list[Item], embed, temperature: float) -> float:
+    """Mean negative log-probability of the right (first, last) tokens at ``temperature``."""
+    total = 0.0
+    for it in items:
+        lg = copier.logits(embed(it.tokens.ids)) / temperature
+        ls = np.where(it.tokens.can_start, lg[:, 0], -1e9)
+        le = np.where(it.tokens.can_end, lg[:, 1], -1e9)
+        for x, k in ((ls, it.first), (le, it.last)):
+            m = x.max()
+            total -= x[k] - (m + np.log(np.exp(x - m).sum()))
+    return total / max(len(items), 1)
+
+
+def fit_temperature(copier: SpanCopier, items: list[Item], embed) -> float:
+    """The softmax temperature (0.5-8, log grid) that minimises :func:`span_nll` on ``items``."""
+    grid = np.exp(np.linspace(np.log(0.5), np.log(8.0), 41))
+    losses = [span_nll(copier, items, embed, float(t)) for t in grid]
+    return round(float(grid[int(np.argmin(losses))]), 4)
+
+
 def train(
     model_dir: str | Path,
     *,
@@ -172,6 +218,10 @@ def train(
     seed: int = 0,
     corpus_p: float = 0.6,
     lr: float = 2e-3,
+    dropout: float = 0.2,
+    token_noise: float = 0.2,
+    unpunctuated_p: float = 0.3,
+    calibrate: bool = True,
     progress: bool = True,
 ) -> dict:
     """Train and write MODEL_DIR/span_copier.safetensors; returns its metadata (figures included)."""
@@ -194,15 +244,16 @@ def train(
         log.warning("%s; training on the templates' own message bodies only", e)
         corpus = None
     train_items = build_items(
-        "train", n_train, seed, registry, ckpt.tokenizer, corpus_p=corpus_p, corpus=corpus
-    )
+        "train", n_train, seed, registry, ckpt.tokenizer, corpus_p=corpus_p, corpus=corpus,
+        unpunctuated_p=unpunctuated_p,
+    )  # fmt: skip
     val_items = build_items(
         "unseen_phrasing", n_val, seed + 1, registry, ckpt.tokenizer, corpus_p=0.5, corpus=corpus
     )
     if not train_items:
         raise ValueError("no training request locates its copied value on token boundaries")
     torch.manual_seed(seed)
-    net = CopierNet(table.shape[1])
+    net = CopierNet(table.shape[1], dropout=dropout)
     opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
     order = random.Random(seed)
@@ -226,6 +277,10 @@ def train(
             feats[b, :n] = torch.from_numpy(embed(it.tokens.ids))
             can_start[b, :n] = torch.from_numpy(it.tokens.can_start)
             can_end[b, :n] = torch.from_numpy(it.tokens.can_end)
+        if token_noise > 0:  # some tokens read as another token: carriers the templates never used
+            swap = torch.rand(feats.shape[:2]) < token_noise
+            if swap.any():
+                feats[swap] = table[torch.randint(0, table.shape[0], (int(swap.sum()),))]
         lg = net(feats, lengths)
         ls = lg[..., 0].masked_fill(~can_start, -1e9)
         le = lg[..., 1].masked_fill(~can_end, -1e9)
@@ -258,9 +313,16 @@ def train(
             if getattr(a, "source", None) == "utterance"
         ),
     }
+    meta.update(dropout=dropout, token_noise=token_noise, unpunctuated_p=unpunctuated_p)
+    net.eval()
     copier = net.to_copier(meta)
+    # held-out phrasings: one half fits the temperature, the other gives the figures
+    fit_items, report_items = val_items[0::2], val_items[1::2]
+    if calibrate and fit_items:
+        meta["temperature"] = copier.temperature = fit_temperature(copier, fit_items, embed)
+        meta["temperature_fit_n"] = len(fit_items)
     meta["train"] = evaluate(copier, train_items[:400], embed)
-    meta["heldout_phrasing"] = evaluate(copier, val_items, embed)
+    meta["heldout_phrasing"] = evaluate(copier, report_items, embed)
     meta["seconds"] = round(time.perf_counter() - t0, 1)
     copier.meta = meta
     path = copier.save(model_dir)
@@ -290,7 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--val", type=int, default=400, help="held-out phrasing requests for the figures (default 400)"
     )
-    p.add_argument("--corpus-p", type=float, default=0.6, help="share of values replaced by corpus sentences")
+    for flag, default, what in (
+        ("--corpus-p", 0.6, "share of values replaced by corpus sentences"),
+        ("--dropout", 0.2, "dropout on the projected embeddings"),
+        ("--token-noise", 0.2, "share of tokens read as a random other token"),
+        ("--unpunctuated-p", 0.3, "share of requests without carrier punctuation, as ASR often writes them"),
+    ):
+        p.add_argument(flag, type=float, default=default, help=f"{what} (default {default})")
+    p.add_argument("--no-calibrate", action="store_true", help="keep temperature 1 (no fit on held-out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = p.parse_args(argv)
@@ -299,12 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         meta = train(
             args.model_dir, steps=args.steps, batch_size=args.batch, n_train=args.train, n_val=args.val,
-            seed=args.seed, corpus_p=args.corpus_p,
+            seed=args.seed, corpus_p=args.corpus_p, dropout=args.dropout, token_noise=args.token_noise,
+            unpunctuated_p=args.unpunctuated_p, calibrate=not args.no_calibrate,
         )  # fmt: skip
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({k: meta[k] for k in ("train", "heldout_phrasing", "seconds", "steps")}, indent=1))
+    keys = ("train", "heldout_phrasing", "temperature", "seconds", "steps")
+    print(json.dumps({k: meta.get(k) for k in keys}, indent=1))
     return 0
 
 
