@@ -334,3 +334,22 @@ def test_colourless_reference_takes_the_colour_in_view(bundled):
     d = bundled.decide("grab the red cup", named.frame())
     assert d.colour_resolved_from is None
     assert d.call is None or d.call.to_text() in d.raw_text
+
+
+def test_an_enum_view_argument_never_takes_a_colour(bundled):
+    """feed_pet's pet is 'dog' | 'cat': "give the cat some food" with a gray cat in view stays
+    feed_pet('cat') (the colourless rule once wrote 'gray cat', which failed validation)."""
+    from octopus_ros.data.render import render
+    from octopus_ros.data.world import sample_scene
+    from octopus_ros.functions import validate_call
+
+    fed = 0
+    for seed in range(8):
+        colour = ("gray", "orange", "black", "white")[seed % 4]
+        scene = sample_scene(np.random.default_rng(seed), target=("cat", colour), n_distractors=1)
+        d = bundled.decide("give the cat some food", render(scene, 64))
+        if d.ok and d.call.function == "feed_pet":
+            fed += 1
+            assert d.colour_resolved_from is None, d.call
+            assert validate_call(d.call, registry=bundled.registry) is None, d.call
+    assert fed >= 4, fed

@@ -121,12 +121,16 @@ def resolve_colourless(decision: Decision, rules, maps, utterance: str, spec, mi
     guess (the words do not give it); the grounding head's most probable colour of that
     category at its place in the frame (``rules``: the head's GroundingRules, ``maps``: its
     GroundingMaps of the frame) replaces it in the call's ``view_arg`` when the head gives that
-    colour a probability of at least ``min_score``. The model's phrase is kept in
+    colour a probability of at least ``min_score``; only a string argument is rewritten (an enum
+    value such as feed_pet's 'cat' takes no colour). The model's phrase is kept in
     ``decision.colour_resolved_from``; the grounding is that of the new phrase. An utterance that
     names a colour, or another object, is never rewritten."""
     g = decision.grounding
     if g is None or not g.grounded or g.category is None or spec.view_arg is None:
         return
+    arg = next((a for a in spec.args if a.name == spec.view_arg), None)
+    if arg is None or arg.type != "string":
+        return  # an enum such as feed_pet's pet ('dog' | 'cat') has no colour to write
     category, colour = rules.parse(utterance)
     if category != g.category or colour is not None:
         return
