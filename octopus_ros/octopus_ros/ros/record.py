@@ -23,13 +23,13 @@ from typing import Any
 
 import rclpy
 from octopus_msgs.msg import FunctionCall, Outcome
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from octopus_ros.bags import io as bag_io
+from octopus_ros.ros.spin import spin_until_shutdown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
         return 2
     try:
-        rclpy.spin(recorder)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(recorder)  # Ctrl-C / SIGTERM mid-wait is the normal end, not an error
     finally:
         recorder.close()
         recorder.destroy_node()
