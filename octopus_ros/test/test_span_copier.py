@@ -195,3 +195,20 @@ def test_requests_without_carrier_punctuation_keep_the_value():
         "text mom landed safely, see you"
     )
     assert _unpunctuated("告诉妈妈：我六点前到家。", "我六点前到家") == "告诉妈妈我六点前到家"
+
+
+def test_a_span_the_grammar_cannot_take_falls_back_to_every_span(registry):
+    """A copier's span longer than the copied argument allows (or not a word span) leaves the
+    grammar unbound to it instead of failing the decision."""
+    from types import SimpleNamespace
+
+    from octopus_ros.lean.copier import CopiedSpan, copy_span
+
+    body = "the meeting with the whole team is moved to next thursday afternoon"  # > 48 characters
+    utterance = f"text bob that {body}"
+    for text in (body, "eting wi"):
+        copier = SimpleNamespace(pick=lambda *_a, t=text: CopiedSpan(t, 0, len(t), 0.9))
+        grammar, span = copy_span(
+            copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
+        )
+        assert span is None and grammar._exact is None and grammar.is_span("the meeting")

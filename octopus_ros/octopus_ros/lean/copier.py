@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,12 +52,6 @@ _TENSORS = (
 )
 
 
-def _inside_word(text: str, i: int) -> bool:
-    from octopus_ros.functions.grammar import inside_word  # the grammar's word boundaries
-
-    return inside_word(text, i)
-
-
 @dataclass(frozen=True)
 class UtteranceTokens:
     """The utterance's tokens with their character ranges and where a span may start / end."""
@@ -69,6 +64,8 @@ class UtteranceTokens:
 
     @classmethod
     def of(cls, text: str, ids: Sequence[int], offsets: Sequence[tuple[int, int]]) -> UtteranceTokens:
+        from octopus_ros.functions.grammar import inside_word  # the grammar's word boundaries
+
         starts, ends, can_start, can_end = [], [], [], []
         n = len(text)
         for a, b in offsets:
@@ -79,8 +76,8 @@ class UtteranceTokens:
             starts.append(a2)
             ends.append(b)
             inside = a2 < b
-            can_start.append(inside and not _inside_word(text, a2))
-            can_end.append(inside and not text[b - 1].isspace() and not _inside_word(text, b))
+            can_start.append(inside and not inside_word(text, a2))
+            can_end.append(inside and not text[b - 1].isspace() and not inside_word(text, b))
         return cls(
             list(ids),
             np.asarray(starts, np.int64),
@@ -280,9 +277,19 @@ def copy_span(
     ids, offsets = encode(utterance)
     tokens = UtteranceTokens.of(utterance, ids, offsets)
     span = copier.pick(utterance, tokens, embed(ids)) if ids else None
-    if span is None or not grammar.bind(utterance).is_span(span.text):
-        return grammar.bind(utterance), None
-    return grammar.bind(utterance, copy=span.text), span
+    if span is not None:
+        try:
+            return grammar.bind(utterance, copy=span.text), span
+        except ValueError:  # not a span the grammar accepts, or longer than a copied argument allows
+            pass
+    return grammar.bind(utterance), None
+
+
+def lone_copied_arg(spec) -> Any | None:
+    """The one ``source: utterance`` argument of a function spec; None when it has none or several
+    (the copier serves the functions with exactly one, as ``CallGrammar.bind(copy=)`` does)."""
+    copied = [a for a in getattr(spec, "args", ()) if getattr(a, "source", None) == "utterance"]
+    return copied[0] if len(copied) == 1 else None
 
 
 def apply_copy(decision, span: CopiedSpan | None, registry) -> None:
@@ -290,9 +297,8 @@ def apply_copy(decision, span: CopiedSpan | None, registry) -> None:
     the span's probability is kept in ``decision.copy_prob``."""
     if span is None or decision.call is None:
         return
-    spec = registry.by_name(decision.call.function)
-    copied = [] if spec is None else [a for a in spec.args if getattr(a, "source", None) == "utterance"]
-    if len(copied) != 1 or copied[0].name not in {a.name for a in decision.call.args}:
+    arg = lone_copied_arg(registry.by_name(decision.call.function))
+    if arg is None or arg.name not in {a.name for a in decision.call.args}:
         return
     decision.copy_prob = span.prob
     decision.confidence = float(decision.confidence) * span.prob

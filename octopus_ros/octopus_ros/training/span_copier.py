@@ -48,6 +48,7 @@ from octopus_ros.lean.copier import (
     UtteranceTokens,
     copier_weights_sha,
     encode_with_offsets,
+    lone_copied_arg,
 )
 
 log = logging.getLogger(__name__)
@@ -105,12 +106,7 @@ class Item:
 
 def copy_functions(registry) -> dict[str, str]:
     """{function: its one copied argument} for the enabled functions with exactly one."""
-    out = {}
-    for spec in registry.enabled():
-        copied = [a.name for a in spec.args if getattr(a, "source", None) == "utterance"]
-        if len(copied) == 1:
-            out[spec.name] = copied[0]
-    return out
+    return {spec.name: arg.name for spec in registry.enabled() if (arg := lone_copied_arg(spec)) is not None}
 
 
 def _corpus() -> dict[str, list[str]]:
@@ -307,10 +303,7 @@ def train(
         "functions": sorted(copy_functions(registry)),
         "corpus_p": corpus_p,
         "max_chars": max(
-            (a.max_length or 48)
-            for s in registry.enabled()
-            for a in s.args
-            if getattr(a, "source", None) == "utterance"
+            lone_copied_arg(spec).max_length or 48 for spec in map(registry.by_name, copy_functions(registry))
         ),
     }
     meta.update(dropout=dropout, token_noise=token_noise, unpunctuated_p=unpunctuated_p)
