@@ -61,13 +61,14 @@ def test_functional_token_ids_survive(saved):
     assert ckpt.model.lm.config.eos_token_id == model.config.eos_token_id
 
 
-def test_flipped_byte_is_a_sha_error(copy_of):
+@pytest.mark.parametrize("precision", ["fp32", "int8"])  # int8 checks before it builds anything
+def test_flipped_byte_is_a_sha_error(copy_of, precision):
     weights = copy_of / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"model\.safetensors: sha256 mismatch"):
-        load_checkpoint(copy_of)
+        load_checkpoint(copy_of, precision=precision)
 
 
 def test_truncated_weights(copy_of):

@@ -310,8 +310,12 @@ def resolve_config(config: OctopusConfig) -> OctopusConfig:
         raise ConfigError(
             f"num_image_tokens is {config.num_image_tokens} but vision + connector produce {num_image_tokens}"
         )
-    if config.answer_format not in ("functional", "json"):
-        raise ConfigError(f"answer_format must be 'functional' or 'json', got {config.answer_format!r}")
+    from octopus_ros.functions.answer_format import AnswerFormatError, check_format
+
+    try:
+        check_format(config.answer_format)
+    except AnswerFormatError as e:
+        raise ConfigError(str(e)) from None
     if "{images}" not in config.prompt_template or "{instruction}" not in config.prompt_template:
         raise ConfigError("prompt_template must contain {images} and {instruction}")
     return dataclasses.replace(config, vision=vision, lm=lm, num_image_tokens=num_image_tokens)
