@@ -342,6 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="sampling weight of decline-corpus sentences answered with the decline function (0: none)",
     )
     p.add_argument("--decline-n", type=int, default=2000, help="decline-corpus sentences (--negatives)")
+    p.add_argument(
+        "--copier-steps",
+        type=int,
+        default=1500,
+        help="steps to retrain the base's span copier on the result (octopus_finetune --copier-steps)",
+    )
+    p.add_argument(
+        "--augment",
+        type=float,
+        default=0.0,
+        help="share of training examples varied as stage 4 varies them (octopus_finetune --augment)",
+    )
     p.add_argument("--synthetic-n", type=int, default=3000, help="synthetic replay examples")
     p.add_argument("--registry-n", type=int, default=2000, help="examples generated from the new phrasings")
     p.add_argument("--eval-every", type=int, default=50, help="replay held-out loss every N steps (curve)")
@@ -372,7 +384,8 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
         "--registry-n",
         str(args.registry_n),
     ]
-    argv += ["--rows", args.rows] + ([] if args.train_connector else ["--freeze-connector"])
+    argv += ["--rows", args.rows, "--augment", str(args.augment), "--copier-steps", str(args.copier_steps)]
+    argv += [] if args.train_connector else ["--freeze-connector"]
     argv += ["--eval-n", "64", "--eval-every", str(args.eval_every), "--no-accuracy"]
     argv += ["--seed", str(args.seed), "--threads", str(args.threads)]
     return argv

@@ -43,7 +43,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,7 @@ class FinetuneConfig:
     decline_n: int = 2000
     context_k: int = 0  # in-context examples of the same function put in a training prompt
     context_share: float = 0.5  # share of training examples (without their own context) that get them
+    augment: float = 0.0  # share of training examples whose instruction is varied (see Finetuner.vary)
     seed: int = 0
     threads: int | None = None
 
@@ -479,13 +480,17 @@ class Finetuner:
         self.fmt = PromptFormat(tokenizer=tokenizer, config=model.config)
         self.pre = ImagePreprocessor(config=model.config.vision)
         self.rng = random.Random(cfg.seed)
+        self.np_rng = np.random.default_rng([cfg.seed, 29])
+        self._bodies: dict[str, list[str]] | None = None
         self.docs: list[list[int]] = []
+        self.docs_text: list[str] = []
         self.same_function: dict[tuple[str, str], list[Item]] = {}
         for s in sources:
             for it in s.train:
                 self.same_function.setdefault((s.name, it.function), []).append(it)
 
     def set_docs(self, lines: Sequence[str]) -> None:
+        self.docs_text = list(lines)
         self.docs = [self.tok.encode(t, add_special_tokens=False)[:96] for t in lines]
 
     def pixels(self, items: Sequence[Item]) -> torch.Tensor:
@@ -518,7 +523,49 @@ class Finetuner:
     def sample(self) -> list[Item]:
         weights = [s.weight for s in self.sources]
         picks = self.rng.choices(self.sources, weights=weights, k=self.cfg.batch)
-        return [self.rng.choice(s.train) for s in picks]
+        return [self.vary(self.rng.choice(s.train)) for s in picks]
+
+    def vary(self, item: Item) -> Item:
+        """``item`` with its instruction varied as stage 4 varies the bundled model's (with
+        probability ``--augment``): in the synthetic world's, a message's body becomes a real
+        sentence of the decline corpus (:mod:`octopus_ros.data.message_bodies`), other calls get word
+        dropout (the world's slot words are never dropped) and, half of the time, 1-2
+        pseudo-words; the registry's and records' are not varied, since their argument words are
+        not the world's and dropping one ("off") could change the answer. Speeds and declines
+        (``NOT_AUGMENTED``) are never varied. Without it the replay holds only the templates'
+        few messages, and the model forgets how to copy a message it never saw."""
+        from octopus_ros.data.augment import NOT_AUGMENTED, insert_noise, word_dropout
+
+        if self.cfg.augment <= 0 or item.source != "synthetic" or self.rng.random() >= self.cfg.augment:
+            return item
+        if item.language not in ("en", "zh"):
+            return item
+        if item.function not in NOT_AUGMENTED:
+            text = word_dropout(item.instruction, item.language, self.np_rng)
+            if self.rng.random() < 0.5:
+                text = insert_noise(text, item.language, self.np_rng)
+            return replace(item, instruction=text)
+        bodies = self.bodies().get(item.language)
+        if not bodies:
+            return item
+        from octopus_ros.data.message_bodies import with_body
+
+        varied = with_body(item.instruction, item.answer, self.registry, self.rng.choice(bodies))
+        return item if varied is None else replace(item, instruction=varied[0], answer=varied[1])
+
+    def bodies(self) -> dict[str, list[str]]:
+        """Message bodies (language -> sentences) from the decline corpus, read once; empty (and
+        a warning) when the corpus was not built."""
+        if self._bodies is None:
+            from octopus_ros.data.decline_corpus import load_corpus
+            from octopus_ros.data.message_bodies import message_bodies
+
+            try:
+                self._bodies = message_bodies(load_corpus())
+            except FileNotFoundError as e:
+                log.warning("--augment: messages keep their template bodies: %s", e)
+                self._bodies = {}
+        return self._bodies
 
     def doc_loss(self) -> torch.Tensor | None:
         if not self.docs or self.cfg.doc_weight <= 0:
@@ -738,6 +785,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --context-k: the share of training examples that get them (the rest have none, "
         "so the model still answers without examples)",
     )
+    d.add_argument(
+        "--augment",
+        type=float,
+        default=FinetuneConfig.augment,
+        help="share of synthetic-replay examples varied as stage 4 varies the bundled model's: "
+        "messages get a real sentence as their body, other calls word dropout (slot words kept) and "
+        "pseudo-words (0: off)",
+    )
 
     t = p.add_argument_group("training")
     t.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
@@ -809,6 +864,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--no-accuracy", action="store_true", help="skip the held-out exact-match runs before and after"
     )
+    t.add_argument(
+        "--copier-steps",
+        type=int,
+        default=1500,
+        help="retrain the --base checkpoint's span copier on the result for this many steps (it is tied "
+        "to the weights it read; 0: leave it out); the grounding head and novelty profiles are carried "
+        "over or refitted (octopus_ros/training/carry.py)",
+    )
     t.add_argument("--seed", type=int, default=0, help="random seed (data, sampling, new rows)")
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return p
@@ -843,6 +906,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         decline_n=args.decline_n,
         context_k=args.context_k,
         context_share=args.context_share,
+        augment=args.augment,
         seed=args.seed,
         threads=args.threads,
     )
@@ -863,6 +927,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--steps, --batch and --seconds must be positive")
     if not 0 <= args.heldout < 1:
         p.error("--heldout must be in [0, 1)")
+    if not 0 <= args.augment <= 1:
+        p.error("--augment must be in [0, 1]")
     if args.context_k < 0 or not 0 < args.context_share <= 1:
         p.error("--context-k must be >= 0 and --context-share in (0, 1]")
 
@@ -950,11 +1016,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model, tok, functions=functions, metrics=metrics)
+    metrics["carried_over"] = _carry_over(args, cfg, model, registry, sources, tuner.docs_text)
+    save_json(args.out / "metrics.json", metrics)
     curves = [train_curve] + ([held_curve] if held_curve.loss else [])
     save_json(args.out / "training_curves.json", curves_to_json(curves))
     plot_curves(curves, args.out / "training_curves.png", title=f"octopus_finetune: {info['steps']} steps")
     _print_summary(metrics, args.out)
     return metrics
+
+
+def _carry_over(
+    args: argparse.Namespace,
+    cfg: FinetuneConfig,
+    model: OctopusModel,
+    registry: FunctionRegistry,
+    sources: list[Source],
+    docs: Sequence[str],
+) -> dict[str, str]:
+    """The base checkpoint's grounding head, novelty profiles and span copier, carried into
+    ``--out`` as far as they still hold (:mod:`octopus_ros.training.carry`)."""
+    from octopus_ros.training.carry import carry_over
+
+    texts = [t for s in sources for it in s.train for t in (it.instruction, it.answer)] + list(docs)
+
+    def images() -> list[np.ndarray]:
+        items = [it for s in sources for it in s.train]
+        rng = random.Random(cfg.seed + 31)
+        return [it.image() for it in rng.sample(items, min(1000, len(items)))]
+
+    return carry_over(
+        args.base,
+        args.out,
+        model=model,
+        registry=registry,
+        texts=texts,
+        images=images,
+        vision_trained=cfg.train_vision,
+        connector_trained=not cfg.freeze_connector,
+        copier_steps=args.copier_steps,
+        seed=cfg.seed,
+    )
 
 
 def _print_summary(m: dict[str, Any], out: Path) -> None:

@@ -111,12 +111,9 @@ def copy_functions(registry) -> dict[str, str]:
 
 def _corpus() -> dict[str, list[str]]:
     from octopus_ros.data.decline_corpus import load_corpus
+    from octopus_ros.data.message_bodies import message_bodies
 
-    lo, hi = CORPUS_CHARS
-    return {
-        lang: [t for t in texts if lo <= len(t) <= hi and t.isprintable()]
-        for lang, texts in load_corpus().items()
-    }
+    return message_bodies(load_corpus(), *CORPUS_CHARS)
 
 
 def build_items(

@@ -41,7 +41,6 @@ No rclpy; the CLI is ``octopus_ros.training.train_all``.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -310,26 +309,15 @@ class Trainer:
         body) replaced by a short sentence of the same language from the decline corpus (real text
         the templates never say), in the instruction and in the call together, so that the model
         learns to copy a span of the utterance rather than to recall one of the training messages
-        (issue 12 item 2). None when the record has no such argument in its instruction."""
-        from octopus_ros.functions import ParseError, parse_call
+        (issue 12 item 2; :func:`octopus_ros.data.message_bodies.with_body`). None when the record
+        has no such argument in its instruction."""
+        from octopus_ros.data.message_bodies import with_body
 
         sentences = self.pools.get("message_corpus", {}).get(rec["language"], [])
-        registry = self.registry
-        call = parse_call(rec["answer"], registry)
-        if not sentences or isinstance(call, ParseError):
+        if not sentences:
             return None
-        copied = {a.name for a in registry.by_name(call.function).args if a.source == "utterance"}
-        old = next((a for a in call.args if a.name in copied), None)
-        if old is None or old.value not in rec["instruction"]:
-            return None
-        new = self.rng.choice(sentences)
-        args = tuple(dataclasses.replace(a, value=new) if a is old else a for a in call.args)
-        # written straight from the call: a corpus sentence may hold a character the call grammar
-        # refuses in a string ('<'), which the functional text keeps but cannot be parsed back
-        from octopus_ros.functions.answer_format import write_answer
-
-        new_call = dataclasses.replace(call, args=args)
-        return rec["instruction"].replace(old.value, new, 1), write_answer(new_call, self.cfg.answer_format)
+        body = self.rng.choice(sentences)
+        return with_body(rec["instruction"], rec["answer"], self.registry, body, self.cfg.answer_format)
 
     def _answer(self, kind: str, answer: str) -> str:
         """A record's answer as the model is taught to write it: call records (functional text in

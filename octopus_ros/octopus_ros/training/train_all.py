@@ -189,10 +189,9 @@ def build_pools(cfg: TrainConfig) -> dict:
     )
     pools = {"decline_corpus": load_corpus()} if cfg.decline_corpus > 0 or cfg.message_corpus > 0 else {}
     if cfg.message_corpus > 0:  # short natural sentences as message bodies (stage 4, Trainer._new_message)
-        pools["message_corpus"] = {
-            lang: [t for t in sentences if 6 <= len(t) <= 48 and t.isprintable()]
-            for lang, sentences in pools["decline_corpus"].items()
-        }
+        from octopus_ros.data.message_bodies import message_bodies
+
+        pools["message_corpus"] = message_bodies(pools["decline_corpus"])
     return {
         **pools,
         "calls": [_record(e) for e in calls],

@@ -1,0 +1,125 @@
+"""What a fine-tuned checkpoint keeps of its base: the files beside the weights that make the
+node's decisions trustworthy (issue 12), carried over by ``octopus_finetune`` when they still
+hold, refitted when they can be, and named in a warning when they cannot.
+
+A checkpoint's companion files, and what each reads:
+
+- ``grounding.json`` + ``grounding.safetensors`` (NOT_IN_VIEW, colourless references): the
+  vision tower's feature maps and the pixels. Copied when the tower did not train
+  (``--train-vision`` off, the default); otherwise dropped with the command that retrains it.
+- ``training_vocab.json`` (text novelty, "not understood"): every word the model was trained on.
+  Written as the base's vocabulary plus the fine-tuning text, so that the new function's words
+  ("light", "灯") are not "never seen".
+- ``image_profile.safetensors`` (image novelty, "image unlike training"): the image tokens the LM
+  sees, i.e. tower and connector. Copied when both stayed frozen; otherwise refitted on the
+  fine-tuning images.
+- ``span_copier.safetensors`` (message bodies copied from the utterance): tied to the sha256 of
+  the weights it read, so any fine-tune makes it stale. Retrained on the new checkpoint
+  (``--copier-steps``, about 1-2 minutes on one thread) when the base had one.
+
+Without this a fine-tuned model silently loses all four: an absent object is published again,
+a colourless reference gets a guessed colour, and message bodies are recalled rather than copied.
+No rclpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from octopus_ros.lean.copier import COPIER_FILE
+from octopus_ros.lean.grounding import GROUNDING_FILE, GROUNDING_META
+from octopus_ros.lean.novelty import IMAGE_PROFILE_FILE, TEXT_VOCAB_FILE, TextNovelty
+
+log = logging.getLogger(__name__)
+
+
+def carry_over(
+    base: Path | None,
+    out: Path,
+    *,
+    model: Any,
+    registry: Any,
+    texts: Sequence[str],
+    images: Callable[[], Sequence[np.ndarray]],
+    vision_trained: bool,
+    connector_trained: bool,
+    copier_steps: int,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, str]:
+    """Write into the saved checkpoint ``out`` what it keeps of ``base`` (None: a model built from
+    parts, which has none of these files). ``texts``: the fine-tuning text (instructions, answers,
+    descriptions); ``images``: the fine-tuning images, for an image profile to refit. Returns
+    {file: what happened}, for metrics.json."""
+    done: dict[str, str] = {}
+    if base is None:
+        return done
+    base, out = Path(base), Path(out)
+
+    if (base / GROUNDING_FILE).is_file() and (base / GROUNDING_META).is_file():
+        if vision_trained:
+            done["grounding"] = "dropped: the vision tower trained"
+            log.warning(
+                "the grounding head of %s reads the vision tower, which trained: %s has no NOT_IN_VIEW "
+                "check until you run: python -m octopus_ros.training.grounding %s",
+                base,
+                out,
+                out,
+            )
+        else:
+            for name in (GROUNDING_FILE, GROUNDING_META):
+                shutil.copy2(base / name, out / name)
+            done["grounding"] = "copied (vision tower frozen)"
+
+    if (base / TEXT_VOCAB_FILE).is_file():
+        vocabulary = TextNovelty.load(base / TEXT_VOCAB_FILE).vocabulary
+        added = TextNovelty.from_texts(texts).vocabulary - vocabulary
+        TextNovelty(vocabulary | added).save(out / TEXT_VOCAB_FILE)
+        done["text_vocabulary"] = f"base + {len(added)} units of the fine-tuning text"
+
+    if (base / IMAGE_PROFILE_FILE).is_file():
+        if not (vision_trained or connector_trained):
+            shutil.copy2(base / IMAGE_PROFILE_FILE, out / IMAGE_PROFILE_FILE)
+            done["image_profile"] = "copied (vision tower and connector frozen)"
+        else:
+            from octopus_ros.model.novelty import ImageNovelty
+            from octopus_ros.training.novelty_profile import image_features
+
+            pictures = list(images())
+            if len(pictures) < 50:
+                done["image_profile"] = f"dropped: {len(pictures)} fine-tuning images are too few to refit it"
+                log.warning("image novelty of %s dropped: %s", out, done["image_profile"])
+            else:
+                ImageNovelty.fit(image_features(model, pictures)).save(out / IMAGE_PROFILE_FILE)
+                done["image_profile"] = f"refitted on {len(pictures)} fine-tuning images"
+
+    if (base / COPIER_FILE).is_file():
+        from octopus_ros.training.span_copier import copy_functions, train
+
+        if copier_steps <= 0:
+            done["span_copier"] = "dropped (--copier-steps 0)"
+            log.warning(
+                "no span copier in %s (--copier-steps 0): run python -m octopus_ros.training.span_copier %s",
+                out,
+                out,
+            )
+        elif not copy_functions(registry):
+            done["span_copier"] = "dropped: no function copies an argument from the utterance"
+        else:
+            try:
+                meta = train(out, steps=copier_steps, seed=seed, progress=progress)
+            except (ValueError, OSError) as e:  # e.g. copy functions the synthetic world does not know
+                done["span_copier"] = f"dropped: {e}"
+                log.warning("span copier of %s not retrained (%s): messages are decoded without it", out, e)
+            else:
+                exact = meta.get("heldout_phrasing", {})
+                done["span_copier"] = f"retrained ({copier_steps} steps; held-out phrasing {exact})"
+    for name, what in done.items():
+        log.info("carried over from %s: %s %s", base, name, what)
+    return done

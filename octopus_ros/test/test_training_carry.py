@@ -1,0 +1,74 @@
+"""octopus_finetune keeps what still holds of its base (training/carry.py): the grounding head
+while the vision tower is frozen, the training vocabulary grown by the fine-tuning text, the
+image profile while tower and connector are frozen; a stale span copier is never copied."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from octopus_ros.functions import load_default_registry
+from octopus_ros.lean.novelty import TextNovelty
+from octopus_ros.training.carry import carry_over
+
+
+@pytest.fixture
+def base(tmp_path):
+    d = tmp_path / "base"
+    d.mkdir()
+    (d / "grounding.json").write_text('{"format": "octopus_ros.grounding"}')
+    (d / "grounding.safetensors").write_bytes(b"head")
+    (d / "image_profile.safetensors").write_bytes(b"profile")
+    (d / "span_copier.safetensors").write_bytes(b"stale copier")
+    TextNovelty(["pick", "up", "the", "cup", "杯"]).save(d / "training_vocab.json")
+    return d
+
+
+def _carry(base, out, **kw):
+    out.mkdir()
+    args = dict(
+        model=None,
+        registry=load_default_registry(),
+        texts=["switch the kitchen light off", "把灯关掉"],
+        images=lambda: [np.zeros((8, 8, 3), np.uint8)] * 3,
+        vision_trained=False,
+        connector_trained=False,
+        copier_steps=0,
+    )
+    args.update(kw)
+    return carry_over(base, out, **args)
+
+
+def test_frozen_tower_keeps_grounding_and_profile_and_grows_the_vocabulary(base, tmp_path, caplog):
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        done = _carry(base, out)
+    assert (out / "grounding.safetensors").read_bytes() == b"head"
+    assert (out / "grounding.json").is_file()
+    assert (out / "image_profile.safetensors").read_bytes() == b"profile"
+    vocab = TextNovelty.load(out / "training_vocab.json")
+    assert vocab.score("pick up the cup") == 0.0
+    assert vocab.score("switch the kitchen light off") == 0.0 and vocab.score("把灯关掉") == 0.0
+    assert vocab.score("dance now") == 1.0
+    # the copier read the base's weights: never copied, and the user is told how to retrain it
+    assert not (out / "span_copier.safetensors").exists()
+    assert done["span_copier"].startswith("dropped") and "span_copier" in caplog.text
+    assert set(done) == {"grounding", "text_vocabulary", "image_profile", "span_copier"}
+
+
+def test_trained_tower_drops_grounding_and_what_cannot_be_refitted(base, tmp_path, caplog):
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        done = _carry(base, out, vision_trained=True, connector_trained=True)
+    assert not (out / "grounding.safetensors").exists() and not (out / "grounding.json").exists()
+    assert (
+        done["grounding"].startswith("dropped") and "python -m octopus_ros.training.grounding" in caplog.text
+    )
+    assert not (out / "image_profile.safetensors").exists()  # 3 images: too few to refit
+    assert done["image_profile"].startswith("dropped")
+
+
+def test_a_model_built_from_parts_has_nothing_to_carry(tmp_path):
+    assert _carry(None, tmp_path / "out") == {}
