@@ -3,7 +3,7 @@ keeps the ones it had.
 
     python -m octopus_ros.training.add_function_demo [--base octopus_ros/models/octopus_tiny]
         [--function config/examples/set_light.yaml] [--heldout config/examples/set_light_heldout.txt]
-        [--out runs/add_function_demo] [--steps 400] [--seconds 540] [--threads 1]
+        [--out runs/add_function_demo] [--steps 750] [--seconds 540] [--threads 1]
 
 1. The registry: the base checkpoint's own ``functions.yaml`` with the entries of ``--function``
    appended (a function without ``token:`` gets the next free ``<nexa_i>``), written to
@@ -12,9 +12,11 @@ keeps the ones it had.
 2. Before: the base model on its held-out splits (:func:`octopus_ros.training.evaluate.evaluate`:
    iid, unseen phrasing, unseen colour x object, and the natural set's published-wrong share).
 3. ``octopus_finetune --lora --merge``: the new function's registry phrasings mixed with replay of
-   the synthetic world (the existing functions), a step budget and a wall-clock guard on the
-   training loop (``--seconds``, default 540 s: under 10 minutes). The merged checkpoint goes to
-   ``OUT/model``.
+   the synthetic world (the existing functions, varied as stage 4 varies them: ``--augment``) and
+   decline-corpus negatives, a step budget and a wall-clock guard on the training loop
+   (``--seconds``, default 540 s: under 10 minutes). The merged checkpoint goes to ``OUT/model``,
+   with the base's grounding head and novelty profiles and a retrained span copier
+   (:mod:`octopus_ros.training.carry`).
 4. After: the merged model on the same held-out examples (same seed), and on the held-out
    phrasings of the new function (``--heldout``: utterances written apart from its examples, never
    trained on), EN and ZH.
@@ -315,14 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="held-out phrasings of the new function (default: config/examples/set_light_heldout.txt)",
     )
     p.add_argument("--out", type=Path, default=Path("runs/add_function_demo"), help="output folder")
-    p.add_argument("--steps", type=int, default=400, help="fine-tuning step budget")
+    p.add_argument("--steps", type=int, default=750, help="fine-tuning step budget")
     p.add_argument(
         "--seconds", type=float, default=540.0, help="fine-tuning wall-clock guard (training loop)"
     )
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lora-r", type=int, default=32)
+    p.add_argument("--lora-alpha", type=int, default=64)
     p.add_argument(
         "--train-connector", action="store_true", help="also train the connector (kept frozen by default)"
     )
@@ -351,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--augment",
         type=float,
-        default=0.0,
+        default=0.5,
         help="share of training examples varied as stage 4 varies them (octopus_finetune --augment)",
     )
     p.add_argument("--synthetic-n", type=int, default=3000, help="synthetic replay examples")
