@@ -72,3 +72,22 @@ def test_trained_tower_drops_grounding_and_what_cannot_be_refitted(base, tmp_pat
 
 def test_a_model_built_from_parts_has_nothing_to_carry(tmp_path):
     assert _carry(None, tmp_path / "out") == {}
+
+
+def test_a_trained_connector_gets_an_image_profile_refitted_on_the_finetuning_images(base, tmp_path):
+    from octopus_ros.model import load_checkpoint
+    from octopus_ros.model.novelty import ImageNovelty
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.paths import config_path
+
+    model = load_checkpoint(
+        make_tiny_checkpoint(tmp_path / "tiny", config_path("functions.yaml"), image_size=32)
+    ).model
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(220)]
+    out = tmp_path / "out"
+    done = _carry(base, out, model=model, images=lambda: pictures + pictures, connector_trained=True)
+    assert done["image_profile"] == "refitted on 220 fine-tuning images"  # the same image counts once
+    assert (out / "image_profile.safetensors").read_bytes() != b"profile"
+    ImageNovelty.load(out / "image_profile.safetensors")
+    assert (out / "grounding.safetensors").is_file()  # the tower itself stayed frozen

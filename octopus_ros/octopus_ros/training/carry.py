@@ -12,7 +12,7 @@ A checkpoint's companion files, and what each reads:
   ("light", "灯") are not "never seen".
 - ``image_profile.safetensors`` (image novelty, "image unlike training"): the image tokens the LM
   sees, i.e. tower and connector. Copied when both stayed frozen; otherwise refitted on the
-  fine-tuning images.
+  fine-tuning images (at least 200 distinct ones; else dropped with a warning).
 - ``span_copier.safetensors`` (message bodies copied from the utterance): tied to the sha256 of
   the weights it read, so any fine-tune makes it stale. Retrained on the new checkpoint
   (``--copier-steps``, about 1-2 minutes on one thread) when the base had one.
@@ -37,6 +37,8 @@ from octopus_ros.lean.grounding import GROUNDING_FILE, GROUNDING_META
 from octopus_ros.lean.novelty import IMAGE_PROFILE_FILE, TEXT_VOCAB_FILE, TextNovelty
 
 log = logging.getLogger(__name__)
+
+MIN_PROFILE_IMAGES = 200  # distinct fine-tuning images needed to refit an image profile
 
 
 def carry_over(
@@ -91,9 +93,11 @@ def carry_over(
             from octopus_ros.model.novelty import ImageNovelty
             from octopus_ros.training.novelty_profile import image_features
 
-            pictures = list(images())
-            if len(pictures) < 50:
-                done["image_profile"] = f"dropped: {len(pictures)} fine-tuning images are too few to refit it"
+            pictures = list({id(p): p for p in images()}.values())  # sources share background images
+            if len(pictures) < MIN_PROFILE_IMAGES:
+                done["image_profile"] = (
+                    f"dropped: {len(pictures)} distinct fine-tuning images are too few to refit it"
+                )
                 log.warning("image novelty of %s dropped: %s", out, done["image_profile"])
             else:
                 ImageNovelty.fit(image_features(model, pictures)).save(out / IMAGE_PROFILE_FILE)
