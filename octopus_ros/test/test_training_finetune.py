@@ -6,6 +6,7 @@ directory with its own tokenizer (built here, nothing downloaded), with LoRA and
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -314,3 +315,21 @@ def test_full_lm_trains_every_row_and_the_wall_clock_budget_stops_a_run(tmp_path
     new = after.model.lm.get_input_embeddings().weight[: old.shape[0]]
     changed = (new != old).any(dim=1)
     assert changed.sum() > len(before.config.nexa_token_ids) + 1  # ordinary rows moved too
+
+
+def test_the_learning_rate_schedule_follows_the_steps_not_the_clock(tmp_path, monkeypatch):
+    """A slow machine trains the same model: the wall clock only stops a run (--seconds), it
+    never shortens the schedule. Here the clock runs 150 s per step: at each step it is further
+    along its 1000 s guard than the steps are along theirs, yet never reaches it."""
+    base = make_tiny_checkpoint(tmp_path / "base", config_path("functions.yaml"), image_size=32)
+    argv = ["--base", str(base), "--functions", str(_registry_file(tmp_path)), "--data", "registry"]
+    argv += ["--registry-n", "32", "--steps", "5", "--batch", "4", "--lr", "1e-2", "--seconds", "1000"]
+    argv += ["--eval-n", "4", "--eval-every", "0", "--no-accuracy", "--threads", "1", "--seed", "3"]
+    assert finetune.main([*argv, "--out", str(tmp_path / "a")]) == 0
+    ticks = itertools.count(0.0, 150.0)
+    monkeypatch.setattr(finetune.time, "monotonic", lambda: next(ticks))
+    assert finetune.main([*argv, "--out", str(tmp_path / "b")]) == 0
+    a, b = load_checkpoint(tmp_path / "a").model, load_checkpoint(tmp_path / "b").model
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["stopped_by"] == "steps"
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name

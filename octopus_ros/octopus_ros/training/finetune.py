@@ -618,7 +618,7 @@ class Finetuner:
             if elapsed >= cfg.seconds:
                 stopped = "seconds"
                 break
-            frac = max(step / cfg.steps, elapsed / cfg.seconds)
+            frac = step / cfg.steps  # the schedule follows steps only: same run, same model, any load
             scale = min(1.0, (step + 1) / max(1, cfg.warmup)) * (
                 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
             )
