@@ -17,16 +17,14 @@ from typing import Any
 MIN_CHARS, MAX_CHARS = 6, 48
 
 
-def message_bodies(
-    corpus: Mapping[str, Sequence[str]], min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS
-) -> dict[str, list[str]]:
+def message_bodies(corpus: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     """Sentences of ``corpus`` (language -> sentences) usable as a message body: 6-48
     characters, printable, and nothing the call grammar refuses in a string (``<`` ``>``)."""
     return {
         lang: [
             t
             for t in sentences
-            if min_chars <= len(t) <= max_chars and t.isprintable() and not set(t) & {"<", ">"}
+            if MIN_CHARS <= len(t) <= MAX_CHARS and t.isprintable() and not set(t) & {"<", ">"}
         ]
         for lang, sentences in corpus.items()
     }

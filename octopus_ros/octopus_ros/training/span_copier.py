@@ -53,7 +53,6 @@ from octopus_ros.lean.copier import (
 
 log = logging.getLogger(__name__)
 
-CORPUS_CHARS = (6, 48)  # the decline corpus sentences used as message bodies
 # punctuation a speech recogniser may leave out around the value ("text mom: ..." -> "text mom ...")
 _CARRIER_PUNCT = re.compile(r"[:;,!?.\uff1a\uff0c\uff1b\uff01\uff1f\u3002\u3001]")
 
@@ -113,7 +112,7 @@ def _corpus() -> dict[str, list[str]]:
     from octopus_ros.data.decline_corpus import load_corpus
     from octopus_ros.data.message_bodies import message_bodies
 
-    return message_bodies(load_corpus(), *CORPUS_CHARS)
+    return message_bodies(load_corpus())
 
 
 def build_items(
