@@ -39,6 +39,9 @@ from octopus_ros.bags import replay as offline
 
 log = logging.getLogger("octopus_replay")
 
+# Seconds to wait, once our topics are matched, for discovery to finish on the node's side too.
+MATCH_SETTLE_S = 1.0
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="octopus_replay", description=__doc__.split("\n\n")[0])
@@ -146,6 +149,10 @@ def replay_online(args: argparse.Namespace, labels: list[Any], registry: Any) ->
                 f"no active {target} listening on {run.image_topic} and {run.speech_topic} within "
                 f"{args.timeout:.0f} s (is octopus_node running and active, with these topics?)"
             )
+        # Our writers see the node's readers; the node's readers may not see our writers yet, and a
+        # message sent before they do is dropped (seen: the first frame lost, so the first utterance
+        # was judged on the previous run's stale frame and ended NO_FRESH_IMAGE).
+        spin_until(lambda: False, MATCH_SETTLE_S)
         if args.time == "keep":
             source = _node_parameter(node, executor, target, "image_age_source", args.timeout)
             if source == "stamp":
