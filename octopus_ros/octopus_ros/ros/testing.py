@@ -178,6 +178,9 @@ class RobotSide(Node):
 
         if not self.spin_until(ready, timeout):
             raise TimeoutError(f"octopus_node did not become active:\n{stop_node(proc)}")
+        # Our side has matched the node's; give the node's readers time to match our writers, or the
+        # first frame can be dropped (seen in octopus_replay, which waits likewise).
+        self.settle(0.5)
 
     def send_frame(
         self,
