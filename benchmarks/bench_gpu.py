@@ -85,7 +85,7 @@ def quantiles_ms(values: list[float]) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- 1. the bundled model
-def bundled_section(args, configs: list[tuple[str, str]]) -> tuple[list[str], dict]:
+def bundled_section(args, configs: list[tuple[str, str, str]]) -> tuple[list[str], dict]:
     from octopus_ros.data import generate
     from octopus_ros.data.natural import load_natural_set
     from octopus_ros.runtime.engine import EngineConfig
@@ -108,9 +108,9 @@ def bundled_section(args, configs: list[tuple[str, str]]) -> tuple[list[str], di
         f"node threshold {threshold}"
     ]
     results: dict[str, list[dict]] = {}
-    for device, prec in configs:
+    for device, prec, static in configs:
         t0 = time.perf_counter()
-        octopus = Octopus.load(BUNDLED, device=device, precision=prec)
+        octopus = Octopus.load(BUNDLED, device=device, precision=prec, static_decode=static)
         load_s = time.perf_counter() - t0
         grounding, mode = node_grounding(octopus), decode_mode(octopus)
         for _, _, text, image, _, _ in cases[:5]:  # warm-up: kernels, caches
@@ -136,14 +136,16 @@ def bundled_section(args, configs: list[tuple[str, str]]) -> tuple[list[str], di
                     "s": dt,
                 }
             )
-        results[f"{device}:{prec}"] = rows
-        lines.append(f"  {device}:{prec} loaded in {load_s:.1f} s")
+        key = f"{device}:{prec}" + ("" if device == "cpu" else f":{octopus.static_decode}")
+        results[key] = rows
+        replays = octopus._static.replays if octopus._static is not None else 0
+        lines.append(f"  {key} loaded in {load_s:.1f} s; passes replayed as a CUDA graph: {replays}")
         del octopus
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    ref_key = f"{configs[0][0]}:{configs[0][1]}"
+    ref_key = next(iter(results))
     ref = results[ref_key]
-    head = f"  {'config':<12}{'exact held-out':>15}{'nat. pub. wrong':>16}{'nat. pub. right':>16}"
+    head = f"  {'config':<17}{'exact held-out':>15}{'nat. pub. wrong':>16}{'nat. pub. right':>16}"
     head += f"{'same decision':>15}{'same action':>13}{'max |dconf|':>12}{'p50 ms':>8}{'p95 ms':>8}"
     lines.append(head)
     for key, rows in results.items():
@@ -160,7 +162,7 @@ def bundled_section(args, configs: list[tuple[str, str]]) -> tuple[list[str], di
         dconf = max(abs(a["confidence"] - b["confidence"]) for a, b in zip(rows, ref, strict=True))
         p50, p95 = quantiles_ms([r["s"] for r in rows])
         lines.append(
-            f"  {key:<12}{pct(exact):>15}{pct(wrong):>16}{pct(right):>16}{pct(same):>15}{pct(same_action):>13}"
+            f"  {key:<17}{pct(exact):>15}{pct(wrong):>16}{pct(right):>16}{pct(same):>15}{pct(same_action):>13}"
             f"{dconf:>12.4f}{p50:>8.1f}{p95:>8.1f}"
         )
     for key, rows in results.items():
@@ -213,6 +215,7 @@ def big_section(
                 device=device,
                 precision=prec,
                 inplace=True,
+                static_decode="off",  # the oracle's hooks read ids back: not recordable as a graph
                 **options,
             )
             model = o.model  # the modes share one copy per precision
@@ -241,7 +244,55 @@ def big_section(
             f"read per pass at {bandwidth:.0f} GB/s)"
         )
     lines += unsteered(octopi, precisions, samples_for(args), "0.5B")
+    lines += graph_rows(args, octopi, precisions, bandwidth, out)
     return lines, out
+
+
+def graph_rows(args, octopi: dict, precisions: list[str], bandwidth: float, out: dict) -> list[str]:
+    """Unsteered constrained decoding, dynamic cache against the static cache replayed as a CUDA
+    graph (eager static cache on a CPU), with and without jump-forward, interleaved."""
+    static = "graph" if octopi[precisions[0]].device.type == "cuda" else "eager"
+    runs = {}
+    for prec in precisions:
+        base = octopi[prec]
+        for jf in (True, False):
+            for sd in ("off", static):
+                o = Octopus(
+                    model=base.model,
+                    tokenizer=base.tokenizer,
+                    registry=base.registry,
+                    device=base.device,
+                    precision=prec,
+                    inplace=True,
+                    jump_forward=jf,
+                    static_decode=sd,
+                )
+                runs[(prec, f"{'JF' if jf else 'no JF'} {sd}")] = (o, "constrained", "functional")
+    samples = samples_for(args)[:4]
+    got = measure_interleaved(runs, samples, args.repeats, warmup=2)
+    lines = [
+        f"  unsteered, {len(samples)} samples: the dynamic cache (off) against the static cache ({static})",
+        f"  {'prec':<6}{'decoding':<14}{'prefill':>9}{'ms/pass':>9}{'passes':>7}{'total':>8}{'x floor':>8}"
+        f"{'graph passes':>13}",
+    ]
+    for (prec, label), m in got.items():
+        floor = decode_weight_bytes(octopi[prec].model.lm) / (bandwidth * 1e9)
+        st = runs[(prec, label)][0]._static
+        out[f"{prec}:unsteered {label}"] = {k: v for k, v in m.items() if k != "texts"} | {"floor_s": floor}
+        lines.append(
+            f"  {prec:<6}{label:<14}{1000 * m['prefill']:>9.2f}{1000 * m['per_pass']:>9.2f}"
+            f"{m['mean_forward_passes']:>7.1f}{1000 * m['total']:>8.1f}{m['per_pass'] / floor:>8.1f}"
+            f"{st.replays if st is not None else 0:>13}"
+        )
+    for prec in precisions:
+        for jf in ("JF", "no JF"):
+            a, b = got[(prec, f"{jf} {static}")], got[(prec, f"{jf} off")]
+            same = sum(x == y for x, y in zip(a["texts"], b["texts"], strict=True))
+            lines.append(
+                f"  {prec} {jf}: {static} / off per pass {a['per_pass'] / b['per_pass']:.2f}x, total "
+                f"{a['total'] / b['total']:.2f}x; same decision {same}/{len(a['texts'])}"
+            )
+    return lines
 
 
 def samples_for(args) -> list[tuple[np.ndarray, str]]:
@@ -379,6 +430,18 @@ def unsteered_vlm(octopi: dict, precisions: list[str], frames) -> list[str]:
     ]
 
 
+def bundled_configs(args) -> list[tuple[str, str, str]]:
+    """(device, precision, static_decode): CPU fp32 first (the reference), then each precision on
+    the device with the static cache (a CUDA graph there), and fp32 / fp16 with the dynamic one."""
+    static = "graph" if args.device.startswith("cuda") else "eager"
+    out = [("cpu", "fp32", "off")]
+    for p in args.precisions:
+        if p in ("fp32", "fp16"):
+            out.append((args.device, p, "off"))
+        out.append((args.device, p, static))
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -401,9 +464,7 @@ def main(argv=None) -> int:
     )
     figures: dict = {"device": name, "bandwidth_gbs": bandwidth}
     sections = {
-        "bundled": lambda: bundled_section(
-            args, [("cpu", "fp32")] + [(args.device, p) for p in args.precisions]
-        ),
+        "bundled": lambda: bundled_section(args, bundled_configs(args)),
         "big": lambda: big_section(args, device, args.precisions, bandwidth),
         "vlm": lambda: vlm_section(args, device, args.precisions, bandwidth),
     }

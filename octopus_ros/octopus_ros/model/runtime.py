@@ -43,6 +43,7 @@ from octopus_ros.lean.decision import registry_characters as _registry_character
 
 from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
 from .decoding import ConstrainedDecoder, DecodeResult
+from .graph_decode import StaticDecoder
 from .grounding import GROUNDING_META, Grounding, GroundingError, GroundingMaps, GroundingModel
 from .modeling import OctopusModel
 from .novelty import IMAGE_PROFILE_FILE, NoveltyProfile
@@ -53,6 +54,7 @@ from .prompt import ContextExample, PromptFormat, check_prompt_template
 log = logging.getLogger(__name__)
 
 MODES = ("constrained", "generate", "plain")
+STATIC_DECODE = ("auto", "graph", "eager", "off")
 VISION_BACKENDS = ("torch", "onnx", "onnx-int8")
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, heads, T, head_dim)
@@ -123,6 +125,7 @@ class Octopus:
         grounding: GroundingModel | None = None,
         copier: SpanCopier | None = None,
         context: Sequence = (),
+        static_decode: str = "auto",
     ):
         """``vision_encoder``: optional replacement of the torch image side, e.g. an
         :class:`OnnxVisionEncoder` (anything with ``encode_image(pixels) -> (B, K, D)``).
@@ -133,6 +136,10 @@ class Octopus:
         ``grounding``: the checkpoint's grounding head (model/grounding.py; ``load`` reads it when
         present). It runs in ``encode`` on the tower's own feature maps (torch vision only).
         ``context``: fixed in-context examples for every decision (see :meth:`set_context`).
+        ``static_decode``: how constrained decoding feeds the LM after the prefill: ``"graph"``
+        (a static KV cache, one-token passes replayed as a CUDA graph: model/graph_decode.py),
+        ``"eager"`` (the same static cache without the graph), ``"off"`` (the dynamic cache), or
+        ``"auto"`` (default: graph on CUDA, off elsewhere, where it gains nothing).
         """
         config = model.config
         config.require_token_ids()
@@ -155,6 +162,14 @@ class Octopus:
         self.jump_forward = jump_forward
         self.prefix_cache = prefix_cache
         self.prefill_on_encode = prefill_on_encode
+        if static_decode not in STATIC_DECODE:
+            raise ValueError(f"static_decode must be one of {STATIC_DECODE}, got {static_decode!r}")
+        if static_decode == "auto":
+            static_decode = "graph" if self.device.type == "cuda" else "off"
+        if static_decode == "graph" and self.device.type != "cuda":
+            raise ValueError("static_decode 'graph' (CUDA graphs) needs device 'cuda'")
+        self.static_decode = static_decode
+        self._static: StaticDecoder | None = None
         self.temperature = float(getattr(config, "temperature", 1.0) or 1.0)  # calibrated T, 1 when absent
         self.novelty = novelty or NoveltyProfile()
         self.grounding = grounding
@@ -493,6 +508,13 @@ class Octopus:
         def step(new_ids: list[int]) -> torch.Tensor:
             out = self._lm(input_ids=torch.tensor([new_ids], device=self.device), past_key_values=cache)
             return out.logits[0, -1]
+
+        if self.static_decode != "off":
+            if self._static is None:
+                self._static = StaticDecoder(self.model.lm, graph=self.static_decode == "graph")
+            if self._static.fits(len(ids), limit):
+                self._static.load(self._kv_of(cache))
+                step = self._static.step  # the same passes, on the static cache
 
         # copied arguments: spans of these words; with a span copier, the one span it picks
         grammar, span = copy_span(
