@@ -431,6 +431,9 @@ class VLMOctopus(Octopus):
         self.jump_forward = jump_forward
         self.prefix_cache = prefix_cache
         self.prefill_on_encode = prefill_on_encode
+        # the static-cache / CUDA-graph decode (model/graph_decode.py) is built for the Octopus LM's
+        # 1-D positions; Qwen2-VL's M-RoPE and Idefics3's text model keep the dynamic cache
+        self.static_decode, self._static = "off", None
         self.temperature = float(temperature)
         self.novelty = NoveltyProfile()
         self.grounding = None
