@@ -45,9 +45,11 @@ def test_static_cache_decides_as_the_dynamic_cache_on_the_natural_set(bundled_pa
     assert jumped > 0
 
 
-def test_one_token_and_several_token_passes_match_the_dynamic_cache():
+@pytest.mark.parametrize("one_token_passes", [False, True])
+def test_one_token_and_several_token_passes_match_the_dynamic_cache(one_token_passes):
     """A random tiny LM with grouped KV heads (4 query, 2 KV): the same token stream fed one at a
-    time and in jump-forward chunks gives the dynamic cache's logits at every position."""
+    time and in jump-forward chunks (one eager pass, or one replayable pass per token as with the
+    graph) gives the dynamic cache's logits at every position."""
     tok = tiny_tokenizer()
     lm = tiny_model(tok).lm.eval()
     torch.manual_seed(1)
@@ -56,7 +58,7 @@ def test_one_token_and_several_token_passes_match_the_dynamic_cache():
     with torch.no_grad():
         out = lm(input_ids=prompt, use_cache=True)
         kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        static = StaticDecoder(lm, max_len=32, graph=False)
+        static = StaticDecoder(lm, max_len=32, graph=False, one_token_passes=one_token_passes)
         static.load(kv)
         cache = out.past_key_values
         for ids in stream:

@@ -10,8 +10,8 @@ A graph needs fixed shapes and fixed memory, so the pass it records feeds one to
 position held in a device tensor, and an additive attention mask over all ``max_len`` positions
 (0 where a position holds a token of this decision, the dtype's minimum elsewhere). The position
 ids, the write position and the mask are updated in place before each replay; nothing in the
-recorded pass reads a value back to the host. Passes of several tokens (jump-forward) run the
-same code eagerly on the same buffers.
+recorded pass reads a value back to the host. The tokens of a jump-forward pass are fed one replay
+each (``one_token_passes``, the default with the graph), or as one eager pass on the same buffers.
 
 :class:`StaticDecoder` works on any device: on the CPU (or with ``graph=False``) it runs the same
 static-cache passes eagerly, which is how the tests check it against the dynamic cache without a
@@ -57,12 +57,17 @@ class StaticDecoder:
     ``n_new`` more fits in ``max_len`` (otherwise use the dynamic cache).
     """
 
-    def __init__(self, lm, *, max_len: int = 512, graph: bool | None = None):
+    def __init__(
+        self, lm, *, max_len: int = 512, graph: bool | None = None, one_token_passes: bool | None = None
+    ):
         cfg = lm.config
         param = next(lm.parameters())
         self.lm, self.device, self.dtype = lm, param.device, param.dtype
         self.max_len = int(max_len)
         self.graph = (self.device.type == "cuda") if graph is None else bool(graph)
+        # feed a jump-forward pass's tokens one replay each (default with the graph: a replay costs
+        # a fraction of one eager pass) rather than as one eager pass of several tokens
+        self.one_token_passes = self.graph if one_token_passes is None else bool(one_token_passes)
         if self.graph and self.device.type != "cuda":
             raise ValueError("CUDA graphs need the LM on a CUDA device")
         heads = cfg.num_attention_heads
@@ -114,6 +119,10 @@ class StaticDecoder:
         n, start = len(new_ids), self.length
         if start + n > self.max_len:
             raise ValueError(f"the static cache of {self.max_len} positions is full")
+        if n > 1 and self.one_token_passes:
+            for token in new_ids[:-1]:
+                self.step([token])
+            return self.step(new_ids[-1:])
         if n == 1:
             self._ids.fill_(new_ids[0])
             self._pos.fill_(start)
