@@ -226,10 +226,12 @@ def big_section(
         f"  {'prec':<6}{'mode':<16}{'encode':>8}{'imgKV':>8}{'prefill':>9}{'ms/pass':>9}{'passes':>7}"
         f"{'total':>8}{'floor ms':>10}{'x floor':>8}"
     )
+    # one read of the LM's weights at the measured bandwidth, per precision
+    weights = {p: decode_weight_bytes(octopi[p].model.lm) for p in precisions}
+    floors = {p: w / (bandwidth * 1e9) for p, w in weights.items()}
     out = {}
     for (prec, mode_label), m in got.items():
-        weights = decode_weight_bytes(octopi[prec].model.lm)
-        floor = weights / (bandwidth * 1e9)
+        floor = floors[prec]
         out[f"{prec}:{mode_label}"] = {k: v for k, v in m.items() if k != "texts"} | {"floor_s": floor}
         lines.append(
             f"  {prec:<6}{mode_label:<16}{1000 * m['encode']:>8.2f}{1000 * m.get('image_prefill', 0.0):>8.2f}"
@@ -240,15 +242,15 @@ def big_section(
         a, b = got[(prec, "constrained+JF")], got[(prec, "hf.generate")]
         lines.append(
             f"  {prec}: constrained+JF / hf.generate: per pass {a['per_pass'] / b['per_pass']:.2f}x, "
-            f"total {a['total'] / b['total']:.2f}x ({decode_weight_bytes(octopi[prec].model.lm) / 2**20:.0f} MiB "
+            f"total {a['total'] / b['total']:.2f}x ({weights[prec] / 2**20:.0f} MiB "
             f"read per pass at {bandwidth:.0f} GB/s)"
         )
     lines += unsteered(octopi, precisions, samples_for(args), "0.5B")
-    lines += graph_rows(args, octopi, precisions, bandwidth, out)
+    lines += graph_rows(args, octopi, precisions, floors, out)
     return lines, out
 
 
-def graph_rows(args, octopi: dict, precisions: list[str], bandwidth: float, out: dict) -> list[str]:
+def graph_rows(args, octopi: dict, precisions: list[str], floors: dict, out: dict) -> list[str]:
     """Unsteered constrained decoding, dynamic cache against the static cache replayed as a CUDA
     graph (eager static cache on a CPU), with and without jump-forward, interleaved."""
     static = "graph" if octopi[precisions[0]].device.type == "cuda" else "eager"
@@ -276,7 +278,7 @@ def graph_rows(args, octopi: dict, precisions: list[str], bandwidth: float, out:
         f"{'graph passes':>13}",
     ]
     for (prec, label), m in got.items():
-        floor = decode_weight_bytes(octopi[prec].model.lm) / (bandwidth * 1e9)
+        floor = floors[prec]
         st = runs[(prec, label)][0]._static
         out[f"{prec}:unsteered {label}"] = {k: v for k, v in m.items() if k != "texts"} | {"floor_s": floor}
         lines.append(

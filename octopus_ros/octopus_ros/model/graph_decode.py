@@ -25,9 +25,25 @@ import logging
 
 import torch
 
+from .modeling import kv_geometry
+
 log = logging.getLogger(__name__)
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
+STATIC_DECODE = ("auto", "graph", "eager", "off")
+
+
+def resolve_static_decode(setting: str, device: torch.device) -> str:
+    """The ``static_decode`` setting for a device: ``"auto"`` is the graph on CUDA and ``"off"``
+    (the dynamic cache) elsewhere, where it gains nothing. ValueError for an unknown setting or a
+    graph off CUDA."""
+    if setting not in STATIC_DECODE:
+        raise ValueError(f"static_decode must be one of {STATIC_DECODE}, got {setting!r}")
+    if setting == "auto":
+        return "graph" if device.type == "cuda" else "off"
+    if setting == "graph" and device.type != "cuda":
+        raise ValueError("static_decode 'graph' (CUDA graphs) needs device 'cuda'")
+    return setting
 
 
 class _StaticKV:
@@ -53,14 +69,13 @@ class StaticDecoder:
 
     ``load(kv)`` takes the KV of the prompt (system prompt, image, utterance: the dynamic cache's
     layers after the prefill); each ``step(ids)`` then feeds ``ids`` and returns the last position's
-    logits (V,), like the dynamic path's step. ``fits(n)`` says whether a prompt of ``n`` tokens plus
-    ``n_new`` more fits in ``max_len`` (otherwise use the dynamic cache).
+    logits (V,), like the dynamic path's step. ``fits(prompt_len, n_new)`` says whether a prompt of
+    ``prompt_len`` tokens plus ``n_new`` more fits in ``max_len`` (otherwise use the dynamic cache).
     """
 
     def __init__(
         self, lm, *, max_len: int = 512, graph: bool | None = None, one_token_passes: bool | None = None
     ):
-        cfg = lm.config
         param = next(lm.parameters())
         self.lm, self.device, self.dtype = lm, param.device, param.dtype
         self.max_len = int(max_len)
@@ -70,12 +85,8 @@ class StaticDecoder:
         self.one_token_passes = self.graph if one_token_passes is None else bool(one_token_passes)
         if self.graph and self.device.type != "cuda":
             raise ValueError("CUDA graphs need the LM on a CUDA device")
-        heads = cfg.num_attention_heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-        self.cache = _StaticKV(
-            cfg.num_hidden_layers, kv_heads, head_dim, self.max_len, self.dtype, self.device
-        )
+        layers, kv_heads, head_dim = kv_geometry(lm.config)
+        self.cache = _StaticKV(layers, kv_heads, head_dim, self.max_len, self.dtype, self.device)
         self._where = self.cache.where  # the tensor the recorded pass reads: filled, never replaced
         self.masked = torch.finfo(self.dtype).min
         self.length = 0

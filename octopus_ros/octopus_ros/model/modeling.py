@@ -194,6 +194,15 @@ class OctopusModel(nn.Module):
 
 
 # -- building ------------------------------------------------------------------------------------
+def kv_geometry(lm_config) -> tuple[int, int, int]:
+    """(layers, KV heads, head dim) of a transformers causal LM's config: the shape of its KV cache
+    per position (grouped-query LMs have fewer KV heads than attention heads)."""
+    heads = lm_config.num_attention_heads
+    head_dim = getattr(lm_config, "head_dim", None) or lm_config.hidden_size // heads
+    kv_heads = getattr(lm_config, "num_key_value_heads", None) or heads
+    return lm_config.num_hidden_layers, kv_heads, head_dim
+
+
 def build_lm(config: OctopusConfig) -> nn.Module:
     """A transformers causal LM with random weights from the (resolved) ``config.lm`` dict."""
     from transformers import AutoConfig, AutoModelForCausalLM

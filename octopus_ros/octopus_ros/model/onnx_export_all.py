@@ -39,7 +39,7 @@ from octopus_ros.lean import manifest as M
 
 from .checkpoint import WEIGHTS_FILE, load_checkpoint, sha256_file
 from .grounding import GroundingHead, GroundingModel
-from .modeling import OctopusModel
+from .modeling import OctopusModel, kv_geometry
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,7 @@ def export_all(checkpoint: str | Path, out: str | Path | None = None, *, int8: b
 
     # the LM: one pass with a KV cache
     lm = model.lm
-    lc = lm.config
-    L, H = lc.num_hidden_layers, lc.num_key_value_heads
-    hd = getattr(lc, "head_dim", None) or lc.hidden_size // lc.num_attention_heads
+    L, H, hd = kv_geometry(lm.config)
     D = lm.get_input_embeddings().embedding_dim
     step = LMStep(lm)
     x, pk, pv = torch.randn(1, 5, D), torch.randn(L, 1, H, 7, hd), torch.randn(L, 1, H, 7, hd)

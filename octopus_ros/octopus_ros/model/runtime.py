@@ -43,7 +43,7 @@ from octopus_ros.lean.decision import registry_characters as _registry_character
 
 from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
 from .decoding import ConstrainedDecoder, DecodeResult
-from .graph_decode import StaticDecoder
+from .graph_decode import StaticDecoder, resolve_static_decode
 from .grounding import GROUNDING_META, Grounding, GroundingError, GroundingMaps, GroundingModel
 from .modeling import OctopusModel
 from .novelty import IMAGE_PROFILE_FILE, NoveltyProfile
@@ -54,7 +54,6 @@ from .prompt import ContextExample, PromptFormat, check_prompt_template
 log = logging.getLogger(__name__)
 
 MODES = ("constrained", "generate", "plain")
-STATIC_DECODE = ("auto", "graph", "eager", "off")
 VISION_BACKENDS = ("torch", "onnx", "onnx-int8")
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, heads, T, head_dim)
@@ -162,13 +161,7 @@ class Octopus:
         self.jump_forward = jump_forward
         self.prefix_cache = prefix_cache
         self.prefill_on_encode = prefill_on_encode
-        if static_decode not in STATIC_DECODE:
-            raise ValueError(f"static_decode must be one of {STATIC_DECODE}, got {static_decode!r}")
-        if static_decode == "auto":
-            static_decode = "graph" if self.device.type == "cuda" else "off"
-        if static_decode == "graph" and self.device.type != "cuda":
-            raise ValueError("static_decode 'graph' (CUDA graphs) needs device 'cuda'")
-        self.static_decode = static_decode
+        self.static_decode = resolve_static_decode(static_decode, self.device)
         self._static: StaticDecoder | None = None
         self.temperature = float(getattr(config, "temperature", 1.0) or 1.0)  # calibrated T, 1 when absent
         self.novelty = novelty or NoveltyProfile()
@@ -505,16 +498,15 @@ class Octopus:
         logits, cache = self._prefill(ids, enc)
         t1 = time.perf_counter()
 
-        def step(new_ids: list[int]) -> torch.Tensor:
-            out = self._lm(input_ids=torch.tensor([new_ids], device=self.device), past_key_values=cache)
-            return out.logits[0, -1]
+        static = self._static_decoder(len(ids), limit)
+        if static is not None:  # the same passes, on the static cache
+            static.load(self._kv_of(cache))
+            step = static.step
+        else:
 
-        if self.static_decode != "off":
-            if self._static is None:
-                self._static = StaticDecoder(self.model.lm, graph=self.static_decode == "graph")
-            if self._static.fits(len(ids), limit):
-                self._static.load(self._kv_of(cache))
-                step = self._static.step  # the same passes, on the static cache
+            def step(new_ids: list[int]) -> torch.Tensor:
+                out = self._lm(input_ids=torch.tensor([new_ids], device=self.device), past_key_values=cache)
+                return out.logits[0, -1]
 
         # copied arguments: spans of these words; with a span copier, the one span it picks
         grammar, span = copy_span(
@@ -545,6 +537,15 @@ class Octopus:
         decision = Decision(call, error, confidence, res.text, timings, free_logits=res.free_logits)
         apply_copy(decision, span, self.registry)
         return decision
+
+    def _static_decoder(self, prompt_len: int, limit: int) -> StaticDecoder | None:
+        """The static-cache decoder for a prompt of ``prompt_len`` tokens and up to ``limit`` new
+        ones (built on first use); None with ``static_decode`` off or when they do not fit."""
+        if self.static_decode == "off":
+            return None
+        if self._static is None:
+            self._static = StaticDecoder(self.model.lm, graph=self.static_decode == "graph")
+        return self._static if self._static.fits(prompt_len, limit) else None
 
     @torch.no_grad()
     def _copier_embed(self, ids: list[int]) -> np.ndarray:
