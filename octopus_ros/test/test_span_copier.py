@@ -212,3 +212,139 @@ def test_a_span_the_grammar_cannot_take_falls_back_to_every_span(registry):
             copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
         )
         assert span is None and grammar._exact is None and grammar.is_span("the meeting")
+
+
+class _Adversary:
+    """Copier logits that prefer one span: start at character ``start``, end at ``end``."""
+
+    def __init__(self, tokens: UtteranceTokens, start: int, end: int):
+        self.lg = np.zeros((len(tokens.ids), 2), np.float32)
+        self.lg[:, 0] = np.where(tokens.starts == start, 8.0, 0.0)
+        self.lg[:, 1] = np.where(tokens.ends == end, 8.0, 0.0)
+        self.max_chars, self.temperature = 48, 1.0
+
+    def logits(self, embeds):
+        return self.lg
+
+    def pick(self, text, tokens, embeds, mentions=()):
+        return SpanCopier.pick(self, text, tokens, embeds, mentions)
+
+
+def _tokens(text: str) -> UtteranceTokens:
+    from octopus_ros.model.testing import tiny_tokenizer
+
+    ids, offsets = encode_with_offsets(tiny_tokenizer(), text)
+    return UtteranceTokens.of(text, ids, offsets)
+
+
+def test_named_mentions_are_the_named_rules_matches(registry):
+    from octopus_ros.lean.copier import named_mentions
+
+    def said(text):
+        return [text[a:b] for a, b in named_mentions(registry, ["send_message"], text)]
+
+    assert said("text Bob that my mom landed") == ["Bob", "my mom"]  # "my mom" and "mom": one mention
+    assert said("text bobsleigh results") == []  # not inside a latin word (functions/mentions.py)
+    assert said("发短信提醒爸爸带钥匙") == ["爸爸"]
+    assert named_mentions(registry, ["decline"], "text Bob that my mom landed") == ()  # nothing copied
+
+
+@pytest.mark.parametrize(
+    "text, swallowing",
+    [
+        ("text Bob the meeting is cancelled", "Bob the meeting is cancelled"),
+        ("发短信提醒爸爸带钥匙", "醒爸爸带钥匙"),
+    ],
+)
+def test_the_span_never_takes_the_lone_mention_of_the_contact(registry, text, swallowing):
+    """Logits that prefer a span swallowing the contact: without the rule that span is copied,
+    with it the span keeps clear of the mention, at a lower probability."""
+    from octopus_ros.lean.copier import named_mentions
+
+    tokens = _tokens(text)
+    adversary = _Adversary(tokens, text.index(swallowing), len(text))
+    embeds = np.zeros((len(tokens.ids), 4), np.float32)
+    bad = adversary.pick(text, tokens, embeds)
+    assert bad.text == swallowing
+    mentions = named_mentions(registry, ["send_message"], text)
+    span = adversary.pick(text, tokens, embeds, mentions)
+    assert span is not None and span.prob < bad.prob
+    assert all(span.end <= a or span.start >= b for a, b in mentions), span
+
+
+def test_a_span_never_cuts_a_mention_and_takes_one_only_if_another_stays_outside(registry):
+    from octopus_ros.lean.copier import clear_of_mentions, named_mentions
+
+    text = "text mom that I am at the office"
+    tokens = _tokens(text)
+    mentions = named_mentions(registry, ["send_message"], text)
+    assert [text[a:b] for a, b in mentions] == ["mom", "the office"]
+    ok = clear_of_mentions(tokens, mentions)
+    assert ok[tokens.token_span(text.index("I am"), len(text))]  # names the office; "mom" is outside
+    assert not ok[tokens.token_span(text.index("mom"), len(text))]  # no mention would stay outside
+    assert not ok[tokens.token_span(text.index("I am"), text.index("the office") + 3)]  # cuts one
+    for a, b in zip(*np.nonzero(ok), strict=True):
+        s, e = int(tokens.starts[a]), int(tokens.ends[b])
+        assert all(not (ma < s < mb) and not (ma < e < mb) for ma, mb in mentions)
+
+
+def test_no_span_left_is_no_span(registry):
+    """Where the mentions leave no span the copier picks none, and copy_span binds the grammar as
+    without a copier."""
+    from octopus_ros.lean.copier import copy_span
+
+    text = "Bob"
+    tokens = _tokens(text)
+    adversary = _Adversary(tokens, 0, 3)
+    assert adversary.pick(text, tokens, np.zeros((len(tokens.ids), 4)), ((0, 3),)) is None
+    grammar, span = copy_span(
+        adversary, CallGrammar(registry), text,
+        lambda u: (tokens.ids, [(int(a), int(b)) for a, b in zip(tokens.starts, tokens.ends, strict=True)]),
+        lambda ids: np.zeros((len(ids), 4), np.float32),
+    )  # fmt: skip
+    assert span is None and grammar._exact is None and grammar.is_span("Bob")
+
+
+def test_the_marker_between_contact_and_message_can_be_left_out():
+    from octopus_ros.training.span_copier import drop_marker
+
+    cases = [
+        ("tell bob that the wifi is down", "the wifi is down", "en", 8, "tell bob the wifi is down"),
+        ("send a message to mom saying hi there", "hi there", "en", 21, "send a message to mom hi there"),
+        ("ping Bob with the package arrived", "the package arrived", "en", 8, "ping Bob the package arrived"),
+        ("text mom: that is it", "that is it", "en", 8, "text mom that is it"),  # the value keeps its "that"
+        ("告诉妈妈：我到了", "我到了", "zh", 4, "告诉妈妈我到了"),
+        ("跟老爸说一声猫饿了", "猫饿了", "zh", 3, "跟老爸猫饿了"),
+        ("发消息给Bob，内容是水开了", "水开了", "zh", 7, "发消息给Bob水开了"),
+        ("发短信给爸爸说我到了", "我到了", "zh", 6, "发短信给爸爸我到了"),
+    ]
+    for text, value, lang, after, want in cases:
+        assert drop_marker(text, value, lang, after) == want
+    assert drop_marker("let dad know lunch at noon", "lunch at noon", "en", 7) is None  # no marker
+
+
+def test_marker_drop_in_the_training_data_is_deterministic_and_keeps_the_value(registry):
+    from octopus_ros.model.testing import tiny_tokenizer
+
+    def texts(p):
+        items = build_items(
+            "train", 120, 5, registry, tiny_tokenizer(), corpus_p=0.0, corpus=None, marker_drop_p=p
+        )
+        return items, [it.text for it in items]
+
+    plain, plain_texts = texts(0.0)
+    dropped, dropped_texts = texts(1.0)
+    assert dropped_texts != plain_texts
+    assert texts(1.0)[1] == dropped_texts  # deterministic in the seed
+    no_option = build_items("train", 120, 5, registry, tiny_tokenizer(), corpus_p=0.0, corpus=None)
+    assert [it.text for it in no_option] == plain_texts  # p = 0 draws nothing
+    for lang, markers in (("en", (" that ", " saying ", ": ")), ("zh", ("：", "内容是"))):
+
+        def marked(items, lang=lang, markers=markers):
+            return sum(any(m in it.text for m in markers) for it in items if it.language == lang)
+
+        assert marked(dropped) < marked(plain) / 3, lang
+    for it in dropped:
+        a, b = int(it.tokens.starts[it.first]), int(it.tokens.ends[it.last])
+        assert it.text[a:b] == it.value and it.mentions
+        assert all(b <= ma or a >= mb for ma, mb in it.mentions)  # the contact stays outside

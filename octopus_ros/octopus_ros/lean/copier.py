@@ -5,9 +5,14 @@ was the LM's choice, one character at a time, and a small LM guesses the boundar
 phrasings it never saw ("Bob: the meeting…", dropping "the", stopping early). The copier is a
 pointer network in the spirit of extractive QA: the LM's own input embeddings of the utterance's
 tokens, a projection, a bidirectional GRU and two logits per token (the span starts / ends here).
-The best span (start <= end, word boundaries only, at most ``max_chars`` characters) is then the
-only value the grammar accepts (:meth:`CallGrammar.bind` ``copy=``), and its probability joins the
-decision's confidence, so an unsure copy is held back like any unsure call.
+The best span (start <= end, word boundaries only, at most ``max_chars`` characters, clear of the
+utterance's mentions of the contact: :func:`clear_of_mentions`) is then the only value the grammar
+accepts (:meth:`CallGrammar.bind` ``copy=``), and its probability joins the decision's confidence,
+so an unsure copy is held back like any unsure call. The mention rule is inference's, not the
+network's: the span never takes the words that name a ``named`` argument's value (found by the
+registry's own ``named`` matching, functions/mentions.py) unless another mention stays outside it,
+and never cuts one; where no span is left the copied value is any word-aligned span, as without a
+copier.
 
 Inference is numpy only, and the same code serves the torch and the onnxruntime backends (their
 decisions stay identical). Training is ``octopus_ros.training.span_copier`` (torch); the weights
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,8 +230,18 @@ class SpanCopier:
         mid = 0.5 * mid * (1.0 + np.tanh(0.7978845608028654 * (mid + 0.044715 * mid**3)))  # GELU (tanh)
         return mid @ t["out.2.weight"].T + t["out.2.bias"]
 
-    def pick(self, text: str, tokens: UtteranceTokens, embeds: np.ndarray) -> CopiedSpan | None:
-        """The most probable span of ``text`` (None where the utterance has no word)."""
+    def pick(
+        self,
+        text: str,
+        tokens: UtteranceTokens,
+        embeds: np.ndarray,
+        mentions: Sequence[tuple[int, int]] = (),
+    ) -> CopiedSpan | None:
+        """The most probable span of ``text`` (None where the utterance has no word, or where
+        ``mentions`` leave no span). ``mentions``: character ranges that name a value of a
+        ``named`` argument (:func:`named_mentions`); the span keeps clear of them
+        (:func:`clear_of_mentions`). Its probability is the copier's, not renormalised over the
+        spans the rule leaves: a copier that wanted a forbidden span is unsure of the one it gets."""
         if not tokens.ids or not tokens.can_start.any() or not tokens.can_end.any():
             return None
         lg = self.logits(embeds) / self.temperature
@@ -237,12 +252,62 @@ class SpanCopier:
         length = tokens.ends[None, :] - tokens.starts[:, None]
         ok = np.triu(np.ones_like(score, dtype=bool)) & (length <= self.max_chars) & (length > 0)
         ok &= tokens.can_start[:, None] & tokens.can_end[None, :]
+        if mentions:
+            ok &= clear_of_mentions(tokens, mentions)
         if not ok.any():
             return None
         score = np.where(ok, score, -np.inf)
         a, b = np.unravel_index(int(np.argmax(score)), score.shape)
         start, end = int(tokens.starts[a]), int(tokens.ends[b])
         return CopiedSpan(text[start:end], start, end, float(np.exp(score[a, b])))
+
+
+def named_mentions(registry, functions: Iterable[str], utterance: str) -> tuple[tuple[int, int], ...]:
+    """Where ``utterance`` names a value of a ``named`` enum argument (send_message's contact) of
+    one of ``functions`` that has a lone copied argument: merged character ranges, in order.
+
+    The matching is the ``named`` rule's own (functions/mentions.py: a value's spoken forms,
+    case ignored, not inside a latin word), so the copier keeps clear of exactly what the
+    runtime takes as the request naming the contact."""
+    from octopus_ros.functions.mentions import _pattern
+
+    found = []
+    for name in functions:
+        spec = registry.by_name(name)
+        if spec is None or lone_copied_arg(spec) is None:
+            continue
+        for arg in spec.args:
+            if not (arg.named and arg.type == "enum"):
+                continue
+            for value in arg.values:
+                for form in arg.spoken_forms(value):
+                    if form.strip():
+                        found += [m.span() for m in _pattern(form.strip()).finditer(utterance)]
+    merged: list[list[int]] = []
+    for a, b in sorted(found):
+        if merged and a < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return tuple((a, b) for a, b in merged)
+
+
+def clear_of_mentions(tokens: UtteranceTokens, mentions: Sequence[tuple[int, int]]) -> np.ndarray:
+    """(T, T) bool: the spans (first token a, last token b) that keep clear of ``mentions``.
+
+    A span never starts or ends inside a mention (it takes a mention whole or not at all), and
+    it takes one whole only while another mention stays outside it: the request must still name
+    the recipient outside the message. With one mention (the usual request: "提醒爸爸带钥匙")
+    the span may not touch it at all; with two, a message that names someone ("text mom that I'm at
+    the office", "告诉爸爸我妈到了") may still be copied whole."""
+    m = np.asarray(mentions, np.int64).reshape(-1, 2)
+    ma, mb = m[:, 0], m[:, 1]
+    s, e = tokens.starts, tokens.ends
+    start_inside = ((ma[None, :] < s[:, None]) & (s[:, None] < mb[None, :])).any(-1)  # (T,)
+    end_inside = ((ma[None, :] < e[:, None]) & (e[:, None] < mb[None, :])).any(-1)
+    # disjoint[a, b, k]: mention k lies wholly before the span's start or after its end
+    disjoint = (e[None, :, None] <= ma[None, None, :]) | (s[:, None, None] >= mb[None, None, :])
+    return ~start_inside[:, None] & ~end_inside[None, :] & disjoint.any(-1)
 
 
 def copier_weights_sha(directory: str | Path) -> str | None:
@@ -270,13 +335,17 @@ def copy_span(
     """Both runtimes' grammar for one utterance: ``(bound grammar, CopiedSpan or None)``.
 
     With a copier and an allowlist that has a function with a copied argument, the copied value
-    is the copier's span (the grammar accepts nothing else); otherwise any word-aligned span.
+    is the copier's span (the grammar accepts nothing else); otherwise any word-aligned span. The
+    copier's span keeps clear of the utterance's mentions of a ``named`` argument's values (the
+    contact: :func:`named_mentions`, :func:`clear_of_mentions`); where that leaves no span, or
+    the grammar refuses the span, the copied value is any word-aligned span, as without a copier.
     """
     if copier is None or not grammar.copies_text():
         return grammar.bind(utterance), None
     ids, offsets = encode(utterance)
     tokens = UtteranceTokens.of(utterance, ids, offsets)
-    span = copier.pick(utterance, tokens, embed(ids)) if ids else None
+    mentions = named_mentions(grammar.registry, sorted(grammar.allowed_names), utterance)
+    span = copier.pick(utterance, tokens, embed(ids), mentions) if ids else None
     if span is not None:
         try:
             return grammar.bind(utterance, copy=span.text), span
