@@ -353,3 +353,48 @@ def test_an_enum_view_argument_never_takes_a_colour(bundled):
             assert d.colour_resolved_from is None, d.call
             assert validate_call(d.call, registry=bundled.registry) is None, d.call
     assert fed >= 4, fed
+
+
+@pytest.mark.parametrize(
+    "utterance, expected",
+    [
+        ("go look for the orange can", {"can": {"orange"}}),
+        ("put the cup in the blue box", {"cup": set()}),  # blue qualifies the box, not the cup
+        ("put the red cup next to the green ball", {"cup": {"red"}, "ball": {"green"}}),
+        ("把红色的杯子放到书架上", {"cup": {"red"}, "book": set()}),  # 书 inside 书架: bare, no colour
+        ("黑钥匙和蓝色的球", {"keys": {"black"}, "ball": {"blue"}}),
+        ("put this in the trash can", {"can": set()}),
+        ("what time is it", {}),
+    ],
+)
+def test_mentions_pair_each_object_with_the_colour_said_before_it(utterance, expected):
+    assert _model().mentions(utterance) == expected
+
+
+@pytest.mark.parametrize(
+    "utterance, call, refused",
+    [
+        ("throw the green can into recycling", "recycle('green bottle', 'recycling')", "'green bottle'"),
+        ("捡起橙色的球", "pick_up('blue ball')", "the orange ball"),
+        ("go look for the orange can", "find_item('orange shoe')", "'orange shoe'"),
+        ("go look for the orange can", "find_item('orange can')", None),
+        ("put the red cup in the blue box", "place('red cup', 'box')", None),
+        ("put this in the trash can", "recycle('white cup', 'trash')", None),  # no colour: not a naming
+        ("你能把它放到书架上吗？", "place('orange shoe', 'shelf')", None),
+        ("pick up the cup", "pick_up('blue cup')", None),  # colourless: the grounding's to resolve
+        ("feed the black cat", "feed_pet('cat')", None),  # an enum naming the category: the same object
+        ("feed the black cat", "feed_pet('dog')", "'dog'"),
+        ("text mom: the red cup is broken", "send_message('mom', 'the red cup is broken')", None),
+    ],
+)
+def test_a_call_on_another_object_than_the_one_named_is_a_mismatch(utterance, call, refused):
+    from octopus_ros.functions import FunctionRegistry, parse_plain
+    from octopus_ros.lean.decision import object_mismatch
+
+    registry = FunctionRegistry.from_yaml(BUNDLED / "functions.yaml")
+    parsed = parse_plain(call, registry)
+    reason = object_mismatch(_model(), registry.by_name(parsed.function), parsed, utterance)
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None and refused in reason, reason

@@ -92,3 +92,18 @@ def test_grounding_threshold_setting_means():
     from octopus_ros.runtime.engine import EngineConfig
 
     assert EngineConfig().grounding_threshold < 0  # on by default, at the head's threshold
+
+
+def test_a_call_on_another_object_than_the_one_named_is_declined():
+    swapped = Decision(PICK, None, 0.99)
+    swapped.object_mismatch = (
+        "the request names the green can; the call's object 'green bottle' is another object"
+    )
+    code, reason = outcome(swapped)
+    assert code == OutcomeCode.NO_ACTION
+    assert reason == (
+        "the request names the green can; the call's object 'green bottle' is another object,"
+        " and an object is never swapped (pick_up not published)"
+    )
+    # a rejected output keeps its own outcome; a low confidence comes after the mismatch
+    assert outcome(Decision(PICK, None, 0.2))[0] == OutcomeCode.REJECTED_LOW_CONFIDENCE

@@ -4,8 +4,9 @@
 * :class:`Decision`: the model's answer to one instruction, as the node's engine reads it;
 * :func:`parse_text`: model text -> (call, None) or (None, ParseError), never raising;
 * :func:`finish_decision`: what follows the decode on both runtimes, the text novelty of the
-  words to understand, the image novelty, the grounding of a ``requires_view`` call's object and
-  the colourless-reference rule (:func:`resolve_colourless`).
+  words to understand, the image novelty, whether the call's object is the one the request names
+  (:func:`object_mismatch`), the grounding of a ``requires_view`` call's object and the
+  colourless-reference rule (:func:`resolve_colourless`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class Decision:
     colour_resolved_from: str | None = None
     # probability of the span the copier chose for a copied argument (lean/copier.py); NaN: none
     copy_prob: float = float("nan")
+    # why the call's object is not the one the request names (object_mismatch); None: it is, or
+    # the request names no object of the grounding vocabulary
+    object_mismatch: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -147,6 +151,40 @@ def resolve_colourless(decision: Decision, rules, maps, utterance: str, spec, mi
     decision.grounding = rules.ground(maps, seen.resolved)
 
 
+def object_mismatch(rules, spec, call, utterance: str) -> str | None:
+    """Whether ``call`` acts on another object than the one ``utterance`` names with its colour,
+    by the grounding vocabulary (``rules``: GroundingRules, :meth:`~GroundingRules.mentions`).
+
+    The request names objects with their colours ("the green can", "黑钥匙", "橙色的球"); a string
+    or enum argument of the call whose value names an object category is another object when
+    its category is not one of those ("throw the green can into recycling" decided as
+    ``recycle('green bottle', …)``), or when its colour is not one said for that category ("the
+    orange ball" decided as 'blue ball'). Returns the reason, or None. Only colour-qualified
+    mentions count: a bare category word may be part of another noun ("trash can", 书架
+    "bookshelf"), and a request that names no object with a colour ("pick that up", "grab the
+    cup", "throw away that banana") constrains nothing here: the grounding check and the
+    colourless-reference rule decide those. Copied arguments (``source: utterance``) are the
+    user's own words and are not checked."""
+    said = {category: colours for category, colours in rules.mentions(utterance).items() if colours}
+    if not said:
+        return None
+    kinds = {a.name: a for a in getattr(spec, "args", ())}
+    for arg in call.args:
+        declared = kinds.get(arg.name)
+        if declared is None or declared.source == "utterance" or declared.type not in ("string", "enum"):
+            continue
+        category, colour = rules.parse(str(arg.value))
+        if category is None:
+            continue
+        if category not in said:
+            named = ", ".join(f"{' or '.join(sorted(k))} {c}" for c, k in sorted(said.items()))
+            return f"the request names the {named}; the call's {arg.name} {arg.value!r} is another object"
+        if colour is not None and colour not in said[category]:
+            colours = " or ".join(sorted(said[category]))
+            return f"the request names the {colours} {category}; the call's {arg.name} is {arg.value!r}"
+    return None
+
+
 def finish_decision(model, decision: Decision, encoding, instruction: str) -> Decision:
     """Novelty, grounding and colour resolution of a decoded ``decision`` (both runtimes).
 
@@ -158,6 +196,10 @@ def finish_decision(model, decision: Decision, encoding, instruction: str) -> De
     )
     decision.image_novelty = getattr(encoding, "novelty", math.nan)
     rules, maps = model.grounding, getattr(encoding, "grounding", None)
+    if decision.ok and rules is not None:
+        spec = model.registry.by_name(decision.call.function)
+        if spec is not None:
+            decision.object_mismatch = object_mismatch(rules, spec, decision.call, instruction)
     if decision.ok and rules is not None and maps is not None:
         spec = model.registry.by_name(decision.call.function)
         phrase = spec.view_phrase(decision.call) if spec is not None else None

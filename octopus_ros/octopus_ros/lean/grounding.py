@@ -78,10 +78,11 @@ class GroundingRules:
             words += [(c["zh_short"], "colour_short", c["name"])]
         self._words = sorted(words, key=lambda w: -len(w[0]))
 
-    def parse(self, phrase: str) -> tuple[str | None, str | None]:
-        """(category, colour) named by ``phrase``; None for what it does not name."""
+    def _scan(self, phrase: str) -> tuple[str, list[tuple[int, int, str, str]]]:
+        """The normalised ``phrase`` and its vocabulary words, in order: (start, end, kind, name),
+        kind "category" or "colour"; the longest word wins where two overlap (红色 over 红)."""
         text = re.sub(r"\s+", " ", str(phrase).strip().lower())
-        found: dict[str, tuple[int, str]] = {}  # kind -> (position, name)
+        hits: list[tuple[int, int, str, str]] = []
         taken = [False] * len(text)
         for word, kind, name in self._words:  # longest first, so 红色 wins over 红
             start = 0
@@ -94,12 +95,30 @@ class GroundingRules:
                 if kind == "colour_short" and not _followed_by_category(text, i + len(word), self.categories):
                     continue
                 taken[i : i + len(word)] = [True] * len(word)
-                key = "colour" if kind.startswith("colour") else kind
-                if (
-                    key not in found or i > found[key][0]
-                ):  # the last one names the object ("cup of tea" aside)
-                    found[key] = (i, name)
-        return (found.get("category", (0, None))[1], found.get("colour", (0, None))[1])
+                hits.append((i, i + len(word), "colour" if kind.startswith("colour") else kind, name))
+        return text, sorted(hits)
+
+    def parse(self, phrase: str) -> tuple[str | None, str | None]:
+        """(category, colour) named by ``phrase``; None for what it does not name. The last word of
+        each kind names the object ("cup of tea" aside)."""
+        found = {kind: name for _, _, kind, name in self._scan(phrase)[1]}
+        return found.get("category"), found.get("colour")
+
+    def mentions(self, utterance: str) -> dict[str, set[str]]:
+        """The object categories ``utterance`` names, each with the colours said right before it
+        ("the red cup", "红色的杯子", "红杯子"; a colour before another noun, "the blue box", is
+        not the cup's): {category: {colour, ...}}, an empty set for a category named without a
+        colour. Words the vocabulary does not hold name nothing. A bare category word may be part
+        of another noun ("trash can", 书架 "bookshelf"); one with its colour before it is not."""
+        text, hits = self._scan(utterance)
+        out: dict[str, set[str]] = {}
+        for k, (a, _, kind, name) in enumerate(hits):
+            if kind != "category":
+                continue
+            colours = out.setdefault(name, set())
+            if k > 0 and hits[k - 1][2] == "colour" and _adjacent(text[hits[k - 1][1] : a]):
+                colours.add(hits[k - 1][3])
+        return out
 
     def category_word(self, name: str, lang: str = "en") -> str:
         """The word of category ``name`` in ``lang`` ("en" / "zh"); KeyError for an unknown one."""
@@ -160,6 +179,11 @@ def _whole_word(text: str, i: int, n: int) -> bool:
     return not before.isalpha() and (
         not after.isalpha() or (after == "s" and (i + n + 1 >= len(text) or not text[i + n + 1].isalpha()))
     )
+
+
+def _adjacent(between: str) -> bool:
+    """Whether a colour word followed by ``between`` and then a category word qualifies it."""
+    return between.strip() in ("", "的", "色", "色的")
 
 
 def _followed_by_category(text: str, j: int, categories: list[dict[str, Any]]) -> bool:

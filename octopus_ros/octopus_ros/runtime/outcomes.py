@@ -145,6 +145,8 @@ def decision_outcome(
     the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
     MODEL_ERROR; a call that fills a ``named`` argument (the registry's ``named: true``: a
     contact) with a value the ``utterance`` does not say is NO_ACTION (functions/mentions.py);
+    a call on another object than the one the request names (``decision.object_mismatch``,
+    lean/decision.py: "throw the green can away" decided as the green bottle) is NO_ACTION;
     a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; a call of a
     ``requires_view`` function whose object the model's grounding head scores below
     ``grounding_threshold``, or whose named colour the head finds in another colour at that
@@ -192,6 +194,12 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"the request does not name the {arg}: {value!r} is not said, and a {arg} is never guessed"
             f" ({call.function} not published; known: {', '.join(map(str, _values(spec, arg)))})",
+        )
+    mismatch = getattr(decision, "object_mismatch", None)
+    if mismatch:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"{mismatch}, and an object is never swapped ({call.function} not published)",
         )
     if decision.confidence < threshold:
         return (
