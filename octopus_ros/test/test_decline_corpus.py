@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from octopus_ros.data.decline_corpus import (
+    chat_sentences,
     default_path,
     fortune_sentences,
     load_corpus,
@@ -62,6 +63,38 @@ def test_natural_set_utterances_are_not_in_the_built_corpus():
     assert len(corpus["en"]) > 1000 and len(corpus["zh"]) > 1000
     overlap = _natural_keys() & {normalise(t) for sentences in corpus.values() for t in sentences}
     assert not overlap, f"natural-set utterances in the decline corpus: {sorted(overlap)}"
+
+
+def test_chat_sentences_keep_short_lines_that_name_nothing_of_the_world():
+    conversations = [
+        ["What's your name?", "My name is Octopus."],
+        ["Could I borrow a cup of sugar?", "Do you like cats?"],  # world objects: left out
+        ["Here is code:\n```\nprint(1)\n```", "`x`"],  # code and multi-line answers: left out
+        ["one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
+         " sixteen seventeen eighteen nineteen twenty twenty-one"],  # over 20 words
+        "not a list",
+    ]  # fmt: skip
+    chinese = [["你叫什么名字？", "我喜欢猫", "好"]]  # 猫 names a world object; one character is too short
+    words = ("cup", "cat", "猫")
+    assert chat_sentences(conversations, "en", words) == ["What's your name?", "My name is Octopus."]
+    assert chat_sentences(chinese, "zh", words) == ["你叫什么名字？"]
+
+
+def test_conversation_lines_take_their_share_of_each_language(tmp_path):
+    import json
+
+    path = tmp_path / "c.jsonl"
+    rows = [{"language": "en", "text": f"fortune {i}", "source": "fortune:x"} for i in range(60)]
+    rows += [{"language": "en", "text": f"chat {i}", "source": "chat:english/ai"} for i in range(4)]
+    rows += [{"language": "zh", "text": "学而时习之", "source": "fortune:chinese"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    en = load_corpus(path, chat_share=0.4)["en"]
+    talk = [t for t in en if t.startswith("chat")]
+    assert abs(len(talk) / len(en) - 0.4) < 0.05 and set(talk) == {f"chat {i}" for i in range(4)}
+    assert load_corpus(path, chat_share=0.0)["en"] == [f"fortune {i}" for i in range(60)]
+    assert load_corpus(path)["zh"] == ["学而时习之"]
+    with pytest.raises(ValueError, match="chat_share"):
+        load_corpus(path, chat_share=1.0)
 
 
 def test_corpus_errors_name_the_file(tmp_path):

@@ -1,14 +1,25 @@
 """A natural decline corpus: real human sentences and written unsafe requests, for training the
 model to decline what it is not for (issue 12 item 4).
 
-Two sources, both produced at setup time (nothing is downloaded at run time):
+Three sources, all produced at setup time (nothing is downloaded at run time):
 
 * **Debian's fortune cookies** (``fortunes``, ``fortunes-min``: English; ``fortunes-zh``:
   Chinese sayings, Tang and Song poems). ``build`` fetches the .deb files with
   ``apt-get download`` (no root needed), unpacks them with ``dpkg-deb -x`` into a temporary
   directory and keeps single sentences of a command-like length;
+* **conversation lines** (the ``chatterbot-corpus`` wheel from PyPI, BSD, installed by
+  requirements.txt): short things people say to a chat bot in English and Chinese ("what's your
+  name", greetings, thanks, questions about the world, small talk), which a robot that acts
+  should decline as well. Fortunes are aphorisms and poems, nothing like "thanks, that's all";
+  these are. Lines that name an object of the synthetic world ("could I borrow a cup of
+  sugar?") are left out, since such a line can be a request the robot should act on, and so are
+  code, multi-line answers and over-long lines. :func:`load_corpus` repeats them to
+  :data:`CHAT_SHARE` of each language, as they are few next to the fortunes;
 * **unsafe-request patterns** (``data/decline/unsafe_patterns.yaml``, in this package): harm to
   people, pets and property, fire, letting strangers in, expanded over their slots.
+
+No sentence of the natural test set (``data/natural``) enters the corpus: an utterance equal to
+one of them after :func:`normalise` is dropped at build time, whatever its source.
 
 The corpus is written to ``<share>/generated/decline_corpus.jsonl`` (one
 ``{"language", "text", "source"}`` per line; ignored by git) and read by the training option
@@ -37,6 +48,10 @@ from octopus_ros.paths import share_dir
 log = logging.getLogger(__name__)
 
 PACKAGES = ("fortunes", "fortunes-min", "fortunes-zh")
+CHAT_PACKAGE = "chatterbot_corpus"
+CHAT_LANGUAGES = {"english": "en", "chinese": "zh"}  # its data folders we read
+# the share of each language's decline sentences that are conversation lines (load_corpus)
+CHAT_SHARE = 0.4
 ZH_FILES = ("chinese", "song100", "tang300")
 PATTERNS_FILE = Path(__file__).resolve().parent / "decline" / "unsafe_patterns.yaml"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -76,6 +91,72 @@ def fortune_sentences(text: str, language: str) -> list[str]:
                 if 4 <= len(s) <= 30 and len(_CJK.findall(s)) >= 0.7 * len(s):
                     out.append(s)
     return out
+
+
+def _world_words() -> tuple[str, ...]:
+    """The object category words of the synthetic world, English and Chinese."""
+    from octopus_ros.data.world import CATEGORIES
+
+    return tuple(w for c in CATEGORIES.values() for w in (c.name, c.zh))
+
+
+def chat_sentences(conversations: list, language: str, world_words: tuple[str, ...] = ()) -> list[str]:
+    """The usable lines of a chatterbot-corpus ``conversations`` list: one line of text, English
+    1-20 words with letters for at least 60 % of its characters, Chinese 2-30 characters at least
+    half ideographs; none that names one of ``world_words`` (English whole words, plural 's'
+    allowed; Chinese substrings)."""
+    out = []
+    for conversation in conversations or []:
+        for line in conversation if isinstance(conversation, list) else []:
+            if not isinstance(line, str) or "\n" in line.strip() or "`" in line:
+                continue
+            s = " ".join(line.split())
+            dense = s.replace(" ", "")
+            if not dense:
+                continue
+            if language == "en":
+                ok = 1 <= len(s.split()) <= 20 and sum(c.isalpha() for c in dense) >= 0.6 * len(dense)
+                lowered = s.lower()
+                named = any(re.search(rf"\b{re.escape(w)}s?\b", lowered) for w in world_words if w.isascii())
+            else:
+                ok = 2 <= len(s) <= 30 and len(_CJK.findall(s)) >= 0.5 * len(dense)
+                named = any(w in s for w in world_words if not w.isascii())
+            if ok and not named:
+                out.append(s)
+    return out
+
+
+def _chat_rows() -> list[dict]:
+    """Rows of the installed chatterbot-corpus (empty, with a warning, when it is not installed)."""
+    try:
+        import chatterbot_corpus
+    except ImportError:
+        log.warning(
+            "%s is not installed (requirements.txt): no conversation lines in the corpus", CHAT_PACKAGE
+        )
+        return []
+    data = Path(chatterbot_corpus.__file__).resolve().parent / "data"
+    words = _world_words()
+    rows = []
+    for folder, language in CHAT_LANGUAGES.items():
+        for f in sorted((data / folder).glob("*.yml")):
+            try:
+                doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as e:
+                log.warning("%s: skipped (%s)", f, e)
+                continue
+            rows += [
+                {"language": language, "text": t, "source": f"chat:{folder}/{f.stem}"}
+                for t in chat_sentences(doc.get("conversations"), language, words)
+            ]
+    return rows
+
+
+def _natural_keys() -> set[tuple[str, str]]:
+    """(language, normalised text) of every natural test-set utterance: kept out of the corpus."""
+    from octopus_ros.data.natural import load_natural_set
+
+    return {(item.language, normalise(item.text)) for item in load_natural_set()}
 
 
 def unsafe_requests(path: str | Path = PATTERNS_FILE) -> list[tuple[str, str]]:
@@ -133,8 +214,9 @@ def build(out: str | Path | None = None, debs: str | Path | None = None) -> dict
                 {"language": language, "text": s, "source": f"fortune:{f.name}"}
                 for s in fortune_sentences(text, language)
             ]
+    rows += _chat_rows()
     rows += [{"language": lang, "text": t, "source": "unsafe_patterns"} for lang, t in unsafe_requests()]
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str]] = _natural_keys()  # the test set's sentences never enter
     unique = []
     for r in rows:
         key = (r["language"], normalise(r["text"]))
@@ -152,20 +234,35 @@ def build(out: str | Path | None = None, debs: str | Path | None = None) -> dict
     return counts
 
 
-def load_corpus(path: str | Path | None = None) -> dict[str, list[str]]:
-    """{language: sentences} of a built corpus; FileNotFoundError names the file and the fix."""
+def load_corpus(path: str | Path | None = None, chat_share: float = CHAT_SHARE) -> dict[str, list[str]]:
+    """{language: sentences} of a built corpus; FileNotFoundError names the file and the fix.
+
+    Conversation lines (source ``chat:…``) are repeated, whole, so that they make up about
+    ``chat_share`` of each language's list (a uniform draw then picks one that often); 0 leaves
+    them out."""
     path = Path(path) if path else default_path()
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no decline corpus (build it at setup: python -m octopus_ros.data.decline_corpus)"
         )
-    corpus: dict[str, list[str]] = {}
+    if not 0.0 <= chat_share < 1.0:
+        raise ValueError(f"chat_share must be in [0, 1), got {chat_share}")
+    other: dict[str, list[str]] = {}
+    chat: dict[str, list[str]] = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
             r = json.loads(line)
-            corpus.setdefault(r["language"], []).append(r["text"])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            into = chat if str(r.get("source", "")).startswith("chat:") else other
+            into.setdefault(r["language"], []).append(r["text"])
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{path}:{n}: malformed corpus line ({e})") from e
+    corpus: dict[str, list[str]] = {}
+    for language in sorted(set(other) | set(chat)):
+        lines, talk = other.get(language, []), chat.get(language, [])
+        repeats = 0 if chat_share == 0 else 1
+        if talk and lines and chat_share > 0:
+            repeats = max(1, round(chat_share / (1 - chat_share) * len(lines) / len(talk)))
+        corpus[language] = lines + talk * repeats
     return corpus
 
 

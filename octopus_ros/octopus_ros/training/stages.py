@@ -67,6 +67,7 @@ from octopus_ros.data.augment import (
     strip_colour_words,
     word_dropout,
 )
+from octopus_ros.data.decline_corpus import CHAT_SHARE
 from octopus_ros.model import OctopusModel, PromptFormat, collate
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,9 @@ class TrainConfig:
     # stage 4: fraction of no_action records whose instruction is a natural sentence of the same
     # language from the decline corpus (data/decline_corpus.py, built at setup; 0: off)
     decline_corpus: float = 0.5
+    # share of those sentences that are conversation lines (chatterbot-corpus; 0: none;
+    # data/decline_corpus.py load_corpus)
+    decline_chat: float = CHAT_SHARE
     # stage 4: fraction of send_message records whose message body is a short natural sentence of the
     # decline corpus (copied into the call: the model learns to copy a span, not to recall; 0: off)
     message_corpus: float = 0.5

@@ -187,7 +187,11 @@ def build_pools(cfg: TrainConfig) -> dict:
         len(text),
         time.monotonic() - t0,
     )
-    pools = {"decline_corpus": load_corpus()} if cfg.decline_corpus > 0 or cfg.message_corpus > 0 else {}
+    pools = (
+        {"decline_corpus": load_corpus(chat_share=cfg.decline_chat)}
+        if cfg.decline_corpus > 0 or cfg.message_corpus > 0
+        else {}
+    )
     if cfg.message_corpus > 0:  # short natural sentences as message bodies (stage 4, Trainer._new_message)
         from octopus_ros.data.message_bodies import message_bodies
 
@@ -378,6 +382,8 @@ _FRACTION_FLAGS = {
     "decline_noise": "fraction of no_action instructions that get 1-2 inserted pseudo-words (0: off)",
     "decline_corpus": "fraction of no_action instructions replaced by natural sentences of the decline corpus "
     "(python -m octopus_ros.data.decline_corpus, built at setup; 0: off)",
+    "decline_chat": "share of the decline corpus's sentences drawn from conversation lines (chatterbot-corpus; "
+    "0: none)",
 }
 
 
