@@ -29,6 +29,12 @@ def says(utterance: str, forms: tuple[str, ...]) -> bool:
     return any(form.strip() and _pattern(form.strip()).search(utterance) for form in forms)
 
 
+def mention_spans(utterance: str, forms: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Character ranges of every occurrence of one of ``forms`` in ``utterance``, by the same rule
+    as :func:`says` (the span copier keeps clear of them: lean/copier.py)."""
+    return [m.span() for form in forms if form.strip() for m in _pattern(form.strip()).finditer(utterance)]
+
+
 def unnamed_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any]]:
     """``(argument, value)`` of each ``named`` argument of ``call`` whose value ``utterance``
     does not say; empty when every one is said (or the function has none)."""

@@ -269,7 +269,7 @@ def named_mentions(registry, functions: Iterable[str], utterance: str) -> tuple[
     The matching is the ``named`` rule's own (functions/mentions.py: a value's spoken forms,
     case ignored, not inside a latin word), so the copier keeps clear of exactly what the
     runtime takes as the request naming the contact."""
-    from octopus_ros.functions.mentions import _pattern
+    from octopus_ros.functions.mentions import mention_spans
 
     found = []
     for name in functions:
@@ -280,9 +280,7 @@ def named_mentions(registry, functions: Iterable[str], utterance: str) -> tuple[
             if not (arg.named and arg.type == "enum"):
                 continue
             for value in arg.values:
-                for form in arg.spoken_forms(value):
-                    if form.strip():
-                        found += [m.span() for m in _pattern(form.strip()).finditer(utterance)]
+                found += mention_spans(utterance, arg.spoken_forms(value))
     merged: list[list[int]] = []
     for a, b in sorted(found):
         if merged and a < merged[-1][1]:
