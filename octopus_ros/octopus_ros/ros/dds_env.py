@@ -30,6 +30,11 @@ PROFILE_NAME = "fastdds_localhost.xml"
 # The profile owns discovery; see the module docstring for why this is not LOCALHOST.
 DISCOVERY_RANGE = "SYSTEM_DEFAULT"
 RMW = "rmw_fastrtps_cpp"
+# Seconds a fresh participant waits, once its writers have matched a node's readers, before it
+# publishes: matching is per side, and the node's readers may not have matched the new writers
+# yet, so a first message sent at once can be dropped (octopus_replay --online saw its first
+# frame dropped and the utterance judged on a stale one). The replay and the test harness wait it.
+MATCH_SETTLE_S = 1.0
 
 
 def profile_path() -> Path:

@@ -36,11 +36,9 @@ from typing import Any
 
 from octopus_ros.bags import io as bag_io
 from octopus_ros.bags import replay as offline
+from octopus_ros.ros.dds_env import MATCH_SETTLE_S
 
 log = logging.getLogger("octopus_replay")
-
-# Seconds to wait, once our topics are matched, for discovery to finish on the node's side too.
-MATCH_SETTLE_S = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:

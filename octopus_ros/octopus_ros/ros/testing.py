@@ -26,6 +26,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, String
 
+from octopus_ros.ros.dds_env import MATCH_SETTLE_S
 from octopus_ros.ros.image_convert import rgb_to_image_msg
 
 NODE = "/octopus_node"
@@ -179,8 +180,8 @@ class RobotSide(Node):
         if not self.spin_until(ready, timeout):
             raise TimeoutError(f"octopus_node did not become active:\n{stop_node(proc)}")
         # Our side has matched the node's; give the node's readers time to match our writers, or the
-        # first frame can be dropped (seen in octopus_replay, which waits likewise).
-        self.settle(0.5)
+        # first frame can be dropped (dds_env.MATCH_SETTLE_S; octopus_replay waits likewise).
+        self.settle(MATCH_SETTLE_S)
 
     def send_frame(
         self,
