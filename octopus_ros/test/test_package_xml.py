@@ -30,7 +30,17 @@ ROSDEP_KEYS = {
     "onnxruntime": "python3-onnxruntime-pip",
 }
 # No rosdep key exists: pip-installed on the robot (README). torchvision comes with torch's wheels.
-PIP_ONLY = {"open_clip", "tokenizers", "safetensors", "onnx", "onnxscript", "peft", "torchvision", "rosbags"}
+PIP_ONLY = {
+    "open_clip",
+    "tokenizers",
+    "safetensors",
+    "onnx",
+    "onnxscript",
+    "peft",
+    "torchvision",
+    "rosbags",
+    "chatterbot_corpus",
+}
 # Imported only by test helpers inside the package (functions/testing.py builds hypothesis strategies).
 TEST_ONLY = {"hypothesis", "pytest"}
 OWN = {"octopus_ros", "octopus_msgs"}
