@@ -271,3 +271,41 @@ def test_span_copier_reads_the_int8_token_table(tied_ckpt):
     ids = [1, 2, 3]
     want = emb.qweight[ids].float() * emb.scale[ids].unsqueeze(-1)
     assert np.array_equal(octopus._copier_embed(ids), want.numpy())
+
+
+def test_an_onnx_image_side_that_exists_keeps_the_direct_int8_load(tied_ckpt, monkeypatch, tmp_path):
+    """With ``vision_backend="onnx"`` and its file present, the int8 load never builds the fp32
+    model either; only an encoder that has to be exported first needs the fp32 tower."""
+    from octopus_ros.model.onnx_export import export_vision_onnx
+
+    fp32 = load_checkpoint(tied_ckpt)
+    onnx_file = tmp_path / "vision.onnx"
+    export_vision_onnx(fp32.model, onnx_file, weights_sha256=sha256_file(tied_ckpt / "model.safetensors"))
+    real = checkpoint_module.build_modules
+    devices = []
+
+    def spy(config):
+        model = real(config)
+        devices.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(checkpoint_module, "build_modules", spy)
+    registry = load_default_registry()
+    octopus = Octopus.load(
+        tied_ckpt, precision="int8", registry=registry, vision_backend="onnx", onnx_path=onnx_file
+    )
+    assert devices and set(devices) == {"meta"}, devices
+    assert isinstance(octopus.model.lm.get_input_embeddings(), Int8Embedding)
+    # the image tokens are the ONNX encoder's (the fp32 tower's export), not an int8 torch tower's
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    got = octopus.encode(image).embeds.float().numpy()
+    want = octopus.vision_encoder.encode_image(octopus.preprocess(image)).float().numpy()
+    with torch.no_grad():
+        fp32_tokens = fp32.model.encode_image(octopus.preprocess(image)).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=0)
+    np.testing.assert_allclose(got, fp32_tokens, atol=1e-4)
+    assert octopus.decide("pick up the red cup", image).raw_text  # and it decides
+    devices.clear()
+    Octopus.load(tied_ckpt, precision="int8", registry=registry, vision_backend="onnx",
+                 onnx_path=tmp_path / "missing.onnx")  # fmt: skip
+    assert devices == ["cpu"]  # exported first: from the fp32 tower

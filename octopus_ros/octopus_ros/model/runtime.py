@@ -238,10 +238,13 @@ class Octopus:
                 path, device=device, precision=precision, registry=registry, vision_backend=vision_backend,
                 onnx_path=onnx_path, onnx_providers=onnx_providers, **options,
             )  # fmt: skip
-        # int8 on the CPU is built directly in int8 from the weights file, never as the fp32 model
-        # (not with an ONNX image side: that may have to be exported from the fp32 tower)
+        # int8 on the CPU is built directly in int8 from the weights file, never as the fp32 model;
+        # with an ONNX image side too when its file exists (one that has to be exported first is
+        # exported from the fp32 tower)
         direct_int8 = (
-            precision == "int8" and vision_backend == "torch" and resolve_device(device).type == "cpu"
+            precision == "int8"
+            and resolve_device(device).type == "cpu"
+            and (vision_backend == "torch" or _onnx_encoder_file(path, vision_backend, onnx_path).is_file())
         )
         ckpt = load_checkpoint(path, precision="int8" if direct_int8 else "fp32")
         if registry is None:
@@ -603,6 +606,15 @@ class Octopus:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _onnx_encoder_name(backend: str) -> str:
+    return "vision.int8.onnx" if backend == "onnx-int8" else "vision.onnx"
+
+
+def _onnx_encoder_file(directory: str | Path, backend: str, onnx_path: str | Path | None) -> Path:
+    """The ONNX image encoder a ``vision_backend`` reads: ``onnx_path``, else the checkpoint's own."""
+    return Path(onnx_path) if onnx_path else Path(directory) / _onnx_encoder_name(backend)
+
+
 def _load_onnx_encoder(ckpt, backend: str, onnx_path: str | Path | None, providers: list[str] | None):
     from .checkpoint import WEIGHTS_FILE, sha256_file
     from .onnx_export import OnnxVisionEncoder, export_vision_onnx
@@ -610,8 +622,8 @@ def _load_onnx_encoder(ckpt, backend: str, onnx_path: str | Path | None, provide
     if backend not in VISION_BACKENDS:
         raise ValueError(f"vision_backend must be one of {VISION_BACKENDS}, got {backend!r}")
     sha = sha256_file(ckpt.path / WEIGHTS_FILE)
-    name = "vision.int8.onnx" if backend == "onnx-int8" else "vision.onnx"
-    path = Path(onnx_path) if onnx_path else ckpt.path / name
+    name = _onnx_encoder_name(backend)
+    path = _onnx_encoder_file(ckpt.path, backend, onnx_path)
     if not path.is_file():
         path = Path(tempfile.mkdtemp(prefix="octopus_onnx_")) / name
         log.warning("no %s in %s: exporting the image encoder to %s", name, ckpt.path, path)
