@@ -124,9 +124,9 @@ def test_bundled_model_loads_as_the_quantized_fp32_model_and_decides_alike():
         assert a.confidence == pytest.approx(b.confidence, abs=1e-6), text
 
 
-def test_octopus_load_int8_never_builds_the_fp32_model(tied_ckpt, monkeypatch):
-    """Octopus.load(precision="int8") goes through the direct load: build_modules (the fp32 model)
-    only ever runs on the meta device."""
+@pytest.fixture
+def built_on(monkeypatch):
+    """The device of every model build_modules builds from here on (meta: the direct int8 load)."""
     real = checkpoint_module.build_modules
     devices = []
 
@@ -136,6 +136,13 @@ def test_octopus_load_int8_never_builds_the_fp32_model(tied_ckpt, monkeypatch):
         return model
 
     monkeypatch.setattr(checkpoint_module, "build_modules", spy)
+    return devices
+
+
+def test_octopus_load_int8_never_builds_the_fp32_model(tied_ckpt, built_on):
+    """Octopus.load(precision="int8") goes through the direct load: build_modules (the fp32 model)
+    only ever runs on the meta device."""
+    devices = built_on
     octopus = Octopus.load(tied_ckpt, precision="int8", registry=load_default_registry())
     assert devices and set(devices) == {"meta"}, devices
     assert isinstance(octopus.model.lm.get_input_embeddings(), Int8Embedding)
@@ -273,7 +280,7 @@ def test_span_copier_reads_the_int8_token_table(tied_ckpt):
     assert np.array_equal(octopus._copier_embed(ids), want.numpy())
 
 
-def test_an_onnx_image_side_that_exists_keeps_the_direct_int8_load(tied_ckpt, monkeypatch, tmp_path):
+def test_an_onnx_image_side_that_exists_keeps_the_direct_int8_load(tied_ckpt, built_on, tmp_path):
     """With ``vision_backend="onnx"`` and its file present, the int8 load never builds the fp32
     model either; only an encoder that has to be exported first needs the fp32 tower."""
     from octopus_ros.model.onnx_export import export_vision_onnx
@@ -281,15 +288,8 @@ def test_an_onnx_image_side_that_exists_keeps_the_direct_int8_load(tied_ckpt, mo
     fp32 = load_checkpoint(tied_ckpt)
     onnx_file = tmp_path / "vision.onnx"
     export_vision_onnx(fp32.model, onnx_file, weights_sha256=sha256_file(tied_ckpt / "model.safetensors"))
-    real = checkpoint_module.build_modules
-    devices = []
-
-    def spy(config):
-        model = real(config)
-        devices.append(next(model.parameters()).device.type)
-        return model
-
-    monkeypatch.setattr(checkpoint_module, "build_modules", spy)
+    devices = built_on
+    devices.clear()  # the fp32 model above was built for the export; only the loads below count
     registry = load_default_registry()
     octopus = Octopus.load(
         tied_ckpt, precision="int8", registry=registry, vision_backend="onnx", onnx_path=onnx_file

@@ -105,5 +105,8 @@ def test_a_call_on_another_object_than_the_one_named_is_declined():
         "the request names the green can; the call's object 'green bottle' is another object,"
         " and an object is never swapped (pick_up not published)"
     )
-    # a rejected output keeps its own outcome; a low confidence comes after the mismatch
+    # the mismatch is decided before the confidence: an unsure swapped call is declined with its reason
+    unsure = Decision(PICK, None, 0.2)
+    unsure.object_mismatch = swapped.object_mismatch
+    assert outcome(unsure) == (code, reason)
     assert outcome(Decision(PICK, None, 0.2))[0] == OutcomeCode.REJECTED_LOW_CONFIDENCE

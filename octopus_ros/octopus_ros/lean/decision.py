@@ -196,13 +196,12 @@ def finish_decision(model, decision: Decision, encoding, instruction: str) -> De
     )
     decision.image_novelty = getattr(encoding, "novelty", math.nan)
     rules, maps = model.grounding, getattr(encoding, "grounding", None)
-    if decision.ok and rules is not None:
-        spec = model.registry.by_name(decision.call.function)
-        if spec is not None:
-            decision.object_mismatch = object_mismatch(rules, spec, decision.call, instruction)
-    if decision.ok and rules is not None and maps is not None:
-        spec = model.registry.by_name(decision.call.function)
-        phrase = spec.view_phrase(decision.call) if spec is not None else None
+    spec = model.registry.by_name(decision.call.function) if decision.ok else None
+    if spec is None or rules is None:
+        return decision
+    decision.object_mismatch = object_mismatch(rules, spec, decision.call, instruction)
+    if maps is not None:
+        phrase = spec.view_phrase(decision.call)
         if phrase is not None:
             decision.grounding = rules.ground(maps, phrase)
             if model.resolve_colour:
