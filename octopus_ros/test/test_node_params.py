@@ -36,10 +36,22 @@ def test_node_declares_all_parameters_with_descriptions(rclpy_context):
         # Out-of-range values are refused by the descriptor range, bad choices by the callback.
         bad = node.set_parameters([Parameter("confidence_threshold", value=1.5)])[0]
         assert not bad.successful
-        bad = node.set_parameters([Parameter("precision", value="int4")])[0]
+        bad = node.set_parameters([Parameter("precision", value="int2")])[0]
         assert not bad.successful and "precision must be one of" in bad.reason
         ok = node.set_parameters([Parameter("confidence_threshold", value=0.7)])[0]
         assert ok.successful
+
+        # int4 is the lean runtime's precision: refused with backend torch, by name, at read time
+        import pytest
+
+        assert node.set_parameters([Parameter("precision", value="int4")])[0].successful
+        with pytest.raises(P.ParameterValueError, match="precision int4 is the lean runtime's"):
+            P.read_parameters(node)
+        assert node.set_parameters([Parameter("backend", value="onnx")])[0].successful
+        assert P.read_parameters(node).precision == "int4"
+        node.set_parameters([Parameter("precision", value="fp16")])
+        with pytest.raises(P.ParameterValueError, match="backend onnx takes precision fp32, int8 or int4"):
+            P.read_parameters(node)
     finally:
         node.destroy_node()
 

@@ -7,11 +7,15 @@ Written by ``python -m octopus_ros.model.onnx_export_all CKPT`` (torch) into ``C
 - ``weights_sha256``: the checkpoint weights the graphs came from (config.json's ``weights.sha256``
   must equal it, else the export is stale);
 - ``files``: every file of the export with its sha256 and size (a damaged file is refused by name);
-- ``variants``: per precision ("fp32", and "int8" with ``--int8``) the graph file of each part:
+- ``variants``: per precision ("fp32", "int8" with ``--int8``, "int4" with ``--int4``: the LM in
+  4-bit weights, the image side int8) the graph file of each part:
   ``vision`` (pixel_values (1, 3, S, S) -> image_embeds (1, K, D), pooled (1, E), map_i),
   ``lm`` (inputs_embeds (1, T, D), past_keys / past_values (L, 1, H, P, hd) -> logits (1, V) of the
   last position, present_keys / present_values (L, 1, H, P + T, hd)) and ``grounding`` (map_i,
   pixel_values -> category (C,), pair (C, K) probabilities; absent without a grounding head);
+- ``external_data`` (absent in older exports): per graph file, the side files holding its weights
+  (``lm.onnx`` -> ``lm.onnx.data``; onnxruntime maps them rather than copying), checked like the
+  graphs;
 - ``embeddings``: the LM's input embedding table (``.npy``, (V, D) float32);
 - ``lm``, ``vision``, ``tokens``, ``temperature``: shapes, preprocessing and ids, for reference
   and checks (the runtime takes the prompt, ids and temperature from the checkpoint's config.json,
@@ -33,7 +37,7 @@ FORMAT_VERSION = 1
 DEFAULT_DIR = "onnx"  # inside the checkpoint directory
 EMBEDDINGS_FILE = "embed_tokens.npy"
 PARTS = ("vision", "lm", "grounding")
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "int4")
 
 
 def export_command(checkpoint: str | Path) -> str:

@@ -242,7 +242,8 @@ class LeanOctopus:
     ) -> LeanOctopus:
         """Load a checkpoint directory's ONNX export (``export_dir``, default ``path/onnx``).
 
-        ``precision``: "fp32", or "int8" (the export's ``--int8`` graphs). ``registry``: a
+        ``precision``: "fp32", "int8" (the export's ``--int8`` graphs) or "int4" (``--int4``:
+        the LM's weights in 4 bits, the image side int8). ``registry``: a
         FunctionRegistry or functions.yaml path (default: the checkpoint's copy). ``providers``:
         onnxruntime execution providers (default CPU; ``["CUDAExecutionProvider",
         "CPUExecutionProvider"]`` with onnxruntime-gpu on a Jetson). ``threads``: onnxruntime's
@@ -313,8 +314,11 @@ class LeanOctopus:
         sessions = {}
         for part in ("vision", "lm", "grounding"):
             if part in variant:
+                graph = variant[part]
+                for side in manifest.get("external_data", {}).get(graph, ()):  # the weights of a big graph
+                    M.check_file(export, manifest, side, directory)
                 sessions[part] = _session(
-                    M.check_file(export, manifest, variant[part], directory), providers, threads
+                    M.check_file(export, manifest, graph, directory), providers, threads
                 )
         for part in ("vision", "lm"):
             if part not in sessions:

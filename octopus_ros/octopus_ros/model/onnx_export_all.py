@@ -14,6 +14,9 @@ writes, into ``CKPT/onnx`` (or ``--out``):
 - ``embed_tokens.npy``: the LM's input embedding table (V, D) float32, so the runtime builds
   inputs_embeds of text and image tokens itself;
 - with ``--int8`` also ``*.int8.onnx`` (onnxruntime dynamic int8 quantization of each graph);
+- with ``--int4`` also ``lm.int4.onnx``: the LM with 4-bit weights (onnxruntime MatMulNBits),
+  the ``int4`` variant (its image side is the int8 graphs);
+- beside every graph its weights, ``NAME.onnx.data`` (mapped by onnxruntime, see below);
 - ``manifest.json`` (lean/manifest.py): the weights' sha256, every file's sha256 and size,
   shapes, preprocessing, token ids, the calibrated temperature.
 
@@ -44,6 +47,11 @@ from .modeling import OctopusModel, kv_geometry
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-3  # max abs difference ONNX vs torch (fp32 graphs) on the probe input
+INT4_BLOCK = 32  # weights per int4 scale (--int4)
+# Every graph keeps its weights in a side file, ``NAME.onnx.data``. onnxruntime maps that file
+# instead of holding the whole protobuf plus a copy of each tensor: the int8 LM of the 0.5B shape
+# (474 MiB) held 1,216 MiB in one graph file and 512 MiB with its side file, at the same speed.
+# It is also the only way past protobuf's 2 GiB cap (that LM is 1.9 GiB in fp32).
 
 
 class VisionExport(nn.Module):
@@ -111,7 +119,7 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
             output_names=outputs,
             dynamic_shapes=dynamic,
             optimize=True,
-            external_data=False,
+            external_data=True,  # NAME.onnx.data
             verbose=False,
         )
 
@@ -130,15 +138,57 @@ def _check(path: Path, module: nn.Module, feeds: dict[str, torch.Tensor]) -> flo
     return diff
 
 
+def external_files(path: Path) -> list[str]:
+    """The side files (external data) graph ``path`` reads its weights from, by name, sorted."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted(
+        {
+            entry.value
+            for t in model.graph.initializer
+            if t.data_location == onnx.TensorProto.EXTERNAL
+            for entry in t.external_data
+            if entry.key == "location"
+        }
+    )
+
+
 def _quantize(path: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = path.with_name(path.stem + ".int8.onnx")
-    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, use_external_data_format=True)
     return out
 
 
-def export_all(checkpoint: str | Path, out: str | Path | None = None, *, int8: bool = False) -> Path:
+def _quantize_int4(path: Path) -> Path:
+    """4-bit weight-only LM: every MatMul with a constant weight becomes onnxruntime's MatMulNBits
+    (symmetric, blocks of INT4_BLOCK along the input dimension, accuracy level 4 = int8 compute
+    on the CPU). Measured at the 0.5B shape: see benchmarks/README.md."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    out = path.with_name(path.stem + ".int4.onnx")
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(path)), bits=4, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=4
+    )
+    level = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").level
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    try:
+        quantizer.process()
+    finally:
+        logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(level)
+    onnx.save_model(
+        quantizer.model.model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+        location=out.name + ".data",
+    )  # fmt: skip
+    return out
+
+
+def export_all(
+    checkpoint: str | Path, out: str | Path | None = None, *, int8: bool = False, int4: bool = False
+) -> Path:
     """Write the export of ``checkpoint`` (see the module docstring); returns the manifest's path."""
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)  # verifies the weights' sha256
@@ -200,10 +250,14 @@ def export_all(checkpoint: str | Path, out: str | Path | None = None, *, int8: b
     table = lm.get_input_embeddings().weight.detach().float().numpy()
     np.save(out / M.EMBEDDINGS_FILE, np.ascontiguousarray(table))
 
-    if int8:
+    if int8 or int4:
         variants["int8"] = {part: _quantize(out / name).name for part, name in variants["fp32"].items()}
+    if int4:  # the LM in 4 bits; the image side (vision, grounding) stays int8
+        variants["int4"] = {**variants["int8"], "lm": _quantize_int4(out / variants["fp32"]["lm"]).name}
 
-    files = sorted({*(n for v in variants.values() for n in v.values()), M.EMBEDDINGS_FILE})
+    graphs = sorted({n for v in variants.values() for n in v.values()})
+    external = {g: names for g in graphs if (names := external_files(out / g))}
+    files = sorted({*graphs, *(n for names in external.values() for n in names), M.EMBEDDINGS_FILE})
     manifest = {
         "format": M.FORMAT,
         "format_version": M.FORMAT_VERSION,
@@ -211,6 +265,7 @@ def export_all(checkpoint: str | Path, out: str | Path | None = None, *, int8: b
         "weights_sha256": sha256_file(checkpoint / WEIGHTS_FILE),
         "files": {n: {"sha256": M.sha256_file(out / n), "bytes": (out / n).stat().st_size} for n in files},
         "variants": variants,
+        "external_data": external,
         "embeddings": {"file": M.EMBEDDINGS_FILE, "shape": list(table.shape), "dtype": "float32"},
         "lm": {
             "inputs": lm_inputs,
@@ -260,11 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=None, help="output directory (default: CHECKPOINT/onnx)")
     parser.add_argument("--int8", action="store_true", help="also write onnxruntime dynamic-int8 graphs")
+    parser.add_argument(
+        "--int4",
+        action="store_true",
+        help="also write a 4-bit weight-only LM (MatMulNBits; precision int4 of the lean runtime; implies --int8 "
+        "for the image side)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("torch").setLevel(logging.ERROR)
     try:
-        path = export_all(args.checkpoint, args.out, int8=args.int8)
+        path = export_all(args.checkpoint, args.out, int8=args.int8, int4=args.int4)
     except Exception as e:
         print(f"export failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

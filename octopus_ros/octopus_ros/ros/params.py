@@ -17,7 +17,7 @@ from rclpy.parameter import Parameter
 from octopus_ros.runtime.context import ContextExampleError, parse_context_examples
 
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "int8", "fp16", "bf16")
+PRECISIONS = ("fp32", "int8", "fp16", "bf16", "int4")
 DECODE_MODES = ("constrained", "generate", "plain")
 VISION_BACKENDS = ("torch", "onnx", "onnx-int8")
 BACKENDS = ("torch", "onnx")
@@ -46,13 +46,16 @@ PARAMETERS: dict[str, Spec] = {
     "backend": Spec(
         "torch",
         "Model runtime: torch, or onnx = the whole model on onnxruntime with no torch in the process (the "
-        "checkpoint's onnx/ export: python -m octopus_ros.model.onnx_export_all <model_path> --int8; "
-        "precision fp32 or int8 picks its graphs, device cuda uses onnxruntime-gpu).",
+        "checkpoint's onnx/ export: python -m octopus_ros.model.onnx_export_all <model_path> --int8 [--int4]; "
+        "precision fp32, int8 or int4 picks its graphs, device cuda uses onnxruntime-gpu).",
         BACKENDS,
     ),
     "device": Spec("cpu", "Inference device: cpu (Raspberry Pi, x86) or cuda (Jetson).", DEVICES),
     "precision": Spec(
-        "fp32", "Weights precision: fp32, int8 (CPU dynamic quantization), fp16/bf16 (CUDA).", PRECISIONS
+        "fp32",
+        "Weights precision: fp32, int8 (CPU dynamic quantization), fp16/bf16 (CUDA), int4 (backend onnx only: "
+        "4-bit LM weights, onnxruntime MatMulNBits).",
+        PRECISIONS,
     ),
     "vision_backend": Spec(
         "torch",
@@ -336,10 +339,15 @@ def read_parameters(node) -> NodeParams:
                 f"vision_backend {values['vision_backend']!r} applies to backend torch; backend onnx runs "
                 "the whole model on onnxruntime (leave vision_backend at torch)"
             )
-        if values["precision"] not in ("fp32", "int8"):
+        if values["precision"] not in ("fp32", "int8", "int4"):
             raise ParameterValueError(
-                f"backend onnx takes precision fp32 or int8, got {values['precision']!r}"
+                f"backend onnx takes precision fp32, int8 or int4, got {values['precision']!r}"
             )
+    elif values["precision"] == "int4":
+        raise ParameterValueError(
+            "precision int4 is the lean runtime's (backend onnx: a 4-bit LM exported with "
+            "onnx_export_all --int4); backend torch takes fp32, int8, fp16 or bf16"
+        )
         if values["decode_mode"] != "constrained":
             raise ParameterValueError(
                 f"backend onnx decodes in decode_mode constrained only, got {values['decode_mode']!r}"
