@@ -23,7 +23,6 @@ now), with RSS and peak read after the load and after one decision.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import subprocess
 import sys
@@ -49,7 +48,9 @@ def _trimmed_rss() -> tuple[int, int]:
     """(RSS, peak) in MiB after freed heap is given back to the OS (``malloc_trim``): int8
     quantizes a built fp32 model in place, and with the malloc thresholds scripts/env.sh sets
     (large blocks from the heap) the fp32 heap would stay mapped."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    from octopus_ros.heap import release_free_memory
+
+    release_free_memory()
     return round(rss_mib()), round(rss_mib("VmHWM"))
 
 

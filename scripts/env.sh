@@ -24,7 +24,7 @@ export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-268435456}"
 export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1073741824}"
 export MALLOC_TOP_PAD_="${MALLOC_TOP_PAD_:-67108864}"
 # At most 2 malloc arenas: a node that loads its model on one thread and serves it on another,
-# cycle after cycle, otherwise spreads it over up to 8 arenas per core (octopus_ros/ros/memory.py).
+# cycle after cycle, otherwise spreads it over up to 8 arenas per core (octopus_ros/heap.py).
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Nothing may be fetched from a model hub at run time.
 export HF_HUB_OFFLINE=1

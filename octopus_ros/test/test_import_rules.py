@@ -4,6 +4,7 @@
     model/                no rclpy
     data/, training/      no rclpy
     runtime/              no rclpy
+    lean/                 no torch, no rclpy
     ros/                  the only rclpy room
 
 "rclpy" here means the ROS client side: rclpy itself, message and interface packages, launch and
@@ -31,8 +32,8 @@ TORCH = ("torch",)
 ROS_EXACT = ("rclpy", "rosidl_runtime_py", "rosidl_parser", "cv_bridge", "launch", "launch_ros", "rosbag2_py")
 ROS_SUFFIXES = ("_msgs", "_interfaces", "_srvs")
 
-# room (first folder under octopus_ros/; "" for octopus_ros/__init__.py and paths.py, which run for
-# every room) -> forbidden groups. ros/ is the only rclpy room: any other room, a new one included,
+# room (first folder under octopus_ros/; "" for octopus_ros/__init__.py and the top-level modules
+# paths.py and heap.py, which any room may use) -> forbidden groups. ros/ is the only rclpy room: any other room, a new one included,
 # gets DEFAULT_RULE.
 RULES: dict[str, tuple[str, ...]] = {
     "functions": ("torch", "rclpy"),
@@ -40,6 +41,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "data": ("rclpy",),
     "training": ("rclpy",),
     "runtime": ("rclpy",),
+    "lean": ("torch", "rclpy"),
     "ros": (),
 }
 DEFAULT_RULE = ("rclpy",)

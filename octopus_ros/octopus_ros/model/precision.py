@@ -14,8 +14,6 @@ head is packed from the same int8 rows (per-row scales), so the fp32 table is no
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import logging
 import warnings
@@ -446,10 +444,12 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def release_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS (glibc ``malloc_trim``; elsewhere a no-op)."""
+    """Collect garbage and hand freed heap back to the OS (``heap.release_free_memory``: glibc's
+    ``malloc_trim``; elsewhere a no-op)."""
+    from octopus_ros.heap import release_free_memory
+
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_free_memory()
 
 
 def _int8_spec(model: nn.Module, *, skip_head: bool = False) -> dict[str, object]:

@@ -407,7 +407,7 @@ class OctopusNode(LifecycleNode):
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
         # Hand the freed model back to the OS (env.sh's 1 GB trim threshold would keep it).
-        from octopus_ros.ros.memory import release_free_memory
+        from octopus_ros.heap import release_free_memory
 
         release_free_memory()
 
@@ -855,7 +855,7 @@ class OctopusNode(LifecycleNode):
 def main(args: list[str] | None = None) -> None:
     import os
 
-    from octopus_ros.ros.memory import limit_malloc_arenas
+    from octopus_ros.heap import limit_malloc_arenas
 
     if "MALLOC_ARENA_MAX" not in os.environ:  # e.g. started by ros2 launch, not through scripts/env.sh
         limit_malloc_arenas()  # before any thread starts: keeps lifecycle cycles from growing RSS

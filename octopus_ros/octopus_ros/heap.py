@@ -1,4 +1,10 @@
-"""glibc heap controls for long-lived nodes that load and free a model many times.
+"""glibc heap controls: the one place the package talks to the C library's allocator.
+
+Used by the node (arenas at start, a trim after ``cleanup``) and by the model builders
+(``model/precision.release_memory`` after int8 quantization frees the fp32 copies). Pure Python
+(ctypes), no torch or rclpy.
+
+Why, for long-lived nodes that load and free a model many times:
 
 Measured on octopus_node (bundled model, 2-core x86_64, configure/activate/one utterance/
 deactivate/cleanup cycles driven over DDS, as ``benchmarks/reliability.py --only lifecycle`` does):
