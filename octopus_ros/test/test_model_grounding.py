@@ -336,6 +336,43 @@ def test_colourless_reference_takes_the_colour_in_view(bundled):
     assert d.call is None or d.call.to_text() in d.raw_text
 
 
+def test_a_colour_guessed_for_a_colourless_reference_is_left_out_of_the_confidence(bundled):
+    """ "pick the book up" with a book in view: the colour the model wrote is a guess the node
+    replaces with the view's, so its probability is not part of the confidence; said colours, and
+    objects not in view, keep the whole product of the free tokens' probabilities."""
+    import math
+
+    from octopus_ros.data.natural import load_natural_set
+
+    item = next(i for i in load_natural_set(registry=bundled.registry) if i.id == "en-colourless-04")
+    frame = item.frame()
+    d = bundled.decide(item.text, frame)  # "pick the book up"
+    assert d.ok and d.grounding is not None and d.grounding.grounded, d.raw_text
+    total = sum(lp for _, _, lp in d.free_pieces)
+    assert 0.0 < d.colour_guess_prob < 1.0
+    # what is left out is the colour word's tokens, and only them
+    value = d.colour_resolved_from or d.call.kwargs()["object"]
+    start = d.raw_text.index(f"'{value}'") + 1
+    colour = value.split()[0]
+    left_out = [d.raw_text[a:b] for a, b, _ in d.free_pieces if start <= a < b <= start + len(colour)]
+    assert left_out and "".join(left_out).strip() in colour
+    assert d.confidence == pytest.approx(math.exp(total) / d.colour_guess_prob, rel=1e-9)
+    assert d.confidence > math.exp(total)
+    # the free pieces are where the free tokens' text lies, and their sum is the full product
+    assert all(0 <= a <= b <= len(d.raw_text) for a, b, _ in d.free_pieces)
+
+    said = bundled.decide(f"pick up the {value}", frame)  # a colour said: a wrong one would count
+    assert math.isnan(said.colour_guess_prob)
+    assert said.confidence == pytest.approx(math.exp(sum(lp for _, _, lp in said.free_pieces)), rel=1e-9)
+    bundled.resolve_colour = False  # no colour taken from the view: nothing is left out either
+    try:
+        off = bundled.decide(item.text, frame)
+        assert math.isnan(off.colour_guess_prob)
+        assert off.confidence == pytest.approx(math.exp(sum(lp for _, _, lp in off.free_pieces)), rel=1e-9)
+    finally:
+        bundled.resolve_colour = True
+
+
 def test_an_enum_view_argument_never_takes_a_colour(bundled):
     """feed_pet's pet is 'dog' | 'cat': "give the cat some food" with a gray cat in view stays
     feed_pet('cat') (the colourless rule once wrote 'gray cat', which failed validation)."""

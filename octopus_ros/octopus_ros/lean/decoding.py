@@ -80,6 +80,9 @@ class DecodeResult:
     # (logits (V,), chosen id) of every freely chosen token, kept only when asked (calibration);
     # the rows are of the kind ``step`` returned (torch tensors from the torch runtime)
     free_logits: list[tuple[Any, int]] | None = None
+    # (start, end, log probability at the temperature) of every freely chosen token: where its text
+    # lies in ``text``; ``confidence`` is exp of the sum of the log probabilities
+    free_pieces: list[tuple[int, int, float]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -360,6 +363,7 @@ class ConstrainedDecoder:
         res.function_index, res.text, res.token_ids = index, self.nexa_texts[index], [tid]
         res.free_tokens = 1
         chosen = [(logits, tid)]  # the free choices; their softmax is taken once, at the end
+        spans = [(0, len(res.text))]  # where each free choice's text lies in res.text
         kept = [(_kept(first_logits, logits), tid)] if keep_logits else None
         to_feed, pending = [tid], b""
 
@@ -389,6 +393,7 @@ class ConstrainedDecoder:
             piece = self.end_text if tid == self.nexa_end_id else None
             if piece is None:
                 piece = split_utf8(pending + self.table.token_bytes[tid])[0]
+            start = len(res.text)
             res.text += piece
             pending = new_pending
             res.token_ids.append(tid)
@@ -398,13 +403,14 @@ class ConstrainedDecoder:
             else:
                 res.free_tokens += 1
                 chosen.append((logits, tid))
+                spans.append((start, len(res.text)))
                 if kept is not None:
                     kept.append((_kept(raw, logits), tid))
         res.free_logits = kept
         if res.error is None:
-            res.confidence = math.exp(
-                log_confidence([row for row, _ in chosen], [t for _, t in chosen], temperature)
-            )
+            logps = token_log_probs([row for row, _ in chosen], [t for _, t in chosen], temperature)
+            res.free_pieces = [(a, b, float(lp)) for (a, b), lp in zip(spans, logps, strict=True)]
+            res.confidence = math.exp(float(logps.sum()))
         return res
 
     def _best_allowed(self, grammar: Grammar, state: Hashable, pending: bytes, logits: np.ndarray):
@@ -445,11 +451,18 @@ def _top_k(logits: np.ndarray, k: int) -> np.ndarray:
     return top[np.lexsort((top, -logits[top]))]
 
 
-def log_confidence(rows: Sequence[np.ndarray], chosen: Sequence[int], temperature: float = 1.0) -> float:
-    """Sum over the free tokens of log softmax(row / temperature)[chosen], the rows (V,) float32
-    stacked and softmaxed together in float32 (as the decoder always has), summed in float64."""
+def token_log_probs(
+    rows: Sequence[np.ndarray], chosen: Sequence[int], temperature: float = 1.0
+) -> np.ndarray:
+    """log softmax(row / temperature)[chosen] of each free token (float64), the rows (V,) float32
+    stacked and softmaxed together in float32 (as the decoder always has)."""
     x = np.stack(rows).astype(np.float32, copy=False) / np.float32(temperature)  # (free tokens, V)
     top = x.max(axis=1, keepdims=True)
     lse = top[:, 0] + np.log(np.exp(x - top).sum(axis=1, dtype=np.float32))
     picked = x[np.arange(len(chosen)), np.asarray(chosen, dtype=np.int64)]
-    return float((picked.astype(np.float64) - lse.astype(np.float64)).sum())
+    return picked.astype(np.float64) - lse.astype(np.float64)
+
+
+def log_confidence(rows: Sequence[np.ndarray], chosen: Sequence[int], temperature: float = 1.0) -> float:
+    """Sum over the free tokens of :func:`token_log_probs`, in float64."""
+    return float(token_log_probs(rows, chosen, temperature).sum())

@@ -541,7 +541,15 @@ class LeanOctopus:
         else:
             call, error = parse_text("call", res.text, self.registry, allow)
             confidence = res.confidence if error is None else 0.0
-            decision = Decision(call, error, confidence, res.text, timings, free_logits=res.free_logits)
+            decision = Decision(
+                call,
+                error,
+                confidence,
+                res.text,
+                timings,
+                free_logits=res.free_logits,
+                free_pieces=res.free_pieces,
+            )
             apply_copy(decision, span, self.registry)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode

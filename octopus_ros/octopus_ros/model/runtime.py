@@ -537,7 +537,15 @@ class Octopus:
             return Decision(None, _make_error(res.error[0], res.error[1], res.text), 0.0, res.text, timings)
         call, error = _parse("call", res.text, self.registry, allowlist)
         confidence = res.confidence if error is None else 0.0
-        decision = Decision(call, error, confidence, res.text, timings, free_logits=res.free_logits)
+        decision = Decision(
+            call,
+            error,
+            confidence,
+            res.text,
+            timings,
+            free_logits=res.free_logits,
+            free_pieces=res.free_pieces,
+        )
         apply_copy(decision, span, self.registry)
         return decision
 
