@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from octopus_ros.data import generate, instruction_corpus, sample_scene
+from octopus_ros.data.camera import degrade
 from octopus_ros.data.instructions import TEMPLATES, TEMPLATES_BY_ID, templates_producing
-from octopus_ros.data.natural import KINDS, NaturalSetError, degrade, load_natural_set
+from octopus_ros.data.natural import KINDS, NaturalSetError, load_natural_set
 from octopus_ros.functions import load_default_registry
 
 
@@ -100,6 +101,29 @@ def test_degrade_does_what_it_says():
         degrade(img, dim=0.0)
     with pytest.raises(ValueError, match="jpeg"):
         degrade(img, jpeg=100)
+
+
+def test_random_camera_draws_within_its_ranges_and_the_grounding_frames_use_it():
+    from octopus_ros.data import camera
+    from octopus_ros.training.grounding import frames, make_scenes
+
+    rng = np.random.default_rng(0)
+    draws = [camera.random_camera(rng, 0.5) for _ in range(400)]
+    clean = sum(not d for d in draws)
+    assert 150 < clean < 250  # p = 0.5 of the frames degraded
+    for d in draws:
+        assert set(d) <= {"dim", "noise", "jpeg"}
+        assert camera.DIM_RANGE[0] <= d.get("dim", 0.5) <= camera.DIM_RANGE[1]
+        assert camera.NOISE_RANGE[0] <= d.get("noise", 10.0) <= camera.NOISE_RANGE[1]
+        assert camera.JPEG_RANGE[0] <= d.get("jpeg", 20) <= camera.JPEG_RANGE[1]
+    assert all(camera.random_camera(rng, 1.0) for _ in range(50))
+    assert not any(camera.random_camera(rng, 0.0) for _ in range(50))
+    scenes = make_scenes(0, 6)
+    plain = frames(scenes, 64, 0.0, seed=1)
+    assert all(f.shape == (64, 64, 3) for f in plain)
+    cam = frames(scenes, 64, 1.0, seed=1)
+    assert all(f.shape == (camera.FRAME_SIZE[1], camera.FRAME_SIZE[0], 3) for f in cam)
+    assert all(np.array_equal(a, b) for a, b in zip(cam, frames(scenes, 64, 1.0, seed=1), strict=True))
 
 
 def test_explicit_distractors():

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from octopus_ros.data.camera import FRAME_SIZE, degrade, random_camera
 from octopus_ros.data.render import render
 from octopus_ros.data.tasks import default_splits
 from octopus_ros.data.world import CATEGORIES, COLOURS, LAYOUTS, Scene, sample_scene
@@ -89,14 +90,32 @@ def labels(scenes: list[Scene]) -> tuple[torch.Tensor, torch.Tensor]:
     return cat, pair
 
 
+def frames(scenes: list[Scene], size: int, camera_p: float, seed: int):
+    """The frames of ``scenes``: rendered at the model's size, or with ``camera_p`` > 0 as a camera
+    gives them (a FRAME_SIZE frame the model's preprocessing resizes), that share of them with
+    random real-camera degradations (data/camera.py: dim, sensor noise, JPEG)."""
+    if camera_p <= 0:
+        return [render(s, size) for s in scenes]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCA3E]))
+    out = []
+    for s in scenes:
+        image = render(s, FRAME_SIZE)
+        effects = random_camera(rng, camera_p)
+        out.append(degrade(image, rng=rng, **effects) if effects else image)
+    return out
+
+
 @torch.no_grad()
-def features(octopus, scenes: list[Scene], size: int, batch: int = 64) -> tuple[torch.Tensor, list[int]]:
-    """The head's inputs for every scene, fp16 (the tower is frozen: computed once), and the
-    channels of the tower's maps."""
+def features(
+    octopus, scenes: list[Scene], size: int, batch: int = 64, *, camera_p: float = 0.0, seed: int = 0
+) -> tuple[torch.Tensor, list[int]]:
+    """The head's inputs for every scene (:func:`frames`), fp16 (the tower is frozen: computed
+    once), and the channels of the tower's maps."""
     tower = octopus.model.vision
     out, channels = [], []
+    images = frames(scenes, size, camera_p, seed)
     for i in range(0, len(scenes), batch):
-        px = torch.cat([octopus.preprocess(render(s, size)) for s in scenes[i : i + batch]])
+        px = torch.cat([octopus.preprocess(image) for image in images[i : i + batch]])
         _, _, maps = tower.forward_features(px)
         channels = [int(m.shape[1]) for m in maps]
         out.append(GroundingHead.inputs(maps, px).half())
@@ -217,6 +236,7 @@ def train(
     seed: int = 0,
     save: bool = True,
     colour_from: str = "pixels",
+    camera_p: float = 0.0,
 ) -> GroundingModel:
     """Train, choose the threshold, measure, and (``save``) write the head into ``model_dir``."""
     from octopus_ros.model import Octopus
@@ -231,8 +251,14 @@ def train(
     test_s = make_scenes(seed + 2, test_scenes)
     held_s = make_scenes(seed + 3, max(test_scenes // 3, 1), heldout_targets=sorted(heldout))
     feats, map_channels = {}, []
-    for k, s in (("train", train_s), ("val", val_s), ("test", test_s), ("held", held_s)):
-        feats[k], map_channels = features(octopus, s, size)
+    for i, (k, s) in enumerate((("train", train_s), ("val", val_s), ("test", test_s), ("held", held_s))):
+        # training and validation frames as the camera gives them; the test sets stay clean (the
+        # figures compare across heads) and a camera test set measures the degraded frames
+        feats[k], map_channels = features(
+            octopus, s, size, camera_p=camera_p if k in ("train", "val") else 0.0, seed=seed + i
+        )
+    cam_s = make_scenes(seed + 4, test_scenes)
+    feats["camera"], _ = features(octopus, cam_s, size, camera_p=1.0, seed=seed + 4)
     t_features = time.perf_counter() - t0
     head = GroundingHead(map_channels, len(CAT_NAMES), len(COL_NAMES), hidden, colour_from)
     cat_y, pair_y = labels(train_s)
@@ -270,6 +296,8 @@ def train(
     test = phrase_scores(test_s, tc, tp, seed + 12, heldout)
     hc, hp = predict(head, feats["held"])
     held = phrase_scores(held_s, hc, hp, seed + 13, heldout)
+    cc, cp = predict(head, feats["camera"])
+    camera = phrase_scores(cam_s, cc, cp, seed + 14, heldout)
     col, _, n_col, _ = colour_accuracy(test_s, tp, heldout)
     _, col_h, _, n_col_h = colour_accuracy(held_s, hp, heldout)
     metrics = {"threshold": threshold, "test_scenes": len(test_s), "heldout_scenes": len(held_s)}
@@ -279,6 +307,8 @@ def train(
         ("wrong_colour", test["wrong_colour"]),
         ("heldout_pair", held["heldout_pair"]),
         ("heldout_category", held["category"]),
+        ("camera_category", camera["category"]),
+        ("camera_pair", camera["pair"]),
     ):
         metrics[name] = {
             "auroc": round(auroc(pos, neg), 4),
@@ -304,6 +334,7 @@ def train(
             "batch": batch,
             "lr": lr,
             "seed": seed,
+            "camera_p": camera_p,
             "final_loss": round(loss_value, 4),
             "parameters": n_params,
             "heldout_combos": sorted(list(c) for c in heldout),
@@ -336,6 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         default="pixels",
         help="what the colour logits read: the pixels only (default), or the tower's maps too",
     )
+    parser.add_argument(
+        "--camera-p",
+        type=float,
+        default=0.0,
+        help="share of training and validation frames with random real-camera degradations "
+        "(dim, sensor noise, JPEG; data/camera.py); > 0 also renders them at camera size",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not (Path(args.model) / "config.json").is_file():
@@ -350,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         hidden=args.hidden,
         seed=args.seed,
         colour_from=args.colour_from,
+        camera_p=args.camera_p,
     )
     print(json.dumps(model.metrics, indent=2))
     return 0

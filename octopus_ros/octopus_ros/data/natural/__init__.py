@@ -15,7 +15,6 @@ No rclpy, no torch.
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..camera import FRAME_SIZE, degrade
 from ..render import Size, render
 from ..world import Scene, check_combo, sample_scene
 
@@ -39,7 +39,6 @@ KINDS: tuple[str, ...] = (
     "camera",
 )
 DECLINE = "decline"
-FRAME_SIZE: tuple[int, int] = (320, 240)  # a camera-like frame; the stage is its central square
 _ITEM_KEYS = {"id", "lang", "kind", "text", "scene", "camera", "expect"}
 _CAMERA_KEYS = {"jpeg", "noise", "dim"}
 
@@ -112,43 +111,6 @@ class NaturalItem:
         if self.camera:
             image = degrade(image, rng=np.random.default_rng([self.seed, 7]), **self.camera)
         return image
-
-
-def degrade(
-    image: np.ndarray,
-    *,
-    jpeg: int | None = None,
-    noise: float | None = None,
-    dim: float | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """Real-camera-like degradations of an RGB uint8 frame, applied in capture order:
-    ``dim`` (exposure gain in (0, 1], with gamma 1.5 as underexposed sensors show), ``noise``
-    (Gaussian sensor noise, sigma in grey levels), then ``jpeg`` (encode + decode at that quality).
-    """
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected a (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
-    out = image.astype(np.float32) / 255.0
-    if dim is not None:
-        if not 0.0 < dim <= 1.0:
-            raise ValueError(f"dim must be in (0, 1], got {dim}")
-        out = dim * out**1.5
-    if noise is not None:
-        if noise < 0:
-            raise ValueError(f"noise must be >= 0, got {noise}")
-        rng = rng or np.random.default_rng(0)
-        out = out + rng.normal(0.0, noise / 255.0, size=out.shape).astype(np.float32)
-    result = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
-    if jpeg is not None:
-        if not 1 <= int(jpeg) <= 95:
-            raise ValueError(f"jpeg quality must be in 1..95, got {jpeg}")
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.fromarray(result).save(buf, format="JPEG", quality=int(jpeg))
-        buf.seek(0)
-        result = np.array(Image.open(buf).convert("RGB"), dtype=np.uint8)
-    return result
 
 
 # ----------------------------------------------------------------------------- loading
