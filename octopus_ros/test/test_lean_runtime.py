@@ -250,6 +250,7 @@ def test_int4_lm_variant(tmp_path, pair):
     manifest = json.loads((ckpt / "onnx" / "manifest.json").read_text())
     variants = manifest["variants"]
     assert variants["int4"] == {**variants["int8"], "lm": "lm.int4.onnx"}
+    assert manifest["int4_block"] == 32
     assert manifest["external_data"]["lm.int4.onnx"] == ["lm.int4.onnx.data"]
     graph = onnx.load(str(ckpt / "onnx" / "lm.int4.onnx"), load_external_data=False).graph
     weights = {t.name for t in graph.initializer}

@@ -47,7 +47,9 @@ from .modeling import OctopusModel, kv_geometry
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-3  # max abs difference ONNX vs torch (fp32 graphs) on the probe input
-INT4_BLOCK = 32  # weights per int4 scale (--int4)
+# weights per int4 scale (--int4-block): 32 for accuracy (finer scales; llama.cpp's Q4_0 size);
+# 128 (GPTQ/AWQ's usual group) was 1.37x faster per pass at the 0.5B shape, unmeasured on real weights
+INT4_BLOCK = 32
 # Every graph keeps its weights in a side file, ``NAME.onnx.data``. onnxruntime maps that file
 # instead of holding the whole protobuf plus a copy of each tensor: the int8 LM of the 0.5B shape
 # (474 MiB) held 1,216 MiB in one graph file and 512 MiB with its side file, at the same speed.
@@ -162,16 +164,16 @@ def _quantize(path: Path) -> Path:
     return out
 
 
-def _quantize_int4(path: Path) -> Path:
+def _quantize_int4(path: Path, block: int = INT4_BLOCK) -> Path:
     """4-bit weight-only LM: every MatMul with a constant weight becomes onnxruntime's MatMulNBits
-    (symmetric, blocks of INT4_BLOCK along the input dimension, accuracy level 4 = int8 compute
-    on the CPU). Measured at the 0.5B shape: see benchmarks/README.md."""
+    (symmetric, blocks of ``block`` weights along the input dimension, accuracy level 4 = int8
+    compute on the CPU). Measured at the 0.5B shape: see benchmarks/README.md."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     out = path.with_name(path.stem + ".int4.onnx")
     quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(path)), bits=4, block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=4
+        onnx.load(str(path)), bits=4, block_size=block, is_symmetric=True, accuracy_level=4
     )
     level = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").level
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
@@ -187,7 +189,12 @@ def _quantize_int4(path: Path) -> Path:
 
 
 def export_all(
-    checkpoint: str | Path, out: str | Path | None = None, *, int8: bool = False, int4: bool = False
+    checkpoint: str | Path,
+    out: str | Path | None = None,
+    *,
+    int8: bool = False,
+    int4: bool = False,
+    int4_block: int = INT4_BLOCK,
 ) -> Path:
     """Write the export of ``checkpoint`` (see the module docstring); returns the manifest's path."""
     checkpoint = Path(checkpoint)
@@ -253,7 +260,10 @@ def export_all(
     if int8 or int4:
         variants["int8"] = {part: _quantize(out / name).name for part, name in variants["fp32"].items()}
     if int4:  # the LM in 4 bits; the image side (vision, grounding) stays int8
-        variants["int4"] = {**variants["int8"], "lm": _quantize_int4(out / variants["fp32"]["lm"]).name}
+        variants["int4"] = {
+            **variants["int8"],
+            "lm": _quantize_int4(out / variants["fp32"]["lm"], int4_block).name,
+        }
 
     graphs = sorted({n for v in variants.values() for n in v.values()})
     external = {g: names for g in graphs if (names := external_files(out / g))}
@@ -266,6 +276,7 @@ def export_all(
         "files": {n: {"sha256": M.sha256_file(out / n), "bytes": (out / n).stat().st_size} for n in files},
         "variants": variants,
         "external_data": external,
+        "int4_block": int4_block if int4 else None,
         "embeddings": {"file": M.EMBEDDINGS_FILE, "shape": list(table.shape), "dtype": "float32"},
         "lm": {
             "inputs": lm_inputs,
@@ -321,11 +332,20 @@ def main(argv: list[str] | None = None) -> int:
         help="also write a 4-bit weight-only LM (MatMulNBits; precision int4 of the lean runtime; implies --int8 "
         "for the image side)",
     )
+    parser.add_argument(
+        "--int4-block",
+        type=int,
+        default=INT4_BLOCK,
+        choices=(16, 32, 64, 128, 256),
+        help=f"weights per 4-bit scale (default {INT4_BLOCK}: accuracy; 128 is faster)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("torch").setLevel(logging.ERROR)
     try:
-        path = export_all(args.checkpoint, args.out, int8=args.int8, int4=args.int4)
+        path = export_all(
+            args.checkpoint, args.out, int8=args.int8, int4=args.int4, int4_block=args.int4_block
+        )
     except Exception as e:
         print(f"export failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
