@@ -165,10 +165,11 @@ def big_shape(rounds: int, n_identity: int, n_lat: int) -> None:
         )
         manifest = json.loads((ckpt / "onnx" / "manifest.json").read_text())
         files = manifest["files"]
-        lm_bytes = {
-            prec: sum(files[n]["bytes"] for n in (g, *manifest.get("external_data", {}).get(g, ())))
-            for prec, g in ((p, v["lm"]) for p, v in manifest["variants"].items())
-        }
+
+        def graph_bytes(graph: str) -> int:  # the graph and its weights' side files
+            return sum(files[n]["bytes"] for n in (graph, *manifest["external_data"].get(graph, ())))
+
+        lm_bytes = {prec: graph_bytes(v["lm"]) for prec, v in manifest["variants"].items()}
         print(
             f"  export (fp32 + int8 + int4 graphs): {time.perf_counter() - t0:.0f} s; LM graph fp32 "
             f"{lm_bytes['fp32'] / 2**20:.0f} MiB (weights in a side file), int8 {lm_bytes['int8'] / 2**20:.0f} MiB, "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 _M_ARENA_MAX = -8  # mallopt parameter number in glibc's malloc.h
 
 
+@functools.cache  # found once: find_library searches the system's library paths
 def _libc():
     name = ctypes.util.find_library("c")
     if not name:

@@ -263,4 +263,4 @@ def test_int4_lm_variant(tmp_path, pair):
     lean = LeanOctopus.load(ckpt, precision="int4")
     rows = cases()
     same = sum(torch_model.decide(t, rgb).raw_text == lean.decide(t, rgb).raw_text for t, rgb in rows)
-    assert same >= 0.85 * len(rows), (same, len(rows))
+    assert same >= 0.95 * len(rows), (same, len(rows))  # 61 of these 62 when written

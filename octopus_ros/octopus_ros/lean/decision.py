@@ -231,6 +231,30 @@ def object_mismatch(rules, spec, call, utterance: str) -> str | None:
     return None
 
 
+def decoded_decision(res, registry, allowlist, timings: dict[str, float]) -> Decision:
+    """The Decision of a constrained decode ``res`` (lean.decoding.DecodeResult), for both
+    runtimes: a decode error as the decision's error; otherwise the call parsed against
+    ``registry`` and ``allowlist``, with the decoder's confidence (0 when the text does not
+    parse), its free tokens, and the decode's token counts added to ``timings``."""
+    timings.update(
+        tokens=float(len(res.token_ids)),
+        forward_passes=float(res.forward_passes),
+        forced_tokens=float(res.forced_tokens),
+    )
+    if res.error is not None:
+        return Decision(None, make_error(res.error[0], res.error[1], res.text), 0.0, res.text, timings)
+    call, error = parse_text("call", res.text, registry, allowlist)
+    return Decision(
+        call,
+        error,
+        res.confidence if error is None else 0.0,
+        res.text,
+        timings,
+        free_logits=res.free_logits,
+        free_pieces=res.free_pieces,
+    )
+
+
 def finish_decision(model, decision: Decision, encoding, instruction: str) -> Decision:
     """Novelty, grounding and colour resolution of a decoded ``decision`` (both runtimes).
 

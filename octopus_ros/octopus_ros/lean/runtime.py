@@ -39,9 +39,8 @@ from .copier import SpanCopier, apply_copy, copier_weights_sha, copy_span, encod
 from .decision import (
     Decision,
     canonical_context,
+    decoded_decision,
     finish_decision,
-    make_error,
-    parse_text,
     registry_characters,
 )
 from .decoding import ConstrainedDecoder, DecodeResult
@@ -527,30 +526,9 @@ class LeanOctopus:
             temperature=self.temperature, keep_logits=keep_logits,
         )  # fmt: skip
         t3 = time.perf_counter()
-        timings.update(
-            prefill=t2 - t1,
-            decode=t3 - t2,
-            tokens=float(len(res.token_ids)),
-            forward_passes=float(res.forward_passes),
-            forced_tokens=float(res.forced_tokens),
-        )
-        if res.error is not None:
-            decision = Decision(
-                None, make_error(res.error[0], res.error[1], res.text), 0.0, res.text, timings
-            )
-        else:
-            call, error = parse_text("call", res.text, self.registry, allow)
-            confidence = res.confidence if error is None else 0.0
-            decision = Decision(
-                call,
-                error,
-                confidence,
-                res.text,
-                timings,
-                free_logits=res.free_logits,
-                free_pieces=res.free_pieces,
-            )
-            apply_copy(decision, span, self.registry)
+        timings.update(prefill=t2 - t1, decode=t3 - t2)
+        decision = decoded_decision(res, self.registry, allow, timings)
+        apply_copy(decision, span, self.registry)  # a decision without a call is left as it is
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
         return finish_decision(self, decision, enc, instruction)

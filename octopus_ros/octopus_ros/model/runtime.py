@@ -33,11 +33,11 @@ from octopus_ros.lean.copier import SpanCopier, apply_copy, copier_weights_sha, 
 from octopus_ros.lean.decision import (
     Decision,
     canonical_context,
+    decoded_decision,
     finish_decision,
     resolve_colourless,
     words_to_understand,
 )
-from octopus_ros.lean.decision import make_error as _make_error
 from octopus_ros.lean.decision import parse_text as _parse
 from octopus_ros.lean.decision import registry_characters as _registry_characters
 
@@ -526,27 +526,9 @@ class Octopus:
             keep_logits=keep_logits,
         )
         t2 = time.perf_counter()
-        timings.update(
-            prefill=t1 - t0,
-            decode=t2 - t1,
-            tokens=float(len(res.token_ids)),
-            forward_passes=float(res.forward_passes),
-            forced_tokens=float(res.forced_tokens),
-        )
-        if res.error is not None:
-            return Decision(None, _make_error(res.error[0], res.error[1], res.text), 0.0, res.text, timings)
-        call, error = _parse("call", res.text, self.registry, allowlist)
-        confidence = res.confidence if error is None else 0.0
-        decision = Decision(
-            call,
-            error,
-            confidence,
-            res.text,
-            timings,
-            free_logits=res.free_logits,
-            free_pieces=res.free_pieces,
-        )
-        apply_copy(decision, span, self.registry)
+        timings.update(prefill=t1 - t0, decode=t2 - t1)
+        decision = decoded_decision(res, self.registry, allowlist, timings)
+        apply_copy(decision, span, self.registry)  # a decision without a call is left as it is
         return decision
 
     def _static_decoder(self, prompt_len: int, limit: int) -> StaticDecoder | None:
