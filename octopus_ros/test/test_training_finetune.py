@@ -333,3 +333,62 @@ def test_the_learning_rate_schedule_follows_the_steps_not_the_clock(tmp_path, mo
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["stopped_by"] == "steps"
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
+
+
+def test_distill_keeps_the_starting_models_distribution_on_old_answers(tmp_path):
+    """--distill: zero KL while the model is its starting copy, positive once it moved; answers that
+    call the new function are never distilled, and the new token gets no teacher mass."""
+    base = make_tiny_checkpoint(tmp_path / "base", config_path("functions.yaml"), image_size=32)
+    registry = FunctionRegistry.from_yaml(_registry_file(tmp_path))
+    argv = ["--base", str(base), "--out", str(tmp_path / "o"), "--data", "registry", "synthetic"]
+    args = finetune.build_parser().parse_args([*argv, "--synthetic-n", "8", "--registry-n", "16"])
+    cfg = finetune._config(args)
+    model, tok, new = finetune.load_model(args, registry, cfg)
+    sources = finetune.build_sources(registry, model.config.vision.image_size, cfg)
+    tuner = finetune.Finetuner(model, tok, registry, sources, cfg)
+    import copy
+
+    model.eval()
+    by_source = {s.name: s.train for s in sources}
+    old = by_source["synthetic"][:4]
+    new_items = [it for it in by_source["registry"] if "<nexa_13>" in it.answer][:3]
+    assert len(new_items) == 3
+    batch = tuner.batch(old)
+    with torch.no_grad():
+        logits = model(**batch).logits
+        tuner.set_teacher(copy.deepcopy(model), [])
+        assert abs(float(tuner.distill_loss(old, batch, logits))) < 1e-5  # the same model: no divergence
+        tuner.set_teacher(copy.deepcopy(model), new)
+        # the teacher has no mass on the new token: KL(teacher || model) = -log(1 - model's mass on it)
+        at = batch["labels"][:, 1:] != -100
+        q = torch.softmax(logits[:, :-1][at], -1)[:, tok.convert_tokens_to_ids("<nexa_13>")]
+        same = tuner.distill_loss(old, batch, logits)
+        assert float(same) == pytest.approx(float(-torch.log1p(-q).mean()), rel=1e-3)
+    assert (
+        tuner.distill_loss(new_items, tuner.batch(new_items), model(**tuner.batch(new_items)).logits) is None
+    )
+    with torch.no_grad():
+        head = model.lm.get_output_embeddings().weight
+        head.add_(0.5 * torch.randn_like(head))
+        moved = tuner.distill_loss(old, batch, model(**batch).logits)
+    assert float(moved) > float(same) + 1e-3
+    # the gradient reaches the model, not the frozen copy
+    model.train()
+    out = model(**batch)
+    tuner.distill_loss(old, batch, out.logits).backward()
+    assert model.lm.get_output_embeddings().weight.grad is not None
+    assert all(p.grad is None for p in tuner.teacher.parameters())
+
+
+def test_distill_runs_end_to_end_and_is_recorded(tmp_path):
+    out = tmp_path / "distilled"
+    argv = _tiny_argv(
+        tmp_path, out, "--lora", "--steps", "3", "--lr", "1e-2", "--no-accuracy", "--distill", "1"
+    )
+    argv += ["--data", "registry", "synthetic", "--synthetic-n", "8"]  # the last --data counts
+    assert finetune.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["finetune"]["distill"] == 1.0
+    assert metrics["final_distill_kl_ema"] >= 0.0
+    with pytest.raises(SystemExit):
+        finetune.main(_tiny_argv(tmp_path, tmp_path / "x", "--distill", "-1"))

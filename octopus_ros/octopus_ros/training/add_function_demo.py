@@ -356,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="share of training examples varied as stage 4 varies them (octopus_finetune --augment)",
     )
+    p.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="weight of the KL to the base model on answers without the new function "
+        "(octopus_finetune --distill; 0: off)",
+    )
     p.add_argument("--synthetic-n", type=int, default=3000, help="synthetic replay examples")
     p.add_argument("--registry-n", type=int, default=2000, help="examples generated from the new phrasings")
     p.add_argument("--eval-every", type=int, default=50, help="replay held-out loss every N steps (curve)")
@@ -387,6 +394,7 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
         str(args.registry_n),
     ]
     argv += ["--rows", args.rows, "--augment", str(args.augment), "--copier-steps", str(args.copier_steps)]
+    argv += ["--distill", str(args.distill)] if args.distill > 0 else []
     argv += [] if args.train_connector else ["--freeze-connector"]
     argv += ["--eval-n", "64", "--eval-every", str(args.eval_every), "--no-accuracy"]
     argv += ["--seed", str(args.seed), "--threads", str(args.threads)]

@@ -32,6 +32,13 @@ a record's own ``context`` is put in its prompt; ``--context-k K`` also gives a 
 from the same source. A held-out part of the registry phrasings and of the records never trains;
 ``metrics.json`` has its loss and exact-match accuracy before and after, ``training_curves.png`` the
 curves.
+
+Not forgetting (``--distill W``, learning without forgetting): a frozen copy of the starting model
+reads the same batch, and every example whose answer calls no new function adds W times the
+KL divergence from that copy's next-token distribution (the new functional tokens left out) to the
+model's, at the answer's positions. The model then learns the new function from its own examples
+and keeps the starting model's whole distribution, not only its top answer, on the rest. It holds
+a second copy of the model in memory and costs one more forward pass per step.
 """
 
 from __future__ import annotations
@@ -106,6 +113,7 @@ class FinetuneConfig:
     context_k: int = 0  # in-context examples of the same function put in a training prompt
     context_share: float = 0.5  # share of training examples (without their own context) that get them
     augment: float = 0.0  # share of training examples whose instruction is varied (see Finetuner.vary)
+    distill: float = 0.0  # weight of the KL to the starting model on answers without a new function
     seed: int = 0
     threads: int | None = None
 
@@ -482,12 +490,45 @@ class Finetuner:
         self.rng = random.Random(cfg.seed)
         self.np_rng = np.random.default_rng([cfg.seed, 29])
         self._bodies: dict[str, list[str]] | None = None
+        self.teacher: OctopusModel | None = None
+        self.new_tokens: list[str] = []
         self.docs: list[list[int]] = []
         self.docs_text: list[str] = []
         self.same_function: dict[tuple[str, str], list[Item]] = {}
         for s in sources:
             for it in s.train:
                 self.same_function.setdefault((s.name, it.function), []).append(it)
+
+    def set_teacher(self, teacher: OctopusModel, new: Sequence[int]) -> None:
+        """``--distill``: the frozen starting model, and the functions whose token is new (their
+        tokens are left out of its distribution; answers calling them are not distilled)."""
+        self.teacher = teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        self.new_tokens = [f"<nexa_{i}>" for i in new]
+
+    def distill_loss(self, items: Sequence[Item], batch: dict[str, torch.Tensor], logits: torch.Tensor):
+        """Mean KL(teacher || model) over the answer positions of the examples whose answer calls
+        no new function (None when the batch has none)."""
+        rows = [i for i, it in enumerate(items) if not any(t in it.answer for t in self.new_tokens)]
+        if self.teacher is None or not rows:
+            return None
+        idx = torch.tensor(rows)
+        with torch.no_grad():
+            teacher = self.teacher(
+                input_ids=batch["input_ids"][idx],
+                attention_mask=batch["attention_mask"][idx],
+                pixel_values=batch["pixel_values"][idx],
+            ).logits
+        at = batch["labels"][idx, 1:] != -100  # logits at t predict the token at t + 1
+        student = logits[idx, :-1][at].float()
+        teacher = teacher[:, :-1][at].float()
+        new_ids = self.tok.convert_tokens_to_ids(self.new_tokens) if self.new_tokens else []
+        if new_ids:
+            teacher[:, new_ids] = -1e4  # finite: exp() is 0 and no inf - inf
+        t_log = torch.log_softmax(teacher, dim=-1)
+        s_log = torch.log_softmax(student, dim=-1)
+        return (t_log.exp() * (t_log - s_log)).sum(-1).mean()
 
     def set_docs(self, lines: Sequence[str]) -> None:
         self.docs_text = list(lines)
@@ -611,7 +652,7 @@ class Finetuner:
         train_curve, held_curve = Curve("finetune"), Curve("heldout")
         start = time.monotonic()
         self._train_mode()
-        step, ema, stopped = 0, None, "steps"
+        step, ema, kd_ema, stopped = 0, None, None, "steps"
         bar = tqdm(total=cfg.steps, desc="fine-tune", unit="step", mininterval=1.0)
         while step < cfg.steps:
             elapsed = time.monotonic() - start
@@ -624,9 +665,16 @@ class Finetuner:
             )
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * scale
-            loss = self.model(**self.batch(self.sample(), sample_context=True)).loss
+            items = self.sample()
+            batch = self.batch(items, sample_context=True)
+            out = self.model(**batch)
+            loss = out.loss
             docs = self.doc_loss()
             total = loss if docs is None else loss + cfg.doc_weight * docs
+            kd = self.distill_loss(items, batch, out.logits) if cfg.distill > 0 else None
+            if kd is not None:
+                total = total + cfg.distill * kd
+                kd_ema = float(kd) if kd_ema is None else 0.9 * kd_ema + 0.1 * float(kd)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -648,6 +696,8 @@ class Finetuner:
         train_curve.seconds = held_curve.seconds = seconds
         self.model.eval()
         info = {"steps": step, "seconds": round(seconds, 1), "stopped_by": stopped, "final_loss_ema": ema}
+        if kd_ema is not None:
+            info["final_distill_kl_ema"] = kd_ema
         log.info("fine-tuned %d steps in %.0f s (stopped by the %s budget)", step, seconds, stopped)
         return train_curve, held_curve, info
 
@@ -793,6 +843,13 @@ def build_parser() -> argparse.ArgumentParser:
         "messages get a real sentence as their body, other calls word dropout (slot words kept) and "
         "pseudo-words (0: off)",
     )
+    d.add_argument(
+        "--distill",
+        type=float,
+        default=FinetuneConfig.distill,
+        help="not forgetting: weight of the KL divergence from the starting model (a frozen copy, kept in "
+        "memory) on every training answer that calls no new function (0: off)",
+    )
 
     t = p.add_argument_group("training")
     t.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
@@ -907,6 +964,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         context_k=args.context_k,
         context_share=args.context_share,
         augment=args.augment,
+        distill=args.distill,
         seed=args.seed,
         threads=args.threads,
     )
@@ -929,6 +987,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--heldout must be in [0, 1)")
     if not 0 <= args.augment <= 1:
         p.error("--augment must be in [0, 1]")
+    if args.distill < 0:
+        p.error("--distill must be >= 0")
     if args.context_k < 0 or not 0 < args.context_share <= 1:
         p.error("--context-k must be >= 0 and --context-share in (0, 1]")
 
@@ -968,11 +1028,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tuner = Finetuner(model, tok, registry, sources, cfg)
     tuner.set_docs(doc_lines(registry) if cfg.doc_weight > 0 else [])
     accuracy_before = None if args.no_accuracy else exact_match(model, tok, registry, sources)
+    if cfg.distill > 0:
+        import copy
+
+        tuner.set_teacher(copy.deepcopy(model), new)
     groups = setup_trainable(model, tok, cfg, new)
     trainable = count_trainable(model, tok, cfg, new)
     log.info("trainable parameters: %s", trainable)
     loss_before = tuner.heldout_loss()
     train_curve, held_curve, info = tuner.train(groups)
+    tuner.teacher = None  # the frozen copy's memory goes back before saving and evaluating
     loss_after = tuner.heldout_loss()
     adapter_dir, accuracy_lora = None, None
     if cfg.lora:
