@@ -674,7 +674,8 @@ class Finetuner:
             kd = self.distill_loss(items, batch, out.logits) if cfg.distill > 0 else None
             if kd is not None:
                 total = total + cfg.distill * kd
-                kd_ema = float(kd) if kd_ema is None else 0.9 * kd_ema + 0.1 * float(kd)
+                kd_value = float(kd.detach())
+                kd_ema = kd_value if kd_ema is None else 0.9 * kd_ema + 0.1 * kd_value
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
