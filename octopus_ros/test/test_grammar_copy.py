@@ -102,8 +102,8 @@ def test_word_spans_accept_exactly_the_word_aligned_substrings(text, probe):
         assert spans.closable(node) or spans.has_next(node)
 
 
-def _msg(text: str) -> str:
-    return "<nexa_10>('bob', '" + text.replace("\\", "\\\\").replace("'", "\\'") + "')<nexa_end>"
+def _msg(text: str, contact: str = "mom") -> str:
+    return f"<nexa_10>('{contact}', '" + text.replace("\\", "\\\\").replace("'", "\\'") + "')<nexa_end>"
 
 
 def test_apostrophes_inside_words_are_not_boundaries(registry):
@@ -133,8 +133,10 @@ def test_a_bound_grammar_accepts_spans_only(registry):
     back = grammar.bind("say a\\b and 'hi'")
     assert back.accepts(_msg("a\\b and 'hi'")) and not back.accepts(_msg("a\\c"))
     # a backslash is only allowed where the utterance has a quote or backslash next
-    assert bound.advance(bound.advance(bound.start(), "<nexa_10>('bob', 'te"), "\\") is None
-    assert bound.advance(bound.advance(bound.start(), "<nexa_10>('bob', 'I"), "\\'") is not None
+    assert bound.advance(bound.advance(bound.start(), "<nexa_10>('mom', 'te"), "\\") is None
+    assert bound.advance(bound.advance(bound.start(), "<nexa_10>('mom', 'I"), "\\'") is not None
+    # the contact is one the utterance says (test_grammar_named.py)
+    assert not bound.accepts(_msg("home", contact="bob"))
 
 
 def test_a_copied_span_never_runs_into_max_length_unclosable(registry):

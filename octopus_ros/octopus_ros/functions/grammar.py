@@ -24,6 +24,12 @@ in a trie of the utterance's word-aligned spans (:class:`WordSpans`: a span star
 word boundary, every character a boundary in Chinese), so the model can only copy whole words. Without ``bind`` such an argument is a free string.
 Functional tokens must arrive whole inside one ``advance`` text (a tokenizer's special token), so
 a model cannot spell ``<nexa_3>`` out of ordinary pieces; everything else may be split anywhere.
+
+Named values: an enum argument declared ``named: true`` takes a value only when the utterance says
+it (functions/mentions.py). A bound grammar offers such an argument only the values the utterance
+says, so the model chooses among the rooms or contacts it heard instead of guessing one; when the
+utterance says none, every value stays open and the runtime declines the call as unnamed (one
+rule, two uses: the grammar narrows, the runtime still checks).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from .calls import NEXA_END
+from .mentions import says
 from .registry import FunctionRegistry
 
 log = logging.getLogger(__name__)
@@ -222,6 +229,16 @@ class CallGrammar:
             self._args[spec.token] = tuple(self._compile(a) for a in spec.args)
             self._last[spec.token] = len(spec.args) - 1
         self._token_list = sorted(self._tokens.values())
+        # named enum arguments: (token, argument index) -> ArgSpec; bind() narrows their values
+        self._named_args = {
+            (spec.token, i): a
+            for spec in registry.functions
+            if spec.token in self._args
+            for i, a in enumerate(spec.args)
+            if a.type == "enum" and a.named
+        }
+        self._roots: dict[tuple[int, int], int] = {}  # bind(): narrowed trie roots of named arguments
+        self._narrowed: frozenset[int] = frozenset()  # bind(): functions with a narrowed argument
         # functions with a copied argument: their states depend on the bound utterance
         self._copy_fns = frozenset(
             t for t, specs in self._args.items() if any(sp[0] == _K_STR and sp[2] for sp in specs)
@@ -250,6 +267,7 @@ class CallGrammar:
         bound.utterance = utterance
         bound._span = WordSpans(utterance) if self._copy_fns else None
         bound._exact = None
+        bound._narrow(utterance)
         if copy is not None:
             if bound._span is None or not bound.is_span(copy):
                 raise ValueError(f"{copy!r} is not a word-aligned span of the utterance {utterance!r}")
@@ -258,6 +276,19 @@ class CallGrammar:
                 raise ValueError(f"{copy!r} is longer than a copied argument allows")
             bound._exact = WordSpans(copy, whole_only=True)
         return bound
+
+    def _narrow(self, utterance: str) -> None:
+        """Named enum arguments accept only the values ``utterance`` says (all when it says none).
+        The narrowed tries go into this grammar's own copy of the node table."""
+        roots: dict[tuple[int, int], int] = {}
+        for key, arg in self._named_args.items():
+            said = [v for v in arg.values if says(utterance, arg.spoken_forms(v))]
+            if said and len(said) < len(arg.values):
+                if self._trie is self._base._trie:
+                    self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed
+                roots[key] = self._build_trie([f"'{v}'" for v in said])
+        self._roots = roots
+        self._narrowed = frozenset(fn for fn, _ in roots)
 
     def _span_of(self, fn: int) -> WordSpans | None:
         """The span trie a copied argument of function ``fn`` reads."""
@@ -284,8 +315,10 @@ class CallGrammar:
     def cache_key(self, state: GrammarState) -> object:
         """What a cache of :meth:`advance` results must key on besides the state: the unbound
         grammar where the utterance cannot matter (so every request shares those entries),
-        this bound grammar inside a function with a copied argument."""
-        return self if self._span is not None and state[1] in self._copy_fns else self._base
+        this bound grammar inside a function with a copied or narrowed named argument."""
+        if state[1] in self._narrowed or (self._span is not None and state[1] in self._copy_fns):
+            return self
+        return self._base
 
     def _compile(self, arg) -> tuple:
         if arg.type == "string":
@@ -382,7 +415,7 @@ class CallGrammar:
                         sub, n = _S_IN | node << _SUB_BITS, n + 1
                     i += 1
                 elif kind == _K_TRIE:
-                    nxt = self._trie[sub or spec[1]].get(text[i])
+                    nxt = self._trie[sub or self._roots.get((fn, arg), spec[1])].get(text[i])
                     if nxt is None:
                         return None
                     if self._trie[nxt]:
@@ -531,7 +564,7 @@ class CallGrammar:
                 return span.text[node:].replace("\\", "\\\\").replace("'", "\\'")
             return ""
         if spec[0] == _K_TRIE:
-            children = self._trie[sub or spec[1]]
+            children = self._trie[sub or self._roots.get((fn, arg), spec[1])]
             return next(iter(children)) if len(children) == 1 else ""
         allowed = [c for c in _NUMBER_PROBES if self.advance(state, c) is not None]
         return allowed[0] if len(allowed) == 1 else ""

@@ -1,0 +1,101 @@
+"""Named values in the grammar: a ``named: true`` enum argument (send_message's contact) accepts only
+the values the utterance says, so the model chooses among the people it heard; with none said
+every value stays open and the runtime's unnamed rule declines the call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from octopus_ros.functions import CallGrammar, FunctionRegistry, parse_call
+from octopus_ros.functions.mentions import unnamed_args
+from octopus_ros.model.decoding import ConstrainedDecoder
+from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+from octopus_ros.paths import config_path
+
+CONTACTS = ("mom", "dad", "alice", "bob", "office")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return FunctionRegistry.from_yaml(config_path("functions.yaml"))
+
+
+def _contacts(grammar: CallGrammar) -> set[str]:
+    return {c for c in CONTACTS if grammar.accepts(f"<nexa_10>('{c}', 'hi')<nexa_end>")}
+
+
+@pytest.mark.parametrize(
+    "utterance, said",
+    [
+        ("text Bob hi", {"bob"}),
+        ("给老妈发短信说hi", {"mom"}),
+        ("tell my dad and Alice hi", {"dad", "alice"}),
+        ("bobsleigh hi", set(CONTACTS)),  # "bob" inside a word is not said: nothing narrows
+        ("send a text saying hi", set(CONTACTS)),  # none said: all open, the runtime declines
+    ],
+)
+def test_a_bound_grammar_offers_the_contacts_the_utterance_says(registry, utterance, said):
+    grammar = CallGrammar(registry)
+    assert _contacts(grammar.bind(utterance)) == said
+    assert _contacts(grammar) == set(CONTACTS)  # the unbound grammar is untouched by binding
+    assert _contacts(grammar.bind("send a text saying hi")) == set(CONTACTS)
+
+
+def test_one_said_contact_is_forced(registry):
+    g = CallGrammar(registry).bind("text Bob hi")
+    state = g.advance(g.start(), "<nexa_10>")
+    assert g.forced(state) == "('bob', '"
+    other = CallGrammar(registry).bind("text Alice hi")  # a second binding has its own tries
+    assert other.forced(other.advance(other.start(), "<nexa_10>")) == "('alice', '"
+    assert g.forced(state) == "('bob', '"
+
+
+def test_cache_keys_are_the_bound_grammar_only_where_narrowed(registry):
+    grammar = CallGrammar(registry)
+    a, b = grammar.bind("text Bob hi"), grammar.bind("text Alice hi")
+    inside = a.advance(a.start(), "<nexa_10>('")
+    assert a.cache_key(inside) is a and b.cache_key(inside) is b
+    pick = a.advance(a.start(), "<nexa_0>('re")
+    assert a.cache_key(pick) is grammar and b.cache_key(pick) is grammar
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer(num_functions=13)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), jf=st.booleans(), which=st.integers(0, 2))
+def test_adversarial_logits_never_send_to_someone_unnamed(registry, tok, seed, jf, which):
+    """A fake LM that wants every contact the user did not name still writes a named one."""
+    utterance = ["text Bob that the meeting is cancelled", "跟妈妈说我到了", "tell dad and alice I'm home"][
+        which
+    ]
+    cfg = tiny_model(tok).config
+    decoder = ConstrainedDecoder(
+        tokenizer=tok, nexa_token_ids=cfg.nexa_token_ids, nexa_end_id=cfg.nexa_end_id
+    )
+    texts = [tok.decode([i]) for i in range(len(tok))]
+    unsaid = [c for c in CONTACTS if c not in _contacts(CallGrammar(registry).bind(utterance))]
+    want = torch.tensor(
+        [20.0 if any(t and t.strip("'") and t.strip("'") in c for c in unsaid) else 0.0 for t in texts]
+    )
+    rng = np.random.default_rng(seed)
+
+    def logits() -> torch.Tensor:
+        out = want + torch.from_numpy(rng.normal(0, 3, len(tok)).astype(np.float32))
+        out[cfg.nexa_end_id] = -50.0
+        return out
+
+    first = logits()
+    first[cfg.nexa_token_ids[10]] = 100.0
+    grammar = CallGrammar(registry).bind(utterance)
+    res = decoder.decode(first, lambda ids: logits(), grammar, max_new_tokens=200, jump_forward=jf)
+    assert res.error is None, res
+    call = parse_call(res.text, registry)
+    assert call.function == "send_message"
+    assert not unnamed_args(registry.by_name("send_message"), call, utterance), res.text
