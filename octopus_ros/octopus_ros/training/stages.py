@@ -144,6 +144,10 @@ class TrainConfig:
     refine_lr: float = 2e-4
     dpo_beta: float = 0.1  # stage 5: DPO temperature (KL strength to the stage-4 model)
     refine_nll: float = 1.0  # stage 5: weight of the chosen answer's NLL (per token)
+    # stage 5: draw as many pairs whose right answer is the decline as pairs whose right answer is a
+    # call (each step, when both kinds exist), so the stage cannot lean towards whichever error
+    # the stage-4 model made more often
+    refine_balance: bool = False
     seed: int = 0
     threads: int = 2
 
@@ -548,12 +552,17 @@ class Trainer:
         n_align = int(round(b * self.cfg.mix_align))
         kinds = ["calls"] * (b - n_align) + ["align"] * n_align
         margins: list[float] = []
+        decline = self.registry.decline_function.token_text
+        figures["pairs_chosen_decline"] = sum(p["chosen"].startswith(decline) for p in pairs)
+
+        def draw(k: int) -> list[int]:
+            return draw_pairs(pairs, k, self.rng, decline=decline, balance=self.cfg.refine_balance)
 
         def step() -> torch.Tensor:
             loss = m(**self._batch(kinds, b)[0]).loss  # stage-4 data: nothing else drifts
             if not pairs:
                 return loss
-            idx = [self.rng.randrange(len(pairs)) for _ in range(min(b, len(pairs)))]
+            idx = draw(min(b, len(pairs)))
             logp, n_tokens = self._answer_logp(m, [pairs[i] for i in idx])
             ref = ref_logp[:, idx]
             margin = beta * ((logp[0] - ref[0]) - (logp[1] - ref[1]))
@@ -575,6 +584,22 @@ class Trainer:
     def _record(self, curve: Curve) -> Curve:
         self.curves.append(curve)
         return curve
+
+
+def draw_pairs(
+    pairs: Sequence[dict], k: int, rng: random.Random, *, decline: str, balance: bool
+) -> list[int]:
+    """Indices of ``k`` preference pairs for one stage-5 step. ``balance``: alternately a pair whose
+    right answer is the decline (it starts with ``decline``, the decline function's token) and one
+    whose right answer is a call, whatever their counts, when both kinds exist; otherwise uniform."""
+    if balance:
+        kinds = (
+            [i for i, p in enumerate(pairs) if p["chosen"].startswith(decline)],
+            [i for i, p in enumerate(pairs) if not p["chosen"].startswith(decline)],
+        )
+        if all(kinds):
+            return [rng.choice(kinds[j % 2]) for j in range(k)]
+    return [rng.randrange(len(pairs)) for _ in range(k)]
 
 
 def attribute_heads(embed_dim: int) -> nn.ModuleDict:

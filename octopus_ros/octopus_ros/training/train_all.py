@@ -452,6 +452,28 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="perceiver latents = image tokens (default: as many as the MLP connector gives)",
     )
+    parser.add_argument(
+        "--dpo-beta",
+        type=float,
+        default=TrainConfig.dpo_beta,
+        help="stage 5: DPO temperature (KL to stage 4)",
+    )
+    parser.add_argument(
+        "--refine-nll",
+        type=float,
+        default=TrainConfig.refine_nll,
+        help="stage 5: weight of the chosen answer's NLL",
+    )
+    parser.add_argument(
+        "--refine-lr", type=float, default=TrainConfig.refine_lr, help="stage 5: peak learning rate"
+    )
+    parser.add_argument(
+        "--refine-balance",
+        action=argparse.BooleanOptionalAction,
+        default=TrainConfig.refine_balance,
+        help="stage 5: draw pairs whose right answer is the decline and pairs whose right answer is a call "
+        "equally often",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(
@@ -464,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
         answer_format=args.answer_format,
         connector=args.connector,
         num_latents=args.perceiver_latents,
+        dpo_beta=args.dpo_beta,
+        refine_nll=args.refine_nll,
+        refine_lr=args.refine_lr,
+        refine_balance=args.refine_balance,
         **{name: getattr(args, name) for name in _FRACTION_FLAGS},
     )
     for flag, target, kind in (("--steps", cfg.steps, int), ("--seconds", cfg.seconds, float)):
