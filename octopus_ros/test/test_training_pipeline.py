@@ -20,6 +20,7 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
         pool_calls=150,
         pool_align=80,
         pool_refine=24,
+        pool_refine_val=12,
         batch=8,
         vocab_size=600,
         image_size=32,
@@ -36,6 +37,11 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
     assert metrics["stages_run"] == list(STAGES)
     refine = metrics["stage_figures"]["refine"]  # stage 5 decided its pool and counted its pairs
     assert refine["records"] == 24 and refine["pairs"] <= refine["wrong"] <= 24
+    # the validation gate decided which weights stage 5 leaves (stage 4's when it made more mistakes)
+    val = refine["validation"]
+    assert val["records"] == 12 and refine["kept"] == (
+        "refined" if val["wrong_refined"] <= val["wrong_stage4"] else "stage 4"
+    )
     ckpt = load_checkpoint(out)  # verifies the weights' sha256
     assert ckpt.model.config.num_image_tokens == 4  # 4x4 patch grid pooled with stride 2
     decision = Octopus.load(out).decide(
@@ -118,6 +124,7 @@ def _tiny_run(tmp_path, name, *, seed=0, seconds=None):
         pool_calls=60,
         pool_align=40,
         pool_refine=12,
+        pool_refine_val=6,
         batch=4,
         vocab_size=500,
         image_size=32,
@@ -153,3 +160,30 @@ def test_the_wall_clock_guard_cuts_a_stage_short_and_says_so(tmp_path, caplog):
     vision = next(c for c in curves if c["stage"] == "vision")
     assert vision["cut_short"] and vision["planned_steps"] == 3 and vision["loss"] == []
     assert "stage vision cut short by its wall-clock guard" in caplog.text
+
+
+def test_the_refine_gate_keeps_stage_4_when_stage_5_makes_more_mistakes(tmp_path, monkeypatch):
+    """Stage 5 whose refined model gets more validation records wrong leaves stage 4's weights."""
+    import torch
+
+    from octopus_ros.model import load_checkpoint
+    from octopus_ros.training.stages import Trainer
+
+    real = Trainer._mistakes
+
+    def worse_after(self, records, desc):
+        pairs, wrong = real(self, records, desc)
+        if desc == "stage refine: validate":  # the refined model: every record wrong
+            return pairs, {"call:plain": len(records)}
+        return pairs, {"call:plain": 0}
+
+    monkeypatch.setattr(Trainer, "_mistakes", worse_after)
+    _, state, metrics = _tiny_run(tmp_path, "gated")
+    refine = metrics["stage_figures"]["refine"]
+    assert refine["kept"] == "stage 4" and refine["validation"] == {
+        "records": 6,
+        "wrong_stage4": 0,
+        "wrong_refined": 6,
+    }
+    stage4 = load_checkpoint(tmp_path / "gated" / "stages" / "calls").model.state_dict()
+    assert all(torch.equal(state[k], stage4[k]) for k in stage4)

@@ -148,6 +148,10 @@ class TrainConfig:
     # call (each step, when both kinds exist), so the stage cannot lean towards whichever error
     # the stage-4 model made more often
     refine_balance: bool = False
+    # stage 5 keeps its result only if it makes fewer mistakes than the stage-4 model on fresh
+    # validation records of the training distribution (another seed); otherwise stage 4's weights stay
+    refine_gate: bool = True
+    pool_refine_val: int = 1000  # stage 5: validation records of that check
     seed: int = 0
     threads: int = 2
 
@@ -479,30 +483,14 @@ class Trainer:
         """The stage-4 model's own mistakes on the ``refine`` pool: each record's instruction (varied
         as in stage 4) is decided with the node's constrained decoding; a wrong output becomes a
         pair ``{image, instruction, chosen, rejected}``. Returns (pairs, figures)."""
-        from octopus_ros.model.runtime import Octopus
 
         if self.cfg.answer_format != "functional":
             raise ValueError(
                 f"stage refine decides with the functional-token call grammar; answer_format "
                 f"{self.cfg.answer_format!r} is not supported there (skip the stage)"
             )
-        registry = self.registry
-        octopus = Octopus(model=self.model, tokenizer=self.tok, registry=registry, inplace=True)
-        pairs: list[dict] = []
-        wrong_by: dict[str, int] = {}
         pool = self.pools.get("refine", [])
-        with torch.no_grad():
-            for rec in tqdm(pool, desc="stage refine: decide", unit="rec", mininterval=1.0):
-                text, answer = self._varied("calls", rec) or (rec["instruction"], rec["answer"])
-                d = octopus.decide(text, rec["image"])
-                got = d.call.to_text() if d.call is not None else ""
-                if got == answer:
-                    continue
-                kind = "decline" if answer.startswith(registry.decline_function.token_text) else "call"
-                key = f"{kind}:{'absent' if rec.get('decoy') else 'plain'}"
-                wrong_by[key] = wrong_by.get(key, 0) + 1
-                if got:  # an output that did not parse cannot be a rejected answer
-                    pairs.append({**rec, "instruction": text, "chosen": answer, "rejected": got})
+        pairs, wrong_by = self._mistakes(self._variants(pool), "stage refine: decide")
         figures = {
             "records": len(pool),
             "wrong": sum(wrong_by.values()),
@@ -512,6 +500,37 @@ class Trainer:
         }
         log.info("stage refine: %s", figures)
         return pairs, figures
+
+    def _variants(self, pool: Sequence[dict]) -> list[dict]:
+        """The records with their instruction and answer varied as in stage 4 (drawn once)."""
+        out = []
+        for rec in pool:
+            text, answer = self._varied("calls", rec) or (rec["instruction"], rec["answer"])
+            out.append({**rec, "instruction": text, "answer": answer})
+        return out
+
+    def _mistakes(self, records: Sequence[dict], desc: str) -> tuple[list[dict], dict[str, int]]:
+        """The model's wrong decisions on ``records`` (node's constrained decoding): preference
+        pairs ``{image, instruction, chosen, rejected}`` (outputs that parse) and counts by kind."""
+        from octopus_ros.model.runtime import Octopus
+
+        registry = self.registry
+        octopus = Octopus(model=self.model, tokenizer=self.tok, registry=registry, inplace=True)
+        pairs: list[dict] = []
+        wrong_by: dict[str, int] = {}
+        with torch.no_grad():
+            for rec in tqdm(records, desc=desc, unit="rec", mininterval=1.0):
+                answer = rec["answer"]
+                d = octopus.decide(rec["instruction"], rec["image"])
+                got = d.call.to_text() if d.call is not None else ""
+                if got == answer:
+                    continue
+                kind = "decline" if answer.startswith(registry.decline_function.token_text) else "call"
+                key = f"{kind}:{'absent' if rec.get('decoy') else 'plain'}"
+                wrong_by[key] = wrong_by.get(key, 0) + 1
+                if got:  # an output that did not parse cannot be a rejected answer
+                    pairs.append({**rec, "chosen": answer, "rejected": got})
+        return pairs, wrong_by
 
     def _answer_logp(self, model: OctopusModel, pairs: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed log-probability of the chosen and of the rejected answer of each pair, and the
@@ -537,6 +556,10 @@ class Trainer:
         m = self.model
         m.eval()
         pairs, figures = self.preference_pairs()
+        val = self._variants(self.pools.get("refine_val", [])) if self.cfg.refine_gate else []
+        if val:  # the stage-4 model's mistakes on the validation records, and its weights to go back to
+            before = sum(self._mistakes(val, "stage refine: validate stage 4")[1].values())
+            stage4 = {k: v.detach().clone() for k, v in m.state_dict().items()}
         reference = copy.deepcopy(m).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
@@ -575,6 +598,23 @@ class Trainer:
         curve = _run("refine", steps, groups, step, self.cfg.refine_lr, self._guard("refine"))
         figures["dpo_margin_first_50"] = round(float(np.mean(margins[:50])), 4) if margins else None
         figures["dpo_margin_last_50"] = round(float(np.mean(margins[-50:])), 4) if margins else None
+        if val:
+            m.eval()
+            after = sum(self._mistakes(val, "stage refine: validate")[1].values())
+            kept = "refined" if after <= before else "stage 4"
+            figures["validation"] = {"records": len(val), "wrong_stage4": before, "wrong_refined": after}
+            figures["kept"] = kept
+            if kept == "stage 4":
+                m.load_state_dict(stage4)
+                log.warning(
+                    "stage refine: %d of %d validation records wrong after it, %d before: the stage-4 "
+                    "weights are kept (--no-refine-gate keeps the refined ones)",
+                    after,
+                    len(val),
+                    before,
+                )
+            else:
+                log.info("stage refine: validation records wrong %d -> %d: kept", before, after)
         curve.info = figures
         return self._record(curve)
 

@@ -163,6 +163,7 @@ def build_pools(cfg: TrainConfig) -> dict:
     # stage 5: fresh records of the training distribution (another seed) for the model to decide
     refine_on = cfg.steps.get("refine", 0) > 0 and "refine" not in cfg.skip
     refine = instructions(cfg.pool_refine if refine_on else 0, cfg.seed + 7)
+    refine_val = instructions(cfg.pool_refine_val if refine_on and cfg.refine_gate else 0, cfg.seed + 11)
     half = cfg.pool_align // 2
     align = generate_captions("train", half, cfg.seed + 1, image_size=cfg.image_size) + generate_vqa(
         "train", cfg.pool_align - half, cfg.seed + 2, image_size=cfg.image_size
@@ -200,6 +201,7 @@ def build_pools(cfg: TrainConfig) -> dict:
         **pools,
         "calls": [_record(e) for e in calls],
         "refine": [_record(e) for e in refine],
+        "refine_val": [_record(e) for e in refine_val],
         "align": [_record(e) for e in align],
         "vision": vision,
         "text": text,
@@ -474,6 +476,13 @@ def main(argv: list[str] | None = None) -> int:
         help="stage 5: draw pairs whose right answer is the decline and pairs whose right answer is a call "
         "equally often",
     )
+    parser.add_argument(
+        "--refine-gate",
+        action=argparse.BooleanOptionalAction,
+        default=TrainConfig.refine_gate,
+        help="stage 5 keeps its result only if it makes fewer mistakes than the stage-4 model on fresh "
+        "validation records (otherwise the stage-4 weights stay; metrics.json says which)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(
@@ -490,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         refine_nll=args.refine_nll,
         refine_lr=args.refine_lr,
         refine_balance=args.refine_balance,
+        refine_gate=args.refine_gate,
         **{name: getattr(args, name) for name in _FRACTION_FLAGS},
     )
     for flag, target, kind in (("--steps", cfg.steps, int), ("--seconds", cfg.seconds, float)):
@@ -514,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.pool_calls = args.pool_calls
         cfg.pool_align = max(200, args.pool_calls // 2)
         cfg.pool_refine = max(100, args.pool_calls // 12)
+        cfg.pool_refine_val = max(50, args.pool_calls // 40)
     train(
         cfg,
         args.out,
