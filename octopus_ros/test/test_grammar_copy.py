@@ -172,6 +172,26 @@ def test_cache_keys_share_what_the_utterance_does_not_change(registry):
     assert b.advance(send, "l") is None and a.advance(send, "l") is not None
 
 
+def test_a_span_never_runs_into_a_character_a_string_cannot_hold(registry):
+    """Found by the adversarial test below (which=3, seed=1070): after "quotes' " the utterance goes
+    on with "<b>", which no call string may hold, and the span could neither close nor continue
+    (BAD_SYNTAX). The grammar now refuses the space, and every accepted state has a way on."""
+    utterance = UTTERANCES[3]
+    bound = CallGrammar(registry).bind(utterance)
+    opened = bound.advance(bound.start(), "<nexa_10>('alice', '")
+    assert bound.advance(opened, "quotes\\'") is not None
+    assert bound.advance(opened, "quotes\\' ") is None
+    for a in range(len(utterance)):
+        for b in range(a + 1, len(utterance) + 1):
+            typed = utterance[a:b].replace("\\", "\\\\").replace("'", "\\'")
+            state = bound.advance(opened, typed)
+            if state is None:
+                continue
+            assert bound.advance(state, "'") is not None or any(
+                bound.advance(state, c) is not None for c in {*utterance, "\\"}
+            ), utterance[a:b]
+
+
 # ----------------------------------------------------------------------------- adversarial decoding
 @pytest.fixture(scope="module")
 def tok():

@@ -110,6 +110,9 @@ def inside_word(text: str, i: int) -> bool:
 
 
 _FAR = 1 << 30  # "never": a span node from which no whole span can be reached
+# Characters a call's string cannot hold even escaped: a copied span never runs through one (so a
+# span such as "quotes' " before "<b>" is a dead end the grammar refuses to enter).
+_UNCOPYABLE = re.compile(r"[<>\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class WordSpans:
@@ -136,6 +139,8 @@ class WordSpans:
             node = 0
             for j in range(i, last):
                 ch = text[j]
+                if _UNCOPYABLE.match(ch):
+                    break
                 child = nxt[node].get(ch)
                 if child is None:
                     child = len(nxt)
