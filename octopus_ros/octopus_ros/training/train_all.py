@@ -373,8 +373,8 @@ def train(
     return out
 
 
-# TrainConfig fields settable from the command line (--named-decoy sets named_decoy, ...)
-_FRACTION_FLAGS = {
+# float TrainConfig fields settable from the command line (--named-decoy sets named_decoy, ...)
+_FLOAT_FLAGS = {
     "augment": "fraction of stage-4 instructions with word dropout (0: off)",
     "named_decoy": "fraction of named call instructions shown with a scene lacking the named object (0: off)",
     "grey": "fraction of images shown in greyscale (stage 1; stage 4: named/text-only records only)",
@@ -386,6 +386,9 @@ _FRACTION_FLAGS = {
     "(python -m octopus_ros.data.decline_corpus, built at setup; 0: off)",
     "decline_chat": "share of the decline corpus's sentences drawn from conversation lines (chatterbot-corpus; "
     "0: none)",
+    "dpo_beta": "stage 5: DPO temperature (KL to stage 4)",
+    "refine_nll": "stage 5: weight of the chosen answer's NLL",
+    "refine_lr": "stage 5: peak learning rate",
 }
 
 
@@ -408,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds", nargs="*", default=[], help="stage=seconds wall-clock guard overrides, e.g. calls=900"
     )
-    for name, help_text in _FRACTION_FLAGS.items():
+    for name, help_text in _FLOAT_FLAGS.items():
         parser.add_argument(
             "--" + name.replace("_", "-"), type=float, default=getattr(TrainConfig, name), help=help_text
         )
@@ -455,21 +458,6 @@ def main(argv: list[str] | None = None) -> int:
         help="perceiver latents = image tokens (default: as many as the MLP connector gives)",
     )
     parser.add_argument(
-        "--dpo-beta",
-        type=float,
-        default=TrainConfig.dpo_beta,
-        help="stage 5: DPO temperature (KL to stage 4)",
-    )
-    parser.add_argument(
-        "--refine-nll",
-        type=float,
-        default=TrainConfig.refine_nll,
-        help="stage 5: weight of the chosen answer's NLL",
-    )
-    parser.add_argument(
-        "--refine-lr", type=float, default=TrainConfig.refine_lr, help="stage 5: peak learning rate"
-    )
-    parser.add_argument(
         "--refine-balance",
         action=argparse.BooleanOptionalAction,
         default=TrainConfig.refine_balance,
@@ -495,12 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         answer_format=args.answer_format,
         connector=args.connector,
         num_latents=args.perceiver_latents,
-        dpo_beta=args.dpo_beta,
-        refine_nll=args.refine_nll,
-        refine_lr=args.refine_lr,
         refine_balance=args.refine_balance,
         refine_gate=args.refine_gate,
-        **{name: getattr(args, name) for name in _FRACTION_FLAGS},
+        **{name: getattr(args, name) for name in _FLOAT_FLAGS},
     )
     for flag, target, kind in (("--steps", cfg.steps, int), ("--seconds", cfg.seconds, float)):
         for item in getattr(args, flag[2:]):
