@@ -492,6 +492,7 @@ class Finetuner:
         self._bodies: dict[str, list[str]] | None = None
         self.teacher: OctopusModel | None = None
         self.new_tokens: list[str] = []
+        self.new_token_ids: list[int] = []
         self.docs: list[list[int]] = []
         self.docs_text: list[str] = []
         self.same_function: dict[tuple[str, str], list[Item]] = {}
@@ -506,6 +507,7 @@ class Finetuner:
         for p in teacher.parameters():
             p.requires_grad_(False)
         self.new_tokens = [f"<nexa_{i}>" for i in new]
+        self.new_token_ids = self.tok.convert_tokens_to_ids(self.new_tokens) if self.new_tokens else []
 
     def distill_loss(self, items: Sequence[Item], batch: dict[str, torch.Tensor], logits: torch.Tensor):
         """Mean KL(teacher || model) over the answer positions of the examples whose answer calls
@@ -523,9 +525,8 @@ class Finetuner:
         at = batch["labels"][idx, 1:] != -100  # logits at t predict the token at t + 1
         student = logits[idx, :-1][at].float()
         teacher = teacher[:, :-1][at].float()
-        new_ids = self.tok.convert_tokens_to_ids(self.new_tokens) if self.new_tokens else []
-        if new_ids:
-            teacher[:, new_ids] = -1e4  # finite: exp() is 0 and no inf - inf
+        if self.new_token_ids:
+            teacher[:, self.new_token_ids] = -1e4  # finite: exp() is 0 and no inf - inf
         t_log = torch.log_softmax(teacher, dim=-1)
         s_log = torch.log_softmax(student, dim=-1)
         return (t_log.exp() * (t_log - s_log)).sum(-1).mean()
