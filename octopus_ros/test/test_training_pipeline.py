@@ -25,6 +25,7 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
         vocab_size=600,
         image_size=32,
         pool_stride=2,
+        refine_twins=True,
     )
     out = train(cfg, tmp_path / "ckpt", evaluate_n=0, model_config=tiny_config(image_size=32))
     progress = json.loads((out / "stages" / "progress.json").read_text())
@@ -36,12 +37,17 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stages_run"] == list(STAGES)
     refine = metrics["stage_figures"]["refine"]  # stage 5 decided its pool and counted its pairs
-    assert refine["records"] == 24 and refine["pairs"] <= refine["wrong"] <= 24
+    assert refine["records"] == 24 and refine["pairs"] - refine["twin_pairs"] <= refine["wrong"] <= 24
+    # a present twin only for an absent-object record the model acted on
+    assert refine["twin_pairs"] <= refine["wrong_by_kind"].get("decline:absent", 0)
     # the validation gate decided which weights stage 5 leaves (stage 4's when it made more mistakes)
     val = refine["validation"]
     assert val["records"] == 12 and refine["kept"] == (
         "refined" if val["wrong_refined"] <= val["wrong_stage4"] else "stage 4"
     )
+    by_kind = refine["validation_by_kind"]  # the same counts by kind (decline/call x absent/plain)
+    assert sum(by_kind["stage4"].values()) == val["wrong_stage4"]
+    assert sum(by_kind["refined"].values()) == val["wrong_refined"]
     ckpt = load_checkpoint(out)  # verifies the weights' sha256
     assert ckpt.model.config.num_image_tokens == 4  # 4x4 patch grid pooled with stride 2
     decision = Octopus.load(out).decide(

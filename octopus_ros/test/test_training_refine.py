@@ -38,3 +38,31 @@ def test_unbalanced_draws_follow_the_counts_and_one_kind_falls_back():
     assert Counter(draw_pairs(only_calls, 8, random.Random(1), decline=DECLINE, balance=True)).keys() <= set(
         range(5)
     )
+
+
+def test_absent_object_records_carry_their_present_twin():
+    """Stage 5's twins: an absent-object record that answers with the decline carries the same
+    request over the scene that holds the named object, with the call; no other record does."""
+    from octopus_ros.data.tasks import generate, generate_one
+    from octopus_ros.training.stages import TrainConfig, present_twin
+    from octopus_ros.training.train_all import with_present_twins
+
+    cfg = TrainConfig(image_size=32)
+    examples = generate(
+        "train", 120, 5, image_size=32, named_decoy=0.5, colour_decoy=0.2, decline_absent=True
+    )
+    records = with_present_twins(examples, cfg, 5)
+    twins = [(ex, rec) for ex, rec in zip(examples, records, strict=True) if "twin_answer" in rec]
+    assert len(twins) >= 5
+    for ex, rec in twins:
+        assert ex.decoy_kind == "absent" and rec["answer"].startswith(DECLINE)
+        plain = generate_one("train", 5, examples.index(ex), image_size=32)
+        assert plain.instruction == rec["instruction"] and plain.decoy_kind == ""
+        assert rec["twin_answer"] == plain.answer and not plain.answer.startswith(DECLINE)
+        assert ex.scene.target is None or ex.scene.target.category != plain.scene.target.category
+        assert (rec["twin_image"] == plain.image).all() and not (rec["twin_image"] == rec["image"]).all()
+        pair = present_twin(rec)
+        assert pair["chosen"] == plain.answer and pair["rejected"] == rec["answer"]
+        assert pair["image"] is rec["twin_image"] and pair["instruction"] == rec["instruction"]
+    others = [rec for ex, rec in zip(examples, records, strict=True) if ex.decoy_kind != "absent"]
+    assert others and all("twin_answer" not in rec for rec in others)

@@ -30,6 +30,9 @@ Stages (each can be skipped, for the ablation):
    chosen answer's NLL and a stage-4 batch so that nothing else drifts. DPO rather than a learnt
    reward model: here the reward is exact (the label says which call is right), and DPO optimises
    exactly that preference under a KL bound to the stage-4 model, with no reward model to fit.
+   With ``refine_twins`` each absent-object pair gets its present twin (the same request over the
+   scene that holds the object, the call preferred), so that only the image separates them. A
+   gate keeps the result only if it makes no more mistakes on fresh validation records.
 
 Budgets are steps per stage (:data:`DEFAULT_STEPS`, those of the bundled model's last run), with a
 seeded, deterministic data order, so the same config and seed give the same model on any
@@ -148,6 +151,11 @@ class TrainConfig:
     # call (each step, when both kinds exist), so the stage cannot lean towards whichever error
     # the stage-4 model made more often
     refine_balance: bool = False
+    # stage 5: each absent-object mistake (a named request acted on over a scene that lacks the
+    # object) is paired with its present twin: the same request over the scene that holds the
+    # object, the call preferred to the decline, so that only the image separates the two pairs
+    # (docs/training.md item 16: halves the drift towards declining named requests, not all of it)
+    refine_twins: bool = True
     # stage 5 keeps its result only if it makes fewer mistakes than the stage-4 model on fresh
     # validation records of the training distribution (another seed); otherwise stage 4's weights stay
     refine_gate: bool = True
@@ -497,6 +505,7 @@ class Trainer:
             "error_rate": round(sum(wrong_by.values()) / max(1, len(pool)), 4),
             "wrong_by_kind": wrong_by,
             "pairs": len(pairs),
+            "twin_pairs": sum(bool(p.get("twin")) for p in pairs),
         }
         log.info("stage refine: %s", figures)
         return pairs, figures
@@ -528,8 +537,11 @@ class Trainer:
                 kind = "decline" if answer.startswith(registry.decline_function.token_text) else "call"
                 key = f"{kind}:{'absent' if rec.get('decoy') else 'plain'}"
                 wrong_by[key] = wrong_by.get(key, 0) + 1
-                if got:  # an output that did not parse cannot be a rejected answer
-                    pairs.append({**rec, "chosen": answer, "rejected": got})
+                if not got:  # an output that did not parse cannot be a rejected answer
+                    continue
+                pairs.append({**rec, "chosen": answer, "rejected": got})
+                if self.cfg.refine_twins and rec.get("twin_answer") and kind == "decline":
+                    pairs.append(present_twin(rec))
         return pairs, wrong_by
 
     def _answer_logp(self, model: OctopusModel, pairs: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -558,7 +570,8 @@ class Trainer:
         pairs, figures = self.preference_pairs()
         val = self._variants(self.pools.get("refine_val", [])) if self.cfg.refine_gate else []
         if val:  # the stage-4 model's mistakes on the validation records, and its weights to go back to
-            before = sum(self._mistakes(val, "stage refine: validate stage 4")[1].values())
+            before_by = self._mistakes(val, "stage refine: validate stage 4")[1]
+            before = sum(before_by.values())
             stage4 = {k: v.detach().clone() for k, v in m.state_dict().items()}
         reference = copy.deepcopy(m).eval()
         for p in reference.parameters():
@@ -600,9 +613,11 @@ class Trainer:
         figures["dpo_margin_last_50"] = round(float(np.mean(margins[-50:])), 4) if margins else None
         if val:
             m.eval()
-            after = sum(self._mistakes(val, "stage refine: validate")[1].values())
+            after_by = self._mistakes(val, "stage refine: validate")[1]
+            after = sum(after_by.values())
             kept = "refined" if after <= before else "stage 4"
             figures["validation"] = {"records": len(val), "wrong_stage4": before, "wrong_refined": after}
+            figures["validation_by_kind"] = {"stage4": before_by, "refined": after_by}
             figures["kept"] = kept
             if kept == "stage 4":
                 m.load_state_dict(stage4)
@@ -624,6 +639,20 @@ class Trainer:
     def _record(self, curve: Curve) -> Curve:
         self.curves.append(curve)
         return curve
+
+
+def present_twin(rec: dict) -> dict:
+    """The preference pair of an absent-object record's present twin: the same (varied) request
+    over the scene that holds the named object (``twin_image``, rendered from the record's own
+    scene before the decoy replaced it), its call (``twin_answer``) preferred to the decline that
+    is right for the record itself (``rec["answer"]``)."""
+    return {
+        **rec,
+        "image": rec["twin_image"],
+        "chosen": rec["twin_answer"],
+        "rejected": rec["answer"],
+        "twin": True,
+    }
 
 
 def draw_pairs(

@@ -37,7 +37,7 @@ from octopus_ros.data import (
     scene_labels,
 )
 from octopus_ros.data.decline_corpus import load_corpus
-from octopus_ros.data.tasks import lexicon_corpus
+from octopus_ros.data.tasks import generate_one, lexicon_corpus
 from octopus_ros.functions import load_default_registry
 from octopus_ros.functions.answer_format import ANSWER_FORMATS, check_format, convert_answer
 from octopus_ros.model import (
@@ -200,12 +200,31 @@ def build_pools(cfg: TrainConfig) -> dict:
     return {
         **pools,
         "calls": [_record(e) for e in calls],
-        "refine": [_record(e) for e in refine],
+        "refine": with_present_twins(refine, cfg, cfg.seed + 7)
+        if cfg.refine_twins
+        else [_record(e) for e in refine],
         "refine_val": [_record(e) for e in refine_val],
         "align": [_record(e) for e in align],
         "vision": vision,
         "text": text,
     }
+
+
+def with_present_twins(examples: list, cfg: TrainConfig, seed: int) -> list[dict]:
+    """Records of ``examples`` (``generate("train", n, seed)`` with the config's decoys); each
+    absent-object record that answers with the decline also carries its present twin: the image
+    of the same example drawn without decoys (the decoys' own random stream leaves the request,
+    the call and the scene as they were), and that call (``twin_image``, ``twin_answer``;
+    stage 5's ``refine_twins``)."""
+    decline = load_default_registry().decline_function.token_text
+    out = []
+    for i, ex in enumerate(examples):
+        rec = _record(ex)
+        if ex.decoy_kind == "absent" and ex.answer.startswith(decline):
+            twin = generate_one("train", seed, i, image_size=cfg.image_size)
+            rec["twin_image"], rec["twin_answer"] = twin.image, twin.answer
+        out.append(rec)
+    return out
 
 
 def build_tokenizer(pools: dict, cfg: TrainConfig, model_cfg: OctopusConfig):
@@ -465,6 +484,13 @@ def main(argv: list[str] | None = None) -> int:
         "equally often",
     )
     parser.add_argument(
+        "--refine-twins",
+        action=argparse.BooleanOptionalAction,
+        default=TrainConfig.refine_twins,
+        help="stage 5: pair each absent-object mistake with its present twin (the same request over "
+        "the scene that holds the object, the call preferred), so that only the image separates them",
+    )
+    parser.add_argument(
         "--refine-gate",
         action=argparse.BooleanOptionalAction,
         default=TrainConfig.refine_gate,
@@ -484,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         connector=args.connector,
         num_latents=args.perceiver_latents,
         refine_balance=args.refine_balance,
+        refine_twins=args.refine_twins,
         refine_gate=args.refine_gate,
         **{name: getattr(args, name) for name in _FLOAT_FLAGS},
     )
