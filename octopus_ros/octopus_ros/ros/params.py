@@ -70,7 +70,12 @@ PARAMETERS: dict[str, Spec] = {
         "constrained = grammar-constrained functional-token decoding (safe, fast); generate/plain = baselines.",
         DECODE_MODES,
     ),
-    "threads": Spec(0, "torch CPU threads; 0 = torch default.", min=0, max=64),
+    "threads": Spec(
+        0,
+        "CPU threads of the model: torch's, or onnxruntime's intra-op threads with backend onnx; 0 = the library's default.",
+        min=0,
+        max=64,
+    ),
     "context_examples": Spec(
         [""],
         "Fixed in-context examples the model sees before every request, each 'utterance => call' "
