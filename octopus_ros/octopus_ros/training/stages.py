@@ -534,7 +534,7 @@ class Trainer:
                 got = d.call.to_text() if d.call is not None else ""
                 if got == answer:
                     continue
-                kind = "decline" if answer.startswith(registry.decline_function.token_text) else "call"
+                kind = "decline" if answers_decline(answer, registry) else "call"
                 key = f"{kind}:{'absent' if rec.get('decoy') else 'plain'}"
                 wrong_by[key] = wrong_by.get(key, 0) + 1
                 if not got:  # an output that did not parse cannot be a rejected answer
@@ -589,7 +589,7 @@ class Trainer:
         kinds = ["calls"] * (b - n_align) + ["align"] * n_align
         margins: list[float] = []
         decline = self.registry.decline_function.token_text
-        figures["pairs_chosen_decline"] = sum(p["chosen"].startswith(decline) for p in pairs)
+        figures["pairs_chosen_decline"] = sum(answers_decline(p["chosen"], self.registry) for p in pairs)
 
         def draw(k: int) -> list[int]:
             return draw_pairs(pairs, k, self.rng, decline=decline, balance=self.cfg.refine_balance)
@@ -639,6 +639,12 @@ class Trainer:
     def _record(self, curve: Curve) -> Curve:
         self.curves.append(curve)
         return curve
+
+
+def answers_decline(answer: str, registry) -> bool:
+    """Whether a functional-token answer is the decline (a call of the registry's decline
+    function): the one test stage 5 and its pools use to tell declines from calls."""
+    return answer.startswith(registry.decline_function.token_text)
 
 
 def present_twin(rec: dict) -> dict:

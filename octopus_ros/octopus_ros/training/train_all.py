@@ -60,6 +60,7 @@ from octopus_ros.training.stages import (
     Curve,
     TrainConfig,
     Trainer,
+    answers_decline,
     curves_to_json,
     plot_curves,
     save_json,
@@ -162,7 +163,8 @@ def build_pools(cfg: TrainConfig) -> dict:
     calls = instructions(cfg.pool_calls, cfg.seed)
     # stage 5: fresh records of the training distribution (another seed) for the model to decide
     refine_on = cfg.steps.get("refine", 0) > 0 and "refine" not in cfg.skip
-    refine = instructions(cfg.pool_refine if refine_on else 0, cfg.seed + 7)
+    refine_seed = cfg.seed + 7
+    refine = instructions(cfg.pool_refine if refine_on else 0, refine_seed)
     refine_val = instructions(cfg.pool_refine_val if refine_on and cfg.refine_gate else 0, cfg.seed + 11)
     half = cfg.pool_align // 2
     align = generate_captions("train", half, cfg.seed + 1, image_size=cfg.image_size) + generate_vqa(
@@ -200,7 +202,7 @@ def build_pools(cfg: TrainConfig) -> dict:
     return {
         **pools,
         "calls": [_record(e) for e in calls],
-        "refine": with_present_twins(refine, cfg, cfg.seed + 7)
+        "refine": with_present_twins(refine, cfg, refine_seed)
         if cfg.refine_twins
         else [_record(e) for e in refine],
         "refine_val": [_record(e) for e in refine_val],
@@ -216,11 +218,11 @@ def with_present_twins(examples: list, cfg: TrainConfig, seed: int) -> list[dict
     of the same example drawn without decoys (the decoys' own random stream leaves the request,
     the call and the scene as they were), and that call (``twin_image``, ``twin_answer``;
     stage 5's ``refine_twins``)."""
-    decline = load_default_registry().decline_function.token_text
+    registry = load_default_registry()
     out = []
     for i, ex in enumerate(examples):
         rec = _record(ex)
-        if ex.decoy_kind == "absent" and ex.answer.startswith(decline):
+        if ex.decoy_kind == "absent" and answers_decline(ex.answer, registry):
             twin = generate_one("train", seed, i, image_size=cfg.image_size)
             rec["twin_image"], rec["twin_answer"] = twin.image, twin.answer
         out.append(rec)
