@@ -54,6 +54,29 @@ def test_message_bodies_are_what_the_call_grammar_can_write():
     assert message_bodies(corpus) == {"en": ["fine sentence here"]}
 
 
+def test_a_body_fragment_is_a_clause_start_without_edge_punctuation():
+    """The copier's short bodies: the first words / characters of one of the sentence's clauses,
+    never punctuation or space at either end, never a piece from inside a clause."""
+    from octopus_ros.data.message_bodies import body_fragment
+
+    en = "The meeting moved to Friday, bring the slides; thanks!"
+    zh = "会议改到周五了，记得带上幻灯片。谢谢"
+    clauses = {"en": ["The meeting moved to Friday", "bring the slides", "thanks"], "zh": ["会议改到周五了", "记得带上幻灯片", "谢谢"]}
+    rng = random.Random(0)
+    seen = {"en": set(), "zh": set()}
+    for _ in range(300):
+        for lang, sentence in (("en", en), ("zh", zh)):
+            piece = body_fragment(sentence, lang, rng)
+            assert piece is not None and len(piece) >= 2
+            assert piece == piece.strip(" ,.;:!?，。；：！？"), piece
+            assert any(c.startswith(piece) for c in clauses[lang]), (lang, piece)
+            seen[lang].add(piece)
+    assert {"bring", "The meeting moved to Friday", "thanks"} <= seen["en"]  # one word to a whole clause
+    assert {"会议", "记得带上幻灯片", "谢谢"} <= seen["zh"]
+    assert max(len(p) for p in seen["zh"]) <= 8
+    assert body_fragment("。，", "zh", rng) is None and body_fragment("!", "en", rng) is None
+
+
 def test_finetune_replay_varies_as_stage_4_does():
     """octopus_finetune --augment: a replayed message gets a new body in its instruction and its
     call together; other replayed calls keep their answer; registry examples are never varied."""

@@ -11,6 +11,7 @@ control characters). No torch, no rclpy.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,3 +50,30 @@ def with_body(
     args = tuple(dataclasses.replace(a, value=body) if a is old else a for a in call.args)
     new_call = dataclasses.replace(call, args=args)
     return instruction.replace(old.value, body, 1), write_answer(new_call, answer_format)
+
+
+# what a fragment may not begin or end with: spaces and punctuation (ASCII and CJK)
+_EDGE = " \t\"'()[]{}.,;:!?-\u2014\u2013\u2026\u3002\uff0c\u3001\uff1b\uff1a\uff01\uff1f\u201c\u201d\u2018\u2019\u300a\u300b\uff08\uff09"
+# where a clause ends (a fragment starts at a sentence's start or after one of these)
+_CLAUSE_END = re.compile(r"[.,;:!?\u3002\uff0c\u3001\uff1b\uff1a\uff01\uff1f]\s*")
+
+
+def body_fragment(sentence: str, language: str, rng: Any, max_words: int = 6, max_chars: int = 8) -> str | None:
+    """A short piece of ``sentence`` as a message body ("晚饭七点", "call me", "猫没事" are real
+    messages; the corpus's 6-48 character sentences are never that short): the first
+    1-``max_words`` words of one of its clauses in English, the first 2-``max_chars`` characters of
+    one in Chinese, with no space or punctuation at either end. A clause's start is where a
+    message starts too, so a copier trained on fragments learns that a message may be short and
+    may begin with any word, not that it may begin anywhere. None when no such piece is left.
+    ``rng``: a ``random.Random``."""
+    clauses = [c.strip(_EDGE) for c in _CLAUSE_END.split(sentence)]
+    clauses = [c for c in clauses if len(c) >= 2]
+    if not clauses:
+        return None
+    clause = rng.choice(clauses)
+    if language == "zh":
+        piece = clause[: rng.randint(2, max(2, min(max_chars, len(clause))))].strip(_EDGE)
+    else:
+        words = clause.split()
+        piece = " ".join(words[: rng.randint(1, min(max_words, len(words)))]).strip(_EDGE)
+    return piece if len(piece) >= 2 and not set(piece) & {"<", ">"} else None
