@@ -264,3 +264,22 @@ def test_int4_lm_variant(tmp_path, pair):
     rows = cases()
     same = sum(torch_model.decide(t, rgb).raw_text == lean.decide(t, rgb).raw_text for t, rgb in rows)
     assert same >= 0.95 * len(rows), (same, len(rows))  # 61 of these 62 when written
+
+
+def test_an_ending_full_stop_or_exclamation_is_not_read(pair):
+    """"Pick up the red cup." decides as "pick up the red cup" does, in both runtimes: prompt,
+    copier and grammar read lean/prompt.py's model_utterance, so a copied message does not take
+    the request's full stop either."""
+    torch_model, lean = pair
+    rgb = np.full((64, 64, 3), 128, np.uint8)
+    for model in (torch_model, lean):
+        enc = model.encode(rgb)
+        for text in ("pick up the red cup", "text bob that the meeting is cancelled", "把碗放到桌子上"):
+            plain = model.decide(text, enc)
+            for ending in (".", "!", "。", "！", "...", " . "):
+                same_decision(plain, model.decide(text + ending, enc))
+        d = model.decide("text bob that the meeting is cancelled.", enc, allowlist=["send_message"])
+        assert d.ok and d.call.args[1].value == "the meeting is cancelled", d.raw_text
+        # a question mark is part of what the model reads
+        q = model.decide("are you ok?", enc)
+        assert q.raw_text == model.decide("are you ok?", enc).raw_text

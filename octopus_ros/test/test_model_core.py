@@ -228,3 +228,31 @@ def test_factorised_vision_config_errors():
         resolve_config(tiny_config(tower="vit").replace(vision={"colour_tokens": 2}))
     pooled = resolve_config(base.replace(vision={"colour_tokens": 3}, connector={"pool_stride": 2}))
     assert pooled.num_image_tokens == 1 + 3
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("Pick up the red cup.", "Pick up the red cup"),
+        ("  把碗洗了。 ", "把碗洗了"),
+        ("Stop!!!", "Stop"),
+        ("wait...", "wait"),
+        ("停下！", "停下"),
+        ("text mom: landed safely!", "text mom: landed safely"),
+        ("are you ok?", "are you ok?"),  # a question mark stays: the templates have questions
+        ("Mr. Smith is here", "Mr. Smith is here"),  # only the end is cut
+        ("。", "。"),  # nothing but marks: left as it is (the model declines it)
+        ("", ""),
+    ],
+)
+def test_model_utterance_cuts_only_the_ending_marks(text, read):
+    from octopus_ros.lean.prompt import model_utterance
+
+    assert model_utterance(text) == read
+    assert model_utterance(read) == read  # idempotent: build_prompt applies it again
+
+
+def test_the_prompt_reads_the_utterance_without_its_ending(tok, model):
+    fmt = PromptFormat(tokenizer=tok, config=model.config)
+    assert fmt.build_prompt("pick up the red cup.") == fmt.build_prompt(" pick up the red cup ")
+    assert fmt.build_prompt("are you ok?") != fmt.build_prompt("are you ok")

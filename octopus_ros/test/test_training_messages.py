@@ -52,6 +52,10 @@ def test_message_bodies_are_what_the_call_grammar_can_write():
         "en": ["short", "a < b holds here", "x > y in this case", "fine sentence here", "tab\there", "y" * 49]
     }
     assert message_bodies(corpus) == {"en": ["fine sentence here"]}
+    # a body loses the marks that end it, as the utterance the model reads does
+    ended = {"en": ["it ends here.", "wow, it works!!"], "zh": ["会议取消了。", "生日快乐！"]}
+    assert message_bodies(ended) == {"en": ["it ends here", "wow, it works"], "zh": []}  # ZH: < 6 chars
+    assert message_bodies({"zh": ["我们明天早上见面。"]}) == {"zh": ["我们明天早上见面"]}
 
 
 def test_a_body_fragment_is_a_clause_start_without_edge_punctuation():

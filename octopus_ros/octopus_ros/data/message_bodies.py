@@ -19,12 +19,16 @@ MIN_CHARS, MAX_CHARS = 6, 48
 
 
 def message_bodies(corpus: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """Sentences of ``corpus`` (language -> sentences) usable as a message body: 6-48
-    characters, printable, and nothing the call grammar refuses in a string (``<`` ``>``)."""
+    """Sentences of ``corpus`` (language -> sentences) usable as a message body, without the full
+    stops / exclamation marks that end them (a body often ends the request, and the model never
+    reads a request's ending marks: lean/prompt.py ``model_utterance``): 6-48 characters,
+    printable, and nothing the call grammar refuses in a string (``<`` ``>``)."""
+    from octopus_ros.lean.prompt import model_utterance
+
     return {
         lang: [
             t
-            for t in sentences
+            for t in map(model_utterance, sentences)
             if MIN_CHARS <= len(t) <= MAX_CHARS and t.isprintable() and not set(t) & {"<", ">"}
         ]
         for lang, sentences in corpus.items()

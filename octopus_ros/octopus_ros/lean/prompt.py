@@ -27,6 +27,7 @@ Torch-free: shared by the torch runtime (``octopus_ros.model.prompt`` re-exports
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,26 @@ class TrainingExample:
     @property
     def attention_mask(self) -> list[int]:
         return [1] * len(self.input_ids)
+
+
+# a run of full stops, ellipses and exclamation marks (ASCII and CJK) that ends the utterance
+_TERMINAL = re.compile(r"[\s.!\u3002\uff01\u2026\uff0e]+$")
+
+
+def model_utterance(text: str) -> str:
+    """The utterance as the model reads it: without surrounding whitespace and without the full
+    stops / exclamation marks that end it ("Pick up the red cup." -> "Pick up the red cup",
+    "把碗洗了。" -> "把碗洗了"); a question mark stays. Speech recognisers write the ending a
+    sentence has; the training requests never end in one (message bodies, the only text that
+    could, are cut the same way: data/message_bodies.py), and a model that never saw it reads it as
+    a word: with the endings added, the bundled model published a wrong action for 10.4 % of the
+    natural set instead of 4.8 %. The prompt (:meth:`PromptFormat.build_prompt`, training and
+    inference), the copier and the call grammar all see this text, so a copied message never
+    ends with the request's full stop. An utterance that is nothing but such marks stays as it is.
+    """
+    stripped = text.strip()
+    cut = _TERMINAL.sub("", stripped)
+    return cut if cut else stripped
 
 
 PROMPT_PLACEHOLDERS = ("system", "images", "instruction")
@@ -137,7 +158,7 @@ class PromptFormat:
         return self.config.prompt_template.format(
             system=self.config.system_prompt + self.context_text(context),
             images=IMAGE_TOKEN * self.config.num_image_tokens,
-            instruction=instruction.strip(),
+            instruction=model_utterance(instruction),
         )
 
     def encode_prompt(self, instruction: str, context: Sequence = ()) -> list[int]:

@@ -48,7 +48,7 @@ from .errors import CheckpointError
 from .grounding import GROUNDING_META, Grounding, GroundingMaps, GroundingRules, read_grounding_meta
 from .novelty import IMAGE_PROFILE_FILE, TEXT_VOCAB_FILE, ImageProfile, TextNovelty
 from .preprocess import NumpyPreprocessor
-from .prompt import ContextExample, PromptFormat, check_prompt_template
+from .prompt import ContextExample, PromptFormat, check_prompt_template, model_utterance
 from .tokenizer import LeanTokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
@@ -497,6 +497,7 @@ class LeanOctopus:
         if mode not in self.MODES:
             raise ValueError(f"the onnxruntime backend decodes in mode 'constrained' only, got {mode!r}")
         self.registry.allowed_names(allowlist)
+        instruction = model_utterance(instruction)  # what prompt, copier and grammar read (prompt.py)
         t0 = time.perf_counter()
         timings = {"preprocess": 0.0, "encode": 0.0}
         if isinstance(image, ImageEncoding):
@@ -518,7 +519,7 @@ class LeanOctopus:
             return out
 
         grammar, span = copy_span(
-            self.copier, self.grammar(allow), instruction.strip(),
+            self.copier, self.grammar(allow), instruction,
             lambda text: encode_with_offsets(self.tokenizer, text), lambda ids: self.embeddings[ids],
         )  # fmt: skip
         res: DecodeResult = self.decoder.decode(

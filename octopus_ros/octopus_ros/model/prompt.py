@@ -17,6 +17,7 @@ from octopus_ros.lean.prompt import (  # noqa: F401 - re-exported: the model roo
     TrainingExample,
     as_context,
     check_prompt_template,
+    model_utterance,
 )
 
 

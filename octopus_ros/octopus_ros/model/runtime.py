@@ -49,7 +49,7 @@ from .modeling import OctopusModel
 from .novelty import IMAGE_PROFILE_FILE, NoveltyProfile
 from .precision import activation_dtype, apply_precision, resolve_device
 from .preprocess import ImagePreprocessor
-from .prompt import ContextExample, PromptFormat, check_prompt_template
+from .prompt import ContextExample, PromptFormat, check_prompt_template, model_utterance
 
 log = logging.getLogger(__name__)
 
@@ -462,6 +462,7 @@ class Octopus:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.registry.allowed_names(allowlist)  # unknown names: ValueError (a configuration error)
+        instruction = model_utterance(instruction)  # what prompt, copier and grammar read (lean/prompt.py)
         t0 = time.perf_counter()
         timings = {"preprocess": 0.0, "encode": 0.0}
         if isinstance(image, ImageEncoding):
@@ -475,7 +476,7 @@ class Octopus:
         allow = None if allowlist is None else tuple(allowlist)
         if mode == "constrained":
             decision = self._decide_constrained(
-                ids, enc, allow, limit, timings, instruction.strip(), keep_logits
+                ids, enc, allow, limit, timings, instruction, keep_logits
             )
         else:
             decision = self._decide_generate(ids, enc, allow, limit, timings, mode)

@@ -49,7 +49,7 @@ from .decoding import ConstrainedDecoder
 from .functional_tokens import init_token_rows
 from .novelty import NoveltyProfile
 from .precision import activation_dtype, apply_precision, check_precision, resolve_device
-from .prompt import as_context
+from .prompt import as_context, model_utterance
 from .runtime import (
     MODES,
     Decision,
@@ -362,7 +362,7 @@ class VLMPrompt:
 
     def encode_prompt(self, instruction: str, context: Sequence = ()) -> list[int]:
         before, middle, after = self._split(context)
-        rest = self.tokenizer.encode(middle + instruction.strip() + after, add_special_tokens=False)
+        rest = self.tokenizer.encode(middle + model_utterance(instruction) + after, add_special_tokens=False)
         return [*before, self.placeholder_id, *rest]
 
     def system_prefix_ids(self, context: Sequence = ()) -> list[int]:
