@@ -267,7 +267,7 @@ def test_int4_lm_variant(tmp_path, pair):
 
 
 def test_an_ending_full_stop_or_exclamation_is_not_read(pair):
-    """"Pick up the red cup." decides as "pick up the red cup" does, in both runtimes: prompt,
+    """A request read with an ending ("Pick up the red cup.") decides as without it, in both runtimes: prompt,
     copier and grammar read lean/prompt.py's model_utterance, so a copied message does not take
     the request's full stop either."""
     torch_model, lean = pair

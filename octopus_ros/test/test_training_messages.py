@@ -65,7 +65,10 @@ def test_a_body_fragment_is_a_clause_start_without_edge_punctuation():
 
     en = "The meeting moved to Friday, bring the slides; thanks!"
     zh = "会议改到周五了，记得带上幻灯片。谢谢"
-    clauses = {"en": ["The meeting moved to Friday", "bring the slides", "thanks"], "zh": ["会议改到周五了", "记得带上幻灯片", "谢谢"]}
+    clauses = {
+        "en": ["The meeting moved to Friday", "bring the slides", "thanks"],
+        "zh": ["会议改到周五了", "记得带上幻灯片", "谢谢"],
+    }
     rng = random.Random(0)
     seen = {"en": set(), "zh": set()}
     for _ in range(300):

@@ -62,7 +62,9 @@ _EDGE = " \t\"'()[]{}.,;:!?-\u2014\u2013\u2026\u3002\uff0c\u3001\uff1b\uff1a\uff
 _CLAUSE_END = re.compile(r"[.,;:!?\u3002\uff0c\u3001\uff1b\uff1a\uff01\uff1f]\s*")
 
 
-def body_fragment(sentence: str, language: str, rng: Any, max_words: int = 6, max_chars: int = 8) -> str | None:
+def body_fragment(
+    sentence: str, language: str, rng: Any, max_words: int = 6, max_chars: int = 8
+) -> str | None:
     """A short piece of ``sentence`` as a message body ("晚饭七点", "call me", "猫没事" are real
     messages; the corpus's 6-48 character sentences are never that short): the first
     1-``max_words`` words of one of its clauses in English, the first 2-``max_chars`` characters of

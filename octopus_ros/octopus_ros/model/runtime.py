@@ -475,9 +475,7 @@ class Octopus:
         limit = max_new_tokens or self.max_new_tokens
         allow = None if allowlist is None else tuple(allowlist)
         if mode == "constrained":
-            decision = self._decide_constrained(
-                ids, enc, allow, limit, timings, instruction, keep_logits
-            )
+            decision = self._decide_constrained(ids, enc, allow, limit, timings, instruction, keep_logits)
         else:
             decision = self._decide_generate(ids, enc, allow, limit, timings, mode)
         decision.timings["total"] = time.perf_counter() - t0
