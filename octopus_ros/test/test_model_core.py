@@ -241,6 +241,10 @@ def test_factorised_vision_config_errors():
         ("text mom: landed safely!", "text mom: landed safely"),
         ("are you ok?", "are you ok?"),  # a question mark stays: the templates have questions
         ("Mr. Smith is here", "Mr. Smith is here"),  # only the end is cut
+        ("pick  up\tthe cup ", "pick up the cup"),  # a run of whitespace is one space
+        ("跟 Bob 说 晚安", "跟Bob说晚安"),  # Chinese: no space beside a Chinese character
+        ("把碗放好， 谢谢。", "把碗放好，谢谢"),
+        ("Pick up the 红色 cup", "Pick up the 红色 cup"),  # English with a Chinese word keeps its spaces
         ("。", "。"),  # nothing but marks: left as it is (the model declines it)
         ("", ""),
     ],

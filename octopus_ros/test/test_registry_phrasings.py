@@ -5,7 +5,9 @@ The digests below were recorded at commit 46250ba, before the move, when the phr
 literal lists in data/instructions.py (``_SOURCES``), by the same code as ``_digests`` below:
 the bundled model's training and evaluation data must not change by moving them. A deliberate
 change of the phrasings (or of the world) changes them too: record them again with
-``_digests`` and say so in that commit.
+``_digests`` and say so in that commit. Recorded again in stop 26: two template messages lost
+their ending mark ("happy birthday!", "生日快乐！"), which the model no longer reads
+(lean/prompt.py ``model_utterance``); images and the other splits did not change.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from octopus_ros.paths import config_path
 
 # sha256 over (instruction, answer, template id, mode) of generate(split, 400, seed), per split and seed
 RECORDED = {
-    "train/0": "e7cf19db551fe0f1673e95f1bdae72db037f4085b742c471c5249f3028b52544",
+    "train/0": "e86cc563c05599d261c08cf9d15bd6e6d80713ef24920696a84303316dccbd68",
     "train/1": "d78008b7fb6e426643666b22614752614ff3546bcd8697ebb742805eaaf6ebfe",
-    "iid/0": "ff65a7f64f996a1a83e54231ea62ccf740c0690f203563190825264e304e9a8d",
+    "iid/0": "0fc80c850cc232922c5ee0a8bef186894c699f0cf7decc4ccd67bcbaf65e37f0",
     "iid/1": "276e5f218aae3188e5558106341799f5333d945c3e908be3a5a97f26d09ccef5",
-    "unseen_phrasing/0": "2b73b0507b43b7850a712204e55b00e26cbfd7adfee0033b9171ccde8d9042c9",
-    "unseen_phrasing/1": "2b36a752fdbe30f4ee79f99ad9baab0f9c822fe7c76cfa1b4d67176f40eb311f",
+    "unseen_phrasing/0": "7f9b75bea84bc235e5210dd4d98d579c5e4df229dbb91a46676c4fa9d29d00f0",
+    "unseen_phrasing/1": "f7c34c629889450085567ad799bb85cd079fcf5fdd39faea9ba15d5036158abc",
     "unseen_combo/0": "d0b9598525e0ddf968513bd43eef9a4ea7b233c8ff9bd9eeccfe30efff6a7060",
     "unseen_combo/1": "5d719481bd60fc6be201cfa852ad88afbd72aa62f08e6c378af48b5a3c4fbdc4",
 }
@@ -44,10 +46,10 @@ RECORDED_IMAGES = {
     "unseen_combo/1": "d32249782f09e1109bf7375240a9f8d334ed26eb8dd7ab89b58959babcbaa22c",
 }
 RECORDED_CORPUS = (
-    "0e4c4b287770816fd8e0c6590323d850bfc5efbc59e6a4a87817630647347203"  # instruction_corpus(seed=0)
+    "4d717c93e71a4852917472512a5c6a76f304dfb5f90ac027289155ce2867f2e2"  # instruction_corpus(seed=0)
 )
 # instruction_corpus(seed=3, split="unseen_phrasing")
-RECORDED_HELDOUT_CORPUS = "3180a5e9acbccb026c0b0696974df60f234a42fb68bc2d8d701c80d9a78a705d"
+RECORDED_HELDOUT_CORPUS = "a5a291e4fb2b7cefc6155ce86797ddb1f0a8b3f0b28a0e39eb8734cf0a914d34"
 # sha256 over (id, function, language, text, mode, repr(fixed)) of every template, in order
 RECORDED_TEMPLATES = "f673df23a020f7ac18f193ab71ee2dff2be86909401ddd88830d5bdc5de43bc9"
 # sha256 of the sorted held-out template ids of default_splits(), one per line

@@ -51,7 +51,9 @@ def test_message_bodies_are_what_the_call_grammar_can_write():
     corpus = {
         "en": ["short", "a < b holds here", "x > y in this case", "fine sentence here", "tab\there", "y" * 49]
     }
-    assert message_bodies(corpus) == {"en": ["fine sentence here"]}
+    # "tab\there" is read as "tab here" (lean/prompt.py model_utterance), which a call can write
+    assert message_bodies(corpus) == {"en": ["fine sentence here", "tab here"]}
+    assert message_bodies({"en": ["a bell \x07 rings here"]}) == {"en": []}  # not printable
     # a body loses the marks that end it, as the utterance the model reads does
     ended = {"en": ["it ends here.", "wow, it works!!"], "zh": ["会议取消了。", "生日快乐！"]}
     assert message_bodies(ended) == {"en": ["it ends here", "wow, it works"], "zh": []}  # ZH: < 6 chars

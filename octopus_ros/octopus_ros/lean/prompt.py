@@ -50,12 +50,23 @@ class TrainingExample:
 
 # a run of full stops, ellipses and exclamation marks (ASCII and CJK) that ends the utterance
 _TERMINAL = re.compile(r"[\s.!\u3002\uff01\u2026\uff0e]+$")
+# CJK characters and punctuation (ideographs, CJK symbols, full-width forms): Chinese is written
+# without spaces, so a space next to one of them is not a word boundary the model ever saw
+_CJK = "\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
+_CJK_SPACE = re.compile(rf"(?<=[{_CJK}]) | (?=[{_CJK}])")
+_CJK_CHAR = re.compile(rf"[{_CJK}]")
+_LATIN = re.compile(r"[A-Za-z]")
 
 
 def model_utterance(text: str) -> str:
-    """The utterance as the model reads it: without surrounding whitespace and without the full
-    stops / exclamation marks that end it ("Pick up the red cup." -> "Pick up the red cup",
-    "把碗洗了。" -> "把碗洗了"); a question mark stays. Speech recognisers write the ending a
+    """The utterance as the model reads it: each run of whitespace one space, none around it, in
+    Chinese (at least as many CJK characters as Latin letters) no space next to a Chinese character
+    or CJK punctuation ("跟 Bob 说 晚安" -> "跟Bob说晚安"; "the 红色 cup" keeps its spaces), and
+    without the full stops / exclamation marks that end it ("Pick up the red cup." -> "Pick up the
+    red cup", "把碗洗了。" -> "把碗洗了"); a question mark stays. The templates never double a
+    space or put one beside a Chinese character: with every space of the natural set doubled
+    (English) and a space after every "，" (Chinese), the bundled model published a wrong action
+    for 8.2 % of it instead of 4.8 %. Speech recognisers write the ending a
     sentence has; the training requests never end in one (message bodies, the only text that
     could, are cut the same way: data/message_bodies.py), and a model that never saw it reads it as
     a word: with the endings added, the bundled model published a wrong action for 10.4 % of the
@@ -63,7 +74,9 @@ def model_utterance(text: str) -> str:
     inference), the copier and the call grammar all see this text, so a copied message never
     ends with the request's full stop. An utterance that is nothing but such marks stays as it is.
     """
-    stripped = text.strip()
+    stripped = " ".join(text.split())
+    if len(_CJK_CHAR.findall(stripped)) >= len(_LATIN.findall(stripped)):  # written in Chinese
+        stripped = _CJK_SPACE.sub("", stripped)
     cut = _TERMINAL.sub("", stripped)
     return cut if cut else stripped
 
