@@ -133,6 +133,34 @@ def test_every_bad_line_is_reported_with_file_and_line(tmp_path, registry):
     assert not any(p.startswith(f"{path}:1: ") or p.startswith(f"{path}:{len(BAD) + 2}: ") for p in problems)
 
 
+def test_a_copied_message_is_a_span_of_what_the_model_reads(tmp_path, registry):
+    """send_message's body is copied from the utterance: a body that ends with the request's full
+    stop loses it (the model never reads it, lean/prompt.model_utterance); a body the
+    instruction does not hold is a problem with its file and line."""
+    _image(tmp_path / "a.png")
+    rows = [
+        ("text mom: I'm home.", "send_message('mom', \"I'm home.\")", "I'm home"),
+        ("告诉妈妈我到了！", "send_message('mom', '我到了！')", "我到了"),
+        ("ping bob: lunch? ok", "send_message('bob', 'lunch? ok')", "lunch? ok"),
+        ("tell dad the  car is ready.", "send_message('dad', 'the car is ready')", "the car is ready"),
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"image": "a.png", "instruction": i, "answer": a, "language": "en"}) + "\n"
+            for i, a, _ in rows
+        ),
+        "utf-8",
+    )
+    got = [parse_call(r.query.answer, registry).args[1].value for r in read_records(path, registry)]
+    assert got == [want for *_, want in rows]
+    bad = tmp_path / "bad.jsonl"
+    line = {"image": "a.png", "instruction": "text mom", "answer": "send_message('mom', 'hi there')"}
+    bad.write_text(json.dumps({**line, "language": "en"}) + "\n", "utf-8")
+    with pytest.raises(RecordError, match=rf"{bad}:1: .*'hi there' is not a span of the instruction"):
+        read_records(bad, registry)
+
+
 def test_duplicate_ids_empty_files_and_bag_references(tmp_path, registry):
     _image(tmp_path / "a.png")
     rec = {"image": "a.png", "instruction": "stop", "answer": "stop()", "language": "en", "id": "x"}

@@ -18,7 +18,9 @@ One JSON object per line (blank lines and lines starting with ``#`` are skipped)
 - ``instruction`` (required): the user's words, non-empty.
 - ``answer`` (required): the call, as the model writes it (``<nexa_13>('front')<nexa_end>``) or
   by name (``open_door('front')``, ``open_door(door='front')``). It must be a valid call of the
-  function registry given to the loader; it is stored in the canonical ``<nexa_i>`` form.
+  function registry given to the loader; it is stored in the canonical ``<nexa_i>`` form. A
+  copied argument (``source: utterance``, e.g. a message) must be a span of the instruction as
+  the model reads it (``lean/prompt.model_utterance``); ending marks it takes with it are cut.
 - ``language`` (required): a language code, e.g. ``en`` or ``zh``.
 - ``context`` (optional): in-context examples, a list of ``{image, instruction, answer}``
   objects checked the same way (Otter's in-context instruction tuning).
@@ -141,6 +143,39 @@ def _answer(value: Any, registry, problems: list[str]) -> tuple[str, str] | None
     return call.to_text(), call.function
 
 
+def _copied(instruction: str, answer: str, registry, problems: list[str]) -> str | None:
+    """``answer`` with each copied argument (``source: utterance``) checked against the
+    instruction as the model reads it (lean/prompt.py ``model_utterance``): a value that is a span
+    of it is kept; one that is a span only with the marks the model does not read ("I'm home."
+    ending "text mom: I'm home.") loses them, as the grammar would write it; any other value is a
+    problem (no decision can copy it, so training on it teaches the model to invent)."""
+    import dataclasses
+
+    from octopus_ros.functions import ParseError, parse_call
+    from octopus_ros.lean.prompt import model_utterance
+
+    call = parse_call(answer, registry)
+    if isinstance(call, ParseError):
+        return answer
+    copied = {a.name for a in registry.by_name(call.function).args if a.source == "utterance"}
+    read = model_utterance(instruction)
+    args, changed = [], False
+    for arg in call.args:
+        value = arg.value
+        if arg.name in copied and isinstance(value, str) and value not in read:
+            cut = model_utterance(value)
+            if cut and cut in read:
+                arg, changed = dataclasses.replace(arg, value=cut), True
+            else:
+                problems.append(
+                    f"{call.function}'s {arg.name} {value!r} is not a span of the instruction as the "
+                    f"model reads it ({read!r}): it is copied from the utterance"
+                )
+                return None
+        args.append(arg)
+    return dataclasses.replace(call, args=tuple(args)).to_text() if changed else answer
+
+
 def _turn(obj: dict, base: Path, registry, problems: list[str], what: str) -> Turn | None:
     start = len(problems)
     image = _image(obj.get("image"), base, problems)
@@ -148,6 +183,9 @@ def _turn(obj: dict, base: Path, registry, problems: list[str], what: str) -> Tu
     if not isinstance(instruction, str) or not instruction.strip():
         problems.append(f"instruction must be non-empty text, got {instruction!r}")
     answer = _answer(obj.get("answer"), registry, problems)
+    if answer is not None and isinstance(instruction, str) and instruction.strip():
+        text = _copied(instruction, answer[0], registry, problems)
+        answer = None if text is None else (text, answer[1])
     for k in range(start, len(problems)):
         problems[k] = f"{what}{problems[k]}"
     if len(problems) > start:
