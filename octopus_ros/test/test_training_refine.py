@@ -7,9 +7,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from octopus_ros.functions import load_default_registry
 from octopus_ros.training.stages import draw_pairs
 
-DECLINE = "<nexa_12>"
+REGISTRY = load_default_registry()
+DECLINE = REGISTRY.decline_function.token_text  # "<nexa_12>"
 
 
 def _pairs(n_decline: int, n_call: int) -> list[dict]:
@@ -25,7 +27,7 @@ def _share_decline(pairs, idx) -> float:
 def test_balanced_draws_take_both_kinds_equally():
     pairs = _pairs(10, 290)
     rng = random.Random(0)
-    idx = [i for _ in range(50) for i in draw_pairs(pairs, 16, rng, decline=DECLINE, balance=True)]
+    idx = [i for _ in range(50) for i in draw_pairs(pairs, 16, rng, registry=REGISTRY, balance=True)]
     assert _share_decline(pairs, idx) == 0.5
     assert len(set(idx)) > 100  # the calls are still spread over all of them
 
@@ -33,12 +35,12 @@ def test_balanced_draws_take_both_kinds_equally():
 def test_unbalanced_draws_follow_the_counts_and_one_kind_falls_back():
     pairs = _pairs(10, 290)
     rng = random.Random(0)
-    idx = [i for _ in range(200) for i in draw_pairs(pairs, 16, rng, decline=DECLINE, balance=False)]
+    idx = [i for _ in range(200) for i in draw_pairs(pairs, 16, rng, registry=REGISTRY, balance=False)]
     assert 0.01 < _share_decline(pairs, idx) < 0.07
     only_calls = _pairs(0, 5)
-    assert Counter(draw_pairs(only_calls, 8, random.Random(1), decline=DECLINE, balance=True)).keys() <= set(
-        range(5)
-    )
+    assert Counter(
+        draw_pairs(only_calls, 8, random.Random(1), registry=REGISTRY, balance=True)
+    ).keys() <= set(range(5))
 
 
 def test_absent_object_records_carry_their_present_twin():
@@ -79,7 +81,6 @@ def test_an_absent_object_mistake_brings_its_twin_into_the_pairs(monkeypatch):
 
     import octopus_ros.model.runtime as runtime
     from octopus_ros.data.tasks import generate
-    from octopus_ros.functions import load_default_registry
     from octopus_ros.training.stages import TrainConfig, Trainer
     from octopus_ros.training.train_all import with_present_twins
 
@@ -101,7 +102,7 @@ def test_an_absent_object_mistake_brings_its_twin_into_the_pairs(monkeypatch):
     assert len(absent) >= 5
     unparsed = {**absent[0], "image": np.zeros_like(absent[0]["image"])}
     batch = [*absent[1:], unparsed, *[r for r in records if "twin_answer" not in r][:10]]
-    registry = load_default_registry()
+    registry = REGISTRY
     for twins in (True, False):
         trainer = types.SimpleNamespace(
             cfg=TrainConfig(image_size=32, refine_twins=twins), registry=registry, model=None, tok=None

@@ -588,11 +588,10 @@ class Trainer:
         n_align = int(round(b * self.cfg.mix_align))
         kinds = ["calls"] * (b - n_align) + ["align"] * n_align
         margins: list[float] = []
-        decline = self.registry.decline_function.token_text
         figures["pairs_chosen_decline"] = sum(answers_decline(p["chosen"], self.registry) for p in pairs)
 
         def draw(k: int) -> list[int]:
-            return draw_pairs(pairs, k, self.rng, decline=decline, balance=self.cfg.refine_balance)
+            return draw_pairs(pairs, k, self.rng, registry=self.registry, balance=self.cfg.refine_balance)
 
         def step() -> torch.Tensor:
             loss = m(**self._batch(kinds, b)[0]).loss  # stage-4 data: nothing else drifts
@@ -661,16 +660,15 @@ def present_twin(rec: dict) -> dict:
     }
 
 
-def draw_pairs(
-    pairs: Sequence[dict], k: int, rng: random.Random, *, decline: str, balance: bool
-) -> list[int]:
+def draw_pairs(pairs: Sequence[dict], k: int, rng: random.Random, *, registry, balance: bool) -> list[int]:
     """Indices of ``k`` preference pairs for one stage-5 step. ``balance``: alternately a pair whose
-    right answer is the decline (it starts with ``decline``, the decline function's token) and one
-    whose right answer is a call, whatever their counts, when both kinds exist; otherwise uniform."""
+    right answer is the decline (:func:`answers_decline` with ``registry``) and one whose right
+    answer is a call, whatever their counts, when both kinds exist; otherwise uniform."""
     if balance:
+        declines = [answers_decline(p["chosen"], registry) for p in pairs]
         kinds = (
-            [i for i, p in enumerate(pairs) if p["chosen"].startswith(decline)],
-            [i for i, p in enumerate(pairs) if not p["chosen"].startswith(decline)],
+            [i for i, d in enumerate(declines) if d],
+            [i for i, d in enumerate(declines) if not d],
         )
         if all(kinds):
             return [rng.choice(kinds[j % 2]) for j in range(k)]
