@@ -130,7 +130,8 @@ def _image(value: Any, base: Path, problems: list[str]) -> Path | BagImage | Non
     return None
 
 
-def _answer(value: Any, registry, problems: list[str]) -> tuple[str, str] | None:
+def _answer(value: Any, registry, problems: list[str]) -> Any | None:
+    """The record's answer parsed as a call of ``registry`` (a ``Call``); None: a problem."""
     from octopus_ros.functions import ParseError, parse_plain
 
     if not isinstance(value, str) or not value.strip():
@@ -140,23 +141,20 @@ def _answer(value: Any, registry, problems: list[str]) -> tuple[str, str] | None
     if isinstance(call, ParseError):
         problems.append(f"answer {value!r} is not a valid call of {registry.source}: {call.message}")
         return None
-    return call.to_text(), call.function
+    return call
 
 
-def _copied(instruction: str, answer: str, registry, problems: list[str]) -> str | None:
-    """``answer`` with each copied argument (``source: utterance``) checked against the
-    instruction as the model reads it (lean/prompt.py ``model_utterance``): a value that is a span
-    of it is kept; one that is a span only with the marks the model does not read ("I'm home."
-    ending "text mom: I'm home.") loses them, as the grammar would write it; any other value is a
-    problem (no decision can copy it, so training on it teaches the model to invent)."""
+def _copied(instruction: str, call, registry, problems: list[str]) -> Any | None:
+    """``call`` (the parsed answer) with each copied argument (``source: utterance``) checked
+    against the instruction as the model reads it (lean/prompt.py ``model_utterance``): a value
+    that is a span of it is kept; one that is a span only with the marks the model does not read
+    ("I'm home." ending "text mom: I'm home.") loses them, as the grammar would write it; any
+    other value is a problem (no decision can copy it, so training on it teaches the model to
+    invent). None: a problem."""
     import dataclasses
 
-    from octopus_ros.functions import ParseError, parse_call
     from octopus_ros.lean.prompt import model_utterance
 
-    call = parse_call(answer, registry)
-    if isinstance(call, ParseError):
-        return answer
     copied = {a.name for a in registry.by_name(call.function).args if a.source == "utterance"}
     read = model_utterance(instruction)
     args, changed = [], False
@@ -173,7 +171,7 @@ def _copied(instruction: str, answer: str, registry, problems: list[str]) -> str
                 )
                 return None
         args.append(arg)
-    return dataclasses.replace(call, args=tuple(args)).to_text() if changed else answer
+    return dataclasses.replace(call, args=tuple(args)) if changed else call
 
 
 def _turn(obj: dict, base: Path, registry, problems: list[str], what: str) -> Turn | None:
@@ -182,15 +180,14 @@ def _turn(obj: dict, base: Path, registry, problems: list[str], what: str) -> Tu
     instruction = obj.get("instruction")
     if not isinstance(instruction, str) or not instruction.strip():
         problems.append(f"instruction must be non-empty text, got {instruction!r}")
-    answer = _answer(obj.get("answer"), registry, problems)
-    if answer is not None and isinstance(instruction, str) and instruction.strip():
-        text = _copied(instruction, answer[0], registry, problems)
-        answer = None if text is None else (text, answer[1])
+    call = _answer(obj.get("answer"), registry, problems)
+    if call is not None and isinstance(instruction, str) and instruction.strip():
+        call = _copied(instruction, call, registry, problems)
     for k in range(start, len(problems)):
         problems[k] = f"{what}{problems[k]}"
     if len(problems) > start:
         return None
-    return Turn(image=image, instruction=instruction.strip(), answer=answer[0], function=answer[1])
+    return Turn(image=image, instruction=instruction.strip(), answer=call.to_text(), function=call.function)
 
 
 def _record(data: Any, where: str, base: Path, registry, problems: list[str]) -> Record | None:
