@@ -58,8 +58,10 @@ def with_body(
 
 # what a fragment may not begin or end with: spaces and punctuation (ASCII and CJK)
 _EDGE = " \t\"'()[]{}.,;:!?-\u2014\u2013\u2026\u3002\uff0c\u3001\uff1b\uff1a\uff01\uff1f\u201c\u201d\u2018\u2019\u300a\u300b\uff08\uff09"
-# where a clause ends (a fragment starts at a sentence's start or after one of these)
-_CLAUSE_END = re.compile(r"[.,;:!?\u3002\uff0c\u3001\uff1b\uff1a\uff01\uff1f]\s*")
+# the marks that end a clause (ASCII and CJK): a fragment starts at a sentence's start or after
+# one; the span copier's training also strips them around a message (training/span_copier.py)
+CLAUSE_PUNCT = ".,;:!?\u3002\uff0c\u3001\uff1b\uff1a\uff01\uff1f"
+_CLAUSE_END = re.compile(rf"[{re.escape(CLAUSE_PUNCT)}]\s*")
 
 
 def body_fragment(

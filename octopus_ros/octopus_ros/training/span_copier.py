@@ -62,6 +62,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from octopus_ros.data.message_bodies import CLAUSE_PUNCT
 from octopus_ros.data.tasks import generate
 from octopus_ros.lean.copier import (
     COPIER_FILE,
@@ -76,7 +77,7 @@ from octopus_ros.lean.copier import (
 log = logging.getLogger(__name__)
 
 # punctuation a speech recogniser may leave out around the value ("text mom: ..." -> "text mom ...")
-_CARRIER_PUNCT = re.compile(r"[:;,!?.\uff1a\uff0c\uff1b\uff01\uff1f\u3002\u3001]")
+_CARRIER_PUNCT = re.compile(f"[{re.escape(CLAUSE_PUNCT)}]")
 
 
 # the carrier between the named recipient and the message, which speech leaves out: English drops
