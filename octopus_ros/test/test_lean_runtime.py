@@ -281,5 +281,4 @@ def test_an_ending_full_stop_or_exclamation_is_not_read(pair):
         d = model.decide("text bob that the meeting is cancelled.", enc, allowlist=["send_message"])
         assert d.ok and d.call.args[1].value == "the meeting is cancelled", d.raw_text
         # a question mark is part of what the model reads
-        q = model.decide("are you ok?", enc)
-        assert q.raw_text == model.decide("are you ok?", enc).raw_text
+        assert model.prompt.encode_prompt("are you ok?") != model.prompt.encode_prompt("are you ok")
