@@ -30,7 +30,8 @@ Per utterance:
 
 The machine is shared and noisy: compare the ratios printed in one run, not absolute figures
 across runs. ``--baseline DIR`` also runs every node configuration with the octopus_ros code
-under DIR (e.g. ``git archive <commit> octopus_ros/octopus_ros | tar -x -C DIR``), interleaved
+under DIR (e.g. ``git archive <commit> octopus_ros/octopus_ros octopus_ros/config
+octopus_ros/package.xml | tar -x -C DIR``: the node finds its config beside the package), interleaved
 with the current code, and prints both. Run with ``make bench-node``.
 """
 
@@ -431,8 +432,9 @@ def main() -> int:
     trees = {"": None}
     if args.baseline:
         base = Path(args.baseline).resolve()
-        if not (base / "octopus_ros" / "octopus_ros" / "__init__.py").is_file():
-            raise SystemExit(f"--baseline {base}: no octopus_ros/octopus_ros/__init__.py under it")
+        for need in ("octopus_ros/__init__.py", "config", "package.xml"):
+            if not (base / "octopus_ros" / need).exists():  # paths.share_dir needs all three
+                raise SystemExit(f"--baseline {base}: no octopus_ros/{need} under it")
         trees = {"": None, "base ": str(base / "octopus_ros")}
     print(
         f"octopus_node benchmark: model {args.model}, camera {args.camera_hz:g} Hz rgb8 "

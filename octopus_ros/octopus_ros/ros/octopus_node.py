@@ -46,8 +46,8 @@ from std_msgs.msg import Bool, String
 
 from octopus_ros.paths import config_path, default_model_dir
 from octopus_ros.ros import params as P
-from octopus_ros.ros.camera_ingest import CameraIngest
 from octopus_ros.ros.image_convert import CvBridgeAdapter, ImageConversionError
+from octopus_ros.ros.ingest import IngestNode
 from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
 from octopus_ros.runtime.guards import check_stamp, stamp_parts
@@ -139,8 +139,9 @@ class OctopusNode(LifecycleNode):
         self._routing = None
         self._engine: ActionEngine | None = None
         self._frame_seq = itertools.count(1)
-        self._subs: list = []
-        self._camera: CameraIngest | None = None  # camera subscriptions, on their own thread while active
+        # camera and speech subscriptions, each on a side node and thread of its own while active
+        self._camera: IngestNode | None = None
+        self._speech: IngestNode | None = None
         self._timers: list = []
         self._pubs: dict[str, Any] = {}
         self._routed_pubs: dict[tuple[str, type], Any] = {}
@@ -148,7 +149,6 @@ class OctopusNode(LifecycleNode):
         self._diag_pub = None
         self._active = False
         self._lock = threading.Lock()
-        self._io_group = MutuallyExclusiveCallbackGroup()  # speech: never waits behind images
         self._estop_group = MutuallyExclusiveCallbackGroup()  # e-stop: never waits behind anything
         self._service_group = ReentrantCallbackGroup()
         self._callback_errors: collections.Counter[str] = collections.Counter()
@@ -323,8 +323,8 @@ class OctopusNode(LifecycleNode):
                 reliability=ReliabilityPolicy.RELIABLE,
             )
         if p.image_topic or p.compressed_image_topic:
-            # Not on this node's executor: frames would wake it 30 times a second (ros/camera_ingest.py).
-            self._camera = CameraIngest(self)
+            # Not on this node's executor: frames would wake it 30 times a second (ros/ingest.py).
+            self._camera = IngestNode(self, "camera")
         if p.image_topic:
             self._camera.subscribe(Image, p.image_topic, self._on_image, image_qos)
         if p.compressed_image_topic:
@@ -332,11 +332,9 @@ class OctopusNode(LifecycleNode):
         speech_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=p.speech_qos_depth, reliability=ReliabilityPolicy.RELIABLE
         )
-        self._subs.append(
-            self.create_subscription(
-                String, p.speech_topic, self._on_speech, speech_qos, callback_group=self._io_group
-            )
-        )
+        # Not on this node's executor either: an utterance would wait for it to walk ~25 entities.
+        self._speech = IngestNode(self, "speech")
+        self._speech.subscribe(String, p.speech_topic, self._on_speech, speech_qos)
         if p.standing_instruction:
             self._standing_timer = self.create_timer(1.0 / p.standing_rate, self._on_standing_tick)
         else:
@@ -354,12 +352,10 @@ class OctopusNode(LifecycleNode):
 
     def _deactivate(self, reason: str) -> None:
         self._active = False
-        if self._camera is not None:
-            self._camera.close()
-            self._camera = None
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs.clear()
+        for side in (self._camera, self._speech):
+            if side is not None:
+                side.close()
+        self._camera = self._speech = None
         if getattr(self, "_standing_timer", None) is not None:
             self.destroy_timer(self._standing_timer)
             self._standing_timer = None
