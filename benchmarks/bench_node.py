@@ -16,9 +16,10 @@ frame) and an ASR node that speaks every --interval seconds. It prints, in one r
 3. Prefetch: utterance published -> FunctionCall received (this process), against the
    language model alone in this process (``Octopus.decide`` on an encoding made beforehand,
    same model, same utterances, on a worker thread as in the node), measured while the
-   camera streams to the node ("live", the ratio's denominator) and, for reference, in a
-   block just before the node starts ("quiet"): the ratio the node's prefetch has to bring
-   near 1. Where the node's time goes is read from its /diagnostics latency stages and counts.
+   camera streams to the node ("live", the ratio's denominator), the same paced as the
+   utterances are (each decision after an idle gap, as the node's are: "paced", a second
+   ratio) and, for reference, in a block just before the node starts ("quiet"): the ratio the
+   node's prefetch has to bring near 1. Where the node's time goes is read from its /diagnostics latency stages and counts.
 
 Per utterance:
 
@@ -190,6 +191,7 @@ class Run:
     sent: float = float("nan")  # frames/s this process published in the same interval
     diag: dict[str, str] = field(default_factory=dict)  # the node's last /diagnostics values
     lm_live: list[float] = field(default_factory=list)  # LM-only ms in this process, camera live
+    lm_paced: list[float] = field(default_factory=list)  # ... each decision after a gap, as utterances come
 
 
 class LMOnly:
@@ -206,15 +208,19 @@ class LMOnly:
         self.encoding = self.model.encode(frame)
         self.args = args
 
-    def block(self, meanwhile: Callable[[], object] | None = None) -> list[float]:
+    def block(
+        self, meanwhile: Callable[[], object] | None = None, gap: Callable[[], float] | None = None
+    ) -> list[float]:
         """One block of samples, decided on a worker thread as the node's engine does: on this
         loaded 2-core VM, 2-thread torch called from the main thread took 1250-1390 ms p50 per
         decision where the same calls from a worker thread took 39-48 ms (same process, same
-        minutes)."""
+        minutes). ``gap``: seconds to sleep before each decision (None: back to back)."""
         samples: list[float] = []
 
         def work() -> None:
             for i in range(self.args.warmup + self.args.n):
+                if gap is not None:
+                    time.sleep(gap())
                 t0 = time.perf_counter()
                 self.model.decide(
                     UTTERANCES[i % len(UTTERANCES)], self.encoding, allowlist=None, mode="constrained"
@@ -319,6 +325,10 @@ def run_config(
             run.seen, run.sent = received / (tb - ta), sent / (tb - ta)
         # LM alone in this process while the camera streams to the node (and its prefetch runs)
         run.lm_live = lm_model.block(meanwhile=lambda: client.spin_for(0.02))
+        # ... and paced as the utterances below are: the node decides after an idle gap, not back to back
+        run.lm_paced = lm_model.block(
+            meanwhile=lambda: client.spin_for(0.02), gap=lambda: args.interval * random.uniform(0.5, 1.5)
+        )
         # 2. utterances, camera still on
         for i in range(args.warmup + args.n):
             text = UTTERANCES[i % len(UTTERANCES)]
@@ -485,15 +495,21 @@ def main() -> int:
         + "".join(f"{p50(runs[label].lm_live):15.2f} {p95(runs[label].lm_live):14.2f} " for label in labels)
     )
     print(
-        f"{'to call / LM':14s}"
-        + "".join(
-            f"{ratio(p50(runs[label].rows['to_call']), p50(runs[label].lm_live)):15.2f}{'':16s}"
-            for label in labels
-        )
+        f"{'LM only, paced':14s}"
+        + "".join(f"{p50(runs[label].lm_paced):15.2f} {p95(runs[label].lm_paced):14.2f} " for label in labels)
     )
+    for name, key in (("to call / LM", "lm_live"), ("... / paced", "lm_paced")):
+        print(
+            f"{name:14s}"
+            + "".join(
+                f"{ratio(p50(runs[label].rows['to_call']), p50(getattr(runs[label], key))):15.2f}{'':16s}"
+                for label in labels
+            )
+        )
     print(
         "  (LM only: Octopus.decide in this process on a worker thread, pre-encoded frame; quiet = before the "
-        "node starts, live = while the camera streams to the node; to call / LM uses live)"
+        "node starts, live = while the camera streams to the node, back to back; paced = live, each decision "
+        f"after a gap of {args.interval:g} s +-50 %, as the utterances come; to call / LM uses live)"
     )
     print()
     print_where(runs, labels)
@@ -504,8 +520,8 @@ def main() -> int:
     for prefix in trees:
         on, big, big_off = runs[prefix + "640x480 on"], runs[prefix + "1080p on"], runs[prefix + "1080p off"]
 
-        def vs_lm(label: str, prefix: str = prefix) -> float:
-            return ratio(p50(runs[prefix + label].rows["to_call"]), p50(runs[prefix + label].lm_live))
+        def vs_lm(label: str, prefix: str = prefix, key: str = "lm_live") -> float:
+            return ratio(p50(runs[prefix + label].rows["to_call"]), p50(getattr(runs[prefix + label], key)))
 
         print(f"  {prefix.strip() or 'this code'}:")
         print(
@@ -520,6 +536,11 @@ def main() -> int:
             f"    utterance -> call / LM only, camera live (p50): prefetch on {vs_lm('640x480 on'):.2f}, "
             f"off {vs_lm('640x480 off'):.2f} (1080p: {vs_lm('1080p on'):.2f}, {vs_lm('1080p off'):.2f}); "
             f"LM only quiet p50 {p50(lm_all):.1f} ms over all blocks"
+        )
+        print(
+            "    the same against the LM paced as the utterances: "
+            f"prefetch on {vs_lm('640x480 on', key='lm_paced'):.2f}, off {vs_lm('640x480 off', key='lm_paced'):.2f} "
+            f"(1080p: {vs_lm('1080p on', key='lm_paced'):.2f}, {vs_lm('1080p off', key='lm_paced'):.2f})"
         )
     return 0
 
