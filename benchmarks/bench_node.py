@@ -362,7 +362,73 @@ def run_config(
     return run
 
 
-# --------------------------------------------------------------------------- language model alone
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str, list]]:
+    """Process start -> active over DDS (the node's speech subscription seen by this process), and
+    the node's RSS once active, per backend: fresh node processes, torch and onnx interleaved,
+    ``--cold-rounds`` rounds. The onnx backend runs an export of ``--model`` made first in a temporary
+    directory (``onnx_export_all``, fp32). The page cache is warm after the first round: this is the
+    start of a node whose files were read before, as on a robot that restarts it."""
+    import tempfile
+
+    from octopus_ros.model.onnx_export_all import export_all
+
+    out: dict[str, dict[str, list]] = {}
+    with tempfile.TemporaryDirectory(prefix="octopus_bench_cold_") as tmp:
+        ckpt = Path(tmp) / "ckpt"
+        ckpt.mkdir()
+        for f in Path(args.model).iterdir():
+            if f.is_file():
+                os.symlink(f.resolve(), ckpt / f.name)
+        export_all(ckpt)
+        client = Client(context, frame, args.camera_hz)
+        client.camera_on = False
+        try:
+            for _ in range(args.cold_rounds):
+                for backend in ("torch", "onnx"):
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "octopus_ros.ros.octopus_node",
+                        "--ros-args",
+                        "--log-level",
+                        "warn",
+                    ]
+                    for param in ("autostart:=true", f"model_path:={ckpt}", f"backend:={backend}"):
+                        cmd += ["-p", param]
+                    t0 = time.perf_counter()
+                    proc = subprocess.Popen(
+                        cmd, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                    )
+                    try:
+                        if not client.spin_for(120, lambda: client.speech_pub.get_subscription_count() > 0):
+                            raise RuntimeError(f"octopus_node ({backend}) did not become active")
+                        seconds = time.perf_counter() - t0
+                        client.spin_for(1.0)
+                        pid = node_pid(proc)
+                        maps = Path(f"/proc/{pid}/maps").read_text()
+                        row = out.setdefault(backend, {"seconds": [], "rss": [], "torch": []})
+                        row["seconds"].append(seconds)
+                        row["rss"].append(rss_mib(pid))
+                        row["torch"].append("libtorch" in maps)
+                    finally:
+                        proc.send_signal(2)
+                        try:
+                            proc.wait(timeout=20)
+                        except subprocess.TimeoutExpired:
+                            proc.kill()
+                    client.spin_for(1.0, lambda: client.speech_pub.get_subscription_count() == 0)
+        finally:
+            client.destroy_node()
+    return out
+
+
 # --------------------------------------------------------------------------- report
 def p50(values) -> float:
     return float(np.percentile(values, 50)) if len(values) else float("nan")
@@ -417,6 +483,15 @@ def main() -> int:
         default=0,
         help="torch threads of the node (its 'threads' parameter) and of the LM-only blocks; 0 = torch's default",
     )
+    parser.add_argument(
+        "--cold-rounds",
+        type=int,
+        default=3,
+        help="rounds of the cold-start section (node start -> active and RSS, torch vs onnx backend); 0: skip",
+    )
+    parser.add_argument(
+        "--cold-only", action="store_true", help="only the cold-start section (see --cold-rounds)"
+    )
     parser.add_argument("--bare-subscriber", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--baseline",
@@ -452,11 +527,19 @@ def main() -> int:
         + (f", baseline code {args.baseline}" if args.baseline else "")
         + (f", torch threads {args.threads}" if args.threads else "")
     )
-    lm_model = LMOnly(args, frames["640x480"])
-    lm: dict[str, list[float]] = {}  # the block measured just before each configuration
     context = Context()
     rclpy.init(context=context)
+    if args.cold_only:
+        try:
+            cold = cold_start(args, context, frames["640x480"])
+        finally:
+            rclpy.shutdown(context=context)
+        print_cold(cold)
+        return 0
+    lm_model = LMOnly(args, frames["640x480"])
+    lm: dict[str, list[float]] = {}  # the block measured just before each configuration
     runs: dict[str, Run] = {}
+    cold: dict[str, dict[str, list]] = {}
     try:
         floor = run_floor(args, context, frames["1080p"])
         print(f"  rclpy floor, 1080p: CPU {floor.cpu:.1f} % of a core", flush=True)
@@ -471,6 +554,8 @@ def main() -> int:
                     f"{len(r.rows['to_call'])} calls timed; LM only before it p50 {p50(lm[label]):.1f} ms",
                     flush=True,
                 )
+        if args.cold_rounds > 0:
+            cold = cold_start(args, context, frames["640x480"])
     finally:
         rclpy.shutdown(context=context)
     labels = list(runs)
@@ -542,7 +627,27 @@ def main() -> int:
             f"prefetch on {vs_lm('640x480 on', key='lm_paced'):.2f}, off {vs_lm('640x480 off', key='lm_paced'):.2f} "
             f"(1080p: {vs_lm('1080p on', key='lm_paced'):.2f}, {vs_lm('1080p off', key='lm_paced'):.2f})"
         )
+    if cold:
+        print()
+        print_cold(cold)
     return 0
+
+
+def print_cold(cold: dict[str, dict[str, list]]) -> None:
+    """The cold-start section: per backend, start -> active and RSS (median, range), torch mapped."""
+    n = max((len(row["seconds"]) for row in cold.values()), default=0)
+    print(f"3. Cold start over DDS ({n} rounds, fresh node processes, backends interleaved, bundled model)")
+    print("   targets with backend onnx: start -> active <= 3 s, node RSS <= 300 MB")
+    print(
+        f"{'backend':10s}{'start -> active s (p50, range)':>34s}{'RSS active MiB (p50, range)':>32s}   torch mapped"
+    )
+    for backend, row in cold.items():
+        secs, rss = row["seconds"], row["rss"]
+        print(
+            f"{backend:10s}{float(np.median(secs)):14.2f} ({min(secs):.2f}-{max(secs):.2f}){'':6s}"
+            f"{float(np.median(rss)):14.0f} ({min(rss):.0f}-{max(rss):.0f}){'':8s}"
+            f"{'yes' if any(row['torch']) else 'no'}"
+        )
 
 
 if __name__ == "__main__":
