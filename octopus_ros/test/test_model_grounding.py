@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,7 @@ def test_colour_mismatch_names_what_is_there_instead():
     maps = GroundingMaps(category=category, pair=pair)
     phrase = f"{named} book"
     assert g.ground(maps, phrase).other_colour is None  # no rule: colours never block
-    ruled = dataclasses.replace(g, colour_mismatch=(0.1, 0.3))
+    ruled = dataclasses.replace(g, colour_mismatch=(0.1, 0.3, math.inf, math.inf))
     hit = ruled.ground(maps, phrase)
     assert hit.other_colour == f"{there} book" and hit.other_score == pytest.approx(0.9)
     assert hit.score == pytest.approx(0.95)  # the in-view score is still the category's
@@ -149,6 +150,17 @@ def test_colour_mismatch_names_what_is_there_instead():
     pair[book, cols.index(there)] = 0.9
     pair[book, cols.index(named)] = 0.15  # the named colour is not improbable enough
     assert ruled.ground(maps, phrase).other_colour is None
+    # the ratio part (the bundled rule: or at least 0.05 and 100x): a frame where every colour is unsure
+    ratio = dataclasses.replace(g, colour_mismatch=(0.1, 0.3, 0.05, 100.0))
+    pair[book, cols.index(there)], pair[book, cols.index(named)] = 0.12, 0.001
+    assert ruled.ground(maps, phrase).other_colour is None  # below 0.3: the first part lets it pass
+    assert ratio.ground(maps, phrase).other_colour == f"{there} book"  # 120x the named one
+    pair[book, cols.index(named)] = 0.002  # 60x: not enough
+    assert ratio.ground(maps, phrase).other_colour is None
+    pair[book, cols.index(there)], pair[book, cols.index(named)] = 0.04, 0.0001  # other below 0.05
+    assert ratio.ground(maps, phrase).other_colour is None
+    pair[book, cols.index(there)], pair[book, cols.index(named)] = 0.9, 0.02  # the first part still holds
+    assert ratio.ground(maps, phrase).other_colour == f"{there} book"
 
 
 def test_category_word():
@@ -161,10 +173,16 @@ def test_category_word():
 def test_colour_mismatch_round_trips(tmp_path):
     import dataclasses
 
-    g = dataclasses.replace(_model(), colour_mismatch=(0.1, 0.3))
+    g = dataclasses.replace(_model(), colour_mismatch=(0.1, 0.3, 0.05, 100.0))
     g.save(tmp_path)
-    assert GroundingModel.load(tmp_path).colour_mismatch == (0.1, 0.3)
+    assert GroundingModel.load(tmp_path).colour_mismatch == (0.1, 0.3, 0.05, 100.0)
     meta = json.loads((tmp_path / GROUNDING_META).read_text())
+    # a head written before the ratio existed keeps its rule: no ratio (1x)
+    old = {**meta, "colour_mismatch": {"named_below": 0.1, "other_at_least": 0.3}}
+    (tmp_path / GROUNDING_META).write_text(json.dumps(old))
+    assert GroundingModel.load(tmp_path).colour_mismatch == (0.1, 0.3, math.inf, math.inf)
+    dataclasses.replace(g, colour_mismatch=(0.1, 0.3, math.inf, math.inf)).save(tmp_path)
+    assert "ratio_times_named" not in json.loads((tmp_path / GROUNDING_META).read_text())["colour_mismatch"]
     (tmp_path / GROUNDING_META).write_text(json.dumps({**meta, "colour_mismatch": {"named_below": 0.1}}))
     with pytest.raises(GroundingError, match=rf"{GROUNDING_META}: colour_mismatch needs"):
         GroundingModel.load(tmp_path)
@@ -435,3 +453,37 @@ def test_a_call_on_another_object_than_the_one_named_is_a_mismatch(utterance, ca
         assert reason is None
     else:
         assert reason is not None and refused in reason, reason
+
+
+def test_rule_only_keeps_the_head_and_gives_it_todays_rule(tmp_path):
+    """`python -m octopus_ros.training.grounding DIR --rule-only`: the weights, the threshold and the
+    other figures stay; the rule is COLOUR_MISMATCH and its rates are measured again (camera too)."""
+    import os
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from octopus_ros.training.grounding import COLOUR_MISMATCH, main
+
+    src = BUNDLED
+    for f in src.iterdir():
+        if f.is_file():
+            if f.name in (GROUNDING_FILE, GROUNDING_META):
+                shutil.copy(f, tmp_path / f.name)  # rewritten: never the bundled files
+            else:
+                os.symlink(f, tmp_path / f.name)
+    meta = json.loads((tmp_path / GROUNDING_META).read_text())
+    meta["colour_mismatch"] = {"named_below": 0.1, "other_at_least": 0.3}  # a head from before the ratio
+    (tmp_path / GROUNDING_META).write_text(json.dumps(meta))
+    before = GroundingModel.load(tmp_path)
+    assert before.colour_mismatch == (0.1, 0.3, math.inf, math.inf)
+    assert main([str(tmp_path), "--rule-only", "--test-scenes", "24"]) == 0
+    after = GroundingModel.load(tmp_path)
+    assert after.colour_mismatch == COLOUR_MISMATCH
+    assert after.threshold == before.threshold
+    old, new = load_file(str(src / GROUNDING_FILE)), load_file(str(tmp_path / GROUNDING_FILE))
+    assert all(torch.equal(old[k], new[k]) for k in old)
+    assert after.metrics["category"] == before.metrics["category"]
+    for key in ("colour_mismatch", "colour_mismatch_heldout", "colour_mismatch_camera"):
+        rates = after.metrics[key]
+        assert rates["ratio_times_named"] == COLOUR_MISMATCH[3] and 0.0 <= rates["caught"] <= 1.0, rates

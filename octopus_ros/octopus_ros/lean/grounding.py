@@ -8,6 +8,7 @@ runtimes ground phrases with :class:`GroundingRules`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ class GroundingRules:
 
     categories: list[dict[str, Any]]
     colours: list[dict[str, Any]]
-    colour_mismatch: tuple[float, float] | None
+    colour_mismatch: tuple[float, float, float, float] | None
 
     def _index_words(self) -> None:
         self._cat_index = {c["name"]: i for i, c in enumerate(self.categories)}
@@ -160,16 +161,27 @@ class GroundingRules:
         return f"{col['en']} {category['en']}" if lang == "en" else f"{col['zh']}{category['zh']}"
 
 
-def colour_mismatch(probs: dict[str, float], named: str, rule: tuple[float, float]) -> str | None:
+def colour_mismatch(
+    probs: dict[str, float], named: str, rule: tuple[float, float, float, float]
+) -> str | None:
     """The colour in view instead of ``named``, by the colour-mismatch rule
-    (GroundingModel.colour_mismatch = (named_below, other_at_least)), or None. ``probs``: the pair
-    probability of each colour the object comes in, and of ``named``."""
-    below, at_least = rule
+    (GroundingModel.colour_mismatch = (named_below, other_at_least, ratio_other_at_least,
+    ratio_times_named)), or None: the named colour's pair probability is below ``named_below``
+    while the object's most probable other colour is at least ``other_at_least``, or at least
+    ``ratio_other_at_least`` and ``ratio_times_named`` times the named one (a frame where every
+    colour is unsure: dim, noisy). ``probs``: the pair probability of each colour the object comes
+    in, and of ``named``."""
+    below, at_least, ratio_at_least, times = rule
     others = [c for c in probs if c != named]
     if not others:
         return None
     other = max(others, key=probs.get)
-    return other if probs[named] < below and probs[other] >= at_least else None
+    p_named, p_other = probs[named], probs[other]
+    if p_named >= below:
+        return None
+    return (
+        other if p_other >= at_least or (p_other >= ratio_at_least and p_other >= times * p_named) else None
+    )
 
 
 def _whole_word(text: str, i: int, n: int) -> bool:
@@ -225,9 +237,14 @@ def read_grounding_meta(directory: str | Path) -> dict[str, Any]:
         raise GroundingError(meta_path, f"colour_from must be one of {COLOUR_SOURCES}, got {colour_from!r}")
     mismatch = meta.get("colour_mismatch")
     if mismatch is not None:
-        try:
-            mismatch = (float(mismatch["named_below"]), float(mismatch["other_at_least"]))
-        except (KeyError, TypeError, ValueError) as e:
+        try:  # the ratio came later: off (infinite) for the heads written before it
+            mismatch = (
+                float(mismatch["named_below"]),
+                float(mismatch["other_at_least"]),
+                float(mismatch.get("ratio_other_at_least", math.inf)),
+                float(mismatch.get("ratio_times_named", math.inf)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise GroundingError(
                 meta_path, f"colour_mismatch needs named_below and other_at_least: {e!r}"
             ) from e

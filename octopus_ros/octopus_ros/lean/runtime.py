@@ -108,7 +108,7 @@ class LeanGrounding(GroundingRules):
     categories: list[dict[str, Any]]
     colours: list[dict[str, Any]]
     threshold: float
-    colour_mismatch: tuple[float, float] | None
+    colour_mismatch: tuple[float, float, float, float] | None
     metrics: dict[str, Any]
     meta: dict[str, Any]
     session: Any = None

@@ -156,11 +156,13 @@ class GroundingModel(GroundingRules):
     threshold: float = 0.5
     metrics: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    # (named_below, other_at_least): a phrase's colour counts as not in view when its pair
-    # probability is below named_below while another colour of the same object is at least
-    # other_at_least. None: colours never block (heads whose colour is not read from the pixels
-    # alone, colour_from "maps", are too often wrong for that).
-    colour_mismatch: tuple[float, float] | None = None
+    # (named_below, other_at_least, ratio_other_at_least, ratio_times_named): a phrase's colour
+    # counts as not in view when its pair probability is below named_below while another colour of
+    # the same object is at least other_at_least, or at least ratio_other_at_least and
+    # ratio_times_named times the named one (lean/grounding.colour_mismatch; inf: no ratio branch).
+    # None: colours never block (heads whose colour is not read from the pixels alone, colour_from
+    # "maps", are too often wrong for that).
+    colour_mismatch: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         self.head.eval()
@@ -206,8 +208,10 @@ class GroundingModel(GroundingRules):
         )
         meta.pop("colour_mismatch", None)
         if self.colour_mismatch is not None:
-            below, at_least = self.colour_mismatch
+            below, at_least, ratio_at_least, times = self.colour_mismatch
             meta["colour_mismatch"] = {"named_below": below, "other_at_least": at_least}
+            if math.isfinite(ratio_at_least) and math.isfinite(times):
+                meta["colour_mismatch"].update(ratio_other_at_least=ratio_at_least, ratio_times_named=times)
         state = {k: v.detach().float().contiguous().cpu() for k, v in self.head.state_dict().items()}
         save_file(state, str(directory / GROUNDING_FILE))
         (directory / GROUNDING_META).write_text(
