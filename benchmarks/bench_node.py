@@ -19,7 +19,12 @@ frame) and an ASR node that speaks every --interval seconds. It prints, in one r
    camera streams to the node ("live", the ratio's denominator), the same paced as the
    utterances are (each decision after an idle gap, as the node's are: "paced", a second
    ratio) and, for reference, in a block just before the node starts ("quiet"): the ratio the
-   node's prefetch has to bring near 1. Where the node's time goes is read from its /diagnostics latency stages and counts.
+   node's prefetch has to bring near 1. Where the node's time goes is read from its
+   /diagnostics latency stages and counts. (Items 2 and 3 print as section 2.)
+4. Cold start (section 3 of the output; ``--cold-rounds``, ``--cold-only``): fresh node processes
+   with the torch and the onnx backend (an export made first in a temporary directory),
+   interleaved: process start -> active (its speech subscription seen over DDS), RSS once active,
+   and whether a torch library is mapped.
 
 Per utterance:
 

@@ -184,7 +184,9 @@ def colour_accuracy(scenes, pair_p, heldout=frozenset()) -> tuple[float, float, 
     return right / max(n, 1), right_h / max(n_h, 1) if n_h else float("nan"), n, n_h
 
 
-def mismatch_rates(scenes, pair_p, rule: tuple[float, float], heldout=frozenset()) -> dict[str, Any]:
+def mismatch_rates(
+    scenes, pair_p, rule: tuple[float, float, float, float], heldout=frozenset()
+) -> dict[str, Any]:
     """How the colour-mismatch rule (GroundingModel.colour_mismatch) acts on in-view objects:
     ``refused``: the object's own colour named (a false NOT_IN_VIEW), ``refused_heldout`` the same
     for held-out pairs, ``caught``: every other colour of an object in view named (the case the rule
