@@ -21,8 +21,9 @@ phrase (English or Chinese); a colour word in it (``red``, ``红色`` / ``红``)
 **The score is the category's** ("is a cup in view?"), with or without a colour. A colour blocks a
 call only through the colour-mismatch rule (:attr:`GroundingModel.colour_mismatch`, heads that read
 colour from the pixels alone, ``colour_from="pixels"``): the named colour is improbable *and* another
-colour of the same object is probable at its place ("the purple book" where a green book is) sets
-:attr:`Grounding.other_colour`. The first heads read colour from the tower's features too and learnt
+colour of the same object is probable at its place, or far more probable than the named one where
+the head is unsure of every colour (a dim or noisy frame; :func:`lean.grounding.colour_mismatch`):
+"the purple book" where a green book is sets :attr:`Grounding.other_colour`. The first heads read colour from the tower's features too and learnt
 which colours go with which objects in training (a held-out colour pair: 16 % colour accuracy); the
 pixel-only colour branch cannot, and reads held-out pairs as well as seen ones (figures in
 grounding.json). The pair's probability is :attr:`Grounding.colour_score`. **Unknown objects**: a
