@@ -278,25 +278,42 @@ def run_floor(args, context: Context, frame: np.ndarray) -> Run:
     return run
 
 
+def node_command(params: list[str]) -> list[str]:
+    """The command line of an octopus_node process with these ``-p`` parameters (warnings only)."""
+    cmd = [sys.executable, "-m", "octopus_ros.ros.octopus_node", "--ros-args", "--log-level", "warn"]
+    for p in params:
+        cmd += ["-p", p]
+    return cmd
+
+
+def stop_node(proc: subprocess.Popen) -> None:
+    """SIGINT, as Ctrl-C would; killed if it has not ended 20 s later."""
+    proc.send_signal(2)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def run_config(
     args, params: list[str], context: Context, frame: np.ndarray, pythonpath: str | None, lm_model: LMOnly
 ) -> Run:
-    cmd = [sys.executable, "-m", "octopus_ros.ros.octopus_node", "--ros-args", "--log-level", "warn"]
     # Every decided call is published (threshold 0, no novelty or grounding decline), so that each
     # utterance yields a FunctionCall to time; the model still computes all of it.
-    for p in [
-        "autostart:=true",
-        f"model_path:={args.model}",
-        "rate_limit:=0.0",
-        "confidence_threshold:=0.0",
-        "max_text_novelty:=0.0",
-        "max_image_novelty:=0.0",
-        "grounding_threshold:=0.0",
-        "diagnostics_rate:=4.0",
-        f"threads:={args.threads}",
-        *params,
-    ]:
-        cmd += ["-p", p]
+    cmd = node_command(
+        [
+            "autostart:=true",
+            f"model_path:={args.model}",
+            "rate_limit:=0.0",
+            "confidence_threshold:=0.0",
+            "max_text_novelty:=0.0",
+            "max_image_novelty:=0.0",
+            "grounding_threshold:=0.0",
+            "diagnostics_rate:=4.0",
+            f"threads:={args.threads}",
+            *params,
+        ]
+    )
     env = os.environ.copy()
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
@@ -358,11 +375,7 @@ def run_config(
         if client.diagnostics:
             run.diag = client.diagnostics[-1][1]
     finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_node(proc)
         client.destroy_node()
     return run
 
@@ -397,16 +410,7 @@ def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str,
         try:
             for _ in range(args.cold_rounds):
                 for backend in ("torch", "onnx"):
-                    cmd = [
-                        sys.executable,
-                        "-m",
-                        "octopus_ros.ros.octopus_node",
-                        "--ros-args",
-                        "--log-level",
-                        "warn",
-                    ]
-                    for param in ("autostart:=true", f"model_path:={ckpt}", f"backend:={backend}"):
-                        cmd += ["-p", param]
+                    cmd = node_command(["autostart:=true", f"model_path:={ckpt}", f"backend:={backend}"])
                     t0 = time.perf_counter()
                     proc = subprocess.Popen(
                         cmd, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -423,11 +427,7 @@ def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str,
                         row["rss"].append(rss_mib(pid))
                         row["torch"].append("libtorch" in maps)
                     finally:
-                        proc.send_signal(2)
-                        try:
-                            proc.wait(timeout=20)
-                        except subprocess.TimeoutExpired:
-                            proc.kill()
+                        stop_node(proc)
                     client.spin_for(1.0, lambda: client.speech_pub.get_subscription_count() == 0)
         finally:
             client.destroy_node()
