@@ -69,6 +69,7 @@ from octopus_ros.data import render, scene_from_spec
 from octopus_ros.paths import default_model_dir
 from octopus_ros.ros.dds_env import environment_problem
 from octopus_ros.ros.image_convert import rgb_to_image_msg
+from octopus_ros.ros.testing import node_log, rss_kb, start_node, stop_node
 
 UTTERANCES = [
     "pick up the red cup",
@@ -278,53 +279,31 @@ def run_floor(args, context: Context, frame: np.ndarray) -> Run:
     return run
 
 
-def node_command(params: list[str]) -> list[str]:
-    """The command line of an octopus_node process with these ``-p`` parameters (warnings only)."""
-    cmd = [sys.executable, "-m", "octopus_ros.ros.octopus_node", "--ros-args", "--log-level", "warn"]
-    for p in params:
-        cmd += ["-p", p]
-    return cmd
-
-
-def stop_node(proc: subprocess.Popen) -> None:
-    """SIGINT, as Ctrl-C would; killed if it has not ended 20 s later."""
-    proc.send_signal(2)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def run_config(
     args, params: list[str], context: Context, frame: np.ndarray, pythonpath: str | None, lm_model: LMOnly
 ) -> Run:
     # Every decided call is published (threshold 0, no novelty or grounding decline), so that each
     # utterance yields a FunctionCall to time; the model still computes all of it.
-    cmd = node_command(
-        [
-            "autostart:=true",
-            f"model_path:={args.model}",
-            "rate_limit:=0.0",
-            "confidence_threshold:=0.0",
-            "max_text_novelty:=0.0",
-            "max_image_novelty:=0.0",
-            "grounding_threshold:=0.0",
-            "diagnostics_rate:=4.0",
-            f"threads:={args.threads}",
-            *params,
-        ]
-    )
+    node_params = [
+        f"model_path:={args.model}",
+        "rate_limit:=0.0",
+        "confidence_threshold:=0.0",
+        "max_text_novelty:=0.0",
+        "max_image_novelty:=0.0",
+        "grounding_threshold:=0.0",
+        "diagnostics_rate:=4.0",
+        f"threads:={args.threads}",
+        *params,
+    ]
     env = os.environ.copy()
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_node(env, *node_params, log_level="warn")
     client = Client(context, frame, args.camera_hz)
     run = Run()
     try:
         if not client.spin_for(180, lambda: client.speech_pub.get_subscription_count() > 0):
-            raise RuntimeError(
-                f"octopus_node did not become active:\n{proc.stdout.read() if proc.poll() else ''}"
-            )
+            raise RuntimeError(f"octopus_node did not become active:\n{node_log(proc)[-4000:]}")
         client.spin_for(2.0)  # frames flowing, prefetch warmed up
         # 1. ingestion: camera on, no utterance
         pid = node_pid(proc)
@@ -380,13 +359,6 @@ def run_config(
     return run
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
 def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str, list]]:
     """Process start -> active over DDS (the node's speech subscription seen by this process), and
     the node's RSS once active, per backend: fresh node processes, torch and onnx interleaved,
@@ -410,10 +382,9 @@ def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str,
         try:
             for _ in range(args.cold_rounds):
                 for backend in ("torch", "onnx"):
-                    cmd = node_command(["autostart:=true", f"model_path:={ckpt}", f"backend:={backend}"])
                     t0 = time.perf_counter()
-                    proc = subprocess.Popen(
-                        cmd, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                    proc = start_node(
+                        os.environ.copy(), f"model_path:={ckpt}", f"backend:={backend}", log_level="warn"
                     )
                     try:
                         if not client.spin_for(120, lambda: client.speech_pub.get_subscription_count() > 0):
@@ -424,7 +395,7 @@ def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str,
                         maps = Path(f"/proc/{pid}/maps").read_text()
                         row = out.setdefault(backend, {"seconds": [], "rss": [], "torch": []})
                         row["seconds"].append(seconds)
-                        row["rss"].append(rss_mib(pid))
+                        row["rss"].append(rss_kb(pid) / 1024.0)
                         row["torch"].append("libtorch" in maps)
                     finally:
                         stop_node(proc)

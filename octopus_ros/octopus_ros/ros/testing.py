@@ -32,16 +32,22 @@ from octopus_ros.ros.image_convert import rgb_to_image_msg
 NODE = "/octopus_node"
 
 
-def node_command(*params: str, autostart: bool = True) -> list[str]:
-    """The command line of octopus_node with ``-p`` overrides (``name:=value`` strings)."""
+def node_command(*params: str, autostart: bool = True, log_level: str | None = None) -> list[str]:
+    """The command line of octopus_node with ``-p`` overrides (``name:=value`` strings);
+    ``log_level`` ("warn", ...) sets ``--log-level`` (None: the node's default, info)."""
     args = [sys.executable, "-m", "octopus_ros.ros.octopus_node", "--ros-args"]
+    if log_level is not None:
+        args += ["--log-level", log_level]
     for p in (f"autostart:={'true' if autostart else 'false'}", *params):
         args += ["-p", p]
     return args
 
 
-def start_node(env: dict[str, str], *params: str, autostart: bool = True) -> subprocess.Popen:
-    """octopus_node in a subprocess with ``-p`` overrides (``name:=value`` strings).
+def start_node(
+    env: dict[str, str], *params: str, autostart: bool = True, log_level: str | None = None
+) -> subprocess.Popen:
+    """octopus_node in a subprocess with ``-p`` overrides (``name:=value`` strings) and
+    ``log_level`` (:func:`node_command`).
 
     Its output goes to a temporary file, not a pipe: a pipe nobody reads fills after about
     64 kB of log and then blocks the node's logging, and with it the whole node (a burst of a
@@ -49,7 +55,11 @@ def start_node(env: dict[str, str], *params: str, autostart: bool = True) -> sub
     """
     log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by stop_node
     proc = subprocess.Popen(
-        node_command(*params, autostart=autostart), env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        node_command(*params, autostart=autostart, log_level=log_level),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     proc.log_file = log
     return proc
