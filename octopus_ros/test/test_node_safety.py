@@ -43,6 +43,15 @@ def test_node_guarantees_over_dds(ros_env, rclpy_context, tiny_ckpt):
     robot = RobotSide(rclpy_context)
     try:
         robot.wait_active(proc)
+        # Camera and speech are taken by the node's side nodes (ros/ingest.py), never by its own
+        # MultiThreadedExecutor: a frame would wake it, an utterance would wait for it.
+        for topic, side in (
+            ("/camera/image_raw", "octopus_node_camera"),
+            ("/camera/image_raw/compressed", "octopus_node_camera"),
+            ("/speech/text", "octopus_node_speech"),
+        ):
+            readers = {i.node_name for i in robot.get_subscriptions_info_by_topic(topic)}
+            assert readers == {side}, (topic, readers)
         said: list[str] = []
 
         def say(text: str) -> Outcome:
