@@ -80,9 +80,30 @@ def test_evaluate_writes_runs_not_the_model_metrics_unless_asked(tmp_path):
     ckpt = make_tiny_checkpoint(tmp_path / "m", functions=config_path("functions.yaml"), image_size=32)
     before = (ckpt / "metrics.json").read_text(encoding="utf-8")
     out = tmp_path / "runs" / "metrics.json"
-    assert main([str(ckpt), "--n", "2", "--no-natural", "--out", str(out)]) == 0
+    assert main([str(ckpt), "--n", "2", "--no-natural", "--no-check", "--out", str(out)]) == 0
     assert (ckpt / "metrics.json").read_text(encoding="utf-8") == before
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["checkpoint"] == str(ckpt) and data["eval_fp32"]["n"] == 6
-    assert main([str(ckpt), "--n", "2", "--no-natural", "--out", str(out), "--write-model-metrics"]) == 0
+    assert (
+        main(
+            [str(ckpt), "--n", "2", "--no-natural", "--no-check", "--out", str(out), "--write-model-metrics"]
+        )
+        == 0
+    )
     assert json.loads((ckpt / "metrics.json").read_text(encoding="utf-8"))["eval_fp32"]["n"] == 6
+
+
+def test_the_check_set_is_reported_by_its_figures_without_its_cases(tmp_path):
+    from octopus_ros.data.natural import CHECK_SET_PATH, load_natural_set
+    from octopus_ros.model import Octopus
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.training.evaluate import CHECK_TITLE, evaluate, format_tables
+
+    ckpt = make_tiny_checkpoint(tmp_path / "m", functions=config_path("functions.yaml"), image_size=32)
+    m = evaluate(Octopus.load(ckpt), splits=(), progress=False, threshold=0.0, check=True)
+    check = m["natural_check"]
+    assert check["all"]["n"] == len(load_natural_set(CHECK_SET_PATH)) and "natural" not in m
+    assert "published_wrong_examples" not in check
+    assert check["all"]["published_wrong"] > 0  # a random tiny model publishes wrong calls at threshold 0
+    text = format_tables(m)
+    assert CHECK_TITLE in text and "PUBLISHED WRONG" in text and "most confident" not in text

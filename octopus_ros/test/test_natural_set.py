@@ -10,24 +10,40 @@ import pytest
 from octopus_ros.data import generate, instruction_corpus, sample_scene
 from octopus_ros.data.camera import degrade
 from octopus_ros.data.instructions import TEMPLATES, TEMPLATES_BY_ID, templates_producing
-from octopus_ros.data.natural import KINDS, NaturalSetError, load_natural_set
+from octopus_ros.data.natural import (
+    CHECK_SET_PATH,
+    KINDS,
+    NATURAL_SET_PATH,
+    NaturalSetError,
+    load_natural_set,
+)
 from octopus_ros.functions import load_default_registry
+
+# the natural set: >= 300 requests per language, >= 20 of each kind; the check set, written apart
+# from it and from the templates: >= 150 and >= 12
+SETS = {"natural": (NATURAL_SET_PATH, 300, 20), "check": (CHECK_SET_PATH, 150, 12)}
+
+
+@pytest.fixture(scope="module", params=sorted(SETS))
+def which(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def items():
-    return load_natural_set()
+def items(which):
+    return load_natural_set(SETS[which][0])
 
 
-def test_size_kinds_and_functions_per_language(items):
+def test_size_kinds_and_functions_per_language(items, which):
     registry = load_default_registry()
     actions = {f.name for f in registry.functions if f.enabled and not f.decline}
+    _, at_least, per_kind = SETS[which]
     for lang in ("en", "zh"):
         mine = [it for it in items if it.language == lang]
-        assert len(mine) >= 300, lang
+        assert len(mine) >= at_least, lang
         kinds = collections.Counter(it.kind for it in mine)
         assert set(kinds) == set(KINDS), (lang, kinds)
-        assert min(kinds.values()) >= 20, (lang, kinds)
+        assert min(kinds.values()) >= per_kind, (lang, kinds)
         called = {it.expected_call(registry).function for it in mine if not it.declines}
         assert called == actions, (lang, actions - called)
         declines = sum(it.declines for it in mine)
@@ -37,6 +53,16 @@ def test_size_kinds_and_functions_per_language(items):
 def test_no_utterance_is_produced_by_any_template(items):
     produced = {it.id: templates_producing(it.text, it.language) for it in items}
     assert {k: v for k, v in produced.items() if v} == {}
+
+
+def test_the_check_set_repeats_no_natural_set_request():
+    def norm(text):
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    natural = {norm(it.text) for it in load_natural_set(NATURAL_SET_PATH)}
+    check = load_natural_set(CHECK_SET_PATH)
+    assert [it.id for it in check if norm(it.text) in natural] == []
+    assert not {it.id for it in check} & {it.id for it in load_natural_set(NATURAL_SET_PATH)}
 
 
 def test_the_template_matcher_recognises_everything_the_generator_writes():

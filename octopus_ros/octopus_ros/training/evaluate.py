@@ -13,11 +13,17 @@ colourless references and degraded camera frames. Its headline figure is **publi
 the share of requests on which the node would publish an action that is not the expected one,
 including any action for a request that should be declined.
 
+The ``natural_check`` split is the **check set** (``natural_check.yaml`` beside the natural set):
+requests written by an author who saw only the function registry without its phrasings and the
+world's vocabulary, never the templates nor the natural set, and measured only for decisions
+already taken on the natural set. Its figures are printed without its cases, so that no rule is
+written from them (docs/training.md, "The check set").
+
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
 the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only on purpose).
 
 usage: python -m octopus_ros.training.evaluate CHECKPOINT [--n 300] [--seed 1234] [--precision fp32]
-           [--no-natural] [--out runs/evaluate/metrics.json] [--write-model-metrics]
+           [--no-natural] [--no-check] [--out runs/evaluate/metrics.json] [--write-model-metrics]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,7 @@ import numpy as np
 from octopus_ros.data import generate
 
 EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
+CHECK_TITLE = "check set (written apart from templates and natural set; figures only)"
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)
 
@@ -54,13 +62,18 @@ def node_action(
     threshold: float,
     grounding: float | None = None,
     utterance: str | None = None,
+    *,
+    safety_screen: str | None = None,
+    novelty_limits: bool = True,
 ) -> str:
     """How the node would act on a decision: ``'declined'`` (NO_ACTION), ``'published'`` (OK)
     or ``'held_back'`` (any other outcome), by the engine's own rule
     (:func:`octopus_ros.runtime.outcomes.decision_outcome`, every enabled function allowed,
     the node's default novelty limits and safety screen (applied to ``utterance``; None: not
     screened), ``grounding`` the NOT_IN_VIEW threshold or None: :func:`node_grounding` gives the
-    node's default for a model)."""
+    node's default for a model). ``safety_screen`` (the node parameter's setting; None: its
+    default) and ``novelty_limits=False`` (no "not understood" / "image unlike training") change
+    the node's settings, as ``training/rule_ablation.py`` does."""
     from octopus_ros.functions import validate_call
     from octopus_ros.runtime.engine import EngineConfig
     from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
@@ -74,11 +87,15 @@ def node_action(
         functools.partial(validate_call, registry=registry),
         allowlist=None,
         threshold=threshold,
-        max_text_novelty=defaults.max_text_novelty if defaults.max_text_novelty > 0 else None,
-        max_image_novelty=defaults.max_image_novelty if defaults.max_image_novelty > 0 else None,
+        max_text_novelty=defaults.max_text_novelty
+        if novelty_limits and defaults.max_text_novelty > 0
+        else None,
+        max_image_novelty=defaults.max_image_novelty
+        if novelty_limits and defaults.max_image_novelty > 0
+        else None,
         grounding_threshold=grounding,
         utterance=utterance,
-        screen=screen_from_setting(defaults.safety_screen),
+        screen=screen_from_setting(defaults.safety_screen if safety_screen is None else safety_screen),
     )
     if code == OutcomeCode.NO_ACTION:
         return "declined"
@@ -110,13 +127,14 @@ def evaluate(
     progress: bool = True,
     threshold: float | None = None,
     natural: bool = False,
+    check: bool = False,
 ) -> dict:
     """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict.
 
     ``threshold``: the node's confidence threshold (default: the engine's default), used
     for the "as the node would act" summary: which answers it would publish, decline, or
     hold back. ``natural``: also evaluate the natural set (``metrics["natural"]``, see
-    :func:`evaluate_natural`).
+    :func:`evaluate_natural`). ``check``: also the check set (``metrics["natural_check"]``).
     """
     from tqdm import tqdm
 
@@ -156,6 +174,15 @@ def evaluate(
     metrics["decode_mode"] = mode
     if natural:
         metrics["natural"] = evaluate_natural(octopus, threshold=threshold, progress=progress)
+    if check:
+        from octopus_ros.data.natural import CHECK_SET_PATH, load_natural_set
+
+        items = load_natural_set(CHECK_SET_PATH, registry=registry)
+        metrics["natural_check"] = evaluate_natural(
+            octopus, threshold=threshold, progress=progress, items=items, desc="eval check set"
+        )
+        # the check set's cases stay out of the report: only its figures are kept
+        metrics["natural_check"].pop("published_wrong_examples", None)
     return metrics
 
 
@@ -165,10 +192,19 @@ def _got(d: Any) -> str:
 
 # ----------------------------------------------------------------------------- the natural set
 def evaluate_natural(
-    octopus: Any, *, threshold: float, progress: bool = True, items: list | None = None
+    octopus: Any,
+    *,
+    threshold: float,
+    progress: bool = True,
+    items: list | None = None,
+    desc: str = "eval natural",
+    act: Callable[..., str] | None = None,
+    rows_out: list | None = None,
 ) -> dict:
     """Run ``octopus`` on the natural set (or ``items``, a list of NaturalItem) as the node would
-    act at ``threshold``; returns :func:`summarize_natural` of the rows."""
+    act at ``threshold``; returns :func:`summarize_natural` of the rows. ``act``: how the node acts
+    on a decision (default :func:`node_action`; called as ``act(decision, registry, threshold,
+    grounding, utterance)``); ``rows_out``: a list that receives the per-request rows."""
     from tqdm import tqdm
 
     from octopus_ros.data.natural import load_natural_set
@@ -178,11 +214,11 @@ def evaluate_natural(
     mode = decode_mode(octopus)
     items = load_natural_set(registry=registry) if items is None else items
     rows = []
-    for item in tqdm(items, desc="eval natural", disable=not progress, leave=False):
+    for item in tqdm(items, desc=desc, disable=not progress, leave=False):
         expected = item.expected_text(registry)
         d = octopus.decide(item.text, item.frame(), mode=mode)
         got = _got(d)
-        action = node_action(d, registry, threshold, grounding, item.text)
+        action = (act or node_action)(d, registry, threshold, grounding, item.text)
         right = action == "declined" if expected is None else got == expected
         rows.append(
             {
@@ -198,6 +234,8 @@ def evaluate_natural(
                 "published_wrong": action == "published" and (expected is None or got != expected),
             }
         )
+    if rows_out is not None:
+        rows_out.extend(rows)
     return summarize_natural(rows)
 
 
@@ -258,11 +296,11 @@ def summarize_natural(rows: list[dict]) -> dict:
     return out
 
 
-def format_natural(m: dict, threshold: float | None = None) -> str:
-    """The natural split as plain-text tables."""
+def format_natural(m: dict, threshold: float | None = None, title: str = "natural set") -> str:
+    """The natural split (or the check set: ``title``) as plain-text tables."""
     at = f" (confidence threshold {threshold:.2f})" if threshold is not None else ""
     a, en, zh = m["all"], m["en"], m["zh"]
-    lines = [f"natural set, as the node would act{at}: {a['n']} requests"]
+    lines = [f"{title}, as the node would act{at}: {a['n']} requests"]
     lines.append(f"{'':34s} {'all':>7s} {'en':>7s} {'zh':>7s}")
     for key, label in (
         ("published_wrong", "PUBLISHED WRONG"),
@@ -363,8 +401,12 @@ def _pct(cell: dict) -> str:
 
 def format_tables(m: dict) -> str:
     """The metrics as plain-text tables."""
-    if "exact_match" not in m:  # natural set only
-        return format_natural(m["natural"], m.get("node_threshold")) if "natural" in m else ""
+    if "exact_match" not in m:  # natural set and check set only
+        return "\n\n".join(
+            format_natural(m[key], m.get("node_threshold"), title)
+            for key, title in (("natural", "natural set"), ("natural_check", CHECK_TITLE))
+            if key in m
+        )
     lines = [
         f"exact match {m['exact_match']:.1%} (function {m['function_accuracy']:.1%}) on {m['n']} examples"
     ]
@@ -414,6 +456,9 @@ def format_tables(m: dict) -> str:
     if "natural" in m:
         lines.append("")
         lines.append(format_natural(m["natural"], m.get("node_threshold")))
+    if "natural_check" in m:
+        lines.append("")
+        lines.append(format_natural(m["natural_check"], m.get("node_threshold"), CHECK_TITLE))
     return "\n".join(lines)
 
 
@@ -426,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--no-natural", action="store_true", help="skip the natural set")
-    parser.add_argument("--natural-only", action="store_true", help="only the natural set")
+    parser.add_argument("--natural-only", action="store_true", help="only the natural set and the check set")
+    parser.add_argument("--no-check", action="store_true", help="skip the check set")
     parser.add_argument("--out", default="runs/evaluate/metrics.json", help="where the metrics go")
     parser.add_argument(
         "--write-model-metrics",
@@ -443,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         splits=() if args.natural_only else EVAL_SPLITS,
         natural=not args.no_natural,
+        check=not args.no_check,
     )
     print(format_tables(metrics))
     if args.no_write:

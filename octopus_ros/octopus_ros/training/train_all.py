@@ -380,7 +380,7 @@ def train(
         from octopus_ros.model import Octopus
         from octopus_ros.training.evaluate import evaluate, format_tables
 
-        metrics["eval_fp32"] = evaluate(Octopus.load(out), n=evaluate_n, natural=True)
+        metrics["eval_fp32"] = evaluate(Octopus.load(out), n=evaluate_n, natural=True, check=True)
         print(format_tables(metrics["eval_fp32"]))
         if "refine" in done and "calls" in done:  # what stage 5 changed: the stage-4 model, same figures
             before = Octopus.load(stages_dir / "calls")
@@ -388,7 +388,7 @@ def train(
                 from octopus_ros.model.grounding import GroundingModel
 
                 before.grounding = GroundingModel.load(out)  # the same head: its vision tower is frozen in 5
-            metrics["eval_before_refine"] = evaluate(before, n=evaluate_n, natural=True)
+            metrics["eval_before_refine"] = evaluate(before, n=evaluate_n, natural=True, check=True)
     save_json(out / "metrics.json", metrics)
     log.info("done in %.1f min: %s", (time.monotonic() - start) / 60, out)
     return out

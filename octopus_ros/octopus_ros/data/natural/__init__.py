@@ -4,7 +4,8 @@
 owner would speak them, with the scene in view, optional camera degradations, the expected call or
 ``decline``, and a kind tag (see the file's header for the schema). It is an evaluation set only:
 nothing trains on it, and ``test_natural_set.py`` proves that no instruction template produces
-any of its utterances.
+any of its utterances. ``natural_check.yaml`` (:data:`CHECK_SET_PATH`), the check set, has the
+same schema and rules; it was written apart from both the templates and the natural set.
 
     items = load_natural_set()                 # list[NaturalItem], validated
     frame = items[0].frame()                   # (240, 320, 3) uint8, degraded if the item says so
@@ -29,6 +30,10 @@ from ..render import Size, render
 from ..world import Scene, check_combo, sample_scene
 
 NATURAL_SET_PATH = Path(__file__).with_name("natural_set.yaml")
+# The check set: the same schema, written by an author who saw only the function registry without
+# its phrasings and the world's vocabulary (never the templates, never the natural set). Evaluated
+# for decisions already taken on the natural set; no rule is written from its cases.
+CHECK_SET_PATH = Path(__file__).with_name("natural_check.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
