@@ -439,6 +439,13 @@ def test_mentions_pair_each_object_with_the_colour_said_before_it(utterance, exp
         ("pick up the cup", "pick_up('blue cup')", None),  # colourless: the grounding's to resolve
         ("feed the black cat", "feed_pet('cat')", None),  # an enum naming the category: the same object
         ("feed the black cat", "feed_pet('dog')", "'dog'"),
+        # an enum of categories: a bare mention names one of its values
+        ("the cat looks hungry, feed her", "feed_pet('dog')", "the cat; the call's pet 'dog'"),
+        ("猫饿了，喂一下", "feed_pet('dog')", "'dog'"),
+        ("feed the cat", "feed_pet('cat')", None),
+        ("give the dog some cat food", "feed_pet('dog')", None),  # both named: either may be meant
+        ("feed it", "feed_pet('dog')", None),  # names neither
+        ("put the dog bowl on the floor", "place('red bowl', 'floor')", None),  # no enum of categories
         ("text mom: the red cup is broken", "send_message('mom', 'the red cup is broken')", None),
     ],
 )

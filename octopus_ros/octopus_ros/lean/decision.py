@@ -210,8 +210,18 @@ def object_mismatch(rules, spec, call, utterance: str) -> str | None:
     "bookshelf"), and a request that names no object with a colour ("pick that up", "grab the
     cup", "throw away that banana") constrains nothing here: the grounding check and the
     colourless-reference rule decide those. Copied arguments (``source: utterance``) are the
-    user's own words and are not checked."""
-    said = {category: colours for category, colours in rules.mentions(utterance).items() if colours}
+    user's own words and are not checked.
+
+    An enum whose values are object categories (feed_pet's pet: dog, cat) is also checked against
+    bare mentions: its values carry no colour, so the bare word is how a request names one ("feed
+    the cat"). When the request names some of the enum's values and the call's value is not one
+    of them ("feed the cat" decided as ``feed_pet('dog')``, with a dog in view), it is another
+    object. A request that names none ("feed it") constrains nothing."""
+    mentioned = rules.mentions(utterance)
+    swapped = enum_mismatch(rules, spec, call, mentioned)
+    if swapped is not None:
+        return swapped
+    said = {category: colours for category, colours in mentioned.items() if colours}
     if not said:
         return None
     kinds = {a.name: a for a in getattr(spec, "args", ())}
@@ -228,6 +238,24 @@ def object_mismatch(rules, spec, call, utterance: str) -> str | None:
         if colour is not None and colour not in said[category]:
             colours = " or ".join(sorted(said[category]))
             return f"the request names the {colours} {category}; the call's {arg.name} is {arg.value!r}"
+    return None
+
+
+def enum_mismatch(rules, spec, call, mentioned: dict[str, set[str]]) -> str | None:
+    """The part of :func:`object_mismatch` for enums whose values are object categories: the
+    reason when the request names some of the enum's values (``mentioned``:
+    ``rules.mentions(utterance)``, bare mentions count) and the call's value is not one of them;
+    None otherwise."""
+    for arg in call.args:
+        declared = next((a for a in getattr(spec, "args", ()) if a.name == arg.name), None)
+        if declared is None or declared.type != "enum":
+            continue
+        named = [v for v in declared.values if rules.parse(str(v))[0] in mentioned]
+        if named and arg.value not in named and rules.parse(str(arg.value))[0] is not None:
+            return (
+                f"the request names the {' or '.join(named)}; the call's {arg.name} {arg.value!r} "
+                "is another object"
+            )
     return None
 
 
