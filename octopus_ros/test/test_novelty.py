@@ -25,6 +25,38 @@ from octopus_ros.paths import config_path
 from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
 
 
+def test_the_text_profile_holds_the_requests_the_model_acts_on_without_their_copied_text():
+    from octopus_ros.functions import load_default_registry
+    from octopus_ros.training.novelty_profile import action_texts
+
+    registry = load_default_registry()
+    records = [
+        {
+            "instruction": "pick up the red cup",
+            "answer": "<nexa_0>('red cup')<nexa_end>",
+            "function": "pick_up",
+        },
+        # an absent object's request, answered with the decline: its words are a request's words
+        {"instruction": "grab the blue bowl", "answer": "<nexa_12>()<nexa_end>", "function": "pick_up"},
+        {
+            "instruction": "text bob: the eagle has landed",
+            "answer": "<nexa_10>('bob', 'the eagle has landed')<nexa_end>",
+            "function": "send_message",
+        },
+        {
+            "instruction": "what's the weather like",
+            "answer": "<nexa_12>()<nexa_end>",
+            "function": "no_action",
+        },
+    ]
+    vocab = TextNovelty.from_texts(action_texts(records, registry)).vocabulary
+    assert {"pick", "red", "cup", "grab", "blue", "bowl", "text", "bob"} <= vocab
+    assert not vocab & {"eagle", "landed", "weather", "like"}
+    answer = '{"function":"send_message","arguments":{"contact":"mom","text":"hi there"}}'
+    json_records = [{"instruction": "text mom: hi there", "answer": answer, "function": "send_message"}]
+    assert action_texts(json_records, registry, "json") == ["text mom:  "]
+
+
 def test_text_units_are_words_and_chinese_characters():
     assert text_units("Pick up the RED cup, don't drop it!") == [
         "pick",

@@ -7,9 +7,10 @@ A checkpoint's companion files, and what each reads:
 - ``grounding.json`` + ``grounding.safetensors`` (NOT_IN_VIEW, colourless references): the
   vision tower's feature maps and the pixels. Copied when the tower did not train
   (``--train-vision`` off, the default); otherwise dropped with the command that retrains it.
-- ``training_vocab.json`` (text novelty, "not understood"): every word the model was trained on.
-  Written as the base's vocabulary plus the fine-tuning text, so that the new function's words
-  ("light", "灯") are not "never seen".
+- ``training_vocab.json`` (text novelty, "not understood"): every word of the requests the model
+  was trained to act on (training/novelty_profile.py ``action_texts``). Written as the base's
+  vocabulary plus the fine-tuning requests', so that the new function's words ("light", "灯") are
+  not "never seen".
 - ``image_profile.safetensors`` (image novelty, "image unlike training"): the image tokens the LM
   sees, i.e. tower and connector. Copied when both stayed frozen; otherwise refitted on the
   fine-tuning images (at least 200 distinct ones; else dropped with a warning).

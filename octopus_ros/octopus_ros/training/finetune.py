@@ -494,7 +494,6 @@ class Finetuner:
         self.new_tokens: list[str] = []
         self.new_token_ids: list[int] = []
         self.docs: list[list[int]] = []
-        self.docs_text: list[str] = []
         self.same_function: dict[tuple[str, str], list[Item]] = {}
         for s in sources:
             for it in s.train:
@@ -532,7 +531,6 @@ class Finetuner:
         return (t_log.exp() * (t_log - s_log)).sum(-1).mean()
 
     def set_docs(self, lines: Sequence[str]) -> None:
-        self.docs_text = list(lines)
         self.docs = [self.tok.encode(t, add_special_tokens=False)[:96] for t in lines]
 
     def pixels(self, items: Sequence[Item]) -> torch.Tensor:
@@ -1083,7 +1081,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model, tok, functions=functions, metrics=metrics)
-    metrics["carried_over"] = _carry_over(args, cfg, model, registry, sources, tuner.docs_text)
+    metrics["carried_over"] = _carry_over(args, cfg, model, registry, sources)
     save_json(args.out / "metrics.json", metrics)
     curves = [train_curve] + ([held_curve] if held_curve.loss else [])
     save_json(args.out / "training_curves.json", curves_to_json(curves))
@@ -1098,13 +1096,19 @@ def _carry_over(
     model: OctopusModel,
     registry: FunctionRegistry,
     sources: list[Source],
-    docs: Sequence[str],
 ) -> dict[str, str]:
     """The base checkpoint's grounding head, novelty profiles and span copier, carried into
     ``--out`` as far as they still hold (:mod:`octopus_ros.training.carry`)."""
     from octopus_ros.training.carry import carry_over
+    from octopus_ros.training.novelty_profile import action_texts
 
-    texts = [t for s in sources for it in s.train for t in (it.instruction, it.answer)] + list(docs)
+    # the text-novelty vocabulary grows by the fine-tuning requests the model learns to act on
+    records = [
+        {"instruction": it.instruction, "answer": it.answer, "function": it.function}
+        for s in sources
+        for it in s.train
+    ]
+    texts = action_texts(records, registry)
 
     def images() -> list[np.ndarray]:
         items = [it for s in sources for it in s.train]

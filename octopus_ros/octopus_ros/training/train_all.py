@@ -54,7 +54,7 @@ from octopus_ros.model import (
 )
 from octopus_ros.model.checkpoint import read_checkpoint_config
 from octopus_ros.paths import config_path
-from octopus_ros.training.novelty_profile import training_texts, write_profiles
+from octopus_ros.training.novelty_profile import action_texts, write_profiles
 from octopus_ros.training.stages import (
     STAGES,
     Curve,
@@ -350,8 +350,10 @@ def train(
         shutil.rmtree(final)
     save_checkpoint(final, model, tok, functions=config_path("functions.yaml"), metrics=metrics)
     save_json(final / "training_curves.json", curves_to_json(curves))
-    # novelty profiles (model/novelty.py): the training text's vocabulary, the training scenes' embeddings
-    write_profiles(final, model, training_texts(pools), [r["image"] for r in pools["calls"][:3000]])
+    # novelty profiles (model/novelty.py): the vocabulary of the requests it acts on, the training
+    # scenes' embeddings
+    texts = action_texts(pools["calls"], load_default_registry(), cfg.answer_format)
+    write_profiles(final, model, texts, [r["image"] for r in pools["calls"][:3000]])
     plot_curves(
         curves, final / "training_curves.png", title=f"{cfg.model}: {train_s / 60:.1f} min on this CPU"
     )
