@@ -223,7 +223,7 @@ def test_every_source_is_prepared_at_the_towers_size(tmp_path):
     )
     cfg = finetune._config(args)
     cfg.data = ["synthetic", "registry", f"records:{records}"]
-    model, tok, new = finetune.load_model(args, registry, cfg)
+    model, tok, new, _ = finetune.load_model(args, registry, cfg)
     assert new == [13]
     sources = finetune.build_sources(registry, model.config.vision.image_size, cfg)
     tuner = finetune.Finetuner(model, tok, registry, sources, cfg)
@@ -343,7 +343,7 @@ def test_distill_keeps_the_starting_models_distribution_on_old_answers(tmp_path)
     argv = ["--base", str(base), "--out", str(tmp_path / "o"), "--data", "registry", "synthetic"]
     args = finetune.build_parser().parse_args([*argv, "--synthetic-n", "8", "--registry-n", "16"])
     cfg = finetune._config(args)
-    model, tok, new = finetune.load_model(args, registry, cfg)
+    model, tok, new, _ = finetune.load_model(args, registry, cfg)
     sources = finetune.build_sources(registry, model.config.vision.image_size, cfg)
     tuner = finetune.Finetuner(model, tok, registry, sources, cfg)
     import copy
@@ -392,3 +392,33 @@ def test_distill_runs_end_to_end_and_is_recorded(tmp_path):
     assert metrics["final_distill_kl_ema"] >= 0.0
     with pytest.raises(SystemExit):
         finetune.main(_tiny_argv(tmp_path, tmp_path / "x", "--distill", "-1"))
+
+
+def test_extend_vocab_gives_byte_split_letters_of_the_new_function_tokens_of_their_own(tmp_path):
+    """--extend-vocab: 开 and 门 of open_door's phrasings become one token each (the tiny checkpoint's
+    byte-level BPE splits them), their rows start at the mean of their pieces and train; text
+    without them keeps its ids; a pretrained --lm is refused."""
+    base = make_tiny_checkpoint(tmp_path / "base", config_path("functions.yaml"), image_size=32)
+    registry = FunctionRegistry.from_yaml(_registry_file(tmp_path))
+    argv = ["--base", str(base), "--out", str(tmp_path / "o"), "--data", "registry"]
+    plain = finetune.build_parser().parse_args(argv)
+    model0, tok0, _, none = finetune.load_model(plain, registry, finetune._config(plain))
+    assert none == []
+    split = [c for c in "开门" if len(tok0.encode(c, add_special_tokens=False)) > 1]
+    assert split, "the tiny tokenizer was expected to split these into byte pieces"
+    pieces = {c: tok0.encode(c, add_special_tokens=False) for c in split}
+    args = finetune.build_parser().parse_args([*argv, "--extend-vocab"])
+    cfg = finetune._config(args)
+    model, tok, new, added = finetune.load_model(args, registry, cfg)
+    assert new == [13] and len(added) >= len(split)
+    emb = model.lm.get_input_embeddings().weight
+    for c in split:
+        (tid,) = tok.encode(c, add_special_tokens=False)
+        assert tid in added
+        assert torch.allclose(emb[tid], emb[pieces[c]].mean(0))
+    for text in ("open the front door please", "what is on the table?"):
+        assert tok.encode(text, add_special_tokens=False) == tok0.encode(text, add_special_tokens=False)
+    rows = finetune.trainable_rows(model, tok, [13], added)
+    assert set(added) <= set(rows) and model.config.nexa_token_ids[13] in rows
+    with pytest.raises(SystemExit):
+        finetune.main(["--vision", "x", "--lm", "y", "--out", str(tmp_path / "p"), "--extend-vocab"])

@@ -15,7 +15,8 @@ the texts).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -71,6 +72,40 @@ def init_token_rows(
                 mat[tid] = torch.randn(mat.shape[1], generator=generator) * std
             used[tid] = len(ids) if init == "mean" else 0
     return used
+
+
+def extend_vocabulary(model: OctopusModel, tokenizer, texts: Iterable[str]) -> dict[str, int]:
+    """Give every letter of ``texts`` that ``tokenizer`` splits into several tokens a token of its
+    own, as an ordinary (not special) added token; returns {character: new token id}.
+
+    A byte-level BPE learns merges only for the characters of its training text: the bundled
+    tokenizer writes 开 and 灯 as two byte pieces each, and shares those pieces with other
+    characters, so a model fine-tuned on "开灯" must learn a meaning for a pair of pieces that also
+    spell other words. With a token of its own the character gets one embedding row, which starts
+    as the mean of its pieces' rows (input embeddings and an untied LM head) and can train.
+    Every text that holds the character is then tokenized differently, so this is for a model's
+    own tokenizer, not for a pretrained LM whose ids must stay (``octopus_finetune --extend-vocab``
+    refuses ``--lm``)."""
+    letters = sorted({c for t in texts for c in t if unicodedata.category(c).startswith("L")})
+    pieces: dict[str, list[int]] = {}
+    for c in letters:
+        ids = tokenizer.encode(c, add_special_tokens=False)
+        if len(ids) > 1:
+            pieces[c] = ids
+    if not pieces:
+        return {}
+    tokenizer.add_tokens(list(pieces))
+    emb = model.lm.get_input_embeddings()
+    if len(tokenizer) > emb.num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    vocab = tokenizer.get_vocab()
+    added = {c: vocab[c] for c in pieces}
+    with torch.no_grad():
+        for mat in _embedding_matrices(model):
+            for c, tid in added.items():
+                mat[tid] = mat[pieces[c]].mean(dim=0)
+    log.info("added %d ordinary tokens for characters split into byte pieces: %s", len(added), "".join(added))
+    return added
 
 
 def extend_functional_tokens(

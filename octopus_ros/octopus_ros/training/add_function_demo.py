@@ -363,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the KL to the base model on answers without the new function "
         "(octopus_finetune --distill; 0: off)",
     )
+    p.add_argument(
+        "--extend-vocab",
+        action="store_true",
+        help="give the new function's byte-split letters tokens of their own (octopus_finetune --extend-vocab)",
+    )
     p.add_argument("--synthetic-n", type=int, default=3000, help="synthetic replay examples")
     p.add_argument("--registry-n", type=int, default=2000, help="examples generated from the new phrasings")
     p.add_argument("--eval-every", type=int, default=50, help="replay held-out loss every N steps (curve)")
@@ -395,6 +400,7 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
     ]
     argv += ["--rows", args.rows, "--augment", str(args.augment), "--copier-steps", str(args.copier_steps)]
     argv += ["--distill", str(args.distill)] if args.distill > 0 else []
+    argv += ["--extend-vocab"] if args.extend_vocab else []
     argv += [] if args.train_connector else ["--freeze-connector"]
     argv += ["--eval-n", "64", "--eval-every", str(args.eval_every), "--no-accuracy"]
     argv += ["--seed", str(args.seed), "--threads", str(args.threads)]

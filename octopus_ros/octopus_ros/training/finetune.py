@@ -69,7 +69,7 @@ from octopus_ros.model import (
     load_checkpoint,
     save_checkpoint,
 )
-from octopus_ros.model.functional_tokens import INITS, extend_functional_tokens
+from octopus_ros.model.functional_tokens import INITS, extend_functional_tokens, extend_vocabulary
 from octopus_ros.model.tokenizer import NEXA_END_TOKEN
 
 log = logging.getLogger("octopus_ros.training.finetune")
@@ -102,6 +102,7 @@ class FinetuneConfig:
     train_vision: bool = False
     freeze_connector: bool = False
     rows: str = "all"  # functional-token embedding rows that train: all | new
+    extend_vocab: bool = False  # new functions' byte-split characters get tokens of their own
     init_new: str = "mean"
     doc_weight: float = 0.2
     heldout: float = 0.2
@@ -346,8 +347,9 @@ def _function_texts(registry: FunctionRegistry) -> dict[int, str]:
 
 def load_model(
     args: argparse.Namespace, registry: FunctionRegistry, cfg: FinetuneConfig
-) -> tuple[OctopusModel, Any, list[int]]:
-    """(model, tokenizer, indices of functions that got a new token)."""
+) -> tuple[OctopusModel, Any, list[int], list[int]]:
+    """(model, tokenizer, indices of functions that got a new token, ids of the ordinary tokens
+    ``--extend-vocab`` added)."""
     texts = _function_texts(registry)
     if args.base is not None:
         ckpt = load_checkpoint(args.base)
@@ -357,7 +359,10 @@ def load_model(
         new = extend_functional_tokens(
             model, tok, registry.num_tokens, texts=texts, init=cfg.init_new, seed=cfg.seed
         )
-        return model, tok, new
+        added: list[int] = []
+        if cfg.extend_vocab:
+            added = list(extend_vocabulary(model, tok, new_function_texts(registry, new)).values())
+        return model, tok, new, added
     from octopus_ros.model.pretrained import build_from_parts, resolve_vision
 
     vision = resolve_vision(
@@ -379,7 +384,7 @@ def load_model(
         init=cfg.init_new,
         name=args.name,
     )
-    return model, tok, list(range(registry.num_tokens))
+    return model, tok, list(range(registry.num_tokens)), []
 
 
 def _check_renamed(old: FunctionRegistry, new: FunctionRegistry) -> None:
@@ -395,13 +400,34 @@ def _check_renamed(old: FunctionRegistry, new: FunctionRegistry) -> None:
             )
 
 
-def trainable_rows(model: OctopusModel, tokenizer, new: Sequence[int] | None = None) -> list[int]:
+def trainable_rows(
+    model: OctopusModel, tokenizer, new: Sequence[int] | None = None, added: Sequence[int] = ()
+) -> list[int]:
     """Token ids whose embedding rows train: the functional tokens and ``<nexa_end>``; with
-    ``new`` (function indices, ``--rows new``) only those functions' tokens."""
+    ``new`` (function indices, ``--rows new``) only those functions' tokens; and the ordinary
+    tokens ``added`` by ``--extend-vocab``."""
     if new is not None:
-        return [model.config.nexa_token_ids[i] for i in new]
+        return [model.config.nexa_token_ids[i] for i in new] + list(added)
     vocab = tokenizer.get_vocab()
-    return [*model.config.nexa_token_ids, vocab[NEXA_END_TOKEN]]
+    return [*model.config.nexa_token_ids, vocab[NEXA_END_TOKEN], *added]
+
+
+def new_function_texts(registry: FunctionRegistry, new: Sequence[int]) -> list[str]:
+    """The words of the functions with token indices ``new``: their phrasings, the spoken forms of
+    their arguments' values and their descriptions, in every language (what ``--extend-vocab``
+    reads)."""
+    texts: list[str] = []
+    for i in new:
+        spec = registry.by_token(i)
+        if spec is None:
+            continue
+        texts += [p.say for items in spec.examples.values() for p in items]
+        texts += list((spec.description or {}).values())
+        for arg in spec.args:
+            texts += list((arg.description or {}).values())
+            for forms in (arg.examples or {}).values():
+                texts += [f for values in forms.values() for f in values]
+    return texts
 
 
 def _embedding_params(model: OctopusModel) -> list[torch.nn.Parameter]:
@@ -417,7 +443,7 @@ def _rows_of(cfg: FinetuneConfig, new: Sequence[int]) -> Sequence[int] | None:
 
 
 def setup_trainable(
-    model: OctopusModel, tokenizer, cfg: FinetuneConfig, new: Sequence[int] = ()
+    model: OctopusModel, tokenizer, cfg: FinetuneConfig, new: Sequence[int] = (), added: Sequence[int] = ()
 ) -> list[dict[str, Any]]:
     """Freeze/unfreeze parts, wrap the LM with LoRA if asked; returns the optimizer groups.
     ``new``: indices of the functions that got a new token (``--rows new`` trains only theirs)."""
@@ -437,7 +463,7 @@ def setup_trainable(
         model.lm = get_peft_model(model.lm, lora_cfg)
     emb = _embedding_params(model)
     if not cfg.full_lm:
-        rows = torch.tensor(trainable_rows(model, tokenizer, _rows_of(cfg, new)), dtype=torch.long)
+        rows = torch.tensor(trainable_rows(model, tokenizer, _rows_of(cfg, new), added), dtype=torch.long)
         for p in emb:
             mask = torch.zeros(p.shape[0], 1, dtype=p.dtype)
             mask[rows] = 1.0
@@ -453,7 +479,7 @@ def setup_trainable(
 
 
 def count_trainable(
-    model: OctopusModel, tokenizer, cfg: FinetuneConfig, new: Sequence[int] = ()
+    model: OctopusModel, tokenizer, cfg: FinetuneConfig, new: Sequence[int] = (), added: Sequence[int] = ()
 ) -> dict[str, int]:
     seen: set[int] = set()
     out = {"vision": 0, "connector": 0, "lm": 0}
@@ -465,7 +491,7 @@ def count_trainable(
     if not cfg.full_lm:  # only the functional rows of the embeddings really train
         emb = _embedding_params(model)
         width = emb[0].shape[1]
-        n_rows = len(trainable_rows(model, tokenizer, _rows_of(cfg, new)))
+        n_rows = len(trainable_rows(model, tokenizer, _rows_of(cfg, new), added))
         out["lm"] -= sum(p.numel() for p in emb) - len(emb) * n_rows * width
     return out
 
@@ -896,6 +922,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--init-new", choices=INITS, default="mean", help="start of new functional-token rows")
     t.add_argument(
+        "--extend-vocab",
+        action="store_true",
+        help="give each letter of the new functions' phrasings, argument forms and descriptions that "
+        "the tokenizer splits into several byte pieces (开 and 灯 in the bundled tokenizer) a token of "
+        "its own; its row starts as the mean of its pieces' and trains with the new functions' rows. "
+        "It changes the ids of every text holding such a letter: for a model's own tokenizer, not "
+        "with --lm",
+    )
+    t.add_argument(
         "--steps",
         type=int,
         default=FinetuneConfig.steps,
@@ -953,6 +988,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         train_vision=args.train_vision,
         freeze_connector=args.freeze_connector,
         rows=args.rows,
+        extend_vocab=args.extend_vocab,
         init_new=args.init_new,
         doc_weight=args.doc_weight,
         heldout=args.heldout,
@@ -979,6 +1015,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--lora and --full-lm exclude each other")
     if args.merge and not args.lora:
         p.error("--merge folds LoRA adapters: it needs --lora")
+    if args.extend_vocab and args.lm is not None:
+        p.error("--extend-vocab changes the token ids of ordinary text: not for a pretrained --lm")
     if args.base is not None and args.out.resolve() == args.base.resolve():
         p.error("--out must not be the --base checkpoint")
     if args.steps < 1 or args.batch < 1 or args.seconds <= 0:
@@ -1013,7 +1051,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             functions = config_path("functions.yaml")
     registry = FunctionRegistry.from_yaml(functions)
-    model, tok, new = load_model(args, registry, cfg)
+    model, tok, new, added = load_model(args, registry, cfg)
     size = model.config.vision.image_size
     log.info(
         "model: %d functions (%s new), %d image tokens at %d px, mean %s std %s",
@@ -1032,8 +1070,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         import copy
 
         tuner.set_teacher(copy.deepcopy(model), new)
-    groups = setup_trainable(model, tok, cfg, new)
-    trainable = count_trainable(model, tok, cfg, new)
+    groups = setup_trainable(model, tok, cfg, new, added)
+    trainable = count_trainable(model, tok, cfg, new, added)
     log.info("trainable parameters: %s", trainable)
     loss_before = tuner.heldout_loss()
     train_curve, held_curve, info = tuner.train(groups)
