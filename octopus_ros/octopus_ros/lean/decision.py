@@ -109,18 +109,23 @@ def registry_characters(registry) -> str:
     return "".join(sorted(chars))
 
 
+def without_copied(registry, instruction: str, call) -> str:
+    """``instruction`` without the spans ``call`` copies into ``source: utterance`` arguments (a
+    message body is meant to be new text). One rule for the text novelty score and for the
+    vocabulary it is scored against (training/novelty_profile.py ``action_texts``)."""
+    spec = registry.by_name(call.function)
+    copied = {a.name for a in spec.args if a.source == "utterance"} if spec is not None else set()
+    for a in call.args:
+        if a.name in copied and isinstance(a.value, str) and a.value:
+            instruction = instruction.replace(a.value, " ", 1)
+    return instruction
+
+
 def words_to_understand(registry, instruction: str, decision: Decision) -> str:
     """The utterance without the spans the call copies into ``source: utterance`` arguments (a
     message body is meant to be new text: its words say nothing about whether the request was
     understood), for the text novelty score."""
-    if not decision.ok:
-        return instruction
-    spec = registry.by_name(decision.call.function)
-    copied = {a.name for a in spec.args if a.source == "utterance"} if spec is not None else set()
-    for a in decision.call.args:
-        if a.name in copied and isinstance(a.value, str) and a.value:
-            instruction = instruction.replace(a.value, " ", 1)
-    return instruction
+    return without_copied(registry, instruction, decision.call) if decision.ok else instruction
 
 
 def resolve_colourless(decision: Decision, rules, maps, utterance: str, spec, min_score: float) -> None:

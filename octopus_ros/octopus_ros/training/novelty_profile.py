@@ -35,18 +35,13 @@ log = logging.getLogger(__name__)
 def action_text(instruction: str, answer: str, registry: Any, answer_format: str = "functional") -> str:
     """The words of a training request that the model learnt to act on: ``instruction`` without the
     values its call copies from it (``source: utterance``: a message body is the user's words, not
-    a request's)."""
+    a request's; :func:`octopus_ros.lean.decision.without_copied`, as the runtime scores it)."""
+    from octopus_ros.functions import ParseError
     from octopus_ros.functions.answer_format import parse_answer
+    from octopus_ros.lean.decision import without_copied
 
     call = parse_answer(answer, answer_format, registry)
-    spec = registry.by_name(getattr(call, "function", "")) if hasattr(call, "args") else None
-    if spec is None:
-        return instruction
-    copied = {a.name for a in spec.args if a.source == "utterance"}
-    for arg in call.args:
-        if arg.name in copied and isinstance(arg.value, str) and arg.value:
-            instruction = instruction.replace(arg.value, " ", 1)
-    return instruction
+    return instruction if isinstance(call, ParseError) else without_copied(registry, instruction, call)
 
 
 def action_texts(records: Iterable[dict], registry: Any, answer_format: str = "functional") -> list[str]:
