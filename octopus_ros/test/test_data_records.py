@@ -209,3 +209,89 @@ def test_doc_lines_carry_each_functional_token_and_description(registry):
         "<nexa_3> stop: Stop all motion immediately.",
         "<nexa_3> stop: 立即停止所有动作。",
     ]
+
+
+LIGHT_REGISTRY = """
+version: 1
+functions:
+  - name: set_light
+    token: 0
+    description: {en: Switch a light., zh: 开关灯。}
+    args:
+      - name: room
+        type: enum
+        values: [kitchen, hallway]
+        examples: {en: {kitchen: kitchen, hallway: [hallway, hall]}, zh: {kitchen: 厨房, hallway: 走廊}}
+      - name: "on"
+        type: bool
+        examples:
+          en: {true: "on", false: "off"}
+          zh: {true: [打开, 开], false: [关掉, 关]}
+    examples:
+      en:
+        - {say: "turn on the {room} light", args: {"on": true}}
+        - {say: "turn off the {room} light", args: {"on": false}}
+        - {say: "kill the {room} lights", args: {"on": false}}
+        - {say: "lights on or off in the {room}? off", args: {"on": false}}
+        - {say: "say {{hi}} online, {room} light on", args: {"on": true}}
+        - {say: "turn on the light", args: {"on": true, "room": hallway}}
+      zh:
+        - {say: "帮我打开{room}的灯", args: {"on": true}}
+        - {say: "{room}不用开灯了", args: {"on": false}}
+  - name: no_action
+    token: 1
+    decline: true
+    description: {en: Decline., zh: 不执行。}
+"""
+
+
+def test_counterfactual_phrasings_say_every_value_where_the_fixed_one_is_said(tmp_path):
+    path = tmp_path / "functions.yaml"
+    path.write_text(LIGHT_REGISTRY, "utf-8")
+    registry = FunctionRegistry.from_yaml(path)
+    refs = registry_data.phrasings(registry)
+    derived = registry_data.with_counterfactuals(registry, refs)[len(refs) :]
+    says = {(r.language, r.phrasing.say, r.phrasing.fixed) for r in derived}
+    assert says == {
+        # "turn on" and "turn off" give one phrasing
+        ("en", "turn {on} the {room} light", ()),
+        # literal braces stay literal; "online" is not the word "on"
+        ("en", "say {{hi}} online, {room} light {on}", ()),
+        # an enum fixed value, too: the room said in the text is not there
+        ("en", "turn {on} the light", (("room", "hallway"),)),
+        # 打开 is taken whole, not its 开
+        ("zh", "帮我{on}{room}的灯", ()),
+    }  # "kill" says no form; "on or off ... off" says three; 不用开灯 (off) says a form of on
+    assert [r.id for r in derived][:1] == ["set_light.en.0~on"]
+    rng = np.random.default_rng(0)
+    seen = set()
+    for ref in derived:
+        for _ in range(20):
+            ex = registry_data.realise(registry, ref, rng)
+            call = parse_call(ex.answer, registry).kwargs()
+            seen.add((ex.language, call["on"]))
+            if ex.language == "zh":
+                assert ("打开" in ex.instruction or "开" in ex.instruction) == call["on"], ex
+            elif "{on}" not in ex.instruction:
+                assert (" on " in f" {ex.instruction} ") == call["on"], ex
+    assert seen == {("en", True), ("en", False), ("zh", True), ("zh", False)}
+
+
+def test_counterfactual_examples_carry_their_twins(tmp_path):
+    path = tmp_path / "functions.yaml"
+    path.write_text(LIGHT_REGISTRY, "utf-8")
+    registry = FunctionRegistry.from_yaml(path)
+    refs = registry_data.with_counterfactuals(registry, registry_data.phrasings(registry))
+    plain = registry_data.generate(registry, refs, 200, seed=3)
+    assert all(ex.twins == () for ex in plain)
+    assert [ex.instruction for ex in registry_data.generate(registry, refs, 200, seed=3, twins=False)] == [
+        ex.instruction for ex in plain
+    ]
+    paired = [ex for ex in registry_data.generate(registry, refs, 200, seed=3, twins=True) if ex.twins]
+    assert paired and all("~on" in ex.phrasing for ex in paired)
+    for ex in paired:
+        [(text, answer)] = ex.twins
+        mine, other = parse_call(ex.answer, registry).kwargs(), parse_call(answer, registry).kwargs()
+        assert other == {**mine, "on": not mine["on"]}
+        if ex.language == "en":  # the words differ only where the value is said
+            assert sorted(set(ex.instruction.split()) ^ set(text.split())) == ["off", "on"]

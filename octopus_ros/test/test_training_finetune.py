@@ -422,3 +422,64 @@ def test_extend_vocab_gives_byte_split_letters_of_the_new_function_tokens_of_the
     assert set(added) <= set(rows) and model.config.nexa_token_ids[13] in rows
     with pytest.raises(SystemExit):
         finetune.main(["--vision", "x", "--lm", "y", "--out", str(tmp_path / "p"), "--extend-vocab"])
+
+
+def test_contrast_replays_the_requests_that_say_a_new_functions_values(tmp_path):
+    registry = FunctionRegistry.from_yaml(_registry_file(tmp_path))
+
+    def item(text, lang, fn, source="synthetic"):
+        return finetune.Item(lambda: np.zeros((8, 8, 3), np.uint8), text, "", source, lang, fn)
+
+    synthetic = finetune.Source(
+        "synthetic",
+        [
+            item("go to the back yard", "en", "navigate_to"),  # "back": a door of open_door
+            item("put it on the backpack", "en", "place"),  # not the word "back"
+            item("把杯子放到后面", "zh", "place"),  # 后
+            item("去车库", "zh", "navigate_to"),  # 车库
+            item("去厨房", "zh", "navigate_to"),
+        ],
+        [],
+    )
+    registry_src = finetune.Source(
+        "registry", [item("open the back door", "en", "open_door", "registry")], []
+    )
+    decline = finetune.Source(
+        "decline", [item("the main thing is to rest", "en", "no_action", "decline")], []
+    )
+    contrast = finetune.contrast_source(registry, ["open_door"], [synthetic, registry_src, decline], 2.0)
+    assert contrast.weight == 2.0 and contrast.heldout == []
+    assert [it.instruction for it in contrast.train] == [
+        "go to the back yard",
+        "把杯子放到后面",
+        "去车库",
+        "the main thing is to rest",
+    ]
+    with pytest.raises(finetune.FinetuneError, match="no replay request says a value of open_door"):
+        finetune.contrast_source(registry, ["open_door"], [registry_src], 1.0)
+
+
+def test_value_rows_are_the_first_tokens_of_values_no_existing_function_answers_with(tmp_path):
+    from octopus_ros.paths import default_model_dir
+
+    tok = load_tokenizer(default_model_dir())
+    base = config_path("functions.yaml").read_text(encoding="utf-8").rstrip("\n")
+    light = """
+  - name: set_light
+    token: 13
+    description: {en: Switch a light.}
+    args:
+      - {name: room, type: enum, values: [kitchen, garage]}
+      - {name: "on", type: bool}
+"""
+    path = tmp_path / "light.yaml"
+    path.write_text(base + light, "utf-8")
+    registry = FunctionRegistry.from_yaml(path)
+    first = {w: tok(w, add_special_tokens=False)["input_ids"][0] for w in ("True", "False")}
+    # the quote that begins every enum value is an existing function's too
+    assert finetune.value_rows(registry, tok, [13]) == sorted(first.values())
+    fan = light.replace("set_light", "set_fan").replace("token: 13", "token: 14")
+    path.write_text(base + light + fan, "utf-8")
+    registry = FunctionRegistry.from_yaml(path)
+    assert finetune.value_rows(registry, tok, [14]) == []  # set_light already answers True/False
+    assert finetune.value_rows(FunctionRegistry.from_yaml(_registry_file(tmp_path)), tok, [13]) == []

@@ -9,13 +9,16 @@ specific to the 13 bundled functions.
 :func:`split_phrasings` holds some phrasings out (they never appear in training), so a
 fine-tune can measure unseen phrasings of the user's functions. :func:`doc_lines` are the
 registry's descriptions as text, the way Octopus v2 teaches a functional token what its
-function does. No torch, no rclpy.
+function does. :func:`counterfactuals` turns a phrasing that fixes an argument and says it in
+one of the registry's spoken forms into a phrasing for every value of it. No torch, no rclpy.
 """
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,10 +34,11 @@ class PhrasingRef:
     language: str
     index: int
     phrasing: Phrasing
+    variant: str = ""  # "~on" for the counterfactual of the phrasing that says argument `on`
 
     @property
     def id(self) -> str:
-        return f"{self.function}.{self.language}.{self.index}"
+        return f"{self.function}.{self.language}.{self.index}{self.variant}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class RegistryExample:
     language: str
     function: str
     phrasing: str  # PhrasingRef.id
+    twins: tuple[tuple[str, str], ...] = ()  # (instruction, answer) of the same request, other values
 
 
 def phrasings(registry: FunctionRegistry) -> list[PhrasingRef]:
@@ -76,8 +81,107 @@ def split_phrasings(
     return train, held
 
 
-def realise(registry: FunctionRegistry, ref: PhrasingRef, rng: np.random.Generator) -> RegistryExample:
-    """One instruction from a phrasing: random values for its slots, said one of the given ways."""
+def spans_of(text: str, form: str) -> list[tuple[int, int]]:
+    """Where ``form`` is said in ``text``: as whole words when it is written with spaces between
+    words (ASCII), as a substring otherwise (Chinese)."""
+    if form.isascii():
+        pattern = r"(?<![\w])" + re.escape(form) + r"(?![\w])"
+        return [m.span() for m in re.finditer(pattern, text, flags=re.IGNORECASE)]
+    return [m.span() for m in re.finditer(re.escape(form), text)]
+
+
+def counterfactual(registry: FunctionRegistry, ref: PhrasingRef) -> list[PhrasingRef]:
+    """Phrasings derived from ``ref`` that make a fixed argument a slot.
+
+    A phrasing ``{say: "turn on the {room} light", args: {on: true}}`` says its fixed value in one
+    of the spoken forms the registry gives for it ("on"); with that form made a slot
+    (``turn {on} the {room} light``) the same words say every value ("turn off the kitchen
+    light" -> ``on=False``). Only where the literal text holds exactly one spoken form of any
+    value of the argument, and it is a form of the fixed value: "{room}不用开灯了" (off, said with
+    the form 开 of on) or "kill the lights" (no form) give nothing. Each value then comes with
+    words that differ from the others' only in its form, which is what a model has to read to
+    tell them apart. Enum and bool arguments with spoken forms in the phrasing's language.
+    """
+    spec = registry.by_name(ref.function)
+    by_name = {a.name: a for a in spec.args}
+    out = []
+    for name, value in ref.phrasing.fixed:
+        arg = by_name.get(name)
+        if arg is None or arg.type not in ("enum", "bool") or name in ref.phrasing.slots:
+            continue
+        choices = slot_values(arg, ref.language)
+        if len(choices) < 2 or value not in choices:
+            continue
+        hits = []  # (segment, start, end, value) in the literal text between slots
+        segments = list(string.Formatter().parse(ref.phrasing.say))
+        for k, (literal, *_rest) in enumerate(segments):
+            found = [
+                (s, e, v) for v, forms in choices.items() for f in forms for s, e in spans_of(literal, f)
+            ]
+            # longest first, no overlaps: 打开 wins over the 开 inside it
+            found.sort(key=lambda h: (h[0] - h[1], h[0]))
+            taken: list[tuple[int, int, object]] = []
+            for s, e, v in found:
+                if all(e <= s2 or s >= e2 for s2, e2, _ in taken):
+                    taken.append((s, e, v))
+            hits += [(k, s, e, v) for s, e, v in taken]
+        if len(hits) != 1 or hits[0][3] != value:
+            continue
+        k, s, e, _ = hits[0]
+
+        def esc(text: str) -> str:
+            return text.replace("{", "{{").replace("}", "}}")
+
+        pieces = []
+        for j, (literal, field, spec_, conv) in enumerate(segments):
+            pieces.append(esc(literal[:s]) + "{" + name + "}" + esc(literal[e:]) if j == k else esc(literal))
+            if field is not None:
+                pieces.append(
+                    "{" + field + (f"!{conv}" if conv else "") + (f":{spec_}" if spec_ else "") + "}"
+                )
+        fixed = tuple((n, v) for n, v in ref.phrasing.fixed if n != name)
+        out.append(replace(ref, phrasing=Phrasing("".join(pieces), fixed), variant=f"~{name}"))
+    return out
+
+
+def value_forms(spec: FunctionSpec, language: str) -> set[str]:
+    """Every spoken form of every value of ``spec``'s enum arguments in ``language`` (set_light:
+    "kitchen", "lounge", 厨房...): the names its requests share with other functions' ("go to the
+    kitchen"). Bool forms ("on", 开) are the function's own decision words, not names of things."""
+    forms: set[str] = set()
+    for arg in spec.args:
+        if arg.type == "enum":
+            for said in slot_values(arg, language).values():
+                forms.update(said)
+    return forms
+
+
+def mentions(text: str, forms: set[str]) -> bool:
+    """Whether ``text`` says any of ``forms`` (:func:`spans_of`)."""
+    return any(spans_of(text, f) for f in forms)
+
+
+def with_counterfactuals(registry: FunctionRegistry, refs: Sequence[PhrasingRef]) -> list[PhrasingRef]:
+    """``refs`` followed by the :func:`counterfactual` phrasings of each, every phrasing once
+    ("turn on ..." and "turn off ..." give the same one)."""
+    seen = {(r.function, r.language, r.phrasing) for r in refs}
+    out = list(refs)
+    for r in refs:
+        for c in counterfactual(registry, r):
+            if (c.function, c.language, c.phrasing) not in seen:
+                seen.add((c.function, c.language, c.phrasing))
+                out.append(c)
+    return out
+
+
+def realise(
+    registry: FunctionRegistry, ref: PhrasingRef, rng: np.random.Generator, *, twins: bool = False
+) -> RegistryExample:
+    """One instruction from a phrasing: random values for its slots, said one of the given ways.
+
+    ``twins``: for a :func:`counterfactual` phrasing, the example also carries the same request
+    with each other value of the argument it made a slot (same words elsewhere, same other
+    values): a minimal pair whose only difference is the value's word and the answer's value."""
     spec: FunctionSpec = registry.by_name(ref.function)
     by_name = {a.name: a for a in spec.args}
     values, spoken = dict(ref.phrasing.fixed), {}
@@ -88,19 +192,29 @@ def realise(registry: FunctionRegistry, ref: PhrasingRef, rng: np.random.Generat
         forms = choices[value]
         values[slot], spoken[slot] = value, forms[int(rng.integers(len(forms)))]
     call = make_call(registry, spec.name, **values)
+    pairs: list[tuple[str, str]] = []
+    if twins and ref.variant:
+        name = ref.variant.removeprefix("~")
+        for value, forms in slot_values(by_name[name], ref.language).items():
+            if value != values[name]:
+                twin = make_call(registry, spec.name, **{**values, name: value}).to_text()
+                said = {**spoken, name: forms[int(rng.integers(len(forms)))]}
+                pairs.append((ref.phrasing.fill(said), twin))
     return RegistryExample(
         instruction=ref.phrasing.fill(spoken),
         answer=call.to_text(),
         language=ref.language,
         function=spec.name,
         phrasing=ref.id,
+        twins=tuple(pairs),
     )
 
 
 def generate(
-    registry: FunctionRegistry, refs: Sequence[PhrasingRef], n: int, seed: int = 0
+    registry: FunctionRegistry, refs: Sequence[PhrasingRef], n: int, seed: int = 0, *, twins: bool = False
 ) -> list[RegistryExample]:
-    """``n`` examples, functions drawn uniformly, then a language and a phrasing of it."""
+    """``n`` examples, functions drawn uniformly, then a language and a phrasing of it
+    (``twins``: see :func:`realise`)."""
     if not refs:
         raise ValueError(f"{registry.source}: no function has example phrasings (add 'examples:')")
     by_fn: dict[str, list[PhrasingRef]] = {}
@@ -114,7 +228,7 @@ def generate(
         langs = sorted({r.language for r in group})
         lang = langs[int(rng.integers(len(langs)))]
         pool = [r for r in group if r.language == lang]
-        out.append(realise(registry, pool[int(rng.integers(len(pool)))], rng))
+        out.append(realise(registry, pool[int(rng.integers(len(pool)))], rng, twins=twins))
     return out
 
 

@@ -357,6 +357,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of training examples varied as stage 4 varies them (octopus_finetune --augment)",
     )
     p.add_argument(
+        "--counterfactual",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train the new function's fixed-value phrasings with every value said in their place "
+        "(octopus_finetune --counterfactual)",
+    )
+    p.add_argument(
+        "--contrast",
+        type=float,
+        default=0.0,
+        help="sampling weight of replay requests that say a value of the new function "
+        "(octopus_finetune --contrast; 0: off)",
+    )
+    p.add_argument(
+        "--value-rows",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train the rows of the tokens that begin the new function's own values (octopus_finetune --value-rows)",
+    )
+    p.add_argument(
         "--distill",
         type=float,
         default=0.0,
@@ -401,6 +421,9 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
     argv += ["--rows", args.rows, "--augment", str(args.augment), "--copier-steps", str(args.copier_steps)]
     argv += ["--distill", str(args.distill)] if args.distill > 0 else []
     argv += ["--extend-vocab"] if args.extend_vocab else []
+    argv += ["--counterfactual"] if args.counterfactual else []
+    argv += ["--contrast", str(args.contrast)] if args.contrast > 0 else []
+    argv += ["--value-rows"] if args.value_rows else []
     argv += [] if args.train_connector else ["--freeze-connector"]
     argv += ["--eval-n", "64", "--eval-every", str(args.eval_every), "--no-accuracy"]
     argv += ["--seed", str(args.seed), "--threads", str(args.threads)]

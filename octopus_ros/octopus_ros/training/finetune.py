@@ -114,6 +114,9 @@ class FinetuneConfig:
     context_k: int = 0  # in-context examples of the same function put in a training prompt
     context_share: float = 0.5  # share of training examples (without their own context) that get them
     augment: float = 0.0  # share of training examples whose instruction is varied (see Finetuner.vary)
+    counterfactual: bool = False  # registry phrasings that fix a said value also say the others
+    contrast: float = 0.0  # sampling weight of replay requests that share words with new functions
+    value_rows: bool = False  # the rows of the first token of new functions' own argument values train
     distill: float = 0.0  # weight of the KL to the starting model on answers without a new function
     seed: int = 0
     threads: int | None = None
@@ -131,6 +134,7 @@ class Item:
     language: str
     function: str
     context: tuple[tuple[str, str], ...] = ()  # in-context (instruction, answer) pairs of its own
+    twins: tuple[tuple[str, str], ...] = ()  # (instruction, answer) trained in the same batch
 
 
 @dataclass
@@ -206,6 +210,10 @@ def registry_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) 
     if without:
         log.info("registry: functions without examples (descriptions only): %s", ", ".join(without))
     train_refs, held_refs = registry_data.split_phrasings(refs, cfg.heldout, cfg.seed)
+    if cfg.counterfactual:
+        n_before = len(train_refs)
+        train_refs = registry_data.with_counterfactuals(registry, train_refs)
+        log.info("registry: %d counterfactual phrasings added", len(train_refs) - n_before)
     backgrounds = _backgrounds(64, size, cfg.seed)
     rng = np.random.default_rng([cfg.seed, 11])
 
@@ -218,11 +226,14 @@ def registry_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) 
                 "registry",
                 ex.language,
                 ex.function,
+                twins=ex.twins,
             )
             for ex in examples
         ]
 
-    train = items(registry_data.generate(registry, train_refs, cfg.registry_n, cfg.seed))
+    train = items(
+        registry_data.generate(registry, train_refs, cfg.registry_n, cfg.seed, twins=cfg.counterfactual)
+    )
     per_ref = max(1, cfg.eval_n // max(1, len(held_refs)))
     held_rng = np.random.default_rng([cfg.seed, 13])
     held = items([registry_data.realise(registry, r, held_rng) for r in held_refs for _ in range(per_ref)])
@@ -307,6 +318,46 @@ def decline_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -
         answer,
     )
     return Source("decline", train, held)
+
+
+def contrast_source(
+    registry: FunctionRegistry, new: list[str], sources: list[Source], weight: float
+) -> Source:
+    """The replay's requests (synthetic, decline, records) for other functions that say a value
+    of a new function's enum arguments in its language: "go to the kitchen" beside
+    set_light(room). These are the requests a new
+    function takes over when they are forgotten (the room words of set_light and navigate_to);
+    sampling them more often (``--contrast W``) trains the difference. No held-out part of its own:
+    its examples are the other sources' training examples."""
+    from octopus_ros.data.registry_data import mentions, value_forms
+
+    specs = [registry.by_name(n) for n in new if registry.by_name(n) is not None]
+    forms: dict[str, set[str]] = {}
+    for spec in specs:
+        for lang in {*spec.examples, "en", "zh"}:
+            forms.setdefault(lang, set()).update(value_forms(spec, lang))
+    pool = [
+        it
+        for s in sources
+        if s.name != "registry"
+        for it in s.train
+        if it.function not in new and mentions(it.instruction, forms.get(it.language, set()))
+    ]
+    if not pool:
+        raise FinetuneError(
+            f"--contrast: no replay request says a value of {', '.join(new)}: add synthetic or records data"
+        )
+    counts: dict[str, int] = {}
+    for it in pool:
+        counts[it.function] = counts.get(it.function, 0) + 1
+    log.info(
+        "contrast: %d replay requests say a value of %s (%s), weight %g",
+        len(pool),
+        ", ".join(new),
+        ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])),
+        weight,
+    )
+    return Source("contrast", pool, [], weight)
 
 
 def build_sources(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> list[Source]:
@@ -436,6 +487,37 @@ def _embedding_params(model: OctopusModel) -> list[torch.nn.Parameter]:
     if out is not None and out.weight is not params[0]:
         params.append(out.weight)
     return params
+
+
+def value_rows(registry: FunctionRegistry, tokenizer, new: Sequence[int]) -> list[int]:
+    """Token ids that begin a value of a new function's bool or enum arguments in a call
+    (``True``/``False``, ``'kitchen'``) and begin no value of the other enabled functions' arguments.
+
+    Under the call grammar such a token is where the value is decided, and a base that never
+    answered with it has no trained row for it (the bundled model has no bool argument: ``T`` and
+    ``F`` were only ever letters of the input). Values that begin like an existing function's
+    (every quoted enum value starts with the quote) give nothing."""
+
+    def first_tokens(specs) -> set[int]:
+        out: set[int] = set()
+        for spec in specs:
+            for arg in spec.args:
+                texts = (
+                    ["True", "False"]
+                    if arg.type == "bool"
+                    else [f"'{v}'" for v in arg.values]
+                    if arg.type == "enum"
+                    else []
+                )
+                for text in texts:
+                    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                    if ids:
+                        out.add(int(ids[0]))
+        return out
+
+    new_specs = [registry.by_token(i) for i in new if registry.by_token(i) is not None]
+    others = [s for s in registry.enabled() if s.token not in set(new)]
+    return sorted(first_tokens(new_specs) - first_tokens(others))
 
 
 def _rows_of(cfg: FinetuneConfig, new: Sequence[int]) -> Sequence[int] | None:
@@ -589,7 +671,16 @@ class Finetuner:
     def sample(self) -> list[Item]:
         weights = [s.weight for s in self.sources]
         picks = self.rng.choices(self.sources, weights=weights, k=self.cfg.batch)
-        return [self.vary(self.rng.choice(s.train)) for s in picks]
+        batch: list[Item] = []
+        for s in picks:
+            item = self.rng.choice(s.train)
+            # a counterfactual's twins come with it: the pair differs only in the value's word
+            batch += [self.vary(item)] + [
+                replace(item, instruction=t, answer=a, twins=()) for t, a in item.twins
+            ]
+            if len(batch) >= self.cfg.batch:
+                break
+        return batch[: self.cfg.batch]
 
     def vary(self, item: Item) -> Item:
         """``item`` with its instruction varied as stage 4 varies the bundled model's (with
@@ -870,6 +961,28 @@ def build_parser() -> argparse.ArgumentParser:
         "pseudo-words (0: off)",
     )
     d.add_argument(
+        "--counterfactual",
+        action="store_true",
+        help="--data registry: a phrasing that fixes an enum/bool argument and says it in one of the "
+        "registry's spoken forms ('turn on the {room} light', on: true) also trains with that form as "
+        "a slot, so the same words say every value ('turn off the kitchen light' -> on=False); each such "
+        "example trains in one batch with its twins (the same request with the other values)",
+    )
+    d.add_argument(
+        "--contrast",
+        type=float,
+        default=FinetuneConfig.contrast,
+        help="sampling weight (beside --mix's) of the replay requests for other functions that say a "
+        "value of a new function's enum arguments ('go to the kitchen' beside set_light(room)): "
+        "what the new function takes over when it is forgotten (0: off)",
+    )
+    d.add_argument(
+        "--value-rows",
+        action="store_true",
+        help="with --rows new: the embedding rows of the tokens that begin a new function's own bool/enum "
+        "values (True/False when no existing function has a bool) train too: where the value is decided",
+    )
+    d.add_argument(
         "--distill",
         type=float,
         default=FinetuneConfig.distill,
@@ -1000,6 +1113,9 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         context_k=args.context_k,
         context_share=args.context_share,
         augment=args.augment,
+        counterfactual=args.counterfactual,
+        contrast=args.contrast,
+        value_rows=args.value_rows,
         distill=args.distill,
         seed=args.seed,
         threads=args.threads,
@@ -1063,6 +1179,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model.config.vision.image_std,
     )
     sources = build_sources(registry, size, cfg)
+    if cfg.contrast > 0:
+        new_names = [registry.by_token(i).name for i in new if registry.by_token(i) is not None]
+        if not new_names:
+            raise FinetuneError("--contrast: the registry adds no function to the base model")
+        sources.append(contrast_source(registry, new_names, sources, cfg.contrast))
     tuner = Finetuner(model, tok, registry, sources, cfg)
     tuner.set_docs(doc_lines(registry) if cfg.doc_weight > 0 else [])
     accuracy_before = None if args.no_accuracy else exact_match(model, tok, registry, sources)
@@ -1070,6 +1191,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         import copy
 
         tuner.set_teacher(copy.deepcopy(model), new)
+    if cfg.value_rows:
+        extra = [i for i in value_rows(registry, tok, new) if i not in added]
+        log.info("value rows: %s train with the new functions' rows", [tok.decode([i]) for i in extra])
+        added = [*added, *extra]
     groups = setup_trainable(model, tok, cfg, new, added)
     trainable = count_trainable(model, tok, cfg, new, added)
     log.info("trainable parameters: %s", trainable)
