@@ -65,6 +65,7 @@ def test_demo_pipeline_at_tiny_scale(tmp_path, capsys, monkeypatch):
     assert {k: m["new_function"][k]["n"] for k in ("en", "zh")} == {"en": 24, "zh": 24}
     assert m["finetune"]["steps"] == 2 and m["finetune"]["stopped_by"] == "steps"
     assert "--lora" in m["finetune"]["argv"] and "--merge" in m["finetune"]["argv"]
+    assert "--counterfactual" in m["finetune"]["argv"] and "--contrast" in m["finetune"]["argv"]
     assert m["finetune"]["argv"][m["finetune"]["argv"].index("--data") + 3] == "decline"
     assert (out / "training_curves.png").is_file()
 

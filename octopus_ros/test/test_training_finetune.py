@@ -424,7 +424,7 @@ def test_extend_vocab_gives_byte_split_letters_of_the_new_function_tokens_of_the
         finetune.main(["--vision", "x", "--lm", "y", "--out", str(tmp_path / "p"), "--extend-vocab"])
 
 
-def test_contrast_replays_the_requests_that_say_a_new_functions_values(tmp_path):
+def test_contrast_replays_the_requests_that_say_a_new_functions_values(tmp_path, caplog):
     registry = FunctionRegistry.from_yaml(_registry_file(tmp_path))
 
     def item(text, lang, fn, source="synthetic"):
@@ -455,8 +455,8 @@ def test_contrast_replays_the_requests_that_say_a_new_functions_values(tmp_path)
         "去车库",
         "the main thing is to rest",
     ]
-    with pytest.raises(finetune.FinetuneError, match="no replay request says a value of open_door"):
-        finetune.contrast_source(registry, ["open_door"], [registry_src], 1.0)
+    assert finetune.contrast_source(registry, ["open_door"], [registry_src], 1.0) is None
+    assert "no replay request says a value of open_door" in caplog.text
 
 
 def test_value_rows_are_the_first_tokens_of_values_no_existing_function_answers_with(tmp_path):

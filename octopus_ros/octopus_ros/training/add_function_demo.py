@@ -11,9 +11,11 @@ keeps the ones it had.
    phrasings per language in its ``examples:``.
 2. Before: the base model on its held-out splits (:func:`octopus_ros.training.evaluate.evaluate`:
    iid, unseen phrasing, unseen colour x object, and the natural set's published-wrong share).
-3. ``octopus_finetune --lora --merge``: the new function's registry phrasings mixed with replay of
-   the synthetic world (the existing functions, varied as stage 4 varies them: ``--augment``) and
-   decline-corpus negatives, a step budget and a wall-clock guard on the training loop
+3. ``octopus_finetune --lora --merge``: the new function's registry phrasings (with their
+   counterfactual twins: "turn on the {room} light" also trains as "turn off ...",
+   ``--counterfactual``) mixed with replay of the synthetic world (the existing functions, varied
+   as stage 4 varies them: ``--augment``; the replay requests that name a room, sampled again with
+   weight ``--contrast``) and decline-corpus negatives, a step budget and a wall-clock guard on the training loop
    (``--seconds``, default 540 s: under 10 minutes). The merged checkpoint goes to ``OUT/model``,
    with the base's grounding head and novelty profiles and a retrained span copier
    (:mod:`octopus_ros.training.carry`).
@@ -359,14 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--counterfactual",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=True,
         help="train the new function's fixed-value phrasings with every value said in their place "
         "(octopus_finetune --counterfactual)",
     )
     p.add_argument(
         "--contrast",
         type=float,
-        default=0.0,
+        default=1.0,
         help="sampling weight of replay requests that say a value of the new function "
         "(octopus_finetune --contrast; 0: off)",
     )

@@ -328,7 +328,8 @@ def contrast_source(
     set_light(room). These are the requests a new
     function takes over when they are forgotten (the room words of set_light and navigate_to);
     sampling them more often (``--contrast W``) trains the difference. No held-out part of its own:
-    its examples are the other sources' training examples."""
+    its examples are the other sources' training examples. None (and a warning) when no replay
+    request says one: there is nothing the new function can take over by its names."""
     from octopus_ros.data.registry_data import mentions, value_forms
 
     specs = [registry.by_name(n) for n in new if registry.by_name(n) is not None]
@@ -344,9 +345,8 @@ def contrast_source(
         if it.function not in new and mentions(it.instruction, forms.get(it.language, set()))
     ]
     if not pool:
-        raise FinetuneError(
-            f"--contrast: no replay request says a value of {', '.join(new)}: add synthetic or records data"
-        )
+        log.warning("--contrast: no replay request says a value of %s: nothing to contrast", ", ".join(new))
+        return None
     counts: dict[str, int] = {}
     for it in pool:
         counts[it.function] = counts.get(it.function, 0) + 1
@@ -1183,7 +1183,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         new_names = [registry.by_token(i).name for i in new if registry.by_token(i) is not None]
         if not new_names:
             raise FinetuneError("--contrast: the registry adds no function to the base model")
-        sources.append(contrast_source(registry, new_names, sources, cfg.contrast))
+        contrast = contrast_source(registry, new_names, sources, cfg.contrast)
+        sources += [contrast] if contrast is not None else []
     tuner = Finetuner(model, tok, registry, sources, cfg)
     tuner.set_docs(doc_lines(registry) if cfg.doc_weight > 0 else [])
     accuracy_before = None if args.no_accuracy else exact_match(model, tok, registry, sources)
