@@ -9,7 +9,7 @@ specific to the 13 bundled functions.
 :func:`split_phrasings` holds some phrasings out (they never appear in training), so a
 fine-tune can measure unseen phrasings of the user's functions. :func:`doc_lines` are the
 registry's descriptions as text, the way Octopus v2 teaches a functional token what its
-function does. :func:`counterfactuals` turns a phrasing that fixes an argument and says it in
+function does. :func:`counterfactual` turns a phrasing that fixes an argument and says it in
 one of the registry's spoken forms into a phrasing for every value of it. No torch, no rclpy.
 """
 

@@ -115,7 +115,7 @@ class FinetuneConfig:
     context_share: float = 0.5  # share of training examples (without their own context) that get them
     augment: float = 0.0  # share of training examples whose instruction is varied (see Finetuner.vary)
     counterfactual: bool = False  # registry phrasings that fix a said value also say the others
-    contrast: float = 0.0  # sampling weight of replay requests that share words with new functions
+    contrast: float = 0.0  # sampling weight of replay requests that name a new function's enum values
     value_rows: bool = False  # the rows of the first token of new functions' own argument values train
     distill: float = 0.0  # weight of the KL to the starting model on answers without a new function
     seed: int = 0
@@ -322,12 +322,12 @@ def decline_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -
 
 def contrast_source(
     registry: FunctionRegistry, new: list[str], sources: list[Source], weight: float
-) -> Source:
+) -> Source | None:
     """The replay's requests (synthetic, decline, records) for other functions that say a value
     of a new function's enum arguments in its language: "go to the kitchen" beside
-    set_light(room). These are the requests a new
-    function takes over when they are forgotten (the room words of set_light and navigate_to);
-    sampling them more often (``--contrast W``) trains the difference. No held-out part of its own:
+    set_light(room). These are the requests a new function takes over when they are forgotten
+    (the room words of set_light and navigate_to); sampling them more often (``--contrast W``)
+    trains the difference. No held-out part of its own:
     its examples are the other sources' training examples. None (and a warning) when no replay
     request says one: there is nothing the new function can take over by its names."""
     from octopus_ros.data.registry_data import mentions, value_forms
