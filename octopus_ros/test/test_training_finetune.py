@@ -483,3 +483,31 @@ def test_value_rows_are_the_first_tokens_of_values_no_existing_function_answers_
     registry = FunctionRegistry.from_yaml(path)
     assert finetune.value_rows(registry, tok, [14]) == []  # set_light already answers True/False
     assert finetune.value_rows(FunctionRegistry.from_yaml(_registry_file(tmp_path)), tok, [13]) == []
+
+
+def test_a_counterfactual_trains_in_the_same_batch_as_its_twins():
+    import random
+    from types import SimpleNamespace
+
+    def item(text, answer, twins=()):
+        return finetune.Item(
+            lambda: np.zeros((8, 8, 3), np.uint8), text, answer, "registry", "en", "f", twins=twins
+        )
+
+    paired = item("turn on the hall light", "on", twins=(("turn off the hall light", "off"),))
+    plain = finetune.Source("synthetic", [item("go to the hall", "go")], [], 1.0)
+    tuner = SimpleNamespace(
+        rng=random.Random(0),
+        sources=[finetune.Source("registry", [paired], [], 1.0), plain],
+        cfg=finetune.FinetuneConfig(batch=7),
+        vary=lambda it: it,
+    )
+    for _ in range(20):
+        batch = finetune.Finetuner.sample(tuner)
+        assert len(batch) == 7
+        texts = [it.instruction for it in batch]
+        for k, text in enumerate(texts):
+            if text == "turn on the hall light" and k + 1 < len(texts):
+                assert texts[k + 1] == "turn off the hall light" and batch[k + 1].answer == "off"
+        assert texts.count("turn off the hall light") >= texts.count("turn on the hall light") - 1
+        assert all(not it.twins for it in batch if it.instruction == "turn off the hall light")

@@ -15,7 +15,6 @@ one of the registry's spoken forms into a phrasing for every value of it. No tor
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ import numpy as np
 
 from octopus_ros.functions import FunctionRegistry, FunctionSpec, make_call
 from octopus_ros.functions.examples import Phrasing, slot_values
+from octopus_ros.functions.mentions import mention_spans
 
 
 @dataclass(frozen=True)
@@ -81,15 +81,6 @@ def split_phrasings(
     return train, held
 
 
-def spans_of(text: str, form: str) -> list[tuple[int, int]]:
-    """Where ``form`` is said in ``text``: as whole words when it is written with spaces between
-    words (ASCII), as a substring otherwise (Chinese)."""
-    if form.isascii():
-        pattern = r"(?<![\w])" + re.escape(form) + r"(?![\w])"
-        return [m.span() for m in re.finditer(pattern, text, flags=re.IGNORECASE)]
-    return [m.span() for m in re.finditer(re.escape(form), text)]
-
-
 def counterfactual(registry: FunctionRegistry, ref: PhrasingRef) -> list[PhrasingRef]:
     """Phrasings derived from ``ref`` that make a fixed argument a slot.
 
@@ -116,7 +107,10 @@ def counterfactual(registry: FunctionRegistry, ref: PhrasingRef) -> list[Phrasin
         segments = list(string.Formatter().parse(ref.phrasing.say))
         for k, (literal, *_rest) in enumerate(segments):
             found = [
-                (s, e, v) for v, forms in choices.items() for f in forms for s, e in spans_of(literal, f)
+                (s, e, v)
+                for v, forms in choices.items()
+                for f in forms
+                for s, e in mention_spans(literal, (f,))
             ]
             # longest first, no overlaps: 打开 wins over the 开 inside it
             found.sort(key=lambda h: (h[0] - h[1], h[0]))
@@ -154,11 +148,6 @@ def value_forms(spec: FunctionSpec, language: str) -> set[str]:
             for said in slot_values(arg, language).values():
                 forms.update(said)
     return forms
-
-
-def mentions(text: str, forms: set[str]) -> bool:
-    """Whether ``text`` says any of ``forms`` (:func:`spans_of`)."""
-    return any(spans_of(text, f) for f in forms)
 
 
 def with_counterfactuals(registry: FunctionRegistry, refs: Sequence[PhrasingRef]) -> list[PhrasingRef]:

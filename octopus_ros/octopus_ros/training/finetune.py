@@ -330,20 +330,16 @@ def contrast_source(
     trains the difference. No held-out part of its own:
     its examples are the other sources' training examples. None (and a warning) when no replay
     request says one: there is nothing the new function can take over by its names."""
-    from octopus_ros.data.registry_data import mentions, value_forms
+    from octopus_ros.data.registry_data import value_forms
+    from octopus_ros.functions.mentions import says
 
     specs = [registry.by_name(n) for n in new if registry.by_name(n) is not None]
-    forms: dict[str, set[str]] = {}
-    for spec in specs:
-        for lang in {*spec.examples, "en", "zh"}:
-            forms.setdefault(lang, set()).update(value_forms(spec, lang))
-    pool = [
-        it
-        for s in sources
-        if s.name != "registry"
-        for it in s.train
-        if it.function not in new and mentions(it.instruction, forms.get(it.language, set()))
-    ]
+    replay = [it for s in sources if s.name != "registry" for it in s.train if it.function not in new]
+    forms = {
+        lang: tuple(sorted({f for spec in specs for f in value_forms(spec, lang)}))
+        for lang in {it.language for it in replay}
+    }
+    pool = [it for it in replay if says(it.instruction, forms[it.language])]
     if not pool:
         log.warning("--contrast: no replay request says a value of %s: nothing to contrast", ", ".join(new))
         return None
@@ -498,25 +494,22 @@ def value_rows(registry: FunctionRegistry, tokenizer, new: Sequence[int]) -> lis
     ``F`` were only ever letters of the input). Values that begin like an existing function's
     (every quoted enum value starts with the quote) give nothing."""
 
+    from octopus_ros.functions.calls import format_value
+
     def first_tokens(specs) -> set[int]:
         out: set[int] = set()
         for spec in specs:
             for arg in spec.args:
-                texts = (
-                    ["True", "False"]
-                    if arg.type == "bool"
-                    else [f"'{v}'" for v in arg.values]
-                    if arg.type == "enum"
-                    else []
-                )
-                for text in texts:
-                    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                values = (True, False) if arg.type == "bool" else arg.values if arg.type == "enum" else ()
+                for value in values:
+                    ids = tokenizer(format_value(arg.type, value), add_special_tokens=False)["input_ids"]
                     if ids:
                         out.add(int(ids[0]))
         return out
 
+    new_set = set(new)
     new_specs = [registry.by_token(i) for i in new if registry.by_token(i) is not None]
-    others = [s for s in registry.enabled() if s.token not in set(new)]
+    others = [s for s in registry.enabled() if s.token not in new_set]
     return sorted(first_tokens(new_specs) - first_tokens(others))
 
 
