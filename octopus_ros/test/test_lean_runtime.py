@@ -69,6 +69,9 @@ def same_decision(a, b) -> None:
     assert b.confidence == pytest.approx(a.confidence, rel=1e-3, abs=1e-6)
     for x, y in ((a.text_novelty, b.text_novelty), (a.image_novelty, b.image_novelty)):
         assert (math.isnan(x) and math.isnan(y)) or y == pytest.approx(x, rel=1e-3)
+    # request novelty: a rank among the profile's reference margins, so float noise may move it by one
+    x, y = a.request_novelty, b.request_novelty
+    assert (math.isnan(x) and math.isnan(y)) or y == pytest.approx(x, abs=2e-3)
     assert (a.grounding is None) == (b.grounding is None)
     if a.grounding is not None:
         assert (a.grounding.resolved, a.grounding.grounded, a.grounding.other_colour) == (
@@ -81,15 +84,17 @@ def same_decision(a, b) -> None:
 
 def test_decisions_identical_to_torch(pair):
     torch_model, lean = pair
-    seen_grounding = 0
+    seen_grounding = seen_request = 0
     for text, rgb in cases():
         a = torch_model.decide(text, torch_model.encode(rgb))
         b = lean.decide(text, lean.encode(rgb))
         same_decision(a, b)
         seen_grounding += a.grounding is not None
+        seen_request += not math.isnan(a.request_novelty)
         # a raw frame (no pre-encoding, no cached image prefill) decides the same
         same_decision(a, lean.decide(text, rgb))
     assert seen_grounding >= 3  # the grounding head's path was compared, not skipped
+    assert seen_request >= 10  # so was the request profile's
 
 
 def test_allowlist_and_context_identical_to_torch(pair):

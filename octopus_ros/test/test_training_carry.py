@@ -91,3 +91,48 @@ def test_a_trained_connector_gets_an_image_profile_refitted_on_the_finetuning_im
     assert (out / "image_profile.safetensors").read_bytes() != b"profile"
     ImageNovelty.load(out / "image_profile.safetensors")
     assert (out / "grounding.safetensors").is_file()  # the tower itself stayed frozen
+
+
+def test_a_request_profile_is_refitted_on_the_finetuned_model_or_dropped_by_name(base, tmp_path, caplog):
+    """Any fine-tune moves the LM's hidden states: the base's request profile is never copied."""
+    from octopus_ros.data import generate
+    from octopus_ros.lean.novelty import DECLINE_CORPUS_CLASS, REQUEST_PROFILE_FILE, RequestProfile
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.paths import config_path
+
+    (base / REQUEST_PROFILE_FILE).write_bytes(b"the base's profile")
+    for name in ("image_profile.safetensors", "grounding.json", "grounding.safetensors"):
+        (base / name).unlink()  # the fixture's stand-ins, which the node could not load
+    requests = [
+        {"instruction": ex.instruction, "answer": ex.answer, "image": ex.image}
+        for ex in generate("train", 120, 5, image_size=32)
+    ]
+    requests += [
+        {
+            "instruction": s,
+            "answer": "<nexa_12>()<nexa_end>",
+            "image": requests[0]["image"],
+            "class": DECLINE_CORPUS_CLASS,
+        }
+        for s in ("the sea was calm", "谢谢，就这样")
+    ]
+    out = make_tiny_checkpoint(tmp_path / "out", config_path("functions.yaml"), image_size=32)
+    done = carry_over(
+        base,
+        out,
+        model=None,
+        registry=load_default_registry(),
+        texts=[],
+        images=list,
+        vision_trained=False,
+        connector_trained=False,
+        copier_steps=0,
+        requests=lambda: requests,
+    )
+    assert done["request_profile"].startswith("refitted on the fine-tuned model")
+    assert DECLINE_CORPUS_CLASS in RequestProfile.load(out / REQUEST_PROFILE_FILE).classes
+    out2 = tmp_path / "out2"
+    with caplog.at_level(logging.WARNING):
+        done = _carry(base, out2)  # no requests given
+    assert done["request_profile"].startswith("dropped") and "request novelty" in caplog.text
+    assert not (out2 / REQUEST_PROFILE_FILE).exists()

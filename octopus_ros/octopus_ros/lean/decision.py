@@ -38,6 +38,9 @@ class Decision:
     # novelty of the request (model/novelty.py): NaN when the checkpoint has no such profile
     text_novelty: float = float("nan")
     image_novelty: float = float("nan")
+    # request novelty of the call (lean/novelty.py RequestProfile): NaN without a call, a request
+    # profile, or a hidden state (modes other than constrained)
+    request_novelty: float = float("nan")
     # grounding (model/grounding.py) of the object a requires_view call names; None when the call
     # needs no view, or the model has no grounding head
     grounding: Any | None = None  # octopus_ros.lean.grounding.Grounding
@@ -286,6 +289,14 @@ def decoded_decision(res, registry, allowlist, timings: dict[str, float]) -> Dec
         free_logits=res.free_logits,
         free_pieces=res.free_pieces,
     )
+
+
+def request_novelty(novelty: Any, decision: Decision, hidden: Any) -> float:
+    """The request novelty of ``decision``'s call from the LM's ``hidden`` state where it picked
+    the function (``novelty``: the runtime's scorers, with ``request_score``); NaN without a call."""
+    if not decision.ok:
+        return math.nan
+    return float(novelty.request_score(hidden, decision.call.function))
 
 
 def finish_decision(model, decision: Decision, encoding, instruction: str) -> Decision:

@@ -1,6 +1,7 @@
-"""Novelty scores, torch-free: the text novelty of an utterance and the image novelty of an
-encoded frame (what the scores mean: ``octopus_ros.model.novelty``, which re-exports this and adds
-the torch fitting and the profile writer). Both runtimes score with these functions.
+"""Novelty scores, torch-free: the text novelty of an utterance, the image novelty of an
+encoded frame and the request novelty of a decided call (what the scores mean:
+``octopus_ros.model.novelty``, which re-exports this and adds the torch fitting and the profile
+writer). Both runtimes score with these functions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .errors import CheckpointError
 
 TEXT_VOCAB_FILE = "training_vocab.json"
 IMAGE_PROFILE_FILE = "image_profile.safetensors"
+REQUEST_PROFILE_FILE = "request_profile.safetensors"
+DECLINE_CORPUS_CLASS = "(decline corpus)"  # the request profile's class of decline-corpus sentences
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _UNITS = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
 
@@ -116,4 +119,150 @@ class ImageProfile:
             self.mean,
             self.precision,
             self.scale,
+        )
+
+
+@dataclass
+class RequestProfile:
+    """The request profile (``request_profile.safetensors``): where the LM's last hidden state
+    lies when it picks the function, as one Gaussian per answer class with a shared covariance
+    (a linear discriminant, as in Lee et al. 2018's Mahalanobis detector).
+
+    The classes are the functions the model was trained to call, the decline function, and the
+    sentences of the decline corpus (:data:`DECLINE_CORPUS_CLASS`). For a call of function ``f``
+    the *margin* is d²(f) − min over the decline classes of d², the squared Mahalanobis distances
+    of the hidden state from each class mean: below 0 the request reads more like what the model
+    was taught to call ``f`` on than like anything it was taught to decline. The *score* is the
+    share of held-out training requests (``reference``: their margins, sorted) whose margin is
+    lower: 0.995 = less typical of a call than 99.5 % of the requests the model was trained on.
+    """
+
+    classes: tuple[str, ...]
+    means: np.ndarray  # (C, D)
+    precision: np.ndarray  # (D, D) inverse of the shrunk shared covariance
+    declines: tuple[str, ...]  # the decline classes
+    reference: np.ndarray  # (R,) sorted margins of held-out training requests
+
+    def __post_init__(self) -> None:
+        self._index = {c: i for i, c in enumerate(self.classes)}
+        self._declines = [self._index[c] for c in self.declines]
+
+    @classmethod
+    def fit(
+        cls,
+        features: np.ndarray,
+        labels: list[str],
+        declines: Iterable[str],
+        reference: np.ndarray,
+        reference_labels: list[str],
+        *,
+        shrinkage: float = 0.1,
+    ) -> RequestProfile:
+        """Fit on (N, D) hidden states with their answer classes; ``reference`` (R, D) hidden
+        states of other training requests (calls only count) give the score's scale. The
+        covariance is shrunk towards its mean variance (``shrinkage``) so that it stays
+        invertible. ValueError when a decline class or any call class is missing."""
+        x = np.asarray(features, dtype=np.float64)
+        names = tuple(sorted(set(labels)))
+        declines = tuple(d for d in names if d in set(declines))
+        if not declines or len(declines) == len(names):
+            raise ValueError(f"a request profile needs decline and call classes, got {names}")
+        y = np.array(labels)
+        means = np.stack([x[y == c].mean(0) for c in names])
+        resid = x - means[np.searchsorted(names, y)]
+        d = x.shape[1]
+        cov = resid.T @ resid / max(len(x) - len(names), 1)
+        target = np.eye(d) * max(float(np.trace(cov)) / d, 1e-12)
+        precision = np.linalg.inv((1 - shrinkage) * cov + shrinkage * target)
+        profile = cls(names, means.astype(np.float32), precision.astype(np.float32), declines, np.zeros(0))
+        margins = [
+            profile.margin(h, label)
+            for h, label in zip(reference, reference_labels, strict=True)
+            if label not in declines
+        ]
+        margins = np.sort(np.array([m for m in margins if math.isfinite(m)], dtype=np.float64))
+        if len(margins) < 2:
+            raise ValueError(f"a request profile needs reference calls, got {len(margins)}")
+        profile.reference = margins
+        return profile
+
+    def margin(self, hidden: np.ndarray, function: str) -> float:
+        """d²(function) − min d²(declines) of one hidden state (D,); NaN for a function the
+        profile has no class of (a function added after it was fitted) or a decline class."""
+        i = self._index.get(function)
+        if i is None or function in self.declines:
+            return math.nan
+        z = np.asarray(hidden, dtype=np.float32).reshape(-1)[None] - self.means
+        d2 = np.einsum("cd,de,ce->c", z, self.precision, z)
+        return float(d2[i] - d2[self._declines].min())
+
+    def score(self, hidden: np.ndarray, function: str) -> float:
+        """The share (0..1) of the reference requests with a lower margin; NaN as :meth:`margin`."""
+        m = self.margin(hidden, function)
+        if not math.isfinite(m):
+            return math.nan
+        return float(np.searchsorted(self.reference, m, side="left")) / len(self.reference)
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tensors = {
+            "means": np.ascontiguousarray(self.means, dtype=np.float32),
+            "precision": np.ascontiguousarray(self.precision, dtype=np.float32),
+            "reference": np.ascontiguousarray(self.reference, dtype=np.float64),
+        }
+        meta = {
+            "classes": json.dumps(list(self.classes), ensure_ascii=False),
+            "declines": json.dumps(list(self.declines), ensure_ascii=False),
+            "features": "the LM's last hidden state at the last prompt position",
+        }
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RequestProfile:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                means, precision = f.get_tensor("means"), f.get_tensor("precision")
+                reference = f.get_tensor("reference")
+            classes, declines = json.loads(meta["classes"]), json.loads(meta["declines"])
+        except Exception as e:  # safetensors raises several types for a bad file
+            raise CheckpointError(path, f"invalid request profile ({e})") from e
+        c, d = means.shape if means.ndim == 2 else (-1, -1)
+        if (
+            not isinstance(classes, list)
+            or len(classes) != c
+            or not isinstance(declines, list)
+            or not declines
+            or not set(declines) < set(classes)
+            or precision.shape != (d, d)
+            or reference.ndim != 1
+            or len(reference) < 2
+            or not np.all(np.isfinite(reference))
+        ):
+            raise CheckpointError(
+                path,
+                f"invalid request profile (means {tuple(means.shape)}, precision {tuple(precision.shape)},"
+                f" {len(reference)} reference margins)",
+            )
+        return cls(
+            tuple(classes),
+            means.astype(np.float32),
+            precision.astype(np.float32),
+            tuple(declines),
+            np.sort(reference.astype(np.float64)),
+        )
+
+
+def check_request_profile(profile: RequestProfile | None, hidden_size: int, path: str | Path) -> None:
+    """CheckpointError when a loaded request profile does not fit an LM of ``hidden_size``."""
+    if profile is not None and profile.means.shape[1] != hidden_size:
+        raise CheckpointError(
+            path, f"request profile has {profile.means.shape[1]} dims but the LM's hidden state {hidden_size}"
         )

@@ -42,11 +42,20 @@ from .decision import (
     decoded_decision,
     finish_decision,
     registry_characters,
+    request_novelty,
 )
 from .decoding import ConstrainedDecoder, DecodeResult
 from .errors import CheckpointError
 from .grounding import GROUNDING_META, Grounding, GroundingMaps, GroundingRules, read_grounding_meta
-from .novelty import IMAGE_PROFILE_FILE, TEXT_VOCAB_FILE, ImageProfile, TextNovelty
+from .novelty import (
+    IMAGE_PROFILE_FILE,
+    REQUEST_PROFILE_FILE,
+    TEXT_VOCAB_FILE,
+    ImageProfile,
+    RequestProfile,
+    TextNovelty,
+    check_request_profile,
+)
 from .preprocess import NumpyPreprocessor
 from .prompt import ContextExample, PromptFormat, check_prompt_template, model_utterance
 from .tokenizer import LeanTokenizer, TokenizerError
@@ -93,9 +102,15 @@ class NoveltyScores:
 
     text: TextNovelty | None = None
     image: ImageProfile | None = None
+    request: RequestProfile | None = None
 
     def text_score(self, text: str) -> float:
         return self.text.score(text) if self.text is not None else float("nan")
+
+    def request_score(self, hidden: np.ndarray | None, function: str) -> float:
+        if self.request is None or hidden is None:
+            return float("nan")
+        return self.request.score(hidden, function)
 
     def image_score(self, embeds: np.ndarray) -> float:
         return self.image.score(embeds) if self.image is not None else float("nan")
@@ -338,7 +353,11 @@ class LeanOctopus:
             ImageProfile.load(directory / IMAGE_PROFILE_FILE)
             if (directory / IMAGE_PROFILE_FILE).is_file()
             else None,
+            RequestProfile.load(directory / REQUEST_PROFILE_FILE)
+            if (directory / REQUEST_PROFILE_FILE).is_file()
+            else None,
         )
+        check_request_profile(novelty.request, hidden, directory / REQUEST_PROFILE_FILE)
         if novelty.image is not None and novelty.image.mean.shape[0] != hidden:
             raise CheckpointError(
                 directory / IMAGE_PROFILE_FILE,
@@ -391,11 +410,17 @@ class LeanOctopus:
     # -- the LM --------------------------------------------------------------------------------
     def _lm(self, embeds: np.ndarray, kv: KV | None) -> tuple[np.ndarray, KV]:
         """One pass: embeds (1, T, D) after the cached ``kv`` -> (logits (V,), new kv)."""
+        logits, kv, _ = self._lm_hidden(embeds, kv)
+        return logits, kv
+
+    def _lm_hidden(self, embeds: np.ndarray, kv: KV | None) -> tuple[np.ndarray, KV, np.ndarray | None]:
+        """:meth:`_lm` plus the last position's last hidden state (D,) (None from a graph exported
+        before it had that output: no request novelty)."""
         keys, values = kv if kv is not None else self._empty_kv
-        logits, k, v = self.sessions["lm"].run(
+        logits, k, v, *hidden = self.sessions["lm"].run(
             None, {"inputs_embeds": embeds, "past_keys": keys, "past_values": values}
         )
-        return logits[0], (k, v)
+        return logits[0], (k, v), (hidden[0][0] if hidden else None)
 
     def embed_inputs(self, ids: Sequence[int], image_embeds: np.ndarray | None) -> np.ndarray:
         """Token embeddings (1, T, D) with ``image_embeds`` (1, K, D) at the ``<image>`` positions."""
@@ -415,9 +440,9 @@ class LeanOctopus:
             _, self._system_kv = self._lm(self.embed_inputs(self._system_ids, None), None)
         return self._system_kv
 
-    def _prefill(self, ids: list[int], enc: ImageEncoding) -> tuple[np.ndarray, KV]:
+    def _prefill(self, ids: list[int], enc: ImageEncoding) -> tuple[np.ndarray, KV, np.ndarray | None]:
         """The prompt through the LM, reusing a cached KV only for the exact ids it covers (the
-        same rule as ``Octopus._prefill``)."""
+        same rule as ``Octopus._prefill``): (logits, kv, last hidden state or None)."""
         S, K, P = len(self._system_ids), len(self._image_ids), len(enc.prefix)
         if (
             enc.kv is not None
@@ -426,10 +451,10 @@ class LeanOctopus:
             and tuple(ids[:P]) == enc.prefix
             and ids[P : P + K] == self._image_ids
         ):
-            return self._lm(self.embed_inputs(ids[P + K :], None), enc.kv)
+            return self._lm_hidden(self.embed_inputs(ids[P + K :], None), enc.kv)
         if self.prefix_cache and ids[:S] == self._system_ids:
-            return self._lm(self.embed_inputs(ids[S:], enc.embeds), self.system_kv())
-        return self._lm(self.embed_inputs(ids, enc.embeds), None)
+            return self._lm_hidden(self.embed_inputs(ids[S:], enc.embeds), self.system_kv())
+        return self._lm_hidden(self.embed_inputs(ids, enc.embeds), None)
 
     # -- image side ----------------------------------------------------------------------------
     def encode(self, image: np.ndarray, *, prefill: bool | None = None) -> ImageEncoding:
@@ -510,7 +535,7 @@ class LeanOctopus:
         limit = max_new_tokens or self.max_new_tokens
         allow = None if allowlist is None else tuple(allowlist)
         t1 = time.perf_counter()
-        logits, kv = self._prefill(ids, enc)
+        logits, kv, hidden = self._prefill(ids, enc)
         t2 = time.perf_counter()
         cache = [kv]
 
@@ -530,6 +555,7 @@ class LeanOctopus:
         timings.update(prefill=t2 - t1, decode=t3 - t2)
         decision = decoded_decision(res, self.registry, allow, timings)
         apply_copy(decision, span, self.registry)  # a decision without a call is left as it is
+        decision.request_novelty = request_novelty(self.novelty, decision, hidden)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
         return finish_decision(self, decision, enc, instruction)

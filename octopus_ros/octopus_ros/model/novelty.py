@@ -12,6 +12,13 @@ the score is then NaN, which no threshold exceeds):
   their (shrunk) covariance, divided by the distance of the training scenes' own 99th
   percentile. About 1.0 or below: like the synthetic training world; well above: unlike it
   (e.g. real photographs for a model trained on rendered scenes).
+* **request novelty** (``request_profile.safetensors``, :class:`RequestProfile`): for a decided
+  call, how much more the LM's hidden state where it picked the function reads like a request it
+  was taught to decline (the decline function's requests, the decline corpus) than like one it
+  was taught to call that function on, as the share (0..1) of held-out training requests that
+  read more like a call. 0.995 = less typical than 99.5 % of them. It reads the model's own
+  understanding of the whole request, where text novelty only counts unseen words. Constrained
+  decoding only (other modes: NaN).
 
 Fitting the profiles is the training room's job (``octopus_ros.training.novelty_profile``).
 The scoring is torch-free and shared with the onnxruntime runtime (:mod:`octopus_ros.lean.novelty`).
@@ -27,8 +34,11 @@ from pathlib import Path
 import torch
 
 from octopus_ros.lean.novelty import (  # noqa: F401 - re-exported: the model room's API
+    DECLINE_CORPUS_CLASS,
     IMAGE_PROFILE_FILE,
+    REQUEST_PROFILE_FILE,
     TEXT_VOCAB_FILE,
+    RequestProfile,
     TextNovelty,
     mahalanobis_score,
     text_units,
@@ -104,6 +114,7 @@ class NoveltyProfile:
 
     text: TextNovelty | None = None
     image: ImageNovelty | None = None
+    request: RequestProfile | None = None
 
     @classmethod
     def load(cls, checkpoint: str | Path) -> NoveltyProfile:
@@ -112,7 +123,19 @@ class NoveltyProfile:
         image = (
             ImageNovelty.load(path / IMAGE_PROFILE_FILE) if (path / IMAGE_PROFILE_FILE).is_file() else None
         )
-        return cls(text, image)
+        request = (
+            RequestProfile.load(path / REQUEST_PROFILE_FILE)
+            if (path / REQUEST_PROFILE_FILE).is_file()
+            else None
+        )
+        return cls(text, image, request)
+
+    def request_score(self, hidden, function: str) -> float:
+        """Request novelty of a call of ``function`` from the LM's hidden state (D,) at the last
+        prompt position; NaN without a profile or a hidden state."""
+        if self.request is None or hidden is None:
+            return math.nan
+        return self.request.score(hidden, function)
 
     def text_score(self, text: str) -> float:
         return self.text.score(text) if self.text is not None else math.nan

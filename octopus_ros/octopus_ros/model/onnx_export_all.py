@@ -10,7 +10,8 @@ writes, into ``CKPT/onnx`` (or ``--out``):
   category (C,) and (category, colour) pair (C, K) probabilities;
 - ``lm.onnx``: one decoder pass with a KV cache, inputs_embeds (1, T, D) + past_keys /
   past_values (L, 1, H_kv, P, hd) -> logits (1, V) of the last position + present_keys /
-  present_values (dynamic T and P, P may be 0);
+  present_values (dynamic T and P, P may be 0) + hidden (1, D), the last hidden state of the
+  last position (what a request profile reads, model/novelty.py);
 - ``embed_tokens.npy``: the LM's input embedding table (V, D) float32, so the runtime builds
   inputs_embeds of text and image tokens itself;
 - with ``--int8`` also ``*.int8.onnx`` (onnxruntime dynamic int8 quantization of each graph);
@@ -81,8 +82,12 @@ class GroundingExport(nn.Module):
         return torch.sigmoid(cat[0]), torch.sigmoid(pair[0])
 
 
+LM_OUTPUTS = ("logits", "present_keys", "present_values", "hidden")
+
+
 class LMStep(nn.Module):
-    """One LM pass continuing a stacked KV cache; logits of the last position only."""
+    """One LM pass continuing a stacked KV cache; logits and last hidden state of the last
+    position only."""
 
     def __init__(self, lm: nn.Module):
         super().__init__()
@@ -102,11 +107,12 @@ class LMStep(nn.Module):
             cache_position=pos,
             use_cache=True,
             logits_to_keep=1,
+            output_hidden_states=True,
         )
         layers = out.past_key_values.layers
         present_keys = torch.stack([layer.keys for layer in layers])
         present_values = torch.stack([layer.values for layer in layers])
-        return out.logits[:, -1], present_keys, present_values
+        return out.logits[:, -1], present_keys, present_values, out.hidden_states[-1][:, -1]
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic=None):
@@ -242,7 +248,7 @@ def export_all(
     seq, past = torch.export.Dim("seq", min=1, max=8192), torch.export.Dim("past", min=1, max=8192)
     lm_inputs = ["inputs_embeds", "past_keys", "past_values"]
     _export(
-        step, (x, pk, pv), out / "lm.onnx", lm_inputs, ["logits", "present_keys", "present_values"],
+        step, (x, pk, pv), out / "lm.onnx", lm_inputs, list(LM_OUTPUTS),
         ({1: seq}, {3: past}, {3: past}),
     )  # fmt: skip
     empty = torch.zeros(L, 1, H, 0, hd)
@@ -280,7 +286,7 @@ def export_all(
         "embeddings": {"file": M.EMBEDDINGS_FILE, "shape": list(table.shape), "dtype": "float32"},
         "lm": {
             "inputs": lm_inputs,
-            "outputs": ["logits", "present_keys", "present_values"],
+            "outputs": list(LM_OUTPUTS),
             "num_layers": L,
             "num_kv_heads": H,
             "head_dim": hd,

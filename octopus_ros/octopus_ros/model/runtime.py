@@ -35,18 +35,20 @@ from octopus_ros.lean.decision import (
     canonical_context,
     decoded_decision,
     finish_decision,
+    request_novelty,
     resolve_colourless,
     words_to_understand,
 )
 from octopus_ros.lean.decision import parse_text as _parse
 from octopus_ros.lean.decision import registry_characters as _registry_characters
+from octopus_ros.lean.novelty import check_request_profile
 
 from .checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
 from .decoding import ConstrainedDecoder, DecodeResult
 from .graph_decode import StaticDecoder, resolve_static_decode
 from .grounding import GROUNDING_META, Grounding, GroundingError, GroundingMaps, GroundingModel
 from .modeling import OctopusModel
-from .novelty import IMAGE_PROFILE_FILE, NoveltyProfile
+from .novelty import IMAGE_PROFILE_FILE, REQUEST_PROFILE_FILE, NoveltyProfile
 from .precision import activation_dtype, apply_precision, resolve_device
 from .preprocess import ImagePreprocessor
 from .prompt import ContextExample, PromptFormat, check_prompt_template, model_utterance
@@ -278,6 +280,7 @@ class Octopus:
                 Path(path) / IMAGE_PROFILE_FILE,
                 f"image profile has {novelty.image.mean.shape[0]} dims but the image tokens {hidden}",
             )
+        check_request_profile(novelty.request, hidden, Path(path) / REQUEST_PROFILE_FILE)
         grounding = None
         if GroundingModel.exists(path):
             try:
@@ -404,7 +407,8 @@ class Octopus:
         return self._kv_of(out.past_key_values)
 
     def _prefill(self, ids: list[int], enc: ImageEncoding):
-        """Run the prompt through the LM. Returns (last logits (V,), cache).
+        """Run the prompt through the LM. Returns (last logits (V,), cache, the LM's last hidden
+        state at the last position (D,) as float32 numpy: what the request profile reads).
 
         A cached KV is used only for the exact ids it was computed on: the encoding's own prefix
         (+ image tokens), else the current system prefix, else nothing.
@@ -418,15 +422,29 @@ class Octopus:
             and ids[P : P + K] == self._image_ids
         ):
             cache = self._cache(enc.kv)
-            out = self._lm(input_ids=torch.tensor([ids[P + K :]], device=self.device), past_key_values=cache)
+            out = self._lm(
+                input_ids=torch.tensor([ids[P + K :]], device=self.device),
+                past_key_values=cache,
+                output_hidden_states=True,
+            )
         elif self.prefix_cache and ids[:S] == self._system_ids:
             cache = self._cache(self.system_kv())
             embeds = self.model.embed_inputs(torch.tensor([ids[S:]], device=self.device), enc.embeds)
-            out = self._lm(inputs_embeds=embeds, past_key_values=cache)
+            out = self._lm(inputs_embeds=embeds, past_key_values=cache, output_hidden_states=True)
         else:
             embeds = self.model.embed_inputs(torch.tensor([ids], device=self.device), enc.embeds)
-            out = self._lm(inputs_embeds=embeds, past_key_values=self._cache(None))
-        return out.logits[0, -1], out.past_key_values
+            out = self._lm(inputs_embeds=embeds, past_key_values=self._cache(None), output_hidden_states=True)
+        hidden = out.hidden_states[-1][0, -1].float().cpu().numpy()
+        return out.logits[0, -1], out.past_key_values, hidden
+
+    def request_hidden(self, instruction: str, image: np.ndarray | ImageEncoding) -> np.ndarray:
+        """The LM's last hidden state (D,) where it picks the function for ``instruction`` on
+        ``image``, exactly as :meth:`decide` computes it (the fixed in-context examples
+        included): what a request profile is fitted on (training/novelty_profile.py)."""
+        with torch.no_grad():
+            enc = image if isinstance(image, ImageEncoding) else self.encode(image)
+            ids = self.prompt.encode_prompt(model_utterance(instruction), self.context)
+            return self._prefill(ids, enc)[2]
 
     # -- deciding ------------------------------------------------------------------------------
     def grammar(self, allowlist: Sequence[str] | None = None):
@@ -497,7 +515,7 @@ class Octopus:
         self, ids, enc, allowlist, limit, timings, utterance: str, keep_logits: bool = False
     ) -> Decision:
         t0 = time.perf_counter()
-        logits, cache = self._prefill(ids, enc)
+        logits, cache, hidden = self._prefill(ids, enc)
         t1 = time.perf_counter()
 
         static = self._static_decoder(len(ids), limit)
@@ -528,6 +546,7 @@ class Octopus:
         timings.update(prefill=t1 - t0, decode=t2 - t1)
         decision = decoded_decision(res, self.registry, allowlist, timings)
         apply_copy(decision, span, self.registry)  # a decision without a call is left as it is
+        decision.request_novelty = request_novelty(self.novelty, decision, hidden)
         return decision
 
     def _static_decoder(self, prompt_len: int, limit: int) -> StaticDecoder | None:

@@ -682,14 +682,14 @@ class VLMOctopus(Octopus):
             embeds, positions, delta = self._segment(suffix, enc, len(prefix))
             out = self._lm(inputs_embeds=embeds, position_ids=positions, past_key_values=cache)
             cache.rope_delta = delta
-        return out.logits[0, -1], out.past_key_values
+        return out.logits[0, -1], out.past_key_values, None  # no request profile for a VLM
 
     def _decide_generate(self, ids, enc, allowlist, limit, timings, mode) -> Decision:
         """Unconstrained greedy decoding (modes "generate" and "plain"): the same prefill, then one
         token per pass with no grammar until ``<nexa_end>`` (generate) or eos, parsed afterwards.
         The baseline the constrained decoder is measured against."""
         t0 = time.perf_counter()
-        logits, cache = self._prefill(ids, enc)
+        logits, cache, _ = self._prefill(ids, enc)
         stop = set(self._stop_ids) if mode == "generate" else set(self._stop_ids) - {self.nexa_end_id}
         t1 = time.perf_counter()
         new, scores = [int(torch.argmax(logits))], [logits.float()]

@@ -154,7 +154,7 @@ class OctopusNode(LifecycleNode):
         self._callback_errors: collections.Counter[str] = collections.Counter()
         self._speech_seen: dict[bytes, int] = {}  # publisher gid -> last publication sequence number
         self._speech_gaps = 0  # utterances a publisher sent that never reached this reader
-        self._last_novelty = (float("nan"), float("nan"))  # (text, image) of the latest decision
+        self._last_novelty = (float("nan"),) * 3  # (text, image, request) of the latest decision
         # The e-stop belongs to the node, not to a configuration: it survives cleanup/configure
         # and is listened to in every lifecycle state.
         self._estop = bool(self.get_parameter("estop_on_start").value)
@@ -290,6 +290,7 @@ class OctopusNode(LifecycleNode):
             confidence_threshold=params.confidence_threshold,
             max_text_novelty=params.max_text_novelty,
             max_image_novelty=params.max_image_novelty,
+            max_request_novelty=params.max_request_novelty,
             grounding_threshold=params.grounding_threshold,
             safety_screen=params.safety_screen,
             context_examples=params.context_examples,
@@ -445,6 +446,7 @@ class OctopusNode(LifecycleNode):
                     "max_image_age",
                     "max_text_novelty",
                     "max_image_novelty",
+                    "max_request_novelty",
                     "grounding_threshold",
                 ):
                     setattr(self._engine.config, p.name, float(p.value))
@@ -698,7 +700,7 @@ class OctopusNode(LifecycleNode):
             return  # standing evaluations that do not act are counted, not published
         published_call = False
         if result.raw_text:  # the model decided: its novelty scores go to the diagnostics
-            self._last_novelty = (result.text_novelty, result.image_novelty)
+            self._last_novelty = (result.text_novelty, result.image_novelty, result.request_novelty)
         if result.code == OutcomeCode.OK and request.publish:
             with self._lock:  # the e-stop cannot engage between this check and the publication
                 if self._estop:
@@ -785,6 +787,7 @@ class OctopusNode(LifecycleNode):
             inference_latency=_duration(result.inference_s),
             text_novelty=float(result.text_novelty),
             image_novelty=float(result.image_novelty),
+            request_novelty=float(result.request_novelty),
         )
 
     def _outcome_msg(self, result: Result) -> Outcome:
@@ -822,6 +825,7 @@ class OctopusNode(LifecycleNode):
             "speech_lost_in_transport": str(self._speech_gaps),
             "last_text_novelty": f"{self._last_novelty[0]:.3f}",
             "last_image_novelty": f"{self._last_novelty[1]:.3f}",
+            "last_request_novelty": f"{self._last_novelty[2]:.4f}",
             "grounding": getattr(self, "_grounding_desc", ""),
         }
         for what, count in sorted(self._callback_errors.items()):

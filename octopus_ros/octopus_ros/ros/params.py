@@ -138,6 +138,16 @@ PARAMETERS: dict[str, Spec] = {
         max=1000.0,
         dynamic=True,
     ),
+    "max_request_novelty": Spec(
+        0.998,
+        "Decline (NO_ACTION, 'not understood') a call when the model's own reading of the request "
+        "(its last hidden state) is more like the requests it was taught to decline than that of this "
+        "share (0..1) of its training requests; 1 - this = the share of training-like requests "
+        "declined. 0 or 1 = off. Needs the model's request_profile.safetensors.",
+        min=0.0,
+        max=1.0,
+        dynamic=True,
+    ),
     "grounding_threshold": Spec(
         -1.0,
         "Refuse (NOT_IN_VIEW) a call of a requires_view function (functions.yaml) when the model's "
@@ -256,6 +266,7 @@ class NodeParams:
     confidence_threshold: float
     max_text_novelty: float
     max_image_novelty: float
+    max_request_novelty: float
     grounding_threshold: float
     safety_screen: str
     max_image_age: float

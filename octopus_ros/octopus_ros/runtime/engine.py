@@ -32,6 +32,7 @@ from octopus_ros.runtime.outcomes import (
     Source,
     decision_outcome,
     grounding_threshold_for,
+    request_limit,
 )
 from octopus_ros.runtime.safety import screen_from_setting
 from octopus_ros.runtime.standing import StandingGate, scene_change, scene_signature
@@ -70,6 +71,10 @@ class EngineConfig:
     # 0 or less disables the check. Defaults chosen on the natural set (README, "Abstain when unsure").
     max_text_novelty: float = 0.4
     max_image_novelty: float = 1.5
+    # request novelty = the share (0..1) of held-out training requests that the LM reads as more
+    # like a call than this one (a request profile: lean/novelty.py RequestProfile); 1 - limit is
+    # the share of training-like requests declined. 0 or less (or 1) disables the check.
+    max_request_novelty: float = 0.998
     # Refuse (NOT_IN_VIEW) a call of a requires_view function whose object the model's grounding
     # head (model/grounding.py) scores below this; negative = the head's own validated threshold
     # (grounding.json), 0 disables the check. A model without a grounding head, or an object word
@@ -477,6 +482,7 @@ class ActionEngine:
             confidence=float(decision.confidence),
             text_novelty=float(getattr(decision, "text_novelty", math.nan)),
             image_novelty=float(getattr(decision, "image_novelty", math.nan)),
+            request_novelty=float(getattr(decision, "request_novelty", math.nan)),
         )
         code, reason = decision_outcome(
             decision,
@@ -486,6 +492,7 @@ class ActionEngine:
             threshold=self.config.confidence_threshold,
             max_text_novelty=self.config.max_text_novelty if self.config.max_text_novelty > 0 else None,
             max_image_novelty=self.config.max_image_novelty if self.config.max_image_novelty > 0 else None,
+            max_request_novelty=request_limit(self.config.max_request_novelty),
             grounding_threshold=grounding_threshold_for(self.config.grounding_threshold, self.model),
             utterance=request.text,
             screen=self._screen,

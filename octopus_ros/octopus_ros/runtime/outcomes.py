@@ -96,6 +96,7 @@ class Result:
     # novelty of the request (octopus_ros.model.novelty): NaN when the model has no profile
     text_novelty: float = float("nan")
     image_novelty: float = float("nan")
+    request_novelty: float = float("nan")
 
     @property
     def latency(self) -> float:
@@ -116,6 +117,12 @@ def grounding_threshold_for(setting: float, model: Any) -> float | None:
     return setting if setting > 0 else None
 
 
+def request_limit(setting: float) -> float | None:
+    """The request-novelty limit a ``max_request_novelty`` setting means: None (no check) at 0 or
+    less, or at 1 or more (no score exceeds 1)."""
+    return setting if 0 < setting < 1 else None
+
+
 def _values(spec: Any, arg: str) -> tuple:
     return next((a.values for a in spec.args if a.name == arg), ())
 
@@ -129,6 +136,7 @@ def decision_outcome(
     threshold: float,
     max_text_novelty: float | None = None,
     max_image_novelty: float | None = None,
+    max_request_novelty: float | None = None,
     grounding_threshold: float | None = None,
     utterance: str | None = None,
     screen: Any = None,
@@ -139,8 +147,9 @@ def decision_outcome(
     an ``utterance`` that trips the safety ``screen`` (runtime/safety.py; None: no screen) is
     NO_ACTION "unsafe request (...)", whatever the model decided; a rejected model output is NOT_ALLOWED or MODEL_ERROR; the decline function is
     NO_ACTION; a call on an utterance whose text novelty is above ``max_text_novelty`` ("not
-    understood") or on an image whose novelty is above ``max_image_novelty`` ("image unlike
-    training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
+    understood"), whose request novelty is above ``max_request_novelty`` (the LM's reading of
+    the request is more like what it was taught to decline: "not understood") or on an image
+    whose novelty is above ``max_image_novelty`` ("image unlike training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
     exceeds one); a call that fails ``validate(call, allowlist=...)`` (the registry schema and
     the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
     MODEL_ERROR; a call that fills a ``named`` argument (the registry's ``named: true``: a
@@ -175,6 +184,14 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"not understood: {text_novelty:.0%} of the utterance never seen in training"
             f" (text novelty {text_novelty:.3f} > max_text_novelty {max_text_novelty:.3f}); {call.function} not published",
+        )
+    request_novelty = float(getattr(decision, "request_novelty", math.nan))
+    if max_request_novelty is not None and request_novelty > max_request_novelty:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"not understood: the request reads more like one the model was taught to decline than"
+            f" {100 * request_novelty:.1f} % of its training requests do (request novelty {request_novelty:.4f}"
+            f" > max_request_novelty {max_request_novelty:.4f}); {call.function} not published",
         )
     image_novelty = float(getattr(decision, "image_novelty", math.nan))
     if max_image_novelty is not None and image_novelty > max_image_novelty:

@@ -14,11 +14,16 @@ A checkpoint's companion files, and what each reads:
 - ``image_profile.safetensors`` (image novelty, "image unlike training"): the image tokens the LM
   sees, i.e. tower and connector. Copied when both stayed frozen; otherwise refitted on the
   fine-tuning images (at least 200 distinct ones; else dropped with a warning).
+- ``request_profile.safetensors`` (request novelty, "not understood"): the LM's hidden state
+  where it picks the function, per function. Any fine-tune moves it and a new function has no
+  class in the base's, so it is refitted on the fine-tuned model from a sample of the fine-tuning
+  requests (the decline corpus's sentences their own class), a few minutes on one thread; dropped
+  with a warning when there are too few.
 - ``span_copier.safetensors`` (message bodies copied from the utterance): tied to the sha256 of
   the weights it read, so any fine-tune makes it stale. Retrained on the new checkpoint
   (``--copier-steps``, about 1-2 minutes on one thread) when the base had one.
 
-Without this a fine-tuned model silently loses all four: an absent object is published again,
+Without this a fine-tuned model silently loses all five: an absent object is published again,
 a colourless reference gets a guessed colour, and message bodies are recalled rather than copied.
 No rclpy.
 """
@@ -35,7 +40,7 @@ import numpy as np
 
 from octopus_ros.lean.copier import COPIER_FILE
 from octopus_ros.lean.grounding import GROUNDING_FILE, GROUNDING_META
-from octopus_ros.lean.novelty import IMAGE_PROFILE_FILE, TEXT_VOCAB_FILE, TextNovelty
+from octopus_ros.lean.novelty import IMAGE_PROFILE_FILE, REQUEST_PROFILE_FILE, TEXT_VOCAB_FILE, TextNovelty
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +58,16 @@ def carry_over(
     vision_trained: bool,
     connector_trained: bool,
     copier_steps: int,
+    requests: Callable[[], Sequence[dict]] | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, str]:
     """Write into the saved checkpoint ``out`` what it keeps of ``base`` (None: a model built from
     parts, which has none of these files). ``texts``: the fine-tuning text (instructions, answers,
-    descriptions); ``images``: the fine-tuning images, for an image profile to refit. Returns
-    {file: what happened}, for metrics.json."""
+    descriptions); ``images``: the fine-tuning images, for an image profile to refit;
+    ``requests``: shuffled fine-tuning requests (``instruction``, ``answer``, ``image``, optional
+    ``class``), for a request profile to refit (None: dropped). Returns {file: what happened},
+    for metrics.json."""
     done: dict[str, str] = {}
     if base is None:
         return done
@@ -103,6 +111,22 @@ def carry_over(
             else:
                 ImageNovelty.fit(image_features(model, pictures)).save(out / IMAGE_PROFILE_FILE)
                 done["image_profile"] = f"refitted on {len(pictures)} fine-tuning images"
+
+    if (base / REQUEST_PROFILE_FILE).is_file():
+        from octopus_ros.training.novelty_profile import write_request_profile
+
+        try:
+            if requests is None:
+                raise ValueError("no fine-tuning requests were given to refit it")
+            summary = write_request_profile(out, requests(), {}, seed=seed, progress=progress)
+        except ValueError as e:
+            done["request_profile"] = f"dropped: {e}"
+            log.warning("request novelty of %s dropped: %s", out, e)
+        else:
+            done["request_profile"] = (
+                f"refitted on the fine-tuned model ({summary['classes']} classes,"
+                f" {summary['reference_calls']} reference calls)"
+            )
 
     if (base / COPIER_FILE).is_file():
         from octopus_ros.training.span_copier import copy_functions, train

@@ -65,6 +65,8 @@ def node_action(
     *,
     safety_screen: str | None = None,
     novelty_limits: bool = True,
+    max_text_novelty: float | None = -1.0,
+    max_request_novelty: float | None = -1.0,
 ) -> str:
     """How the node would act on a decision: ``'declined'`` (NO_ACTION), ``'published'`` (OK)
     or ``'held_back'`` (any other outcome), by the engine's own rule
@@ -73,13 +75,21 @@ def node_action(
     screened), ``grounding`` the NOT_IN_VIEW threshold or None: :func:`node_grounding` gives the
     node's default for a model). ``safety_screen`` (the node parameter's setting; None: its
     default) and ``novelty_limits=False`` (no "not understood" / "image unlike training") change
-    the node's settings, as ``training/rule_ablation.py`` does."""
+    the node's settings, as ``training/rule_ablation.py`` does; ``max_text_novelty`` /
+    ``max_request_novelty``: that limit (None: off; negative: the node's default), as
+    ``training/novelty_sweep.py`` sweeps them."""
     from octopus_ros.functions import validate_call
     from octopus_ros.runtime.engine import EngineConfig
-    from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
+    from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome, request_limit
     from octopus_ros.runtime.safety import screen_from_setting
 
     defaults = EngineConfig()
+
+    def limit(value: float | None, default: float) -> float | None:
+        if not novelty_limits or value is None:
+            return None
+        value = default if value < 0 else value
+        return value if value > 0 else None
 
     code, _ = decision_outcome(
         decision,
@@ -87,12 +97,9 @@ def node_action(
         functools.partial(validate_call, registry=registry),
         allowlist=None,
         threshold=threshold,
-        max_text_novelty=defaults.max_text_novelty
-        if novelty_limits and defaults.max_text_novelty > 0
-        else None,
-        max_image_novelty=defaults.max_image_novelty
-        if novelty_limits and defaults.max_image_novelty > 0
-        else None,
+        max_text_novelty=limit(max_text_novelty, defaults.max_text_novelty),
+        max_image_novelty=limit(-1.0, defaults.max_image_novelty),
+        max_request_novelty=request_limit(limit(max_request_novelty, defaults.max_request_novelty) or 0.0),
         grounding_threshold=grounding,
         utterance=utterance,
         screen=screen_from_setting(defaults.safety_screen if safety_screen is None else safety_screen),

@@ -123,6 +123,9 @@ class FinetuneConfig:
 
 
 # ----------------------------------------------------------------------------- data
+DECLINES_SOURCE = "decline"  # the source of decline-corpus sentences (--data decline)
+
+
 @dataclass
 class Item:
     """One training/evaluation example: an image source, instruction, canonical answer."""
@@ -309,7 +312,7 @@ def decline_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -
         h = max(0, min(n_held, len(texts) - n_train))  # a small corpus trains first
         for k, text in enumerate(texts[: h + n_train]):
             image = _constant(backgrounds[rng.randrange(len(backgrounds))])
-            (held if k < h else train).append(Item(image, text, answer, "decline", lang, decline.name))
+            (held if k < h else train).append(Item(image, text, answer, DECLINES_SOURCE, lang, decline.name))
     log.info(
         "decline: %d train + %d held-out corpus sentences (%s) -> %s",
         len(train),
@@ -317,7 +320,7 @@ def decline_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -
         languages,
         answer,
     )
-    return Source("decline", train, held)
+    return Source(DECLINES_SOURCE, train, held)
 
 
 def contrast_source(
@@ -1272,6 +1275,26 @@ def _carry_over(
         rng = random.Random(cfg.seed + 31)
         return [it.image() for it in rng.sample(items, min(1000, len(items)))]
 
+    def requests() -> list[dict]:
+        """A shuffled sample of the fine-tuning requests (at most REQUEST_FIT_RECORDS +
+        REQUEST_REFERENCE_RECORDS), each source in its share; decline-corpus sentences are
+        their own class, as in the base's profile."""
+        from octopus_ros.model.novelty import DECLINE_CORPUS_CLASS
+        from octopus_ros.training.novelty_profile import REQUEST_FIT_RECORDS, REQUEST_REFERENCE_RECORDS
+
+        items = [it for s in sources for it in s.train if not it.context]
+        rng = random.Random(cfg.seed + 37)
+        picked = rng.sample(items, min(REQUEST_FIT_RECORDS + REQUEST_REFERENCE_RECORDS, len(items)))
+        return [
+            {
+                "instruction": it.instruction,
+                "answer": it.answer,
+                "image": it.image(),
+                **({"class": DECLINE_CORPUS_CLASS} if it.source == DECLINES_SOURCE else {}),
+            }
+            for it in picked
+        ]
+
     return carry_over(
         args.base,
         args.out,
@@ -1282,6 +1305,7 @@ def _carry_over(
         vision_trained=cfg.train_vision,
         connector_trained=not cfg.freeze_connector,
         copier_steps=args.copier_steps,
+        requests=requests,
         seed=cfg.seed,
     )
 

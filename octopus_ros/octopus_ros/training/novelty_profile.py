@@ -4,7 +4,12 @@
   act on (the call records' instructions for its functions, without the message bodies they copy:
   :func:`action_texts`), not of the declines, captions or text corpus it also read;
 * ``image_profile.safetensors``: mean and shrunk covariance of the pooled image tokens of
-  synthetic training scenes.
+  synthetic training scenes;
+* ``request_profile.safetensors``: the LM's last hidden state where it picks the function, one
+  Gaussian per answer class (each function, the decline function, the decline corpus's sentences)
+  with a shared covariance, fitted on training call records and corpus sentences read by the
+  saved checkpoint exactly as the runtime reads a request (:func:`fit_request_profile`), and the
+  margins of other training records as its scale.
 
 ``train_all`` writes both for every model it trains. For a checkpoint trained before that (the
 bundled model), this command regenerates its training pools from the generators with the
@@ -12,6 +17,7 @@ checkpoint's own training config (``metrics.json`` ``train_config``: seed, pool 
 and fits both:
 
 usage: python -m octopus_ros.training.novelty_profile CHECKPOINT [--fraction 1.0] [--scenes 3000]
+       [--only {text,image,request}] [--request-records 4000]
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from octopus_ros.model.novelty import IMAGE_PROFILE_FILE, TEXT_VOCAB_FILE, ImageNovelty, TextNovelty, pooled
+from octopus_ros.model.novelty import (
+    IMAGE_PROFILE_FILE,
+    REQUEST_PROFILE_FILE,
+    TEXT_VOCAB_FILE,
+    ImageNovelty,
+    TextNovelty,
+    pooled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +93,105 @@ def image_features(model, images: Sequence[np.ndarray], batch: int = 64) -> torc
     return torch.cat(feats)
 
 
+REQUEST_FIT_RECORDS = 4000  # training call records the request profile is fitted on
+REQUEST_REFERENCE_RECORDS = 1500  # other call records whose margins give its scale
+REQUEST_CORPUS_SENTENCES = 500  # decline-corpus sentences per language (their own class)
+MIN_REFERENCE = 20  # reference requests a request profile needs at least
+
+
+def answer_function(answer: str, registry: Any) -> str | None:
+    """The function a functional-token answer calls (None: not a functional-token answer)."""
+    import re
+
+    m = re.match(r"<nexa_(\d+)>", answer or "")
+    spec = registry.by_token(int(m.group(1))) if m else None
+    return spec.name if spec is not None else None
+
+
+def fit_request_profile(
+    octopus: Any,
+    records: Sequence[dict],
+    corpus: dict[str, Sequence[str]],
+    *,
+    reference: int = REQUEST_REFERENCE_RECORDS,
+    corpus_sentences: int = REQUEST_CORPUS_SENTENCES,
+    seed: int = 0,
+    progress: bool = True,
+) -> Any:
+    """Fit a request profile (lean/novelty.py :class:`RequestProfile`) for the runtime model
+    ``octopus`` (``model.runtime.Octopus``): the first ``len(records) - reference`` call records
+    (``instruction``, ``answer`` in functional tokens, ``image``; each the class of the function
+    it answers, the decline function's included, or its ``class`` when it has one) and ``corpus_sentences`` sentences per language
+    of the decline ``corpus`` (shown over the records' images; class
+    :data:`DECLINE_CORPUS_CLASS`), each read as :meth:`Octopus.request_hidden` reads a request;
+    the last ``reference`` records (at most a quarter of them) give the scale. ValueError when
+    there are too few records (:data:`MIN_REFERENCE` for the scale) or classes."""
+    import random
+
+    from tqdm import tqdm
+
+    from octopus_ros.model.novelty import DECLINE_CORPUS_CLASS, RequestProfile
+
+    registry = octopus.registry
+    decline = registry.decline_function
+    if decline is None:
+        raise ValueError("a request profile needs the registry's decline function")
+    labelled = [(r, r.get("class") or answer_function(r["answer"], registry)) for r in records]
+    labelled = [(r, f) for r, f in labelled if f is not None]
+    reference = min(reference, sum(not r.get("class") for r, _ in labelled) // 4)
+    if reference < MIN_REFERENCE:
+        raise ValueError(
+            f"{len(labelled)} functional-token requests are too few for a request profile "
+            f"(a quarter, at least {MIN_REFERENCE}, give its scale)"
+        )
+    # the scale is read on requests answered with a function; sentences of a class of their own
+    # (the decline corpus) are all fitted
+    answered = [i for i, (r, _) in enumerate(labelled) if not r.get("class")]
+    held = set(answered[len(answered) - reference :])
+    fit = [x for i, x in enumerate(labelled) if i not in held]
+    ref = [x for i, x in enumerate(labelled) if i in held]
+    rng = random.Random(seed)
+    sentences = [
+        (s, rng.choice(fit)[0]["image"])
+        for lang in sorted(corpus)
+        for s in rng.sample(list(corpus[lang]), min(corpus_sentences, len(corpus[lang])))
+    ]
+    items = [(r["instruction"], r["image"], f) for r, f in fit]
+    items += [(s, image, DECLINE_CORPUS_CLASS) for s, image in sentences]
+    items += [(r["instruction"], r["image"], f) for r, f in ref]
+    feats = [
+        octopus.request_hidden(text, image)
+        for text, image, _ in tqdm(items, desc="request profile", disable=not progress, leave=False)
+    ]
+    n = len(items) - len(ref)
+    labels = [label for _, _, label in items]
+    return RequestProfile.fit(
+        np.stack(feats[:n]),
+        labels[:n],
+        (decline.name, DECLINE_CORPUS_CLASS),
+        np.stack(feats[n:]),
+        labels[n:],
+    )
+
+
+def write_request_profile(checkpoint: str | Path, records: Sequence[dict], corpus: dict, **kw) -> dict:
+    """Fit and write ``checkpoint``'s request profile (loads the saved checkpoint as the node
+    does); returns a short summary. ``records``/``corpus``/``kw``: see :func:`fit_request_profile`."""
+    from octopus_ros.model import Octopus
+    from octopus_ros.model.novelty import REQUEST_PROFILE_FILE
+
+    octopus = Octopus.load(checkpoint)
+    profile = fit_request_profile(octopus, records, corpus, **kw)
+    profile.save(Path(checkpoint) / REQUEST_PROFILE_FILE)
+    summary = {
+        "classes": len(profile.classes),
+        "reference_calls": len(profile.reference),
+        "margin_p50_p99": [round(float(np.percentile(profile.reference, q)), 2) for q in (50, 99)],
+    }
+    log.info("request profile: %s", summary)
+    return summary
+
+
 def write_profiles(checkpoint: str | Path, model, texts: Iterable[str], images: Sequence[np.ndarray]) -> dict:
     """Fit and write both profiles into ``checkpoint``; returns a short summary."""
     path = Path(checkpoint)
@@ -106,6 +218,17 @@ def main(argv: list[str] | None = None) -> int:
         "--fraction", type=float, default=1.0, help="share of the training pools to regenerate"
     )
     parser.add_argument("--scenes", type=int, default=3000, help="training scenes for the image profile")
+    parser.add_argument(
+        "--only", choices=("text", "image", "request"), default=None, help="fit and write only this profile"
+    )
+    parser.add_argument(
+        "--request-records",
+        type=int,
+        default=REQUEST_FIT_RECORDS,
+        help="training call records the request profile is fitted on (plus "
+        f"{REQUEST_REFERENCE_RECORDS} for its scale and {REQUEST_CORPUS_SENTENCES} decline-corpus "
+        "sentences per language)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(2)
@@ -124,8 +247,17 @@ def main(argv: list[str] | None = None) -> int:
         FunctionRegistry.from_yaml(ckpt.functions_path) if ckpt.functions_path else load_default_registry()
     )
     texts = action_texts(pools["calls"], registry, cfg.answer_format)
-    summary = write_profiles(args.checkpoint, ckpt.model, texts, images)
-    print(f"wrote {TEXT_VOCAB_FILE} and {IMAGE_PROFILE_FILE} in {args.checkpoint}: {summary}")
+    path = Path(args.checkpoint)
+    if args.only in (None, "text"):
+        TextNovelty.from_texts(texts).save(path / TEXT_VOCAB_FILE)
+        print(f"wrote {TEXT_VOCAB_FILE} in {path}")
+    if args.only in (None, "image"):
+        ImageNovelty.fit(image_features(ckpt.model, images)).save(path / IMAGE_PROFILE_FILE)
+        print(f"wrote {IMAGE_PROFILE_FILE} in {path}")
+    if args.only in (None, "request") and cfg.answer_format == "functional":
+        records = pools["calls"][: args.request_records + REQUEST_REFERENCE_RECORDS]
+        summary = write_request_profile(path, records, pools.get("decline_corpus") or {}, seed=cfg.seed)
+        print(f"wrote {REQUEST_PROFILE_FILE} in {path}: {summary}")
     return 0
 
 

@@ -1,13 +1,14 @@
-"""What the novelty limits do, measured: published wrong and actionable accuracy per limit.
+"""What the novelty limits do, measured: published wrong and right calls per limit, as the node acts.
 
-Runs the checkpoint once on the natural set (and ``--n`` examples of each held-out synthetic
-split), as the node would act with no novelty limit, keeping each request's text and image
-novelty; then replays the node's rule (:func:`octopus_ros.runtime.outcomes.decision_outcome`)
-for each ``max_text_novelty`` / ``max_image_novelty`` in the grid and prints:
+Runs the checkpoint once on the natural set, the check set (figures only, as ``make evaluate``
+keeps them) and ``--n`` examples of each held-out synthetic split, keeping each decision; then
+replays the node's whole rule for each pair of ``max_text_novelty`` / ``max_request_novelty``
+in the grid (:func:`octopus_ros.training.evaluate.node_action`: grounding, safety screen, image
+novelty at the node's defaults) and prints, per set:
 
-* natural set: published wrong, should-decline requests published, expected calls published
-  right (actionable accuracy as the node acts), per language;
-* synthetic splits: published right (the novelty limits must not cost the templates).
+* published wrong (EN / ZH), out-of-scope and unsafe requests published, expected calls
+  published right;
+* the synthetic splits' calls published right (what a limit costs the templates).
 
 usage: python -m octopus_ros.training.novelty_sweep CHECKPOINT [--n 100] [--out runs/novelty_sweep.json]
 """
@@ -15,7 +16,6 @@ usage: python -m octopus_ros.training.novelty_sweep CHECKPOINT [--n 100] [--out 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import math
@@ -23,68 +23,66 @@ import sys
 from pathlib import Path
 from typing import Any
 
-TEXT_LIMITS = (None, 0.7, 0.5, 0.4, 0.3, 0.2)
-IMAGE_LIMITS = (None, 5.0, 3.0, 2.0, 1.5)
+TEXT_LIMITS = (None, 0.5, 0.4, 0.3)
+REQUEST_LIMITS = (None, 0.99, 0.995, 0.998, 0.999)
+SETS = ("natural", "check")
 
 
 def _rows(octopus: Any, n: int, progress: bool) -> list[dict]:
     from tqdm import tqdm
 
     from octopus_ros.data import generate
-    from octopus_ros.data.natural import load_natural_set
+    from octopus_ros.data.natural import CHECK_SET_PATH, load_natural_set
     from octopus_ros.training.evaluate import EVAL_SPLITS, _got
 
     registry = octopus.registry
     rows = []
 
-    def row(split, lang, kind, expected, d):
+    def row(split, lang, kind, expected, text, d):
         return {
             "split": split,
             "language": lang,
             "kind": kind,
             "expected": expected,
             "got": _got(d),
+            "utterance": text,
             "_d": d,
             "text_novelty": float(d.text_novelty),
-            "image_novelty": float(d.image_novelty),
+            "request_novelty": float(d.request_novelty),
         }
 
-    for item in tqdm(load_natural_set(registry=registry), desc="natural", disable=not progress, leave=False):
-        d = octopus.decide(item.text, item.frame())
-        rows.append(row("natural", item.language, item.kind, item.expected_text(registry), d))
+    for name, path in (("natural", None), ("check", CHECK_SET_PATH)):
+        items = load_natural_set(path, registry=registry) if path else load_natural_set(registry=registry)
+        for item in tqdm(items, desc=name, disable=not progress, leave=False):
+            d = octopus.decide(item.text, item.frame())
+            rows.append(row(name, item.language, item.kind, item.expected_text(registry), item.text, d))
     for split in EVAL_SPLITS if n > 0 else ():
         for ex in tqdm(generate(split, n, 1234), desc=split, disable=not progress, leave=False):
-            rows.append(row(split, ex.language, ex.mode, ex.answer, octopus.decide(ex.instruction, ex.image)))
+            d = octopus.decide(ex.instruction, ex.image)
+            rows.append(row(split, ex.language, ex.mode, ex.answer, ex.instruction, d))
     return rows
 
 
 def acting(
-    rows: list[dict], registry: Any, threshold: float, max_text: float | None, max_image: float | None
+    rows: list[dict], octopus: Any, threshold: float, max_text: float | None, max_request: float | None
 ):
-    """Each row's action ('published', 'declined', 'held_back') under the limits."""
-    from octopus_ros.functions import validate_call
-    from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
+    """Each row's action ('published', 'declined', 'held_back') as the node acts with these two
+    limits (None: off) and its other defaults."""
+    from octopus_ros.training.evaluate import node_action, node_grounding
 
-    validate = functools.partial(validate_call, registry=registry)
-    out = []
-    for r in rows:
-        code, _ = decision_outcome(
+    grounding = node_grounding(octopus)
+    return [
+        node_action(
             r["_d"],
-            registry,
-            validate,
-            allowlist=None,
-            threshold=threshold,
+            octopus.registry,
+            threshold,
+            grounding,
+            r["utterance"],
             max_text_novelty=max_text,
-            max_image_novelty=max_image,
+            max_request_novelty=max_request,
         )
-        out.append(
-            "declined"
-            if code == OutcomeCode.NO_ACTION
-            else "published"
-            if code == OutcomeCode.OK
-            else "held_back"
-        )
-    return out
+        for r in rows
+    ]
 
 
 def figures(rows: list[dict], actions: list[str]) -> dict:
@@ -92,32 +90,27 @@ def figures(rows: list[dict], actions: list[str]) -> dict:
         sel = list(sel)
         return sum(1 for i in sel if pred(i)) / len(sel) if sel else math.nan
 
+    def wrong(i):
+        return actions[i] == "published" and (
+            rows[i]["expected"] is None or rows[i]["got"] != rows[i]["expected"]
+        )
+
+    def right(i):
+        return actions[i] == "published" and rows[i]["got"] == rows[i]["expected"]
+
     out: dict[str, Any] = {}
-    nat = [i for i, r in enumerate(rows) if r["split"] == "natural"]
-    for lang in ("all", "en", "zh"):
-        idx = [i for i in nat if lang == "all" or rows[i]["language"] == lang]
-        calls = [i for i in idx if rows[i]["expected"] is not None]
-        declines = [i for i in idx if rows[i]["expected"] is None]
-        out[f"natural_{lang}"] = {
-            "published_wrong": frac(
-                idx,
-                lambda i: (
-                    actions[i] == "published"
-                    and (rows[i]["expected"] is None or rows[i]["got"] != rows[i]["expected"])
-                ),
-            ),
-            "declines_published": frac(declines, lambda i: actions[i] == "published"),
-            "calls_published_right": frac(
-                calls, lambda i: actions[i] == "published" and rows[i]["got"] == rows[i]["expected"]
-            ),
-        }
-    for split in sorted({r["split"] for r in rows} - {"natural"}):
-        idx = [i for i, r in enumerate(rows) if r["split"] == split]
-        out[split] = {
-            "published_right": frac(
-                idx, lambda i: actions[i] == "published" and rows[i]["got"] == rows[i]["expected"]
-            )
-        }
+    for name in SETS:
+        for lang in ("all", "en", "zh"):
+            idx = [i for i, r in enumerate(rows) if r["split"] == name and lang in ("all", r["language"])]
+            calls = [i for i in idx if rows[i]["expected"] is not None]
+            refuse = [i for i in idx if rows[i]["kind"] in ("out_of_scope", "unsafe")]
+            out[f"{name}_{lang}"] = {
+                "published_wrong": frac(idx, wrong),
+                "out_of_scope_unsafe_published": frac(refuse, lambda i: actions[i] == "published"),
+                "calls_published_right": frac(calls, right),
+            }
+    for split in sorted({r["split"] for r in rows} - set(SETS)):
+        out[split] = {"published_right": frac([i for i, r in enumerate(rows) if r["split"] == split], right)}
     return out
 
 
@@ -127,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from octopus_ros.model import Octopus
     from octopus_ros.runtime.engine import EngineConfig
 
-    parser = argparse.ArgumentParser(description="Measure the novelty limits on the natural set.")
+    parser = argparse.ArgumentParser(description="Measure the novelty limits on the natural and check sets.")
     parser.add_argument("checkpoint")
     parser.add_argument("--n", type=int, default=100, help="examples per synthetic held-out split")
     parser.add_argument("--out", default="runs/novelty_sweep.json")
@@ -136,40 +129,34 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     octopus = Octopus.load(args.checkpoint)
     threshold = EngineConfig().confidence_threshold
-    rows = _rows(octopus, args.n, progress=True)
+    rows = _rows(octopus, args.n, progress=sys.stderr.isatty())
     results = []
-    grid = [(t, None) for t in TEXT_LIMITS] + [(None, m) for m in IMAGE_LIMITS[1:]]
-    grid += [(t, m) for t in (0.5, 0.4, 0.3) for m in (3.0, 2.0)]
-    for max_text, max_image in grid:
-        f = figures(rows, acting(rows, octopus.registry, threshold, max_text, max_image))
-        results.append({"max_text_novelty": max_text, "max_image_novelty": max_image, **f})
-    splits = sorted({r["split"] for r in rows} - {"natural"})
-    head = f"{'text':>5s} {'image':>5s} | {'WRONG':>6s} {'en':>6s} {'zh':>6s} | {'decl.pub':>8s} | {'calls ok':>8s} {'en':>6s} {'zh':>6s}"
-    print(f"temperature {octopus.temperature:.3f}, confidence threshold {threshold}")
+    for max_text in TEXT_LIMITS:
+        for max_request in REQUEST_LIMITS:
+            f = figures(rows, acting(rows, octopus, threshold, max_text, max_request))
+            results.append({"max_text_novelty": max_text, "max_request_novelty": max_request, **f})
+    splits = sorted({r["split"] for r in rows} - set(SETS))
+    print(
+        f"temperature {octopus.temperature:.3f}, confidence threshold {threshold}; per set: published wrong"
+    )
+    print("(EN / ZH), out-of-scope+unsafe published, expected calls published right; splits: published right")
+    head = f"{'text':>5s} {'request':>7s} | " + " | ".join(f"{s:^30s}" for s in SETS)
     print(head + " | " + " ".join(f"{s[:14]:>14s}" for s in splits))
     for r in results:
-        a, en, zh = r["natural_all"], r["natural_en"], r["natural_zh"]
         t = "-" if r["max_text_novelty"] is None else f"{r['max_text_novelty']:.2f}"
-        m = "-" if r["max_image_novelty"] is None else f"{r['max_image_novelty']:.1f}"
+        q = "-" if r["max_request_novelty"] is None else f"{r['max_request_novelty']:.3f}"
+        cells = []
+        for name in SETS:
+            a, en, zh = r[f"{name}_all"], r[f"{name}_en"], r[f"{name}_zh"]
+            cells.append(
+                f"{a['published_wrong']:5.1%} ({en['published_wrong']:4.1%}/{zh['published_wrong']:4.1%})"
+                f" {a['out_of_scope_unsafe_published']:5.1%} {a['calls_published_right']:5.1%}"
+            )
         print(
-            f"{t:>5s} {m:>5s} | {a['published_wrong']:6.1%} {en['published_wrong']:6.1%} {zh['published_wrong']:6.1%}"
-            f" | {a['declines_published']:8.1%} | {a['calls_published_right']:8.1%} {en['calls_published_right']:6.1%}"
-            f" {zh['calls_published_right']:6.1%} | "
+            f"{t:>5s} {q:>7s} | "
+            + " | ".join(cells)
+            + " | "
             + " ".join(f"{r[s]['published_right']:14.1%}" for s in splits)
-        )
-    scores = {
-        kind: {
-            "text_novelty_median": float(sorted(x["text_novelty"] for x in rs)[len(rs) // 2]),
-            "image_novelty_median": float(sorted(x["image_novelty"] for x in rs)[len(rs) // 2]),
-            "n": len(rs),
-        }
-        for kind in sorted({(r["split"], r["kind"]) for r in rows})
-        if (rs := [x for x in rows if (x["split"], x["kind"]) == kind])
-    }
-    print("\nmedian novelty by split/kind:")
-    for (split, kind), s in scores.items():
-        print(
-            f"  {split:16s} {kind:16s} n={s['n']:4d} text {s['text_novelty_median']:.2f} image {s['image_novelty_median']:.2f}"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +167,6 @@ def main(argv: list[str] | None = None) -> int:
                 "temperature": octopus.temperature,
                 "threshold": threshold,
                 "grid": results,
-                "median_novelty": {f"{s}/{k}": v for (s, k), v in scores.items()},
             },
             indent=1,
         )

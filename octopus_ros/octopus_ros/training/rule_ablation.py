@@ -23,7 +23,8 @@ Rules (``--rules``; default all):
 - ``grounding_check``: the NOT_IN_VIEW check as a whole (the node's ``grounding_threshold``);
 - ``span_copier``: copied arguments take the copier's span instead of the LM's choice;
 - ``safety_screen``: the node's default ``safety_screen``; ``novelty_limits``: its
-  ``max_text_novelty`` / ``max_image_novelty``.
+  ``max_text_novelty`` / ``max_image_novelty`` / ``max_request_novelty``; ``request_novelty``:
+  only the last.
 
 No rclpy. Takes about 1.5 minutes per configuration with the bundled model on this machine.
 """
@@ -84,6 +85,8 @@ def rule_off(rule: str, octopus: Any) -> Iterator[dict[str, Any]]:
             act["safety_screen"] = ""
         elif rule == "novelty_limits":
             act["novelty_limits"] = False
+        elif rule == "request_novelty":
+            act["max_request_novelty"] = None
         elif rule != "shipped":
             raise ValueError(f"unknown rule {rule!r}; known: {', '.join(RULES)}")
         yield act
@@ -99,6 +102,7 @@ RULES = (
     "span_copier",
     "safety_screen",
     "novelty_limits",
+    "request_novelty",
 )
 
 

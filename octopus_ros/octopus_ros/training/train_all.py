@@ -364,6 +364,24 @@ def train(
             shutil.rmtree(target)
         shutil.move(str(item), target)
     final.rmdir()
+    if cfg.answer_format == "functional":  # request novelty: the saved model reads its own requests
+        from octopus_ros.training.novelty_profile import (
+            REQUEST_FIT_RECORDS,
+            REQUEST_REFERENCE_RECORDS,
+            write_request_profile,
+        )
+
+        try:
+            metrics["request_profile"] = write_request_profile(
+                out,
+                pools["calls"][: REQUEST_FIT_RECORDS + REQUEST_REFERENCE_RECORDS],
+                pools.get("decline_corpus") or {},
+                seed=cfg.seed,
+                progress=sys.stderr.isatty(),
+            )
+        except ValueError as e:  # a pool too small to fit one (tiny test runs)
+            metrics["request_profile"] = f"none: {e}"
+            log.warning("no request profile for %s: %s", out, e)
     if grounding_steps > 0:  # the grounding head reads this vision tower's maps: trained after it
         from octopus_ros.training.grounding import train as train_grounding
 

@@ -1,0 +1,192 @@
+"""Request novelty (issue 12 item 4): the LM's own reading of a request, as a class-conditional
+Gaussian profile of its hidden state (lean/novelty.py RequestProfile), fitted per checkpoint
+(training/novelty_profile.py), scored by both runtimes and applied by the node's rule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from test_runtime_engine import FakeCall, FakeDecision, Registry, ScriptedModel
+
+from octopus_ros.lean.errors import CheckpointError
+from octopus_ros.lean.novelty import DECLINE_CORPUS_CLASS, REQUEST_PROFILE_FILE, RequestProfile
+from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome, request_limit
+
+
+def _clusters(rng, n=200, d=6):
+    """Three well separated classes: two functions and the decline function."""
+    centres = {"pick_up": np.eye(d)[0] * 10, "stop": np.eye(d)[1] * 10, "no_action": np.eye(d)[2] * 10}
+    feats, labels = [], []
+    for name, c in centres.items():
+        feats.append(c + rng.normal(size=(n, d)))
+        labels += [name] * n
+    return np.concatenate(feats), labels, centres
+
+
+def test_the_profile_scores_a_call_by_how_much_more_it_reads_like_a_decline():
+    rng = np.random.default_rng(0)
+    x, y, centres = _clusters(rng)
+    ref, ref_y, _ = _clusters(rng, n=100)
+    profile = RequestProfile.fit(x, y, ("no_action", DECLINE_CORPUS_CLASS), ref, ref_y)
+    assert profile.declines == ("no_action",)  # only the decline classes it was given data of
+    assert len(profile.reference) == 200  # the reference's calls, not its declines
+    typical = profile.score(centres["pick_up"], "pick_up")
+    halfway = profile.score((centres["pick_up"] + centres["no_action"]) / 2, "pick_up")
+    like_a_decline = profile.score(centres["no_action"], "pick_up")
+    assert typical < 0.5 and halfway > 0.99 and like_a_decline == 1.0
+    # a call of another function than the one the state reads like is as untypical
+    assert profile.score(centres["stop"], "pick_up") > 0.99
+    # a function the profile has no class of (added later), or a decline: no score
+    assert math.isnan(profile.score(centres["pick_up"], "set_light"))
+    assert math.isnan(profile.score(centres["no_action"], "no_action"))
+    # the share of reference margins below: new requests like the reference exceed 0.99 rarely
+    fresh, fresh_y, _ = _clusters(rng, n=300)
+    scores = [profile.score(h, f) for h, f in zip(fresh, fresh_y, strict=True) if f != "no_action"]
+    assert np.mean(np.array(scores) > 0.99) < 0.03
+
+
+def test_fitting_needs_decline_and_call_classes_and_reference_calls():
+    rng = np.random.default_rng(1)
+    x, y, _ = _clusters(rng)
+    with pytest.raises(ValueError, match="decline and call classes"):
+        RequestProfile.fit(x, y, ("refuse",), x, y)
+    with pytest.raises(ValueError, match="reference calls"):
+        RequestProfile.fit(x, y, ("no_action",), x[:1], y[:1])
+
+
+def test_the_profile_round_trips_and_a_damaged_file_is_refused_by_name(tmp_path):
+    rng = np.random.default_rng(2)
+    x, y, centres = _clusters(rng)
+    profile = RequestProfile.fit(x, y, ("no_action",), x, y)
+    path = profile.save(tmp_path / REQUEST_PROFILE_FILE)
+    again = RequestProfile.load(path)
+    assert again.classes == profile.classes and again.declines == profile.declines
+    h = centres["stop"] + 0.3
+    assert again.score(h, "stop") == profile.score(h, "stop")
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match=REQUEST_PROFILE_FILE):
+        RequestProfile.load(path)
+
+
+@dataclass
+class Decision(FakeDecision):
+    text_novelty: float = math.nan
+    image_novelty: float = math.nan
+    request_novelty: float = math.nan
+
+
+def _outcome(decision, **kw):
+    return decision_outcome(
+        decision, Registry(), lambda call, allowlist=None: None, allowlist=None, threshold=0.5, **kw
+    )
+
+
+def test_the_rule_declines_a_call_above_the_limit_with_the_reason():
+    call = FakeCall("pick_up", 0)
+    code, reason = _outcome(Decision(call, None, 0.99, request_novelty=0.9995), max_request_novelty=0.998)
+    assert code == OutcomeCode.NO_ACTION and reason.startswith("not understood:")
+    assert "0.9995 > max_request_novelty 0.9980" in reason and "pick_up not published" in reason
+    assert _outcome(Decision(call, None, 0.99, request_novelty=0.9), max_request_novelty=0.998)[0] == (
+        OutcomeCode.OK
+    )
+    # no profile (NaN) is never declined; no limit declines nothing
+    assert _outcome(Decision(call, None, 0.99), max_request_novelty=0.5)[0] == OutcomeCode.OK
+    assert _outcome(Decision(call, None, 0.99, request_novelty=1.0))[0] == OutcomeCode.OK
+    # the setting: 0 or 1 (nothing exceeds 1) is off
+    assert request_limit(0.0) is None and request_limit(1.0) is None and request_limit(0.998) == 0.998
+
+
+def test_the_engine_declines_on_request_novelty_and_reports_it(harness):
+    decisions = [
+        Decision(FakeCall("stop", 3), None, 0.99, "<nexa_3>()<nexa_end>", request_novelty=0.9999),
+        Decision(FakeCall("stop", 3), None, 0.99, "<nexa_3>()<nexa_end>", request_novelty=0.2),
+    ]
+    h = harness(model=ScriptedModel(decisions), prefetch_rate=0, rate_limit=0, max_request_novelty=0.998)
+    h.frame()
+    for _ in decisions:
+        h.say("stop now")
+    results = h.wait(2)
+    assert [r.code for r in results] == [OutcomeCode.NO_ACTION, OutcomeCode.OK]
+    assert results[0].reason.startswith("not understood") and results[1].request_novelty == 0.2
+    assert h.engine.snapshot()["counts"]["declined_not_understood"] == 1
+
+
+def test_a_checkpoint_fits_its_profile_from_its_own_reading_of_requests(tmp_path):
+    """fit_request_profile reads each request as decide does (Octopus.request_hidden), and the
+    saved profile is what Octopus.load scores decisions with."""
+    from octopus_ros.data import generate
+    from octopus_ros.model.runtime import Octopus
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.paths import config_path
+    from octopus_ros.training.novelty_profile import write_request_profile
+
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny", config_path("functions.yaml"), image_size=32)
+    records = [
+        {"instruction": ex.instruction, "answer": ex.answer, "image": ex.image}
+        for ex in generate("train", 160, 3, image_size=32)
+    ]
+    corpus = {"en": ["the sea was calm that night", "thanks, that's all"], "zh": ["今天天气很好"]}
+    summary = write_request_profile(ckpt, records, corpus, progress=False)
+    assert summary["reference_calls"] >= 20
+    profile = RequestProfile.load(ckpt / REQUEST_PROFILE_FILE)
+    assert DECLINE_CORPUS_CLASS in profile.classes and "no_action" in profile.declines
+    octopus = Octopus.load(ckpt)
+    rgb = records[0]["image"]
+    compared = 0
+    for r in records[:30]:  # random weights: keep the requests the tiny model answers with a call
+        d = octopus.decide(r["instruction"], r["image"])
+        if d.ok and not octopus.registry.by_name(d.call.function).decline:
+            want = profile.score(octopus.request_hidden(r["instruction"], r["image"]), d.call.function)
+            assert 0.0 <= want <= 1.0 and d.request_novelty == pytest.approx(want, abs=1e-6)
+            compared += 1
+    assert compared >= 3
+    # generate mode has no hidden state: no score
+    assert math.isnan(octopus.decide("pick up the red cup", rgb, mode="generate").request_novelty)
+    # too few requests for a scale: a clear error, nothing written over
+    with pytest.raises(ValueError, match="too few"):
+        write_request_profile(ckpt, records[:40], corpus, progress=False)
+    # a profile of another width is refused by name
+    RequestProfile(
+        profile.classes,
+        np.zeros((len(profile.classes), 3), np.float32),
+        np.eye(3, dtype=np.float32),
+        profile.declines,
+        profile.reference,
+    ).save(ckpt / REQUEST_PROFILE_FILE)
+    with pytest.raises(CheckpointError, match="request profile has 3 dims"):
+        Octopus.load(ckpt)
+
+
+def test_the_bundled_profile_keeps_training_requests_and_flags_decline_sentences():
+    """The shipped profile on requests it was not fitted on: template requests of another seed
+    stay below the node's limit nearly always; the decline corpus's sentences, when the model
+    calls a function on them, read as far less typical."""
+    from octopus_ros.data import generate
+    from octopus_ros.data.decline_corpus import load_corpus
+    from octopus_ros.model.runtime import Octopus
+    from octopus_ros.paths import default_model_dir
+    from octopus_ros.runtime.engine import EngineConfig
+
+    octopus = Octopus.load(default_model_dir())
+    assert octopus.novelty.request is not None
+    limit = EngineConfig().max_request_novelty
+    calls = [
+        d.request_novelty
+        for ex in generate("train", 60, 4242)
+        if (d := octopus.decide(ex.instruction, ex.image)).ok and not math.isnan(d.request_novelty)
+    ]
+    assert len(calls) >= 30 and np.mean(np.array(calls) > limit) <= 0.05
+    rng = np.random.default_rng(5)
+    corpus = load_corpus()
+    image = generate("train", 1, 4243)[0].image
+    acted = [
+        d.request_novelty
+        for lang in ("en", "zh")
+        for text in rng.choice(corpus[lang], 60, replace=False)
+        if (d := octopus.decide(str(text), image)).ok and not math.isnan(d.request_novelty)
+    ]
+    assert acted, "the model declined every corpus sentence itself"
+    assert np.median(acted) > np.median(calls) + 0.3
