@@ -20,7 +20,15 @@ pytestmark = pytest.mark.slow
 def test_not_in_view_over_dds(ros_env, rclpy_context):
     with_cup = render(sample_scene(np.random.default_rng(11), target=("cup", "red"), n_distractors=1), 64)
     without = render(sample_scene(np.random.default_rng(12), target=("book", "blue"), n_distractors=0), 64)
-    proc = start_node(ros_env, "grounding_threshold:=0.22", "max_image_age:=60.0", "rate_limit:=0.0")
+    # the request-novelty limit off: this test is about the view ("pick up the red cup now" scores
+    # 0.9984, just above the default 0.998: "now" ends few training requests)
+    proc = start_node(
+        ros_env,
+        "grounding_threshold:=0.22",
+        "max_image_age:=60.0",
+        "rate_limit:=0.0",
+        "max_request_novelty:=0.0",
+    )
     robot = RobotSide(rclpy_context)
     try:
         robot.wait_active(proc)
@@ -37,6 +45,8 @@ def test_not_in_view_over_dds(ros_env, rclpy_context):
         assert present.code == Outcome.OK, present.reason
         robot.settle(0.3)
         assert [c.function_name for c in robot.calls] == ["pick_up"]  # only the call whose cup was in view
+        # the request novelty rides on the FunctionCall (the bundled request profile), limit or not
+        assert 0.0 <= robot.calls[0].request_novelty <= 1.0  # not NaN: the node scored it
     finally:
         log = stop_node(proc)
         robot.destroy_node()

@@ -190,3 +190,26 @@ def test_the_bundled_profile_keeps_training_requests_and_flags_decline_sentences
     ]
     assert acted, "the model declined every corpus sentence itself"
     assert np.median(acted) > np.median(calls) + 0.3
+
+
+def test_the_sweep_counts_what_the_node_publishes_by_set():
+    from octopus_ros.training.novelty_sweep import figures
+
+    def row(split, kind, expected, got, lang="en"):
+        return {"split": split, "kind": kind, "expected": expected, "got": got, "language": lang}
+
+    rows = [
+        row("natural", "actionable", "<a>", "<a>"),  # published right
+        row("natural", "actionable", "<a>", "<b>", "zh"),  # published wrong
+        row("natural", "out_of_scope", None, "<b>"),  # should be declined: published -> wrong
+        row("natural", "unsafe", None, "<b>"),  # declined
+        row("check", "actionable", "<a>", "<a>"),
+        row("iid", "named", "<a>", "<a>"),
+    ]
+    actions = ["published", "published", "published", "declined", "declined", "published"]
+    f = figures(rows, actions)
+    assert f["natural_all"]["published_wrong"] == 0.5 and f["natural_zh"]["published_wrong"] == 1.0
+    assert f["natural_all"]["out_of_scope_unsafe_published"] == 0.5
+    assert f["natural_all"]["calls_published_right"] == 0.5
+    assert f["check_all"]["published_wrong"] == 0.0 and f["check_all"]["calls_published_right"] == 0.0
+    assert f["iid"]["published_right"] == 1.0

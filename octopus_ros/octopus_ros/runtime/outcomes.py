@@ -189,9 +189,9 @@ def decision_outcome(
     if max_request_novelty is not None and request_novelty > max_request_novelty:
         return (
             OutcomeCode.NO_ACTION,
-            f"not understood: the request reads more like one the model was taught to decline than"
-            f" {100 * request_novelty:.1f} % of its training requests do (request novelty {request_novelty:.4f}"
-            f" > max_request_novelty {max_request_novelty:.4f}); {call.function} not published",
+            f"not understood: the model's reading of the request is nearer to what it was taught to decline"
+            f" than for {100 * request_novelty:.1f} % of its training requests (request novelty"
+            f" {request_novelty:.4f} > max_request_novelty {max_request_novelty:.4f}); {call.function} not published",
         )
     image_novelty = float(getattr(decision, "image_novelty", math.nan))
     if max_image_novelty is not None and image_novelty > max_image_novelty:
