@@ -14,6 +14,7 @@ from octopus_ros.data.natural import (
     CHECK_SET_PATH,
     KINDS,
     NATURAL_SET_PATH,
+    THIRD_SET_PATH,
     NaturalSetError,
     load_natural_set,
 )
@@ -21,7 +22,11 @@ from octopus_ros.functions import load_default_registry
 
 # the natural set: >= 300 requests per language, >= 20 of each kind; the check set, written apart
 # from it and from the templates: >= 150 and >= 12
-SETS = {"natural": (NATURAL_SET_PATH, 300, 20), "check": (CHECK_SET_PATH, 150, 12)}
+SETS = {
+    "natural": (NATURAL_SET_PATH, 300, 20),
+    "check": (CHECK_SET_PATH, 150, 12),
+    "third": (THIRD_SET_PATH, 150, 12),
+}
 
 
 @pytest.fixture(scope="module", params=sorted(SETS))
@@ -63,6 +68,13 @@ def test_the_check_set_repeats_no_natural_set_request():
     check = load_natural_set(CHECK_SET_PATH)
     assert [it.id for it in check if norm(it.text) in natural] == []
     assert not {it.id for it in check} & {it.id for it in load_natural_set(NATURAL_SET_PATH)}
+    # the third set repeats neither
+    earlier = natural | {norm(it.text) for it in check}
+    third = load_natural_set(THIRD_SET_PATH)
+    assert [it.id for it in third if norm(it.text) in earlier] == []
+    assert not {it.id for it in third} & (
+        {it.id for it in check} | {it.id for it in load_natural_set(NATURAL_SET_PATH)}
+    )
 
 
 def test_the_template_matcher_recognises_everything_the_generator_writes():

@@ -17,7 +17,9 @@ The ``natural_check`` split is the **check set** (``natural_check.yaml`` beside 
 requests written by an author who saw only the function registry without its phrasings and the
 world's vocabulary, never the templates nor the natural set, and measured only for decisions
 already taken on the natural set. Its figures are printed without its cases, so that no rule is
-written from them (docs/training.md, "The check set").
+written from them (docs/training.md, "The check set"). The ``natural_third`` split is the **third set**
+(``natural_third.yaml``), written the same way by another author in stop 30, after the check set
+had been used to compare the novelty limits; figures only as well.
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
 the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only on purpose).
@@ -46,6 +48,12 @@ from octopus_ros.data import generate
 
 EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
 CHECK_TITLE = "check set (written apart from templates and natural set; figures only)"
+THIRD_TITLE = "third set (written apart from templates and both sets, stop 30; figures only)"
+# the sets measured for figures only: metrics key, file, title
+FIGURE_SETS = (
+    ("natural_check", "CHECK_SET_PATH", CHECK_TITLE),
+    ("natural_third", "THIRD_SET_PATH", THIRD_TITLE),
+)
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)
 
@@ -182,14 +190,19 @@ def evaluate(
     if natural:
         metrics["natural"] = evaluate_natural(octopus, threshold=threshold, progress=progress)
     if check:
-        from octopus_ros.data.natural import CHECK_SET_PATH, load_natural_set
+        from octopus_ros.data import natural as natural_sets
 
-        items = load_natural_set(CHECK_SET_PATH, registry=registry)
-        metrics["natural_check"] = evaluate_natural(
-            octopus, threshold=threshold, progress=progress, items=items, desc="eval check set"
-        )
-        # the check set's cases stay out of the report: only its figures are kept
-        metrics["natural_check"].pop("published_wrong_examples", None)
+        for key, path_name, title in FIGURE_SETS:
+            items = natural_sets.load_natural_set(getattr(natural_sets, path_name), registry=registry)
+            metrics[key] = evaluate_natural(
+                octopus,
+                threshold=threshold,
+                progress=progress,
+                items=items,
+                desc=f"eval {title.split(' (')[0]}",
+            )
+            # these sets' cases stay out of the report: only their figures are kept
+            metrics[key].pop("published_wrong_examples", None)
     return metrics
 
 
@@ -411,7 +424,7 @@ def format_tables(m: dict) -> str:
     if "exact_match" not in m:  # natural set and check set only
         return "\n\n".join(
             format_natural(m[key], m.get("node_threshold"), title)
-            for key, title in (("natural", "natural set"), ("natural_check", CHECK_TITLE))
+            for key, title in (("natural", "natural set"), *((k, t) for k, _, t in FIGURE_SETS))
             if key in m
         )
     lines = [
@@ -463,9 +476,10 @@ def format_tables(m: dict) -> str:
     if "natural" in m:
         lines.append("")
         lines.append(format_natural(m["natural"], m.get("node_threshold")))
-    if "natural_check" in m:
-        lines.append("")
-        lines.append(format_natural(m["natural_check"], m.get("node_threshold"), CHECK_TITLE))
+    for key, _, title in FIGURE_SETS:
+        if key in m:
+            lines.append("")
+            lines.append(format_natural(m[key], m.get("node_threshold"), title))
     return "\n".join(lines)
 
 

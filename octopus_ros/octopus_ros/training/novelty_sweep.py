@@ -1,7 +1,7 @@
 """What the novelty limits do, measured: published wrong and right calls per limit, as the node acts.
 
-Runs the checkpoint once on the natural set, the check set (figures only, as ``make evaluate``
-keeps them) and ``--n`` examples of each held-out synthetic split, keeping each decision; then
+Runs the checkpoint once on the natural set, the check and third sets (figures only, as ``make
+evaluate`` keeps them) and ``--n`` examples of each held-out synthetic split, keeping each decision; then
 replays the node's whole rule for each pair of ``max_text_novelty`` / ``max_request_novelty``
 in the grid (:func:`octopus_ros.training.evaluate.node_action`: grounding, safety screen, image
 novelty at the node's defaults) and prints, per set:
@@ -25,14 +25,14 @@ from typing import Any
 
 TEXT_LIMITS = (None, 0.5, 0.4, 0.3)
 REQUEST_LIMITS = (None, 0.99, 0.995, 0.998, 0.999)
-SETS = ("natural", "check")
+SETS = ("natural", "check", "third")
 
 
 def _rows(octopus: Any, n: int, progress: bool) -> list[dict]:
     from tqdm import tqdm
 
     from octopus_ros.data import generate
-    from octopus_ros.data.natural import CHECK_SET_PATH, load_natural_set
+    from octopus_ros.data.natural import CHECK_SET_PATH, THIRD_SET_PATH, load_natural_set
     from octopus_ros.training.evaluate import EVAL_SPLITS, _got
 
     registry = octopus.registry
@@ -51,7 +51,7 @@ def _rows(octopus: Any, n: int, progress: bool) -> list[dict]:
             "request_novelty": float(d.request_novelty),
         }
 
-    for name, path in (("natural", None), ("check", CHECK_SET_PATH)):
+    for name, path in (("natural", None), ("check", CHECK_SET_PATH), ("third", THIRD_SET_PATH)):
         items = load_natural_set(path, registry=registry) if path else load_natural_set(registry=registry)
         for item in tqdm(items, desc=name, disable=not progress, leave=False):
             d = octopus.decide(item.text, item.frame())
