@@ -150,7 +150,7 @@ def test_confidence_is_at_most_function_token_probability(octopus, registry, fra
     enc = octopus.encode(frame)
     ids = octopus.prompt.encode_prompt("pick up the red cup")
     with torch.no_grad():
-        logits, _ = octopus._prefill(ids, enc)
+        logits, *_ = octopus._prefill(ids, enc)
     d = octopus.decide("pick up the red cup", enc)
     probs = torch.softmax(logits.float(), dim=-1)
     p_fn = float(probs[octopus.config.nexa_token_ids[d.call.token]])

@@ -90,7 +90,7 @@ def test_prefill_matches_the_models_own_forward(loaded, family):
         ref_step = octopus.model(**longer).logits[0, -1]
     for enc in (octopus.encode(image), octopus.encode(image, prefill=False)):
         with torch.no_grad():
-            logits, cache = octopus._prefill(ids, enc)
+            logits, cache, _ = octopus._prefill(ids, enc)
             step = octopus._lm(input_ids=torch.tensor([[nxt]]), past_key_values=cache).logits[0, -1]
         torch.testing.assert_close(logits, ref, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(step, ref_step, atol=1e-5, rtol=1e-4)
@@ -149,8 +149,8 @@ def test_in_context_examples_and_other_modes(loaded, tiny_dirs):
     # same logits as a prefill from nothing (the examples move them by ~1e-2 on these weights)
     ids = octopus.prompt.encode_prompt(UTTERANCES[0], octopus.canonical_context(context))
     with torch.no_grad():
-        cached, _ = octopus._prefill(ids, enc)
-        fresh, _ = uncached._prefill(ids, uncached.encode(image))
+        cached, *_ = octopus._prefill(ids, enc)
+        fresh, *_ = uncached._prefill(ids, uncached.encode(image))
     torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-4)
     for mode in ("generate", "plain"):
         d = octopus.decide(UTTERANCES[0], enc, mode=mode)  # random weights: usually unparsable

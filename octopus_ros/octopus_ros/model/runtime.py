@@ -406,13 +406,15 @@ class Octopus:
         out = self._lm(inputs_embeds=embeds, past_key_values=self._cache(self.system_kv()))
         return self._kv_of(out.past_key_values)
 
-    def _prefill(self, ids: list[int], enc: ImageEncoding):
+    def _prefill(self, ids: list[int], enc: ImageEncoding, hidden: bool | None = None):
         """Run the prompt through the LM. Returns (last logits (V,), cache, the LM's last hidden
-        state at the last position (D,) as float32 numpy: what the request profile reads).
+        state at the last position (D,) as float32 numpy: what the request profile reads; None
+        unless ``hidden``, by default whether the model has a request profile).
 
         A cached KV is used only for the exact ids it was computed on: the encoding's own prefix
         (+ image tokens), else the current system prefix, else nothing.
         """
+        hidden = self.novelty.request is not None if hidden is None else hidden
         S, K, P = len(self._system_ids), len(self._image_ids), len(enc.prefix)
         if (
             enc.kv is not None
@@ -425,17 +427,19 @@ class Octopus:
             out = self._lm(
                 input_ids=torch.tensor([ids[P + K :]], device=self.device),
                 past_key_values=cache,
-                output_hidden_states=True,
+                output_hidden_states=hidden,
             )
         elif self.prefix_cache and ids[:S] == self._system_ids:
             cache = self._cache(self.system_kv())
             embeds = self.model.embed_inputs(torch.tensor([ids[S:]], device=self.device), enc.embeds)
-            out = self._lm(inputs_embeds=embeds, past_key_values=cache, output_hidden_states=True)
+            out = self._lm(inputs_embeds=embeds, past_key_values=cache, output_hidden_states=hidden)
         else:
             embeds = self.model.embed_inputs(torch.tensor([ids], device=self.device), enc.embeds)
-            out = self._lm(inputs_embeds=embeds, past_key_values=self._cache(None), output_hidden_states=True)
-        hidden = out.hidden_states[-1][0, -1].float().cpu().numpy()
-        return out.logits[0, -1], out.past_key_values, hidden
+            out = self._lm(
+                inputs_embeds=embeds, past_key_values=self._cache(None), output_hidden_states=hidden
+            )
+        state = out.hidden_states[-1][0, -1].float().cpu().numpy() if hidden else None
+        return out.logits[0, -1], out.past_key_values, state
 
     def request_hidden(self, instruction: str, image: np.ndarray | ImageEncoding) -> np.ndarray:
         """The LM's last hidden state (D,) where it picks the function for ``instruction`` on
@@ -444,7 +448,7 @@ class Octopus:
         with torch.no_grad():
             enc = image if isinstance(image, ImageEncoding) else self.encode(image)
             ids = self.prompt.encode_prompt(model_utterance(instruction), self.context)
-            return self._prefill(ids, enc)[2]
+            return self._prefill(ids, enc, hidden=True)[2]
 
     # -- deciding ------------------------------------------------------------------------------
     def grammar(self, allowlist: Sequence[str] | None = None):

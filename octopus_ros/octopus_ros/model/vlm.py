@@ -662,9 +662,10 @@ class VLMOctopus(Octopus):
         out = self._lm(inputs_embeds=embeds, position_ids=positions, past_key_values=cache)
         return self._kv_of(out.past_key_values), delta
 
-    def _prefill(self, ids: list[int], enc: ImageEncoding):
+    def _prefill(self, ids: list[int], enc: ImageEncoding, hidden: bool | None = None):
         """Prefill the prompt (``ids`` with one image placeholder): from the encoding's KV when
-        it was made here on the same prefix, else from the system prefix's, else from nothing."""
+        it was made here on the same prefix, else from the system prefix's, else from nothing.
+        No hidden state (``hidden`` is ignored): a VLM has no request profile."""
         if not isinstance(enc, VLMImageEncoding):
             raise ValueError(f"expected an encoding made by this VLM backend, got {type(enc).__name__}")
         cut = ids.index(self._placeholder)

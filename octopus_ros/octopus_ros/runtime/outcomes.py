@@ -190,7 +190,7 @@ def decision_outcome(
         return (
             OutcomeCode.NO_ACTION,
             f"not understood: the model's reading of the request is nearer to what it was taught to decline"
-            f" than for {100 * request_novelty:.1f} % of its training requests (request novelty"
+            f" than for {100 * request_novelty:.2f} % of its training requests (request novelty"
             f" {request_novelty:.4f} > max_request_novelty {max_request_novelty:.4f}); {call.function} not published",
         )
     image_novelty = float(getattr(decision, "image_novelty", math.nan))
