@@ -24,3 +24,9 @@ def test_colcon_builds_both_packages(tmp_path):
     assert (install / "share" / "octopus_ros" / "config" / "fastdds_localhost.xml").is_file()
     site = next((install / "lib").glob("python3*/site-packages"))
     assert (site / "octopus_ros" / "model" / "configs" / "octopus-tiny.json").is_file()
+    for name in (
+        "natural_set.yaml",
+        "natural_check.yaml",
+        "natural_third.yaml",
+    ):  # make evaluate reads all three
+        assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
