@@ -158,6 +158,9 @@ def test_a_checkpoint_fits_its_profile_from_its_own_reading_of_requests(tmp_path
     ).save(ckpt / REQUEST_PROFILE_FILE)
     with pytest.raises(CheckpointError, match="request profile has 3 dims"):
         Octopus.load(ckpt)
+    # ... and such a profile does not block its own refit
+    write_request_profile(ckpt, records, corpus, progress=False)
+    assert RequestProfile.load(ckpt / REQUEST_PROFILE_FILE).means.shape[1] == profile.means.shape[1]
 
 
 def test_the_bundled_profile_keeps_training_requests_and_flags_decline_sentences():

@@ -121,8 +121,9 @@ def fit_request_profile(
     """Fit a request profile (lean/novelty.py :class:`RequestProfile`) for the runtime model
     ``octopus`` (``model.runtime.Octopus``): the first ``len(records) - reference`` call records
     (``instruction``, ``answer`` in functional tokens, ``image``; each the class of the function
-    it answers, the decline function's included, or its ``class`` when it has one) and ``corpus_sentences`` sentences per language
-    of the decline ``corpus`` (shown over the records' images; class
+    it answers, the decline function's included, or its ``class`` when it has one) and
+    ``corpus_sentences`` sentences per language of the decline ``corpus`` (shown over the
+    records' images; class
     :data:`DECLINE_CORPUS_CLASS`), each read as :meth:`Octopus.request_hidden` reads a request;
     the last ``reference`` records (at most a quarter of them) give the scale. ValueError when
     there are too few records (:data:`MIN_REFERENCE` for the scale) or classes."""
@@ -178,9 +179,18 @@ def write_request_profile(checkpoint: str | Path, records: Sequence[dict], corpu
     """Fit and write ``checkpoint``'s request profile (loads the saved checkpoint as the node
     does); returns a short summary. ``records``/``corpus``/``kw``: see :func:`fit_request_profile`."""
     from octopus_ros.model import Octopus
+    from octopus_ros.model.checkpoint import CheckpointError
     from octopus_ros.model.novelty import REQUEST_PROFILE_FILE
 
-    octopus = Octopus.load(checkpoint)
+    old = Path(checkpoint) / REQUEST_PROFILE_FILE
+    try:
+        octopus = Octopus.load(checkpoint)
+    except CheckpointError as e:  # a damaged or mismatched profile must not block its own refit
+        if not old.is_file() or Path(e.file).name != REQUEST_PROFILE_FILE:
+            raise
+        log.warning("replacing %s: %s", old, e)
+        old.unlink()
+        octopus = Octopus.load(checkpoint)
     profile = fit_request_profile(octopus, records, corpus, **kw)
     profile.save(Path(checkpoint) / REQUEST_PROFILE_FILE)
     summary = {
@@ -219,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scenes", type=int, default=3000, help="training scenes for the image profile")
     parser.add_argument(
-        "--only", choices=("text", "image", "request"), default=None, help="fit and write only this profile"
+        "--only",
+        choices=("text", "image", "request"),
+        default=None,
+        help="fit and write only this profile (for 'request' alone, --fraction 0.15 regenerates the "
+        "5,500 call records it reads for the bundled model's 40,000-record pool)",
     )
     parser.add_argument(
         "--request-records",
