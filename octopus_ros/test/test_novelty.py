@@ -136,6 +136,7 @@ def test_octopus_reports_the_checkpoint_novelty(checkpoint, tmp_path):
 class Decision(FakeDecision):
     text_novelty: float = math.nan
     image_novelty: float = math.nan
+    request_novelty: float = math.nan
 
 
 def outcome(decision, **kw):

@@ -5,15 +5,15 @@ Gaussian profile of its hidden state (lean/novelty.py RequestProfile), fitted pe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from test_runtime_engine import FakeCall, FakeDecision, Registry, ScriptedModel
+from test_novelty import Decision, outcome
+from test_runtime_engine import FakeCall, ScriptedModel
 
 from octopus_ros.lean.errors import CheckpointError
 from octopus_ros.lean.novelty import DECLINE_CORPUS_CLASS, REQUEST_PROFILE_FILE, RequestProfile
-from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome, request_limit
+from octopus_ros.runtime.outcomes import OutcomeCode, request_limit
 
 
 def _clusters(rng, n=200, d=6):
@@ -71,30 +71,17 @@ def test_the_profile_round_trips_and_a_damaged_file_is_refused_by_name(tmp_path)
         RequestProfile.load(path)
 
 
-@dataclass
-class Decision(FakeDecision):
-    text_novelty: float = math.nan
-    image_novelty: float = math.nan
-    request_novelty: float = math.nan
-
-
-def _outcome(decision, **kw):
-    return decision_outcome(
-        decision, Registry(), lambda call, allowlist=None: None, allowlist=None, threshold=0.5, **kw
-    )
-
-
 def test_the_rule_declines_a_call_above_the_limit_with_the_reason():
     call = FakeCall("pick_up", 0)
-    code, reason = _outcome(Decision(call, None, 0.99, request_novelty=0.9995), max_request_novelty=0.998)
+    code, reason = outcome(Decision(call, None, 0.99, request_novelty=0.9995), max_request_novelty=0.998)
     assert code == OutcomeCode.NO_ACTION and reason.startswith("not understood:")
     assert "0.9995 > max_request_novelty 0.9980" in reason and "pick_up not published" in reason
-    assert _outcome(Decision(call, None, 0.99, request_novelty=0.9), max_request_novelty=0.998)[0] == (
+    assert outcome(Decision(call, None, 0.99, request_novelty=0.9), max_request_novelty=0.998)[0] == (
         OutcomeCode.OK
     )
     # no profile (NaN) is never declined; no limit declines nothing
-    assert _outcome(Decision(call, None, 0.99), max_request_novelty=0.5)[0] == OutcomeCode.OK
-    assert _outcome(Decision(call, None, 0.99, request_novelty=1.0))[0] == OutcomeCode.OK
+    assert outcome(Decision(call, None, 0.99), max_request_novelty=0.5)[0] == OutcomeCode.OK
+    assert outcome(Decision(call, None, 0.99, request_novelty=1.0))[0] == OutcomeCode.OK
     # the setting: 0 or 1 (nothing exceeds 1) is off
     assert request_limit(0.0) is None and request_limit(1.0) is None and request_limit(0.998) == 0.998
 

@@ -291,12 +291,13 @@ def decoded_decision(res, registry, allowlist, timings: dict[str, float]) -> Dec
     )
 
 
-def request_novelty(novelty: Any, decision: Decision, hidden: Any) -> float:
+def request_novelty(profile: Any, decision: Decision, hidden: Any) -> float:
     """The request novelty of ``decision``'s call from the LM's ``hidden`` state where it picked
-    the function (``novelty``: the runtime's scorers, with ``request_score``); NaN without a call."""
-    if not decision.ok:
+    the function (``profile``: the checkpoint's lean/novelty.py RequestProfile); NaN without a
+    call, a profile or a hidden state."""
+    if not decision.ok or profile is None or hidden is None:
         return math.nan
-    return float(novelty.request_score(hidden, decision.call.function))
+    return float(profile.score(hidden, decision.call.function))
 
 
 def finish_decision(model, decision: Decision, encoding, instruction: str) -> Decision:

@@ -10,9 +10,10 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,21 @@ def mahalanobis_score(pooled: np.ndarray, mean: np.ndarray, precision: np.ndarra
     return float(np.sqrt(max(float(z @ precision @ z), 0.0))) / scale
 
 
+def read_profile(path: str | Path, what: str, names: tuple[str, ...], parse: Callable[[dict], Any]):
+    """The tensors ``names`` of a profile file (safetensors) and ``parse`` of its metadata;
+    CheckpointError "invalid {what}" naming the file for any unreadable file, missing tensor or
+    metadata ``parse`` cannot read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            tensors = [f.get_tensor(name) for name in names]
+        return tensors, parse(meta)
+    except Exception as e:  # safetensors raises several types for a bad file
+        raise CheckpointError(path, f"invalid {what} ({e})") from e
+
+
 @dataclass
 class ImageProfile:
     """The image profile (``image_profile.safetensors``) as numpy arrays."""
@@ -92,15 +108,9 @@ class ImageProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> ImageProfile:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="numpy") as f:
-                meta = f.metadata() or {}
-                mean, precision = f.get_tensor("mean"), f.get_tensor("precision")
-            scale = float(meta["scale"])
-        except Exception as e:  # safetensors raises several types for a bad file
-            raise CheckpointError(path, f"invalid image profile ({e})") from e
+        (mean, precision), scale = read_profile(
+            path, "image profile", ("mean", "precision"), lambda meta: float(meta["scale"])
+        )
         d = mean.shape[0] if mean.ndim == 1 else -1
         if precision.shape != (d, d) or not math.isfinite(scale) or scale <= 0:
             raise CheckpointError(
@@ -224,16 +234,12 @@ class RequestProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> RequestProfile:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="numpy") as f:
-                meta = f.metadata() or {}
-                means, precision = f.get_tensor("means"), f.get_tensor("precision")
-                reference = f.get_tensor("reference")
-            classes, declines = json.loads(meta["classes"]), json.loads(meta["declines"])
-        except Exception as e:  # safetensors raises several types for a bad file
-            raise CheckpointError(path, f"invalid request profile ({e})") from e
+        (means, precision, reference), (classes, declines) = read_profile(
+            path,
+            "request profile",
+            ("means", "precision", "reference"),
+            lambda meta: (json.loads(meta["classes"]), json.loads(meta["declines"])),
+        )
         c, d = means.shape if means.ndim == 2 else (-1, -1)
         if (
             not isinstance(classes, list)

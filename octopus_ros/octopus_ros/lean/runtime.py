@@ -107,11 +107,6 @@ class NoveltyScores:
     def text_score(self, text: str) -> float:
         return self.text.score(text) if self.text is not None else float("nan")
 
-    def request_score(self, hidden: np.ndarray | None, function: str) -> float:
-        if self.request is None or hidden is None:
-            return float("nan")
-        return self.request.score(hidden, function)
-
     def image_score(self, embeds: np.ndarray) -> float:
         return self.image.score(embeds) if self.image is not None else float("nan")
 
@@ -555,7 +550,7 @@ class LeanOctopus:
         timings.update(prefill=t2 - t1, decode=t3 - t2)
         decision = decoded_decision(res, self.registry, allow, timings)
         apply_copy(decision, span, self.registry)  # a decision without a call is left as it is
-        decision.request_novelty = request_novelty(self.novelty, decision, hidden)
+        decision.request_novelty = request_novelty(self.novelty.request, decision, hidden)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
         return finish_decision(self, decision, enc, instruction)

@@ -130,13 +130,6 @@ class NoveltyProfile:
         )
         return cls(text, image, request)
 
-    def request_score(self, hidden, function: str) -> float:
-        """Request novelty of a call of ``function`` from the LM's hidden state (D,) at the last
-        prompt position; NaN without a profile or a hidden state."""
-        if self.request is None or hidden is None:
-            return math.nan
-        return self.request.score(hidden, function)
-
     def text_score(self, text: str) -> float:
         return self.text.score(text) if self.text is not None else math.nan
 

@@ -550,7 +550,7 @@ class Octopus:
         timings.update(prefill=t1 - t0, decode=t2 - t1)
         decision = decoded_decision(res, self.registry, allowlist, timings)
         apply_copy(decision, span, self.registry)  # a decision without a call is left as it is
-        decision.request_novelty = request_novelty(self.novelty, decision, hidden)
+        decision.request_novelty = request_novelty(self.novelty.request, decision, hidden)
         return decision
 
     def _static_decoder(self, prompt_len: int, limit: int) -> StaticDecoder | None:

@@ -117,10 +117,10 @@ def grounding_threshold_for(setting: float, model: Any) -> float | None:
     return setting if setting > 0 else None
 
 
-def request_limit(setting: float) -> float | None:
-    """The request-novelty limit a ``max_request_novelty`` setting means: None (no check) at 0 or
-    less, or at 1 or more (no score exceeds 1)."""
-    return setting if 0 < setting < 1 else None
+def request_limit(setting: float | None) -> float | None:
+    """The request-novelty limit a ``max_request_novelty`` setting means: None (no check) for
+    None, 0 or less, or 1 or more (no score exceeds 1)."""
+    return setting if setting is not None and 0 < setting < 1 else None
 
 
 def _values(spec: Any, arg: str) -> tuple:

@@ -45,14 +45,15 @@ from typing import Any
 import numpy as np
 
 from octopus_ros.data import generate
+from octopus_ros.data.natural import CHECK_SET_PATH, THIRD_SET_PATH
 
 EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
 CHECK_TITLE = "check set (written apart from templates and natural set; figures only)"
 THIRD_TITLE = "third set (written apart from templates and both sets, stop 30; figures only)"
 # the sets measured for figures only: metrics key, file, title
 FIGURE_SETS = (
-    ("natural_check", "CHECK_SET_PATH", CHECK_TITLE),
-    ("natural_third", "THIRD_SET_PATH", THIRD_TITLE),
+    ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
+    ("natural_third", THIRD_SET_PATH, THIRD_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def node_action(
         threshold=threshold,
         max_text_novelty=limit(max_text_novelty, defaults.max_text_novelty),
         max_image_novelty=limit(-1.0, defaults.max_image_novelty),
-        max_request_novelty=request_limit(limit(max_request_novelty, defaults.max_request_novelty) or 0.0),
+        max_request_novelty=request_limit(limit(max_request_novelty, defaults.max_request_novelty)),
         grounding_threshold=grounding,
         utterance=utterance,
         screen=screen_from_setting(defaults.safety_screen if safety_screen is None else safety_screen),
@@ -190,16 +191,12 @@ def evaluate(
     if natural:
         metrics["natural"] = evaluate_natural(octopus, threshold=threshold, progress=progress)
     if check:
-        from octopus_ros.data import natural as natural_sets
+        from octopus_ros.data.natural import load_natural_set
 
-        for key, path_name, title in FIGURE_SETS:
-            items = natural_sets.load_natural_set(getattr(natural_sets, path_name), registry=registry)
+        for key, path, _ in FIGURE_SETS:
+            items = load_natural_set(path, registry=registry)
             metrics[key] = evaluate_natural(
-                octopus,
-                threshold=threshold,
-                progress=progress,
-                items=items,
-                desc=f"eval {title.split(' (')[0]}",
+                octopus, threshold=threshold, progress=progress, items=items, desc=f"eval {key}"
             )
             # these sets' cases stay out of the report: only their figures are kept
             metrics[key].pop("published_wrong_examples", None)
