@@ -7,7 +7,9 @@ the bundled model's training and evaluation data must not change by moving them.
 change of the phrasings (or of the world) changes them too: record them again with
 ``_digests`` and say so in that commit. Recorded again in stop 26: two template messages lost
 their ending mark ("happy birthday!", "生日快乐！"), which the model no longer reads
-(lean/prompt.py ``model_utterance``); images and the other splits did not change.
+(lean/prompt.py ``model_utterance``); images and the other splits did not change. Recorded again
+in stop 31: 98 training phrasings were appended to twelve functions (their ids come after the old
+ones, and no held-out mark moved), which changes every split's draw, held-out splits included.
 """
 
 from __future__ import annotations
@@ -25,36 +27,36 @@ from octopus_ros.paths import config_path
 
 # sha256 over (instruction, answer, template id, mode) of generate(split, 400, seed), per split and seed
 RECORDED = {
-    "train/0": "e86cc563c05599d261c08cf9d15bd6e6d80713ef24920696a84303316dccbd68",
-    "train/1": "d78008b7fb6e426643666b22614752614ff3546bcd8697ebb742805eaaf6ebfe",
-    "iid/0": "0fc80c850cc232922c5ee0a8bef186894c699f0cf7decc4ccd67bcbaf65e37f0",
-    "iid/1": "276e5f218aae3188e5558106341799f5333d945c3e908be3a5a97f26d09ccef5",
-    "unseen_phrasing/0": "7f9b75bea84bc235e5210dd4d98d579c5e4df229dbb91a46676c4fa9d29d00f0",
-    "unseen_phrasing/1": "f7c34c629889450085567ad799bb85cd079fcf5fdd39faea9ba15d5036158abc",
-    "unseen_combo/0": "d0b9598525e0ddf968513bd43eef9a4ea7b233c8ff9bd9eeccfe30efff6a7060",
-    "unseen_combo/1": "5d719481bd60fc6be201cfa852ad88afbd72aa62f08e6c378af48b5a3c4fbdc4",
+    "train/0": "e539242875cacdce0d7df45182b283e9a98fe9c453fba05dac781fe2171b6276",
+    "train/1": "088e554e6cf39bfa732d3d44a8b2a87ed310097cb222d0c49012f6eb9754a8c8",
+    "iid/0": "57a74ab61c5110a8ce3ee907e5e2c8e89498454b9efed7b71d7b01bd68f37a6b",
+    "iid/1": "b5222f9282e04331d8648898620e06cc79ccf175b703138584571cc4e7a8a308",
+    "unseen_phrasing/0": "27f944f7ffbb5442161565ff80441d4f0063630f97b6e6ed78ae92fdcffbc017",
+    "unseen_phrasing/1": "0b529101dd15a49a238a4bea3ea24bd642439bc691fc40cf4a32231f486f2818",
+    "unseen_combo/0": "315ff2998dd637d215306bfa9f781cade295e1dd105de3361800fce503702203",
+    "unseen_combo/1": "7e08848218f9e8f673eeed763bcf2a9ddb25afa4a2c5b1cdab2ac72f964af110",
 }
 # sha256 over the images of the same examples rendered at 16 px (the scenes did not move either)
 RECORDED_IMAGES = {
-    "train/0": "ce1abeab2c9d6f30d0c05902e23b04210a68b2e3c1b25a31170e4bbbb1871960",
-    "train/1": "e0ec6e960174c130b738aa5d0e5280732b95a7fc8f616a0b07892b76a71abe7f",
-    "iid/0": "8b922c33009906f7f5fb146a56ef60942325fb6a016c359436f2278aa624f3a7",
-    "iid/1": "69459385b46ba28d6cab2d46bc496a78e6ae742737fadc668bebd19c0f18ca12",
-    "unseen_phrasing/0": "25e7542a958c7a92ec93651a55603310f48d45bb749a0ef4acd717c43c11de51",
-    "unseen_phrasing/1": "931ccc28338bccca84e7e2a5c4c42bdf197e5da41eee60691f45fc3a5a669a1f",
-    "unseen_combo/0": "06b216d0087dd14014ba4ebef694fbf5e39b3888fc57bf02af8212cf765da054",
-    "unseen_combo/1": "d32249782f09e1109bf7375240a9f8d334ed26eb8dd7ab89b58959babcbaa22c",
+    "train/0": "3e9f117c3d2bc2808a3bb1fb490409dc6f939532c10b8d974eab980344097cbb",
+    "train/1": "4f09aaa1e6ed3bd2157d874a763c6a651d7f832a8f6d13157227c4bc8a24e1df",
+    "iid/0": "8793edf74ae008af0a29462a382491fff986bac54afb40ee3048978dd0169211",
+    "iid/1": "51a9e1ada1f30b711c0d01c301c1b0d4e5894ac2d3077de2aa19c7893ee6a0a7",
+    "unseen_phrasing/0": "d7aa521616f40da3c3efb7a98adc8ba7dcf93097bd243cc7dde7496a4cda2a86",
+    "unseen_phrasing/1": "9fd462ee236783b00518f431a3046fffc3eb2d2a3ab08c6a88b95e11d457fe1a",
+    "unseen_combo/0": "7f68d907b6b6b6fe20d65245a17ab552d3d4b706a3fff8148950e2a741e5f0ca",
+    "unseen_combo/1": "94a61d2abcaea459af94049798293fcb64d534acefe0c941bc31b40f92885564",
 }
 RECORDED_CORPUS = (
-    "4d717c93e71a4852917472512a5c6a76f304dfb5f90ac027289155ce2867f2e2"  # instruction_corpus(seed=0)
+    "896f29c5f88f63ae036f11682060910262d63a7138a37bb8e62d056a19efe517"  # instruction_corpus(seed=0)
 )
 # instruction_corpus(seed=3, split="unseen_phrasing")
-RECORDED_HELDOUT_CORPUS = "a5a291e4fb2b7cefc6155ce86797ddb1f0a8b3f0b28a0e39eb8734cf0a914d34"
+RECORDED_HELDOUT_CORPUS = "9b17464d4c37baf0f77329e14d7cd5c9515c78445bd57ba7de739dbb36fb89c2"
 # sha256 over (id, function, language, text, mode, repr(fixed)) of every template, in order
-RECORDED_TEMPLATES = "f673df23a020f7ac18f193ab71ee2dff2be86909401ddd88830d5bdc5de43bc9"
+RECORDED_TEMPLATES = "8a1efb3c46d25e787b9654831f5430c6bce47337ec09746b043fb3150ea03f40"
 # sha256 of the sorted held-out template ids of default_splits(), one per line
 RECORDED_HELDOUT = "9af8c20e0ab2d2dd00563396be4fada8de74edb16310575dc7b36a01bf5a5706"
-N_TEMPLATES, N_HELDOUT = 464, 110
+N_TEMPLATES, N_HELDOUT = 562, 110
 
 
 def _digests(split: str, seed: int, **kwargs) -> tuple[str, str]:
