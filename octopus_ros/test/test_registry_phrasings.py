@@ -8,7 +8,7 @@ change of the phrasings (or of the world) changes them too: record them again wi
 ``_digests`` and say so in that commit. Recorded again in stop 26: two template messages lost
 their ending mark ("happy birthday!", "生日快乐！"), which the model no longer reads
 (lean/prompt.py ``model_utterance``); images and the other splits did not change. Recorded again
-in stop 31: 98 training phrasings were appended to twelve functions (their ids come after the old
+in stop 31: 94 training phrasings were appended to twelve functions (their ids come after the old
 ones, and no held-out mark moved), which changes every split's draw, held-out splits included.
 """
 
@@ -27,36 +27,36 @@ from octopus_ros.paths import config_path
 
 # sha256 over (instruction, answer, template id, mode) of generate(split, 400, seed), per split and seed
 RECORDED = {
-    "train/0": "e539242875cacdce0d7df45182b283e9a98fe9c453fba05dac781fe2171b6276",
-    "train/1": "088e554e6cf39bfa732d3d44a8b2a87ed310097cb222d0c49012f6eb9754a8c8",
-    "iid/0": "57a74ab61c5110a8ce3ee907e5e2c8e89498454b9efed7b71d7b01bd68f37a6b",
-    "iid/1": "b5222f9282e04331d8648898620e06cc79ccf175b703138584571cc4e7a8a308",
+    "train/0": "1eddb6589d36cb8ccde250bc889e3981b1d52213f2586d33cf617d86f864654d",
+    "train/1": "22960a204604b290e30eea06e5d59c2e681594c37e41b793dc7cc19e5de97871",
+    "iid/0": "138b87760567134475b42220c2dc9e125fc65462398ed0727f3568ead3c02317",
+    "iid/1": "3bc20cbd57b160068e2c7d7746bf09f130dc0b67c5f9d2d4becd531994cd59ed",
     "unseen_phrasing/0": "27f944f7ffbb5442161565ff80441d4f0063630f97b6e6ed78ae92fdcffbc017",
     "unseen_phrasing/1": "0b529101dd15a49a238a4bea3ea24bd642439bc691fc40cf4a32231f486f2818",
-    "unseen_combo/0": "315ff2998dd637d215306bfa9f781cade295e1dd105de3361800fce503702203",
-    "unseen_combo/1": "7e08848218f9e8f673eeed763bcf2a9ddb25afa4a2c5b1cdab2ac72f964af110",
+    "unseen_combo/0": "ddc110f723c9fae8ffd6b9fab03bb9048ebfe5ca90dffad0a4313e410c8108fe",
+    "unseen_combo/1": "14f60137f7108713c64797d44d1c82e23a4c34b50cedcd2d0f7b4d488edc597a",
 }
 # sha256 over the images of the same examples rendered at 16 px (the scenes did not move either)
 RECORDED_IMAGES = {
-    "train/0": "3e9f117c3d2bc2808a3bb1fb490409dc6f939532c10b8d974eab980344097cbb",
-    "train/1": "4f09aaa1e6ed3bd2157d874a763c6a651d7f832a8f6d13157227c4bc8a24e1df",
+    "train/0": "403f2018a29a4fb49a716ae3485e2b3b321cacf83f1dbfa742c6f0b3d58fe4c4",
+    "train/1": "f035c50763529a6067b019dd4ed47d5d1ef3f0340979fc2bbb0b3621213a905a",
     "iid/0": "8793edf74ae008af0a29462a382491fff986bac54afb40ee3048978dd0169211",
-    "iid/1": "51a9e1ada1f30b711c0d01c301c1b0d4e5894ac2d3077de2aa19c7893ee6a0a7",
+    "iid/1": "98bd9018b18f21bdfcdaf213922193ee15612dc05e2b2649a039ad8d6dba7b93",
     "unseen_phrasing/0": "d7aa521616f40da3c3efb7a98adc8ba7dcf93097bd243cc7dde7496a4cda2a86",
     "unseen_phrasing/1": "9fd462ee236783b00518f431a3046fffc3eb2d2a3ab08c6a88b95e11d457fe1a",
-    "unseen_combo/0": "7f68d907b6b6b6fe20d65245a17ab552d3d4b706a3fff8148950e2a741e5f0ca",
-    "unseen_combo/1": "94a61d2abcaea459af94049798293fcb64d534acefe0c941bc31b40f92885564",
+    "unseen_combo/0": "5c930618ba51d58dbff0ef5bf6d715750943144e031006159feb3d595b1ae99b",
+    "unseen_combo/1": "b75f19d113263d037b939803ebec0d9ed21d1c095e2f6a17835a39fb1c986fbd",
 }
 RECORDED_CORPUS = (
-    "896f29c5f88f63ae036f11682060910262d63a7138a37bb8e62d056a19efe517"  # instruction_corpus(seed=0)
+    "b44b2dfc94b4aaaea082d181279902060ec813805f29fc2c623aaeb7cd7e7c37"  # instruction_corpus(seed=0)
 )
 # instruction_corpus(seed=3, split="unseen_phrasing")
 RECORDED_HELDOUT_CORPUS = "9b17464d4c37baf0f77329e14d7cd5c9515c78445bd57ba7de739dbb36fb89c2"
 # sha256 over (id, function, language, text, mode, repr(fixed)) of every template, in order
-RECORDED_TEMPLATES = "8a1efb3c46d25e787b9654831f5430c6bce47337ec09746b043fb3150ea03f40"
+RECORDED_TEMPLATES = "2cab3152542d1683bee339c33a2fcbe767a76152a5064376524f1b4cb44111d6"
 # sha256 of the sorted held-out template ids of default_splits(), one per line
 RECORDED_HELDOUT = "9af8c20e0ab2d2dd00563396be4fada8de74edb16310575dc7b36a01bf5a5706"
-N_TEMPLATES, N_HELDOUT = 562, 110
+N_TEMPLATES, N_HELDOUT = 558, 110
 
 
 def _digests(split: str, seed: int, **kwargs) -> tuple[str, str]:
