@@ -27,7 +27,8 @@ from octopus_ros.data import (
     object_name,
     templates_for,
 )
-from octopus_ros.data.instructions import OBJECT_FUNCTIONS, TEMPLATES_BY_ID, call_text, normalise
+from octopus_ros.data.instructions import OBJECT_FUNCTIONS, TEMPLATES, TEMPLATES_BY_ID, call_text, normalise
+from octopus_ros.data.tasks import HELDOUT_COMBOS
 from octopus_ros.functions import load_default_registry, parse_call
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -71,14 +72,18 @@ def test_bad_arguments():
 
 def test_splits_are_fixed_and_sized():
     s = default_splits()
-    assert s == make_splits(0)
-    assert make_splits(1) != s
+    # both halves are written down (the registry's heldout marks, HELDOUT_COMBOS): make_splits(0)'s
+    # draws over the phrasings of stop 30, which a newer registry no longer reproduces
+    assert s.heldout_templates == frozenset(t.id for t in TEMPLATES if t.heldout)
+    assert s.heldout_combos == HELDOUT_COMBOS
+    assert make_splits(1) != s and make_splits(0) == make_splits(0)
     assert 9 <= len(s.heldout_combos) <= 13
     for function in FUNCTIONS:
         for lang in LANGUAGES:
             total = len(templates_for(function, lang))
             held = len(s.templates(function, lang, heldout=True))
-            assert 0.15 * total <= held <= 0.35 * total, (function, lang, held, total)
+            # a quarter when drawn; appended training phrasings lower the share since
+            assert held >= 2 and 0.12 * total <= held <= 0.35 * total, (function, lang, held, total)
             modes = {t.mode for t in s.templates(function, lang, heldout=False)}
             assert modes == {t.mode for t in templates_for(function, lang)}
     # every category and colour of a held-out combo keeps training partners

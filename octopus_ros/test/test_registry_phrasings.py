@@ -27,31 +27,31 @@ from octopus_ros.paths import config_path
 
 # sha256 over (instruction, answer, template id, mode) of generate(split, 400, seed), per split and seed
 RECORDED = {
-    "train/0": "1eddb6589d36cb8ccde250bc889e3981b1d52213f2586d33cf617d86f864654d",
-    "train/1": "22960a204604b290e30eea06e5d59c2e681594c37e41b793dc7cc19e5de97871",
-    "iid/0": "138b87760567134475b42220c2dc9e125fc65462398ed0727f3568ead3c02317",
-    "iid/1": "3bc20cbd57b160068e2c7d7746bf09f130dc0b67c5f9d2d4becd531994cd59ed",
-    "unseen_phrasing/0": "27f944f7ffbb5442161565ff80441d4f0063630f97b6e6ed78ae92fdcffbc017",
-    "unseen_phrasing/1": "0b529101dd15a49a238a4bea3ea24bd642439bc691fc40cf4a32231f486f2818",
-    "unseen_combo/0": "ddc110f723c9fae8ffd6b9fab03bb9048ebfe5ca90dffad0a4313e410c8108fe",
-    "unseen_combo/1": "14f60137f7108713c64797d44d1c82e23a4c34b50cedcd2d0f7b4d488edc597a",
+    "train/0": "882d1085073d13398fe0ec23c20414daed631a2c7f1e7bbeee4b9afa7f79bf1b",
+    "train/1": "66ab50ae61fe2502294671654a15b63e7c5f03feb7d718989623e60e3d02198f",
+    "iid/0": "5e7bbfd458aa42714b312025773f906d2214df92650f381e02effaa43f6e36c3",
+    "iid/1": "78badc9b9d72fb50db3ae87fca848d0d1fce9f5e42bcc35cfee606c94ae79479",
+    "unseen_phrasing/0": "7f9b75bea84bc235e5210dd4d98d579c5e4df229dbb91a46676c4fa9d29d00f0",
+    "unseen_phrasing/1": "f7c34c629889450085567ad799bb85cd079fcf5fdd39faea9ba15d5036158abc",
+    "unseen_combo/0": "de2f55301eeb2e8b75160f9335dbde0402e394e2689487580c1810df4046c7bc",
+    "unseen_combo/1": "0bff2074f868c7786aa92da36b2263e9da2758f8a7c8238ab5012330a3d1e96d",
 }
 # sha256 over the images of the same examples rendered at 16 px (the scenes did not move either)
 RECORDED_IMAGES = {
-    "train/0": "403f2018a29a4fb49a716ae3485e2b3b321cacf83f1dbfa742c6f0b3d58fe4c4",
-    "train/1": "f035c50763529a6067b019dd4ed47d5d1ef3f0340979fc2bbb0b3621213a905a",
-    "iid/0": "8793edf74ae008af0a29462a382491fff986bac54afb40ee3048978dd0169211",
-    "iid/1": "98bd9018b18f21bdfcdaf213922193ee15612dc05e2b2649a039ad8d6dba7b93",
-    "unseen_phrasing/0": "d7aa521616f40da3c3efb7a98adc8ba7dcf93097bd243cc7dde7496a4cda2a86",
-    "unseen_phrasing/1": "9fd462ee236783b00518f431a3046fffc3eb2d2a3ab08c6a88b95e11d457fe1a",
-    "unseen_combo/0": "5c930618ba51d58dbff0ef5bf6d715750943144e031006159feb3d595b1ae99b",
-    "unseen_combo/1": "b75f19d113263d037b939803ebec0d9ed21d1c095e2f6a17835a39fb1c986fbd",
+    "train/0": "66d96fa4999e80108cfa372b1c54d1b6e48b3e83b3c45a7f2e2571f3caeb7cd4",
+    "train/1": "d2dc2b637da76fefb3e7076c0084c5b9bed0042c0d6f30eac31d534a92827efa",
+    "iid/0": "2c30ea5fc658bfc7af51e1877c7ac6828f02f3c7f709222f368093e116626881",
+    "iid/1": "4e27640dc1d76ebd0ea58ec6ef2be823fb26ee57c218f1d7448047b90c47d726",
+    "unseen_phrasing/0": "25e7542a958c7a92ec93651a55603310f48d45bb749a0ef4acd717c43c11de51",
+    "unseen_phrasing/1": "931ccc28338bccca84e7e2a5c4c42bdf197e5da41eee60691f45fc3a5a669a1f",
+    "unseen_combo/0": "9b7113118cbcd3609f7ac72f191c7024ef866716d460246c1e5ea7a18be8168e",
+    "unseen_combo/1": "bf195c2a5b6aa3fe5a97d99ae7ac0277e3b5b940aef17eaa716ef8dae88d3945",
 }
 RECORDED_CORPUS = (
-    "b44b2dfc94b4aaaea082d181279902060ec813805f29fc2c623aaeb7cd7e7c37"  # instruction_corpus(seed=0)
+    "d581057df65fab73b4bfe8f616b710ef155e4f841d55b8c4a940ff396da3944e"  # instruction_corpus(seed=0)
 )
 # instruction_corpus(seed=3, split="unseen_phrasing")
-RECORDED_HELDOUT_CORPUS = "9b17464d4c37baf0f77329e14d7cd5c9515c78445bd57ba7de739dbb36fb89c2"
+RECORDED_HELDOUT_CORPUS = "a5a291e4fb2b7cefc6155ce86797ddb1f0a8b3f0b28a0e39eb8734cf0a914d34"
 # sha256 over (id, function, language, text, mode, repr(fixed)) of every template, in order
 RECORDED_TEMPLATES = "2cab3152542d1683bee339c33a2fcbe767a76152a5064376524f1b4cb44111d6"
 # sha256 of the sorted held-out template ids of default_splits(), one per line
@@ -154,7 +154,7 @@ def test_an_edited_phrasing_changes_what_is_generated(tmp_path, use_templates):
     edited = load_templates(FunctionRegistry.from_yaml(path))
     assert edited[2].id == "pick_up.en.02" and edited[2].text == "can you seize the {obj}?"
     use_templates(edited)
-    examples = generate("train", 100, 0, image_size=16, functions=["pick_up"], languages=["en"])
+    examples = generate("train", 300, 0, image_size=16, functions=["pick_up"], languages=["en"])
     seized = [ex for ex in examples if ex.template == "pick_up.en.02"]
     assert seized and all("seize" in ex.instruction.lower() for ex in seized)
     corpus = instruction_corpus(seed=0)
@@ -176,6 +176,30 @@ def test_a_heldout_mark_moves_a_phrasing_out_of_training(tmp_path, use_templates
     assert all(t.id != "pick_up.en.00" for t in splits.templates("pick_up", "en", heldout=False))
     held = generate("unseen_phrasing", 200, 0, image_size=16, functions=["pick_up"], languages=["en"])
     assert any(ex.template == "pick_up.en.00" for ex in held)
+
+
+NEW_VERBS = ("nab", "snatch", "collect", "raise", "retrieve", "hoist", "seize", "take up", "pluck", "clutch")
+
+
+def test_an_appended_phrasing_moves_no_heldout_pair_or_phrasing(tmp_path, use_templates):
+    # Until stop 31 the held-out colour x object pairs were recomputed from make_splits(0), whose
+    # random stream passes through every phrasing group first: appending phrasings moved all
+    # eleven pairs, so a model continued on the new data trained on the old held-out pairs. (One
+    # to five more phrasings in a group happened to leave numpy's stream where it was; ten do not.)
+    before = default_splits()
+    path, _ = _edited_copy(
+        tmp_path,
+        "        - 'I''d like you to take the {obj}'",  # pick_up's last English phrasing
+        "        - 'I''d like you to take the {obj}'\n"
+        + "\n".join(f"        - {v} the {{obj}}" for v in NEW_VERBS),
+    )
+    edited = load_templates(FunctionRegistry.from_yaml(path))
+    assert len(edited) == len(TEMPLATES) + len(NEW_VERBS)
+    assert all(any(t.text == f"{v} the {{obj}}" and not t.heldout for t in edited) for v in NEW_VERBS)
+    use_templates(edited)
+    after = default_splits()
+    assert after.heldout_combos == before.heldout_combos
+    assert after.heldout_templates == before.heldout_templates
 
 
 @pytest.mark.parametrize(
