@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 def test_not_in_view_over_dds(ros_env, rclpy_context):
     with_cup = render(sample_scene(np.random.default_rng(11), target=("cup", "red"), n_distractors=1), 64)
     without = render(sample_scene(np.random.default_rng(12), target=("book", "blue"), n_distractors=0), 64)
-    # the request-novelty limit off: this test is about the view ("pick up the red cup now" scores
-    # 0.9984, just above the default 0.998: "now" ends few training requests)
+    # the request-novelty limit off: this test is about the view (with v9, "pick up the red cup
+    # now" scored 0.9984, above stop 30's default 0.998: "now" ends few training requests)
     proc = start_node(
         ros_env,
         "grounding_threshold:=0.22",

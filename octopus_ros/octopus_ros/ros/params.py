@@ -121,7 +121,7 @@ PARAMETERS: dict[str, Spec] = {
         dynamic=True,
     ),
     "max_text_novelty": Spec(
-        0.4,
+        0.3,
         "Decline (NO_ACTION, 'not understood') a call when this share (0..1) of the utterance's words "
         "(characters in Chinese) never appeared in the model's training text; 0 = off. Needs the "
         "model's training_vocab.json.",
@@ -139,7 +139,7 @@ PARAMETERS: dict[str, Spec] = {
         dynamic=True,
     ),
     "max_request_novelty": Spec(
-        0.998,
+        0.99,
         "Decline (NO_ACTION, 'not understood') a call when the model's own reading of the request "
         "(its last hidden state) is more like the requests it was taught to decline than that of this "
         "share (0..1) of its training requests; 1 - this = the share of training-like requests "

@@ -68,13 +68,14 @@ class EngineConfig:
     # Decline (NO_ACTION) a call when the request is too unlike training (model/novelty.py):
     # text novelty = share of the utterance never seen in training (0..1); image novelty =
     # Mahalanobis distance of the image embedding / the training scenes' 99th percentile.
-    # 0 or less disables the check. Defaults chosen on the natural set (README, "Abstain when unsure").
-    max_text_novelty: float = 0.4
+    # 0 or less disables the check. Defaults chosen by novelty_sweep on the natural and check sets
+    # (README, "Abstain when unsure"; docs/training.md item 22).
+    max_text_novelty: float = 0.3
     max_image_novelty: float = 1.5
     # request novelty = the share (0..1) of held-out training requests that the LM reads as more
     # like a call than this one (a request profile: lean/novelty.py RequestProfile); 1 - limit is
     # the share of training-like requests declined. 0 or less (or 1) disables the check.
-    max_request_novelty: float = 0.998
+    max_request_novelty: float = 0.99
     # Refuse (NOT_IN_VIEW) a call of a requires_view function whose object the model's grounding
     # head (model/grounding.py) scores below this; negative = the head's own validated threshold
     # (grounding.json), 0 disables the check. A model without a grounding head, or an object word
