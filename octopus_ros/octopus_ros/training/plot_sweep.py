@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-SETS = (("natural", "natural set"), ("check", "check set"), ("third", "third set"))
+from octopus_ros.training.novelty_sweep import SETS  # the grid's set prefixes ("natural_all", …)
 
 
 def _limit(value: float | None) -> str:
@@ -44,7 +44,7 @@ def plot(sweeps: list[dict], labels: list[str], defaults: list[str], out: Path) 
 
     fig, axes = plt.subplots(1, len(SETS), figsize=(5 * len(SETS), 4.2))
     colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
-    for ax, (prefix, title) in zip(axes, SETS, strict=True):
+    for ax, prefix in zip(axes, SETS, strict=True):
         for i, (sweep, label) in enumerate(zip(sweeps, labels, strict=True)):
             pts = points(sweep, prefix)
             if not pts:
@@ -62,7 +62,7 @@ def plot(sweeps: list[dict], labels: list[str], defaults: list[str], out: Path) 
                         fontsize=8,
                         color=colour,
                     )
-        ax.set_title(title)
+        ax.set_title(f"{prefix} set")
         ax.set_xlabel("published wrong (%)  - lower is safer")
         ax.set_ylabel("expected calls published right (%)")
         ax.grid(alpha=0.3)
