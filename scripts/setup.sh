@@ -39,4 +39,7 @@ PY
 # The natural decline corpus for training (Debian fortunes + unsafe-request patterns); only
 # training with --decline-corpus needs it, so a machine without apt-get just skips it.
 python -m octopus_ros.data.decline_corpus || echo "[setup] WARNING: decline corpus not built (training option decline_corpus unavailable)"
+# English verb synonyms for training (Debian's wordnet-base; data/synonyms.py): only training with
+# --synonyms needs them.
+python -m octopus_ros.data.synonyms || echo "[setup] WARNING: synonym table not built (training option synonyms unavailable)"
 echo "[setup] done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"

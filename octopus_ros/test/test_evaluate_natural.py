@@ -107,3 +107,56 @@ def test_the_check_set_is_reported_by_its_figures_without_its_cases(tmp_path):
     assert check["all"]["published_wrong"] > 0  # a random tiny model publishes wrong calls at threshold 0
     text = format_tables(m)
     assert CHECK_TITLE in text and "PUBLISHED WRONG" in text and "most confident" not in text
+
+
+def test_a_second_opinion_publishes_only_what_both_models_decide(tmp_path):
+    import shutil
+
+    from octopus_ros.data.natural import load_natural_set
+    from octopus_ros.model import Octopus
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.runtime.second_opinion import SECOND_OPINION_DIR
+    from octopus_ros.training.evaluate import evaluate_natural, main
+
+    ckpt = make_tiny_checkpoint(tmp_path / "m", functions=config_path("functions.yaml"), image_size=32)
+    octopus = Octopus.load(ckpt)
+    items = load_natural_set(registry=load_default_registry())[::20]
+    alone = evaluate_natural(octopus, threshold=0.0, progress=False, items=items)["all"]
+    # the same model as its own second opinion agrees with itself on everything
+    same = evaluate_natural(octopus, threshold=0.0, progress=False, items=items, second_opinion=octopus)[
+        "all"
+    ]
+    assert same == alone
+    other = make_tiny_checkpoint(
+        tmp_path / "b", functions=config_path("functions.yaml"), image_size=32, seed=1
+    )
+    rows = []
+    both = evaluate_natural(
+        octopus, threshold=0.0, progress=False, items=items, second_opinion=Octopus.load(other), rows_out=rows
+    )["all"]
+    # fewer (or as many) published, never a publication the first model alone would not make
+    assert both["published_wrong"] <= alone["published_wrong"]
+    assert both["published_right"] <= alone["published_right"]
+    assert both["declined"] >= alone["declined"]
+    # `make evaluate` finds a checkpoint's own second_opinion/ folder by itself
+    shutil.copytree(other, ckpt / SECOND_OPINION_DIR)
+    out = tmp_path / "metrics.json"
+    assert main([str(ckpt), "--n", "2", "--no-natural", "--no-check", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["eval_fp32"]["second_opinion"] == str(ckpt / SECOND_OPINION_DIR)
+    assert (
+        main(
+            [
+                str(ckpt),
+                "--n",
+                "2",
+                "--no-natural",
+                "--no-check",
+                "--out",
+                str(out),
+                "--second-opinion",
+                "off",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(out.read_text())["eval_fp32"]["second_opinion"] is None

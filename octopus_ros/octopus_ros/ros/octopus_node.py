@@ -52,6 +52,7 @@ from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
 from octopus_ros.runtime.guards import check_stamp, stamp_parts
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
+from octopus_ros.runtime.second_opinion import same_functions, second_opinion_dir
 
 _ARG_TYPES = {
     "string": Argument.TYPE_STRING,
@@ -135,6 +136,7 @@ class OctopusNode(LifecycleNode):
         self._id_prefix = f"{int(time.time()) % 100000:05d}"
         self._params: P.NodeParams | None = None
         self._model = None
+        self._second = None  # the second_opinion model (None: off)
         self._registry = None
         self._routing = None
         self._engine: ActionEngine | None = None
@@ -218,33 +220,18 @@ class OctopusNode(LifecycleNode):
         t0 = time.perf_counter()
         # a JSON-answer checkpoint (the trained baseline) runs only in decode_mode plain (torch backend)
         check_decode_mode(checkpoint_answer_format(path), params.decode_mode, where=str(path))
-        if params.backend == "onnx":  # no torch in this process (octopus_ros/lean/)
-            from octopus_ros.lean.runtime import LeanOctopus
-
-            cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"] if params.device == "cuda" else None
-            self._model = LeanOctopus.load(
-                path,
-                precision=params.precision,
-                registry=params.functions_file or None,
-                providers=cuda,
-                threads=params.threads,
-            )
-        else:
-            from octopus_ros.model.runtime import Octopus
-
-            if params.threads:
-                import torch
-
-                torch.set_num_threads(params.threads)
-            self._model = Octopus.load(
-                path,
-                device=params.device,
-                precision=params.precision,
-                vision_backend=params.vision_backend,
-                registry=params.functions_file or None,
-            )
+        self._model = self._load_model(path, params, params.functions_file or None)
         self._registry = self._model.registry
         self._model_desc = f"{path} ({params.backend} backend, {time.perf_counter() - t0:.2f} s to load)"
+        self._second = None
+        second_path = second_opinion_dir(path, params.second_opinion)
+        if second_path is not None:
+            t1 = time.perf_counter()
+            same_functions(path, second_path)
+            self._second = self._load_model(str(second_path), params, self._registry)
+            self._model_desc += f"; second opinion {second_path} ({time.perf_counter() - t1:.2f} s to load)"
+        else:
+            self._model_desc += "; no second opinion"
         head = getattr(self._model, "grounding", None)
         if head is None:
             self._grounding_desc = "no grounding head (no grounding.json): NOT_IN_VIEW is never decided"
@@ -268,12 +255,37 @@ class OctopusNode(LifecycleNode):
 
         self._engine = ActionEngine(
             model=self._model,
+            second_opinion=self._second,
             registry=registry,
             config=self._engine_config(params),
             validate=functools.partial(validate_call, registry=registry),
             on_result=self._on_result,
             now=self._now,
             estop=self._estop,
+        )
+
+    @staticmethod
+    def _load_model(path: str, params: P.NodeParams, registry: Any) -> Any:
+        """One model as the parameters say: the onnx backend (no torch in the process) or torch."""
+        if params.backend == "onnx":  # no torch in this process (octopus_ros/lean/)
+            from octopus_ros.lean.runtime import LeanOctopus
+
+            cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"] if params.device == "cuda" else None
+            return LeanOctopus.load(
+                path, precision=params.precision, registry=registry, providers=cuda, threads=params.threads
+            )
+        from octopus_ros.model.runtime import Octopus
+
+        if params.threads:
+            import torch
+
+            torch.set_num_threads(params.threads)
+        return Octopus.load(
+            path,
+            device=params.device,
+            precision=params.precision,
+            vision_backend=params.vision_backend,
+            registry=registry,
         )
 
     def _load_routing(self, params: P.NodeParams) -> Any:
@@ -397,6 +409,7 @@ class OctopusNode(LifecycleNode):
             self.destroy_service(self._ask)
             self._ask = None
         self._model = None
+        self._second = None
         self._registry = None
         self._routing = None
         gc.collect()

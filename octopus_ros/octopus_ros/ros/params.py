@@ -43,6 +43,15 @@ PARAMETERS: dict[str, Spec] = {
     ),
     # --- model
     "model_path": Spec("", "Checkpoint directory of the Octopus model; empty = the bundled default model."),
+    "second_opinion": Spec(
+        "auto",
+        "A second model that must make the same call before one is published (a model trained apart "
+        "seldom makes the same mistake on what neither was taught; it decides only requests the first "
+        "would publish: about twice the memory, and twice the model time on those): auto = the "
+        "checkpoint's second_opinion/ folder when it has one (the bundled model does), '' or none = no second "
+        "model, or a checkpoint directory with the same functions. Loaded like model_path (backend, device, "
+        "precision).",
+    ),
     "backend": Spec(
         "torch",
         "Model runtime: torch, or onnx = the whole model on onnxruntime with no torch in the process (the "
@@ -245,6 +254,7 @@ class NodeParams:
 
     autostart: bool
     model_path: str
+    second_opinion: str
     backend: str
     device: str
     precision: str

@@ -35,6 +35,7 @@ from octopus_ros.runtime.outcomes import (
     request_limit,
 )
 from octopus_ros.runtime.safety import screen_from_setting
+from octopus_ros.runtime.second_opinion import SECOND_OPINION_REASON, second_opinion_outcome
 from octopus_ros.runtime.standing import StandingGate, scene_change, scene_signature
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,10 @@ class ActionEngine:
     With ``config.context_examples``, ``model`` also needs ``set_context(pairs)``: the engine
     checks the entries against ``registry`` and fixes them on the model (ContextExampleError,
     naming the entry, for a bad one).
+    ``second_opinion``: another model with the same interface and registry (None: off); a call
+    the primary model would publish is then published only when the second model, deciding the
+    same request on the same frame under the same settings, makes the same call
+    (:func:`octopus_ros.runtime.outcomes.second_opinion_outcome`).
     """
 
     def __init__(
@@ -157,13 +162,17 @@ class ActionEngine:
         on_result: Callable[[Result], None],
         now: Callable[[], float] = time.time,
         estop: bool = False,
+        second_opinion: Any = None,
     ) -> None:
         self.model = model
+        self.second_opinion = second_opinion
         self.registry = registry
         self.config = config
         examples = parse_context_examples(config.context_examples, registry, config.allowlist)
         if examples:
-            model.set_context(examples)
+            for m in (model, second_opinion):
+                if m is not None:
+                    m.set_context(examples)
             log.info("%d fixed in-context example(s): %s", len(examples), examples)
         self._screen = screen_from_setting(config.safety_screen)  # SafetyScreenError: a bad file
         self._validate = validate
@@ -485,21 +494,15 @@ class ActionEngine:
             image_novelty=float(getattr(decision, "image_novelty", math.nan)),
             request_novelty=float(getattr(decision, "request_novelty", math.nan)),
         )
-        code, reason = decision_outcome(
-            decision,
-            self.registry,
-            self._validate,
-            allowlist=self.config.allowlist or None,
-            threshold=self.config.confidence_threshold,
-            max_text_novelty=self.config.max_text_novelty if self.config.max_text_novelty > 0 else None,
-            max_image_novelty=self.config.max_image_novelty if self.config.max_image_novelty > 0 else None,
-            max_request_novelty=request_limit(self.config.max_request_novelty),
-            grounding_threshold=grounding_threshold_for(self.config.grounding_threshold, self.model),
-            utterance=request.text,
-            screen=self._screen,
-        )
+        code, reason = self._outcome(decision, self.model, request.text)
         call = decision.call if decision.error is None else None
-        if code == OutcomeCode.NO_ACTION and reason.startswith(("not understood", "image unlike training")):
+        if code == OutcomeCode.OK and self.second_opinion is not None:
+            code, reason, second_s = self._second_opinion(request, frame, private, call)
+            common["inference_s"] += second_s
+            common["timings"]["second_opinion"] = second_s
+        if code == OutcomeCode.NO_ACTION and reason.startswith(
+            ("not understood", "image unlike training", SECOND_OPINION_REASON)
+        ):
             self.counts["declined_" + reason.split(":")[0].replace(" ", "_")] += 1
         if code != OutcomeCode.OK:
             return result(code, reason, call=call, **common)
@@ -517,6 +520,46 @@ class ActionEngine:
                 self.counts["standing_repeats_suppressed"] += 1
                 return result(OutcomeCode.NO_ACTION, f"standing instruction: {repeat}", call=call, **common)
         return result(OutcomeCode.OK, reason, call=call, **common)
+
+    def _outcome(self, decision: Any, model: Any, utterance: str) -> tuple[OutcomeCode, str]:
+        """:func:`decision_outcome` of ``model``'s decision under the engine's settings (the
+        grounding threshold is ``model``'s own where the setting asks for the head's)."""
+        return decision_outcome(
+            decision,
+            self.registry,
+            self._validate,
+            allowlist=self.config.allowlist or None,
+            threshold=self.config.confidence_threshold,
+            max_text_novelty=self.config.max_text_novelty if self.config.max_text_novelty > 0 else None,
+            max_image_novelty=self.config.max_image_novelty if self.config.max_image_novelty > 0 else None,
+            max_request_novelty=request_limit(self.config.max_request_novelty),
+            grounding_threshold=grounding_threshold_for(self.config.grounding_threshold, model),
+            utterance=utterance,
+            screen=self._screen,
+        )
+
+    def _second_opinion(
+        self, request: Request, frame: Frame, private: bool, call: Any
+    ) -> tuple[OutcomeCode, str, float]:
+        """(code, reason, seconds) of a call the primary model would publish, once the second model
+        has decided the same request on the same frame (its own image encoding, its own grounding
+        head at the same ``grounding_threshold`` setting)."""
+        t0 = time.perf_counter()
+        try:
+            image = self._pixels(frame) if private else self._decoded(frame)
+            second = self.second_opinion.decide(
+                request.text, image, allowlist=self.config.allowlist or None, mode=self.config.decode_mode
+            )
+        except Exception as e:
+            log.exception("second-opinion model failed on request %s", request.id)
+            return OutcomeCode.MODEL_ERROR, f"{SECOND_OPINION_REASON} failed: {e}", time.perf_counter() - t0
+        code, reason = self._outcome(second, self.second_opinion, request.text)
+        seconds = time.perf_counter() - t0
+        self.latency.add("second_opinion", seconds)
+        code, reason = second_opinion_outcome(
+            call, code, reason, second.call if second.error is None else None
+        )
+        return code, reason, seconds
 
     def _finish(self, res: Result) -> Result:
         res.finished = self._now()

@@ -46,6 +46,7 @@ import numpy as np
 
 from octopus_ros.data import generate
 from octopus_ros.data.natural import CHECK_SET_PATH, THIRD_SET_PATH
+from octopus_ros.runtime.second_opinion import second_opinion_dir
 
 EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
 CHECK_TITLE = "check set (written apart from templates and natural set; figures only)"
@@ -76,6 +77,8 @@ def node_action(
     novelty_limits: bool = True,
     max_text_novelty: float | None = -1.0,
     max_request_novelty: float | None = -1.0,
+    second_opinion: Any = None,
+    image: Any = None,
 ) -> str:
     """How the node would act on a decision: ``'declined'`` (NO_ACTION), ``'published'`` (OK)
     or ``'held_back'`` (any other outcome), by the engine's own rule
@@ -86,11 +89,16 @@ def node_action(
     default) and ``novelty_limits=False`` (no "not understood" / "image unlike training") change
     the node's settings, as ``training/rule_ablation.py`` does; ``max_text_novelty`` /
     ``max_request_novelty``: that limit (None: off; negative: the node's default), as
-    ``training/novelty_sweep.py`` sweeps them."""
+    ``training/novelty_sweep.py`` sweeps them. ``second_opinion`` (a second model, as the node's
+    parameter of that name loads it; None: off): a call that would be published is published only
+    when that model, deciding ``utterance`` on ``image`` under the same settings (its own grounding
+    head at the node's default), makes the same call
+    (:func:`octopus_ros.runtime.outcomes.second_opinion_outcome`)."""
     from octopus_ros.functions import validate_call
     from octopus_ros.runtime.engine import EngineConfig
     from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome, request_limit
     from octopus_ros.runtime.safety import screen_from_setting
+    from octopus_ros.runtime.second_opinion import second_opinion_outcome
 
     defaults = EngineConfig()
 
@@ -100,19 +108,28 @@ def node_action(
         value = default if value < 0 else value
         return value if value > 0 else None
 
-    code, _ = decision_outcome(
-        decision,
-        registry,
-        functools.partial(validate_call, registry=registry),
-        allowlist=None,
-        threshold=threshold,
-        max_text_novelty=limit(max_text_novelty, defaults.max_text_novelty),
-        max_image_novelty=limit(-1.0, defaults.max_image_novelty),
-        max_request_novelty=request_limit(limit(max_request_novelty, defaults.max_request_novelty)),
-        grounding_threshold=grounding,
-        utterance=utterance,
-        screen=screen_from_setting(defaults.safety_screen if safety_screen is None else safety_screen),
-    )
+    def outcome(d: Any, grounding_threshold: float | None) -> tuple[OutcomeCode, str]:
+        return decision_outcome(
+            d,
+            registry,
+            functools.partial(validate_call, registry=registry),
+            allowlist=None,
+            threshold=threshold,
+            max_text_novelty=limit(max_text_novelty, defaults.max_text_novelty),
+            max_image_novelty=limit(-1.0, defaults.max_image_novelty),
+            max_request_novelty=request_limit(limit(max_request_novelty, defaults.max_request_novelty)),
+            grounding_threshold=grounding_threshold,
+            utterance=utterance,
+            screen=screen_from_setting(defaults.safety_screen if safety_screen is None else safety_screen),
+        )
+
+    code, _ = outcome(decision, grounding)
+    if code == OutcomeCode.OK and second_opinion is not None:
+        second = second_opinion.decide(utterance, image, mode=decode_mode(second_opinion))
+        second_code, second_reason = outcome(second, node_grounding(second_opinion))
+        code, _ = second_opinion_outcome(
+            decision.call, second_code, second_reason, second.call if second.error is None else None
+        )
     if code == OutcomeCode.NO_ACTION:
         return "declined"
     return "published" if code == OutcomeCode.OK else "held_back"
@@ -144,8 +161,12 @@ def evaluate(
     threshold: float | None = None,
     natural: bool = False,
     check: bool = False,
+    second_opinion: Any = None,
 ) -> dict:
     """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict.
+
+    ``second_opinion``: a second model the node consults before it publishes (its parameter of
+    that name; None: off), for every "as the node would act" figure (:func:`node_action`).
 
     ``threshold``: the node's confidence threshold (default: the engine's default), used
     for the "as the node would act" summary: which answers it would publish, decline, or
@@ -170,7 +191,15 @@ def evaluate(
             d = octopus.decide(ex.instruction, ex.image, mode=mode)
             ms = (time.perf_counter() - t0) * 1000
             got = _got(d)
-            action = node_action(d, registry, threshold, grounding, ex.instruction)
+            action = node_action(
+                d,
+                registry,
+                threshold,
+                grounding,
+                ex.instruction,
+                second_opinion=second_opinion,
+                image=ex.image,
+            )
             rows.append(
                 {
                     "split": split,
@@ -189,14 +218,21 @@ def evaluate(
     metrics["node_threshold"] = threshold
     metrics["decode_mode"] = mode
     if natural:
-        metrics["natural"] = evaluate_natural(octopus, threshold=threshold, progress=progress)
+        metrics["natural"] = evaluate_natural(
+            octopus, threshold=threshold, progress=progress, second_opinion=second_opinion
+        )
     if check:
         from octopus_ros.data.natural import load_natural_set
 
         for key, path, _ in FIGURE_SETS:
             items = load_natural_set(path, registry=registry)
             metrics[key] = evaluate_natural(
-                octopus, threshold=threshold, progress=progress, items=items, desc=f"eval {key}"
+                octopus,
+                threshold=threshold,
+                progress=progress,
+                items=items,
+                desc=f"eval {key}",
+                second_opinion=second_opinion,
             )
             # these sets' cases stay out of the report: only their figures are kept
             metrics[key].pop("published_wrong_examples", None)
@@ -217,11 +253,13 @@ def evaluate_natural(
     desc: str = "eval natural",
     act: Callable[..., str] | None = None,
     rows_out: list | None = None,
+    second_opinion: Any = None,
 ) -> dict:
     """Run ``octopus`` on the natural set (or ``items``, a list of NaturalItem) as the node would
     act at ``threshold``; returns :func:`summarize_natural` of the rows. ``act``: how the node acts
     on a decision (default :func:`node_action`; called as ``act(decision, registry, threshold,
-    grounding, utterance)``); ``rows_out``: a list that receives the per-request rows."""
+    grounding, utterance)``); ``rows_out``: a list that receives the per-request rows;
+    ``second_opinion``: the second model the default rule consults (:func:`node_action`)."""
     from tqdm import tqdm
 
     from octopus_ros.data.natural import load_natural_set
@@ -233,9 +271,15 @@ def evaluate_natural(
     rows = []
     for item in tqdm(items, desc=desc, disable=not progress, leave=False):
         expected = item.expected_text(registry)
-        d = octopus.decide(item.text, item.frame(), mode=mode)
+        frame = item.frame()
+        d = octopus.decide(item.text, frame, mode=mode)
         got = _got(d)
-        action = (act or node_action)(d, registry, threshold, grounding, item.text)
+        if act is not None:
+            action = act(d, registry, threshold, grounding, item.text)
+        else:
+            action = node_action(
+                d, registry, threshold, grounding, item.text, second_opinion=second_opinion, image=frame
+            )
         right = action == "declined" if expected is None else got == expected
         rows.append(
             {
@@ -498,9 +542,18 @@ def main(argv: list[str] | None = None) -> int:
         help="also update CHECKPOINT/metrics.json (tracked for the bundled model)",
     )
     parser.add_argument("--no-write", action="store_true", help="write no file at all")
+    parser.add_argument(
+        "--second-opinion",
+        default="auto",
+        help="the second model the node consults before it publishes, as its parameter of that name: "
+        "auto (the checkpoint's second_opinion/ folder, when it has one), off, or a checkpoint directory",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     octopus = Octopus.load(args.checkpoint, precision=args.precision)
+    second_dir = second_opinion_dir(args.checkpoint, args.second_opinion)
+    second = Octopus.load(second_dir, precision=args.precision) if second_dir is not None else None
+    print(f"second opinion: {second_dir or 'off'}")
     metrics = evaluate(
         octopus,
         n=args.n,
@@ -508,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         splits=() if args.natural_only else EVAL_SPLITS,
         natural=not args.no_natural,
         check=not args.no_check,
+        second_opinion=second,
     )
+    metrics["second_opinion"] = str(second_dir) if second_dir is not None else None
     print(format_tables(metrics))
     if args.no_write:
         return 0

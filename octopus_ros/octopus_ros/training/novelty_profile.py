@@ -77,6 +77,22 @@ def action_texts(records: Iterable[dict], registry: Any, answer_format: str = "f
     ]
 
 
+def training_texts(records: Sequence[dict], registry: Any, cfg: Any) -> list[str]:
+    """:func:`action_texts`, and with ``cfg.synonyms`` > 0 every synonym variant stage 4 could have
+    trained on (data/synonyms.py: the English records it varies, each verb span with each synonym):
+    a verb the model learnt from a synonym is a word it acts on, not a novel one."""
+    texts = action_texts(records, registry, cfg.answer_format)
+    if getattr(cfg, "synonyms", 0) > 0 and getattr(cfg, "augment", 0) > 0:
+        from octopus_ros.data.augment import NOT_AUGMENTED
+        from octopus_ros.data.synonyms import SynonymVariation
+
+        variation = SynonymVariation.for_training()
+        for r in records:
+            if r.get("language") == "en" and r.get("function", "no_action") not in NOT_AUGMENTED:
+                texts += variation.variants(r["instruction"])
+    return texts
+
+
 @torch.no_grad()
 def image_features(model, images: Sequence[np.ndarray], batch: int = 64) -> torch.Tensor:
     """(N, D) pooled image tokens of ``images`` (RGB uint8), as the runtime encodes them."""
@@ -260,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = (
         FunctionRegistry.from_yaml(ckpt.functions_path) if ckpt.functions_path else load_default_registry()
     )
-    texts = action_texts(pools["calls"], registry, cfg.answer_format)
+    texts = training_texts(pools["calls"], registry, cfg)
     path = Path(args.checkpoint)
     if args.only in (None, "text"):
         TextNovelty.from_texts(texts).save(path / TEXT_VOCAB_FILE)

@@ -135,6 +135,9 @@ class TrainConfig:
     # stage 4: fraction of send_message records whose message body is a short natural sentence of the
     # decline corpus (copied into the call: the model learns to copy a span, not to recall; 0: off)
     message_corpus: float = 0.5
+    # stage 4: fraction of the varied English instructions (``augment``) whose verb is replaced by a
+    # WordNet synonym first (data/synonyms.py, built at setup; 0: off)
+    synonyms: float = 0.0
     grey: float = 0.2  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
@@ -291,6 +294,14 @@ class Trainer:
 
         return load_default_registry()
 
+    @functools.cached_property
+    def _synonyms(self):
+        """The English verb synonyms (data/synonyms.py), kept off the held-out phrasings and the
+        natural test set."""
+        from octopus_ros.data.synonyms import SynonymVariation
+
+        return SynonymVariation.for_training()
+
     def _varied(self, kind: str, rec: dict) -> tuple[str, str] | None:
         """(instruction, answer) of a record as stage 4 varies it (word dropout, pseudo-words, a
         decline corpus sentence for a decline, a corpus sentence as a message body), or None when
@@ -306,7 +317,10 @@ class Trainer:
         ):
             return self._new_message(rec)
         if self.cfg.augment > 0 and function not in NOT_AUGMENTED and self.rng.random() < self.cfg.augment:
-            text = word_dropout(rec["instruction"], rec["language"], self.np_rng, self.cfg.dropout_p)
+            text = rec["instruction"]
+            if self.cfg.synonyms > 0 and rec["language"] == "en" and self.rng.random() < self.cfg.synonyms:
+                text = self._synonyms.vary(text, self.np_rng) or text
+            text = word_dropout(text, rec["language"], self.np_rng, self.cfg.dropout_p)
             if self.cfg.noise > 0 and self.rng.random() < self.cfg.noise:
                 text = insert_noise(text, rec["language"], self.np_rng)
             return text, answer

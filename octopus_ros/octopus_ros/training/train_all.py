@@ -54,7 +54,7 @@ from octopus_ros.model import (
 )
 from octopus_ros.model.checkpoint import read_checkpoint_config
 from octopus_ros.paths import config_path
-from octopus_ros.training.novelty_profile import action_texts, write_profiles
+from octopus_ros.training.novelty_profile import training_texts, write_profiles
 from octopus_ros.training.stages import (
     STAGES,
     Curve,
@@ -336,7 +336,7 @@ def train(
     model.eval()
     train_s = time.monotonic() - start
     metrics = {
-        "train_config": dataclasses.asdict(cfg),
+        "train_config": dataclasses.asdict(cfg) | ({"init_from": str(init_from)} if init_from else {}),
         "stages_run": done,
         "train_seconds": round(train_s, 1),
         "stage_steps": {c.stage: len(c.loss) for c in curves},
@@ -352,7 +352,7 @@ def train(
     save_json(final / "training_curves.json", curves_to_json(curves))
     # novelty profiles (model/novelty.py): the vocabulary of the requests it acts on, the training
     # scenes' embeddings
-    texts = action_texts(pools["calls"], load_default_registry(), cfg.answer_format)
+    texts = training_texts(pools["calls"], load_default_registry(), cfg)
     write_profiles(final, model, texts, [r["image"] for r in pools["calls"][:3000]])
     plot_curves(
         curves, final / "training_curves.png", title=f"{cfg.model}: {train_s / 60:.1f} min on this CPU"
@@ -427,6 +427,8 @@ _FLOAT_FLAGS = {
     "(python -m octopus_ros.data.decline_corpus, built at setup; 0: off)",
     "decline_chat": "share of the decline corpus's sentences drawn from conversation lines (chatterbot-corpus; "
     "0: none)",
+    "synonyms": "stage 4: fraction of varied English instructions whose verb is replaced by a WordNet synonym "
+    "(python -m octopus_ros.data.synonyms, built at setup; 0: off)",
     "dpo_beta": "stage 5: DPO temperature (KL to stage 4)",
     "refine_nll": "stage 5: weight of the chosen answer's NLL",
     "refine_lr": "stage 5: peak learning rate",

@@ -1,0 +1,85 @@
+"""A second model's opinion before a call is published (the node's ``second_opinion`` parameter).
+
+Two models trained apart (another seed: other training draws, another data order) agree on what
+they were both taught, and seldom make the same mistake on what neither was: a verb never seen, a
+request that is not for a robot. Publishing a call only when both make it is the committee (or
+deep-ensemble) test of "do I know this?", and it is independent of the confidence, which the
+bundled model has high on things it does not understand. One rule, in one place, for the engine
+and for the evaluation. No rclpy, no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from octopus_ros.runtime.outcomes import OutcomeCode
+
+SECOND_OPINION_DIR = "second_opinion"  # a checkpoint's second model, in a folder of that name inside it
+
+
+def second_opinion_dir(model_path: str | Path, setting: str = "auto") -> Path | None:
+    """The second model a ``second_opinion`` setting means for the model at ``model_path``: "auto"
+    = the checkpoint's own ``second_opinion/`` folder when it holds a model (config.json), else
+    none; "", "none" or "off" = none (the node's parameter takes "" or "none": ``-p
+    second_opinion:=off`` would reach it as YAML's false); anything else = that directory."""
+    value = (setting or "").strip()
+    if value.lower() in ("", "off", "none"):
+        return None
+    if value.lower() == "auto":
+        folder = Path(model_path) / SECOND_OPINION_DIR
+        return folder if (folder / "config.json").is_file() else None
+    return Path(value)
+
+
+class SecondOpinionError(ValueError):
+    """A second model that cannot stand beside the first (it names the folder and the reason)."""
+
+
+def same_functions(model_path: str | Path, second_path: str | Path) -> None:
+    """Check that the second model was trained on the first's functions (its ``functions.yaml``
+    equal to the first's); SecondOpinionError otherwise."""
+    from octopus_ros.functions import FunctionRegistry, RegistryError
+
+    files = [Path(model_path) / "functions.yaml", Path(second_path) / "functions.yaml"]
+    try:
+        first, second = (FunctionRegistry.from_yaml(f) for f in files)
+    except (OSError, RegistryError) as e:
+        raise SecondOpinionError(
+            f"second_opinion {second_path}: cannot compare the two models' functions: {e}"
+        ) from e
+    if first != second:
+        raise SecondOpinionError(
+            f"second_opinion {second_path}: its functions.yaml is not {files[0]}'s (a second opinion must "
+            "know the same functions, token for token)"
+        )
+
+
+SECOND_OPINION_REASON = "second opinion"  # the start of every reason this rule gives
+
+
+def second_opinion_outcome(
+    call: Any, second_code: OutcomeCode, second_reason: str, second_call: Any
+) -> tuple[OutcomeCode, str]:
+    """The outcome of a call that earned OK on its own merits, given a second model's opinion of the
+    same request and frame (the node's ``second_opinion``: a model trained apart, whose mistakes on
+    what neither was taught are seldom the same ones).
+
+    One rule for the node's engine and for the evaluation: the call stays OK only when the second
+    model's own decision earned OK too (``second_code``, by :func:`decision_outcome` with the same
+    settings) and is the same call, function and every argument. Otherwise it is NO_ACTION with the
+    reason "second opinion: ..." (what the second model decided, or why it did not act), since a
+    wrong action is worse than none."""
+    if second_code != OutcomeCode.OK:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"{SECOND_OPINION_REASON}: the second model does not act ({second_code.name}: {second_reason});"
+            f" {call.function} not published",
+        )
+    if second_call is None or second_call.to_text() != call.to_text():
+        return (
+            OutcomeCode.NO_ACTION,
+            f"{SECOND_OPINION_REASON}: the second model decides {second_call} instead of {call};"
+            f" {call.function} not published",
+        )
+    return OutcomeCode.OK, f"{call.function} decided (the second model agrees)"

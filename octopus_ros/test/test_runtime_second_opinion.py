@@ -1,0 +1,167 @@
+"""The second opinion (runtime/second_opinion.py): a call is published only when a second model makes
+the same one; the rule, the setting, the functions check and the engine around them, without DDS
+(the node over DDS: test_node_second_opinion.py)."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from octopus_ros.functions import load_default_registry, parse_plain, validate_call
+from octopus_ros.paths import config_path
+from octopus_ros.runtime.engine import ActionEngine, EngineConfig
+from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Source
+from octopus_ros.runtime.second_opinion import (
+    SECOND_OPINION_DIR,
+    SecondOpinionError,
+    same_functions,
+    second_opinion_dir,
+    second_opinion_outcome,
+)
+
+REGISTRY = load_default_registry()
+
+
+def call(text):
+    return parse_plain(text, REGISTRY)
+
+
+def test_the_rule():
+    pick = call("pick_up('red cup')")
+    assert second_opinion_outcome(pick, OutcomeCode.OK, "pick_up decided", call("pick_up('red cup')"))[0] == (
+        OutcomeCode.OK
+    )
+    code, reason = second_opinion_outcome(
+        pick, OutcomeCode.OK, "find_item decided", call("find_item('red cup')")
+    )
+    assert code == OutcomeCode.NO_ACTION
+    assert (
+        reason.startswith("second opinion")
+        and "find_item('red cup')" in reason
+        and "pick_up('red cup')" in reason
+    )
+    # the same function with another argument is another call
+    assert (
+        second_opinion_outcome(pick, OutcomeCode.OK, "", call("pick_up('blue cup')"))[0]
+        == OutcomeCode.NO_ACTION
+    )
+    code, reason = second_opinion_outcome(pick, OutcomeCode.NOT_IN_VIEW, "'red cup' is not in view", pick)
+    assert code == OutcomeCode.NO_ACTION and "NOT_IN_VIEW" in reason and "not in view" in reason
+    assert second_opinion_outcome(pick, OutcomeCode.MODEL_ERROR, "bad", None)[0] == OutcomeCode.NO_ACTION
+
+
+def test_the_setting(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    assert second_opinion_dir(model, "auto") is None  # no folder: off
+    (model / SECOND_OPINION_DIR).mkdir()
+    assert second_opinion_dir(model, "auto") is None  # a folder without a model: off
+    (model / SECOND_OPINION_DIR / "config.json").write_text("{}")
+    assert second_opinion_dir(model, "auto") == model / SECOND_OPINION_DIR
+    assert second_opinion_dir(model, " Auto ") == model / SECOND_OPINION_DIR
+    for off in ("", "off", "OFF", "none"):
+        assert second_opinion_dir(model, off) is None
+    assert str(second_opinion_dir(model, "/robot/models/b")) == "/robot/models/b"
+
+
+def test_the_second_model_must_know_the_same_functions(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        shutil.copy(config_path("functions.yaml"), d / "functions.yaml")
+    same_functions(a, b)
+    text = (b / "functions.yaml").read_text(encoding="utf-8")
+    (b / "functions.yaml").write_text(
+        text.replace("name: take_photo", "name: take_picture"), encoding="utf-8"
+    )
+    with pytest.raises(SecondOpinionError, match="not .* functions"):
+        same_functions(a, b)
+    (b / "functions.yaml").unlink()
+    with pytest.raises(SecondOpinionError, match="cannot compare"):
+        same_functions(a, b)
+
+
+@dataclass
+class Decision:
+    call: object
+    error: object = None
+    confidence: float = 0.99
+    raw_text: str = ""
+    timings: dict = field(default_factory=lambda: {"total": 0.001})
+
+
+class Model:
+    """decide() answers a fixed call (or raises); counts what it was asked."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = []
+
+    def encode(self, image):
+        return float(np.asarray(image).mean())
+
+    def decide(self, text, image, *, allowlist=None, mode="constrained"):
+        self.asked.append(text)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return Decision(call(self.answer))
+
+
+def run(first, second, text="please pick up the red cup"):
+    results, done = [], threading.Event()
+
+    def record(res):
+        results.append(res)
+        done.set()
+
+    engine = ActionEngine(
+        model=first,
+        second_opinion=second,
+        registry=REGISTRY,
+        config=EngineConfig(prefetch_rate=0, max_text_novelty=0, max_request_novelty=0),
+        validate=functools.partial(validate_call, registry=REGISTRY),
+        on_result=record,
+        now=lambda: 100.0,
+    )
+    engine.on_frame(
+        Frame(
+            seq=1, stamp=100.0, received=100.0, frame_id="cam", decode=lambda: np.zeros((8, 8, 3), np.uint8)
+        )
+    )
+    engine.start()
+    try:
+        engine.submit(Request(id="r1", text=text, source=Source.UTTERANCE, arrived=100.0))
+        assert done.wait(5)
+        time.sleep(0.01)
+    finally:
+        engine.stop()
+    assert len(results) == 1  # exactly one outcome
+    return results[0], engine
+
+
+def test_engine_publishes_only_what_both_models_decide():
+    res, engine = run(Model("pick_up('red cup')"), Model("pick_up('red cup')"))
+    assert res.code == OutcomeCode.OK and res.call.to_plain() == "pick_up('red cup')"
+    assert "second_opinion" in res.timings and "agrees" in res.reason
+    res, engine = run(Model("pick_up('red cup')"), Model("find_item('red cup')"))
+    assert res.code == OutcomeCode.NO_ACTION and res.reason.startswith("second opinion")
+    assert res.call.to_plain() == "pick_up('red cup')"  # the first model's call, not published
+    assert engine.counts["declined_second_opinion"] == 1
+    res, _ = run(Model("pick_up('red cup')"), Model("no_action()"))
+    assert res.code == OutcomeCode.NO_ACTION and "the model declined" in res.reason
+    res, _ = run(Model("pick_up('red cup')"), Model(RuntimeError("out of memory")))
+    assert res.code == OutcomeCode.MODEL_ERROR and "second opinion failed: out of memory" in res.reason
+
+
+def test_engine_asks_the_second_model_only_about_calls_it_would_publish():
+    second = Model("pick_up('red cup')")
+    res, _ = run(Model("no_action()"), second)
+    assert res.code == OutcomeCode.NO_ACTION and second.asked == []
+    res, _ = run(Model("pick_up('red cup')"), None)  # off: the first model alone
+    assert res.code == OutcomeCode.OK
