@@ -2,7 +2,8 @@
 
     python -m octopus_ros.model.onnx_export_all CKPT [--out CKPT/onnx] [--int8]
 
-writes, into ``CKPT/onnx`` (or ``--out``):
+writes, into ``CKPT/onnx`` (or ``--out``), and, without ``--out``, the same into the checkpoint's own
+second model's folder (``CKPT/second_opinion/onnx``, runtime/second_opinion.py) when it has one:
 
 - ``vision.onnx``: vision tower + connector, pixel_values (1, 3, S, S) -> image_embeds (1, K, D),
   pooled (1, E) and the tower's feature maps (map_0, ...) that the grounding head reads;
@@ -348,14 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("torch").setLevel(logging.ERROR)
-    try:
-        path = export_all(
-            args.checkpoint, args.out, int8=args.int8, int4=args.int4, int4_block=args.int4_block
-        )
-    except Exception as e:
-        print(f"export failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    print(path)
+    from octopus_ros.runtime.second_opinion import second_opinion_dir
+
+    # the checkpoint's own second opinion (the node's second_opinion "auto") is exported with it
+    second = second_opinion_dir(args.checkpoint) if args.out is None else None
+    for checkpoint in [Path(args.checkpoint)] + ([second] if second is not None else []):
+        try:
+            path = export_all(checkpoint, args.out, int8=args.int8, int4=args.int4, int4_block=args.int4_block)
+        except Exception as e:
+            print(f"export of {checkpoint} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        print(path)
     return 0
 
 
