@@ -97,3 +97,20 @@ def test_int8_and_bf16_decide_as_fp32_does():
         assert same >= MIN_SAME_CALLS, f"{label}: {same}/{n} calls as fp32\n{table}\n{r.disagreements}"
         assert r.mean_abs_confidence_delta <= MAX_MEAN_CONFIDENCE_DELTA[label], table
         assert abs(r.accuracy - report["fp32"].accuracy) * n <= n - MIN_SAME_CALLS, table
+
+
+def test_the_bundled_model_carries_its_second_opinion():
+    """The node's default second_opinion "auto" finds the bundled second model; it loads (sha256
+    verified), knows the same functions, and is another model (v11b, trained with another seed)."""
+    from octopus_ros.model import load_checkpoint
+    from octopus_ros.runtime.second_opinion import same_functions, second_opinion_dir
+
+    path = default_model_dir()
+    second = second_opinion_dir(path, "auto")
+    assert second == path / "second_opinion"
+    same_functions(path, second)
+    a, b = load_checkpoint(path), load_checkpoint(second)
+    assert a.config.to_dict() == b.config.to_dict() if hasattr(a.config, "to_dict") else True
+    assert b.metrics["train_config"]["seed"] != a.metrics["train_config"]["seed"]
+    recorded = json.loads((path / "metrics.json").read_text())["eval_fp32"]
+    assert recorded.get("second_opinion", "").endswith("second_opinion")  # its figures include it

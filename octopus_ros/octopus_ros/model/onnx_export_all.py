@@ -355,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     second = second_opinion_dir(args.checkpoint) if args.out is None else None
     for checkpoint in [Path(args.checkpoint)] + ([second] if second is not None else []):
         try:
-            path = export_all(checkpoint, args.out, int8=args.int8, int4=args.int4, int4_block=args.int4_block)
+            path = export_all(
+                checkpoint, args.out, int8=args.int8, int4=args.int4, int4_block=args.int4_block
+            )
         except Exception as e:
             print(f"export of {checkpoint} failed: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
