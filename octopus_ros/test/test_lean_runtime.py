@@ -287,3 +287,21 @@ def test_an_ending_full_stop_or_exclamation_is_not_read(pair):
         assert d.ok and d.call.args[1].value == "the meeting is cancelled", d.raw_text
         # a question mark is part of what the model reads
         assert model.prompt.encode_prompt("are you ok?") != model.prompt.encode_prompt("are you ok")
+
+
+def test_the_export_command_exports_a_checkpoints_second_opinion_too(tmp_path):
+    """``onnx_export_all MODEL`` (no --out) also writes MODEL/second_opinion/onnx, so the node's
+    backend onnx finds both models' graphs; both load in the lean runtime."""
+    from octopus_ros.lean.runtime import LeanOctopus
+    from octopus_ros.model.onnx_export_all import main
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.paths import config_path
+
+    ckpt = make_tiny_checkpoint(tmp_path / "m", functions=config_path("functions.yaml"), image_size=32)
+    make_tiny_checkpoint(
+        ckpt / "second_opinion", functions=config_path("functions.yaml"), image_size=32, seed=1
+    )
+    assert main([str(ckpt)]) == 0
+    for path in (ckpt, ckpt / "second_opinion"):
+        assert (path / "onnx" / "manifest.json").is_file()
+        LeanOctopus.load(path)
