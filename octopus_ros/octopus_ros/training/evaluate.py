@@ -493,6 +493,10 @@ def format_tables(m: dict) -> str:
         threshold = m.get("node_threshold")  # set by evaluate(); summarize() alone does not know it
         at = f" (confidence threshold {threshold:.2f})" if threshold is not None else ""
         lines.append(f"as the node would act{at}:")
+        if m.get("second_opinion"):
+            lines.append(
+                f"(a call is published only when the second opinion {m['second_opinion']} makes it too)"
+            )
         lines.append(
             f"{'split':18s} {'right':>7s} {'WRONG':>7s} {'declined':>9s} {'held back':>10s}"
             f" {'declines published':>20s}"
