@@ -178,15 +178,15 @@ def unsafe_requests(path: str | Path = PATTERNS_FILE) -> list[tuple[str, str]]:
     return out
 
 
-def _fetch_debs(directory: Path) -> None:
-    """apt-get download the fortune packages into ``directory`` (setup time only)."""
+def fetch_debs(directory: Path, packages: tuple[str, ...] = PACKAGES) -> None:
+    """apt-get download Debian ``packages`` into ``directory`` (setup time only; no root needed)."""
     try:
         subprocess.run(
-            ["apt-get", "download", *PACKAGES], cwd=directory, check=True, capture_output=True, text=True
+            ["apt-get", "download", *packages], cwd=directory, check=True, capture_output=True, text=True
         )
     except (OSError, subprocess.CalledProcessError) as e:
         detail = getattr(e, "stderr", "") or str(e)
-        raise RuntimeError(f"apt-get download {' '.join(PACKAGES)} failed: {detail.strip()[-500:]}") from e
+        raise RuntimeError(f"apt-get download {' '.join(packages)} failed: {detail.strip()[-500:]}") from e
 
 
 def build(out: str | Path | None = None, debs: str | Path | None = None) -> dict[str, int]:
@@ -197,7 +197,7 @@ def build(out: str | Path | None = None, debs: str | Path | None = None) -> dict
         work = Path(tmp)
         deb_dir = Path(debs) if debs else work
         if not debs:
-            _fetch_debs(work)
+            fetch_debs(work)
         found = sorted(deb_dir.glob("*.deb"))
         if not found:
             raise FileNotFoundError(f"{deb_dir}: no .deb files of {PACKAGES}")

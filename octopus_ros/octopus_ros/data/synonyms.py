@@ -189,13 +189,9 @@ def build(out: str | Path | None = None, deb: str | Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="synonyms_") as tmp:
         work = Path(tmp)
         if deb is None:
-            try:
-                subprocess.run(
-                    ["apt-get", "download", PACKAGE], cwd=work, check=True, capture_output=True, text=True
-                )
-            except (OSError, subprocess.CalledProcessError) as e:
-                detail = getattr(e, "stderr", "") or str(e)
-                raise RuntimeError(f"apt-get download {PACKAGE} failed: {detail.strip()[-500:]}") from e
+            from octopus_ros.data.decline_corpus import fetch_debs
+
+            fetch_debs(work, (PACKAGE,))
             found = sorted(work.glob(f"{PACKAGE}_*.deb"))
             if not found:
                 raise FileNotFoundError(f"apt-get download {PACKAGE} left no .deb in {work}")
@@ -264,14 +260,24 @@ def all_substitutions(
 ) -> list[str]:
     """Every text :func:`substitute` can make of ``text`` (one span, one synonym each)."""
     units = text.split(" ")
-    out = []
-    for i, j in spans(text, table, protected):
-        lemma = " ".join(_TRAIL.match(u).group(1).lower() for u in units[i:j])
-        for choice in table[lemma]:
-            if units[i][:1].isupper():
-                choice = choice[:1].upper() + choice[1:]
-            out.append(" ".join(units[:i] + [choice + _TRAIL.match(units[j - 1]).group(2)] + units[j:]))
-    return out
+    return [
+        _replaced(units, i, j, choice)
+        for i, j in spans(text, table, protected)
+        for choice in table[_lemma(units, i, j)]
+    ]
+
+
+def _lemma(units: list[str], i: int, j: int) -> str:
+    """The table key of the words ``units[i:j]`` (lower case, trailing punctuation left out)."""
+    return " ".join(_TRAIL.match(u).group(1).lower() for u in units[i:j])
+
+
+def _replaced(units: list[str], i: int, j: int, choice: str) -> str:
+    """``units`` joined with ``units[i:j]`` replaced by ``choice``, which keeps the replaced words'
+    leading capital and trailing punctuation."""
+    if units[i][:1].isupper():
+        choice = choice[:1].upper() + choice[1:]
+    return " ".join(units[:i] + [choice + _TRAIL.match(units[j - 1]).group(2)] + units[j:])
 
 
 def substitute(
@@ -285,12 +291,8 @@ def substitute(
         return None
     i, j = found[int(rng.integers(0, len(found)))]
     units = text.split(" ")
-    lemma = " ".join(_TRAIL.match(u).group(1).lower() for u in units[i:j])
-    choice = table[lemma][int(rng.integers(0, len(table[lemma])))]
-    if units[i][:1].isupper():
-        choice = choice[:1].upper() + choice[1:]
-    choice += _TRAIL.match(units[j - 1]).group(2)
-    return " ".join(units[:i] + [choice] + units[j:])
+    options = table[_lemma(units, i, j)]
+    return _replaced(units, i, j, options[int(rng.integers(0, len(options)))])
 
 
 # slot phrases hold these too ("on the table", "pick up"): they stay protected for word dropout, not here
