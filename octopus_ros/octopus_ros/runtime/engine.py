@@ -149,7 +149,7 @@ class ActionEngine:
     ``second_opinion``: another model with the same interface and registry (None: off); a call
     the primary model would publish is then published only when the second model, deciding the
     same request on the same frame under the same settings, makes the same call
-    (:func:`octopus_ros.runtime.outcomes.second_opinion_outcome`).
+    (:func:`octopus_ros.runtime.second_opinion.second_opinion_outcome`).
     """
 
     def __init__(

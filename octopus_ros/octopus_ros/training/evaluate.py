@@ -46,7 +46,7 @@ import numpy as np
 
 from octopus_ros.data import generate
 from octopus_ros.data.natural import CHECK_SET_PATH, THIRD_SET_PATH
-from octopus_ros.runtime.second_opinion import second_opinion_dir
+from octopus_ros.runtime.second_opinion import same_functions, second_opinion_dir
 
 EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
 CHECK_TITLE = "check set (written apart from templates and natural set; figures only)"
@@ -93,7 +93,7 @@ def node_action(
     parameter of that name loads it; None: off): a call that would be published is published only
     when that model, deciding ``utterance`` on ``image`` under the same settings (its own grounding
     head at the node's default), makes the same call
-    (:func:`octopus_ros.runtime.outcomes.second_opinion_outcome`)."""
+    (:func:`octopus_ros.runtime.second_opinion.second_opinion_outcome`)."""
     from octopus_ros.functions import validate_call
     from octopus_ros.runtime.engine import EngineConfig
     from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome, request_limit
@@ -556,7 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     octopus = Octopus.load(args.checkpoint, precision=args.precision)
     second_dir = second_opinion_dir(args.checkpoint, args.second_opinion)
-    second = Octopus.load(second_dir, precision=args.precision) if second_dir is not None else None
+    second = None
+    if second_dir is not None:
+        same_functions(args.checkpoint, second_dir)  # as the node checks it at configure
+        second = Octopus.load(second_dir, precision=args.precision)
     print(f"second opinion: {second_dir or 'off'}")
     metrics = evaluate(
         octopus,
