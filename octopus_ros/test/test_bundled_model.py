@@ -110,7 +110,7 @@ def test_the_bundled_model_carries_its_second_opinion():
     assert second == path / "second_opinion"
     same_functions(path, second)
     a, b = load_checkpoint(path), load_checkpoint(second)
-    assert a.config.to_dict() == b.config.to_dict() if hasattr(a.config, "to_dict") else True
+    assert a.config.to_dict() == b.config.to_dict()  # the same architecture
     assert b.metrics["train_config"]["seed"] != a.metrics["train_config"]["seed"]
     recorded = json.loads((path / "metrics.json").read_text())["eval_fp32"]
     assert recorded.get("second_opinion", "").endswith("second_opinion")  # its figures include it

@@ -142,7 +142,7 @@ def test_built_table_varies_the_bundled_phrasings_and_never_says_what_is_measure
     assert varied > 20
 
 
-def test_every_variant_and_the_novelty_vocabulary_learns_them():
+def test_every_variant_and_the_plain_novelty_vocabulary():
     from types import SimpleNamespace
 
     from octopus_ros.functions import load_default_registry
@@ -165,7 +165,23 @@ def test_every_variant_and_the_novelty_vocabulary_learns_them():
     registry = load_default_registry()
     plain = SimpleNamespace(synonyms=0.0, augment=0.5, answer_format="functional")
     assert novelty_profile.training_texts(records, registry, plain) == ["pick up the red cup"]
-    if default_path().is_file():
-        varied = SimpleNamespace(synonyms=1.0, augment=0.5, answer_format="functional")
-        texts = novelty_profile.training_texts(records, registry, varied)
-        assert "lift up the red cup" in texts and texts[0] == "pick up the red cup"
+
+
+@pytest.mark.skipif(not default_path().is_file(), reason="synonym table not built (make setup builds it)")
+def test_the_novelty_vocabulary_learns_the_synonyms_trained_on():
+    from types import SimpleNamespace
+
+    from octopus_ros.functions import load_default_registry
+    from octopus_ros.training import novelty_profile
+
+    records = [
+        {
+            "instruction": "pick up the red cup",
+            "answer": "<nexa_0>('red cup')<nexa_end>",
+            "function": "pick_up",
+            "language": "en",
+        },
+    ]
+    varied = SimpleNamespace(synonyms=1.0, augment=0.5, answer_format="functional")
+    texts = novelty_profile.training_texts(records, load_default_registry(), varied)
+    assert "lift up the red cup" in texts and texts[0] == "pick up the red cup"

@@ -138,6 +138,9 @@ def test_a_second_opinion_publishes_only_what_both_models_decide(tmp_path):
     assert both["published_wrong"] <= alone["published_wrong"]
     assert both["published_right"] <= alone["published_right"]
     assert both["declined"] >= alone["declined"]
+    # and the other random model does disagree: the first model's publications are declined
+    assert alone["published_wrong"] > 0 and both["published_wrong"] < alone["published_wrong"]
+    assert both["declined"] > alone["declined"]
     # `make evaluate` finds a checkpoint's own second_opinion/ folder by itself
     shutil.copytree(other, ckpt / SECOND_OPINION_DIR)
     out = tmp_path / "metrics.json"

@@ -5,11 +5,10 @@ export."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
-from node_harness import RobotSide, start_node, stop_node
+from node_harness import RobotSide, start_node, stop_node, wait_for_log
 from octopus_msgs.msg import Outcome
 
 from octopus_ros.paths import default_model_dir
@@ -64,9 +63,7 @@ def test_configure_fails_clearly_without_an_export(ros_env, tmp_path):
     ckpt = linked_checkpoint(tmp_path / "ckpt")
     proc = start_node(ros_env, f"model_path:={ckpt}", "backend:=onnx")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "stays unconfigured" not in _log(proc):
-            time.sleep(0.2)
+        wait_for_log(proc, "stays unconfigured")
     finally:
         log = stop_node(proc)
     assert "configure failed: CheckpointError" in log, log[-2000:]
@@ -74,9 +71,3 @@ def test_configure_fails_clearly_without_an_export(ros_env, tmp_path):
         -2000:
     ]
     assert "stays unconfigured" in log
-
-
-def _log(proc) -> str:
-    from octopus_ros.ros.testing import node_log
-
-    return node_log(proc)

@@ -9,14 +9,12 @@ other functions fails configure with the reason.
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
-from node_harness import RobotSide, start_node, stop_node
+from node_harness import RobotSide, start_node, stop_node, wait_for_log
 from octopus_msgs.msg import Outcome
 from tiny_models import train_always
 
-from octopus_ros.ros.testing import node_log
 from octopus_ros.runtime.second_opinion import SECOND_OPINION_DIR
 
 pytestmark = pytest.mark.slow
@@ -100,9 +98,7 @@ def test_a_second_model_with_other_functions_fails_configure(ros_env, tmp_path, 
     )
     proc = start_node(ros_env, f"model_path:={models['stop']}", f"second_opinion:={other}")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "stays unconfigured" not in node_log(proc):
-            time.sleep(0.2)
+        wait_for_log(proc, "stays unconfigured")
     finally:
         log = stop_node(proc)
     assert "configure failed: SecondOpinionError" in log and "same functions" in log, log[-3000:]

@@ -75,6 +75,16 @@ def node_log(proc: subprocess.Popen) -> str:
     return text
 
 
+def wait_for_log(proc: subprocess.Popen, text: str, timeout: float = 60.0) -> bool:
+    """Wait until the node started by :func:`start_node` logs ``text`` (True) or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while text not in node_log(proc):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def stop_node(proc: subprocess.Popen) -> str:
     """Stop the node (SIGINT, as Ctrl-C) and return its log."""
     if proc.poll() is None:
