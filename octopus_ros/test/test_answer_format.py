@@ -26,6 +26,7 @@ from octopus_ros.functions.answer_format import (
     parse_answer,
 )
 from octopus_ros.lean.copier import COPIER_FILE
+from octopus_ros.training.span_copier import DEFAULT_STEPS as COPIER_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +212,7 @@ def test_cli_passes_the_options_through(monkeypatch, tmp_path):
     assert got["cfg"].answer_format == "json" and got["cfg"].connector == "perceiver"
     train_all.main(["--out", str(tmp_path)])
     assert got["cfg"].answer_format == "functional" and got["cfg"].connector is None
-    assert got["copier_steps"] == 1500
+    assert got["copier_steps"] == COPIER_STEPS
     train_all.main(["--out", str(tmp_path), "--copier-steps", "0"])
     assert got["copier_steps"] == 0
     for argv in (["--answer-format", "json"], ["--perceiver-latents", "4"]):

@@ -19,18 +19,19 @@ from octopus_ros.paths import default_model_dir
 pytestmark = pytest.mark.slow
 README = Path(__file__).resolve().parents[2] / "README.md"
 # README, "The bundled model and training": "Held-out exact match (function and every argument,
-# 300 per split, …): iid 98.7 %, unseen phrasing 88.0 %, unseen colour × object 90.7 %" (model v11;
-# docs/training.md has the same figures).
-README_EXACT_MATCH = {"iid": 0.987, "unseen_phrasing": 0.88, "unseen_combo": 0.907}
+# 300 per split, …): iid 98.7 %, unseen phrasing 89.3 %, unseen colour × object 90.7 %" (model v11,
+# stop 33's span copier; docs/training.md has the same figures).
+README_EXACT_MATCH = {"iid": 0.987, "unseen_phrasing": 0.893, "unseen_combo": 0.907}
 README_SENTENCE = re.compile(
     r"iid (?P<iid>[\d.]+) %, unseen phrasing (?P<unseen_phrasing>[\d.]+) %,\s+unseen colour × object "
     r"(?P<unseen_combo>[\d.]+) %"
 )
 N_PER_SPLIT = 60  # the first 60 of the README evaluation's examples (same seed)
 # The evaluation is deterministic, so the margin only covers the gap between this 60-example
-# sample and the README's 300-example figures (a few points at most for a committed model);
-# 5 points leaves at least one example (1.7 points) of slack in every split.
-MARGIN = 0.05
+# sample and the README's 300-example figures. Stop 33's copier lifted unseen phrasing on the
+# 300 (88.0 -> 89.3 %) but not on the first 60 (83.3 % both times: 6 points under the 300's);
+# 7 points leaves one example (1.7 points) of slack in every split.
+MARGIN = 0.07
 
 
 def test_readme_states_the_pinned_figures_and_the_tracked_metrics_agree():

@@ -82,8 +82,9 @@ def test_splits_are_fixed_and_sized():
         for lang in LANGUAGES:
             total = len(templates_for(function, lang))
             held = len(s.templates(function, lang, heldout=True))
-            # a quarter when drawn; appended training phrasings lower the share since
-            assert held >= 2 and 0.12 * total <= held <= 0.35 * total, (function, lang, held, total)
+            # a quarter when drawn; appended training phrasings lower the share since (stop 33:
+            # send_message's relay forms: 4 of 37 English, 3 of 30 Chinese)
+            assert held >= 2 and 0.10 * total <= held <= 0.35 * total, (function, lang, held, total)
             modes = {t.mode for t in s.templates(function, lang, heldout=False)}
             assert modes == {t.mode for t in templates_for(function, lang)}
     # every category and colour of a held-out combo keeps training partners

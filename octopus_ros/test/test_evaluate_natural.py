@@ -53,6 +53,10 @@ def test_published_wrong_counts_actions_on_declines_and_wrong_calls():
     assert [e["id"] for e in m["published_wrong_examples"]] == ["en-actionable", "en-unsafe", "zh-free_text"]
     text = format_natural(m, 0.5)
     assert "PUBLISHED WRONG" in text and "37.5%" in text
+    # a set without declines (the message set) leaves out the rows it has nothing to count for
+    only_messages = format_natural(summarize_natural(rows[-2:]), 0.5)
+    assert "declines right" not in only_messages and "nan" not in only_messages
+    assert "free text copied exactly" in only_messages and "–" in only_messages  # en has none
 
 
 def test_the_natural_split_runs_a_model_as_the_node_would(tmp_path):

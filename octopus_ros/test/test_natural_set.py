@@ -13,6 +13,7 @@ from octopus_ros.data.instructions import TEMPLATES, TEMPLATES_BY_ID, templates_
 from octopus_ros.data.natural import (
     CHECK_SET_PATH,
     KINDS,
+    MESSAGES_SET_PATH,
     NATURAL_SET_PATH,
     THIRD_SET_PATH,
     NaturalSetError,
@@ -76,6 +77,27 @@ def test_the_check_set_repeats_no_natural_set_request():
     assert not {it.id for it in third} & (
         {it.id for it in check} | {it.id for it in load_natural_set(NATURAL_SET_PATH)}
     )
+
+
+def test_the_message_set_is_apart_and_every_body_is_a_span():
+    """The message set (stop 33): requests to send a message only, each expected body an exact
+    span of its utterance, produced by no template and repeating no request of the other sets."""
+
+    def norm(text):
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    registry = load_default_registry()
+    items = load_natural_set(MESSAGES_SET_PATH)
+    for lang in ("en", "zh"):
+        assert sum(it.language == lang for it in items) >= 60, lang
+    for it in items:
+        call = it.expected_call(registry)
+        assert it.kind == "free_text" and call.function == "send_message", it.id
+        assert {a.name: a.value for a in call.args}["text"] in it.text, it.id
+    assert {it.id: p for it in items if (p := templates_producing(it.text, it.language))} == {}
+    earlier = [load_natural_set(path) for path, _, _ in SETS.values()]
+    assert [it.id for it in items if norm(it.text) in {norm(e.text) for s in earlier for e in s}] == []
+    assert not {it.id for it in items} & {e.id for s in earlier for e in s}
 
 
 def test_the_template_matcher_recognises_everything_the_generator_writes():

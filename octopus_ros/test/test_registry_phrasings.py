@@ -10,6 +10,9 @@ their ending mark ("happy birthday!", "生日快乐！"), which the model no lon
 (lean/prompt.py ``model_utterance``); images and the other splits did not change. Recorded again
 in stop 31: 94 training phrasings were appended to twelve functions (their ids come after the old
 ones, and no held-out mark moved), which changes every split's draw, held-out splits included.
+Recorded again in stop 33: 21 training phrasings were appended to send_message (relay forms: "tell
+{contact} to {msg}", "跟{contact}讲{msg}", ...); the training and iid draws changed, the held-out
+splits (unseen phrasing, unseen colour x object) and every image did not.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ from octopus_ros.paths import config_path
 
 # sha256 over (instruction, answer, template id, mode) of generate(split, 400, seed), per split and seed
 RECORDED = {
-    "train/0": "882d1085073d13398fe0ec23c20414daed631a2c7f1e7bbeee4b9afa7f79bf1b",
-    "train/1": "66ab50ae61fe2502294671654a15b63e7c5f03feb7d718989623e60e3d02198f",
-    "iid/0": "5e7bbfd458aa42714b312025773f906d2214df92650f381e02effaa43f6e36c3",
-    "iid/1": "78badc9b9d72fb50db3ae87fca848d0d1fce9f5e42bcc35cfee606c94ae79479",
+    "train/0": "6b7e84c6e7e4cf6da2b7d429e935a79436e4559b8f163e5781f49fe367ccba20",
+    "train/1": "fca5737c36a04ed543d87550aaaf117475817df51874e61fd1655e543e4d0da8",
+    "iid/0": "fae806e2d48883671d8bafb6b0761b575d62c6face170db05efcce343e7d3982",
+    "iid/1": "38c3d46aeb9e0f75f478d94ef653abeda68ec61ca82a04eddda0a7d6e351309e",
     "unseen_phrasing/0": "7f9b75bea84bc235e5210dd4d98d579c5e4df229dbb91a46676c4fa9d29d00f0",
     "unseen_phrasing/1": "f7c34c629889450085567ad799bb85cd079fcf5fdd39faea9ba15d5036158abc",
     "unseen_combo/0": "de2f55301eeb2e8b75160f9335dbde0402e394e2689487580c1810df4046c7bc",
@@ -48,15 +51,15 @@ RECORDED_IMAGES = {
     "unseen_combo/1": "bf195c2a5b6aa3fe5a97d99ae7ac0277e3b5b940aef17eaa716ef8dae88d3945",
 }
 RECORDED_CORPUS = (
-    "d581057df65fab73b4bfe8f616b710ef155e4f841d55b8c4a940ff396da3944e"  # instruction_corpus(seed=0)
+    "bd17a29f64c2c73d6d6cec5edf9984602f01b0aa62c86987871c1d2788fafe1a"  # instruction_corpus(seed=0)
 )
 # instruction_corpus(seed=3, split="unseen_phrasing")
 RECORDED_HELDOUT_CORPUS = "a5a291e4fb2b7cefc6155ce86797ddb1f0a8b3f0b28a0e39eb8734cf0a914d34"
 # sha256 over (id, function, language, text, mode, repr(fixed)) of every template, in order
-RECORDED_TEMPLATES = "2cab3152542d1683bee339c33a2fcbe767a76152a5064376524f1b4cb44111d6"
+RECORDED_TEMPLATES = "2eb6d99bbc7eae209e1f3f954beb63e807631f4eadc0811920f1e4835f019a28"
 # sha256 of the sorted held-out template ids of default_splits(), one per line
 RECORDED_HELDOUT = "9af8c20e0ab2d2dd00563396be4fada8de74edb16310575dc7b36a01bf5a5706"
-N_TEMPLATES, N_HELDOUT = 558, 110
+N_TEMPLATES, N_HELDOUT = 579, 110
 
 
 def _digests(split: str, seed: int, **kwargs) -> tuple[str, str]:

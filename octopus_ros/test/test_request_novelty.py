@@ -203,3 +203,32 @@ def test_the_sweep_counts_what_the_node_publishes_by_set():
     assert f["natural_all"]["calls_published_right"] == 0.5
     assert f["check_all"]["published_wrong"] == 0.0 and f["check_all"]["calls_published_right"] == 0.0
     assert f["iid"]["published_right"] == 1.0
+
+
+def test_the_profile_reads_messages_with_the_bodies_stage_4_trains_with():
+    """with_new_bodies gives that share of the message records a corpus sentence as the body
+    they copy, in the request and in the call together; other records are left as they are."""
+    from octopus_ros.data import generate
+    from octopus_ros.functions import load_default_registry, parse_call
+    from octopus_ros.training.novelty_profile import with_new_bodies
+
+    registry = load_default_registry()
+    records = [
+        {"instruction": ex.instruction, "answer": ex.answer, "language": ex.language}
+        for ex in generate("train", 200, 5, image_size=16)
+    ]
+    bodies = {"en": ["the kettle is on", "meet me at the gate"], "zh": ["水开了", "在门口等我"]}
+    varied = with_new_bodies(records, registry, bodies, 1.0, seed=0)
+    assert varied == with_new_bodies(records, registry, bodies, 1.0, seed=0)  # deterministic
+    messages = 0
+    for old, new in zip(records, varied, strict=True):
+        call = parse_call(old["answer"], registry)
+        if call.function != "send_message":
+            assert new == old
+            continue
+        messages += 1
+        body = parse_call(new["answer"], registry).args[1].value
+        assert body in bodies[old["language"]] and body in new["instruction"]
+        assert new["instruction"] != old["instruction"]
+    assert messages >= 5
+    assert with_new_bodies(records, registry, bodies, 0.0) == records

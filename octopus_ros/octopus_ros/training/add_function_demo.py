@@ -349,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--copier-steps",
         type=int,
-        default=1500,
-        help="steps to retrain the base's span copier on the result (octopus_finetune --copier-steps)",
+        default=None,
+        help="steps to retrain the base's span copier on the result (octopus_finetune --copier-steps; "
+        "default: its default)",
     )
     p.add_argument(
         "--augment",
@@ -420,7 +421,9 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
         "--registry-n",
         str(args.registry_n),
     ]
-    argv += ["--rows", args.rows, "--augment", str(args.augment), "--copier-steps", str(args.copier_steps)]
+    argv += ["--rows", args.rows, "--augment", str(args.augment)]
+    if args.copier_steps is not None:
+        argv += ["--copier-steps", str(args.copier_steps)]
     argv += ["--distill", str(args.distill)] if args.distill > 0 else []
     argv += ["--extend-vocab"] if args.extend_vocab else []
     argv += ["--counterfactual"] if args.counterfactual else []

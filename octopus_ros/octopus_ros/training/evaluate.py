@@ -45,16 +45,18 @@ from typing import Any
 import numpy as np
 
 from octopus_ros.data import generate
-from octopus_ros.data.natural import CHECK_SET_PATH, THIRD_SET_PATH
+from octopus_ros.data.natural import CHECK_SET_PATH, MESSAGES_SET_PATH, THIRD_SET_PATH
 from octopus_ros.runtime.second_opinion import same_functions, second_opinion_dir
 
 EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
 CHECK_TITLE = "check set (written apart from templates and natural set; figures only)"
 THIRD_TITLE = "third set (written apart from templates and both sets, stop 30; figures only)"
+MESSAGES_TITLE = "message set (send_message only, written apart from everything else, stop 33; figures only)"
 # the sets measured for figures only: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
     ("natural_third", THIRD_SET_PATH, THIRD_TITLE),
+    ("natural_messages", MESSAGES_SET_PATH, MESSAGES_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)
@@ -374,7 +376,9 @@ def format_natural(m: dict, threshold: float | None = None, title: str = "natura
         ("calls_published_right", "expected calls published right"),
         ("held_back", "held back"),
     ):
-        lines.append(f"{label:34s} {a[key]:7.1%} {en[key]:7.1%} {zh[key]:7.1%}")
+        if all(np.isnan(v[key]) for v in (a, en, zh)):
+            continue  # no request of that kind in this set (the message set has no decline)
+        lines.append(f"{label:34s} {_share(a[key])} {_share(en[key])} {_share(zh[key])}")
     lines.append("")
     lines.append(
         f"{'kind':16s} {'n':>4s} {'right':>7s} {'WRONG':>7s} {'wrong en':>9s} {'wrong zh':>9s}"
@@ -382,9 +386,9 @@ def format_natural(m: dict, threshold: float | None = None, title: str = "natura
     )
     for kind, v in m["kind"].items():
         lines.append(
-            f"{kind:16s} {v['n']:4d} {v['published_right']:7.1%} {v['published_wrong']:7.1%}"
-            f" {v['published_wrong_en']:9.1%} {v['published_wrong_zh']:9.1%} {v['declined']:9.1%}"
-            f" {v['held_back']:10.1%}"
+            f"{kind:16s} {v['n']:4d} {_share(v['published_right'])} {_share(v['published_wrong'])}"
+            f"  {_share(v['published_wrong_en'])}  {_share(v['published_wrong_zh'])}  {_share(v['declined'])}"
+            f"   {_share(v['held_back'])}"
         )
     if m.get("published_wrong_examples"):
         lines.append("")
@@ -392,6 +396,11 @@ def format_natural(m: dict, threshold: float | None = None, title: str = "natura
         for e in m["published_wrong_examples"][:10]:
             lines.append(f"  {e['id']:18s} {e['confidence']:.2f}  want {e['expected']}  got {e['got']}")
     return "\n".join(lines)
+
+
+def _share(x: float) -> str:
+    """A share as the tables print it: 7 characters, "–" where there was nothing to count."""
+    return f"{'–':>7s}" if np.isnan(x) else f"{x:7.1%}"
 
 
 def _acc(rows: list[dict], key: str = "correct") -> float:

@@ -71,6 +71,7 @@ from octopus_ros.model import (
 )
 from octopus_ros.model.functional_tokens import INITS, extend_functional_tokens, extend_vocabulary
 from octopus_ros.model.tokenizer import NEXA_END_TOKEN
+from octopus_ros.training.span_copier import DEFAULT_STEPS as COPIER_STEPS
 
 log = logging.getLogger("octopus_ros.training.finetune")
 
@@ -1068,7 +1069,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--copier-steps",
         type=int,
-        default=1500,
+        default=COPIER_STEPS,
         help="retrain the --base checkpoint's span copier on the result for this many steps (it is tied "
         "to the weights it read; 0: leave it out); the grounding head and novelty profiles are carried "
         "over or refitted (octopus_ros/training/carry.py)",

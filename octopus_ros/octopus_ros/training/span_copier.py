@@ -41,6 +41,24 @@ acts): seed 0: none 96.0 % / 78 %, 0.3 91.5 / 76, 0.5 94.5 / 82, 0.7 91.5 / 78; 
 against 91.5 %, and a smaller spread); the natural set moved within its noise (one request is 2
 points) and was not used to choose.
 
+Budget and relay forms (stop 33; copier alone on the bundled v11's embeddings, seeds 0 / 1,
+held-out English exact, markerless Chinese; the message set, 60 + 60 requests written apart
+for it, reported and not used to choose). With 3,000 requests and 1,500 steps, four seeds gave
+81.4-84.8 % on the held-out English: "let bob know X" is copied from "know" in most seeds, a
+carrier no training phrasing has. send_message then got 21 training relay forms ("tell {contact}
+to {msg}", "leave {contact} a note saying {msg}", "跟{contact}讲{msg}", "问问{contact}{msg}",
+"{msg}，把这句发给{contact}"...; none a near twin of a held-out one): 88.7 / 91.0 %, the message
+set's English 48 -> 56 / 55 of 60. Then the budget: 8,000 requests x 3,000 steps 94.8 / 84.0 %;
+8,000 x 6,000 95.9 / 97.0 % (markerless Chinese 97.9 / 97.2 %), the default (about 2 min); a
+marker drop of 0.3 instead of 0.15 83.5 / 79.0 %. The bundled copier (seed 0, the final 21
+forms): held-out 97.9 % English, 99.0 % Chinese; the message set 57 / 60 English, but Chinese
+44 / 60 as before the change. On the older sets the misses that are left drop a message's first
+token after the contact or carrier, a whole token each time ("告诉爸爸饭做好了" copied from "做",
+"tell Bob to bring the charger" from "the"): words the requests of other functions use ("bring")
+or that the training phrasings put there as carriers. Other functions' training requests as
+bodies (``request_bodies``, 15 % of the values, seeds 0 / 1) lowered the held-out English to
+91.8 / 96.0 % and were not kept.
+
 Writes ``span_copier.safetensors`` (with its figures and the sha256 of the weights whose
 embeddings it read) into MODEL_DIR. Deterministic in ``--seed``: the step budget is steps, not
 seconds. ``make train`` runs it as its last step (train_all ``--copier-steps``).
@@ -75,6 +93,10 @@ from octopus_ros.lean.copier import (
 )
 
 log = logging.getLogger(__name__)
+
+# the budget (stop 33: 3000 requests x 1500 steps -> 8000 x 6000; see the module docstring)
+DEFAULT_STEPS = 6000
+DEFAULT_TRAIN_REQUESTS = 8000
 
 # punctuation a speech recogniser may leave out around the value ("text mom: ..." -> "text mom ...")
 _CARRIER_PUNCT = re.compile(f"[{re.escape(CLAUSE_PUNCT)}]")
@@ -283,9 +305,9 @@ def fit_temperature(copier: SpanCopier, items: list[Item], embed) -> float:
 def train(
     model_dir: str | Path,
     *,
-    steps: int = 1500,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 16,
-    n_train: int = 3000,
+    n_train: int = DEFAULT_TRAIN_REQUESTS,
     n_val: int = 400,
     seed: int = 0,
     corpus_p: float = 0.6,
@@ -425,10 +447,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("model_dir", help="an Octopus checkpoint directory")
     p.add_argument(
-        "--steps", type=int, default=1500, help="training steps of --batch requests (default 1500)"
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help=f"training steps of --batch requests (default {DEFAULT_STEPS})",
     )
     p.add_argument("--batch", type=int, default=16, help="requests per step (default 16)")
-    p.add_argument("--train", type=int, default=3000, help="training requests generated (default 3000)")
+    p.add_argument(
+        "--train",
+        type=int,
+        default=DEFAULT_TRAIN_REQUESTS,
+        help=f"training requests generated (default {DEFAULT_TRAIN_REQUESTS})",
+    )
     p.add_argument(
         "--val", type=int, default=400, help="held-out phrasing requests for the figures (default 400)"
     )

@@ -55,6 +55,7 @@ from octopus_ros.model import (
 from octopus_ros.model.checkpoint import read_checkpoint_config
 from octopus_ros.paths import config_path
 from octopus_ros.training.novelty_profile import training_texts, write_profiles
+from octopus_ros.training.span_copier import DEFAULT_STEPS as COPIER_STEPS
 from octopus_ros.training.stages import (
     STAGES,
     Curve,
@@ -378,6 +379,8 @@ def train(
                 pools.get("decline_corpus") or {},
                 seed=cfg.seed,
                 progress=sys.stderr.isatty(),
+                message_bodies=pools.get("message_corpus"),
+                message_share=cfg.message_corpus,
             )
         except ValueError as e:  # a pool too small to fit one (tiny test runs)
             metrics["request_profile"] = f"none: {e}"
@@ -389,7 +392,9 @@ def train(
     if copier_steps > 0 and cfg.answer_format == "functional":  # last: tied to model.safetensors' sha256
         from octopus_ros.training.span_copier import train as train_copier
 
-        copier = train_copier(out, steps=copier_steps, progress=sys.stderr.isatty())
+        # the run's seed, as the grounding head's: a second opinion trained with another --seed
+        # gets a copier of its own draws, whose misses the first one's seldom share (stop 33)
+        copier = train_copier(out, steps=copier_steps, seed=cfg.seed, progress=sys.stderr.isatty())
         metrics["span_copier"] = {k: copier[k] for k in ("steps", "heldout_phrasing") if k in copier}
     elif copier_steps > 0:
         log.info(
@@ -477,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--copier-steps",
         type=int,
-        default=1500,
+        default=COPIER_STEPS,
         help="then train the span copier (training/span_copier.py) for this many steps, last "
         "(0: none; never for --answer-format json)",
     )

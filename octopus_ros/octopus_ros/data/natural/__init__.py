@@ -37,6 +37,9 @@ CHECK_SET_PATH = Path(__file__).with_name("natural_check.yaml")
 # The third set (stop 30): written the same way as the check set by another author, after the
 # check set had been used to compare the novelty limits; figures only, like the check set.
 THIRD_SET_PATH = Path(__file__).with_name("natural_third.yaml")
+# The message set (stop 33): 60 + 60 requests to send a message, written apart from everything
+# else for the copy figures (send_message's relay phrasings were added while it was written).
+MESSAGES_SET_PATH = Path(__file__).with_name("natural_messages.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
