@@ -207,7 +207,7 @@ def test_a_span_the_grammar_cannot_take_falls_back_to_every_span(registry):
     body = "the meeting with the whole team is moved to next thursday afternoon"  # > 48 characters
     utterance = f"text bob that {body}"
     for text in (body, "eting wi"):
-        copier = SimpleNamespace(pick=lambda *_a, t=text: CopiedSpan(t, 0, len(t), 0.9))
+        copier = SimpleNamespace(pick=lambda *_a, t=text: CopiedSpan(t, 0, len(t), 0.9), max_chars=48)
         grammar, span = copy_span(
             copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
         )
@@ -348,3 +348,52 @@ def test_marker_drop_in_the_training_data_is_deterministic_and_keeps_the_value(r
         a, b = int(it.tokens.starts[it.first]), int(it.tokens.ends[it.last])
         assert it.text[a:b] == it.value and it.mentions
         assert all(b <= ma or a >= mb for ma, mb in it.mentions)  # the contact stays outside
+
+
+def test_carrier_words_are_the_training_phrasings_words_outside_their_slots(registry):
+    from octopus_ros.lean.copier import carrier_words
+
+    words = carrier_words(registry, ["send_message", "pick_up"])  # pick_up copies nothing: ignored
+    assert {"tell", "that", "saying", "to", "说", "讲", "告", "诉"} <= words
+    assert "know" not in words  # only the held-out "let {contact} know {msg}" says it
+    assert not words & {"mom", "bob", "妈", "cup"}  # slot values are not phrasing words
+    assert carrier_words(registry, ["pick_up"]) == frozenset()
+
+
+@pytest.mark.parametrize(
+    "text, copied, want",
+    [
+        ("告诉爸爸饭做好了", "做好了", "饭做好了"),  # a message's first character, dropped
+        ("给爸爸发一条，家里没牛奶了", "牛奶了", "家里没牛奶了"),
+        ("告诉爸爸说饭做好了", "做好了", "饭做好了"),  # up to the carrier word, not over it
+        ("告诉爸爸说饭做好了", "饭做好了", "饭做好了"),  # nothing left in the gap
+        ("给爸爸发消息：饭做好了", "饭做好了", "饭做好了"),
+        ("tell Bob to bring the charger", "the charger", "the charger"),  # English gaps stay
+        ("饭做好了，告诉爸爸", "做好了", "做好了"),  # the recipient after the message: no gap
+    ],
+)
+def test_a_chinese_gap_of_words_no_phrasing_uses_joins_the_message(registry, text, copied, want):
+    from octopus_ros.lean.copier import CopiedSpan, absorb_gap, carrier_words, named_mentions
+
+    start = text.rindex(copied)
+    span = CopiedSpan(copied, start, start + len(copied), 0.8)
+    mentions = named_mentions(registry, ["send_message"], text)
+    got = absorb_gap(text, span, mentions, carrier_words(registry, ["send_message"]), 48)
+    assert got.text == want and got.prob == 0.8 and text[got.start : got.end] == want
+    assert got.absorbed == want[: len(want) - len(copied)]
+    # nothing is added past the copied argument's length, or without carrier words to stop at
+    assert absorb_gap(text, span, mentions, carrier_words(registry, ["send_message"]), len(copied)) == span
+    assert absorb_gap(text, span, mentions, frozenset(), 48) == span
+
+
+def test_copy_span_applies_the_gap_rule(registry):
+    from types import SimpleNamespace
+
+    from octopus_ros.lean.copier import CopiedSpan, copy_span
+
+    utterance = "告诉爸爸饭做好了"
+    copier = SimpleNamespace(pick=lambda *_a: CopiedSpan("做好了", 5, 8, 0.9), max_chars=48)
+    grammar, span = copy_span(
+        copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
+    )
+    assert span.text == "饭做好了" and grammar.is_span("饭做好了")

@@ -12,7 +12,11 @@ so an unsure copy is held back like any unsure call. The mention rule is inferen
 network's: the span never takes the words that name a ``named`` argument's value (found by the
 registry's own ``named`` matching, functions/mentions.py) unless another mention stays outside it,
 and never cuts one; where no span is left the copied value is any word-aligned span, as without a
-copier.
+copier. A Chinese message the copier starts one word late ("告诉爸爸饭做好了" -> "做好了") takes
+back the characters between the contact and it that no training phrasing of the function uses
+to introduce a message (:func:`absorb_gap`); English gaps are left alone, since there the
+copier's misses run the other way ("let bob know X" copied from "know", a carrier that only a
+held-out phrasing says).
 
 Inference is numpy only, and the same code serves the torch and the onnxruntime backends (their
 decisions stay identical). Training is ``octopus_ros.training.span_copier`` (torch); the weights
@@ -103,12 +107,14 @@ class UtteranceTokens:
 
 @dataclass(frozen=True)
 class CopiedSpan:
-    """The copier's choice: ``text[start:end]`` with probability ``prob``."""
+    """The copier's choice: ``text[start:end]`` with probability ``prob``. ``absorbed``: the
+    words :func:`absorb_gap` added in front of the copier's own span ("" when none)."""
 
     text: str
     start: int
     end: int
     prob: float
+    absorbed: str = ""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -308,6 +314,69 @@ def clear_of_mentions(tokens: UtteranceTokens, mentions: Sequence[tuple[int, int
     return ~start_inside[:, None] & ~end_inside[None, :] & disjoint.any(-1)
 
 
+def carrier_words(registry, functions: Iterable[str]) -> frozenset[str]:
+    """The words that introduce a copied value: every word (lower-cased) and CJK character of the
+    training phrasings and examples of those of ``functions`` with a lone copied argument, outside
+    their ``{slots}`` ("tell", "that", "saying", "to", "说", "告", "诉", "条"...). Held-out phrasings
+    are not read. Empty when those functions have no phrasing."""
+    import string
+
+    from .novelty import text_units
+
+    words: set[str] = set()
+    for name in functions:
+        spec = registry.by_name(name)
+        if spec is None or lone_copied_arg(spec) is None:
+            continue
+        says = [p.say for ps in (spec.examples or {}).values() for p in ps]
+        if spec.phrasings is not None:
+            says += [p.say for _, ps in spec.phrasings.languages for p in ps if not p.heldout]
+        for say in says:
+            words.update(u for literal, *_ in string.Formatter().parse(say) for u in text_units(literal))
+    return frozenset(words)
+
+
+def absorb_gap(
+    text: str, span: CopiedSpan, mentions: Sequence[tuple[int, int]], carriers: frozenset[str], max_chars: int
+) -> CopiedSpan:
+    """``span`` grown to the left over the words between the recipient and it that no phrasing
+    uses to introduce a message: a message starts right after the words that introduce it.
+
+    The copier reads a word that other requests use ("bring", "饭") as part of the request and
+    starts the message after it ("tell Bob to bring the charger" -> "the charger", "告诉爸爸饭做好了"
+    -> "做好了"). Here the gap between the end of the last ``mentions`` range before the span (the
+    recipient) and the span is read from its end: its trailing words that are not ``carriers``
+    (:func:`carrier_words`) join the span, up to the last carrier word ("to", "说", ":" is no
+    word). Unchanged when nothing names the recipient before the span, the gap ends in a carrier
+    word, ``carriers`` is empty, or the grown span would be longer than ``max_chars`` or start
+    inside a word. Only Chinese characters are taken (the walk stops at a word of a spaced
+    script): in English the copier's misses run the other way, and a carrier no training phrasing
+    has ("let bob know X": "know") would be taken into the message. Measured (stop 33, the bundled
+    copiers, copier alone): the message set's Chinese copies 44 -> 49 and 48 -> 50 of 60, the third
+    set's 18 -> 21 and 18 -> 20 of 21, the held-out markerless Chinese 95 -> 96 and 94 -> 97 of 97,
+    no right copy of the held-out phrasings lost; with English words taken too, "tell Bob to bring
+    the charger" is copied right, but four natural- and check-set messages take in "know" and the
+    message set's English falls 57 -> 52 of 60."""
+    from octopus_ros.functions.grammar import inside_word
+
+    from .novelty import is_cjk, text_unit_spans
+
+    before = [b for _, b in mentions if b <= span.start]
+    if not carriers or not before:
+        return span
+    gap_start = before[-1]
+    new_start = None
+    for a, _, unit in reversed(text_unit_spans(text[gap_start : span.start])):
+        if unit in carriers or not is_cjk(unit):
+            break
+        new_start = gap_start + a
+    if new_start is None or span.end - new_start > max_chars or inside_word(text, new_start):
+        return span
+    return CopiedSpan(
+        text[new_start : span.end], new_start, span.end, span.prob, text[new_start : span.start].strip()
+    )
+
+
 def copier_weights_sha(directory: str | Path) -> str | None:
     """The sha256 of the model weights config.json records (what a copier must be trained on)."""
     try:
@@ -335,16 +404,22 @@ def copy_span(
     With a copier and an allowlist that has a function with a copied argument, the copied value
     is the copier's span (the grammar accepts nothing else); otherwise any word-aligned span. The
     copier's span keeps clear of the utterance's mentions of a ``named`` argument's values (the
-    contact: :func:`named_mentions`, :func:`clear_of_mentions`); where that leaves no span, or
+    contact: :func:`named_mentions`, :func:`clear_of_mentions`), and takes in the Chinese
+    characters between the contact and it that no phrasing uses to introduce a message
+    (:func:`absorb_gap`, :func:`carrier_words`); where that leaves no span, or
     the grammar refuses the span, the copied value is any word-aligned span, as without a copier.
     """
     if copier is None or not grammar.copies_text():
         return grammar.bind(utterance), None
     ids, offsets = encode(utterance)
     tokens = UtteranceTokens.of(utterance, ids, offsets)
-    mentions = named_mentions(grammar.registry, sorted(grammar.allowed_names), utterance)
+    functions = sorted(grammar.allowed_names)
+    mentions = named_mentions(grammar.registry, functions, utterance)
     span = copier.pick(utterance, tokens, embed(ids), mentions) if ids else None
     if span is not None:
+        span = absorb_gap(
+            utterance, span, mentions, carrier_words(grammar.registry, functions), copier.max_chars
+        )
         try:
             return grammar.bind(utterance, copy=span.text), span
         except ValueError:  # not a span the grammar accepts, or longer than a copied argument allows
