@@ -93,8 +93,12 @@ def test_a_trained_connector_gets_an_image_profile_refitted_on_the_finetuning_im
     assert (out / "grounding.safetensors").is_file()  # the tower itself stayed frozen
 
 
-def test_a_request_profile_is_refitted_on_the_finetuned_model_or_dropped_by_name(base, tmp_path, caplog):
-    """Any fine-tune moves the LM's hidden states: the base's request profile is never copied."""
+def test_a_request_profile_is_refitted_on_the_finetuned_model_or_dropped_by_name(
+    base, tmp_path, caplog, monkeypatch
+):
+    """Any fine-tune moves the LM's hidden states: the base's request profile is never copied. It
+    is refitted with message bodies varied as stage 4 varies them, when bodies are given."""
+    import octopus_ros.training.novelty_profile as novelty_profile
     from octopus_ros.data import generate
     from octopus_ros.lean.novelty import DECLINE_CORPUS_CLASS, REQUEST_PROFILE_FILE, RequestProfile
     from octopus_ros.model.testing import make_tiny_checkpoint
@@ -104,7 +108,7 @@ def test_a_request_profile_is_refitted_on_the_finetuned_model_or_dropped_by_name
     for name in ("image_profile.safetensors", "grounding.json", "grounding.safetensors"):
         (base / name).unlink()  # the fixture's stand-ins, which the node could not load
     requests = [
-        {"instruction": ex.instruction, "answer": ex.answer, "image": ex.image}
+        {"instruction": ex.instruction, "answer": ex.answer, "image": ex.image, "language": ex.language}
         for ex in generate("train", 120, 5, image_size=32)
     ]
     requests += [
@@ -117,6 +121,15 @@ def test_a_request_profile_is_refitted_on_the_finetuned_model_or_dropped_by_name
         for s in ("the sea was calm", "谢谢，就这样")
     ]
     out = make_tiny_checkpoint(tmp_path / "out", config_path("functions.yaml"), image_size=32)
+    varied = []
+    real = novelty_profile.with_new_bodies
+
+    def spy(records, registry, bodies, share, seed=0):
+        varied.append(real(records, registry, bodies, share, seed))
+        return varied[-1]
+
+    monkeypatch.setattr(novelty_profile, "with_new_bodies", spy)
+    bodies = {"en": ["the kettle is on"], "zh": ["水开了"]}
     done = carry_over(
         base,
         out,
@@ -128,8 +141,14 @@ def test_a_request_profile_is_refitted_on_the_finetuned_model_or_dropped_by_name
         connector_trained=False,
         copier_steps=0,
         requests=lambda: requests,
+        message_bodies=lambda: bodies,
+        message_share=1.0,
     )
     assert done["request_profile"].startswith("refitted on the fine-tuned model")
+    messages = [r for r in varied[0] if r["answer"].startswith("<nexa_10>")]  # send_message
+    assert messages and all(
+        any(b in r["instruction"] for b in ("the kettle is on", "水开了")) for r in messages
+    )
     assert DECLINE_CORPUS_CLASS in RequestProfile.load(out / REQUEST_PROFILE_FILE).classes
     out2 = tmp_path / "out2"
     with caplog.at_level(logging.WARNING):

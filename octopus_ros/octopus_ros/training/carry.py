@@ -59,6 +59,8 @@ def carry_over(
     connector_trained: bool,
     copier_steps: int,
     requests: Callable[[], Sequence[dict]] | None = None,
+    message_bodies: Callable[[], dict] | None = None,
+    message_share: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, str]:
@@ -66,8 +68,10 @@ def carry_over(
     parts, which has none of these files). ``texts``: the fine-tuning text (instructions, answers,
     descriptions); ``images``: the fine-tuning images, for an image profile to refit;
     ``requests``: shuffled fine-tuning requests (``instruction``, ``answer``, ``image``, optional
-    ``class``), for a request profile to refit (None: dropped). Returns {file: what happened},
-    for metrics.json."""
+    ``class``), for a request profile to refit (None: dropped); ``message_bodies`` (language ->
+    sentences) and ``message_share``: that share of the requests that copy a message read with
+    one of those bodies, as stage 4 trains (``novelty_profile.with_new_bodies``). Returns {file:
+    what happened}, for metrics.json."""
     done: dict[str, str] = {}
     if base is None:
         return done
@@ -118,7 +122,15 @@ def carry_over(
         try:
             if requests is None:
                 raise ValueError("no fine-tuning requests were given to refit it")
-            summary = write_request_profile(out, requests(), {}, seed=seed, progress=progress)
+            summary = write_request_profile(
+                out,
+                requests(),
+                {},
+                seed=seed,
+                progress=progress,
+                message_bodies=message_bodies() if message_bodies is not None else None,
+                message_share=message_share,
+            )
         except ValueError as e:
             done["request_profile"] = f"dropped: {e}"
             log.warning("request novelty of %s dropped: %s", out, e)

@@ -72,6 +72,7 @@ from octopus_ros.model import (
 from octopus_ros.model.functional_tokens import INITS, extend_functional_tokens, extend_vocabulary
 from octopus_ros.model.tokenizer import NEXA_END_TOKEN
 from octopus_ros.training.span_copier import DEFAULT_STEPS as COPIER_STEPS
+from octopus_ros.training.stages import TrainConfig
 
 log = logging.getLogger("octopus_ros.training.finetune")
 
@@ -711,14 +712,7 @@ class Finetuner:
         """Message bodies (language -> sentences) from the decline corpus, read once; empty (and
         a warning) when the corpus was not built."""
         if self._bodies is None:
-            from octopus_ros.data.decline_corpus import load_corpus
-            from octopus_ros.data.message_bodies import message_bodies
-
-            try:
-                self._bodies = message_bodies(load_corpus())
-            except FileNotFoundError as e:
-                log.warning("--augment: messages keep their template bodies: %s", e)
-                self._bodies = {}
+            self._bodies = _message_bodies("--augment: messages keep their template bodies")
         return self._bodies
 
     def doc_loss(self) -> torch.Tensor | None:
@@ -1291,6 +1285,7 @@ def _carry_over(
                 "instruction": it.instruction,
                 "answer": it.answer,
                 "image": it.image(),
+                "language": it.language,
                 **({"class": DECLINE_CORPUS_CLASS} if it.source == DECLINES_SOURCE else {}),
             }
             for it in picked
@@ -1307,8 +1302,25 @@ def _carry_over(
         connector_trained=not cfg.freeze_connector,
         copier_steps=args.copier_steps,
         requests=requests,
+        message_bodies=lambda: _message_bodies(
+            "the request profile reads messages with their template bodies"
+        ),
+        message_share=TrainConfig.message_corpus,  # stage 4's share, which the base was trained with
         seed=cfg.seed,
     )
+
+
+def _message_bodies(without: str) -> dict[str, list[str]]:
+    """Message bodies (language -> sentences) from the decline corpus (data/message_bodies.py);
+    empty when the corpus was not built, with a warning that says ``without`` and why."""
+    from octopus_ros.data.decline_corpus import load_corpus
+    from octopus_ros.data.message_bodies import message_bodies
+
+    try:
+        return message_bodies(load_corpus())
+    except FileNotFoundError as e:
+        log.warning("%s: %s", without, e)
+        return {}
 
 
 def _print_summary(m: dict[str, Any], out: Path) -> None:

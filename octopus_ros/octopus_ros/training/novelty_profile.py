@@ -127,7 +127,7 @@ def answer_function(answer: str, registry: Any) -> str | None:
 def with_new_bodies(
     records: Sequence[dict], registry: Any, bodies: dict[str, Sequence[str]], share: float, seed: int = 0
 ) -> list[dict]:
-    """``records`` with ``share`` of them given a sentence of ``bodies`` (their language's) as the
+    """``records`` with ``share`` of them given a sentence of ``bodies`` (of their ``language``) as the
     message their call copies (:func:`octopus_ros.data.message_bodies.with_body`, the variation
     stage 4 trains with); records without a copied message are kept as they are. Deterministic in
     ``seed``."""
