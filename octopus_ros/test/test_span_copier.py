@@ -386,7 +386,7 @@ def test_a_chinese_gap_of_words_no_phrasing_uses_joins_the_message(registry, tex
     assert absorb_gap(text, span, mentions, frozenset(), 48) == span
 
 
-def test_copy_span_applies_the_gap_rule(registry):
+def test_copy_span_applies_the_gap_rule(registry, tmp_path):
     from types import SimpleNamespace
 
     from octopus_ros.lean.copier import CopiedSpan, copy_span
@@ -397,3 +397,15 @@ def test_copy_span_applies_the_gap_rule(registry):
         copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
     )
     assert span.text == "饭做好了" and grammar.is_span("饭做好了")
+    # a grown span the grammar refuses (longer than the argument allows) gives the copier's own
+    path = tmp_path / "functions.yaml"
+    path.write_text(
+        config_path("functions.yaml").read_text(encoding="utf-8").replace("max_length: 48", "max_length: 3"),
+        encoding="utf-8",
+    )
+    small = FunctionRegistry.from_yaml(path)
+    assert next(a for a in small.by_name("send_message").args if a.name == "text").max_length == 3
+    grammar, span = copy_span(
+        copier, CallGrammar(small), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
+    )
+    assert span.text == "做好了" and span.absorbed == ""
