@@ -27,6 +27,7 @@ is a :class:`CheckpointError`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -318,7 +319,13 @@ def carrier_words(registry, functions: Iterable[str]) -> frozenset[str]:
     """The words that introduce a copied value: every word (lower-cased) and CJK character of the
     training phrasings and examples of those of ``functions`` with a lone copied argument, outside
     their ``{slots}`` ("tell", "that", "saying", "to", "说", "告", "诉", "条"...). Held-out phrasings
-    are not read. Empty when those functions have no phrasing."""
+    are not read. Empty when those functions have no phrasing. Read once per registry and set of
+    functions (every decision that may copy asks for them)."""
+    return _carrier_words(registry, tuple(sorted(functions)))
+
+
+@functools.lru_cache(maxsize=32)
+def _carrier_words(registry, functions: tuple[str, ...]) -> frozenset[str]:
     import string
 
     from .novelty import text_units
