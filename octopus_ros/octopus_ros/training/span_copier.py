@@ -56,8 +56,8 @@ forms): held-out 97.9 % English, 99.0 % Chinese; the message set 57 / 60 English
 token after the contact or carrier, a whole token each time ("告诉爸爸饭做好了" copied from "做",
 "tell Bob to bring the charger" from "the"): words the requests of other functions use ("bring")
 or that the training phrasings put there as carriers. Other functions' training requests as
-bodies (``request_bodies``, 15 % of the values, seeds 0 / 1) lowered the held-out English to
-91.8 / 96.0 % and were not kept.
+bodies (tried as an option, 15 % of the values, seeds 0 / 1; removed) lowered the held-out
+English to 91.8 / 96.0 %. Lean/copier.py ``absorb_gap`` mends the Chinese ones at inference.
 
 Writes ``span_copier.safetensors`` (with its figures and the sha256 of the weights whose
 embeddings it read) into MODEL_DIR. Deterministic in ``--seed``: the step budget is steps, not
