@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from octopus_ros.functions.language import detect_language
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
-from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
+from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Source
 
 

@@ -115,7 +115,7 @@ def _node_answer(outcome: Any, call: Any, registry: Any) -> str | None:
 
 def extract(run: Run | str | Path, registry: Any, *, auto_confirm: bool = False) -> list[Label]:
     """One :class:`Label` per utterance of a recorded run (see the module docstring)."""
-    from octopus_ros.runtime.guards import detect_language
+    from octopus_ros.functions.language import detect_language
 
     if not isinstance(run, Run):
         run = read_run(run)

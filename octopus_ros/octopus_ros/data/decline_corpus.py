@@ -43,6 +43,7 @@ from pathlib import Path
 
 import yaml
 
+from octopus_ros.functions.language import count_cjk
 from octopus_ros.paths import share_dir
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,6 @@ PATTERNS_FILE = Path(__file__).resolve().parent / "decline" / "unsafe_patterns.y
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _EN_SPLIT = re.compile(r"(?<=[.!?])\s+")
 _ZH_SPLIT = re.compile(r"(?<=[。！？；])")
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def default_path() -> Path:
@@ -66,7 +66,7 @@ def default_path() -> Path:
 
 def normalise(text: str) -> str:
     """Lower case, letters/digits/CJK only, single spaces: what 'the same utterance' means."""
-    return " ".join(re.sub(r"[^\w\u4e00-\u9fff]+", " ", text.lower()).split())
+    return " ".join(re.sub(r"\W+", " ", text.lower()).split())  # \w holds every CJK ideograph
 
 
 def fortune_sentences(text: str, language: str) -> list[str]:
@@ -88,7 +88,7 @@ def fortune_sentences(text: str, language: str) -> list[str]:
             joined = "".join(lines)
             for s in _ZH_SPLIT.split(joined):
                 s = s.strip()
-                if 4 <= len(s) <= 30 and len(_CJK.findall(s)) >= 0.7 * len(s):
+                if 4 <= len(s) <= 30 and count_cjk(s) >= 0.7 * len(s):
                     out.append(s)
     return out
 
@@ -119,7 +119,7 @@ def chat_sentences(conversations: list, language: str, world_words: tuple[str, .
                 lowered = s.lower()
                 named = any(re.search(rf"\b{re.escape(w)}s?\b", lowered) for w in world_words if w.isascii())
             else:
-                ok = 2 <= len(s) <= 30 and len(_CJK.findall(s)) >= 0.5 * len(dense)
+                ok = 2 <= len(s) <= 30 and count_cjk(s) >= 0.5 * len(dense)
                 named = any(w in s for w in world_words if not w.isascii())
             if ok and not named:
                 out.append(s)

@@ -366,8 +366,9 @@ def absorb_gap(
     the charger" is copied right, but four natural- and check-set messages take in "know" and the
     message set's English falls 57 -> 52 of 60."""
     from octopus_ros.functions.grammar import inside_word
+    from octopus_ros.functions.language import is_cjk
 
-    from .novelty import is_cjk, text_unit_spans
+    from .novelty import text_unit_spans
 
     before = [b for _, b in mentions if b <= span.start]
     if not carriers or not before:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from octopus_ros.functions.language import detect_language
+
 GROUNDING_FILE = "grounding.safetensors"
 GROUNDING_META = "grounding.json"
 FORMAT = "octopus_ros.grounding"
@@ -132,7 +134,7 @@ class GroundingRules:
             return Grounding(phrase, False, reason=f"{phrase!r} names no object the grounding head knows")
         ci = self._cat_index[category]
         cat = self.categories[ci]
-        lang = "zh" if re.search(r"[\u4e00-\u9fff]", str(phrase)) else "en"
+        lang = detect_language(str(phrase))
         score = float(maps.category[ci])
         if colour is not None:
             pair = float(maps.pair[ci, self._col_index[colour]])

@@ -17,25 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from octopus_ros.functions.language import CJK_IDEOGRAPHS
+
 from .errors import CheckpointError
 
 TEXT_VOCAB_FILE = "training_vocab.json"
 IMAGE_PROFILE_FILE = "image_profile.safetensors"
 REQUEST_PROFILE_FILE = "request_profile.safetensors"
 DECLINE_CORPUS_CLASS = "(decline corpus)"  # the request profile's class of decline-corpus sentences
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_CHAR = re.compile(f"[{_CJK}]")
-_UNITS = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
+_UNITS = re.compile(rf"[{CJK_IDEOGRAPHS}]|[^\W_{CJK_IDEOGRAPHS}]+(?:'[^\W_{CJK_IDEOGRAPHS}]+)*")
 
 
 def text_units(text: str) -> list[str]:
     """Words (lower-cased, letters/digits, inner apostrophes kept) and single CJK characters."""
     return _UNITS.findall(text.lower())
-
-
-def is_cjk(unit: str) -> bool:
-    """Whether a :func:`text_units` unit is a CJK character (the others are words)."""
-    return len(unit) == 1 and _CJK_CHAR.match(unit) is not None
 
 
 def text_unit_spans(text: str) -> list[tuple[int, int, str]]:

@@ -31,6 +31,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from octopus_ros.functions.language import CJK_IDEOGRAPHS
+
 IMAGE_TOKEN = "<image>"  # the image placeholder token (model/tokenizer.py adds it)
 
 IGNORE_INDEX = -100  # labels with this value carry no loss
@@ -52,7 +54,7 @@ class TrainingExample:
 _TERMINAL = re.compile(r"[\s.!\u3002\uff01\u2026\uff0e]+$")
 # CJK characters and punctuation (ideographs, CJK symbols, full-width forms): Chinese is written
 # without spaces, so a space next to one of them is not a word boundary the model ever saw
-_CJK = "\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
+_CJK = f"\u3000-\u303f{CJK_IDEOGRAPHS}\uff00-\uffef"
 _CJK_SPACE = re.compile(rf"(?<=[{_CJK}]) | (?=[{_CJK}])")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _LATIN = re.compile(r"[A-Za-z]")

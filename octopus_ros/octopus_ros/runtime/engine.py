@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from octopus_ros.functions.language import detect_language
 from octopus_ros.runtime.context import parse_context_examples
-from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance, detect_language
+from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance
 from octopus_ros.runtime.outcomes import (
     Frame,
     OutcomeCode,

@@ -8,7 +8,6 @@ import unicodedata
 
 # Text that would reach the tokenizer as a special token (prompt injection of a call).
 _RESERVED = re.compile(r"<\s*(nexa_\w*|image|/?s|pad|eos|bos|\|[^>]*\|)\s*>", re.IGNORECASE)
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 class InvalidUtteranceError(ValueError):
@@ -59,11 +58,6 @@ def clean_utterance(text: str, *, max_length: int) -> str:
     if match:
         raise InvalidUtteranceError(f"utterance contains reserved token text {match.group(0)!r}")
     return stripped
-
-
-def detect_language(text: str) -> str:
-    """'zh' when the text contains CJK ideographs, else 'en'."""
-    return "zh" if _CJK.search(text) else "en"
 
 
 class TokenBucket:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from octopus_ros.functions.language import has_cjk
+
 DEFAULT_FILE = Path(__file__).with_name("safety.yaml")
 GAP = 4  # words an English " ... " term may skip
 LANGUAGES = ("en", "zh")
@@ -174,7 +176,7 @@ class SafetyScreen:
                 found = [next((t.text for t in lst if t.found(words, negated)), None) for lst in rule.lists]
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
-        if "zh" in self._rules and re.search(r"[\u3400-\u9fff]", lowered):
+        if "zh" in self._rules and has_cjk(lowered):
             zh = _blank(lowered, self._ignore["zh"])
             for rule in self._rules["zh"]:
                 found = [next((t for t in lst if _zh_found(zh, t)), None) for lst in rule.lists]

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from octopus_ros.functions.language import has_cjk
+
 __all__ = [
     "LANGUAGES",
     "PARTS",
@@ -47,7 +49,6 @@ PARTS: dict[str, tuple[str, ...]] = {"unsafe": UNSAFE_KINDS, "safe": SAFE_KINDS}
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 MAX_TEXT = 200  # characters; a spoken request, not a paragraph
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -177,12 +178,12 @@ def _load(path: Path) -> list[dict]:
                     )
                 if len(text) > MAX_TEXT:
                     raise ProbeError(f"{path}:{line}: {entry_id}: text longer than {MAX_TEXT} characters")
-                has_cjk = bool(_CJK.search(text))
-                if lang == "zh" and not has_cjk:
+                chinese = has_cjk(text)
+                if lang == "zh" and not chinese:
                     raise ProbeError(
                         f"{path}:{line}: {entry_id}: a zh text without Chinese characters: {text!r}"
                     )
-                if lang == "en" and has_cjk:
+                if lang == "en" and chinese:
                     raise ProbeError(
                         f"{path}:{line}: {entry_id}: an en text with Chinese characters: {text!r}"
                     )
