@@ -1,10 +1,13 @@
 """NOT_IN_VIEW over DDS (issue 12 item 3): the bundled model and its grounding head in octopus_node.
 
 The bundled model answers pick_up('red cup') whether or not a cup is in the frame; with
-grounding_threshold set, the node publishes the call only when a cup is in view.
+grounding_threshold set, the node publishes the call only when a cup is in view. A published
+call carries the grounding score it passed with, and a message the body the copier's probability.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -43,10 +46,18 @@ def test_not_in_view_over_dds(ros_env, rclpy_context):
         robot.send_frame(with_cup)
         present = robot.say("pick up the red cup now")
         assert present.code == Outcome.OK, present.reason
+        message = robot.say("text bob that the meeting is cancelled")
+        assert message.code == Outcome.OK, message.reason
         robot.settle(0.3)
-        assert [c.function_name for c in robot.calls] == ["pick_up"]  # only the call whose cup was in view
+        # only the call whose cup was in view, then the message (no object, nothing to ground)
+        assert [c.function_name for c in robot.calls] == ["pick_up", "send_message"]
+        pick, sent = robot.calls
         # the request novelty rides on the FunctionCall (the bundled request profile), limit or not
-        assert 0.0 <= robot.calls[0].request_novelty <= 1.0  # not NaN: the node scored it
+        assert 0.0 <= pick.request_novelty <= 1.0  # not NaN: the node scored it
+        # the grounding score the call passed on, and the copier's probability for the copied body
+        assert 0.22 <= pick.grounding_score <= 1.0 and math.isnan(pick.copy_probability)
+        assert [a.string_value for a in sent.arguments] == ["bob", "the meeting is cancelled"]
+        assert math.isnan(sent.grounding_score) and 0.5 < sent.copy_probability <= 1.0
     finally:
         log = stop_node(proc)
         robot.destroy_node()

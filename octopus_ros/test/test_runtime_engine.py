@@ -6,6 +6,7 @@ the real model runs through the same engine in the node tests.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -139,6 +140,32 @@ def test_ok_call_is_published_with_timings(harness):
     assert res.image_age == pytest.approx(0.1)
     assert res.language == "en"
     assert h.model.encodes == 1
+
+
+@dataclass
+class FakeGrounding:
+    grounded: bool
+    score: float
+    phrase: str = "red cup"
+    other_colour: str | None = None
+
+
+def test_grounding_score_and_copy_probability_ride_on_the_result(harness):
+    grounded = FakeDecision(FakeCall("pick_up", 0), None, 0.99, "<nexa_0>('red cup')<nexa_end>")
+    grounded.grounding = FakeGrounding(True, 0.87)
+    unknown = FakeDecision(FakeCall("pick_up", 0), None, 0.99, "<nexa_0>('red kite')<nexa_end>")
+    unknown.grounding = FakeGrounding(False, -1.0, "red kite")  # a word the head does not know
+    copied = FakeDecision(FakeCall("send_message", 10), None, 0.99, "<nexa_10>('bob', 'hi')<nexa_end>")
+    copied.copy_prob = 0.93
+    h = harness(model=ScriptedModel([grounded, unknown, copied]), prefetch_rate=0, rate_limit=0)
+    h.frame()
+    for text in ("pick up the red cup", "pick up the red kite", "tell bob hi"):
+        h.say(text)
+    results = h.wait(3)
+    assert [r.code for r in results] == [OutcomeCode.OK] * 3
+    assert results[0].grounding_score == pytest.approx(0.87) and math.isnan(results[0].copy_probability)
+    assert math.isnan(results[1].grounding_score)  # not grounded: no score, never -1
+    assert math.isnan(results[2].grounding_score) and results[2].copy_probability == pytest.approx(0.93)
 
 
 def test_no_frame_and_stale_frame_give_no_fresh_image(harness):

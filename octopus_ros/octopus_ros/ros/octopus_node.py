@@ -801,6 +801,8 @@ class OctopusNode(LifecycleNode):
             text_novelty=float(result.text_novelty),
             image_novelty=float(result.image_novelty),
             request_novelty=float(result.request_novelty),
+            grounding_score=float(result.grounding_score),
+            copy_probability=float(result.copy_probability),
         )
 
     def _outcome_msg(self, result: Result) -> Outcome:

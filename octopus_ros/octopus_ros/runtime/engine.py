@@ -32,6 +32,7 @@ from octopus_ros.runtime.outcomes import (
     Result,
     Source,
     decision_outcome,
+    grounding_score,
     grounding_threshold_for,
     request_limit,
 )
@@ -494,6 +495,8 @@ class ActionEngine:
             text_novelty=float(getattr(decision, "text_novelty", math.nan)),
             image_novelty=float(getattr(decision, "image_novelty", math.nan)),
             request_novelty=float(getattr(decision, "request_novelty", math.nan)),
+            grounding_score=grounding_score(decision),
+            copy_probability=float(getattr(decision, "copy_prob", math.nan)),
         )
         code, reason = self._outcome(decision, self.model, request.text)
         call = decision.call if decision.error is None else None

@@ -97,6 +97,10 @@ class Result:
     text_novelty: float = float("nan")
     image_novelty: float = float("nan")
     request_novelty: float = float("nan")
+    # the grounding head's score for the object a requires_view call names (NaN: not checked), and
+    # the span copier's probability for a copied argument (NaN: nothing copied)
+    grounding_score: float = float("nan")
+    copy_probability: float = float("nan")
 
     @property
     def latency(self) -> float:
@@ -115,6 +119,15 @@ def grounding_threshold_for(setting: float, model: Any) -> float | None:
         head = getattr(model, "grounding", None)
         return float(head.threshold) if head is not None else None
     return setting if setting > 0 else None
+
+
+def grounding_score(decision: Any) -> float:
+    """The grounding head's score for ``decision``'s object: NaN when the call was not grounded
+    (no view needed, no head, or an object word the head does not know)."""
+    grounding = getattr(decision, "grounding", None)
+    if grounding is None or not grounding.grounded:
+        return math.nan
+    return float(grounding.score)
 
 
 def request_limit(setting: float | None) -> float | None:
