@@ -30,3 +30,25 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_third.yaml",
     ):  # make evaluate reads all three
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
+
+    # the executables go where `ros2 run` / `ros2 launch` look (setup.cfg), not to bin/: the README's
+    # robot section puts that folder on PATH; each runs from there against the install space
+    tools = install / "lib" / "octopus_ros"
+    for name in ("octopus_node", "octopus_finetune", "octopus_record", "octopus_label", "octopus_replay"):
+        assert os.access(tools / name, os.X_OK), name
+    assert not (install / "bin" / "octopus_finetune").exists()
+
+    def first(var: str, path: object) -> str:
+        return f"{path}{os.pathsep}{os.environ[var]}" if os.environ.get(var) else str(path)
+
+    env = {  # what `source install/setup.bash` sets
+        **os.environ,
+        "PYTHONPATH": first("PYTHONPATH", site),
+        "AMENT_PREFIX_PATH": first("AMENT_PREFIX_PATH", install),
+        "LD_LIBRARY_PATH": first("LD_LIBRARY_PATH", install / "lib"),
+    }
+    for name in ("octopus_finetune", "octopus_label"):
+        shown = subprocess.run(
+            [str(tools / name), "--help"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert shown.returncode == 0 and "usage:" in shown.stdout, shown.stderr[-2000:]
