@@ -369,15 +369,15 @@ def read_parameters(node) -> NodeParams:
             raise ParameterValueError(
                 f"backend onnx takes precision fp32, int8 or int4, got {values['precision']!r}"
             )
+        if values["decode_mode"] != "constrained":
+            raise ParameterValueError(
+                f"backend onnx decodes in decode_mode constrained only, got {values['decode_mode']!r}"
+            )
     elif values["precision"] == "int4":
         raise ParameterValueError(
             "precision int4 is the lean runtime's (backend onnx: a 4-bit LM exported with "
             "onnx_export_all --int4); backend torch takes fp32, int8, fp16 or bf16"
         )
-        if values["decode_mode"] != "constrained":
-            raise ParameterValueError(
-                f"backend onnx decodes in decode_mode constrained only, got {values['decode_mode']!r}"
-            )
     return NodeParams(**values)
 
 
