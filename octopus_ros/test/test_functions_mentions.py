@@ -62,16 +62,16 @@ def _outcome(registry, utterance, text):
 
 
 @pytest.mark.parametrize(
-    ("utterance", "code"),
+    ("utterance", "body", "code"),
     [
-        ("text Bob that dinner is at seven", OutcomeCode.OK),
-        ("给鲍勃发消息：晚饭七点", OutcomeCode.OK),
-        ("text Carol that dinner is at seven", OutcomeCode.NO_ACTION),
-        ("给李娜发：晚饭七点", OutcomeCode.NO_ACTION),
+        ("text Bob that dinner is at seven", "dinner is at seven", OutcomeCode.OK),
+        ("给鲍勃发消息：晚饭七点", "晚饭七点", OutcomeCode.OK),
+        ("text Carol that dinner is at seven", "dinner is at seven", OutcomeCode.NO_ACTION),
+        ("给李娜发：晚饭七点", "晚饭七点", OutcomeCode.NO_ACTION),
     ],
 )
-def test_a_contact_the_request_does_not_name_is_declined(registry, utterance, code):
-    got, reason = _outcome(registry, utterance, "<nexa_10>('bob', 'dinner is at seven')<nexa_end>")
+def test_a_contact_the_request_does_not_name_is_declined(registry, utterance, body, code):
+    got, reason = _outcome(registry, utterance, f"<nexa_10>('bob', '{body}')<nexa_end>")
     assert got == code, reason
     if code == OutcomeCode.NO_ACTION:
         assert "does not name the contact" in reason and "'bob'" in reason and "mom, dad" in reason

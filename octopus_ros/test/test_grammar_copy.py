@@ -256,3 +256,45 @@ def test_the_runtime_binds_the_utterance(registry, tok):
     assert d.ok, d.error
     assert d.call.function == "send_message"
     assert d.call.args[1].value in utterance
+
+
+@pytest.mark.parametrize(
+    ("utterance", "body", "copied"),
+    [
+        ("text Bob that the meeting is cancelled.", "the meeting is cancelled", True),
+        (
+            "text  Bob that the   meeting is cancelled",
+            "the meeting is cancelled",
+            True,
+        ),  # as the model reads it
+        ("跟 Bob 说 晚饭 七点", "晚饭七点", True),
+        ("text Bob that the meeting is cancelled", "call me when you can", False),  # a memorised body
+        ("text Bob that the meeting is cancelled", "eting is", False),  # not word-aligned
+        ("text Bob that it's done", "it's done", True),
+    ],
+)
+def test_an_invented_body_is_not_published(utterance, body, copied):
+    """The grammar keeps constrained decoding to spans; the outcome rule checks again before
+    publishing, whatever decoded the call (generate / plain modes, a grammar bug)."""
+    import functools
+    from types import SimpleNamespace
+
+    from octopus_ros.functions import FunctionRegistry, parse_call, validate_call
+    from octopus_ros.paths import config_path
+    from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome, invented_args
+
+    registry = FunctionRegistry.from_yaml(config_path("functions.yaml"))
+    escaped = body.replace("'", "\\'")
+    call = parse_call(f"<nexa_10>('bob', '{escaped}')<nexa_end>", registry)
+    code, reason = decision_outcome(
+        SimpleNamespace(call=call, error=None, confidence=0.99),
+        registry,
+        functools.partial(validate_call, registry=registry),
+        allowlist=None,
+        threshold=0.5,
+        utterance=utterance,
+    )
+    assert (code == OutcomeCode.OK) is copied, reason
+    assert bool(invented_args(registry.by_name("send_message"), call, utterance)) is not copied
+    if not copied:
+        assert code == OutcomeCode.MODEL_ERROR and "never invented" in reason and repr(body) in reason

@@ -53,8 +53,12 @@ def test_node_declares_all_parameters_with_descriptions(rclpy_context):
         with pytest.raises(P.ParameterValueError, match="backend onnx takes precision fp32, int8 or int4"):
             P.read_parameters(node)
         # the lean runtime decodes constrained only: refused at configure, not on every request
-        node.set_parameters([Parameter("precision", value="int8"), Parameter("decode_mode", value="generate")])
-        with pytest.raises(P.ParameterValueError, match="backend onnx decodes in decode_mode constrained only"):
+        node.set_parameters(
+            [Parameter("precision", value="int8"), Parameter("decode_mode", value="generate")]
+        )
+        with pytest.raises(
+            P.ParameterValueError, match="backend onnx decodes in decode_mode constrained only"
+        ):
             P.read_parameters(node)
         node.set_parameters([Parameter("backend", value="torch")])
         assert P.read_parameters(node).decode_mode == "generate"  # the torch runtime has the baselines

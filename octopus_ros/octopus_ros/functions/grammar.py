@@ -166,6 +166,15 @@ class WordSpans:
     def closable(self, node: int) -> bool:
         return self._closable[node]
 
+    def contains(self, text: str) -> bool:
+        """Whether ``text`` is one of the spans (non-empty, word-aligned)."""
+        node = 0
+        for ch in text:
+            node = self.step(node, ch)
+            if node is None:
+                return False
+        return bool(text) and self.closable(node)
+
     def escapable(self, node: int) -> bool:
         """Whether a character that the call syntax escapes (``'`` or ``\\``) can come next."""
         return "'" in self._next[node] or "\\" in self._next[node]
@@ -308,14 +317,7 @@ class CallGrammar:
     def is_span(self, text: str) -> bool:
         """Whether ``text`` is a word-aligned span of the bound utterance (what a copied argument
         may be)."""
-        if self._span is None or not text:
-            return False
-        node = 0
-        for c in text:
-            node = self._span.step(node, c)
-            if node is None:
-                return False
-        return self._span.closable(node)
+        return self._span is not None and self._span.contains(text)
 
     def cache_key(self, state: GrammarState) -> object:
         """What a cache of :meth:`advance` results must key on besides the state: the unbound

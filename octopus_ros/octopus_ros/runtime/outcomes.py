@@ -121,6 +121,25 @@ def grounding_threshold_for(setting: float, model: Any) -> float | None:
     return setting if setting > 0 else None
 
 
+def invented_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, str]]:
+    """(argument, value) of each ``source: utterance`` argument of ``call`` whose value is not a
+    word-aligned span of ``utterance`` as the model reads it (lean/prompt.model_utterance): what the
+    call grammar guarantees in constrained decoding, checked again before publishing so that the
+    other decode modes, or a grammar bug, cannot publish an invented message."""
+    copied = {a.name for a in getattr(spec, "args", ()) if getattr(a, "source", None) == "utterance"}
+    if not copied:
+        return []
+    from octopus_ros.functions.grammar import WordSpans
+    from octopus_ros.lean.prompt import model_utterance
+
+    spans = WordSpans(model_utterance(utterance))
+    invented = []
+    for got in call.args:
+        if got.name in copied and not spans.contains(str(got.value)):
+            invented.append((got.name, str(got.value)))
+    return invented
+
+
 def grounding_score(decision: Any) -> float:
     """The grounding head's score for ``decision``'s object: NaN when the call was not grounded
     (no view needed, no head, or an object word the head does not know)."""
@@ -165,7 +184,8 @@ def decision_outcome(
     whose novelty is above ``max_image_novelty`` ("image unlike training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
     exceeds one); a call that fails ``validate(call, allowlist=...)`` (the registry schema and
     the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
-    MODEL_ERROR; a call that fills a ``named`` argument (the registry's ``named: true``: a
+    MODEL_ERROR; a ``source: utterance`` argument that is not words of the ``utterance``
+    (:func:`invented_args`) is MODEL_ERROR; a call that fills a ``named`` argument (the registry's ``named: true``: a
     contact) with a value the ``utterance`` does not say is NO_ACTION (functions/mentions.py);
     a call on another object than the one the request names (``decision.object_mismatch``,
     lean/decision.py: "throw the green can away" decided as the green bottle) is NO_ACTION;
@@ -217,6 +237,14 @@ def decision_outcome(
     if problem is not None:
         code = OutcomeCode.NOT_ALLOWED if problem.kind in NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR
         return code, f"call failed validation ({problem.kind}): {problem.message}"
+    invented = invented_args(spec, call, utterance) if spec is not None and utterance is not None else []
+    if invented:
+        arg, value = invented[0]
+        return (
+            OutcomeCode.MODEL_ERROR,
+            f"the {arg} {value!r} is not words of the request: a `source: utterance` argument is copied,"
+            f" never invented ({call.function} not published)",
+        )
     unnamed = unnamed_args(spec, call, utterance) if spec is not None and utterance is not None else []
     if unnamed:
         arg, value = unnamed[0]
