@@ -50,6 +50,18 @@ def test_overconfident_model_gets_temperature_above_one_and_lower_ece():
     assert fit_temperature(overconfident_records(600, scale=0.4, seed=1)) < 0.7
 
 
+def test_the_reliability_diagram_is_written(tmp_path):
+    """Done-when of issue 12: "the calibration plot is written" (before and after, one line per group)."""
+    from octopus_ros.training.calibrate import plot_reliability
+
+    groups = {"held-out": overconfident_records(200, scale=4.0), "natural": overconfident_records(80, 2.0, 3)}
+    path = plot_reliability(
+        groups, fit_temperature(groups["held-out"]), tmp_path / "plots" / "calibration.png"
+    )
+    assert path == tmp_path / "plots" / "calibration.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+
+
 def test_ece_of_a_perfectly_calibrated_and_a_wrong_predictor():
     conf = np.array([0.9] * 10 + [0.2] * 10)
     y = np.array([1] * 9 + [0] + [1] * 2 + [0] * 8, dtype=float)

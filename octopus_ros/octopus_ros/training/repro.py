@@ -4,8 +4,9 @@
 
 Runs ``train_all`` twice with the same arguments (step budgets, seed, threads) into
 ``OUT/run_a`` and ``OUT/run_b``, one after the other, then prints every held-out and natural-set
-figure of the two metrics.json side by side with the difference, whether the two
-``model.safetensors`` are bit-identical, and the largest parameter difference; writes
+figure of the two metrics.json side by side with the difference, whether the two models'
+tensors are bit-identical (``torch.equal``; the files themselves can differ in their metadata
+order), and the largest parameter difference; writes
 ``OUT/repro.json``. Budgets are steps with a seeded data order, so on one machine with the same
 torch build and thread count the two runs should agree exactly; a stage cut short by its
 wall-clock guard (listed) is the one way load can change the result.
@@ -19,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 
@@ -42,12 +44,18 @@ def compare(a: Path, b: Path) -> dict:
     ma = json.loads((a / "metrics.json").read_text())
     mb = json.loads((b / "metrics.json").read_text())
     fa, fb = _figures(ma), _figures(mb)
+    # compare tensors, not file hashes: safetensors writes its metadata map in a random order,
+    # so two bit-identical models can be two different files
     digest = [hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest() for d in (a, b)]
     ta, tb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    max_diff = max(float((ta[k].float() - tb[k].float()).abs().max()) for k in ta)
+    same_keys = set(ta) == set(tb)
+    shared = [k for k in ta if k in tb and ta[k].shape == tb[k].shape]
+    max_diff = max((float((ta[k].float() - tb[k].float()).abs().max()) for k in shared), default=float("nan"))
+    identical = same_keys and len(shared) == len(ta) and all(torch.equal(ta[k], tb[k]) for k in shared)
     return {
         "figures": {k: [fa[k], fb.get(k)] for k in fa},
-        "identical_weights": digest[0] == digest[1],
+        "identical_weights": identical,
+        "identical_files": digest[0] == digest[1],
         "max_parameter_difference": max_diff,
         "cut_short": [ma.get("stages_cut_short", []), mb.get("stages_cut_short", [])],
         "train_seconds": [ma.get("train_seconds"), mb.get("train_seconds")],
