@@ -219,6 +219,37 @@ def test_labels_file_to_records_needs_every_line_confirmed(tmp_path, registry):
         load_image(record.query.image, record.where)
 
 
+def test_a_labelled_bag_is_a_fine_tuning_source(tmp_path, registry):
+    """octopus_finetune --data bag:PATH: the run's confirmed lines, frames read from the bag."""
+    from octopus_ros.training.finetune import FinetuneConfig, FinetuneError, bag_labels_path, build_sources
+
+    bag = write_run(tmp_path / "my_run")
+    cfg = FinetuneConfig(data=[f"bag:{bag}"], heldout=0.0)
+    with pytest.raises(FinetuneError, match=r"no labels file .*my_run\.labels\.jsonl: label the run first"):
+        build_sources(registry, 32, cfg)
+    labels_file = bag_labels_path(bag)
+    assert labels_file == tmp_path / "my_run.labels.jsonl"
+    assert bag_labels.main(["extract", str(bag), "--out", str(labels_file)]) == 0
+    with pytest.raises(FinetuneError, match="still 'todo'"):  # nobody has looked at the lines yet
+        build_sources(registry, 32, cfg)
+    assert bag_labels.main(["extract", str(bag), "--out", str(labels_file), "--auto-confirm"]) == 0
+    lines = [json.loads(x) for x in labels_file.read_text().splitlines()]
+    for line in lines:  # the lines auto-confirm could not take: no frame yet, no call to copy
+        line["status"] = line["status"] if line["status"] == "ok" else "skip"
+    labels_file.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
+    [source] = build_sources(registry, 32, cfg)
+    assert source.name == f"bag:{bag}" and not source.heldout
+    got = sorted((it.instruction, it.answer) for it in source.train)
+    assert got == [
+        ("pick up the  red cup", "<nexa_0>('red cup')<nexa_end>"),
+        ("what is the weather", "<nexa_12>()<nexa_end>"),
+    ]
+    first = next(it for it in source.train if it.function == "pick_up")
+    np.testing.assert_array_equal(first.image(), FRAMES[0])  # the frame the node decided on, from the bag
+    with pytest.raises(FinetuneError, match="no such bag folder"):
+        build_sources(registry, 32, FinetuneConfig(data=[f"bag:{tmp_path / 'nope'}"]))
+
+
 def test_bag_topics_must_be_unambiguous(tmp_path):
     with bag_io.BagWriter(tmp_path / "two") as bag:
         bag.add_topic("/speech/text", bag_io.STRING)

@@ -25,7 +25,8 @@ Data (``--data``, mixed with ``--mix`` weights): ``synthetic`` (the project's wo
 bundled functions the registry keeps at their tokens), ``registry`` (phrasings generated from the
 registry's ``examples``), ``decline`` (sentences of the natural decline corpus built at setup,
 answered with the decline function: negatives), ``records:PATH`` (a JSONL of image-instruction-call records, see
-:mod:`octopus_ros.data.records`). The registry's descriptions are also read as text
+:mod:`octopus_ros.data.records`), ``bag:PATH`` (a run recorded by ``octopus_record``, through its
+labels file ``PATH.labels.jsonl``: the lines confirmed ``ok``, images read from the bag). The registry's descriptions are also read as text
 (``--doc-weight``). In-context examples (Otter; text-only, see :mod:`octopus_ros.model.prompt`):
 a record's own ``context`` is put in its prompt; ``--context-k K`` also gives a share
 (``--context-share``) of the other training examples K random examples of the same function
@@ -252,10 +253,14 @@ def registry_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) 
     return Source("registry", train, held[: cfg.eval_n])
 
 
-def records_source(path: str, registry: FunctionRegistry, cfg: FinetuneConfig) -> Source:
-    """A records JSONL file; ``heldout`` of the records (at least one when there are 5+) held out."""
+def records_source(
+    path: str | Path, registry: FunctionRegistry, cfg: FinetuneConfig, name: str | None = None
+) -> Source:
+    """A records JSONL file; ``heldout`` of the records (at least one when there are 5+) held out.
+    ``name``: the source's name (default ``records:PATH``)."""
     from octopus_ros.data.records import load_image, read_records
 
+    name = name or f"records:{path}"
     records = read_records(path, registry)
     rng = random.Random(cfg.seed)
     order = list(range(len(records)))
@@ -277,7 +282,7 @@ def records_source(path: str, registry: FunctionRegistry, cfg: FinetuneConfig) -
             lambda r=r: load_image(r.query.image, r.where),
             r.instruction,
             r.answer,
-            f"records:{path}",
+            name,
             r.language,
             r.function,
             tuple((t.instruction, t.answer) for t in r.context),
@@ -285,8 +290,41 @@ def records_source(path: str, registry: FunctionRegistry, cfg: FinetuneConfig) -
 
     train = [item(r) for i, r in enumerate(records) if i not in held_idx]
     held = [item(r) for i, r in enumerate(records) if i in held_idx]
-    log.info("records %s: %d train, %d held out", path, len(train), len(held))
-    return Source(f"records:{path}", train, held)
+    log.info("%s: %d train, %d held out", name, len(train), len(held))
+    return Source(name, train, held)
+
+
+def bag_labels_path(bag: str | Path) -> Path:
+    """Where ``--data bag:PATH`` reads the run's labels: ``PATH.labels.jsonl`` beside the bag,
+    the name the README gives ``octopus_label extract``'s output."""
+    bag = Path(bag)
+    return bag.with_name(bag.name + ".labels.jsonl")
+
+
+def bag_source(path: str, registry: FunctionRegistry, cfg: FinetuneConfig) -> Source:
+    """A run recorded by ``octopus_record``, through its labels (``bag_labels_path``): the lines
+    marked ``ok`` become records whose images are read from the bag, exactly as ``octopus_label
+    records`` writes them (bags/labels.py). A line still ``todo`` is an error: a recording is
+    not trained on until someone has said what each utterance should have done (``octopus_label
+    extract --auto-confirm`` takes the node's own decisions as right, on purpose)."""
+    import tempfile
+
+    from octopus_ros.bags.labels import LabelError, to_records
+
+    bag, labels = Path(path), bag_labels_path(path)
+    if not bag.is_dir():
+        raise FinetuneError(f"--data bag:{path}: no such bag folder (octopus_record writes one)")
+    if not labels.is_file():
+        raise FinetuneError(
+            f"--data bag:{path}: no labels file {labels}: label the run first (octopus_label extract"
+            f" {path} --out {labels}, then confirm or correct each line)"
+        )
+    with tempfile.TemporaryDirectory(prefix="octopus_bag_") as tmp:
+        try:
+            records = to_records(labels, Path(tmp) / "records.jsonl", registry)
+        except LabelError as e:
+            raise FinetuneError(f"--data bag:{path}: {e}") from e
+        return records_source(records, registry, cfg, name=f"bag:{path}")
 
 
 def decline_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> Source:
@@ -363,7 +401,9 @@ def contrast_source(
 
 def build_sources(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> list[Source]:
     if not cfg.data:
-        raise FinetuneError("--data needs at least one source: synthetic, registry, decline or records:PATH")
+        raise FinetuneError(
+            "--data needs at least one source: synthetic, registry, decline, records:PATH or bag:PATH"
+        )
     weights = cfg.mix or [1.0] * len(cfg.data)
     if len(weights) != len(cfg.data) or any(w <= 0 for w in weights):
         raise FinetuneError(
@@ -379,9 +419,11 @@ def build_sources(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) ->
             src = decline_source(registry, size, cfg)
         elif spec.startswith("records:") and len(spec) > len("records:"):
             src = records_source(spec.removeprefix("records:"), registry, cfg)
+        elif spec.startswith("bag:") and len(spec) > len("bag:"):
+            src = bag_source(spec.removeprefix("bag:"), registry, cfg)
         else:
             raise FinetuneError(
-                f"--data: unknown source {spec!r} (synthetic, registry, decline or records:PATH)"
+                f"--data: unknown source {spec!r} (synthetic, registry, decline, records:PATH or bag:PATH)"
             )
         if not src.train:
             raise FinetuneError(f"--data {spec}: no training examples")
@@ -898,7 +940,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["registry"],
         metavar="SOURCE",
-        help="training sources, mixed: synthetic | registry | decline | records:PATH.jsonl (default: registry)",
+        help="training sources, mixed: synthetic | registry | decline | records:PATH.jsonl | bag:PATH "
+        "(a run recorded by octopus_record, labelled in PATH.labels.jsonl by octopus_label extract: "
+        "its lines confirmed ok) (default: registry)",
     )
     d.add_argument("--mix", type=float, nargs="+", help="sampling weight per --data source (default: equal)")
     d.add_argument(
