@@ -10,6 +10,7 @@ none of these fails the test until someone decides which it is.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -79,6 +80,23 @@ def test_every_import_is_declared_or_named_pip_only():
         if key not in declared:
             problems.append(f"{module} (imported by {files[0]}) needs <exec_depend>{key}</exec_depend>")
     assert not problems, "package.xml misses:\n" + "\n".join(problems)
+
+
+PIP_NAMES = {"open_clip": "open_clip_torch", "chatterbot_corpus": "chatterbot-corpus"}  # module -> pip name
+
+
+def test_package_xml_and_the_readme_name_every_pip_only_library():
+    comments = " ".join(
+        c
+        for c in re.findall(r"<!--(.*?)-->", (PKG / "package.xml").read_text(), re.S)
+        if "No rosdep key" in c
+    )
+    readme = (PKG.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("The pip-only libraries (no rosdep key)") :][:600]
+    for module in sorted(PIP_ONLY):
+        name = PIP_NAMES.get(module, module)
+        assert re.search(rf"\b{re.escape(name)}\b", comments), f"package.xml's comment misses {name}"
+        assert f"`{name}`" in section, f"the README's pip-only list misses {name}"
 
 
 def test_the_issue_11_dependencies_are_declared():
