@@ -75,6 +75,7 @@ def main() -> int:
             argv += ["--mix", "1", "1", "--lora", "--merge", "--steps", str(args.steps), "--batch", "16"]
             argv += ["--lr", "2e-3", "--eval-n", "96", "--eval-every", "0", "--synthetic-n", "600"]
             argv += ["--init-new", init, "--seed", str(seed), "--threads", str(args.threads)]
+            argv += ["--copier-steps", "0"]  # open_door copies nothing: the span copier is not measured
             argv += ["--out", str(tmp / f"{init}_{seed}")]
             m = finetune.run(finetune.build_parser().parse_args(argv))
             after = m["heldout_exact_match"]["after"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +63,26 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
     assert {"pick", "the"} <= set(seen) and "weather" not in seen
     assert novelty.text_score(" ".join(seen[:8])) == 0.0
     assert novelty.text_score("quaternion sonnets") == 1.0
+
+    # stage 1's text tower is kept beside its own tower (CLIP zero-shot, training/zero_shot.py)
+    from octopus_ros.training import zero_shot
+    from octopus_ros.training.grounding import make_scenes
+
+    vision = out / "stages" / "vision"
+    text, scale = zero_shot.load_text_tower(vision)
+    assert 0 < scale <= 100 and not (out / zero_shot.TEXT_TOWER).exists()  # the final tower moved on
+    octopus = Octopus.load(vision, prefix_cache=False)
+    from octopus_ros.data.render import render
+
+    images = [render(s, 32) for s in make_scenes(0, 3)]
+    got = zero_shot.scores(octopus, text, scale, images)
+    cats, pairs = zero_shot.prompts()
+    cat, pair = got["softmax"]
+    assert cat.shape == (3, len(cats)) and torch.allclose(cat.sum(-1), torch.ones(3))
+    assert pair.shape[:2] == (3, len(cats)) and int(torch.isfinite(pair).sum()) == 3 * len(pairs)
+    assert float(got["cosine"][0].abs().max()) <= 1.0 + 1e-5
+    with pytest.raises(FileNotFoundError, match="no stage-1 text tower"):
+        zero_shot.load_text_tower(out)
 
 
 def test_summary_tables_from_rows():

@@ -198,7 +198,8 @@ def pixels(images: np.ndarray, model: OctopusModel, *, flip: bool = False) -> to
 
 
 class TextEncoder(nn.Module):
-    """Bag-of-tokens text tower for contrastive pretraining (thrown away afterwards)."""
+    """Bag-of-tokens text tower for contrastive pretraining (kept with the stage-1 checkpoint only:
+    ``stages/vision/clip_text.safetensors``, for zero-shot scoring, training/zero_shot.py)."""
 
     def __init__(self, *, vocab: int, dim: int, embed_dim: int) -> None:
         super().__init__()
@@ -286,6 +287,7 @@ class Trainer:
         self.curves: list[Curve] = []
         self._encoded: dict[tuple[str, int], Any] = {}
         self.heads = attribute_heads(model.config.vision.embed_dim)  # shared by stages 1 and 4
+        self.clip_text: tuple[TextEncoder, float] | None = None  # stage 1's text tower and logit scale
 
     @functools.cached_property
     def registry(self):
@@ -444,9 +446,13 @@ class Trainer:
             return loss + attribute_loss(heads, pooled, records, no_colour=grey, no_shape=tiled)
 
         params = [p for p in m.vision.parameters()] + list(text.parameters()) + list(heads.parameters())
-        return self._record(
+        curve = self._record(
             _run("vision", steps, [*params, logit_scale], step, self.cfg.lr, self._guard("vision"))
         )
+        # kept for CLIP zero-shot scoring against this stage's tower (training/zero_shot.py); later
+        # stages move the tower away from it, so it is saved with the stage-1 checkpoint only
+        self.clip_text = (text.eval(), float(logit_scale.detach().exp().clamp(max=100)))
+        return curve
 
     # ---------------------------------------------------------------- stage 2
     def text(self, steps: int) -> Curve:

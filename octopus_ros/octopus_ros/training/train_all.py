@@ -332,6 +332,10 @@ def train(
         curves.append(getattr(trainer, stage)(cfg.steps[stage]))
         model.eval()
         save_checkpoint(stages_dir / stage, model, tok, functions=registry, metrics={"stage": stage})
+        if stage == "vision" and getattr(trainer, "clip_text", None) is not None:
+            from octopus_ros.training.zero_shot import save_text_tower
+
+            save_text_tower(stages_dir / stage, *trainer.clip_text)
         done.append(stage)
         save_json(stages_dir / "progress.json", {"done": done, "curves": curves_to_json(curves)})
     model.eval()
