@@ -28,6 +28,9 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
         pool_stride=2,
         refine_twins=True,
     )
+    stale = tmp_path / "ckpt" / "second_opinion"  # a second model trained apart, already there
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{}")
     out = train(cfg, tmp_path / "ckpt", evaluate_n=0, model_config=tiny_config(image_size=32))
     progress = json.loads((out / "stages" / "progress.json").read_text())
     assert progress["done"] == list(STAGES)
@@ -37,6 +40,7 @@ def test_tiny_training_run_reduces_loss_and_saves_a_loadable_checkpoint(tmp_path
     assert (out / "training_curves.png").stat().st_size > 1000
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stages_run"] == list(STAGES)
+    assert metrics["second_opinion_kept"] == str(stale)  # said, and left in place (not this run's to delete)
     refine = metrics["stage_figures"]["refine"]  # stage 5 decided its pool and counted its pairs
     assert refine["records"] == 24 and refine["pairs"] - refine["twin_pairs"] <= refine["wrong"] <= 24
     # a present twin only for an absent-object record the model acted on

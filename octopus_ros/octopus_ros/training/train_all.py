@@ -369,6 +369,18 @@ def train(
             shutil.rmtree(target)
         shutil.move(str(item), target)
     final.rmdir()
+    from octopus_ros.runtime.second_opinion import SECOND_OPINION_DIR
+
+    second = out / SECOND_OPINION_DIR
+    if (second / "config.json").is_file():  # not this run's: the node would pair it with this model
+        metrics["second_opinion_kept"] = str(second)
+        log.warning(
+            "%s is a model trained apart from this one, and the node (second_opinion auto) and make "
+            "evaluate will ask it before publishing this model's calls; train it again for this model "
+            "(train_all with another --seed, --out %s) or remove the folder",
+            second,
+            second,
+        )
     if cfg.answer_format == "functional":  # request novelty: the saved model reads its own requests
         from octopus_ros.training.novelty_profile import (
             REQUEST_FIT_RECORDS,
