@@ -1202,6 +1202,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             functions = config_path("functions.yaml")
     registry = FunctionRegistry.from_yaml(functions)
+    from octopus_ros.functions.lint import decline_only_names
+
+    for finding in decline_only_names(registry):
+        log.warning("%s: %s", functions, finding.describe())
     model, tok, new, added = load_model(args, registry, cfg)
     size = model.config.vision.image_size
     log.info(

@@ -290,6 +290,10 @@ def train(
             model_config if model_config is not None else get_model_config(cfg.model)
         )
         cfg.image_size = arch.vision.image_size
+    from octopus_ros.functions.lint import decline_only_names
+
+    for finding in decline_only_names(load_default_registry()):
+        log.warning("functions.yaml: %s", finding.describe())
     pools = build_pools(cfg)
     if init_from is not None:
         registry = load_default_registry()
