@@ -391,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give the new function's byte-split letters tokens of their own (octopus_finetune --extend-vocab)",
     )
+    p.add_argument(
+        "--init-new",
+        choices=("mean", "random"),
+        default="mean",
+        help="how the new functional token's row starts (octopus_finetune --init-new)",
+    )
     p.add_argument("--synthetic-n", type=int, default=3000, help="synthetic replay examples")
     p.add_argument("--registry-n", type=int, default=2000, help="examples generated from the new phrasings")
     p.add_argument("--eval-every", type=int, default=50, help="replay held-out loss every N steps (curve)")
@@ -426,6 +432,7 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
         argv += ["--copier-steps", str(args.copier_steps)]
     argv += ["--distill", str(args.distill)] if args.distill > 0 else []
     argv += ["--extend-vocab"] if args.extend_vocab else []
+    argv += ["--init-new", args.init_new] if args.init_new != "mean" else []
     argv += ["--counterfactual"] if args.counterfactual else []
     argv += ["--contrast", str(args.contrast)] if args.contrast > 0 else []
     argv += ["--value-rows"] if args.value_rows else []
