@@ -247,6 +247,14 @@ def test_factorised_vision_config_errors():
         ("Pick up the 红色 cup", "Pick up the 红色 cup"),  # English with a Chinese word keeps its spaces
         ("。", "。"),  # nothing but marks: left as it is (the model declines it)
         ("", ""),
+        ("PICK UP THE RED CUP!", "pick up the red cup"),  # capitals only (a CTC recogniser's): lower case
+        ("STOP", "stop"),
+        ("TEXT BOB THAT I'M LATE", "text bob that i'm late"),
+        ("I", "I"),  # one capital says nothing about the case of the rest
+        ("Text BOB that I'm late", "Text BOB that I'm late"),  # some lower case: the case is kept
+        ("把TV关了", "把TV关了"),  # Chinese keeps its Latin letters as they are
+        ("ＰＩＣＫ ｕｐ ３ cups", "PICK up 3 cups"),  # full-width letters and digits read as ASCII
+        ("速度百分之３０，谢谢！", "速度百分之30，谢谢"),  # full-width punctuation stays
     ],
 )
 def test_model_utterance_cuts_only_the_ending_marks(text, read):

@@ -58,6 +58,15 @@ _CJK = f"\u3000-\u303f{CJK_IDEOGRAPHS}\uff00-\uffef"
 _CJK_SPACE = re.compile(rf"(?<=[{_CJK}]) | (?=[{_CJK}])")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _LATIN = re.compile(r"[A-Za-z]")
+_UPPER = re.compile(r"[A-Z]")
+_LOWER = re.compile(r"[a-z]")
+# full-width Latin letters and digits (Ａ-Ｚ, ａ-ｚ, ０-９) -> ASCII: a Chinese input method's letters
+# say what ASCII letters say; full-width punctuation ("，", "？") is the Chinese templates' own, kept
+_FULL_WIDTH = {
+    c: c - 0xFEE0
+    for r in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
+    for c in range(r[0], r[1] + 1)
+}
 
 
 def model_utterance(text: str) -> str:
@@ -75,10 +84,18 @@ def model_utterance(text: str) -> str:
     natural set instead of 4.8 %. The prompt (:meth:`PromptFormat.build_prompt`, training and
     inference), the copier and the call grammar all see this text, so a copied message never
     ends with the request's full stop. An utterance that is nothing but such marks stays as it is.
+
+    Case: text in capitals only (no lower-case letter, at least two capitals, not Chinese) is read
+    in lower case. Speech recognisers such as wav2vec2's CTC models write "PICK UP THE RED CUP";
+    the model was trained on ordinary case and, given capitals, published 1 of the natural set's
+    322 English requests (144 as written). Full-width Latin letters and digits are read as ASCII.
     """
-    stripped = " ".join(text.split())
-    if len(_CJK_CHAR.findall(stripped)) >= len(_LATIN.findall(stripped)):  # written in Chinese
+    stripped = " ".join(text.translate(_FULL_WIDTH).split())
+    chinese = len(_CJK_CHAR.findall(stripped)) >= len(_LATIN.findall(stripped))
+    if chinese:  # written in Chinese
         stripped = _CJK_SPACE.sub("", stripped)
+    elif len(_UPPER.findall(stripped)) >= 2 and not _LOWER.search(stripped):
+        stripped = stripped.lower()
     cut = _TERMINAL.sub("", stripped)
     return cut if cut else stripped
 
