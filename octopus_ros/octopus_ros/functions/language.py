@@ -18,6 +18,20 @@ CJK_IDEOGRAPHS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _IDEOGRAPH = re.compile(f"[{CJK_IDEOGRAPHS}]")
 
 
+# full-width Latin letters and digits (Ａ-Ｚ, ａ-ｚ, ０-９) -> their ASCII letters (a Chinese input
+# method's letters say what ASCII letters say); full-width punctuation ("，", "？") is not mapped
+_FULL_WIDTH_LATIN = {
+    c: c - 0xFEE0
+    for lo, hi in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
+    for c in range(lo, hi + 1)
+}
+
+
+def fold_full_width(text: str) -> str:
+    """``text`` with full-width Latin letters and digits as ASCII ("ＰＩＣＫ ３" -> "PICK 3")."""
+    return text.translate(_FULL_WIDTH_LATIN)
+
+
 def is_cjk(char: str) -> bool:
     """Whether ``char`` is one CJK ideograph."""
     return len(char) == 1 and _IDEOGRAPH.match(char) is not None

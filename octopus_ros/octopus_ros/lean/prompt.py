@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from octopus_ros.functions.language import CJK_IDEOGRAPHS
+from octopus_ros.functions.language import CJK_IDEOGRAPHS, fold_full_width
 
 IMAGE_TOKEN = "<image>"  # the image placeholder token (model/tokenizer.py adds it)
 
@@ -60,13 +60,6 @@ _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _LATIN = re.compile(r"[A-Za-z]")
 _UPPER = re.compile(r"[A-Z]")
 _LOWER = re.compile(r"[a-z]")
-# full-width Latin letters and digits (Ａ-Ｚ, ａ-ｚ, ０-９) -> ASCII: a Chinese input method's letters
-# say what ASCII letters say; full-width punctuation ("，", "？") is the Chinese templates' own, kept
-_FULL_WIDTH = {
-    c: c - 0xFEE0
-    for r in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
-    for c in range(r[0], r[1] + 1)
-}
 
 
 def model_utterance(text: str) -> str:
@@ -90,7 +83,7 @@ def model_utterance(text: str) -> str:
     the model was trained on ordinary case and, given capitals, published 1 of the natural set's
     322 English requests (144 as written). Full-width Latin letters and digits are read as ASCII.
     """
-    stripped = " ".join(text.translate(_FULL_WIDTH).split())
+    stripped = " ".join(fold_full_width(text).split())
     chinese = len(_CJK_CHAR.findall(stripped)) >= len(_LATIN.findall(stripped))
     if chinese:  # written in Chinese
         stripped = _CJK_SPACE.sub("", stripped)
