@@ -29,6 +29,7 @@ def registry():
         ("send the office a note", ("the office", "office"), True),
         ("text Carol that dinner is at seven", ("Bob", "bob"), False),
         ("message my boss that I'm sick", ("Bob", "bob"), False),
+        ("ｔｅｘｔ ＢＯＢ ｔｈａｔ ｈｉ", ("bob",), True),  # full-width letters, as the model reads them
     ],
 )
 def test_says_finds_whole_forms(utterance, forms, said):

@@ -15,6 +15,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from .language import fold_full_width
+
 
 @lru_cache(maxsize=512)
 def _pattern(form: str) -> re.Pattern[str]:
@@ -26,13 +28,15 @@ def _pattern(form: str) -> re.Pattern[str]:
 
 def says(utterance: str, forms: tuple[str, ...]) -> bool:
     """Whether ``utterance`` contains one of ``forms`` (see the module doc for the rule)."""
-    return any(form.strip() and _pattern(form.strip()).search(utterance) for form in forms)
+    text = fold_full_width(utterance)  # full-width letters are the model's ASCII words (one char each)
+    return any(form.strip() and _pattern(form.strip()).search(text) for form in forms)
 
 
 def mention_spans(utterance: str, forms: tuple[str, ...]) -> list[tuple[int, int]]:
     """Character ranges of every occurrence of one of ``forms`` in ``utterance``, by the same rule
     as :func:`says` (the span copier keeps clear of them: lean/copier.py)."""
-    return [m.span() for form in forms if form.strip() for m in _pattern(form.strip()).finditer(utterance)]
+    text = fold_full_width(utterance)  # the same length: the ranges are the utterance's
+    return [m.span() for form in forms if form.strip() for m in _pattern(form.strip()).finditer(text)]
 
 
 def unnamed_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any]]:
