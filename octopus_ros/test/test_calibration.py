@@ -60,6 +60,14 @@ def test_the_reliability_diagram_is_written(tmp_path):
     )
     assert path == tmp_path / "plots" / "calibration.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+    # each group's line is drawn in both panels (matplotlib's first two colours: blue, orange)
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    half = rgb.shape[1] // 2
+    for colour in ((31, 119, 180), (255, 127, 14)):
+        near = np.abs(rgb - np.array(colour)).sum(-1) < 60
+        assert near[:, :half].sum() > 100 and near[:, half:].sum() > 100, colour
 
 
 def test_ece_of_a_perfectly_calibrated_and_a_wrong_predictor():
