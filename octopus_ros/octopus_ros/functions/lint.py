@@ -52,24 +52,14 @@ def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
-def training_texts(spec: Any) -> dict[str, list[str]]:
-    """language -> the texts ``spec`` trains on: its world phrasings not held out, its examples."""
-    out: dict[str, list[str]] = {}
-    if spec.phrasings is not None:
-        for lang, items in spec.phrasings.by_language().items():
-            out.setdefault(lang, []).extend(_text(p.say) for p in items if not p.heldout)
-    for lang, items in (spec.examples or {}).items():
-        out.setdefault(lang, []).extend(_text(p.say) for p in items)
-    return out
-
-
 def decline_only_names(registry: Any) -> list[Finding]:
     """Name words taught only as declines (see the module docstring), in registry order."""
     specs = list(registry)
     declines: dict[str, list[str]] = {}
     acting: dict[str, set[str]] = {}
     for spec in specs:
-        for lang, texts in training_texts(spec).items():
+        for lang, says in spec.training_says().items():
+            texts = [_text(say) for say in says]
             if spec.decline:
                 declines.setdefault(lang, []).extend(texts)
             else:

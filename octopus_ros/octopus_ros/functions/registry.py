@@ -316,6 +316,17 @@ class FunctionSpec:
         """The functional token's literal text, e.g. ``<nexa_3>``."""
         return f"<nexa_{self.token}>"
 
+    def training_says(self) -> dict[str, list[str]]:
+        """language -> the phrasings (``say`` text with its ``{slot}`` fields) the function trains
+        on: its ``examples`` and its world ``phrasings`` that are not held out."""
+        out: dict[str, list[str]] = {}
+        for lang, items in (self.examples or {}).items():
+            out.setdefault(lang, []).extend(p.say for p in items)
+        if self.phrasings is not None:
+            for lang, items in self.phrasings.languages:
+                out.setdefault(lang, []).extend(p.say for p in items if not p.heldout)
+        return out
+
     def describe(self, lang: str = "en") -> str:
         """The description in ``lang``, falling back to English."""
         return self.description.get(lang) or self.description["en"]

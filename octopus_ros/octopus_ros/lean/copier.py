@@ -335,10 +335,7 @@ def _carrier_words(registry, functions: tuple[str, ...]) -> frozenset[str]:
         spec = registry.by_name(name)
         if spec is None or lone_copied_arg(spec) is None:
             continue
-        says = [p.say for ps in (spec.examples or {}).values() for p in ps]
-        if spec.phrasings is not None:
-            says += [p.say for _, ps in spec.phrasings.languages for p in ps if not p.heldout]
-        for say in says:
+        for say in (say for says in spec.training_says().values() for say in says):
             words.update(u for literal, *_ in string.Formatter().parse(say) for u in text_units(literal))
     return frozenset(words)
 
