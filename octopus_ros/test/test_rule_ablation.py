@@ -34,6 +34,7 @@ def test_the_screen_and_novelty_switches_reach_the_node_rule():
 def test_the_decision_rules_are_patched_inside_the_block_only():
     class Model:
         resolve_colour = True
+        narrow_objects = True
         copier = "a copier"
 
     model = Model()
@@ -49,7 +50,9 @@ def test_the_decision_rules_are_patched_inside_the_block_only():
         assert lean_decision.object_mismatch(None, None, None, "x") is None
     with rule_off("colourless_resolution", model), rule_off("span_copier", model):
         assert model.resolve_colour is False and model.copier is None
-    assert model.resolve_colour is True and model.copier == "a copier"
+    with rule_off("object_narrowing", model):
+        assert model.narrow_objects is False
+    assert model.resolve_colour is True and model.copier == "a copier" and model.narrow_objects is True
     assert lean_grounding.colour_mismatch(probs, "red", rule) == "green"
 
 

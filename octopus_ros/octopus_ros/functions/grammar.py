@@ -30,6 +30,14 @@ it (functions/mentions.py). A bound grammar offers such an argument only the val
 says, so the model chooses among the rooms or contacts it heard instead of guessing one; when the
 utterance says none, every value stays open and the runtime declines the call as unnamed (one
 rule, two uses: the grammar narrows, the runtime still checks).
+
+Named objects: a string argument declared ``names_object: true`` (pick_up's object) takes, when
+the request names objects of the model's vocabulary, only one of those phrases
+(:meth:`CallGrammar.bind` ``objects``, given by the runtime from its grounding vocabulary:
+lean/grounding.py ``GroundingRules.named_phrases``): "put the blue keys on the floor" can no
+longer come out as ``place('blue book', …)``, a pair the model saw more often. A request that
+names none leaves the argument a free string. The runtime's object-swap check (lean/decision.py
+``object_mismatch``) is the same rule for the decode modes without a grammar.
 """
 
 from __future__ import annotations
@@ -251,6 +259,14 @@ class CallGrammar:
             for i, a in enumerate(spec.args)
             if a.type == "enum" and a.named
         }
+        # names_object string arguments: bind(objects=) narrows them to the objects the request names
+        self._object_args = {
+            (spec.token, i): a
+            for spec in registry.functions
+            if spec.token in self._args
+            for i, a in enumerate(spec.args)
+            if a.type == "string" and a.names_object and a.source is None
+        }
         self._roots: dict[tuple[int, int], int] = {}  # bind(): narrowed trie roots of named arguments
         self._narrowed: frozenset[int] = frozenset()  # bind(): functions with a narrowed argument
         # functions with a copied argument: their states depend on the bound utterance
@@ -265,7 +281,9 @@ class CallGrammar:
         }
         log.debug("call grammar for %s", sorted(self.allowed_names))
 
-    def bind(self, utterance: str, *, copy: str | None = None) -> CallGrammar:
+    def bind(
+        self, utterance: str, *, copy: str | None = None, objects: Iterable[str] | None = None
+    ) -> CallGrammar:
         """This grammar for one utterance: arguments declared ``source: utterance`` accept only
         spans of ``utterance`` (pass the text exactly as the model reads it). Cheap: the compiled
         tables are shared; only the utterance's span trie is built.
@@ -274,7 +292,12 @@ class CallGrammar:
         function with exactly one copied argument accepts for it (the span copier's choice,
         lean/copier.py); the grammar forces it, so jump-forward writes it without a choice.
         Functions with several copied arguments keep every span. ValueError for a ``copy`` that
-        is not a span."""
+        is not a span.
+
+        ``objects``: the object phrases the request names, as the model writes them ("blue keys";
+        the runtime's grounding vocabulary gives them). A ``names_object`` argument then accepts
+        only one of them; None or empty leaves it a free string. Phrases that such an argument
+        could not hold (too long, quotes, ``<``) are left out."""
         if not isinstance(utterance, str):
             raise TypeError(f"utterance must be text, got {type(utterance).__name__}")
         bound = _copy.copy(self._base)
@@ -282,6 +305,8 @@ class CallGrammar:
         bound._span = WordSpans(utterance) if self._copy_fns else None
         bound._exact = None
         bound._narrow(utterance)
+        if objects:
+            bound._narrow_objects(tuple(objects))
         if copy is not None:
             if bound._span is None or not bound.is_span(copy):
                 raise ValueError(f"{copy!r} is not a word-aligned span of the utterance {utterance!r}")
@@ -303,6 +328,30 @@ class CallGrammar:
                 roots[key] = self._build_trie([f"'{v}'" for v in said])
         self._roots = roots
         self._narrowed = frozenset(fn for fn, _ in roots)
+
+    def _narrow_objects(self, phrases: tuple[str, ...]) -> None:
+        """``names_object`` string arguments accept only ``phrases``: each becomes an enum-like
+        trie argument in this grammar's own copy of the argument table."""
+        if not self._object_args:
+            return
+        args, changed = dict(self._args), set()
+        for (fn, i), arg in self._object_args.items():
+            fits = [
+                p
+                for p in dict.fromkeys(phrases)
+                if 0 < len(p) <= arg.max_length and not _STRING_STOP.search(p)
+            ]
+            if not fits:
+                continue
+            if self._trie is self._base._trie:
+                self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed
+            specs = list(args[fn])
+            specs[i] = (_K_TRIE, self._build_trie([f"'{p}'" for p in fits]))
+            args[fn] = tuple(specs)
+            changed.add(fn)
+        if changed:
+            self._args = args
+            self._narrowed = self._narrowed | frozenset(changed)
 
     def _span_of(self, fn: int) -> WordSpans | None:
         """The span trie a copied argument of function ``fn`` reads."""

@@ -45,7 +45,8 @@ _FUNCTION_KEYS = (
     "phrasings",
 )
 _ARG_KEYS = (
-    "name", "type", "min", "max", "values", "max_length", "source", "named", "description", "examples",
+    "name", "type", "min", "max", "values", "max_length", "source", "named", "names_object", "description",
+    "examples",
 )  # fmt: skip
 ARG_SOURCES = ("utterance",)  # where a string argument's value must come from (``source``)
 
@@ -88,6 +89,10 @@ class ArgSpec:
     spans. ``named: true`` (enum only) says the request must name the value: a call is not
     published unless one of the value's spoken forms (:meth:`spoken_forms`) is in the utterance
     (a message goes to someone the user named, never to a guessed contact; functions/mentions.py).
+    ``names_object: true`` (string only, not copied) says the value names a physical object
+    ("red cup"): when the request names objects the model knows (its grounding vocabulary), the
+    bound grammar offers only those (:meth:`CallGrammar.bind` ``objects``), so the model picks
+    among the objects it heard instead of swapping one for a pair it saw more in training.
     Raises :class:`RegistryError` when the combination is invalid.
     """
 
@@ -99,6 +104,7 @@ class ArgSpec:
     max_length: int | None = None
     source: str | None = None  # 'utterance': the value is a span of the user's words (string only)
     named: bool = False  # enum only: the utterance must say the value (one of its spoken forms)
+    names_object: bool = False  # string only: the value names an object (CallGrammar.bind objects)
     description: dict[str, str] | None = field(default=None, hash=False)
     # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
     examples: dict[str, dict[Any, tuple[str, ...]]] | None = field(default=None, hash=False)
@@ -123,6 +129,12 @@ class ArgSpec:
             raise RegistryError(f"named must be true or false, got {self.named!r}")
         if self.named and self.type != "enum":
             raise RegistryError(f"named is only valid for enum arguments, not {self.type}")
+        if not isinstance(self.names_object, bool):
+            raise RegistryError(f"names_object must be true or false, got {self.names_object!r}")
+        if self.names_object and (self.type != "string" or self.source is not None):
+            raise RegistryError(
+                "names_object is only valid for string arguments that are not copied (no source)"
+            )
         if numeric:
             self._check_bounds()
         if self.type == "enum":
@@ -186,6 +198,8 @@ class ArgSpec:
             out["source"] = self.source
         if self.named:
             out["named"] = True
+        if self.names_object:
+            out["names_object"] = True
         if self.description:
             out["description"] = dict(self.description)
         if self.examples:

@@ -404,8 +404,11 @@ def copy_span(
     utterance: str,
     encode: Callable[[str], tuple[list[int], list[tuple[int, int]]]],
     embed: Callable[[list[int]], np.ndarray],
+    objects: tuple[str, ...] | None = None,
 ):
     """Both runtimes' grammar for one utterance: ``(bound grammar, CopiedSpan or None)``.
+
+    ``objects``: the object phrases the utterance names (``CallGrammar.bind``; None: not narrowed).
 
     With a copier and an allowlist that has a function with a copied argument, the copied value
     is the copier's span (the grammar accepts nothing else); otherwise any word-aligned span. The
@@ -416,7 +419,7 @@ def copy_span(
     the grammar refuses the span, the copied value is any word-aligned span, as without a copier.
     """
     if copier is None or not grammar.copies_text():
-        return grammar.bind(utterance), None
+        return grammar.bind(utterance, objects=objects), None
     ids, offsets = encode(utterance)
     tokens = UtteranceTokens.of(utterance, ids, offsets)
     functions = sorted(grammar.allowed_names)
@@ -428,10 +431,10 @@ def copy_span(
         )
         for choice in (grown, span) if grown is not span else (span,):
             try:
-                return grammar.bind(utterance, copy=choice.text), choice
+                return grammar.bind(utterance, copy=choice.text, objects=objects), choice
             except ValueError:  # not a span the grammar accepts, or longer than a copied argument allows
                 pass
-    return grammar.bind(utterance), None
+    return grammar.bind(utterance, objects=objects), None
 
 
 def lone_copied_arg(spec) -> Any | None:

@@ -131,6 +131,17 @@ def words_to_understand(registry, instruction: str, decision: Decision) -> str:
     return without_copied(registry, instruction, decision.call) if decision.ok else instruction
 
 
+def named_objects(model, utterance: str) -> tuple[str, ...] | None:
+    """The object phrases ``utterance`` names, which a ``names_object`` argument is narrowed to
+    (functions/grammar.py ``CallGrammar.bind``): by ``model.grounding``'s vocabulary
+    (``GroundingRules.named_phrases``); None when the model has no grounding head or its
+    ``narrow_objects`` is off. Both runtimes, constrained decoding."""
+    rules = getattr(model, "grounding", None)
+    if rules is None or not getattr(model, "narrow_objects", False):
+        return None
+    return rules.named_phrases(utterance)
+
+
 def resolve_colourless(decision: Decision, rules, maps, utterance: str, spec, min_score: float) -> None:
     """A colourless reference ("grab the cup", "把杯子拿起来") names the colour that is in view.
 

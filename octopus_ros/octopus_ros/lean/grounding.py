@@ -123,6 +123,24 @@ class GroundingRules:
                 colours.add(hits[k - 1][3])
         return out
 
+    def named_phrases(self, utterance: str, *, bare: bool = False) -> tuple[str, ...]:
+        """The objects ``utterance`` names with their colours (:meth:`mentions`), as the model
+        writes them in a call ("blue keys", also for "蓝色的钥匙"). What a ``names_object``
+        argument may be (functions/grammar.py ``CallGrammar.bind``); empty when it names none.
+
+        Only colour-qualified mentions count, as in the object-swap check (lean/decision.py
+        ``object_mismatch``): a bare category word may be another word ("can you…", "trash can",
+        书架 "bookshelf"). ``bare``: also each category named without a colour, in every colour it
+        comes in (a measurement option)."""
+        out: list[str] = []
+        for name, said in self.mentions(utterance).items():
+            if not said and not bare:
+                continue
+            category = self.categories[self._cat_index[name]]
+            colours = [c for c in self._col_index if c in said] if said else category["colours"]
+            out += [self._name(category, colour, "en") for colour in colours]
+        return tuple(dict.fromkeys(out))
+
     def category_word(self, name: str, lang: str = "en") -> str:
         """The word of category ``name`` in ``lang`` ("en" / "zh"); KeyError for an unknown one."""
         return self.categories[self._cat_index[name]][lang]
@@ -189,6 +207,8 @@ def colour_mismatch(
 def _whole_word(text: str, i: int, n: int) -> bool:
     before = text[i - 1] if i > 0 else " "
     after = text[i + n] if i + n < len(text) else " "
+    if text.startswith(("'t", "’t"), i + n) and (i + n + 2 >= len(text) or not text[i + n + 2].isalpha()):
+        return False  # "can't", "can’t": a contraction, not the category word
     # plural 's' of an English category word ("cups") still names the category
     return not before.isalpha() and (
         not after.isalpha() or (after == "s" and (i + n + 1 >= len(text) or not text[i + n + 1].isalpha()))

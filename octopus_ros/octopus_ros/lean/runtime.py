@@ -41,6 +41,7 @@ from .decision import (
     canonical_context,
     decoded_decision,
     finish_decision,
+    named_objects,
     registry_characters,
     request_novelty,
 )
@@ -201,6 +202,7 @@ class LeanOctopus:
         self.copier = copier  # the span copier of copied arguments (lean/copier.py), or None
         self.resolve_colour = True
         self.resolve_colour_min = 0.5
+        self.narrow_objects = True  # lean/decision.named_objects
         self.max_new_tokens = max_new_tokens
         self.jump_forward = jump_forward
         self.prefix_cache = prefix_cache
@@ -541,6 +543,7 @@ class LeanOctopus:
         grammar, span = copy_span(
             self.copier, self.grammar(allow), instruction,
             lambda text: encode_with_offsets(self.tokenizer, text), lambda ids: self.embeddings[ids],
+            named_objects(self, instruction),
         )  # fmt: skip
         res: DecodeResult = self.decoder.decode(
             logits, step, grammar, max_new_tokens=limit, jump_forward=self.jump_forward,

@@ -35,6 +35,7 @@ from octopus_ros.lean.decision import (
     canonical_context,
     decoded_decision,
     finish_decision,
+    named_objects,
     request_novelty,
     resolve_colourless,
     words_to_understand,
@@ -172,6 +173,8 @@ class Octopus:
         # colourless references ("the cup") take the colour the grounding head sees (see decide)
         self.resolve_colour = True
         self.resolve_colour_min = 0.5  # the head's probability of the colour it would write
+        # names_object arguments take only the objects the request names (lean/decision.named_objects)
+        self.narrow_objects = True
         if grounding is not None:
             grounding.head.to(self.device)
         self.prompt = PromptFormat(tokenizer=tokenizer, config=config)
@@ -536,6 +539,7 @@ class Octopus:
         grammar, span = copy_span(
             self.copier, self.grammar(allowlist), utterance,
             lambda text: encode_with_offsets(self.tokenizer, text), self._copier_embed,
+            named_objects(self, utterance),
         )  # fmt: skip
         res: DecodeResult = self.decoder.decode(
             logits,

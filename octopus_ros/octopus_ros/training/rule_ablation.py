@@ -15,6 +15,8 @@ Rules (``--rules``; default all):
 
 - ``object_swap``: a call on another object than the one the request names with its colour is
   NO_ACTION (lean/decision.object_mismatch);
+- ``object_narrowing``: the grammar offers a ``names_object`` argument only the objects the request
+  names with their colours (lean/decision.named_objects, functions/grammar.py);
 - ``colourless_resolution``: a colourless reference takes the colour in view, and the guessed
   colour is left out of the confidence (lean/decision.resolve_colourless, discount_colour_guess);
 - ``colour_guess_discount``: only the second half of the above;
@@ -64,6 +66,8 @@ def rule_off(rule: str, octopus: Any) -> Iterator[dict[str, Any]]:
     with contextlib.ExitStack() as stack:
         if rule == "object_swap":
             stack.enter_context(mock.patch.object(decision, "object_mismatch", lambda *a, **k: None))
+        elif rule == "object_narrowing":
+            stack.enter_context(mock.patch.object(octopus, "narrow_objects", False))
         elif rule == "colourless_resolution":
             stack.enter_context(mock.patch.object(octopus, "resolve_colour", False))
         elif rule == "colour_guess_discount":
@@ -94,6 +98,7 @@ def rule_off(rule: str, octopus: Any) -> Iterator[dict[str, Any]]:
 
 RULES = (
     "object_swap",
+    "object_narrowing",
     "colourless_resolution",
     "colour_guess_discount",
     "colour_mismatch",
