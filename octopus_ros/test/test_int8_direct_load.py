@@ -115,6 +115,7 @@ def test_bundled_model_loads_as_the_quantized_fp32_model_and_decides_alike():
     ref = Octopus(model=fp32.model, tokenizer=fp32.tokenizer, registry=registry, precision="int8")
     got = Octopus.load(path, precision="int8")  # the direct int8 load
     assert_same_int8_model(ref.model, got.model)
+    ref.grounding = got.grounding  # the same runtime rules (the grounding vocabulary narrows objects)
     rng = np.random.default_rng(0)
     size = got.config.vision.image_size
     for text in UTTERANCES:
