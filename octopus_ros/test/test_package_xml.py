@@ -41,6 +41,7 @@ PIP_ONLY = {
     "torchvision",
     "rosbags",
     "chatterbot_corpus",
+    "opencc",  # read as data (its character tables: functions/language.to_simplified), not imported
 }
 # Imported only by test helpers inside the package (functions/testing.py builds hypothesis strategies).
 TEST_ONLY = {"hypothesis", "pytest"}
@@ -82,7 +83,11 @@ def test_every_import_is_declared_or_named_pip_only():
     assert not problems, "package.xml misses:\n" + "\n".join(problems)
 
 
-PIP_NAMES = {"open_clip": "open_clip_torch", "chatterbot_corpus": "chatterbot-corpus"}  # module -> pip name
+PIP_NAMES = {  # module -> pip name
+    "open_clip": "open_clip_torch",
+    "chatterbot_corpus": "chatterbot-corpus",
+    "opencc": "opencc-python-reimplemented",
+}
 
 
 def test_package_xml_and_the_readme_name_every_pip_only_library():

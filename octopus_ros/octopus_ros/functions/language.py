@@ -11,7 +11,12 @@ counted: no Chinese text the robot hears uses them, and neither the templates no
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
+from importlib import resources
+
+log = logging.getLogger(__name__)
 
 # a regex character-class body, for building patterns: f"[{CJK_IDEOGRAPHS}]"
 CJK_IDEOGRAPHS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -30,6 +35,63 @@ _FULL_WIDTH_LATIN = {
 def fold_full_width(text: str) -> str:
     """``text`` with full-width Latin letters and digits as ASCII ("ＰＩＣＫ ３" -> "PICK 3")."""
     return text.translate(_FULL_WIDTH_LATIN)
+
+
+# OpenCC's character tables (opencc-python-reimplemented ships them): Taiwan and Hong Kong variant
+# forms to OpenCC's standard Traditional, then Traditional to Simplified
+_OPENCC_TABLES = ("TWVariantsRev.txt", "HKVariantsRev.txt", "TSCharacters.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def _traditional_table() -> dict[int, str]:
+    """One character for one: each Traditional (or Taiwan / Hong Kong variant) character that
+    OpenCC's tables map to a single character, to its first Simplified candidate; a character
+    that is itself what some Traditional character becomes stays (Simplified text uses it). Empty,
+    with one warning, when the tables cannot be read."""
+    steps: list[dict[str, str]] = []
+    try:
+        folder = resources.files("opencc") / "dictionary"
+        for name in _OPENCC_TABLES:
+            step: dict[str, str] = {}
+            for line in (folder / name).read_text(encoding="utf-8").splitlines():
+                source, _, targets = line.partition("\t")
+                first = targets.split(" ")[0] if targets else ""
+                if len(source) == 1 and len(first) == 1:
+                    step[source] = first
+            steps.append(step)
+    except (ImportError, OSError, UnicodeDecodeError) as e:
+        log.warning(
+            "Traditional Chinese is read as written (the model knows Simplified): OpenCC's tables are"
+            " not readable (%s); pip install opencc-python-reimplemented",
+            e,
+        )
+        return {}
+    variants, simplified = {**steps[1], **steps[0]}, steps[2]
+    written = set(simplified.values())  # characters Simplified text uses ("么" of "麼", even if 么 maps on)
+    table = {}
+    for c in (set(variants) | set(simplified)) - written:
+        standard = variants.get(c, c)
+        target = simplified.get(standard, standard)
+        if target != c:
+            table[ord(c)] = target
+    return table
+
+
+def to_simplified(text: str) -> str:
+    """``text`` with Traditional Chinese characters as Simplified ("把客廳的燈打開" -> "把客厅的灯打开"),
+    character by character (so the length and every position stay: mention ranges read on it are
+    the text's). Speech recognisers write Mandarin in either script (Whisper often in Traditional),
+    and the model, its templates and its vocabularies know Simplified. Simplified text, and text
+    without Chinese, is unchanged (checked on every Chinese training phrasing and written set)."""
+    return text.translate(_traditional_table()) if has_cjk(text) else text
+
+
+def fold_input(text: str) -> str:
+    """The characters of a request as the training text writes them: full-width Latin letters and
+    digits as ASCII (:func:`fold_full_width`) and Traditional Chinese as Simplified
+    (:func:`to_simplified`); one character for one. The prompt, the safety screen and the
+    mention rules all read a request through this."""
+    return to_simplified(fold_full_width(text))
 
 
 def is_cjk(char: str) -> bool:

@@ -15,7 +15,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from .language import fold_full_width
+from .language import fold_input
 
 
 @lru_cache(maxsize=512)
@@ -28,14 +28,14 @@ def _pattern(form: str) -> re.Pattern[str]:
 
 def says(utterance: str, forms: tuple[str, ...]) -> bool:
     """Whether ``utterance`` contains one of ``forms`` (see the module doc for the rule)."""
-    text = fold_full_width(utterance)  # full-width letters are the model's ASCII words (one char each)
+    text = fold_input(utterance)  # full-width letters, Traditional characters: as the model reads them
     return any(form.strip() and _pattern(form.strip()).search(text) for form in forms)
 
 
 def mention_spans(utterance: str, forms: tuple[str, ...]) -> list[tuple[int, int]]:
     """Character ranges of every occurrence of one of ``forms`` in ``utterance``, by the same rule
     as :func:`says` (the span copier keeps clear of them: lean/copier.py)."""
-    text = fold_full_width(utterance)  # the same length: the ranges are the utterance's
+    text = fold_input(utterance)  # one character for one: the ranges are the utterance's
     return [m.span() for form in forms if form.strip() for m in _pattern(form.strip()).finditer(text)]
 
 

@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from octopus_ros.functions.language import CJK_IDEOGRAPHS, fold_full_width
+from octopus_ros.functions.language import CJK_IDEOGRAPHS, fold_input
 
 IMAGE_TOKEN = "<image>"  # the image placeholder token (model/tokenizer.py adds it)
 
@@ -81,9 +81,10 @@ def model_utterance(text: str) -> str:
     Case: text in capitals only (no lower-case letter, at least two capitals, not Chinese) is read
     in lower case. Speech recognisers such as wav2vec2's CTC models write "PICK UP THE RED CUP";
     the model was trained on ordinary case and, given capitals, published 1 of the natural set's
-    322 English requests (144 as written). Full-width Latin letters and digits are read as ASCII.
+    322 English requests (144 as written). Full-width Latin letters and digits are read as ASCII,
+    and Traditional Chinese characters as Simplified (functions/language.fold_input).
     """
-    stripped = " ".join(fold_full_width(text).split())
+    stripped = " ".join(fold_input(text).split())
     chinese = len(_CJK_CHAR.findall(stripped)) >= len(_LATIN.findall(stripped))
     if chinese:  # written in Chinese
         stripped = _CJK_SPACE.sub("", stripped)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from octopus_ros.functions.language import fold_full_width, has_cjk
+from octopus_ros.functions.language import fold_input, has_cjk
 
 DEFAULT_FILE = Path(__file__).with_name("safety.yaml")
 GAP = 4  # words an English " ... " term may skip
@@ -164,7 +164,7 @@ class SafetyScreen:
         """The first rule ``text`` trips (English rules on its Latin words, Chinese rules on the
         rest), or None when no rule fires."""
         # as the model reads it: full-width letters are its ASCII words (lean/prompt.model_utterance)
-        lowered = fold_full_width(str(text)).lower().replace("\u2019", "'")
+        lowered = fold_input(str(text)).lower().replace("\u2019", "'")
         if "en" in self._rules:
             words = _EN_WORD.findall(_blank(lowered, self._ignore["en"]))
             negated = frozenset(

@@ -1,0 +1,101 @@
+"""Traditional Chinese is read as Simplified (functions/language.to_simplified, fold_input): the
+model, its templates and its vocabularies know Simplified, and speech recognisers write Mandarin in
+either script. One character for one, Simplified text unchanged."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from octopus_ros.functions import language
+from octopus_ros.functions.language import fold_input, to_simplified
+from octopus_ros.functions.mentions import mention_spans, says
+from octopus_ros.lean.prompt import model_utterance
+
+
+@pytest.mark.parametrize(
+    ("traditional", "simplified"),
+    [
+        ("把客廳的燈打開", "把客厅的灯打开"),
+        ("幫我拿一下那個紅色的杯子", "帮我拿一下那个红色的杯子"),
+        ("給媽媽發簡訊說我到了", "给妈妈发简讯说我到了"),
+        ("裡面有什麼", "里面有什么"),  # a Taiwan variant form (裡) first becomes OpenCC's standard one
+        ("跟Bob說晚安", "跟Bob说晚安"),
+        ("pick up the red cup", "pick up the red cup"),
+    ],
+)
+def test_traditional_characters_read_as_simplified(traditional, simplified):
+    assert to_simplified(traditional) == simplified
+    assert len(to_simplified(traditional)) == len(traditional)
+
+
+def test_simplified_text_is_unchanged():
+    """Every Chinese phrasing of the registry, of the four written sets and of the training
+    vocabulary reads the same: folding never changes what the model was trained or measured on."""
+    import json
+    import re
+
+    from octopus_ros.data.natural import (
+        CHECK_SET_PATH,
+        MESSAGES_SET_PATH,
+        NATURAL_SET_PATH,
+        THIRD_SET_PATH,
+        load_natural_set,
+    )
+    from octopus_ros.paths import config_path, default_model_dir
+
+    texts = [
+        it.text
+        for path in (NATURAL_SET_PATH, CHECK_SET_PATH, THIRD_SET_PATH, MESSAGES_SET_PATH)
+        for it in load_natural_set(path)
+        if it.language == "zh"
+    ]
+    texts += re.findall(r"[^\x00-\x7f]+", config_path("functions.yaml").read_text(encoding="utf-8"))
+    vocab = json.loads((default_model_dir() / "training_vocab.json").read_text(encoding="utf-8"))[
+        "vocabulary"
+    ]
+    texts += vocab
+    assert len(texts) > 1000
+    changed = [t for t in texts if to_simplified(t) != t]
+    assert not changed, changed[:10]
+
+
+def test_the_model_the_screen_and_the_mentions_read_folded_text():
+    assert model_utterance("把客廳的燈打開。") == "把客厅的灯打开"
+    assert model_utterance("ＰＩＣＫ ＵＰ the 紅色 cup") == "PICK UP the 红色 cup"
+    assert says("給媽媽發簡訊說我到了", ("妈妈",))
+    text = "給媽媽發簡訊"
+    assert [text[a:b] for a, b in mention_spans(text, ("妈妈",))] == ["媽媽"]  # the utterance's own range
+    assert fold_input("Ｂｏｂ說") == "Bob说"
+
+
+def test_the_safety_screen_reads_traditional_too():
+    from octopus_ros.runtime.engine import EngineConfig
+    from octopus_ros.runtime.safety import screen_from_setting
+
+    screen = screen_from_setting(EngineConfig().safety_screen)
+    simplified = "把厨房点着火"
+    hit = screen.check(simplified)
+    assert hit is not None  # the rule this test relies on
+    assert screen.check("把廚房點著火") is not None
+
+
+def test_unreadable_tables_leave_text_as_written_with_a_warning(monkeypatch, caplog):
+    class Missing:
+        def __truediv__(self, other):
+            return self
+
+        def read_text(self, **kwargs):
+            raise OSError("no such file")
+
+    language._traditional_table.cache_clear()
+    monkeypatch.setattr(language.resources, "files", lambda package: Missing())
+    try:
+        with caplog.at_level(logging.WARNING, logger=language.__name__):
+            assert to_simplified("把客廳的燈打開") == "把客廳的燈打開"
+        assert "opencc-python-reimplemented" in caplog.text
+    finally:
+        monkeypatch.undo()
+        language._traditional_table.cache_clear()
+    assert to_simplified("客廳") == "客厅"
