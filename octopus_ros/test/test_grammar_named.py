@@ -99,3 +99,72 @@ def test_adversarial_logits_never_send_to_someone_unnamed(registry, tok, seed, j
     call = parse_call(res.text, registry)
     assert call.function == "send_message"
     assert not unnamed_args(registry.by_name("send_message"), call, utterance), res.text
+
+
+LIGHT = {
+    "version": 1,
+    "functions": [
+        {
+            "name": "set_light",
+            "token": 0,
+            "description": {"en": "Switch a light."},
+            "args": [
+                {"name": "room", "type": "enum", "values": ["kitchen", "hallway"], "narrow": True},
+                {
+                    "name": "on",
+                    "type": "bool",
+                    "narrow": True,
+                    "examples": {
+                        "en": {True: "on", False: "off"},
+                        "zh": {True: ["打开", "开"], False: ["关掉", "关"]},
+                    },
+                },
+            ],
+        },
+        {"name": "no_action", "token": 1, "decline": True, "description": {"en": "Nothing."}},
+    ],
+}
+
+
+def _lights(grammar: CallGrammar) -> set[tuple[str, bool]]:
+    return {
+        (room, on)
+        for room in ("kitchen", "hallway")
+        for on in (True, False)
+        if grammar.accepts(f"<nexa_0>('{room}', {on})<nexa_end>")
+    }
+
+
+@pytest.mark.parametrize(
+    "utterance, offered",
+    [
+        ("turn the hallway light off", {("hallway", False)}),
+        ("把厨房的灯打开", {("kitchen", True), ("hallway", True)}),  # no Chinese forms for the rooms here
+        ("lights on in the kitchen and the hallway", {("kitchen", True), ("hallway", True)}),
+        (
+            "turn the kitchen light off and the hallway one on",
+            {(r, v) for r in ("kitchen", "hallway") for v in (True, False)},
+        ),
+        ("it is too dark in here", {(r, v) for r in ("kitchen", "hallway") for v in (True, False)}),
+        (
+            "is that true? turn the kitchen light off",
+            {("kitchen", False)},
+        ),  # "True" is not how a bool is said
+    ],
+)
+def test_narrow_enum_and_bool_arguments_offer_what_the_request_says(utterance, offered):
+    registry = FunctionRegistry.from_dict(LIGHT)
+    assert _lights(CallGrammar(registry).bind(utterance)) == offered
+
+
+def test_narrow_declines_nothing_and_is_checked():
+    from octopus_ros.functions import parse_call
+    from octopus_ros.functions.registry import ArgSpec, RegistryError
+
+    registry = FunctionRegistry.from_dict(LIGHT)
+    call = parse_call("<nexa_0>('kitchen', True)<nexa_end>", registry)
+    assert unnamed_args(registry.by_name("set_light"), call, "it is too dark in here") == []  # not `named`
+    assert registry.by_name("set_light").args[1].spoken_forms(True) == ("on", "打开", "开")
+    with pytest.raises(RegistryError, match="narrow is only valid for enum and bool"):
+        ArgSpec(name="x", type="string", narrow=True)
+    assert FunctionRegistry.from_dict(registry.to_dict()).by_name("set_light").args[1].narrow

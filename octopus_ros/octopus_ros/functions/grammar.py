@@ -29,7 +29,9 @@ Named values: an enum argument declared ``named: true`` takes a value only when 
 it (functions/mentions.py). A bound grammar offers such an argument only the values the utterance
 says, so the model chooses among the rooms or contacts it heard instead of guessing one; when the
 utterance says none, every value stays open and the runtime declines the call as unnamed (one
-rule, two uses: the grammar narrows, the runtime still checks).
+rule, two uses: the grammar narrows, the runtime still checks). An enum or bool argument declared
+``narrow: true`` is narrowed the same way, and nothing is declined when the request says none of its
+values (set_light's on / off: "it is too dark in the kitchen" says neither and stays a call).
 
 Named objects: a string argument declared ``names_object: true`` (pick_up's object) takes, when
 the request names objects of the model's vocabulary, only one of those phrases
@@ -257,7 +259,7 @@ class CallGrammar:
             for spec in registry.functions
             if spec.token in self._args
             for i, a in enumerate(spec.args)
-            if a.type == "enum" and a.named
+            if (a.type == "enum" and a.named) or (a.type in ("enum", "bool") and a.narrow)
         }
         # names_object string arguments: bind(objects=) narrows them to the objects the request names
         self._object_args = {
@@ -317,15 +319,17 @@ class CallGrammar:
         return bound
 
     def _narrow(self, utterance: str) -> None:
-        """Named enum arguments accept only the values ``utterance`` says (all when it says none).
+        """Named enum arguments, and ``narrow`` enum / bool ones, accept only the values
+        ``utterance`` says (all when it says none; a bool's values are said by its ``examples``).
         The narrowed tries go into this grammar's own copy of the node table."""
         roots: dict[tuple[int, int], int] = {}
         for key, arg in self._named_args.items():
-            said = [v for v in arg.values if says(utterance, arg.spoken_forms(v))]
-            if said and len(said) < len(arg.values):
+            values = (True, False) if arg.type == "bool" else arg.values
+            said = [v for v in values if says(utterance, arg.spoken_forms(v))]
+            if said and len(said) < len(values):
                 if self._trie is self._base._trie:
                     self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed
-                roots[key] = self._build_trie([f"'{v}'" for v in said])
+                roots[key] = self._build_trie([str(v) if arg.type == "bool" else f"'{v}'" for v in said])
         self._roots = roots
         self._narrowed = frozenset(fn for fn, _ in roots)
 

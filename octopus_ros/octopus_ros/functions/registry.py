@@ -45,8 +45,8 @@ _FUNCTION_KEYS = (
     "phrasings",
 )
 _ARG_KEYS = (
-    "name", "type", "min", "max", "values", "max_length", "source", "named", "names_object", "description",
-    "examples",
+    "name", "type", "min", "max", "values", "max_length", "source", "named", "narrow", "names_object",
+    "description", "examples",
 )  # fmt: skip
 ARG_SOURCES = ("utterance",)  # where a string argument's value must come from (``source``)
 
@@ -89,6 +89,10 @@ class ArgSpec:
     spans. ``named: true`` (enum only) says the request must name the value: a call is not
     published unless one of the value's spoken forms (:meth:`spoken_forms`) is in the utterance
     (a message goes to someone the user named, never to a guessed contact; functions/mentions.py).
+    ``narrow: true`` (enum or bool) is the grammar half of ``named`` alone: when the request says
+    one or more of the values, the bound grammar offers only those; a request that says none
+    leaves them all open, and nothing is declined for it (set_light's on / off: "turn the hall light
+    off" cannot come out on, and "it is too dark in the kitchen" stays a call).
     ``names_object: true`` (string only, not copied) says the value names a physical object
     ("red cup"): when the request names objects the model knows (its grounding vocabulary), the
     bound grammar offers only those (:meth:`CallGrammar.bind` ``objects``), so the model picks
@@ -104,6 +108,7 @@ class ArgSpec:
     max_length: int | None = None
     source: str | None = None  # 'utterance': the value is a span of the user's words (string only)
     named: bool = False  # enum only: the utterance must say the value (one of its spoken forms)
+    narrow: bool = False  # enum / bool: the grammar offers the values the request says (none said: all)
     names_object: bool = False  # string only: the value names an object (CallGrammar.bind objects)
     description: dict[str, str] | None = field(default=None, hash=False)
     # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
@@ -129,6 +134,10 @@ class ArgSpec:
             raise RegistryError(f"named must be true or false, got {self.named!r}")
         if self.named and self.type != "enum":
             raise RegistryError(f"named is only valid for enum arguments, not {self.type}")
+        if not isinstance(self.narrow, bool):
+            raise RegistryError(f"narrow must be true or false, got {self.narrow!r}")
+        if self.narrow and self.type not in ("enum", "bool"):
+            raise RegistryError(f"narrow is only valid for enum and bool arguments, not {self.type}")
         if not isinstance(self.names_object, bool):
             raise RegistryError(f"names_object must be true or false, got {self.names_object!r}")
         if self.names_object and (self.type != "string" or self.source is not None):
@@ -198,6 +207,8 @@ class ArgSpec:
             out["source"] = self.source
         if self.named:
             out["named"] = True
+        if self.narrow:
+            out["narrow"] = True
         if self.names_object:
             out["names_object"] = True
         if self.description:
@@ -211,11 +222,12 @@ class ArgSpec:
 
     def spoken_forms(self, value: Any) -> tuple[str, ...]:
         """How users say ``value``: its ``examples`` forms in every language, then the value itself
-        (``_`` read as a space), without repeats."""
+        (``_`` read as a space; not for a bool), without repeats."""
         forms: list[str] = []
         for by_value in (self.examples or {}).values():
             forms += [str(f) for f in by_value.get(value, ())]
-        forms.append(str(value).replace("_", " "))
+        if self.type != "bool":  # "True" / "False" are the call's words, not how a request says it
+            forms.append(str(value).replace("_", " "))
         return tuple(dict.fromkeys(f for f in forms if f))
 
     def signature(self) -> str:
