@@ -57,6 +57,16 @@ from .registry import FunctionRegistry
 log = logging.getLogger(__name__)
 
 
+def _choices(arg) -> tuple:
+    """The values an enum or bool argument can take."""
+    return (True, False) if arg.type == "bool" else arg.values
+
+
+def _literal(arg, value) -> str:
+    """How ``value`` of an enum or bool argument is written in a call: ``'kitchen'``, ``True``."""
+    return str(value) if arg.type == "bool" else f"'{value}'"
+
+
 class GrammarState(NamedTuple):
     """Where the grammar is: ``phase`` (see below), function token, argument index, sub-state, counter.
 
@@ -267,7 +277,7 @@ class CallGrammar:
             for spec in registry.functions
             if spec.token in self._args
             for i, a in enumerate(spec.args)
-            if a.type == "string" and a.names_object and a.source is None
+            if a.names_object  # the registry allows it on strings that are not copied only
         }
         self._roots: dict[tuple[int, int], int] = {}  # bind(): narrowed trie roots of named arguments
         self._narrowed: frozenset[int] = frozenset()  # bind(): functions with a narrowed argument
@@ -324,12 +334,12 @@ class CallGrammar:
         The narrowed tries go into this grammar's own copy of the node table."""
         roots: dict[tuple[int, int], int] = {}
         for key, arg in self._named_args.items():
-            values = (True, False) if arg.type == "bool" else arg.values
+            values = _choices(arg)
             said = [v for v in values if says(utterance, arg.spoken_forms(v))]
             if said and len(said) < len(values):
                 if self._trie is self._base._trie:
                     self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed
-                roots[key] = self._build_trie([str(v) if arg.type == "bool" else f"'{v}'" for v in said])
+                roots[key] = self._build_trie([_literal(arg, v) for v in said])
         self._roots = roots
         self._narrowed = frozenset(fn for fn, _ in roots)
 
@@ -384,8 +394,7 @@ class CallGrammar:
         if arg.type == "string":
             return (_K_STR, arg.max_length, arg.source == "utterance")
         if arg.type in ("enum", "bool"):
-            words = ["True", "False"] if arg.type == "bool" else [f"'{v}'" for v in arg.values]
-            return (_K_TRIE, self._build_trie(words))
+            return (_K_TRIE, self._build_trie([_literal(arg, v) for v in _choices(arg)]))
         if arg.type == "int":
             lo, hi, scale, decimals = arg.min, arg.max, 1, 0
         else:

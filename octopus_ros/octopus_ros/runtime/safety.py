@@ -163,7 +163,8 @@ class SafetyScreen:
     def check(self, text: str) -> Hit | None:
         """The first rule ``text`` trips (English rules on its Latin words, Chinese rules on the
         rest), or None when no rule fires."""
-        # as the model reads it: full-width letters are its ASCII words (lean/prompt.model_utterance)
+        # as the model reads it: full-width letters as ASCII, Traditional Chinese as Simplified
+        # (functions/language.fold_input, as lean/prompt.model_utterance reads it)
         lowered = fold_input(str(text)).lower().replace("\u2019", "'")
         if "en" in self._rules:
             words = _EN_WORD.findall(_blank(lowered, self._ignore["en"]))
