@@ -4,16 +4,13 @@ every value stays open and the runtime's unnamed rule declines the call."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from octopus_ros.functions import CallGrammar, FunctionRegistry, parse_call
 from octopus_ros.functions.mentions import unnamed_args
-from octopus_ros.model.decoding import ConstrainedDecoder
-from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+from octopus_ros.model.testing import adversarial_decode, tiny_tokenizer
 from octopus_ros.paths import config_path
 
 CONTACTS = ("mom", "dad", "alice", "bob", "office")
@@ -75,26 +72,9 @@ def test_adversarial_logits_never_send_to_someone_unnamed(registry, tok, seed, j
     utterance = ["text Bob that the meeting is cancelled", "跟妈妈说我到了", "tell dad and alice I'm home"][
         which
     ]
-    cfg = tiny_model(tok).config
-    decoder = ConstrainedDecoder(
-        tokenizer=tok, nexa_token_ids=cfg.nexa_token_ids, nexa_end_id=cfg.nexa_end_id
-    )
-    texts = [tok.decode([i]) for i in range(len(tok))]
     unsaid = [c for c in CONTACTS if c not in _contacts(CallGrammar(registry).bind(utterance))]
-    want = torch.tensor(
-        [20.0 if any(t and t.strip("'") and t.strip("'") in c for c in unsaid) else 0.0 for t in texts]
-    )
-    rng = np.random.default_rng(seed)
-
-    def logits() -> torch.Tensor:
-        out = want + torch.from_numpy(rng.normal(0, 3, len(tok)).astype(np.float32))
-        out[cfg.nexa_end_id] = -50.0
-        return out
-
-    first = logits()
-    first[cfg.nexa_token_ids[10]] = 100.0
     grammar = CallGrammar(registry).bind(utterance)
-    res = decoder.decode(first, lambda ids: logits(), grammar, max_new_tokens=200, jump_forward=jf)
+    res = adversarial_decode(tok, grammar, 10, unsaid, seed=seed, jump_forward=jf)
     assert res.error is None, res
     call = parse_call(res.text, registry)
     assert call.function == "send_message"

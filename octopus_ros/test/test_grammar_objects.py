@@ -5,18 +5,15 @@ for decode modes without a grammar."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from octopus_ros.functions import CallGrammar, FunctionRegistry, RegistryError, parse_call
 from octopus_ros.functions.registry import ArgSpec
 from octopus_ros.lean.decision import named_objects, object_mismatch
-from octopus_ros.model.decoding import ConstrainedDecoder
 from octopus_ros.model.grounding import GroundingModel
-from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+from octopus_ros.model.testing import adversarial_decode, tiny_tokenizer
 from octopus_ros.paths import config_path, default_model_dir
 
 
@@ -148,27 +145,10 @@ def test_adversarial_logits_never_swap_a_named_object(registry, rules, tok, seed
         "把紫色的杯子放到架子上",
         "drop the red cup or the green ball",
     ][which]
-    cfg = tiny_model(tok).config
-    decoder = ConstrainedDecoder(
-        tokenizer=tok, nexa_token_ids=cfg.nexa_token_ids, nexa_end_id=cfg.nexa_end_id
-    )
-    texts = [tok.decode([i]) for i in range(len(tok))]
     unnamed = ("blue book", "red keys", "purple can", "white cup", "green cup")
-    want = torch.tensor(
-        [20.0 if any(t and t.strip("' ") and t.strip("' ") in u for u in unnamed) else 0.0 for t in texts]
-    )
-    rng = np.random.default_rng(seed)
-
-    def logits() -> torch.Tensor:
-        out = want + torch.from_numpy(rng.normal(0, 3, len(tok)).astype(np.float32))
-        out[cfg.nexa_end_id] = -50.0
-        return out
-
-    first = logits()
-    first[cfg.nexa_token_ids[1]] = 100.0  # place(object, location)
     phrases = rules.named_phrases(utterance)
     grammar = CallGrammar(registry).bind(utterance, objects=phrases)
-    res = decoder.decode(first, lambda ids: logits(), grammar, max_new_tokens=200, jump_forward=jf)
+    res = adversarial_decode(tok, grammar, 1, unnamed, seed=seed, jump_forward=jf)  # place(object, location)
     assert res.error is None, res
     call = parse_call(res.text, registry)
     assert call.function == "place" and call.args[0].value in phrases, res.text
@@ -176,8 +156,10 @@ def test_adversarial_logits_never_swap_a_named_object(registry, rules, tok, seed
 
 
 def test_the_runtime_binds_the_objects_the_request_names(monkeypatch):
-    """The bundled model's decide() narrows by its grounding vocabulary, and the call's object is
-    the one named; with ``narrow_objects`` off the grammar is bound without objects."""
+    """The bundled model's decide() narrows by its grounding vocabulary: on a held-out request whose
+    pair it never trained, it writes the named object with the narrowing and another without it
+    (with ``narrow_objects`` off the grammar is bound without objects)."""
+    from octopus_ros.data import generate
     from octopus_ros.model import Octopus
 
     seen: list = []
@@ -189,11 +171,12 @@ def test_the_runtime_binds_the_objects_the_request_names(monkeypatch):
 
     monkeypatch.setattr(CallGrammar, "bind", spy)
     octopus = Octopus.load(default_model_dir())
-    frame = np.full((64, 64, 3), 128, np.uint8)
-    d = octopus.decide("put the blue keys on the floor", frame)
-    assert seen[-1] == ("blue keys",)
-    if d.ok and d.call.function in ("place", "pick_up", "recycle", "find_item"):
-        assert d.call.args[0].value == "blue keys"
+    example = generate("unseen_combo", 40, 1234)[34]
+    assert example.instruction == "would you set the black keys on the table?"  # the case measured
+    d = octopus.decide(example.instruction, example.image)
+    assert seen[-1] == ("black keys",)
+    assert d.raw_text == example.answer == "<nexa_1>('black keys', 'table')<nexa_end>"
     octopus.narrow_objects = False
-    octopus.decide("put the blue keys on the floor", frame)
+    d = octopus.decide(example.instruction, example.image)
     assert seen[-1] is None
+    assert d.raw_text == "<nexa_1>('black bottle', 'table')<nexa_end>"  # the swap the narrowing prevents

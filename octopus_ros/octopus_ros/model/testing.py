@@ -93,6 +93,35 @@ def tiny_model(tokenizer, *, num_functions: int = 13, seed: int = 0, **config_kw
     return build_model(config)
 
 
+def adversarial_decode(tokenizer, grammar, function: int, wanted, *, seed: int, jump_forward: bool = True):
+    """Constrained decoding of ``grammar`` with a fake LM that picks function ``function``, wants
+    every token whose text (quotes and spaces stripped) is part of one of the ``wanted`` strings
+    (+20 on its logit), never wants to stop, and adds Gaussian noise from ``seed``: what a grammar
+    rule must hold against (the named-contact and named-object tests). Returns the DecodeResult."""
+    import numpy as np
+
+    from .decoding import ConstrainedDecoder
+
+    config = tiny_model(tokenizer).config
+    decoder = ConstrainedDecoder(
+        tokenizer=tokenizer, nexa_token_ids=config.nexa_token_ids, nexa_end_id=config.nexa_end_id
+    )
+    texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    want = torch.tensor(
+        [20.0 if any(t.strip("' ") and t.strip("' ") in w for w in wanted) else 0.0 for t in texts]
+    )
+    rng = np.random.default_rng(seed)
+
+    def logits() -> torch.Tensor:
+        out = want + torch.from_numpy(rng.normal(0, 3, len(tokenizer)).astype(np.float32))
+        out[config.nexa_end_id] = -50.0
+        return out
+
+    first = logits()
+    first[config.nexa_token_ids[function]] = 100.0
+    return decoder.decode(first, lambda ids: logits(), grammar, max_new_tokens=200, jump_forward=jump_forward)
+
+
 def make_tiny_checkpoint(
     path: str | Path,
     functions: str | Path | None = None,
