@@ -130,6 +130,10 @@ def _lights(grammar: CallGrammar) -> set[tuple[str, bool]]:
             "is that true? turn the kitchen light off",
             {("kitchen", False)},
         ),  # "True" is not how a bool is said
+        # a value said right after a negation is not the one asked for: left to the model
+        ("厨房的灯别开着了", {(r, v) for r in ("kitchen", "hallway") for v in (True, False)}),
+        ("no lights on in the hallway", {("hallway", True), ("hallway", False)}),
+        ("don't turn it on, turn the hallway light off", {("hallway", False)}),
     ],
 )
 def test_narrow_enum_and_bool_arguments_offer_what_the_request_says(utterance, offered):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from octopus_ros.lean.errors import CheckpointError
+from octopus_ros.lean.prompt import model_utterance
 from octopus_ros.paths import default_model_dir
 
 pytestmark = pytest.mark.slow
@@ -287,6 +288,30 @@ def test_an_ending_full_stop_or_exclamation_is_not_read(pair):
         assert d.ok and d.call.args[1].value == "the meeting is cancelled", d.raw_text
         # a question mark is part of what the model reads
         assert model.prompt.encode_prompt("are you ok?") != model.prompt.encode_prompt("are you ok")
+
+
+def test_a_copied_message_goes_out_as_written(pair):
+    """Both runtimes read Traditional Chinese as Simplified and capitals in lower case, and copy the
+    message from that text; the call carries it in the characters the user wrote
+    (lean/decision.copied_as_written), and the publish check still finds it a copy."""
+    from octopus_ros.runtime.outcomes import invented_args
+
+    torch_model, lean = pair
+    rgb = np.full((64, 64, 3), 128, np.uint8)
+    cases = [
+        ("跟媽媽說會議取消了", "會議取消了"),
+        ("跟 Bob 說 晚飯 好了", "晚飯 好了"),
+        ("TEXT BOB THAT THE MEETING IS CANCELLED.", "THE MEETING IS CANCELLED"),
+    ]
+    for model in (torch_model, lean):
+        enc = model.encode(rgb)
+        for text, body in cases:
+            d = model.decide(text, enc, allowlist=["send_message"])
+            assert d.ok and d.call.args[1].value == body, (text, d.raw_text, d.call)
+            assert not invented_args(model.registry.by_name("send_message"), d.call, text)
+            # what the model wrote is the Simplified / lower-case copy
+            assert model_utterance(body) in d.raw_text
+    assert torch_model.decide(cases[0][0], rgb).call == lean.decide(cases[0][0], rgb).call
 
 
 def test_the_export_command_exports_a_checkpoints_second_opinion_too(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from octopus_ros.functions import language
 from octopus_ros.functions.language import fold_input, to_simplified
 from octopus_ros.functions.mentions import mention_spans, says
-from octopus_ros.lean.prompt import model_utterance
+from octopus_ros.lean.prompt import as_written, model_utterance
 
 
 @pytest.mark.parametrize(
@@ -68,6 +68,44 @@ def test_the_model_the_screen_and_the_mentions_read_folded_text():
     text = "給媽媽發簡訊"
     assert [text[a:b] for a, b in mention_spans(text, ("妈妈",))] == ["媽媽"]  # the utterance's own range
     assert fold_input("Ｂｏｂ說") == "Bob说"
+
+
+@pytest.mark.parametrize(
+    ("utterance", "span", "written"),
+    [
+        ("跟媽媽說會議取消了。", "会议取消了", "會議取消了"),
+        ("跟 Bob 說 晚飯 好了", "晚饭好了", "晚飯 好了"),  # the spaces the model's text leaves out come back
+        ("TEXT BOB  THAT I'M LATE!", "i'm late", "I'M LATE"),
+        ("tell bob that\tthe   meeting moved", "the meeting moved", "the meeting moved"),  # one space a run
+        ("給Ｂｏｂ發消息：ＯＫ", "OK", "ＯＫ"),
+    ],
+)
+def test_a_copied_span_is_given_back_as_written(utterance, span, written):
+    assert span in model_utterance(utterance)  # what the copier copies from
+    assert as_written(span, utterance) == written
+
+
+def test_a_span_not_in_the_utterance_is_left_alone():
+    assert as_written("call me", "跟媽媽說會議取消了") == "call me"
+    assert as_written("", "anything") == ""
+    # the publish check reads a value as the model reads the utterance: a Traditional copy is a
+    # copy, an invented text is not
+    from octopus_ros.functions import FunctionRegistry
+    from octopus_ros.functions.calls import ArgValue, Call
+    from octopus_ros.paths import config_path
+    from octopus_ros.runtime.outcomes import invented_args
+
+    spec = FunctionRegistry.from_yaml(config_path("functions.yaml")).by_name("send_message")
+    text = "跟媽媽說會議取消了"
+
+    def call(body):
+        return Call(
+            "send_message", 10, (ArgValue("contact", "enum", "mom"), ArgValue("text", "string", body))
+        )
+
+    assert invented_args(spec, call("會議取消了"), text) == []
+    assert invented_args(spec, call("会议取消了"), text) == []
+    assert invented_args(spec, call("会议改期了"), text) == [("text", "会议改期了")]
 
 
 def test_the_safety_screen_reads_traditional_too():

@@ -331,11 +331,15 @@ class CallGrammar:
     def _narrow(self, utterance: str) -> None:
         """Named enum arguments, and ``narrow`` enum / bool ones, accept only the values
         ``utterance`` says (all when it says none; a bool's values are said by its ``examples``).
-        The narrowed tries go into this grammar's own copy of the node table."""
+        A ``narrow`` value said right after a negation ("卫生间的灯别开着了") is not counted as
+        said (functions/mentions.says ``plainly``); a ``named`` one is, as the runtime's check of
+        the same rule counts it. The narrowed tries go into this grammar's own copy of the node
+        table."""
         roots: dict[tuple[int, int], int] = {}
         for key, arg in self._named_args.items():
             values = _choices(arg)
-            said = [v for v in values if says(utterance, arg.spoken_forms(v))]
+            plainly = not arg.named
+            said = [v for v in values if says(utterance, arg.spoken_forms(v), plainly=plainly)]
             if said and len(said) < len(values):
                 if self._trie is self._base._trie:
                     self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed

@@ -23,6 +23,25 @@ CJK_IDEOGRAPHS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _IDEOGRAPH = re.compile(f"[{CJK_IDEOGRAPHS}]")
 
 
+# Negation: a word that follows one of these closely (English: within NEGATION_REACH words;
+# Chinese: within as many characters) is said as what not to do ("don't let strangers in",
+# "别撞到猫", "卫生间的灯别开着了"). The safety screen does not count a term said that way
+# (runtime/safety.py), nor does the call grammar count a value said that way as chosen
+# (functions/mentions.says, ``plainly``).
+NEGATIONS_EN = frozenset({"don't", "dont", "never", "not", "avoid", "without", "stop", "no"})
+NEGATIONS_ZH = ("千万别", "不要", "不用", "不必", "不能", "不许", "不准", "避免", "别")
+NEGATION_REACH = 3
+_EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def negated(text: str, start: int) -> bool:
+    """Whether the word at ``start`` of ``text`` follows a negation closely (see NEGATIONS_EN)."""
+    before = text[:start].lower().replace("\u2019", "'")
+    if any(n in before[-NEGATION_REACH:] for n in NEGATIONS_ZH):
+        return True
+    return any(w in NEGATIONS_EN for w in _EN_WORD.findall(before)[-NEGATION_REACH:])
+
+
 # full-width Latin letters and digits (Ａ-Ｚ, ａ-ｚ, ０-９) -> their ASCII letters (a Chinese input
 # method's letters say what ASCII letters say); full-width punctuation ("，", "？") is not mapped
 _FULL_WIDTH_LATIN = {

@@ -15,7 +15,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from .language import fold_input
+from .language import fold_input, negated
 
 
 @lru_cache(maxsize=512)
@@ -26,10 +26,18 @@ def _pattern(form: str) -> re.Pattern[str]:
     return re.compile(head + body + tail, re.IGNORECASE)
 
 
-def says(utterance: str, forms: tuple[str, ...]) -> bool:
-    """Whether ``utterance`` contains one of ``forms`` (see the module doc for the rule)."""
+def says(utterance: str, forms: tuple[str, ...], *, plainly: bool = False) -> bool:
+    """Whether ``utterance`` contains one of ``forms`` (see the module doc for the rule).
+
+    ``plainly``: an occurrence right after a negation (functions/language.negated: "别开着",
+    "don't ... on") does not count, as the value is said as the one not wanted."""
     text = fold_input(utterance)  # full-width letters, Traditional characters: as the model reads them
-    return any(form.strip() and _pattern(form.strip()).search(text) for form in forms)
+    for form in forms:
+        if form.strip():
+            for found in _pattern(form.strip()).finditer(text):
+                if not (plainly and negated(text, found.start())):
+                    return True
+    return False
 
 
 def mention_spans(utterance: str, forms: tuple[str, ...]) -> list[tuple[int, int]]:

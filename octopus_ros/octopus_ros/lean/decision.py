@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .prompt import as_written
+
 log = logging.getLogger(__name__)
 
 
@@ -311,12 +313,45 @@ def request_novelty(profile: Any, decision: Decision, hidden: Any) -> float:
     return float(profile.score(hidden, decision.call.function))
 
 
-def finish_decision(model, decision: Decision, encoding, instruction: str) -> Decision:
-    """Novelty, grounding and colour resolution of a decoded ``decision`` (both runtimes).
+def copied_as_written(decision: Decision, registry, written: str) -> None:
+    """Each copied argument (``source: utterance``) of ``decision``'s call in the characters of
+    ``written``, the utterance as the user gave it (lean/prompt.as_written: Traditional Chinese,
+    full-width letters and capitals as written). The model copied it from the text it reads
+    (lean/prompt.model_utterance); the receiver of a message gets the sender's words. A value
+    that would be longer than its argument allows (more whitespace as written) stays as copied."""
+    if not decision.ok:
+        return
+    spec = registry.by_name(decision.call.function)
+    copied = {a.name: a for a in spec.args if a.source == "utterance"} if spec is not None else {}
+    args, changed = [], False
+    for a in decision.call.args:
+        declared = copied.get(a.name)
+        if declared is not None and isinstance(a.value, str):
+            value = as_written(a.value, written)
+            if value != a.value and len(value) <= (declared.max_length or len(value)):
+                a, changed = dataclasses.replace(a, value=value), True
+        args.append(a)
+    if changed:
+        decision.call = dataclasses.replace(decision.call, args=tuple(args))
+
+
+def finish_decision(
+    model, decision: Decision, encoding, instruction: str, written: str | None = None
+) -> Decision:
+    """Novelty, grounding and colour resolution of a decoded ``decision`` (both runtimes), and
+    its copied arguments in the user's own characters (:func:`copied_as_written`).
 
     ``model``: ``registry``, ``novelty`` (``text_score(text)``), ``grounding`` (GroundingRules or
     None), ``resolve_colour`` / ``resolve_colour_min``; ``encoding``: ``novelty`` and ``grounding``
-    (the frame's GroundingMaps or None)."""
+    (the frame's GroundingMaps or None); ``instruction``: the utterance as the model read it;
+    ``written``: as the user gave it (None: the same)."""
+    decision = _finish(model, decision, encoding, instruction)
+    if written is not None:
+        copied_as_written(decision, model.registry, written)
+    return decision
+
+
+def _finish(model, decision: Decision, encoding, instruction: str) -> Decision:
     decision.text_novelty = model.novelty.text_score(
         words_to_understand(model.registry, instruction, decision)
     )

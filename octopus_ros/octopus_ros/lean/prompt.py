@@ -94,6 +94,30 @@ def model_utterance(text: str) -> str:
     return cut if cut else stripped
 
 
+def as_written(span: str, utterance: str) -> str:
+    """``span``, a piece of :func:`model_utterance` of ``utterance``, in the characters the user
+    wrote: Traditional Chinese, full-width letters and capitals as they were, so that a copied
+    message goes out in the sender's own script ("跟媽媽說會議取消了" sends "會議取消了", not the
+    Simplified text the model read). A space of the span matches any run of whitespace, a space
+    the model's text left out beside a Chinese character may be there, and letters match in
+    either case; each run of whitespace in the result is one space. A span not found that way
+    (it is not a piece of the utterance) is returned unchanged."""
+    if not span:
+        return span
+    parts = []
+    for i, ch in enumerate(span):
+        if ch == " ":
+            parts.append(r"\s+")
+            continue
+        parts.append(re.escape(ch))
+        nxt = span[i + 1 : i + 2]
+        if nxt and nxt != " " and (_CJK_CHAR.match(ch) or _CJK_CHAR.match(nxt)):
+            parts.append(r"\s*")
+    # fold_input changes one character for one: the match's positions are the utterance's
+    found = re.search("".join(parts), fold_input(utterance), re.IGNORECASE)
+    return " ".join(utterance[found.start() : found.end()].split()) if found else span
+
+
 PROMPT_PLACEHOLDERS = ("system", "images", "instruction")
 
 

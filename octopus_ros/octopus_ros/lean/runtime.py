@@ -519,7 +519,7 @@ class LeanOctopus:
         if mode not in self.MODES:
             raise ValueError(f"the onnxruntime backend decodes in mode 'constrained' only, got {mode!r}")
         self.registry.allowed_names(allowlist)
-        instruction = model_utterance(instruction)  # what prompt, copier and grammar read (prompt.py)
+        written, instruction = instruction, model_utterance(instruction)  # what prompt, copier, grammar read
         t0 = time.perf_counter()
         timings = {"preprocess": 0.0, "encode": 0.0}
         if isinstance(image, ImageEncoding):
@@ -556,4 +556,4 @@ class LeanOctopus:
         decision.request_novelty = request_novelty(self.novelty.request, decision, hidden)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
-        return finish_decision(self, decision, enc, instruction)
+        return finish_decision(self, decision, enc, instruction, written)

@@ -487,7 +487,7 @@ class Octopus:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.registry.allowed_names(allowlist)  # unknown names: ValueError (a configuration error)
-        instruction = model_utterance(instruction)  # what prompt, copier and grammar read (lean/prompt.py)
+        written, instruction = instruction, model_utterance(instruction)  # what prompt, copier, grammar read
         t0 = time.perf_counter()
         timings = {"preprocess": 0.0, "encode": 0.0}
         if isinstance(image, ImageEncoding):
@@ -505,7 +505,9 @@ class Octopus:
             decision = self._decide_generate(ids, enc, allow, limit, timings, mode)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
-        return finish_decision(self, decision, enc, instruction)  # novelty, grounding (lean/decision.py)
+        return finish_decision(
+            self, decision, enc, instruction, written
+        )  # novelty, grounding (lean/decision.py)
 
     def _words_to_understand(self, instruction: str, decision: Decision) -> str:
         """The utterance without the spans the call copies (lean/decision.py, both runtimes)."""

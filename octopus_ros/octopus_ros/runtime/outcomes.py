@@ -125,7 +125,9 @@ def invented_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, str]]
     """(argument, value) of each ``source: utterance`` argument of ``call`` whose value is not a
     word-aligned span of ``utterance`` as the model reads it (lean/prompt.model_utterance): what the
     call grammar guarantees in constrained decoding, checked again before publishing so that the
-    other decode modes, or a grammar bug, cannot publish an invented message."""
+    other decode modes, or a grammar bug, cannot publish an invented message. The value is read
+    the same way (the runtimes give it back in the user's own characters, Traditional Chinese
+    for one: lean/decision.copied_as_written)."""
     copied = {a.name for a in getattr(spec, "args", ()) if getattr(a, "source", None) == "utterance"}
     if not copied:
         return []
@@ -135,7 +137,8 @@ def invented_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, str]]
     spans = WordSpans(model_utterance(utterance))
     invented = []
     for got in call.args:
-        if got.name in copied and not spans.contains(str(got.value)):
+        value = str(got.value)
+        if got.name in copied and not (spans.contains(value) or spans.contains(model_utterance(value))):
             invented.append((got.name, str(got.value)))
     return invented
 

@@ -27,16 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from octopus_ros.functions.language import fold_input, has_cjk
+# a match that follows a negation closely does not count: "don't let strangers in", "别撞到猫"
+from octopus_ros.functions.language import NEGATION_REACH, NEGATIONS_EN, fold_input, has_cjk, negated
 
 DEFAULT_FILE = Path(__file__).with_name("safety.yaml")
 GAP = 4  # words an English " ... " term may skip
 LANGUAGES = ("en", "zh")
-# A match that follows one of these closely (English: within NEGATION_REACH words; Chinese: within
-# as many characters) does not count: "don't let strangers in", "别撞到猫".
-NEGATIONS_EN = frozenset({"don't", "dont", "never", "not", "avoid", "without", "stop", "no"})
-NEGATIONS_ZH = ("千万别", "不要", "不能", "不许", "不准", "避免", "别")
-NEGATION_REACH = 3
 
 _EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -198,8 +194,7 @@ def _zh_found(text: str, term: str) -> bool:
     """``term`` occurs in ``text`` somewhere not right after a negation."""
     start = 0
     while (i := text.find(term, start)) >= 0:
-        before = text[max(0, i - NEGATION_REACH) : i]
-        if not any(n in before for n in NEGATIONS_ZH):
+        if not negated(text, i):
             return True
         start = i + 1
     return False
