@@ -149,6 +149,6 @@ def test_narrow_declines_nothing_and_is_checked():
     call = parse_call("<nexa_0>('kitchen', True)<nexa_end>", registry)
     assert unnamed_args(registry.by_name("set_light"), call, "it is too dark in here") == []  # not `named`
     assert registry.by_name("set_light").args[1].spoken_forms(True) == ("on", "打开", "开")
-    with pytest.raises(RegistryError, match="narrow is only valid for enum and bool"):
+    with pytest.raises(RegistryError, match="narrow is only valid for enum, bool, int and float"):
         ArgSpec(name="x", type="string", narrow=True)
     assert FunctionRegistry.from_dict(registry.to_dict()).by_name("set_light").args[1].narrow

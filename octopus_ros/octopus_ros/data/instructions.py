@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from octopus_ros.functions import FunctionRegistry, load_default_registry
+from octopus_ros.functions.numbers import en_number, zh_number
 
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 MODES: tuple[str, ...] = ("named", "deictic", "text")
@@ -273,55 +274,6 @@ MESSAGES: dict[str, tuple[str, ...]] = {
     ),
 }
 SPEEDS: tuple[float, ...] = tuple(k / 20 for k in range(2, 21))  # 0.1, 0.15, ..., 1.0
-
-_EN_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_EN_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_ZH_DIGITS = "零一二三四五六七八九"
-
-
-def en_number(n: int) -> str:
-    """English words for 0..100 (``35 -> 'thirty-five'``)."""
-    if not 0 <= n <= 100:
-        raise ValueError(f"en_number supports 0..100, got {n}")
-    if n == 100:
-        return "one hundred"
-    if n < 20:
-        return _EN_ONES[n]
-    tens, ones = divmod(n, 10)
-    return _EN_TENS[tens] + ("" if ones == 0 else "-" + _EN_ONES[ones])
-
-
-def zh_number(n: int) -> str:
-    """Chinese numerals for 0..100 (``35 -> '三十五'``, ``10 -> '十'``)."""
-    if not 0 <= n <= 100:
-        raise ValueError(f"zh_number supports 0..100, got {n}")
-    if n == 100:
-        return "一百"
-    if n < 10:
-        return _ZH_DIGITS[n]
-    tens, ones = divmod(n, 10)
-    return ("" if tens == 1 else _ZH_DIGITS[tens]) + "十" + ("" if ones == 0 else _ZH_DIGITS[ones])
 
 
 def speed_forms(value: float, language: str) -> list[str]:

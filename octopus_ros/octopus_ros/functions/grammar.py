@@ -50,8 +50,9 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from .calls import NEXA_END
+from .calls import NEXA_END, format_float
 from .mentions import says
+from .numbers import said_numbers
 from .registry import FunctionRegistry
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,14 @@ class CallGrammar:
             for i, a in enumerate(spec.args)
             if (a.type == "enum" and a.named) or (a.type in ("enum", "bool") and a.narrow)
         }
+        # narrow int / float arguments: bind() offers them the numbers the request says
+        self._number_args = {
+            (spec.token, i): a
+            for spec in registry.functions
+            if spec.token in self._args
+            for i, a in enumerate(spec.args)
+            if a.type in ("int", "float") and a.narrow
+        }
         # names_object string arguments: bind(objects=) narrows them to the objects the request names
         self._object_args = {
             (spec.token, i): a
@@ -346,6 +355,32 @@ class CallGrammar:
                 roots[key] = self._build_trie([_literal(arg, v) for v in said])
         self._roots = roots
         self._narrowed = frozenset(fn for fn, _ in roots)
+        if self._number_args:
+            self._narrow_numbers(said_numbers(utterance))
+
+    def _narrow_numbers(self, numbers: list) -> None:
+        """``narrow`` int / float arguments accept only ``numbers`` (the request's, functions/
+        numbers.py) within their min..max, as a call writes them; all values when none is in range,
+        or when one would be a prefix of another ("0.2" and "0.25": a number has no closing quote
+        to end it in the trie)."""
+        args, changed = dict(self._args), set()
+        for (fn, i), arg in self._number_args.items():
+            if arg.type == "int":
+                said = [str(int(v)) for v in numbers if float(v).is_integer()]
+            else:
+                said = [format_float(v) for v in numbers]
+            said = [t for t in dict.fromkeys(said) if arg.min <= float(t) <= arg.max]
+            if not said or any(a != b and b.startswith(a) for a in said for b in said):
+                continue
+            if self._trie is self._base._trie:
+                self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed
+            specs = list(args[fn])
+            specs[i] = (_K_TRIE, self._build_trie(said))
+            args[fn] = tuple(specs)
+            changed.add(fn)
+        if changed:
+            self._args = args
+            self._narrowed = self._narrowed | frozenset(changed)
 
     def _narrow_objects(self, phrases: tuple[str, ...]) -> None:
         """``names_object`` string arguments accept only ``phrases``: each becomes an enum-like

@@ -92,7 +92,9 @@ class ArgSpec:
     ``narrow: true`` (enum or bool) is the grammar half of ``named`` alone: when the request says
     one or more of the values, the bound grammar offers only those; a request that says none
     leaves them all open, and nothing is declined for it (set_light's on / off: "turn the hall light
-    off" cannot come out on, and "it is too dark in the kitchen" stays a call).
+    off" cannot come out on, and "it is too dark in the kitchen" stays a call). On an int or
+    float argument, the values said are the numbers the request says in digits or words
+    (functions/numbers.py: "eighty percent" and "八成" say 0.8), those within min..max.
     ``names_object: true`` (string only, not copied) says the value names a physical object
     ("red cup"): when the request names objects the model knows (its grounding vocabulary), the
     bound grammar offers only those (:meth:`CallGrammar.bind` ``objects``), so the model picks
@@ -108,7 +110,7 @@ class ArgSpec:
     max_length: int | None = None
     source: str | None = None  # 'utterance': the value is a span of the user's words (string only)
     named: bool = False  # enum only: the utterance must say the value (one of its spoken forms)
-    narrow: bool = False  # enum / bool: the grammar offers the values the request says (none said: all)
+    narrow: bool = False  # not string: the grammar offers the values the request says (none said: all)
     names_object: bool = False  # string only: the value names an object (CallGrammar.bind objects)
     description: dict[str, str] | None = field(default=None, hash=False)
     # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
@@ -136,8 +138,8 @@ class ArgSpec:
             raise RegistryError(f"named is only valid for enum arguments, not {self.type}")
         if not isinstance(self.narrow, bool):
             raise RegistryError(f"narrow must be true or false, got {self.narrow!r}")
-        if self.narrow and self.type not in ("enum", "bool"):
-            raise RegistryError(f"narrow is only valid for enum and bool arguments, not {self.type}")
+        if self.narrow and self.type == "string":
+            raise RegistryError("narrow is only valid for enum, bool, int and float arguments, not string")
         if not isinstance(self.names_object, bool):
             raise RegistryError(f"names_object must be true or false, got {self.names_object!r}")
         if self.names_object and (self.type != "string" or self.source is not None):
