@@ -51,6 +51,13 @@ def test_said_numbers(utterance, numbers):
     assert said_numbers(utterance) == pytest.approx(numbers)
 
 
+def test_hostile_numbers_are_not_read():
+    assert said_numbers("9" * 400 + "%") == []  # infinity
+    assert said_numbers("9" * 5000) == []  # int() refuses it
+    registry = FunctionRegistry.from_yaml(config_path("functions.yaml"))
+    CallGrammar(registry).bind("set the speed to " + "9" * 5000 + "% or " + "9" * 400 + ".5")  # no error
+
+
 def test_the_words_read_back_what_the_templates_write():
     """Every speed the synthetic world says in words is read as the speed it means."""
     for pct in range(0, 101):

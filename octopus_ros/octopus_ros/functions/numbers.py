@@ -14,12 +14,15 @@ longer come out as ``set_speed(0.5)``.
   "四分之三" -> 0.5, 0.25, 0.75, 0.33…, 0.66…, 0.5, 0.5, 0.75;
 - a whole number in digits that none of the above took: "3" -> 3.
 
+Nothing else is returned: no infinity ("9" * 400 + "%"), no run of more than 15 digits.
+
 Number words alone ("one", "三") are not read: "pick this one up" and "三楼" say no quantity an
 argument should take. Words cover 0 to 100, as the templates do.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from functools import cache
 
@@ -49,6 +52,7 @@ _EN_ONES = [
 ]
 _EN_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _ZH_DIGITS = "零一二三四五六七八九"
+_MAX_DIGITS = 15  # a longer run of digits is no quantity a call takes (and int() refuses > 4300)
 
 
 def en_number(n: int) -> str:
@@ -139,7 +143,8 @@ def _value(kind: str, m: re.Match[str]) -> float | int | None:
         return 0.5
     if kind == "decimal":
         return float(m.group(1))
-    return int(m.group(1))
+    digits = m.group(1)
+    return int(digits) if len(digits) <= _MAX_DIGITS else None
 
 
 def said_numbers(utterance: str) -> list[float | int]:
@@ -150,7 +155,7 @@ def said_numbers(utterance: str) -> list[float | int]:
     for pattern, kind in _patterns():
         for m in pattern.finditer(text):
             value = _value(kind, m)
-            if value is not None and value not in out:
+            if value is not None and math.isfinite(value) and value not in out:
                 out.append(value)
         text = pattern.sub(lambda m: " " * len(m.group(0)), text)
     return out
