@@ -78,6 +78,7 @@ def test_the_model_the_screen_and_the_mentions_read_folded_text():
         ("TEXT BOB  THAT I'M LATE!", "i'm late", "I'M LATE"),
         ("tell bob that\tthe   meeting moved", "the meeting moved", "the meeting moved"),  # one space a run
         ("給Ｂｏｂ發消息：ＯＫ", "OK", "ＯＫ"),
+        ("TELL BOB THAT HOME IS FAR, I'm at home", "at home", "at home"),  # whole words, not "AT HOME"
     ],
 )
 def test_a_copied_span_is_given_back_as_written(utterance, span, written):

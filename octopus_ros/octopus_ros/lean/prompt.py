@@ -113,8 +113,11 @@ def as_written(span: str, utterance: str) -> str:
         nxt = span[i + 1 : i + 2]
         if nxt and nxt != " " and (_CJK_CHAR.match(ch) or _CJK_CHAR.match(nxt)):
             parts.append(r"\s*")
+    # a copied span is whole words: "at home" is not the end of "THAT HOME" earlier on
+    head = r"(?<![A-Za-z0-9])" if span[0].isascii() and span[0].isalnum() else ""
+    tail = r"(?![A-Za-z0-9])" if span[-1].isascii() and span[-1].isalnum() else ""
     # fold_input changes one character for one: the match's positions are the utterance's
-    found = re.search("".join(parts), fold_input(utterance), re.IGNORECASE)
+    found = re.search(head + "".join(parts) + tail, fold_input(utterance), re.IGNORECASE)
     return " ".join(utterance[found.start() : found.end()].split()) if found else span
 
 
