@@ -138,3 +138,22 @@ def test_adversarial_logits_write_the_speed_said(registry, tok, seed, jf, which)
     assert res.error is None, res
     call = parse_call(res.text, registry)
     assert call.function == "set_speed" and call.args[0].value == pytest.approx(speed), res.text
+
+
+_TEXT = st.text(
+    alphabet=st.sampled_from(
+        list("0123456789.%％ -一二两三四五六七八九十百零点成分之半速percntquarthlfwoy ")
+    ),
+    max_size=60,
+) | st.text(max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT)
+def test_any_text_reads_as_finite_numbers_and_binds(text):
+    """Whatever a speech recogniser writes, the reader returns finite numbers and the grammar binds."""
+    import math
+
+    numbers = said_numbers(text)
+    assert all(math.isfinite(v) for v in numbers)
+    CallGrammar(FunctionRegistry.from_yaml(config_path("functions.yaml"))).bind(text)

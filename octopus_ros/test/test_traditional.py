@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from octopus_ros.functions import language
 from octopus_ros.functions.language import fold_input, to_simplified
@@ -138,3 +140,24 @@ def test_unreadable_tables_leave_text_as_written_with_a_warning(monkeypatch, cap
         monkeypatch.undo()
         language._traditional_table.cache_clear()
     assert to_simplified("客廳") == "客厅"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=40), cut=st.data())
+def test_as_written_gives_back_a_piece_of_the_utterance(text, cut):
+    """A space-delimited piece of what the model reads comes back as a piece of what was written
+    (whitespace runs as one space) that reads as that piece."""
+    read = model_utterance(text)
+    words = read.split(" ")
+    if not read:
+        return
+    i = cut.draw(st.integers(0, len(words) - 1))
+    j = cut.draw(st.integers(i + 1, len(words)))
+    span = " ".join(words[i:j])
+    if not span:
+        return
+    back = as_written(span, text)
+    assert " ".join(back.split()) == back
+    # found, and the same characters as the model read them (spaces aside)
+    assert fold_input(back).lower().replace(" ", "") == span.lower().replace(" ", "")
+    assert back in " ".join(text.split()) or back.replace(" ", "") in "".join(text.split())
