@@ -288,7 +288,6 @@ class CallGrammar:
             for i, a in enumerate(spec.args)
             if a.names_object  # the registry allows it on strings that are not copied only
         }
-        self._roots: dict[tuple[int, int], int] = {}  # bind(): narrowed trie roots of named arguments
         self._narrowed: frozenset[int] = frozenset()  # bind(): functions with a narrowed argument
         # functions with a copied argument: their states depend on the bound utterance
         self._copy_fns = frozenset(
@@ -342,69 +341,57 @@ class CallGrammar:
         ``utterance`` says (all when it says none; a bool's values are said by its ``examples``).
         A ``narrow`` value said right after a negation ("卫生间的灯别开着了") is not counted as
         said (functions/mentions.says ``plainly``); a ``named`` one is, as the runtime's check of
-        the same rule counts it. The narrowed tries go into this grammar's own copy of the node
-        table."""
-        roots: dict[tuple[int, int], int] = {}
+        the same rule counts it. ``narrow`` int / float arguments accept only the numbers
+        ``utterance`` says (functions/numbers.py) within their min..max, as a call writes them;
+        all values when none is in range, or when one would be a prefix of another ("0.2" and
+        "0.25": a number has no closing quote to end it in the trie)."""
+        offered: dict[tuple[int, int], list[str]] = {}
         for key, arg in self._named_args.items():
             values = _choices(arg)
             plainly = not arg.named
             said = [v for v in values if says(utterance, arg.spoken_forms(v), plainly=plainly)]
             if said and len(said) < len(values):
-                if self._trie is self._base._trie:
-                    self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed
-                roots[key] = self._build_trie([_literal(arg, v) for v in said])
-        self._roots = roots
-        self._narrowed = frozenset(fn for fn, _ in roots)
-        if self._number_args:
-            self._narrow_numbers(said_numbers(utterance))
-
-    def _narrow_numbers(self, numbers: list) -> None:
-        """``narrow`` int / float arguments accept only ``numbers`` (the request's, functions/
-        numbers.py) within their min..max, as a call writes them; all values when none is in range,
-        or when one would be a prefix of another ("0.2" and "0.25": a number has no closing quote
-        to end it in the trie)."""
-        args, changed = dict(self._args), set()
-        for (fn, i), arg in self._number_args.items():
+                offered[key] = [_literal(arg, v) for v in said]
+        numbers = said_numbers(utterance) if self._number_args else []
+        for key, arg in self._number_args.items():
             if arg.type == "int":
                 said = [str(int(v)) for v in numbers if float(v).is_integer()]
             else:
                 said = [format_float(v) for v in numbers]
             said = [t for t in dict.fromkeys(said) if arg.min <= float(t) <= arg.max]
-            if not said or any(a != b and b.startswith(a) for a in said for b in said):
-                continue
-            if self._trie is self._base._trie:
-                self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed
-            specs = list(args[fn])
-            specs[i] = (_K_TRIE, self._build_trie(said))
-            args[fn] = tuple(specs)
-            changed.add(fn)
-        if changed:
-            self._args = args
-            self._narrowed = self._narrowed | frozenset(changed)
+            if said and not any(a != b and b.startswith(a) for a in said for b in said):
+                offered[key] = said
+        self._offer_only(offered)
 
     def _narrow_objects(self, phrases: tuple[str, ...]) -> None:
-        """``names_object`` string arguments accept only ``phrases``: each becomes an enum-like
-        trie argument in this grammar's own copy of the argument table."""
-        if not self._object_args:
-            return
-        args, changed = dict(self._args), set()
-        for (fn, i), arg in self._object_args.items():
+        """``names_object`` string arguments accept only ``phrases`` (those such an argument can
+        hold), as an enum-like trie."""
+        offered: dict[tuple[int, int], list[str]] = {}
+        for key, arg in self._object_args.items():
             fits = [
                 p
                 for p in dict.fromkeys(phrases)
                 if 0 < len(p) <= arg.max_length and not _STRING_STOP.search(p)
             ]
-            if not fits:
-                continue
-            if self._trie is self._base._trie:
-                self._trie = list(self._base._trie)  # new nodes only; shared nodes are never changed
+            if fits:
+                offered[key] = [f"'{p}'" for p in fits]
+        self._offer_only(offered)
+
+    def _offer_only(self, offered: dict[tuple[int, int], list[str]]) -> None:
+        """Each argument ``(function token, index)`` of ``offered`` accepts only its call texts
+        ("'kitchen'", "True", "0.8"): a trie argument in this grammar's own copies of the argument
+        and node tables (the shared ones are never changed), and its function is narrowed."""
+        if not offered:
+            return
+        if self._trie is self._base._trie:
+            self._trie = list(self._base._trie)
+        args = dict(self._args)
+        for (fn, i), words in offered.items():
             specs = list(args[fn])
-            specs[i] = (_K_TRIE, self._build_trie([f"'{p}'" for p in fits]))
+            specs[i] = (_K_TRIE, self._build_trie(words))
             args[fn] = tuple(specs)
-            changed.add(fn)
-        if changed:
-            self._args = args
-            self._narrowed = self._narrowed | frozenset(changed)
+        self._args = args
+        self._narrowed = self._narrowed | frozenset(fn for fn, _ in offered)
 
     def _span_of(self, fn: int) -> WordSpans | None:
         """The span trie a copied argument of function ``fn`` reads."""
@@ -523,7 +510,7 @@ class CallGrammar:
                         sub, n = _S_IN | node << _SUB_BITS, n + 1
                     i += 1
                 elif kind == _K_TRIE:
-                    nxt = self._trie[sub or self._roots.get((fn, arg), spec[1])].get(text[i])
+                    nxt = self._trie[sub or spec[1]].get(text[i])
                     if nxt is None:
                         return None
                     if self._trie[nxt]:
@@ -672,7 +659,7 @@ class CallGrammar:
                 return span.text[node:].replace("\\", "\\\\").replace("'", "\\'")
             return ""
         if spec[0] == _K_TRIE:
-            children = self._trie[sub or self._roots.get((fn, arg), spec[1])]
+            children = self._trie[sub or spec[1]]
             return next(iter(children)) if len(children) == 1 else ""
         allowed = [c for c in _NUMBER_PROBES if self.advance(state, c) is not None]
         return allowed[0] if len(allowed) == 1 else ""
