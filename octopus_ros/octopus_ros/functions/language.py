@@ -31,7 +31,8 @@ _IDEOGRAPH = re.compile(f"[{CJK_IDEOGRAPHS}]")
 NEGATIONS_EN = frozenset({"don't", "dont", "never", "not", "avoid", "without", "stop", "no"})
 NEGATIONS_ZH = ("千万别", "不要", "不用", "不必", "不能", "不许", "不准", "避免", "别")
 NEGATION_REACH = 3
-_EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# an English word as the negation and safety rules read it (lower case, inner apostrophe kept)
+EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def negated(text: str, start: int) -> bool:
@@ -39,7 +40,7 @@ def negated(text: str, start: int) -> bool:
     before = text[:start].lower().replace("\u2019", "'")
     if any(n in before[-NEGATION_REACH:] for n in NEGATIONS_ZH):
         return True
-    return any(w in NEGATIONS_EN for w in _EN_WORD.findall(before)[-NEGATION_REACH:])
+    return any(w in NEGATIONS_EN for w in EN_WORD.findall(before)[-NEGATION_REACH:])
 
 
 # full-width Latin letters and digits (Ａ-Ｚ, ａ-ｚ, ０-９) -> their ASCII letters (a Chinese input

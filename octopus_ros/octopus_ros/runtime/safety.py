@@ -22,19 +22,23 @@ request that uses its words in a harmless sense is declined. The measured figure
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # a match that follows a negation closely does not count: "don't let strangers in", "别撞到猫"
-from octopus_ros.functions.language import NEGATION_REACH, NEGATIONS_EN, fold_input, has_cjk, negated
+from octopus_ros.functions.language import (
+    EN_WORD,
+    NEGATION_REACH,
+    NEGATIONS_EN,
+    fold_input,
+    has_cjk,
+    negated,
+)
 
 DEFAULT_FILE = Path(__file__).with_name("safety.yaml")
 GAP = 4  # words an English " ... " term may skip
 LANGUAGES = ("en", "zh")
-
-_EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 class SafetyScreenError(ValueError):
@@ -79,9 +83,9 @@ class _EnTerm:
         _, stem, prefix = self.parts[i]
         return word.startswith(stem) if prefix else word == stem
 
-    def found(self, words: list[str], negated: frozenset[int] = frozenset()) -> bool:
-        """Whether the term occurs in ``words``, not starting at a ``negated`` position."""
-        return any(self._from(words, 0, start) for start in range(len(words)) if start not in negated)
+    def found(self, words: list[str], after_negation: frozenset[int] = frozenset()) -> bool:
+        """Whether the term occurs in ``words``, not starting at a position ``after_negation``."""
+        return any(self._from(words, 0, start) for start in range(len(words)) if start not in after_negation)
 
     def _from(self, words: list[str], i: int, at: int) -> bool:
         if at >= len(words) or not self._word(i, words[at]):
@@ -163,15 +167,17 @@ class SafetyScreen:
         # (functions/language.fold_input, as lean/prompt.model_utterance reads it)
         lowered = fold_input(str(text)).lower().replace("\u2019", "'")
         if "en" in self._rules:
-            words = _EN_WORD.findall(_blank(lowered, self._ignore["en"]))
-            negated = frozenset(
+            words = EN_WORD.findall(_blank(lowered, self._ignore["en"]))
+            after_negation = frozenset(
                 j
                 for i, w in enumerate(words)
                 if w in NEGATIONS_EN
                 for j in range(i + 1, i + 1 + NEGATION_REACH)
             )
             for rule in self._rules["en"]:
-                found = [next((t.text for t in lst if t.found(words, negated)), None) for lst in rule.lists]
+                found = [
+                    next((t.text for t in lst if t.found(words, after_negation)), None) for lst in rule.lists
+                ]
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         if "zh" in self._rules and has_cjk(lowered):
