@@ -101,3 +101,12 @@ def harness():
     yield make
     for h in made:
         h.engine.stop()
+
+
+@pytest.fixture(scope="session")
+def tok():
+    """model/testing.py's tiny tokenizer with the bundled registry's 13 functional tokens: the
+    fake LM of the grammar tests' adversarial decodes (model/testing.adversarial_decode) reads it."""
+    from octopus_ros.model.testing import tiny_tokenizer
+
+    return tiny_tokenizer(num_functions=13)

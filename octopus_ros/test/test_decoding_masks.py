@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from octopus_ros.functions import CallGrammar, FunctionRegistry
 from octopus_ros.model.decoding import ConstrainedDecoder
-from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+from octopus_ros.model.testing import tiny_model
 from octopus_ros.paths import config_path
 
 UTTERANCES = ["text Bob that the meeting is cancelled", "给鲍勃发短信说会议取消了", "put the red cup away"]
@@ -24,11 +24,6 @@ ALLOWLISTS = [None, ("set_speed", "stop"), ("place", "send_message")]
 @pytest.fixture(scope="module")
 def registry():
     return FunctionRegistry.from_yaml(config_path("functions.yaml"))
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(num_functions=13)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from octopus_ros.functions import CallGrammar, FunctionRegistry, RegistryError, 
 from octopus_ros.functions.grammar import WordSpans
 from octopus_ros.model.decoding import ConstrainedDecoder
 from octopus_ros.model.runtime import Octopus
-from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+from octopus_ros.model.testing import tiny_model
 from octopus_ros.paths import config_path
 
 UTTERANCES = [
@@ -193,9 +193,6 @@ def test_a_span_never_runs_into_a_character_a_string_cannot_hold(registry):
 
 
 # ----------------------------------------------------------------------------- adversarial decoding
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(num_functions=13)
 
 
 def _hostile_step(tok, utterance: str, nexa_end_id: int, rng: np.random.Generator):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from octopus_ros.functions import CallGrammar, FunctionRegistry, parse_call
 from octopus_ros.functions.mentions import unnamed_args
-from octopus_ros.model.testing import adversarial_decode, tiny_tokenizer
+from octopus_ros.model.testing import adversarial_decode
 from octopus_ros.paths import config_path
 
 CONTACTS = ("mom", "dad", "alice", "bob", "office")
@@ -58,11 +58,6 @@ def test_cache_keys_are_the_bound_grammar_only_where_narrowed(registry):
     assert a.cache_key(inside) is a and b.cache_key(inside) is b
     pick = a.advance(a.start(), "<nexa_0>('re")
     assert a.cache_key(pick) is grammar and b.cache_key(pick) is grammar
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(num_functions=13)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from octopus_ros.functions import FunctionRegistry, parse_call
 from octopus_ros.functions.grammar import CallGrammar
 from octopus_ros.functions.numbers import en_number, said_numbers, zh_number
-from octopus_ros.model.testing import adversarial_decode, tiny_tokenizer
+from octopus_ros.model.testing import adversarial_decode
 from octopus_ros.paths import config_path
 
 
@@ -117,11 +117,6 @@ def test_int_arguments_and_the_registry_check():
     assert FunctionRegistry.from_dict(reg.to_dict()).by_name("move").args[0].narrow
     with pytest.raises(RegistryError, match="narrow is only valid for enum, bool, int and float"):
         ArgSpec(name="x", type="string", narrow=True)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(num_functions=13)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -13,7 +13,7 @@ from octopus_ros.functions import CallGrammar, FunctionRegistry, RegistryError, 
 from octopus_ros.functions.registry import ArgSpec
 from octopus_ros.lean.decision import named_objects, object_mismatch
 from octopus_ros.model.grounding import GroundingModel
-from octopus_ros.model.testing import adversarial_decode, tiny_tokenizer
+from octopus_ros.model.testing import adversarial_decode
 from octopus_ros.paths import config_path, default_model_dir
 
 
@@ -128,11 +128,6 @@ def test_named_objects_follows_the_model(rules):
     assert named_objects(_Model(rules), "把蓝色的钥匙放到地上") == ("blue keys",)
     assert named_objects(_Model(rules, narrow=False), "the blue keys") is None
     assert named_objects(_Model(None), "the blue keys") is None
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(num_functions=13)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

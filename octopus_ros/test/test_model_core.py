@@ -18,14 +18,9 @@ from octopus_ros.model import (
     load_tokenizer,
     resolve_config,
 )
-from octopus_ros.model.testing import tiny_config, tiny_model, tiny_tokenizer
+from octopus_ros.model.testing import tiny_config, tiny_model
 from octopus_ros.model.tokenizer import IMAGE_TOKEN, NEXA_END_TOKEN, nexa_token, special_token_ids
 from octopus_ros.paths import default_model_dir
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(num_functions=13)
 
 
 @pytest.fixture(scope="module")

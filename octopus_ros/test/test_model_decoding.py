@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from octopus_ros.functions import CallGrammar, FunctionRegistry, parse_call, validate_call
 from octopus_ros.model.decoding import TokenTable, split_utf8
 from octopus_ros.model.runtime import Decision, Octopus
-from octopus_ros.model.testing import tiny_model, tiny_tokenizer
+from octopus_ros.model.testing import tiny_model
 from octopus_ros.paths import config_path
 
 ALLOWLISTS = [
@@ -27,11 +27,6 @@ ALLOWLISTS = [
 @pytest.fixture(scope="module")
 def registry():
     return FunctionRegistry.from_yaml(config_path("functions.yaml"))
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(num_functions=13)
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from octopus_ros.model.precision import (
     module_weight_bytes,
     quantize_rows,
 )
-from octopus_ros.model.testing import tiny_model, tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(num_functions=13)
+from octopus_ros.model.testing import tiny_model
 
 
 @pytest.fixture(scope="module")
