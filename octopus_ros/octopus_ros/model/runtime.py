@@ -505,9 +505,8 @@ class Octopus:
             decision = self._decide_generate(ids, enc, allow, limit, timings, mode)
         decision.timings["total"] = time.perf_counter() - t0
         decision.mode = mode
-        return finish_decision(
-            self, decision, enc, instruction, written
-        )  # novelty, grounding (lean/decision.py)
+        # novelty, grounding, copies as written (lean/decision.py)
+        return finish_decision(self, decision, enc, instruction, written)
 
     def _words_to_understand(self, instruction: str, decision: Decision) -> str:
         """The utterance without the spans the call copies (lean/decision.py, both runtimes)."""
