@@ -125,10 +125,15 @@ def _lights(grammar: CallGrammar) -> set[tuple[str, bool]]:
             "is that true? turn the kitchen light off",
             {("kitchen", False)},
         ),  # "True" is not how a bool is said
-        # a value said right after a negation is not the one asked for: left to the model
-        ("厨房的灯别开着了", {(r, v) for r in ("kitchen", "hallway") for v in (True, False)}),
-        ("no lights on in the hallway", {("hallway", True), ("hallway", False)}),
+        # a bool value said only right after a negation is the one not wanted: the other is offered
+        ("厨房的灯别开着了", {("kitchen", False), ("hallway", False)}),
+        ("no lights on in the hallway", {("hallway", False)}),
+        ("please don't switch off the hallway light", {("hallway", True)}),
+        ("别关掉厨房的灯", {("kitchen", True), ("hallway", True)}),
         ("don't turn it on, turn the hallway light off", {("hallway", False)}),
+        # a negation reaches to the end of its clause, not past a comma: "no, ..." asks for on
+        ("no, turn the hallway light on", {("hallway", True)}),
+        ("不，把厨房的灯打开", {("kitchen", True), ("hallway", True)}),
     ],
 )
 def test_narrow_enum_and_bool_arguments_offer_what_the_request_says(utterance, offered):

@@ -340,8 +340,9 @@ class CallGrammar:
         """Named enum arguments, and ``narrow`` enum / bool ones, accept only the values
         ``utterance`` says (all when it says none; a bool's values are said by its ``examples``).
         A ``narrow`` value said right after a negation ("卫生间的灯别开着了") is not counted as
-        said (functions/mentions.says ``plainly``); a ``named`` one is, as the runtime's check of
-        the same rule counts it. ``narrow`` int / float arguments accept only the numbers
+        said (functions/mentions.says ``plainly``); a ``narrow`` bool said only that way is
+        offered its other value (off); a ``named`` value is counted as said, as the runtime's
+        check of the same rule counts it. ``narrow`` int / float arguments accept only the numbers
         ``utterance`` says (functions/numbers.py) within their min..max, as a call writes them;
         all values when none is in range, or when one would be a prefix of another ("0.2" and
         "0.25": a number has no closing quote to end it in the trie)."""
@@ -350,6 +351,10 @@ class CallGrammar:
             values = _choices(arg)
             plainly = not arg.named
             said = [v for v in values if says(utterance, arg.spoken_forms(v), plainly=plainly)]
+            if not said and arg.type == "bool" and not arg.named:
+                # said only as the value not wanted ("别开着", "don't switch it off"): the other one
+                unwanted = [v for v in values if says(utterance, arg.spoken_forms(v))]
+                said = [v for v in values if v not in unwanted] if len(unwanted) == 1 else []
             if said and len(said) < len(values):
                 offered[key] = [_literal(arg, v) for v in said]
         numbers = said_numbers(utterance) if self._number_args else []

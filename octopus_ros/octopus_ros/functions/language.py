@@ -24,20 +24,27 @@ _IDEOGRAPH = re.compile(f"[{CJK_IDEOGRAPHS}]")
 
 
 # Negation: a word that follows one of these closely (English: within NEGATION_REACH words;
-# Chinese: within as many characters) is said as what not to do ("don't let strangers in",
-# "别撞到猫", "卫生间的灯别开着了"). The safety screen does not count a term said that way
+# Chinese: within as many characters) in the same clause is said as what not to do ("don't let
+# strangers in", "别撞到猫", "卫生间的灯别开着了"); a comma or a full stop ends a negation's reach
+# ("no, turn it on" asks for on). The safety screen does not count a term said that way
 # (runtime/safety.py), nor does the call grammar count a value said that way as chosen
-# (functions/mentions.says, ``plainly``).
+# (functions/mentions.says, ``plainly``; a bool said only that way is the other value).
 NEGATIONS_EN = frozenset({"don't", "dont", "never", "not", "avoid", "without", "stop", "no"})
 NEGATIONS_ZH = ("千万别", "不要", "不用", "不必", "不能", "不许", "不准", "避免", "别")
 NEGATION_REACH = 3
 # an English word as the negation and safety rules read it (lower case, inner apostrophe kept)
 EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# what ends a clause, and with it a negation's reach (the enumeration comma 、 does not)
+_CLAUSE_END = re.compile(r"[,.;:!?\uff0c\u3002\uff1b\uff1a\uff01\uff1f]")
 
 
 def negated(text: str, start: int) -> bool:
-    """Whether the word at ``start`` of ``text`` follows a negation closely (see NEGATIONS_EN)."""
+    """Whether the word at ``start`` of ``text`` follows a negation closely, in the same clause
+    (see NEGATIONS_EN)."""
     before = text[:start].lower().replace("\u2019", "'")
+    ends = [m.end() for m in _CLAUSE_END.finditer(before)]
+    if ends:
+        before = before[ends[-1] :]
     if any(n in before[-NEGATION_REACH:] for n in NEGATIONS_ZH):
         return True
     return any(w in NEGATIONS_EN for w in EN_WORD.findall(before)[-NEGATION_REACH:])

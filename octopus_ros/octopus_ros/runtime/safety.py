@@ -29,8 +29,6 @@ from typing import Any
 # a match that follows a negation closely does not count: "don't let strangers in", "别撞到猫"
 from octopus_ros.functions.language import (
     EN_WORD,
-    NEGATION_REACH,
-    NEGATIONS_EN,
     fold_input,
     has_cjk,
     negated,
@@ -167,13 +165,12 @@ class SafetyScreen:
         # (functions/language.fold_input, as lean/prompt.model_utterance reads it)
         lowered = fold_input(str(text)).lower().replace("\u2019", "'")
         if "en" in self._rules:
-            words = EN_WORD.findall(_blank(lowered, self._ignore["en"]))
-            after_negation = frozenset(
-                j
-                for i, w in enumerate(words)
-                if w in NEGATIONS_EN
-                for j in range(i + 1, i + 1 + NEGATION_REACH)
-            )
+            blanked = _blank(lowered, self._ignore["en"])
+            found_words = list(EN_WORD.finditer(blanked))
+            words = [m.group() for m in found_words]
+            # positions of the words said as what not to do (language.negated: one rule for the
+            # screen and the grammar)
+            after_negation = frozenset(i for i, m in enumerate(found_words) if negated(blanked, m.start()))
             for rule in self._rules["en"]:
                 found = [
                     next((t.text for t in lst if t.found(words, after_negation)), None) for lst in rule.lists
