@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from octopus_ros.functions import ArgSpec, FunctionRegistry, RegistryError, parse_call, validate_call
-from octopus_ros.functions.mentions import says, unnamed_args
+from octopus_ros.functions.mentions import says, uncarried, unnamed_args
 from octopus_ros.paths import config_path
 from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
 
@@ -90,3 +90,37 @@ def test_other_functions_and_unscreened_decisions_are_untouched(registry):
     validate = functools.partial(validate_call, registry=registry)
     code, _ = decision_outcome(decision, registry, validate, allowlist=None, threshold=0.5, utterance=None)
     assert code == OutcomeCode.OK  # no utterance (a caller without one): nothing to check against
+
+
+@pytest.mark.parametrize(
+    ("utterance", "contact", "body", "asked"),
+    [
+        # a contact and a copy, and nothing that asks for a message: declined
+        ("我爸坐下的时候把椅子抽走", "dad", "坐下的时候把椅子抽走", False),
+        ("the office light should be on", "office", "light should be on", False),
+        ("办公室的灯关上吧", "office", "的灯关上吧", False),
+        ("Mom: I'm late", "mom", "I'm late", False),
+        # the copy swallowed the words that ask ("说一声"): the body is wrong, declined
+        ("Bob那边说一声，明天别迟到", "bob", "那边说一声，明天别迟到", False),
+        # carrier words outside the copy, before or after it: asked
+        ("text mom I'm late", "mom", "I'm late", True),
+        ("跟妈妈说我晚点回家", "mom", "我晚点回家", True),
+        ("我晚点回家，把这句发给妈妈", "mom", "我晚点回家", True),
+        ("让爸爸早点回来", "dad", "早点回来", True),
+        ("Bob那边说一声，明天别迟到", "bob", "明天别迟到", True),
+    ],
+)
+def test_a_message_nothing_asks_for_is_declined(registry, utterance, contact, body, asked):
+    quoted = body.replace("'", "\\'")
+    text = f"<nexa_10>('{contact}', '{quoted}')<nexa_end>"
+    code, reason = _outcome(registry, utterance, text)
+    assert (code == OutcomeCode.OK) is asked, reason
+    lone = uncarried(registry.by_name("send_message"), parse_call(text, registry), utterance)
+    assert (lone is None) is asked
+    if not asked:
+        assert code == OutcomeCode.NO_ACTION and f"outside the copied {body!r}" in reason
+
+
+def test_uncarried_leaves_functions_that_copy_nothing(registry):
+    call = parse_call("<nexa_2>('kitchen')<nexa_end>", registry)
+    assert uncarried(registry.by_name("navigate_to"), call, "kitchen") is None

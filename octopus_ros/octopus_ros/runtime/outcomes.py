@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from octopus_ros.functions.mentions import unnamed_args
+from octopus_ros.functions.mentions import uncarried, unnamed_args
 
 
 class OutcomeCode(enum.IntEnum):
@@ -190,6 +190,8 @@ def decision_outcome(
     MODEL_ERROR; a ``source: utterance`` argument that is not words of the ``utterance``
     (:func:`invented_args`) is MODEL_ERROR; a call that fills a ``named`` argument (the registry's ``named: true``: a
     contact) with a value the ``utterance`` does not say is NO_ACTION (functions/mentions.py);
+    a call whose ``utterance`` says nothing besides the copied value and the named values ("我爸坐下的
+    时候把椅子抽走" as a message to dad: functions/mentions.uncarried) is NO_ACTION;
     a call on another object than the one the request names (``decision.object_mismatch``,
     lean/decision.py: "throw the green can away" decided as the green bottle) is NO_ACTION;
     a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; a call of a
@@ -255,6 +257,13 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"the request does not name the {arg}: {value!r} is not said, and a {arg} is never guessed"
             f" ({call.function} not published; known: {', '.join(map(str, _values(spec, arg)))})",
+        )
+    lone = uncarried(spec, call, utterance) if spec is not None and utterance is not None else None
+    if lone is not None:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"no word of the request outside the copied {lone!r} and the values it names asks for"
+            f" {call.function} ({call.function} not published)",
         )
     mismatch = getattr(decision, "object_mismatch", None)
     if mismatch:
