@@ -33,7 +33,7 @@ because the head has no evidence either way.
 
 Colourless phrases ("the cup"): :attr:`Grounding.colour` is the most probable of the category's
 colours at the category's place and :attr:`Grounding.resolved` the full name ("red cup" /
-"红色杯子"); the model runtime (``Octopus._resolve_colourless``) puts it in the call when the head
+"红色杯子"); both runtimes (lean/decision.resolve_colourless) put it in the call when the head
 is sure enough of it. The head cannot count: in the synthetic world a category
 appears at most once per scene, so it resolves to one colour.
 """

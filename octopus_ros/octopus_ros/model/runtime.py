@@ -37,7 +37,6 @@ from octopus_ros.lean.decision import (
     finish_decision,
     named_objects,
     request_novelty,
-    resolve_colourless,
     words_to_understand,
 )
 from octopus_ros.lean.decision import parse_text as _parse
@@ -511,13 +510,6 @@ class Octopus:
     def _words_to_understand(self, instruction: str, decision: Decision) -> str:
         """The utterance without the spans the call copies (lean/decision.py, both runtimes)."""
         return words_to_understand(self.registry, instruction, decision)
-
-    def _resolve_colourless(self, decision: Decision, enc: ImageEncoding, utterance: str, spec) -> None:
-        """A colourless reference names the colour in view (lean/decision.py, both runtimes)."""
-        if self.grounding is not None and enc.grounding is not None:
-            resolve_colourless(
-                decision, self.grounding, enc.grounding, utterance, spec, self.resolve_colour_min
-            )
 
     def _decide_constrained(
         self, ids, enc, allowlist, limit, timings, utterance: str, keep_logits: bool = False
