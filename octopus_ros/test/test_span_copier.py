@@ -409,3 +409,49 @@ def test_copy_span_applies_the_gap_rule(registry, tmp_path):
         copier, CallGrammar(small), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
     )
     assert span.text == "做好了" and span.absorbed == ""
+
+
+def test_lead_ins_are_the_chinese_endings_before_the_copied_slot(registry):
+    from octopus_ros.lean.copier import lead_ins
+
+    leads = lead_ins(registry, ["send_message", "pick_up"])  # pick_up copies nothing: ignored
+    assert {"说一声", "一声", "一下，", "告诉他", "内容是"} <= set(leads)
+    assert "一下" not in leads  # "说一下，" keeps its pause mark: "一下午" is no lead-in
+    assert not [t for t in leads if len(t) < 2]  # one character ("说") could begin any message
+    assert list(leads) == sorted(leads, key=lambda t: (-len(t), t))  # longest first
+    assert lead_ins(registry, ["pick_up"]) == ()
+
+
+@pytest.mark.parametrize(
+    "text, copied, want",
+    [
+        ("跟办公室讲一声我会晚到半小时", "一声我会晚到半小时", "我会晚到半小时"),
+        ("麻烦知会鲍勃一声，今晚的聚会改到七点半", "一声，今晚的聚会改到七点半", "今晚的聚会改到七点半"),
+        ("告诉妈妈一下午都在下雨", "一下午都在下雨", "一下午都在下雨"),  # no pause mark: a word
+        ("跟妈妈说一声", "一声", "一声"),  # nothing would be left
+        ("给爸爸发消息：饭做好了", "饭做好了", "饭做好了"),
+    ],
+)
+def test_a_message_starts_after_its_lead_in(registry, text, copied, want):
+    from octopus_ros.lean.copier import CopiedSpan, lead_ins, shed_lead_in
+
+    start = text.rindex(copied)
+    span = CopiedSpan(copied, start, start + len(copied), 0.8)
+    got = shed_lead_in(text, span, lead_ins(registry, ["send_message"]))
+    assert got.text == want and got.prob == 0.8 and text[got.start : got.end] == want
+    assert got.shed == copied[: len(copied) - len(want)].strip()
+
+
+def test_copy_span_applies_the_lead_in_rule(registry):
+    from types import SimpleNamespace
+
+    from octopus_ros.lean.copier import CopiedSpan, copy_span
+
+    utterance = "跟办公室讲一声我会晚到半小时"
+    copier = SimpleNamespace(pick=lambda *_a: CopiedSpan("一声我会晚到半小时", 5, 14, 0.9), max_chars=48)
+    grammar, span = copy_span(
+        copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
+    )
+    assert span.text == "我会晚到半小时" and span.shed == "一声"
+    assert grammar.accepts("<nexa_10>('office', '我会晚到半小时')<nexa_end>")
+    assert not grammar.accepts("<nexa_10>('office', '一声我会晚到半小时')<nexa_end>")

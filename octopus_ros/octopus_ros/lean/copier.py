@@ -109,13 +109,15 @@ class UtteranceTokens:
 @dataclass(frozen=True)
 class CopiedSpan:
     """The copier's choice: ``text[start:end]`` with probability ``prob``. ``absorbed``: the
-    words :func:`absorb_gap` added in front of the copier's own span ("" when none)."""
+    words :func:`absorb_gap` added in front of the copier's own span ("" when none); ``shed``:
+    those :func:`shed_lead_in` took off it."""
 
     text: str
     start: int
     end: int
     prob: float
     absorbed: str = ""
+    shed: str = ""  # the words :func:`shed_lead_in` took off its start ("" when none)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -383,6 +385,62 @@ def absorb_gap(
     )
 
 
+def lead_ins(registry, functions: Iterable[str]) -> tuple[str, ...]:
+    """The Chinese endings of the words that introduce a copied value: every ending with at least
+    two Chinese characters of the literal text right before the copied slot in the training
+    phrasings and examples of those of ``functions`` with a lone copied argument, longest first
+    ("跟{contact}说一声{msg}" gives "说一声" and "一声"; "你跟{contact}说一下，{msg}" gives "说一下，"
+    and "一下，", with its pause mark, so "一下午" is not one). Held-out phrasings are not read."""
+    return _lead_ins(registry, tuple(sorted(functions)))
+
+
+@functools.lru_cache(maxsize=32)
+def _lead_ins(registry, functions: tuple[str, ...]) -> tuple[str, ...]:
+    import string
+
+    from octopus_ros.functions.language import count_cjk
+
+    out: set[str] = set()
+    for name in functions:
+        spec = registry.by_name(name)
+        arg = lone_copied_arg(spec) if spec is not None else None
+        if arg is None:
+            continue
+        slots = {arg.name}
+        if spec.phrasings is not None:
+            slots |= {slot for slot, target in spec.phrasings.slots if target == arg.name}
+        for say in spec.training_says().get("zh", ()):
+            for literal, field, *_ in string.Formatter().parse(say):
+                if field in slots:
+                    lead = literal.strip()
+                    out.update(lead[i:] for i in range(len(lead)) if count_cjk(lead[i:]) >= 2)
+    return tuple(sorted(out, key=lambda t: (-len(t), t)))
+
+
+_PAUSE = " \t,，:：、;；"
+
+
+def shed_lead_in(text: str, span: CopiedSpan, leads: Sequence[str]) -> CopiedSpan:
+    """``span`` without the end of a lead-in at its start: a message starts after the words that
+    introduce it, the mirror of :func:`absorb_gap`. The copier may start a Chinese message inside
+    its lead-in when the request says it in a form no phrasing has ("跟办公室讲一声我会晚到半小时"
+    -> "一声我会晚到半小时", "麻烦知会鲍勃一声，今晚的聚会改到七点半" -> "一声，今晚…"): the longest of
+    ``leads`` (:func:`lead_ins`) the span starts with is taken off, with the pause marks after it.
+    Unchanged when it starts with none, or nothing would be left."""
+    for lead in leads:
+        if span.text.startswith(lead):
+            cut = len(lead)
+            while cut < len(span.text) and span.text[cut] in _PAUSE:
+                cut += 1
+            if cut >= len(span.text):
+                return span
+            start = span.start + cut
+            return CopiedSpan(
+                text[start : span.end], start, span.end, span.prob, span.absorbed, span.text[:cut].strip()
+            )
+    return span
+
+
 def copier_weights_sha(directory: str | Path) -> str | None:
     """The sha256 of the model weights config.json records (what a copier must be trained on)."""
     try:
@@ -413,9 +471,10 @@ def copy_span(
     With a copier and an allowlist that has a function with a copied argument, the copied value
     is the copier's span (the grammar accepts nothing else); otherwise any word-aligned span. The
     copier's span keeps clear of the utterance's mentions of a ``named`` argument's values (the
-    contact: :func:`named_mentions`, :func:`clear_of_mentions`), and takes in the Chinese
+    contact: :func:`named_mentions`, :func:`clear_of_mentions`), takes in the Chinese
     characters between the contact and it that no phrasing uses to introduce a message
-    (:func:`absorb_gap`, :func:`carrier_words`); where that leaves no span, or
+    (:func:`absorb_gap`, :func:`carrier_words`) and leaves out the end of a lead-in it starts
+    with (:func:`shed_lead_in`, :func:`lead_ins`); where that leaves no span, or
     the grammar refuses the span, the copied value is any word-aligned span, as without a copier.
     """
     if copier is None or not grammar.copies_text():
@@ -429,6 +488,7 @@ def copy_span(
         grown = absorb_gap(
             utterance, span, mentions, carrier_words(grammar.registry, functions), copier.max_chars
         )
+        grown = shed_lead_in(utterance, grown, lead_ins(grammar.registry, functions))
         for choice in (grown, span) if grown is not span else (span,):
             try:
                 return grammar.bind(utterance, copy=choice.text, objects=objects), choice
