@@ -455,3 +455,42 @@ def test_copy_span_applies_the_lead_in_rule(registry):
     assert span.text == "我会晚到半小时" and span.shed == "一声"
     assert grammar.accepts("<nexa_10>('office', '我会晚到半小时')<nexa_end>")
     assert not grammar.accepts("<nexa_10>('office', '一声我会晚到半小时')<nexa_end>")
+
+
+@pytest.mark.parametrize(
+    "utterance, copied, offered",
+    [
+        ("我爸坐下的时候把椅子抽走", "坐下的时候把椅子抽走", False),  # a contact and the rest: no ask
+        ("the office light should be on", "light should be on", False),
+        ("翻个跟头", "翻个跟头", False),  # the copy is the whole request
+        ("跟我爸说坐下的时候小心", "坐下的时候小心", True),  # 跟 ... 说 asks for a message
+        ("tell dad dinner is ready", "dinner is ready", True),
+    ],
+)
+def test_copy_span_offers_no_copying_function_that_nothing_asks_for(registry, utterance, copied, offered):
+    from types import SimpleNamespace
+
+    from octopus_ros.lean.copier import CopiedSpan, copy_span
+
+    start = utterance.index(copied)
+    copier = SimpleNamespace(
+        pick=lambda *_a: CopiedSpan(copied, start, start + len(copied), 0.9), max_chars=48
+    )
+    grammar, span = copy_span(
+        copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
+    )
+    send = registry.by_name("send_message").token
+    assert (send in grammar.allowed_function_tokens()) is offered
+    assert grammar.accepts(f"<nexa_{send}>('dad', '{copied}')<nexa_end>") is offered
+    decline = next(s for s in registry.functions if s.decline)
+    assert decline.token in grammar.allowed_function_tokens()  # declining stays possible
+    assert grammar.accepts(f"<nexa_{decline.token}>()<nexa_end>")
+
+
+def test_without_copying_needs_a_bound_grammar(registry):
+    with pytest.raises(ValueError, match="bound grammar"):
+        CallGrammar(registry).without_copying()
+    bound = CallGrammar(registry).bind("text mom hi").without_copying()
+    assert registry.by_name("send_message").token not in bound.allowed_function_tokens()
+    # the shared tables of the unbound grammar are untouched
+    assert registry.by_name("send_message").token in CallGrammar(registry).allowed_function_tokens()

@@ -398,6 +398,17 @@ class CallGrammar:
         self._args = args
         self._narrowed = self._narrowed | frozenset(fn for fn, _ in offered)
 
+    def without_copying(self) -> CallGrammar:
+        """This bound grammar without the functions that take the copier's span (those with
+        exactly one copied argument): the request asks for none of them (lean/copier.copy_span,
+        functions/mentions.asks_nothing). The decline function always stays."""
+        if self is self._base:
+            raise ValueError("without_copying() applies to a bound grammar (bind())")
+        drop = set(self._lone_copy) - {s.token for s in self.registry.functions if s.decline}
+        self._tokens = {text: t for text, t in self._tokens.items() if t not in drop}
+        self._token_list = [t for t in self._token_list if t not in drop]
+        return self
+
     def _span_of(self, fn: int) -> WordSpans | None:
         """The span trie a copied argument of function ``fn`` reads."""
         if self._exact is not None and fn in self._lone_copy:

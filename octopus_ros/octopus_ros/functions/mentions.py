@@ -12,6 +12,7 @@ Pure Python: no torch, no rclpy.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -65,39 +66,43 @@ _ASK_NOTHING_EN = frozenset({"the", "a", "an", "my", "our", "your", "s"})
 _ASK_NOTHING_ZH = frozenset("的我")
 
 
+def asks_nothing(utterance: str, spans: Iterable[tuple[int, int]]) -> bool:
+    """Whether ``utterance`` says nothing outside the character ranges ``spans`` but articles and
+    possessives ("the", "my", 的, 我) and punctuation: no word there asks for anything."""
+    text = fold_input(utterance)  # one character for one: the ranges are the utterance's
+    covered = [False] * len(text)
+    for start, end in spans:
+        covered[start:end] = [True] * (max(0, end - start))
+    rest = "".join(" " if hidden else ch for ch, hidden in zip(text, covered, strict=True)).lower()
+    words = [w for w in EN_WORD.findall(rest) if w not in _ASK_NOTHING_EN]
+    return not words and not [ch for ch in rest if is_cjk(ch) and ch not in _ASK_NOTHING_ZH]
+
+
 def uncarried(spec: Any, call: Any, utterance: str) -> str | None:
     """The copied value of ``call`` when ``utterance`` says nothing besides it and the values of
-    the call's ``named`` arguments: no word asks for the function. "我爸坐下的时候把椅子抽走"
-    decided as ``send_message('dad', '坐下的时候把椅子抽走')``, or "the office light should be on" as
-    ``send_message('office', 'light should be on')``, name a contact and copy the rest, but nothing
-    in them says "tell", "text" or "发消息". Every training phrasing of a copying function has such
-    carrier words ("tell {contact} that {msg}", "{msg}，把这句发给{contact}"). None when the
-    request has them, when ``call`` copies nothing, or when a copied value is not in ``utterance``
-    (that is runtime/outcomes.invented_args' case)."""
+    the call's ``named`` arguments (:func:`asks_nothing`): no word asks for the function.
+    "我爸坐下的时候把椅子抽走" decided as ``send_message('dad', '坐下的时候把椅子抽走')``, or "the
+    office light should be on" as ``send_message('office', 'light should be on')``, name a contact
+    and copy the rest, but nothing in them says "tell", "text" or "发消息". Every training phrasing
+    of a copying function has such carrier words ("tell {contact} that {msg}", "{msg}，把这句发给
+    {contact}"). None when the request has them, when ``call`` copies nothing, or when a copied
+    value is not in ``utterance`` (that is runtime/outcomes.invented_args' case)."""
     by_name = {a.name: a for a in getattr(spec, "args", ())}
     copied = [a for a in call.args if getattr(by_name.get(a.name), "source", None) == "utterance"]
     if not copied:
         return None
-    text = fold_input(utterance)  # one character for one: the spans are the utterance's
-    covered = [False] * len(text)
-
-    def cover(spans: list[tuple[int, int]]) -> None:
-        for start, end in spans:
-            covered[start:end] = [True] * (end - start)
-
+    text = fold_input(utterance)
+    spans: list[tuple[int, int]] = []
     for got in copied:
         value = fold_input(str(got.value)).strip()
         if not value:
             continue
-        spans = [m.span() for m in _pattern(value).finditer(text)]
-        if not spans:
+        found = [m.span() for m in _pattern(value).finditer(text)]
+        if not found:
             return None
-        cover(spans)
+        spans += found
     for got in call.args:
         declared = by_name.get(got.name)
         if declared is not None and declared.named:
-            cover(mention_spans(utterance, declared.spoken_forms(got.value)))
-    rest = "".join(" " if hidden else ch for ch, hidden in zip(text, covered, strict=True)).lower()
-    words = [w for w in EN_WORD.findall(rest) if w not in _ASK_NOTHING_EN]
-    characters = [ch for ch in rest if is_cjk(ch) and ch not in _ASK_NOTHING_ZH]
-    return None if words or characters else str(copied[0].value)
+            spans += mention_spans(utterance, declared.spoken_forms(got.value))
+    return str(copied[0].value) if asks_nothing(utterance, spans) else None

@@ -474,9 +474,13 @@ def copy_span(
     contact: :func:`named_mentions`, :func:`clear_of_mentions`), takes in the Chinese
     characters between the contact and it that no phrasing uses to introduce a message
     (:func:`absorb_gap`, :func:`carrier_words`) and leaves out the end of a lead-in it starts
-    with (:func:`shed_lead_in`, :func:`lead_ins`); where that leaves no span, or
+    with (:func:`shed_lead_in`, :func:`lead_ins`). When the utterance says nothing outside that
+    span and the contacts' mentions (functions/mentions.asks_nothing: "我爸坐下的时候把椅子抽走"),
+    no copying function is offered: the request asks for none. Where that leaves no span, or
     the grammar refuses the span, the copied value is any word-aligned span, as without a copier.
     """
+    from octopus_ros.functions.mentions import asks_nothing
+
     if copier is None or not grammar.copies_text():
         return grammar.bind(utterance, objects=objects), None
     ids, offsets = encode(utterance)
@@ -491,9 +495,12 @@ def copy_span(
         grown = shed_lead_in(utterance, grown, lead_ins(grammar.registry, functions))
         for choice in (grown, span) if grown is not span else (span,):
             try:
-                return grammar.bind(utterance, copy=choice.text, objects=objects), choice
+                bound = grammar.bind(utterance, copy=choice.text, objects=objects)
             except ValueError:  # not a span the grammar accepts, or longer than a copied argument allows
-                pass
+                continue
+            if asks_nothing(utterance, ((choice.start, choice.end), *mentions)):
+                bound = bound.without_copying()  # nothing outside the copy and the contacts asks
+            return bound, choice
     return grammar.bind(utterance, objects=objects), None
 
 
