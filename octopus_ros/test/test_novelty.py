@@ -18,6 +18,7 @@ from octopus_ros.model.novelty import (
     NoveltyProfile,
     TextNovelty,
     text_units,
+    word_forms,
 )
 from octopus_ros.model.runtime import Octopus
 from octopus_ros.model.testing import make_tiny_checkpoint
@@ -80,6 +81,23 @@ def test_text_novelty_is_the_unseen_share():
     assert t.score("把杯子拿起来") == 0.0
     assert t.score("天气怎么样") == 1.0
     assert t.score("?!") == 1.0  # nothing recognisable at all
+
+
+def test_an_inflection_of_a_seen_word_is_seen():
+    t = TextNovelty.from_texts(["feed the dog", "fix the light", "carry the box", "stop"])
+    # plural, possessive, past, progressive, clitics: forms of words the model saw
+    for text in ("feed the dogs", "the dog's bowl", "fixed it", "fixing the lights", "it's fixed"):
+        assert t.unseen(text) == [u for u in text_units(text) if u in ("bowl", "it", "it's")], text
+    assert t.score("carried the boxes") == 0.0
+    assert t.score("stopped") == 0.0
+    assert t.score("the dogs are fed") == pytest.approx(2 / 4)  # "are", "fed": no ending gives them
+    # the other direction: the vocabulary's inflection covers the plain word
+    assert TextNovelty.from_texts(["the boxes stopped"]).score("box stop") == 0.0
+    # Chinese characters and digits are their own only form
+    assert word_forms("灯") == {"灯"} and word_forms("5") == {"5"}
+    assert {"do"} <= word_forms("don't") and {"can"} <= word_forms("can't") and {"i"} <= word_forms("i'll")
+    # short words keep their endings: "bus", "bed", "was" are not forms of "bu", "b", "wa"
+    assert word_forms("bus") == {"bus"} and word_forms("bed") == {"bed"} and word_forms("was") == {"was"}
 
 
 def test_image_novelty_separates_shifted_features_and_round_trips(tmp_path):

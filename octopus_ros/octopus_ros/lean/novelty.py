@@ -38,11 +38,59 @@ def text_unit_spans(text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group()) for m in _UNITS.finditer(text.lower())]
 
 
+_CLITICS = ("'s", "'ll", "'re", "'ve", "'d", "'m")
+_NEGATED = {"ca": "can", "wo": "will", "sha": "shall"}  # can't, won't, shan't
+
+
+def word_forms(unit: str) -> frozenset[str]:
+    """``unit`` and the forms an English inflection of it may come from: "days" -> day, "fixed"
+    -> fix, "carries" -> carry, "stopped" -> stop, "dog's" -> dog, "i'll" -> i, "don't" -> do.
+
+    A Chinese character is its own only form (Chinese does not inflect: a character is already
+    the unit a learner meets again in other words), and so is any unit outside the Latin script.
+    The endings are stripped by rule, not looked up, so a form may be a non-word ("fixe"): two
+    units share a form only when one can be an inflection of the other, which is all
+    :class:`TextNovelty` asks."""
+    if not unit.isascii() or not unit.replace("'", "").isalpha():
+        return frozenset((unit,))
+    forms = {unit}
+    word = unit
+    for clitic in _CLITICS:
+        if word.endswith(clitic) and len(word) > len(clitic):
+            word = word[: -len(clitic)]
+            forms.add(word)
+            break
+    if word.endswith("n't") and len(word) > 3:
+        forms.add(_NEGATED.get(word[:-3], word[:-3]))
+        return frozenset(forms)
+    if len(word) > 4 and word.endswith("ies"):
+        forms.add(word[:-3] + "y")
+    if len(word) > 3 and word.endswith("es"):
+        forms.add(word[:-2])
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        forms.add(word[:-1])
+    for ending in ("ed", "ing"):
+        if len(word) > len(ending) + 2 and word.endswith(ending):
+            stem = word[: -len(ending)]
+            forms.update((stem, stem + "e"))  # "fixed" -> fix, "liked" -> like
+            if stem[-1] == stem[-2]:
+                forms.add(stem[:-1])  # "stopped" -> stop
+            if ending == "ed" and stem.endswith("i"):
+                forms.add(stem[:-1] + "y")  # "carried" -> carry
+    return frozenset(forms)
+
+
 class TextNovelty:
-    """The training vocabulary and the share of an utterance outside it."""
+    """The training vocabulary and the share of an utterance outside it.
+
+    A unit counts as seen when the vocabulary has it or another inflection of it
+    (:func:`word_forms`): "feed the dogs" is as familiar as "feed the dog". Without that, the
+    score is unfair between the languages: an English word is a new unit in each of its forms,
+    while a Chinese character (Chinese does not inflect) is the same unit in every sentence."""
 
     def __init__(self, vocabulary: Iterable[str]):
         self.vocabulary = frozenset(vocabulary)
+        self._forms = frozenset(f for unit in self.vocabulary for f in word_forms(unit))
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> TextNovelty:
@@ -51,15 +99,19 @@ class TextNovelty:
             vocab.update(text_units(text))
         return cls(vocab)
 
+    def seen(self, unit: str) -> bool:
+        """Whether the model saw ``unit`` (a :func:`text_units` unit) or another form of it."""
+        return unit in self.vocabulary or not word_forms(unit).isdisjoint(self._forms)
+
     def unseen(self, text: str) -> list[str]:
-        """The utterance's units the model never saw, in order."""
-        return [u for u in text_units(text) if u not in self.vocabulary]
+        """The utterance's units the model never saw in any form, in order."""
+        return [u for u in text_units(text) if not self.seen(u)]
 
     def score(self, text: str) -> float:
         units = text_units(text)
         if not units:
             return 1.0
-        return sum(u not in self.vocabulary for u in units) / len(units)
+        return sum(not self.seen(u) for u in units) / len(units)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -5,8 +5,10 @@ the score is then NaN, which no threshold exceeds):
 
 * **text novelty** (``training_vocab.json``): the share of the utterance's units the model never
   saw in training. Units are lower-cased words for alphabetic scripts and single characters for
-  Chinese (CJK ideographs), so "把杯子拿起来" is 6 units and "pick up the cup" is 4. 0.0 = every
-  unit was seen; 1.0 = none was (also an utterance with no unit at all).
+  Chinese (CJK ideographs), so "把杯子拿起来" is 6 units and "pick up the cup" is 4. An English word
+  counts as seen when the model saw another inflection of it ("dogs", "dog's", "fixed":
+  ``word_forms``). 0.0 = every unit was seen; 1.0 = none was (also an utterance with no unit at
+  all).
 * **image novelty** (``image_profile.safetensors``): the Mahalanobis distance of the pooled image
   embedding (the mean of the image tokens the LM sees) from the training scenes' mean, under
   their (shrunk) covariance, divided by the distance of the training scenes' own 99th
@@ -42,6 +44,7 @@ from octopus_ros.lean.novelty import (  # noqa: F401 - re-exported: the model ro
     TextNovelty,
     mahalanobis_score,
     text_units,
+    word_forms,
 )
 
 
