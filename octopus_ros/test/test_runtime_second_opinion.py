@@ -56,6 +56,29 @@ def test_the_rule():
     assert second_opinion_outcome(pick, OutcomeCode.MODEL_ERROR, "bad", None)[0] == OutcomeCode.NO_ACTION
 
 
+def test_the_same_call_counts_when_only_the_second_models_novelty_limit_declines_it():
+    """Whether the request is familiar is the first model's test; the second model's part is the call."""
+    pick = call("pick_up('red cup')")
+    novel = "not understood: the model's reading of the request is nearer to what it was taught to decline"
+    code, reason = second_opinion_outcome(pick, OutcomeCode.NO_ACTION, novel, call("pick_up('red cup')"))
+    assert code == OutcomeCode.OK and "same call" in reason
+    unseen = "not understood: 40% of the utterance never seen in training"
+    assert second_opinion_outcome(pick, OutcomeCode.NO_ACTION, unseen, pick)[0] == OutcomeCode.OK
+    # another call, or a decline for any other reason, is still no
+    assert second_opinion_outcome(pick, OutcomeCode.NO_ACTION, novel, call("pick_up('blue cup')"))[0] == (
+        OutcomeCode.NO_ACTION
+    )
+    for other in (
+        "image unlike training: image novelty 2.10 > max_image_novelty 1.50",
+        "unsafe request (harm): ...",
+        "the model declined: no function fits the request",
+    ):
+        assert second_opinion_outcome(pick, OutcomeCode.NO_ACTION, other, pick)[0] == OutcomeCode.NO_ACTION
+    assert second_opinion_outcome(pick, OutcomeCode.REJECTED_LOW_CONFIDENCE, "confidence 0.3", pick)[0] == (
+        OutcomeCode.NO_ACTION
+    )
+
+
 def test_the_setting(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
@@ -92,6 +115,7 @@ class Decision:
     call: object
     error: object = None
     confidence: float = 0.99
+    request_novelty: float = float("nan")
     raw_text: str = ""
     timings: dict = field(default_factory=lambda: {"total": 0.001})
 
@@ -99,8 +123,9 @@ class Decision:
 class Model:
     """decide() answers a fixed call (or raises); counts what it was asked."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, request_novelty=float("nan")):
         self.answer = answer
+        self.request_novelty = request_novelty
         self.asked = []
 
     def encode(self, image):
@@ -110,10 +135,10 @@ class Model:
         self.asked.append(text)
         if isinstance(self.answer, Exception):
             raise self.answer
-        return Decision(call(self.answer))
+        return Decision(call(self.answer), request_novelty=self.request_novelty)
 
 
-def run(first, second, text="please pick up the red cup"):
+def run(first, second, text="please pick up the red cup", max_request_novelty=0.0):
     results, done = [], threading.Event()
 
     def record(res):
@@ -124,7 +149,7 @@ def run(first, second, text="please pick up the red cup"):
         model=first,
         second_opinion=second,
         registry=REGISTRY,
-        config=EngineConfig(prefetch_rate=0, max_text_novelty=0, max_request_novelty=0),
+        config=EngineConfig(prefetch_rate=0, max_text_novelty=0, max_request_novelty=max_request_novelty),
         validate=functools.partial(validate_call, registry=REGISTRY),
         on_result=record,
         now=lambda: 100.0,
@@ -157,6 +182,23 @@ def test_engine_publishes_only_what_both_models_decide():
     assert res.code == OutcomeCode.NO_ACTION and "the model declined" in res.reason
     res, _ = run(Model("pick_up('red cup')"), Model(RuntimeError("out of memory")))
     assert res.code == OutcomeCode.MODEL_ERROR and "second opinion failed: out of memory" in res.reason
+
+
+def test_engine_publishes_the_same_call_when_only_the_second_model_finds_the_request_novel():
+    first, second = Model("pick_up('red cup')", 0.5), Model("pick_up('red cup')", 0.999)
+    res, _ = run(first, second, max_request_novelty=0.99)
+    assert res.code == OutcomeCode.OK and "same call" in res.reason
+    # the first model's own limit still declines, and the second is not asked
+    first, second = Model("pick_up('red cup')", 0.999), Model("pick_up('red cup')", 0.5)
+    res, _ = run(first, second, max_request_novelty=0.99)
+    assert (
+        res.code == OutcomeCode.NO_ACTION and res.reason.startswith("not understood") and second.asked == []
+    )
+    # a novel request and another call: no
+    res, _ = run(
+        Model("pick_up('red cup')", 0.5), Model("find_item('red cup')", 0.999), max_request_novelty=0.99
+    )
+    assert res.code == OutcomeCode.NO_ACTION and res.reason.startswith("second opinion")
 
 
 def test_engine_asks_the_second_model_only_about_calls_it_would_publish():

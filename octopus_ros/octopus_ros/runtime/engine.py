@@ -26,6 +26,7 @@ from octopus_ros.functions.language import detect_language
 from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.guards import InvalidUtteranceError, TokenBucket, clean_utterance
 from octopus_ros.runtime.outcomes import (
+    NOT_UNDERSTOOD,
     Frame,
     OutcomeCode,
     Request,
@@ -505,7 +506,7 @@ class ActionEngine:
             common["inference_s"] += second_s
             common["timings"]["second_opinion"] = second_s
         if code == OutcomeCode.NO_ACTION and reason.startswith(
-            ("not understood", "image unlike training", SECOND_OPINION_REASON)
+            (NOT_UNDERSTOOD, "image unlike training", SECOND_OPINION_REASON)
         ):
             self.counts["declined_" + reason.split(":")[0].replace(" ", "_")] += 1
         if code != OutcomeCode.OK:

@@ -162,6 +162,11 @@ def _values(spec: Any, arg: str) -> tuple:
     return next((a.values for a in spec.args if a.name == arg), ())
 
 
+NOT_UNDERSTOOD = (
+    "not understood"  # the start of the reason of a call declined by a novelty limit of the request
+)
+
+
 def decision_outcome(
     decision: Any,
     registry: Any,
@@ -220,14 +225,14 @@ def decision_outcome(
     if max_text_novelty is not None and text_novelty > max_text_novelty:
         return (
             OutcomeCode.NO_ACTION,
-            f"not understood: {text_novelty:.0%} of the utterance never seen in training"
+            f"{NOT_UNDERSTOOD}: {text_novelty:.0%} of the utterance never seen in training"
             f" (text novelty {text_novelty:.3f} > max_text_novelty {max_text_novelty:.3f}); {call.function} not published",
         )
     request_novelty = float(getattr(decision, "request_novelty", math.nan))
     if max_request_novelty is not None and request_novelty > max_request_novelty:
         return (
             OutcomeCode.NO_ACTION,
-            f"not understood: the model's reading of the request is nearer to what it was taught to decline"
+            f"{NOT_UNDERSTOOD}: the model's reading of the request is nearer to what it was taught to decline"
             f" than for {100 * request_novelty:.2f} % of its training requests (request novelty"
             f" {request_novelty:.4f} > max_request_novelty {max_request_novelty:.4f}); {call.function} not published",
         )

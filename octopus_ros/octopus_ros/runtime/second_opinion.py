@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from octopus_ros.runtime.outcomes import OutcomeCode
+from octopus_ros.runtime.outcomes import NOT_UNDERSTOOD, OutcomeCode
 
 SECOND_OPINION_DIR = "second_opinion"  # a checkpoint's second model, in a folder of that name inside it
 
@@ -66,10 +66,17 @@ def second_opinion_outcome(
     what neither was taught are seldom the same ones).
 
     One rule for the node's engine and for the evaluation: the call stays OK only when the second
-    model's own decision earned OK too (``second_code``, by :func:`decision_outcome` with the same
-    settings) and is the same call, function and every argument. Otherwise it is NO_ACTION with the
-    reason "second opinion: ..." (what the second model decided, or why it did not act), since a
-    wrong action is worse than none."""
+    model makes the same call, function and every argument, and its decision earned OK too
+    (``second_code``, by :func:`decision_outcome` with the same settings) or was declined only by
+    a novelty limit of the request ("not understood": its text or request novelty). Whether the
+    request is one the models were taught is the first model's test, which the call has passed;
+    the second model's part is the call itself (stop 39: asking both models to find the request
+    familiar declined 37 right calls of the four written sets for every 3 wrong ones it held back).
+    Otherwise it is NO_ACTION with the reason "second opinion: ..." (what the second model decided,
+    or why it did not act), since a wrong action is worse than none."""
+    same = second_call is not None and second_call.to_text() == call.to_text()
+    if same and second_code == OutcomeCode.NO_ACTION and second_reason.startswith(NOT_UNDERSTOOD):
+        return OutcomeCode.OK, f"{call.function} decided (the second model makes the same call)"
     if second_code != OutcomeCode.OK:
         return (
             OutcomeCode.NO_ACTION,
