@@ -149,3 +149,43 @@ def test_incontext_measurement_examples_are_fixed_text_examples(parts):
     }
     table = format_table({"checkpoint": "m", "n_per_split": 10, "k": {"0": row, "2": row}})
     assert "k=0" in table and "k=2" in table and "natural: PUBLISHED WRONG" in table and " 30.0%" in table
+
+
+def test_no_said_bool_loss_leaves_out_only_a_value_the_request_says(parts, tmp_path):
+    """--no-said-bool-loss: a `narrow` bool's value carries no loss where the request says it
+    (the grammar offers only that value), and keeps it where the request says neither or only
+    the value not wanted."""
+    import yaml
+
+    from octopus_ros.training.add_function_demo import compose_registry
+
+    tok13, _, _ = parts
+    registry, _ = compose_registry(
+        config_path("functions.yaml"), config_path("examples/set_light.yaml"), tmp_path / "functions.yaml"
+    )
+    assert yaml.safe_load((tmp_path / "functions.yaml").read_text())["functions"][-1]["name"] == "set_light"
+    tok = tiny_tokenizer(num_functions=14)
+    model = tiny_model(tok, num_functions=14)
+    on, off = "<nexa_13>('kitchen', True)<nexa_end>", "<nexa_13>('kitchen', False)<nexa_end>"
+    items = [
+        _item("turn on the kitchen light", on, "set_light"),  # says on: forced
+        _item("switch off the kitchen light", off, "set_light"),  # says off: forced
+        _item("it is too dark in the kitchen", on, "set_light"),  # says neither: the model decides
+        _item("把厨房的灯打开", on, "set_light"),  # says on (打开): forced
+        _item("pick up the red cup", "<nexa_0>('red cup')<nexa_end>", "pick_up"),  # no bool
+    ]
+    kept = Finetuner(model, tok, registry, [Source("registry", items, [])], FinetuneConfig())
+    left = Finetuner(
+        model, tok, registry, [Source("registry", items, [])], FinetuneConfig(said_bool_loss=False)
+    )
+    full, masked = kept.batch(items)["labels"], left.batch(items)["labels"]
+    assert torch.equal(kept.batch(items)["input_ids"], left.batch(items)["input_ids"])
+    dropped = [(full[i] != -100).sum().item() - (masked[i] != -100).sum().item() for i in range(len(items))]
+    assert dropped[0] > 0 and dropped[1] > 0 and dropped[3] > 0
+    assert dropped[2] == 0 and dropped[4] == 0
+    # what is left out is the value, and only the value: the answer's text without it
+    for i in (0, 1, 3):
+        gone = [
+            t for t, m in zip(full[i].tolist(), masked[i].tolist(), strict=True) if t != -100 and m == -100
+        ]
+        assert tok.decode(gone).strip() in ("True", "False")

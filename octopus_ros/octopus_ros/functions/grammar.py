@@ -63,6 +63,21 @@ def _choices(arg) -> tuple:
     return (True, False) if arg.type == "bool" else arg.values
 
 
+def said_values(arg, utterance: str) -> list:
+    """The values of a named or ``narrow`` enum / bool argument that ``utterance`` says (its spoken
+    forms; [] when it says none): what the bound grammar offers that argument when it is fewer
+    than all (:meth:`CallGrammar.bind`). A ``narrow`` value said right after a negation is not
+    counted as said (functions/mentions.says ``plainly``); a ``narrow`` bool said only that way
+    ("别开着", "don't switch it off") says its other value; a ``named`` value is counted as said
+    however it is said, as the runtime's check of the same rule counts it."""
+    values = _choices(arg)
+    said = [v for v in values if says(utterance, arg.spoken_forms(v), plainly=not arg.named)]
+    if not said and arg.type == "bool" and not arg.named:
+        unwanted = [v for v in values if says(utterance, arg.spoken_forms(v))]
+        said = [v for v in values if v not in unwanted] if len(unwanted) == 1 else []
+    return said
+
+
 def _literal(arg, value) -> str:
     """How ``value`` of an enum or bool argument is written in a call: ``'kitchen'``, ``True``."""
     return str(value) if arg.type == "bool" else f"'{value}'"
@@ -349,12 +364,7 @@ class CallGrammar:
         offered: dict[tuple[int, int], list[str]] = {}
         for key, arg in self._named_args.items():
             values = _choices(arg)
-            plainly = not arg.named
-            said = [v for v in values if says(utterance, arg.spoken_forms(v), plainly=plainly)]
-            if not said and arg.type == "bool" and not arg.named:
-                # said only as the value not wanted ("别开着", "don't switch it off"): the other one
-                unwanted = [v for v in values if says(utterance, arg.spoken_forms(v))]
-                said = [v for v in values if v not in unwanted] if len(unwanted) == 1 else []
+            said = said_values(arg, utterance)
             if said and len(said) < len(values):
                 offered[key] = [_literal(arg, v) for v in said]
         numbers = said_numbers(utterance) if self._number_args else []

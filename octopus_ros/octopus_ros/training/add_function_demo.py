@@ -380,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the rows of the tokens that begin the new function's own values (octopus_finetune --value-rows)",
     )
     p.add_argument(
+        "--said-bool-loss",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train a narrow bool's value where the request says it (octopus_finetune --said-bool-loss)",
+    )
+    p.add_argument(
         "--distill",
         type=float,
         default=0.0,
@@ -436,6 +442,7 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
     argv += ["--counterfactual"] if args.counterfactual else []
     argv += ["--contrast", str(args.contrast)] if args.contrast > 0 else []
     argv += ["--value-rows"] if args.value_rows else []
+    argv += [] if args.said_bool_loss else ["--no-said-bool-loss"]
     argv += [] if args.train_connector else ["--freeze-connector"]
     argv += ["--eval-n", "64", "--eval-every", str(args.eval_every), "--no-accuracy"]
     argv += ["--seed", str(args.seed), "--threads", str(args.threads)]

@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from octopus_ros.functions import FunctionRegistry, RegistryError
+from octopus_ros.lean.prompt import IGNORE_INDEX
 from octopus_ros.model import (
     CheckpointError,
     ConfigError,
@@ -66,6 +67,7 @@ from octopus_ros.model import (
     ImagePreprocessor,
     OctopusModel,
     PromptFormat,
+    TrainingExample,
     collate,
     load_checkpoint,
     save_checkpoint,
@@ -120,6 +122,7 @@ class FinetuneConfig:
     counterfactual: bool = False  # registry phrasings that fix a said value also say the others
     contrast: float = 0.0  # sampling weight of replay requests that name a new function's enum values
     value_rows: bool = False  # the rows of the first token of new functions' own argument values train
+    said_bool_loss: bool = True  # False: no loss on a narrow bool's value where the request says it
     distill: float = 0.0  # weight of the KL to the starting model on answers without a new function
     seed: int = 0
     threads: int | None = None
@@ -704,9 +707,45 @@ class Finetuner:
             )
             for it in items
         ]
+        if not self.cfg.said_bool_loss:
+            examples = [self.without_said_bool(it, e) for it, e in zip(items, examples, strict=True)]
         batch = collate(examples, pad_token_id=self.tok.pad_token_id)
         batch["pixel_values"] = self.pixels(items)
         return batch
+
+    def without_said_bool(self, item: Item, example: TrainingExample) -> TrainingExample:
+        """``example`` without loss on the value of each ``narrow`` bool argument that the request
+        says (``--no-said-bool-loss``): the bound grammar offers only that value
+        (:func:`octopus_ros.functions.grammar.said_values`), so the model never chooses it. The
+        value's tokens are where the answer's ids differ from those of the same call with the
+        other value."""
+        from octopus_ros.functions import make_call, parse_plain
+        from octopus_ros.functions.grammar import said_values
+
+        spec = self.registry.by_name(item.function)
+        bools = [a for a in spec.args if a.type == "bool" and a.narrow] if spec is not None else []
+        if not bools:
+            return example
+        call = parse_plain(item.answer, self.registry)
+        values = {a.name: a.value for a in getattr(call, "args", ())}
+        labels = list(example.labels)
+        ids = self.fmt.encode_answer(item.answer)
+        start = len(labels) - len(ids)
+        for arg in bools:
+            if arg.name not in values or said_values(arg, item.instruction) != [values[arg.name]]:
+                continue
+            other = make_call(self.registry, spec.name, **{**values, arg.name: not values[arg.name]})
+            alt = self.fmt.encode_answer(other.to_text())
+            head = next(
+                (k for k, (a, b) in enumerate(zip(ids, alt, strict=False)) if a != b), min(len(ids), len(alt))
+            )
+            tail = next(
+                (k for k, (a, b) in enumerate(zip(reversed(ids), reversed(alt), strict=False)) if a != b),
+                min(len(ids), len(alt)),
+            )
+            for k in range(head, len(ids) - tail):
+                labels[start + k] = IGNORE_INDEX
+        return TrainingExample(input_ids=example.input_ids, labels=labels)
 
     def sample(self) -> list[Item]:
         weights = [s.weight for s in self.sources]
@@ -1018,6 +1057,15 @@ def build_parser() -> argparse.ArgumentParser:
         "values (True/False when no existing function has a bool) train too: where the value is decided",
     )
     d.add_argument(
+        "--said-bool-loss",
+        action=argparse.BooleanOptionalAction,
+        default=FinetuneConfig.said_bool_loss,
+        help="train the value of a `narrow: true` bool argument where the request says it. The grammar "
+        "offers only the said value there (functions/grammar.said_values), so the model's choice counts "
+        "only where the request says neither ('it is too dark in the kitchen'); --no-said-bool-loss "
+        "leaves the said ones out of the loss, so what the value learns is what the node asks of it",
+    )
+    d.add_argument(
         "--distill",
         type=float,
         default=FinetuneConfig.distill,
@@ -1151,6 +1199,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         counterfactual=args.counterfactual,
         contrast=args.contrast,
         value_rows=args.value_rows,
+        said_bool_loss=args.said_bool_loss,
         distill=args.distill,
         seed=args.seed,
         threads=args.threads,
