@@ -162,9 +162,8 @@ def _values(spec: Any, arg: str) -> tuple:
     return next((a.values for a in spec.args if a.name == arg), ())
 
 
-NOT_UNDERSTOOD = (
-    "not understood"  # the start of the reason of a call declined by a novelty limit of the request
-)
+# the start of the reason of a call declined by a novelty limit of the request (text or request novelty)
+NOT_UNDERSTOOD = "not understood"
 
 
 def decision_outcome(
