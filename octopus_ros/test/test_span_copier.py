@@ -121,10 +121,17 @@ def test_decide_copies_the_copiers_span_and_lowers_the_confidence(bundled_ckpt, 
 
     octopus = Octopus.load(bundled_ckpt)
     assert octopus.copier is not None
+    from octopus_ros.lean.copier import absorb_gap, carrier_words, named_mentions
+
     utterance = "text bob that the meeting is cancelled"
     ids, offsets = encode_with_offsets(octopus.tokenizer, utterance)
+    mentions = named_mentions(octopus.registry, ["send_message"], utterance)
     span = octopus.copier.pick(
-        utterance, UtteranceTokens.of(utterance, ids, offsets), octopus._copier_embed(ids)
+        utterance, UtteranceTokens.of(utterance, ids, offsets), octopus._copier_embed(ids), mentions
+    )
+    # the copier's span, with the words between the recipient and it that no phrasing uses
+    span = absorb_gap(
+        utterance, span, mentions, carrier_words(octopus.registry, ["send_message"]), octopus.copier.max_chars
     )
     image = np.zeros((32, 32, 3), np.uint8)
     d = octopus.decide(utterance, image, allowlist=["send_message"], max_new_tokens=120)
@@ -368,11 +375,20 @@ def test_carrier_words_are_the_training_phrasings_words_outside_their_slots(regi
         ("告诉爸爸说饭做好了", "做好了", "饭做好了"),  # up to the carrier word, not over it
         ("告诉爸爸说饭做好了", "饭做好了", "饭做好了"),  # nothing left in the gap
         ("给爸爸发消息：饭做好了", "饭做好了", "饭做好了"),
-        ("tell Bob to bring the charger", "the charger", "the charger"),  # English gaps stay
         ("饭做好了，告诉爸爸", "做好了", "做好了"),  # the recipient after the message: no gap
+        # English: the words after a carrier join ("to", "that" introduce the message) ...
+        ("tell Bob to bring the charger", "the charger", "bring the charger"),
+        ("text bob that the meeting is cancelled", "meeting is cancelled", "the meeting is cancelled"),
+        ("tell Bob to bring the charger", "bring the charger", "bring the charger"),
+        # ... not when nothing introduces them ("know" is in no phrasing) ...
+        ("let bob know I fixed the sink", "I fixed the sink", "I fixed the sink"),
+        ("let bob know I fixed the sink", "fixed the sink", "fixed the sink"),
+        # ... nor over a pause mark, where a message starts
+        ("send mum a quick one: are we still on", "are we still on", "are we still on"),
+        ("tell Bob that, sadly, the game is off", "the game is off", "the game is off"),
     ],
 )
-def test_a_chinese_gap_of_words_no_phrasing_uses_joins_the_message(registry, text, copied, want):
+def test_a_gap_of_words_no_phrasing_uses_joins_the_message(registry, text, copied, want):
     from octopus_ros.lean.copier import CopiedSpan, absorb_gap, carrier_words, named_mentions
 
     start = text.rindex(copied)
@@ -380,7 +396,7 @@ def test_a_chinese_gap_of_words_no_phrasing_uses_joins_the_message(registry, tex
     mentions = named_mentions(registry, ["send_message"], text)
     got = absorb_gap(text, span, mentions, carrier_words(registry, ["send_message"]), 48)
     assert got.text == want and got.prob == 0.8 and text[got.start : got.end] == want
-    assert got.absorbed == want[: len(want) - len(copied)]
+    assert got.absorbed == want[: len(want) - len(copied)].strip()
     # nothing is added past the copied argument's length, or without carrier words to stop at
     assert absorb_gap(text, span, mentions, carrier_words(registry, ["send_message"]), len(copied)) == span
     assert absorb_gap(text, span, mentions, frozenset(), 48) == span
