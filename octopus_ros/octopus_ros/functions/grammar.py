@@ -414,7 +414,7 @@ class CallGrammar:
         functions/mentions.asks_nothing). The decline function always stays."""
         if self is self._base:
             raise ValueError("without_copying() applies to a bound grammar (bind())")
-        drop = set(self._lone_copy) - {s.token for s in self.registry.functions if s.decline}
+        drop = set(self._lone_copy) - {self.registry.decline_function.token}
         self._tokens = {text: t for text, t in self._tokens.items() if t not in drop}
         self._token_list = [t for t in self._token_list if t not in drop]
         return self

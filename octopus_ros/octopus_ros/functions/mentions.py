@@ -91,13 +91,12 @@ def uncarried(spec: Any, call: Any, utterance: str) -> str | None:
     copied = [a for a in call.args if getattr(by_name.get(a.name), "source", None) == "utterance"]
     if not copied:
         return None
-    text = fold_input(utterance)
     spans: list[tuple[int, int]] = []
     for got in copied:
         value = fold_input(str(got.value)).strip()
         if not value:
             continue
-        found = [m.span() for m in _pattern(value).finditer(text)]
+        found = mention_spans(utterance, (value,))
         if not found:
             return None
         spans += found

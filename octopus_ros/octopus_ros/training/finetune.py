@@ -729,8 +729,9 @@ class Finetuner:
         call = parse_plain(item.answer, self.registry)
         values = {a.name: a.value for a in getattr(call, "args", ())}
         labels = list(example.labels)
-        ids = self.fmt.encode_answer(item.answer)
-        start = len(labels) - len(ids)
+        # the answer's ids: the labels after the prompt, which carries no loss (build_training_example)
+        start = next(k for k, t in enumerate(labels) if t != IGNORE_INDEX)
+        ids = labels[start:]
         for arg in bools:
             if arg.name not in values or said_values(arg, item.instruction) != [values[arg.name]]:
                 continue
