@@ -22,6 +22,7 @@ from octopus_ros.training import add_function_demo as demo
 
 FRAGMENT = config_path("examples/set_light.yaml")
 HELDOUT = config_path("examples/set_light_heldout.txt")
+HELDOUT_FILES = [config_path(f"examples/{name}") for name in demo.SHIPPED_HELDOUT]
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +63,13 @@ def test_demo_pipeline_at_tiny_scale(tmp_path, capsys, monkeypatch):
     m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert m["new_functions"] == ["set_light"] and m["new_tokens"] == ["<nexa_13>"]
     assert [r["split"] for r in m["existing"]] == list(demo.EXISTING_SPLITS)
-    assert {k: m["new_function"][k]["n"] for k in ("en", "zh")} == {"en": 24, "zh": 24}
+    # both shipped held-out files, each scored on its own and pooled
+    assert list(m["new_function_by_file"]) == list(demo.SHIPPED_HELDOUT)
+    assert {k: m["new_function"][k]["n"] for k in ("en", "zh")} == {"en": 48, "zh": 48}
+    for lang in ("en", "zh"):
+        assert m["new_function"][lang]["right"] == sum(
+            f[lang]["right"] for f in m["new_function_by_file"].values()
+        )
     assert m["finetune"]["steps"] == 2 and m["finetune"]["stopped_by"] == "steps"
     assert "--lora" in m["finetune"]["argv"] and "--merge" in m["finetune"]["argv"]
     assert "--counterfactual" in m["finetune"]["argv"] and "--contrast" in m["finetune"]["argv"]
@@ -74,20 +81,27 @@ def test_demo_pipeline_at_tiny_scale(tmp_path, capsys, monkeypatch):
         assert label in report, label
 
 
-def test_shipped_heldout_phrasings_are_not_examples(tmp_path):
+@pytest.mark.parametrize("heldout", HELDOUT_FILES, ids=lambda p: p.name)
+def test_shipped_heldout_phrasings_are_not_examples(tmp_path, heldout):
     registry, added = demo.compose_registry(
         default_model_dir() / "functions.yaml", FRAGMENT, tmp_path / "functions.yaml"
     )
     assert added == ["set_light"]
     spec = registry.by_name("set_light")
     assert all(10 <= len(spec.examples[lang]) <= 20 for lang in ("en", "zh"))
-    items = demo.read_heldout(HELDOUT, registry)
+    items = demo.read_heldout(heldout, registry)
     assert all(sum(i.language == lang for i in items) >= 20 for lang in ("en", "zh"))
     assert {i.function for i in items} == {"set_light"}
     trained = demo.training_utterances(registry, "set_light")
     assert "turn on the kitchen light" in trained and "把书房的灯关" in trained  # the set is complete
     assert [i.where for i in items if i.text.lower() in trained] == []
     assert len({i.text for i in items}) == len(items)
+
+
+def test_the_shipped_heldout_files_do_not_share_phrasings(tmp_path):
+    registry, _ = demo.compose_registry(default_model_dir() / "functions.yaml", FRAGMENT, tmp_path / "f.yaml")
+    texts = [{i.text.lower() for i in demo.read_heldout(p, registry)} for p in HELDOUT_FILES]
+    assert not texts[0] & texts[1]
 
 
 def test_a_heldout_phrasing_that_the_examples_produce_is_refused(tmp_path):
@@ -123,6 +137,20 @@ def test_bad_inputs_name_the_file_and_line(tmp_path):
     broken.write_text("functions:\n  - name: set_light\n    description: {en: x}\n    args: 3\n", "utf-8")
     with pytest.raises(demo.DemoError, match=r"f3.yaml:\d+"):
         demo.compose_registry(default_model_dir() / "functions.yaml", broken, tmp_path / "f3.yaml")
+
+
+def test_unsaid_weight_reaches_octopus_finetune_only_when_set(tmp_path):
+    from octopus_ros.training import finetune
+
+    def argv(*extra):
+        args = demo.build_parser().parse_args(["--out", str(tmp_path), *extra])
+        return demo.finetune_argv(args, tmp_path / "base", tmp_path / "f.yaml", tmp_path / "m")
+
+    assert "--unsaid-weight" not in argv()
+    passed = argv("--unsaid-weight", "4")
+    assert passed[passed.index("--unsaid-weight") + 1] == "4.0"
+    cfg = finetune._config(finetune.build_parser().parse_args(passed))
+    assert cfg.unsaid_weight == 4.0
 
 
 def test_targets_count_a_rise_in_published_wrong_as_a_loss():

@@ -277,6 +277,35 @@ def test_counterfactual_phrasings_say_every_value_where_the_fixed_one_is_said(tm
     assert seen == {("en", True), ("en", False), ("zh", True), ("zh", False)}
 
 
+def test_phrasings_whose_fixed_value_is_unsaid_are_drawn_as_often_as_asked(tmp_path):
+    path = tmp_path / "functions.yaml"
+    path.write_text(
+        LIGHT_REGISTRY.replace("        type: bool\n", "        type: bool\n        narrow: true\n"), "utf-8"
+    )
+    registry = FunctionRegistry.from_yaml(path)
+    refs = registry_data.with_counterfactuals(registry, registry_data.phrasings(registry))
+    # "kill" says neither value; "on or off ... off" says both (off among them); 不用开灯 says on as
+    # the value not wanted, which says off (the grammar's rule)
+    assert [r.phrasing.say for r in refs if not registry_data.says_fixed_values(registry, r)] == [
+        "kill the {room} lights"
+    ]
+
+    def kill_share(weight):
+        examples = registry_data.generate(registry, refs, 3000, seed=1, unsaid_weight=weight)
+        english = [ex for ex in examples if ex.language == "en"]
+        return sum(ex.instruction.startswith("kill") for ex in english) / len(english)
+
+    n_en = sum(r.language == "en" for r in refs)  # one of them unsaid
+    assert kill_share(1.0) == pytest.approx(1 / n_en, abs=0.03)
+    assert kill_share(5.0) == pytest.approx(5 / (n_en + 4), abs=0.04)
+    # the default draws exactly what it drew before the option existed
+    assert [e.instruction for e in registry_data.generate(registry, refs, 50, seed=1)] == [
+        e.instruction for e in registry_data.generate(registry, refs, 50, seed=1, unsaid_weight=1.0)
+    ]
+    with pytest.raises(ValueError, match="unsaid_weight"):
+        registry_data.generate(registry, refs, 5, unsaid_weight=0)
+
+
 def test_counterfactual_examples_carry_their_twins(tmp_path):
     path = tmp_path / "functions.yaml"
     path.write_text(LIGHT_REGISTRY, "utf-8")

@@ -199,17 +199,50 @@ def realise(
     )
 
 
+def says_fixed_values(registry: FunctionRegistry, ref: PhrasingRef) -> bool:
+    """Whether every ``narrow`` enum / bool value that ``ref`` fixes is said by its own words (by
+    the rule the grammar narrows with, functions/grammar.said_values): "turn on the {room} light"
+    (on) does, "it is too dark in the {room}" (on) and "kill the lights in the {room}" (off) do
+    not. A phrasing that does not is the only kind that teaches the value from the rest of the
+    request: where a request says the value, the grammar offers only that one."""
+    from octopus_ros.functions.grammar import said_values
+
+    spec = registry.by_name(ref.function)
+    by_name = {a.name: a for a in spec.args}
+    words = "".join(literal for literal, *_ in string.Formatter().parse(ref.phrasing.say))
+    for name, value in ref.phrasing.fixed:
+        arg = by_name.get(name)
+        if (
+            arg is not None
+            and arg.narrow
+            and arg.type in ("enum", "bool")
+            and value not in said_values(arg, words)
+        ):
+            return False
+    return True
+
+
 def generate(
-    registry: FunctionRegistry, refs: Sequence[PhrasingRef], n: int, seed: int = 0, *, twins: bool = False
+    registry: FunctionRegistry,
+    refs: Sequence[PhrasingRef],
+    n: int,
+    seed: int = 0,
+    *,
+    twins: bool = False,
+    unsaid_weight: float = 1.0,
 ) -> list[RegistryExample]:
     """``n`` examples, functions drawn uniformly, then a language and a phrasing of it
-    (``twins``: see :func:`realise`)."""
+    (``twins``: see :func:`realise`). ``unsaid_weight``: how much more often a phrasing whose
+    fixed value its words do not say (:func:`says_fixed_values`) is drawn than the others."""
+    if unsaid_weight <= 0:
+        raise ValueError(f"unsaid_weight must be > 0, got {unsaid_weight}")
     if not refs:
         raise ValueError(f"{registry.source}: no function has example phrasings (add 'examples:')")
     by_fn: dict[str, list[PhrasingRef]] = {}
     for r in refs:
         by_fn.setdefault(r.function, []).append(r)
     names = sorted(by_fn)
+    weight = {r: says_fixed_values(registry, r) for r in refs} if unsaid_weight != 1.0 else {}
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -217,7 +250,12 @@ def generate(
         langs = sorted({r.language for r in group})
         lang = langs[int(rng.integers(len(langs)))]
         pool = [r for r in group if r.language == lang]
-        out.append(realise(registry, pool[int(rng.integers(len(pool)))], rng, twins=twins))
+        if unsaid_weight == 1.0:
+            ref = pool[int(rng.integers(len(pool)))]
+        else:
+            w = np.array([1.0 if weight[r] else unsaid_weight for r in pool])
+            ref = pool[int(rng.choice(len(pool), p=w / w.sum()))]
+        out.append(realise(registry, ref, rng, twins=twins))
     return out
 
 

@@ -2,7 +2,8 @@
 keeps the ones it had.
 
     python -m octopus_ros.training.add_function_demo [--base octopus_ros/models/octopus_tiny]
-        [--function config/examples/set_light.yaml] [--heldout config/examples/set_light_heldout.txt]
+        [--function config/examples/set_light.yaml]
+        [--heldout config/examples/set_light_heldout.txt config/examples/set_light_heldout_2.txt]
         [--out runs/add_function_demo] [--steps 750] [--seconds 540] [--threads 1]
 
 1. The registry: the base checkpoint's own ``functions.yaml`` with the entries of ``--function``
@@ -20,12 +21,14 @@ keeps the ones it had.
    with the base's grounding head and novelty profiles and a retrained span copier
    (:mod:`octopus_ros.training.carry`).
 4. After: the merged model on the same held-out examples (same seed), and on the held-out
-   phrasings of the new function (``--heldout``: utterances written apart from its examples, never
-   trained on), EN and ZH.
+   phrasings of the new function (``--heldout``: one or more files of utterances written apart from
+   its examples, never trained on), EN and ZH: each file's figure and all of them together. The
+   shipped files are two sets written at different times (the second in stop 40, with the
+   examples as they are; nothing in the examples was written against it).
 
 Prints one table (before, after, delta per split; the new function per language; the fine-tuning
 time) and writes ``OUT/metrics.json`` and ``OUT/training_curves.png``. Targets: >= 90 % on the new
-function's held-out phrasings in each language, and no existing split more than 1 point worse
+function's held-out phrasings in each language (all ``--heldout`` files together), and no existing split more than 1 point worse
 (published wrong on the natural set: no more than 1 point higher). Exit status 1 when a target is
 missed (``--no-fail`` to always exit 0).
 
@@ -61,6 +64,8 @@ NATURAL_ROWS = (
 )
 TARGET_NEW = 90.0  # % exact match on the new function's held-out phrasings, each language
 TARGET_LOSS = 1.0  # points an existing split may lose
+# the shipped held-out phrasings of set_light (config/examples/): written apart from its examples
+SHIPPED_HELDOUT = ("set_light_heldout.txt", "set_light_heldout_2.txt")
 
 
 class DemoError(ValueError):
@@ -188,7 +193,8 @@ def _scenes(n: int, size: int, seed: int) -> list[np.ndarray]:
 
 
 def new_function_accuracy(octopus: Any, items: list[HeldoutItem], seed: int = 0) -> dict[str, Any]:
-    """Exact match on the held-out phrasings, per language (each with its own synthetic scene)."""
+    """Exact match on the held-out phrasings, per language (each with its own synthetic scene):
+    ``{lang: {n, right, exact_match}, "wrong": [row, ...]}``."""
     scenes = _scenes(len(items), octopus.model.config.vision.image_size, seed)
     rows = []
     for item, image in zip(items, scenes, strict=True):
@@ -201,6 +207,18 @@ def new_function_accuracy(octopus: Any, items: list[HeldoutItem], seed: int = 0)
         right = sum(r["got"] == r["expected"] for r in rs)
         out[lang] = {"n": len(rs), "right": right, "exact_match": round(100 * right / len(rs), 1)}
     out["wrong"] = [r for r in rows if r["got"] != r["expected"]]
+    return out
+
+
+def pooled_accuracy(by_file: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The :func:`new_function_accuracy` figures of several held-out files as one set (each wrong
+    row names its file)."""
+    out: dict[str, Any] = {}
+    for lang in sorted({k for m in by_file.values() for k in m if k != "wrong"}):
+        n = sum(m[lang]["n"] for m in by_file.values() if lang in m)
+        right = sum(m[lang]["right"] for m in by_file.values() if lang in m)
+        out[lang] = {"n": n, "right": right, "exact_match": round(100 * right / n, 1)}
+    out["wrong"] = [dict(r, file=name) for name, m in by_file.items() for r in m["wrong"]]
     return out
 
 
@@ -257,6 +275,7 @@ def rows_of(before: dict[str, float], after: dict[str, float]) -> list[dict[str,
 
 def format_report(m: dict[str, Any]) -> str:
     new, ft = m["new_function"], m["finetune"]
+    by_file = m.get("new_function_by_file") or {}
     lines = [
         f"add a function: {', '.join(m['new_functions'])} ({', '.join(m['new_tokens'])}) "
         f"added to {m['base']}",
@@ -270,6 +289,11 @@ def format_report(m: dict[str, Any]) -> str:
         if lang in new:
             v = new[lang]
             lines.append(f"  {lang:56s} {v['right']:>3d}/{v['n']:<4d} {v['exact_match']:7.1f} %")
+        if len(by_file) > 1:
+            for name, fm in by_file.items():
+                if lang in fm:
+                    v = fm[lang]
+                    lines.append(f"    {name:54s} {v['right']:>3d}/{v['n']:<4d} {v['exact_match']:7.1f} %")
     lines += [
         "",
         f"{'existing held-out splits (same examples, n=' + str(m['n']) + ')':58s} "
@@ -293,6 +317,8 @@ def format_report(m: dict[str, Any]) -> str:
         lines.append("new function, wrong answers:")
         for r in new["wrong"][:10]:
             lines.append(f"  [{r['language']}] {r['text']!r}: want {r['expected']} got {r['got']}")
+        if len(new["wrong"]) > 10:
+            lines.append(f"  ... {len(new['wrong']) - 10} more in metrics.json")
     return "\n".join(lines)
 
 
@@ -315,8 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--heldout",
         type=Path,
+        nargs="+",
         default=None,
-        help="held-out phrasings of the new function (default: config/examples/set_light_heldout.txt)",
+        help="held-out phrasings of the new function, one or more files (default: "
+        "config/examples/set_light_heldout.txt and set_light_heldout_2.txt)",
     )
     p.add_argument("--out", type=Path, default=Path("runs/add_function_demo"), help="output folder")
     p.add_argument("--steps", type=int, default=750, help="fine-tuning step budget")
@@ -386,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a narrow bool's value where the request says it (octopus_finetune --said-bool-loss)",
     )
     p.add_argument(
+        "--unsaid-weight",
+        type=float,
+        default=1.0,
+        help="draw the new function's phrasings whose fixed on/off its words do not say this many times "
+        "as often (octopus_finetune --unsaid-weight)",
+    )
+    p.add_argument(
         "--distill",
         type=float,
         default=0.0,
@@ -443,6 +478,7 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
     argv += ["--contrast", str(args.contrast)] if args.contrast > 0 else []
     argv += ["--value-rows"] if args.value_rows else []
     argv += [] if args.said_bool_loss else ["--no-said-bool-loss"]
+    argv += ["--unsaid-weight", str(args.unsaid_weight)] if args.unsaid_weight != 1.0 else []
     argv += [] if args.train_connector else ["--freeze-connector"]
     argv += ["--eval-n", "64", "--eval-every", str(args.eval_every), "--no-accuracy"]
     argv += ["--seed", str(args.seed), "--threads", str(args.threads)]
@@ -460,13 +496,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     base = args.base or default_model_dir()
     fragment = args.function or config_path("examples/set_light.yaml")
-    heldout_path = args.heldout or config_path("examples/set_light_heldout.txt")
+    heldout_paths = args.heldout or [config_path(f"examples/{name}") for name in SHIPPED_HELDOUT]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     registry, added = compose_registry(Path(base) / "functions.yaml", fragment, out / "functions.yaml")
-    heldout = read_heldout(heldout_path, registry)
+    heldout = {Path(p).name: read_heldout(p, registry) for p in heldout_paths}
+    if len(heldout) != len(heldout_paths):
+        raise DemoError(f"--heldout files need different names: {[str(p) for p in heldout_paths]}")
     seen = training_utterances(registry, added[0]) if len(added) == 1 else set()
-    leaked = [h.where for h in heldout if h.text.lower() in seen]
+    leaked = [h.where for items in heldout.values() for h in items if h.text.lower() in seen]
     if leaked:
         raise DemoError(f"held-out phrasings that the examples produce (they would be trained on): {leaked}")
     natural = not args.no_natural
@@ -483,10 +521,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log.info("after: %s", model_out)
     tuned = Octopus.load(model_out)
     after = existing_figures(tuned, n=args.n, seed=args.eval_seed, natural=natural)
-    new = new_function_accuracy(tuned, heldout, seed=args.seed)
+    by_file = {name: new_function_accuracy(tuned, items, seed=args.seed) for name, items in heldout.items()}
+    new = pooled_accuracy(by_file)
     natural_new = natural_calls_of(tuned, added) if natural else None
     existing = rows_of(before, after)
-    langs = sorted({h.language for h in heldout})
+    langs = sorted({h.language for items in heldout.values() for h in items})
     targets = {
         "new_function": all(new[lang]["exact_match"] >= TARGET_NEW for lang in langs),
         "no_forgetting": all(r["within_target"] for r in existing),
@@ -494,7 +533,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     metrics = {
         "base": str(base),
         "function_file": str(fragment),
-        "heldout_file": str(heldout_path),
+        "heldout_files": [str(p) for p in heldout_paths],
         "new_functions": added,
         "new_tokens": [registry.by_name(a).token_text for a in added],
         "model": str(model_out),
@@ -513,6 +552,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "trainable_parameters": ft["trainable_parameters"],
         },
         "new_function": new,
+        "new_function_by_file": by_file,
         "before": before,
         "after": after,
         "existing": existing,

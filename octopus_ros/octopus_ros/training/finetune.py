@@ -123,6 +123,7 @@ class FinetuneConfig:
     contrast: float = 0.0  # sampling weight of replay requests that name a new function's enum values
     value_rows: bool = False  # the rows of the first token of new functions' own argument values train
     said_bool_loss: bool = True  # False: no loss on a narrow bool's value where the request says it
+    unsaid_weight: float = 1.0  # how much more often registry phrasings whose fixed value is unsaid are drawn
     distill: float = 0.0  # weight of the KL to the starting model on answers without a new function
     seed: int = 0
     threads: int | None = None
@@ -241,7 +242,14 @@ def registry_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) 
         ]
 
     train = items(
-        registry_data.generate(registry, train_refs, cfg.registry_n, cfg.seed, twins=cfg.counterfactual)
+        registry_data.generate(
+            registry,
+            train_refs,
+            cfg.registry_n,
+            cfg.seed,
+            twins=cfg.counterfactual,
+            unsaid_weight=cfg.unsaid_weight,
+        )
     )
     per_ref = max(1, cfg.eval_n // max(1, len(held_refs)))
     held_rng = np.random.default_rng([cfg.seed, 13])
@@ -1067,6 +1075,15 @@ def build_parser() -> argparse.ArgumentParser:
         "leaves the said ones out of the loss, so what the value learns is what the node asks of it",
     )
     d.add_argument(
+        "--unsaid-weight",
+        type=float,
+        default=FinetuneConfig.unsaid_weight,
+        help="--data registry: draw the phrasings whose fixed `narrow` value their own words do not say "
+        "('it is too dark in the {room}' for on) this many times as often as the others. They are the "
+        "only ones that teach the value from the rest of the request (where a request says the value, "
+        "the grammar offers only that one), and each said phrasing also comes with its --counterfactual",
+    )
+    d.add_argument(
         "--distill",
         type=float,
         default=FinetuneConfig.distill,
@@ -1201,6 +1218,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         contrast=args.contrast,
         value_rows=args.value_rows,
         said_bool_loss=args.said_bool_loss,
+        unsaid_weight=args.unsaid_weight,
         distill=args.distill,
         seed=args.seed,
         threads=args.threads,
