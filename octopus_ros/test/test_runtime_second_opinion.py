@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from octopus_ros.functions import load_default_registry, parse_plain, validate_call
+from octopus_ros.lean.grounding import Grounding, GroundingRules
 from octopus_ros.paths import config_path
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
 from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Source
@@ -23,6 +24,7 @@ from octopus_ros.runtime.second_opinion import (
     same_functions,
     second_opinion_dir,
     second_opinion_outcome,
+    sees_the_same_unsaid_colour,
 )
 
 REGISTRY = load_default_registry()
@@ -54,6 +56,79 @@ def test_the_rule():
     code, reason = second_opinion_outcome(pick, OutcomeCode.NOT_IN_VIEW, "'red cup' is not in view", pick)
     assert code == OutcomeCode.NO_ACTION and "NOT_IN_VIEW" in reason and "not in view" in reason
     assert second_opinion_outcome(pick, OutcomeCode.MODEL_ERROR, "bad", None)[0] == OutcomeCode.NO_ACTION
+
+
+class Rules(GroundingRules):
+    """A grounding head's vocabulary: keys and cups, in three colours."""
+
+    def __init__(self):
+        colours = ("red", "blue", "orange")
+        self.categories = [
+            {"name": "keys", "en": "keys", "zh": "钥匙", "colours": list(colours)},
+            {"name": "cup", "en": "cup", "zh": "杯子", "colours": list(colours)},
+        ]
+        zh = {"red": "红色", "blue": "蓝色", "orange": "橙色"}
+        self.colours = [{"name": c, "en": c, "zh": zh[c], "zh_short": zh[c][0]} for c in colours]
+        self.colour_mismatch = None
+        self.threshold = 0.1  # the NOT_IN_VIEW threshold the engine takes from a model's head
+        self._index_words()
+
+
+RULES = Rules()
+
+
+def sees_blue(phrase="orange keys"):
+    """The second model's head: its phrase is not in view, the blue keys are there."""
+    return Grounding(phrase=phrase, grounded=True, score=0.0, category="keys", other_colour="blue keys")
+
+
+def test_the_colour_a_request_does_not_say_is_the_views():
+    """ "set the keys on the shelf": the second model's guess of a colour nobody said does not
+    outvote what both grounding heads see."""
+    first = call("place('blue keys', 'shelf')")
+    same = functools.partial(sees_the_same_unsaid_colour, REGISTRY, RULES)
+    assert same("set the keys on the shelf", first, call("place('orange keys', 'shelf')"), sees_blue())
+    assert same("把钥匙放架子上", first, call("place('orange keys', 'shelf')"), sees_blue())
+    # the request says the colour: a wrong one is the models' mistake, and counts
+    assert not same(
+        "set the orange keys on the shelf", first, call("place('orange keys', 'shelf')"), sees_blue()
+    )
+    # the second head sees another colour than the call's, or nothing in its place
+    other = Grounding(
+        phrase="orange keys", grounded=True, score=0.0, category="keys", other_colour="red keys"
+    )
+    assert not same("set the keys on the shelf", first, call("place('orange keys', 'shelf')"), other)
+    absent = Grounding(phrase="orange keys", grounded=True, score=0.0, category="keys")
+    assert not same("set the keys on the shelf", first, call("place('orange keys', 'shelf')"), absent)
+    # another place, another object, another function, no head
+    assert not same("set the keys on the shelf", first, call("place('orange keys', 'table')"), sees_blue())
+    assert not same(
+        "set the keys on the shelf", first, call("place('orange cup', 'shelf')"), sees_blue("orange cup")
+    )
+    assert not same("set the keys on the shelf", first, call("pick_up('orange keys')"), sees_blue())
+    assert not sees_the_same_unsaid_colour(
+        REGISTRY, None, "set the keys on the shelf", first, call("place('orange keys', 'shelf')"), sees_blue()
+    )
+    # what the rule then decides: NOT_IN_VIEW for the guess is the same call; anything else is not
+    code, reason = second_opinion_outcome(
+        first,
+        OutcomeCode.NOT_IN_VIEW,
+        "'orange keys' is not in view",
+        call("place('orange keys', 'shelf')"),
+        same_unsaid_colour=True,
+    )
+    assert code == OutcomeCode.OK and "both models' grounding heads" in reason
+    for code in (OutcomeCode.NO_ACTION, OutcomeCode.REJECTED_LOW_CONFIDENCE):
+        assert (
+            second_opinion_outcome(
+                first, code, "", call("place('orange keys', 'shelf')"), same_unsaid_colour=True
+            )[0]
+            == OutcomeCode.NO_ACTION
+        )
+    assert (
+        second_opinion_outcome(first, OutcomeCode.NOT_IN_VIEW, "", call("place('orange keys', 'shelf')"))[0]
+        == OutcomeCode.NO_ACTION
+    )
 
 
 def test_the_same_call_counts_when_only_the_second_models_novelty_limit_declines_it():
@@ -114,6 +189,7 @@ def test_the_second_model_must_know_the_same_functions(tmp_path):
 class Decision:
     call: object
     error: object = None
+    grounding: object = None
     confidence: float = 0.99
     request_novelty: float = float("nan")
     raw_text: str = ""
@@ -123,9 +199,11 @@ class Decision:
 class Model:
     """decide() answers a fixed call (or raises); counts what it was asked."""
 
-    def __init__(self, answer, request_novelty=float("nan")):
+    def __init__(self, answer, request_novelty=float("nan"), seen=None):
         self.answer = answer
         self.request_novelty = request_novelty
+        self.seen = seen  # the Grounding its decisions carry (None: no head)
+        self.grounding = RULES if seen is not None else None
         self.asked = []
 
     def encode(self, image):
@@ -135,7 +213,7 @@ class Model:
         self.asked.append(text)
         if isinstance(self.answer, Exception):
             raise self.answer
-        return Decision(call(self.answer), request_novelty=self.request_novelty)
+        return Decision(call(self.answer), request_novelty=self.request_novelty, grounding=self.seen)
 
 
 def run(first, second, text="please pick up the red cup", max_request_novelty=0.0):
@@ -197,6 +275,23 @@ def test_engine_publishes_the_same_call_when_only_the_second_model_finds_the_req
     # a novel request and another call: no
     res, _ = run(
         Model("pick_up('red cup')", 0.5), Model("find_item('red cup')", 0.999), max_request_novelty=0.99
+    )
+    assert res.code == OutcomeCode.NO_ACTION and res.reason.startswith("second opinion")
+
+
+def test_engine_takes_an_unsaid_colour_from_what_both_heads_see():
+    seen = Grounding(phrase="blue keys", grounded=True, score=0.9, category="keys", colour="blue")
+    first = Model("place('blue keys', 'shelf')", seen=seen)
+    res, _ = run(
+        first, Model("place('orange keys', 'shelf')", seen=sees_blue()), text="set the keys on the shelf"
+    )
+    assert res.code == OutcomeCode.OK and "both models' grounding heads" in res.reason
+    assert res.call.to_plain() == "place('blue keys', 'shelf')"
+    # said: the second model's NOT_IN_VIEW holds it back, as before
+    res, _ = run(
+        Model("place('blue keys', 'shelf')", seen=seen),
+        Model("place('orange keys', 'shelf')", seen=sees_blue()),
+        text="set the orange keys on the shelf",
     )
     assert res.code == OutcomeCode.NO_ACTION and res.reason.startswith("second opinion")
 

@@ -58,8 +58,45 @@ def same_functions(model_path: str | Path, second_path: str | Path) -> None:
 SECOND_OPINION_REASON = "second opinion"  # the start of every reason this rule gives
 
 
+def sees_the_same_unsaid_colour(
+    registry: Any, rules: Any, utterance: str, call: Any, second_call: Any, second_grounding: Any
+) -> bool:
+    """Whether the second model's call is ``call`` but for the colour of its object, a colour the
+    request does not say, and the second model's grounding head sees ``call``'s object there.
+
+    "set the keys on the shelf" names the keys and no colour: the colour is the view's to give
+    (the first model's call carries the one its head resolved, lean/decision.resolve_colourless),
+    and a second model whose own head was not sure enough to resolve it keeps its guess ("orange
+    keys") and is held back NOT_IN_VIEW with "the blue keys is" there (``Grounding.other_colour``).
+    Both models then make the same call about what was asked, and both heads see the same object.
+    ``rules``: a grounding head's vocabulary (``parse``: (category, colour) of a phrase); None, a
+    function without a ``view_arg``, another function or any other argument different: False."""
+    if rules is None or second_call is None or second_grounding is None or not isinstance(utterance, str):
+        return False
+    spec = registry.by_name(call.function)
+    if spec is None or spec.view_arg is None or second_call.function != call.function:
+        return False
+    mine, theirs = dict(call.kwargs()), dict(second_call.kwargs())
+    if mine.keys() != theirs.keys() or any(mine[k] != theirs[k] for k in mine if k != spec.view_arg):
+        return False
+    phrase, guess = mine.get(spec.view_arg), theirs.get(spec.view_arg)
+    if not isinstance(phrase, str) or not isinstance(guess, str):
+        return False
+    category, colour = rules.parse(utterance)
+    if category is None or colour is not None:
+        return False  # the request says a colour (then it is the models' to get right) or no object
+    if rules.parse(phrase)[0] != category or rules.parse(guess)[0] != category:
+        return False
+    return getattr(second_grounding, "other_colour", None) == phrase
+
+
 def second_opinion_outcome(
-    call: Any, second_code: OutcomeCode, second_reason: str, second_call: Any
+    call: Any,
+    second_code: OutcomeCode,
+    second_reason: str,
+    second_call: Any,
+    *,
+    same_unsaid_colour: bool = False,
 ) -> tuple[OutcomeCode, str]:
     """The outcome of a call that earned OK on its own merits, given a second model's opinion of the
     same request and frame (the node's ``second_opinion``: a model trained apart, whose mistakes on
@@ -72,8 +109,18 @@ def second_opinion_outcome(
     request is one the models were taught is the first model's test, which the call has passed;
     the second model's part is the call itself (stop 39: asking both models to find the request
     familiar declined 37 right calls of the four written sets for every 3 wrong ones it held back).
+    ``same_unsaid_colour`` (:func:`sees_the_same_unsaid_colour`): the second call differs only in a
+    colour the request does not say, and the second model's head sees the call's colour there; a
+    second decision held back NOT_IN_VIEW for its own guess then counts as the same call (stop 40:
+    2 right calls of the four written sets, none wrong).
     Otherwise it is NO_ACTION with the reason "second opinion: ..." (what the second model decided,
     or why it did not act), since a wrong action is worse than none."""
+    if same_unsaid_colour and second_code == OutcomeCode.NOT_IN_VIEW:
+        return (
+            OutcomeCode.OK,
+            f"{call.function} decided (the second model makes the same call; the colour the request"
+            " does not say is the one both models' grounding heads see)",
+        )
     same = second_call is not None and second_call.to_text() == call.to_text()
     if same and second_code == OutcomeCode.NO_ACTION and second_reason.startswith(NOT_UNDERSTOOD):
         return OutcomeCode.OK, f"{call.function} decided (the second model makes the same call)"
