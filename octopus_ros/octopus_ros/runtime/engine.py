@@ -38,11 +38,7 @@ from octopus_ros.runtime.outcomes import (
     request_limit,
 )
 from octopus_ros.runtime.safety import screen_from_setting
-from octopus_ros.runtime.second_opinion import (
-    SECOND_OPINION_REASON,
-    second_opinion_outcome,
-    sees_the_same_unsaid_colour,
-)
+from octopus_ros.runtime.second_opinion import SECOND_OPINION_REASON, judge_second_decision
 from octopus_ros.runtime.standing import StandingGate, scene_change, scene_signature
 
 log = logging.getLogger(__name__)
@@ -565,16 +561,8 @@ class ActionEngine:
         code, reason = self._outcome(second, self.second_opinion, request.text)
         seconds = time.perf_counter() - t0
         self.latency.add("second_opinion", seconds)
-        second_call = second.call if second.error is None else None
-        same_colour = sees_the_same_unsaid_colour(
-            self.registry,
-            getattr(self.second_opinion, "grounding", None),
-            request.text,
-            call,
-            second_call,
-            getattr(second, "grounding", None),
-        )
-        code, reason = second_opinion_outcome(call, code, reason, second_call, same_unsaid_colour=same_colour)
+        rules = getattr(self.second_opinion, "grounding", None)
+        code, reason = judge_second_decision(self.registry, rules, request.text, call, second, code, reason)
         return code, reason, seconds
 
     def _finish(self, res: Result) -> Result:

@@ -137,3 +137,25 @@ def second_opinion_outcome(
             f" {call.function} not published",
         )
     return OutcomeCode.OK, f"{call.function} decided (the second model agrees)"
+
+
+def judge_second_decision(
+    registry: Any,
+    rules: Any,
+    utterance: str,
+    call: Any,
+    second: Any,
+    second_code: OutcomeCode,
+    second_reason: str,
+) -> tuple[OutcomeCode, str]:
+    """:func:`second_opinion_outcome` of ``call`` given the second model's decision ``second`` (a
+    Decision: ``call``, ``error``, ``grounding``) and the outcome it earned, with
+    :func:`sees_the_same_unsaid_colour` by ``rules`` (the second model's grounding vocabulary, or
+    None): the engine's and the evaluation's one way to ask."""
+    second_call = second.call if second.error is None else None
+    same_colour = sees_the_same_unsaid_colour(
+        registry, rules, utterance, call, second_call, getattr(second, "grounding", None)
+    )
+    return second_opinion_outcome(
+        call, second_code, second_reason, second_call, same_unsaid_colour=same_colour
+    )

@@ -100,7 +100,7 @@ def node_action(
     from octopus_ros.runtime.engine import EngineConfig
     from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome, request_limit
     from octopus_ros.runtime.safety import screen_from_setting
-    from octopus_ros.runtime.second_opinion import second_opinion_outcome, sees_the_same_unsaid_colour
+    from octopus_ros.runtime.second_opinion import judge_second_decision
 
     defaults = EngineConfig()
 
@@ -129,17 +129,9 @@ def node_action(
     if code == OutcomeCode.OK and second_opinion is not None:
         second = second_opinion.decide(utterance, image, mode=decode_mode(second_opinion))
         second_code, second_reason = outcome(second, node_grounding(second_opinion))
-        second_call = second.call if second.error is None else None
-        same_colour = sees_the_same_unsaid_colour(
-            registry,
-            getattr(second_opinion, "grounding", None),
-            utterance,
-            decision.call,
-            second_call,
-            getattr(second, "grounding", None),
-        )
-        code, _ = second_opinion_outcome(
-            decision.call, second_code, second_reason, second_call, same_unsaid_colour=same_colour
+        rules = getattr(second_opinion, "grounding", None)
+        code, _ = judge_second_decision(
+            registry, rules, utterance, decision.call, second, second_code, second_reason
         )
     if code == OutcomeCode.NO_ACTION:
         return "declined"
