@@ -427,6 +427,23 @@ def test_mentions_pair_each_object_with_the_colour_said_before_it(utterance, exp
 
 
 @pytest.mark.parametrize(
+    "utterance, expected",
+    [
+        ("put the apple in the box", {"apple"}),
+        ("throw away that banana", {"banana"}),
+        ("pick up those keys and my phone", {"keys", "phone"}),
+        ("can you get the cup", {"cup"}),  # "can" with no determiner before it is not the object
+        ("put it in the trash can", set()),  # "trash" is no determiner
+        ("put the dog bowl on the floor", set()),  # the dog says what kind of bowl
+        ("pick up the red cup", set()),  # colour-qualified: mentions() has it
+        ("把苹果放进盒子", set()),  # Chinese has no determiner to read
+    ],
+)
+def test_determined_finds_english_category_words_after_a_determiner(utterance, expected):
+    assert _model().determined(utterance) == expected
+
+
+@pytest.mark.parametrize(
     "utterance, call, refused",
     [
         ("throw the green can into recycling", "recycle('green bottle', 'recycling')", "'green bottle'"),
@@ -437,6 +454,13 @@ def test_mentions_pair_each_object_with_the_colour_said_before_it(utterance, exp
         ("put this in the trash can", "recycle('white cup', 'trash')", None),  # no colour: not a naming
         ("你能把它放到书架上吗？", "place('orange shoe', 'shelf')", None),
         ("pick up the cup", "pick_up('blue cup')", None),  # colourless: the grounding's to resolve
+        # a category word after a determiner names that object, in any colour
+        ("put the apple in the box", "place('banana', 'box')", "the request names the  apple"),
+        ("put the apple in the box", "place('red apple', 'box')", None),
+        ("can you get the cup", "pick_up('blue cup')", None),  # "can" is a verb here, "the cup" the object
+        ("I can see the keys, grab them", "pick_up('red keys')", None),
+        ("grab my phone, it is next to the cup", "pick_up('black phone')", None),  # either named
+        ("把苹果放进盒子", "place('banana', 'box')", None),  # Chinese bare words name nothing here
         ("feed the black cat", "feed_pet('cat')", None),  # an enum naming the category: the same object
         ("feed the black cat", "feed_pet('dog')", "'dog'"),
         # an enum of categories: a bare mention names one of its values

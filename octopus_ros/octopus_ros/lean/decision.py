@@ -226,10 +226,12 @@ def object_mismatch(rules, spec, call, utterance: str) -> str | None:
     or enum argument of the call whose value names an object category is another object when
     its category is not one of those ("throw the green can into recycling" decided as
     ``recycle('green bottle', …)``), or when its colour is not one said for that category ("the
-    orange ball" decided as 'blue ball'). Returns the reason, or None. Only colour-qualified
-    mentions count: a bare category word may be part of another noun ("trash can", 书架
-    "bookshelf"), and a request that names no object with a colour ("pick that up", "grab the
-    cup", "throw away that banana") constrains nothing here: the grounding check and the
+    orange ball" decided as 'blue ball'). Returns the reason, or None. Colour-qualified mentions
+    count, and English category words right after a determiner ("put the apple in the box"
+    decided as ``place('banana', 'box')``; :meth:`GroundingRules.determined`), which name the
+    category in any colour; other bare category words do not, as they may be part of another noun
+    ("trash can", 书架 "bookshelf") or another word ("can you"). A request that names no object
+    this way ("pick that up", "把杯子拿起来") constrains nothing here: the grounding check and the
     colourless-reference rule decide those. Copied arguments (``source: utterance``) are the
     user's own words and are not checked.
 
@@ -243,6 +245,8 @@ def object_mismatch(rules, spec, call, utterance: str) -> str | None:
     if swapped is not None:
         return swapped
     said = {category: colours for category, colours in mentioned.items() if colours}
+    for category in rules.determined(utterance):
+        said.setdefault(category, set())  # "the apple": that category, any colour
     if not said:
         return None
     kinds = {a.name: a for a in getattr(spec, "args", ())}
@@ -256,7 +260,7 @@ def object_mismatch(rules, spec, call, utterance: str) -> str | None:
         if category not in said:
             named = ", ".join(f"{' or '.join(sorted(k))} {c}" for c, k in sorted(said.items()))
             return f"the request names the {named}; the call's {arg.name} {arg.value!r} is another object"
-        if colour is not None and colour not in said[category]:
+        if colour is not None and said[category] and colour not in said[category]:
             colours = " or ".join(sorted(said[category]))
             return f"the request names the {colours} {category}; the call's {arg.name} is {arg.value!r}"
     return None

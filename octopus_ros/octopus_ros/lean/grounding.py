@@ -123,6 +123,26 @@ class GroundingRules:
                 colours.add(hits[k - 1][3])
         return out
 
+    def determined(self, utterance: str) -> set[str]:
+        """The object categories ``utterance`` names in English with a determiner right before the
+        category word and no colour ("the apple", "that banana", "my phone"): a bare word that is
+        a noun where it stands, unless another category word follows it ("the dog bowl" is a
+        bowl). Without the determiner a category word may be another word ("can
+        you…", "trash can"); Chinese has no such mark (书 in 书架 "bookshelf"), so it names none."""
+        text, hits = self._scan(utterance)
+        out: set[str] = set()
+        for k, (a, b, kind, name) in enumerate(hits):
+            if kind != "category" or not text[a:b].isascii():
+                continue
+            before = text[:a].rstrip()
+            if not (len(before) < len(text[:a]) and before.rsplit(" ", 1)[-1] in _DETERMINERS):
+                continue
+            following = hits[k + 1] if k + 1 < len(hits) else None
+            if following is not None and following[2] == "category" and not text[b : following[0]].strip():
+                continue  # "the dog bowl": the first word says what kind of bowl
+            out.add(name)
+        return out
+
     def named_phrases(self, utterance: str, *, bare: bool = False) -> tuple[str, ...]:
         """The objects ``utterance`` names with their colours (:meth:`mentions`), as the model
         writes them in a call ("blue keys", also for "蓝色的钥匙"). What a ``names_object``
@@ -202,6 +222,12 @@ def colour_mismatch(
     return (
         other if p_other >= at_least or (p_other >= ratio_at_least and p_other >= times * p_named) else None
     )
+
+
+# English words that make the category word after them a noun: "the apple", "my phone"
+_DETERMINERS = frozenset(
+    "the this that these those my your our his her their a an some any another one".split()
+)
 
 
 def _whole_word(text: str, i: int, n: int) -> bool:
