@@ -226,7 +226,8 @@ def colour_mismatch(
 
 # English words that make the category word after them a noun: "the apple", "my phone"
 _DETERMINERS = frozenset(
-    "the this that these those my your our his her their a an some any another one".split()
+    ("the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their")
+    + ("a", "an", "some", "any", "another", "one")
 )
 
 
