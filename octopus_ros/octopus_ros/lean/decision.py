@@ -161,8 +161,8 @@ def resolve_colourless(decision: Decision, rules, maps, utterance: str, spec, mi
     arg = next((a for a in spec.args if a.name == spec.view_arg), None)
     if arg is None or arg.type != "string":
         return  # an enum such as feed_pet's pet ('dog' | 'cat') has no colour to write
-    category, colour = rules.parse(utterance)
-    if category != g.category or colour is not None:
+    category = rules.colourless(utterance)
+    if category is None or category != g.category:
         return
     word = rules.category_word(category)
     seen = rules.ground(maps, word)
@@ -195,8 +195,8 @@ def discount_colour_guess(decision: Decision, rules, utterance: str, spec) -> No
     g = decision.grounding
     if not decision.ok or g is None or not g.grounded or spec.view_arg is None or not decision.free_pieces:
         return
-    category, colour = rules.parse(utterance)
-    if category is None or colour is not None:
+    category = rules.colourless(utterance)
+    if category is None:
         return
     value = decision.colour_resolved_from or next(
         (a.value for a in decision.call.args if a.name == spec.view_arg), None

@@ -123,6 +123,13 @@ class GroundingRules:
                 colours.add(hits[k - 1][3])
         return out
 
+    def colourless(self, utterance: str) -> str | None:
+        """The object category a colourless reference names ("grab the cup", "把杯子拿起来": 'cup'),
+        whose colour is the view's to give: the category ``utterance`` names (:meth:`parse`) when
+        it names no colour; None when it names a colour or no object."""
+        category, colour = self.parse(utterance)
+        return category if colour is None else None
+
     def determined(self, utterance: str) -> set[str]:
         """The object categories ``utterance`` names in English with a determiner right before the
         category word and no colour ("the apple", "that banana", "my phone"): a bare word that is

@@ -82,8 +82,8 @@ def sees_the_same_unsaid_colour(
     phrase, guess = mine.get(spec.view_arg), theirs.get(spec.view_arg)
     if not isinstance(phrase, str) or not isinstance(guess, str):
         return False
-    category, colour = rules.parse(utterance)
-    if category is None or colour is not None:
+    category = rules.colourless(utterance)
+    if category is None:
         return False  # the request says a colour (then it is the models' to get right) or no object
     if rules.parse(phrase)[0] != category or rules.parse(guess)[0] != category:
         return False
