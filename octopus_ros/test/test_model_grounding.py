@@ -455,7 +455,7 @@ def test_determined_finds_english_category_words_after_a_determiner(utterance, e
         ("你能把它放到书架上吗？", "place('orange shoe', 'shelf')", None),
         ("pick up the cup", "pick_up('blue cup')", None),  # colourless: the grounding's to resolve
         # a category word after a determiner names that object, in any colour
-        ("put the apple in the box", "place('banana', 'box')", "the request names the  apple"),
+        ("put the apple in the box", "place('banana', 'box')", "the request names the apple;"),
         ("put the apple in the box", "place('red apple', 'box')", None),
         ("can you get the cup", "pick_up('blue cup')", None),  # "can" is a verb here, "the cup" the object
         ("I can see the keys, grab them", "pick_up('red keys')", None),

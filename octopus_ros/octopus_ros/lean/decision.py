@@ -258,7 +258,8 @@ def object_mismatch(rules, spec, call, utterance: str) -> str | None:
         if category is None:
             continue
         if category not in said:
-            named = ", ".join(f"{' or '.join(sorted(k))} {c}" for c, k in sorted(said.items()))
+            # a category named with a determiner has no colour: "the apple", not "the  apple"
+            named = ", ".join(f"{' or '.join(sorted(k))} {c}".lstrip() for c, k in sorted(said.items()))
             return f"the request names the {named}; the call's {arg.name} {arg.value!r} is another object"
         if colour is not None and said[category] and colour not in said[category]:
             colours = " or ".join(sorted(said[category]))
