@@ -12,7 +12,7 @@ help:
 	@echo "make test         ruff + pytest (multi-process DDS tests included)"
 	@echo "make colcon-check build both packages with colcon in a scratch workspace"
 	@echo "make train        train the bundled default model from scratch (all stages)"
-	@echo "make evaluate     evaluate the bundled model on the held-out splits, the natural set and the check set (runs/evaluate/)"
+	@echo "make evaluate     evaluate the bundled model on the held-out splits (3000 each), the natural set and the check set (runs/evaluate/)"
 	@echo "make ablation     stage ablation (reduced, equal budgets)"
 	@echo "make benchmark    model latency/memory benchmark, the native VLM shapes (SmolVLM-256M/500M, Qwen2-VL-2B), the lean onnxruntime runtime vs torch"
 	@echo "make bench-node   node latency over DDS: prefetch on/off, node and transport overhead"

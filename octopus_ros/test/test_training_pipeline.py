@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -126,8 +127,28 @@ def test_summary_tables_from_rows():
     assert m["split_mode"]["iid/text/en"]["n"] == 1
     assert m["node"]["iid"]["published_right"] == 0.5 and m["node"]["iid"]["published_wrong"] == 0.5
     assert m["node"]["iid"]["declined"] == 0.0 and m["node"]["iid"]["declines_expected"] == 0
+    assert m["split"]["iid"]["exact_match_ci95"] == pytest.approx([0.0945, 0.9055], abs=1e-4)
+    assert m["split_language"]["iid/en"]["exact_match_ci95"][1] == 1.0
     tables = format_tables(m)
     assert "iid" in tables and "iid/deictic" in tables and "as the node would act" in tables
+    low, high = m["split"]["iid"]["exact_match_ci95"]
+    assert "95 % interval" in tables and f"{low:.1%}–{high:.1%}" in tables
+
+
+def test_wilson_interval():
+    """The 95 % interval of a share: textbook values, the edges, and the width at the two sample
+    sizes the evaluation has used (300 and 3000 per split)."""
+    from octopus_ros.training.evaluate import wilson_interval
+
+    assert wilson_interval(90, 100) == pytest.approx((0.8256, 0.9448), abs=1e-4)
+    low, high = wilson_interval(0, 20)
+    assert low == 0.0 and high == pytest.approx(0.1611, abs=1e-4)
+    assert wilson_interval(20, 20)[1] == 1.0
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    w300 = wilson_interval(270, 300)
+    w3000 = wilson_interval(2700, 3000)
+    assert w300[1] - w300[0] == pytest.approx(0.068, abs=0.002)  # 90 % of 300: 86.1-93.0 %
+    assert w3000[1] - w3000[0] == pytest.approx(0.0215, abs=0.001)  # of 3000: 88.9-91.1 %
 
 
 def test_function_doc_corpus_is_the_registry_documentation_only():
