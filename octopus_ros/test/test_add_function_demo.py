@@ -77,8 +77,14 @@ def test_demo_pipeline_at_tiny_scale(tmp_path, capsys, monkeypatch):
     assert (out / "training_curves.png").is_file()
 
     report = capsys.readouterr().out
-    for label in ("en", "zh", *demo.EXISTING_SPLITS, "fine-tuning: LoRA", "targets:"):
+    for label in ("en", "zh", *demo.EXISTING_SPLITS, "fine-tuning: LoRA", "targets:", "95 % interval"):
         assert label in report, label
+    # 48 + 48 requests leave a wide interval, and the report says how wide
+    from octopus_ros.training.evaluate import wilson_interval
+
+    v = m["new_function"]["en"]
+    low, high = wilson_interval(v["right"], v["n"])
+    assert f"{100 * low:.1f}–{100 * high:.1f} %" in report
 
 
 @pytest.mark.parametrize("heldout", HELDOUT_FILES, ids=lambda p: p.name)

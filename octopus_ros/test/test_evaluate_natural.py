@@ -111,6 +111,10 @@ def test_the_check_set_is_reported_by_its_figures_without_its_cases(tmp_path):
     assert check["all"]["published_wrong"] > 0  # a random tiny model publishes wrong calls at threshold 0
     text = format_tables(m)
     assert CHECK_TITLE in text and "PUBLISHED WRONG" in text and "most confident" not in text
+    # the set as a sample: the published-wrong share comes with its 95 % interval
+    low, high = check["all"]["published_wrong_ci95"]
+    assert low <= check["all"]["published_wrong"] <= high
+    assert f"all {100 * low:.1f}–{100 * high:.1f} %" in text
 
 
 def test_a_second_opinion_publishes_only_what_both_models_decide(tmp_path):

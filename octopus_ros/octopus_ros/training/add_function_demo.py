@@ -274,6 +274,8 @@ def rows_of(before: dict[str, float], after: dict[str, float]) -> list[dict[str,
 
 
 def format_report(m: dict[str, Any]) -> str:
+    from octopus_ros.training.evaluate import wilson_interval
+
     new, ft = m["new_function"], m["finetune"]
     by_file = m.get("new_function_by_file") or {}
     lines = [
@@ -283,12 +285,17 @@ def format_report(m: dict[str, Any]) -> str:
         f"{ft['seconds']:.0f} s (wall-clock guard {ft['seconds_budget']:.0f} s, stopped by the "
         f"{ft['stopped_by']} budget); {ft['total_seconds']:.0f} s with data and merge",
         "",
-        f"{'new function, held-out phrasings (not in its examples)':58s} {'right':>8s} {'exact':>8s}",
+        f"{'new function, held-out phrasings (not in its examples)':58s} {'right':>8s} {'exact':>8s}"
+        f"  95 % interval",
     ]
     for lang in ("en", "zh"):
         if lang in new:
             v = new[lang]
-            lines.append(f"  {lang:56s} {v['right']:>3d}/{v['n']:<4d} {v['exact_match']:7.1f} %")
+            low, high = wilson_interval(v["right"], v["n"])
+            lines.append(
+                f"  {lang:56s} {v['right']:>3d}/{v['n']:<4d} {v['exact_match']:7.1f} %  "
+                f"{100 * low:.1f}–{100 * high:.1f} %"
+            )
         if len(by_file) > 1:
             for name, fm in by_file.items():
                 if lang in fm:

@@ -322,6 +322,10 @@ def _natural_block(rows: list[dict]) -> dict[str, Any]:
     return {
         "n": len(rows),
         "published_wrong": _frac(rows, lambda r: r["published_wrong"]),
+        # the set as a sample of requests like it: where the share could lie (95 %, Wilson)
+        "published_wrong_ci95": [
+            round(x, 4) for x in wilson_interval(sum(bool(r["published_wrong"]) for r in rows), len(rows))
+        ],
         "published_right": _frac(rows, lambda r: r["published_right"]),
         "declined": _frac(rows, lambda r: r["action"] == "declined"),
         "held_back": _frac(rows, lambda r: r["action"] == "held_back"),
@@ -389,6 +393,14 @@ def format_natural(m: dict, threshold: float | None = None, title: str = "natura
         if all(np.isnan(v[key]) for v in (a, en, zh)):
             continue  # no request of that kind in this set (the message set has no decline)
         lines.append(f"{label:34s} {_share(a[key])} {_share(en[key])} {_share(zh[key])}")
+    if "published_wrong_ci95" in a:
+        lines.append(
+            "PUBLISHED WRONG, 95 % interval:    "
+            + "  ".join(
+                f"{lang} {_interval(v['published_wrong_ci95'])}"
+                for lang, v in (("all", a), ("en", en), ("zh", zh))
+            )
+        )
     lines.append("")
     lines.append(
         f"{'kind':16s} {'n':>4s} {'right':>7s} {'WRONG':>7s} {'wrong en':>9s} {'wrong zh':>9s}"
@@ -406,6 +418,12 @@ def format_natural(m: dict, threshold: float | None = None, title: str = "natura
         for e in m["published_wrong_examples"][:10]:
             lines.append(f"  {e['id']:18s} {e['confidence']:.2f}  want {e['expected']}  got {e['got']}")
     return "\n".join(lines)
+
+
+def _interval(ci: list[float]) -> str:
+    """A 95 % interval as the tables print it ("0.7–2.6 %")."""
+    low, high = ci
+    return "–" if np.isnan(low) else f"{100 * low:.1f}–{100 * high:.1f} %"
 
 
 def _share(x: float) -> str:
