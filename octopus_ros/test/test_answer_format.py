@@ -213,6 +213,9 @@ def test_cli_passes_the_options_through(monkeypatch, tmp_path):
     train_all.main(["--out", str(tmp_path)])
     assert got["cfg"].answer_format == "functional" and got["cfg"].connector is None
     assert got["copier_steps"] == COPIER_STEPS
+    from octopus_ros.training.evaluate import EVAL_N
+
+    assert got["evaluate_n"] == EVAL_N  # a fresh make train evaluates as make evaluate does
     train_all.main(["--out", str(tmp_path), "--copier-steps", "0"])
     assert got["copier_steps"] == 0
     for argv in (["--answer-format", "json"], ["--perceiver-latents", "4"]):

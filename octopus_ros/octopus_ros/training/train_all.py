@@ -461,6 +461,8 @@ _FLOAT_FLAGS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from octopus_ros.training.evaluate import EVAL_N
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--model", default=TrainConfig.model, help="named model config")
@@ -470,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=STAGES, help="leave stages out (ablation)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
-        "--eval-n", type=int, default=300, help="held-out examples per split (0: no evaluation)"
+        "--eval-n",
+        type=int,
+        default=EVAL_N,
+        help="held-out examples per split, as make evaluate draws them (0: no evaluation)",
     )
     parser.add_argument("--pool-calls", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
