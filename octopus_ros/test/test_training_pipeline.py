@@ -132,7 +132,7 @@ def test_summary_tables_from_rows():
     tables = format_tables(m)
     assert "iid" in tables and "iid/deictic" in tables and "as the node would act" in tables
     low, high = m["split"]["iid"]["exact_match_ci95"]
-    assert "95 % interval" in tables and f"{low:.1%}–{high:.1%}" in tables
+    assert "95 % interval" in tables and f"{100 * low:.1f}–{100 * high:.1f} %" in tables
 
 
 def test_wilson_interval():

@@ -274,7 +274,7 @@ def rows_of(before: dict[str, float], after: dict[str, float]) -> list[dict[str,
 
 
 def format_report(m: dict[str, Any]) -> str:
-    from octopus_ros.training.evaluate import wilson_interval
+    from octopus_ros.training.evaluate import format_interval, wilson_interval
 
     new, ft = m["new_function"], m["finetune"]
     by_file = m.get("new_function_by_file") or {}
@@ -291,11 +291,8 @@ def format_report(m: dict[str, Any]) -> str:
     for lang in ("en", "zh"):
         if lang in new:
             v = new[lang]
-            low, high = wilson_interval(v["right"], v["n"])
-            lines.append(
-                f"  {lang:56s} {v['right']:>3d}/{v['n']:<4d} {v['exact_match']:7.1f} %  "
-                f"{100 * low:.1f}–{100 * high:.1f} %"
-            )
+            interval = format_interval(*wilson_interval(v["right"], v["n"]))
+            lines.append(f"  {lang:56s} {v['right']:>3d}/{v['n']:<4d} {v['exact_match']:7.1f} %  {interval}")
         if len(by_file) > 1:
             for name, fm in by_file.items():
                 if lang in fm:

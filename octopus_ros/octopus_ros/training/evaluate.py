@@ -26,7 +26,7 @@ the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only
 
 Examples per split: ``--n`` (:data:`EVAL_N`, 3000). The splits are draws, so each figure carries a
 sampling error: at 300 per split a 90 % figure has a standard error of 1.7 points (0.6 at 99 %),
-and a registry change that moves the draws moved the bundled model's figures by up to 3 points;
+and a registry change that moves the draws moved the bundled model's figures by up to 3.3 points;
 at 3000 it is 0.5 points. Each figure is printed with its 95 % interval (Wilson).
 
 usage: python -m octopus_ros.training.evaluate CHECKPOINT [--n 3000] [--seed 1234] [--precision fp32]
@@ -397,7 +397,7 @@ def format_natural(m: dict, threshold: float | None = None, title: str = "natura
         lines.append(
             "PUBLISHED WRONG, 95 % interval:    "
             + "  ".join(
-                f"{lang} {_interval(v['published_wrong_ci95'])}"
+                f"{lang} {format_interval(*v['published_wrong_ci95'])}"
                 for lang, v in (("all", a), ("en", en), ("zh", zh))
             )
         )
@@ -420,9 +420,8 @@ def format_natural(m: dict, threshold: float | None = None, title: str = "natura
     return "\n".join(lines)
 
 
-def _interval(ci: list[float]) -> str:
-    """A 95 % interval as the tables print it ("0.7–2.6 %")."""
-    low, high = ci
+def format_interval(low: float, high: float) -> str:
+    """A 95 % interval as every report prints it ("0.7–2.6 %"; "–" where nothing was counted)."""
     return "–" if np.isnan(low) else f"{100 * low:.1f}–{100 * high:.1f} %"
 
 
@@ -532,8 +531,7 @@ def format_tables(m: dict) -> str:
     for split, v in m["split"].items():
         en = m["split_language"].get(f"{split}/en", {}).get("exact_match", float("nan"))
         zh = m["split_language"].get(f"{split}/zh", {}).get("exact_match", float("nan"))
-        low, high = v.get("exact_match_ci95", (float("nan"), float("nan")))
-        interval = f"{low:.1%}–{high:.1%}"
+        interval = format_interval(*v.get("exact_match_ci95", (float("nan"), float("nan"))))
         lines.append(
             f"{split:18s} {v['exact_match']:7.1%} {interval:>15s} {v['function_accuracy']:9.1%} "
             f"{en:7.1%} {zh:7.1%} {v['n']:5d}"
