@@ -298,9 +298,17 @@ def test_phrasings_whose_fixed_value_is_unsaid_are_drawn_as_often_as_asked(tmp_p
     n_en = sum(r.language == "en" for r in refs)  # one of them unsaid
     assert kill_share(1.0) == pytest.approx(1 / n_en, abs=0.03)
     assert kill_share(5.0) == pytest.approx(5 / (n_en + 4), abs=0.04)
-    # the default draws exactly what it drew before the option existed
-    assert [e.instruction for e in registry_data.generate(registry, refs, 50, seed=1)] == [
-        e.instruction for e in registry_data.generate(registry, refs, 50, seed=1, unsaid_weight=1.0)
+    # the default draws exactly what it drew before the option existed (these are the draws of
+    # registry_data.generate as it was at 9ac3345, before unsaid_weight), so runs stay reproducible
+    assert [e.instruction for e in registry_data.generate(registry, refs, 8, seed=1)] == [
+        "say {hi} online, hall light on",
+        "turn off the hall light",
+        "kill the hallway lights",
+        "say {hi} online, kitchen light on",
+        "厨房不用开灯了",
+        "say {hi} online, hall light off",
+        "帮我打开厨房的灯",
+        "帮我打开厨房的灯",
     ]
     with pytest.raises(ValueError, match="unsaid_weight"):
         registry_data.generate(registry, refs, 5, unsaid_weight=0)

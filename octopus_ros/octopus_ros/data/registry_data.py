@@ -250,7 +250,7 @@ def generate(
         langs = sorted({r.language for r in group})
         lang = langs[int(rng.integers(len(langs)))]
         pool = [r for r in group if r.language == lang]
-        if unsaid_weight == 1.0:
+        if unsaid_weight == 1.0:  # the draw as before the option: the same examples for the same seed
             ref = pool[int(rng.integers(len(pool)))]
         else:
             w = np.array([1.0 if weight[r] else unsaid_weight for r in pool])

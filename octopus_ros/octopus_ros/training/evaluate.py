@@ -471,11 +471,10 @@ def summarize(rows: list[dict]) -> dict:
             for (g, name), rs in sorted(by.items())
             if g == group
         }
-    for group in ("split", "split_language"):
-        for (g, name), rs in by.items():
-            if g == group:
-                low, high = wilson_interval(sum(bool(r["correct"]) for r in rs), len(rs))
-                metrics[group][name]["exact_match_ci95"] = [round(low, 4), round(high, 4)]
+    for (group, name), rs in by.items():
+        if group in ("split", "split_language"):
+            low, high = wilson_interval(sum(bool(r["correct"]) for r in rs), len(rs))
+            metrics[group][name]["exact_match_ci95"] = [round(low, 4), round(high, 4)]
     wrong = [r for r in rows if not r["correct"]]
     fn_conf = collections.Counter(
         (r["function"], r["got"].split(">")[0] + ">") for r in wrong if not r["function_correct"]
