@@ -171,6 +171,31 @@ def test_targets_count_a_rise_in_published_wrong_as_a_loss():
     assert rows["unseen_phrasing"]["within_target"] and rows["natural_calls_published_right"]["within_target"]
 
 
+def test_rows_give_each_split_delta_its_paired_interval():
+    """With the per-example results before and after, every split's delta carries its 95 %
+    interval (points), centred on the delta; the natural rows (no per-example results) have none;
+    the report prints them."""
+    before = {"iid": 90.0, "unseen_phrasing": 80.0, "unseen_combo": 90.0, "natural_published_wrong": 2.0}
+    after = dict(before, iid=80.0)
+    right_before = {s: [True] * 9 + [False] for s in demo.EXISTING_SPLITS}
+    right_after = dict(right_before, iid=[True] * 8 + [False, False])
+    rows = {r["split"]: r for r in demo.rows_of(before, after, right_before, right_after)}
+    low, high = rows["iid"]["ci95"]
+    assert (low + high) / 2 == pytest.approx(-10.0) and high - low > 0
+    assert rows["unseen_combo"]["ci95"] == [0.0, 0.0]
+    assert rows["natural_published_wrong"]["ci95"] is None
+    assert all(r["ci95"] is None for r in demo.rows_of(before, after))  # as before: no interval
+    m = {
+        "new_function": {"en": {"n": 2, "right": 1, "exact_match": 50.0}, "wrong": []},
+        "finetune": dict.fromkeys(("lora_r", "steps", "step_budget", "seconds", "seconds_budget"), 1)
+        | {"stopped_by": "steps", "total_seconds": 1.0},
+        "new_functions": ["set_light"], "new_tokens": ["<nexa_13>"], "base": "b", "n": 10,
+        "existing": list(rows.values()), "targets": {"new_function": False, "no_forgetting": False},
+    }  # fmt: skip
+    report = demo.format_report(m)
+    assert f"{low:+.1f} to {high:+.1f}" in report and "delta's 95 % interval" in report
+
+
 def _rows(model, ids):
     return model.lm.get_input_embeddings().weight[ids].detach().clone()
 

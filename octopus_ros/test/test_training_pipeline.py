@@ -151,6 +151,31 @@ def test_wilson_interval():
     assert w3000[1] - w3000[0] == pytest.approx(0.0215, abs=0.001)  # of 3000: 88.9-91.1 %
 
 
+def test_paired_difference_interval():
+    """The interval of a change measured on the same examples: only the examples that changed
+    widen it; hand-computed values; the 300-vs-3000 widths; a mismatch is an error."""
+    from octopus_ros.training.evaluate import paired_difference_interval
+
+    assert paired_difference_interval([True] * 5, [True] * 5) == (0.0, 0.0)  # nothing changed
+    # 10 examples: one lost, one gained, one lost: mean -0.1, sd of (-1, 1, -1, 0 x 7) = sqrt(0.3222)
+    before = [True, False, True] + [True] * 7
+    after = [False, True, False] + [True] * 7
+    low, high = paired_difference_interval(before, after)
+    half = 1.96 * math.sqrt((2 * 0.81 + 1.21 + 7 * 0.01) / 9) / math.sqrt(10)  # deviations from -0.1
+    assert (low, high) == pytest.approx((-0.1 - half, -0.1 + half))
+    # 300 examples, 14 lost and 5 gained (net -9, -3 points, the demo's stop-41 loss): about +-2.8
+    # points, so a 1-point target cannot be told at 300; the same shares on 3000: about +-0.9
+    b300 = [True] * 14 + [False] * 5 + [True] * 281
+    a300 = [False] * 14 + [True] * 5 + [True] * 281
+    lo, hi = paired_difference_interval(b300, a300)
+    assert (lo + hi) / 2 == pytest.approx(-0.03) and (hi - lo) / 2 == pytest.approx(0.0283, abs=0.0005)
+    lo, hi = paired_difference_interval(b300 * 10, a300 * 10)
+    assert (hi - lo) / 2 == pytest.approx(0.0090, abs=0.0002)
+    assert all(math.isnan(x) for x in paired_difference_interval([], []))
+    with pytest.raises(ValueError, match="same examples"):
+        paired_difference_interval([True], [True, False])
+
+
 def test_function_doc_corpus_is_the_registry_documentation_only():
     from octopus_ros.data.instructions import templates_for
     from octopus_ros.functions import load_default_registry

@@ -11,7 +11,10 @@ keeps the ones it had.
    ``OUT/functions.yaml``. The shipped example is ``set_light(room: enum, on: bool)`` with 14
    phrasings per language in its ``examples:``.
 2. Before: the base model on its held-out splits (:func:`octopus_ros.training.evaluate.evaluate`:
-   iid, unseen phrasing, unseen colour x object, and the natural set's published-wrong share).
+   iid, unseen phrasing, unseen colour x object, ``--n`` examples each, 3000 by default as ``make
+   evaluate`` draws them, and the natural set's published-wrong share). The deltas compare the same
+   examples before and after; each still carries a sampling error (at 300 per split a 3-point loss
+   was -3 +- 2.8 points: the 1-point target could not be told), printed as its 95 % interval.
 3. ``octopus_finetune --lora --merge``: the new function's registry phrasings (with their
    counterfactual twins: "turn on the {room} light" also trains as "turn off ...",
    ``--counterfactual``) mixed with replay of the synthetic world (the existing functions, varied
@@ -26,8 +29,8 @@ keeps the ones it had.
    shipped files are two sets written at different times (the second in stop 40, with the
    examples as they are; nothing in the examples was written against it).
 
-Prints one table (before, after, delta per split; the new function per language; the fine-tuning
-time) and writes ``OUT/metrics.json`` and ``OUT/training_curves.png``. Targets: >= 90 % on the new
+Prints one table (before, after, delta per split with the delta's 95 % interval; the new function
+per language with its interval; the fine-tuning time) and writes ``OUT/metrics.json`` and ``OUT/training_curves.png``. Targets: >= 90 % on the new
 function's held-out phrasings in each language (all ``--heldout`` files together), and no existing split more than 1 point worse
 (published wrong on the natural set: no more than 1 point higher). Exit status 1 when a target is
 missed (``--no-fail`` to always exit 0).
@@ -53,6 +56,7 @@ import yaml
 
 from octopus_ros.functions import FunctionRegistry, ParseError, RegistryError, parse_plain
 from octopus_ros.paths import config_path, default_model_dir
+from octopus_ros.training.evaluate import EVAL_N
 
 log = logging.getLogger("octopus_ros.training.add_function_demo")
 
@@ -223,16 +227,22 @@ def pooled_accuracy(by_file: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- existing splits
-def existing_figures(octopus: Any, *, n: int, seed: int, natural: bool) -> dict[str, Any]:
-    """The held-out figures of :func:`evaluate` in percent: one value per split (and natural row)."""
+def existing_figures(
+    octopus: Any, *, n: int, seed: int, natural: bool
+) -> tuple[dict[str, float], dict[str, list[bool]]]:
+    """The held-out figures of :func:`evaluate` in percent: one value per split (and natural row),
+    and per split whether each of its examples was right (in the order drawn: the same examples
+    before and after, so that :func:`rows_of` can give each delta its paired interval)."""
     from octopus_ros.training.evaluate import evaluate
 
-    m = evaluate(octopus, n=n, seed=seed, natural=natural, progress=False)
+    rows: list[dict] = []
+    m = evaluate(octopus, n=n, seed=seed, natural=natural, progress=False, rows_out=rows)
     out = {s: round(100 * m["split"][s]["exact_match"], 2) for s in EXISTING_SPLITS if s in m["split"]}
     if natural:
         for key, _, _ in NATURAL_ROWS:
             out[f"natural_{key}"] = round(100 * m["natural"]["all"][key], 2)
-    return out
+    correct = {s: [bool(r["correct"]) for r in rows if r["split"] == s] for s in EXISTING_SPLITS if s in out}
+    return out, correct
 
 
 def natural_calls_of(octopus: Any, functions: list[str]) -> list[dict[str, str]]:
@@ -249,8 +259,18 @@ def natural_calls_of(octopus: Any, functions: list[str]) -> list[dict[str, str]]
 
 
 # ----------------------------------------------------------------------------- report
-def rows_of(before: dict[str, float], after: dict[str, float]) -> list[dict[str, Any]]:
-    """One row per existing split: before, after, delta (points) and whether it is within target."""
+def rows_of(
+    before: dict[str, float],
+    after: dict[str, float],
+    correct_before: dict[str, list[bool]] | None = None,
+    correct_after: dict[str, list[bool]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per existing split: before, after, delta (points) and whether it is within target
+    (the measured delta against :data:`TARGET_LOSS`); with each split's per-example results
+    before and after (:func:`existing_figures`), also the delta's 95 % interval in points
+    (``ci95``; :func:`octopus_ros.training.evaluate.paired_difference_interval`)."""
+    from octopus_ros.training.evaluate import paired_difference_interval
+
     labels = {s: s for s in EXISTING_SPLITS} | {f"natural_{k}": label for k, label, _ in NATURAL_ROWS}
     higher_better = {s: True for s in EXISTING_SPLITS} | {f"natural_{k}": hb for k, _, hb in NATURAL_ROWS}
     rows = []
@@ -259,6 +279,10 @@ def rows_of(before: dict[str, float], after: dict[str, float]) -> list[dict[str,
             continue
         delta = after[key] - before[key]
         lost = -delta if higher_better[key] else delta
+        ci95 = None
+        if correct_before and correct_after and key in correct_before and key in correct_after:
+            low, high = paired_difference_interval(correct_before[key], correct_after[key])
+            ci95 = [round(100 * low, 2), round(100 * high, 2)]
         rows.append(
             {
                 "split": key,
@@ -268,6 +292,7 @@ def rows_of(before: dict[str, float], after: dict[str, float]) -> list[dict[str,
                 "delta": round(delta, 2),
                 "lost": round(lost, 2),
                 "within_target": lost <= TARGET_LOSS + 1e-9,
+                "ci95": ci95,
             }
         )
     return rows
@@ -301,11 +326,15 @@ def format_report(m: dict[str, Any]) -> str:
     lines += [
         "",
         f"{'existing held-out splits (same examples, n=' + str(m['n']) + ')':58s} "
-        f"{'before':>8s} {'after':>8s} {'delta':>7s}",
+        f"{'before':>8s} {'after':>8s} {'delta':>7s}  delta's 95 % interval",
     ]
     for r in m["existing"]:
         flag = "" if r["within_target"] else "  <- lost > 1 point"
-        lines.append(f"  {r['label']:56s} {r['before']:7.1f} % {r['after']:7.1f} % {r['delta']:+7.1f}{flag}")
+        ci = r.get("ci95")
+        interval = f"{ci[0]:+.1f} to {ci[1]:+.1f}" if ci else "–"
+        lines.append(
+            f"  {r['label']:56s} {r['before']:7.1f} % {r['after']:7.1f} % {r['delta']:+7.1f}  {interval:>14s}{flag}"
+        )
     if m.get("natural_new_calls") is not None:
         calls = m["natural_new_calls"]
         lines.append(f"  natural-set requests now answered with the new function: {len(calls)}")
@@ -445,7 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-n", type=int, default=3000, help="synthetic replay examples")
     p.add_argument("--registry-n", type=int, default=2000, help="examples generated from the new phrasings")
     p.add_argument("--eval-every", type=int, default=50, help="replay held-out loss every N steps (curve)")
-    p.add_argument("--n", type=int, default=300, help="examples per existing split (evaluate --n)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=EVAL_N,
+        help="examples per existing split, the same before and after (default: evaluate's EVAL_N); the "
+        "report gives each delta's 95 %% interval",
+    )
     p.add_argument("--eval-seed", type=int, default=1234, help="seed of the existing splits' examples")
     p.add_argument("--no-natural", action="store_true", help="skip the natural set")
     p.add_argument("--seed", type=int, default=0)
@@ -514,7 +549,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     natural = not args.no_natural
 
     log.info("before: %s on its held-out splits (n=%d)", base, args.n)
-    before = existing_figures(Octopus.load(base), n=args.n, seed=args.eval_seed, natural=natural)
+    before, correct_before = existing_figures(
+        Octopus.load(base), n=args.n, seed=args.eval_seed, natural=natural
+    )
 
     model_out = out / "model"
     ft_argv = finetune_argv(args, Path(base), out / "functions.yaml", model_out)
@@ -524,11 +561,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     log.info("after: %s", model_out)
     tuned = Octopus.load(model_out)
-    after = existing_figures(tuned, n=args.n, seed=args.eval_seed, natural=natural)
+    after, correct_after = existing_figures(tuned, n=args.n, seed=args.eval_seed, natural=natural)
     by_file = {name: new_function_accuracy(tuned, items, seed=args.seed) for name, items in heldout.items()}
     new = pooled_accuracy(by_file)
     natural_new = natural_calls_of(tuned, added) if natural else None
-    existing = rows_of(before, after)
+    existing = rows_of(before, after, correct_before, correct_after)
     langs = sorted({h.language for items in heldout.values() for h in items})
     targets = {
         "new_function": all(new[lang]["exact_match"] >= TARGET_NEW for lang in langs),

@@ -174,8 +174,12 @@ def evaluate(
     natural: bool = False,
     check: bool = False,
     second_opinion: Any = None,
+    rows_out: list | None = None,
 ) -> dict:
     """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict.
+
+    ``rows_out``: a list that receives the per-example rows of the splits (split, language,
+    expected, got, correct, ...), in the order the examples were drawn.
 
     ``second_opinion``: a second model the node consults before it publishes (its parameter of
     that name; None: off), for every "as the node would act" figure (:func:`node_action`).
@@ -226,6 +230,8 @@ def evaluate(
                     "ms": ms,
                 }
             )
+    if rows_out is not None:
+        rows_out.extend(rows)
     metrics = summarize(rows) if rows else {}
     metrics["node_threshold"] = threshold
     metrics["decode_mode"] = mode
@@ -444,6 +450,23 @@ def wilson_interval(right: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference_interval(before: list[bool], after: list[bool], z: float = 1.96) -> tuple[float, float]:
+    """The 95 % interval of ``mean(after) - mean(before)`` where both were measured on the same
+    examples (``before[i]`` and ``after[i]``: example ``i`` right or not): the normal interval of
+    the mean per-example difference (-1, 0 or +1). Only the examples that changed widen it, so a
+    change is measured more precisely than either figure alone, but not exactly: a delta of -3
+    points measured on 300 examples (14 lost, 5 gained) is -3 +- 2.8 points. (nan, nan) for no examples."""
+    if len(before) != len(after):
+        raise ValueError(f"paired figures need the same examples: {len(before)} before, {len(after)} after")
+    n = len(before)
+    if n == 0:
+        return float("nan"), float("nan")
+    d = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    mean = float(d.mean())
+    half = z * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
+    return mean - half, mean + half
 
 
 def _frac(rows: list[dict], pred) -> float:
