@@ -116,3 +116,29 @@ def test_the_bundled_model_carries_its_second_opinion():
     assert b.metrics["train_config"]["seed"] != a.metrics["train_config"]["seed"]
     recorded = json.loads((path / "metrics.json").read_text())["eval_fp32"]
     assert recorded.get("second_opinion", "").endswith("second_opinion")  # its figures include it
+
+
+def test_absent_object_probe_on_the_bundled_model():
+    """The absent-object probe asks only for objects that are not in view, of the functions that
+    need them, in both kinds and both languages; the bundled pair acts on few of them (1.5 % of
+    2,533 at 3000 per split, README; a 12 % ceiling on these 80 draws per split: one request in
+    eight, so the test catches a pair that stopped checking, not a point's drift)."""
+    from octopus_ros.model import Octopus
+    from octopus_ros.runtime.second_opinion import second_opinion_dir
+    from octopus_ros.training.evaluate import ABSENT_KINDS, evaluate_absent
+
+    path = default_model_dir()
+    octopus = Octopus.load(path)
+    second = Octopus.load(second_opinion_dir(path, "auto"))
+    rows: list[dict] = []
+    m = evaluate_absent(
+        octopus, n=80, seed=1234, threshold=0.5, progress=False, second_opinion=second, rows_out=rows
+    )
+    needs_view = {s.name for s in octopus.registry.enabled() if s.requires_view}
+    assert rows and {r["kind"] for r in rows} == set(ABSENT_KINDS)
+    assert {r["language"] for r in rows} == {"en", "zh"}
+    assert {r["function"] for r in rows} <= needs_view
+    assert m["all"]["n"] == len(rows) == sum(m[k]["n"] for k in ABSENT_KINDS)
+    acted = sum(r["manipulation_published"] for r in rows)
+    assert m["all"]["manipulation_published"] == pytest.approx(acted / len(rows))
+    assert m["all"]["manipulation_published"] <= 0.12, [r for r in rows if r["manipulation_published"]]

@@ -176,6 +176,33 @@ def test_paired_difference_interval():
         paired_difference_interval([True], [True, False])
 
 
+def test_summarize_absent_counts_actions_on_objects_not_in_view():
+    """The absent-object probe's figures: a manipulation published counts as acted on, a search
+    only as "any call"; per kind, language and kind/language, with the interval; and the table."""
+    from octopus_ros.training.evaluate import format_absent, summarize_absent, wilson_interval
+
+    def row(kind, lang, manipulation, any_call):
+        return {
+            "kind": kind,
+            "language": lang,
+            "manipulation_published": manipulation,
+            "any_published": any_call,
+        }
+
+    rows = [row("absent", "en", True, True), row("absent", "en", False, True)]  # a pick_up; a find_item
+    rows += [row("absent", "zh", False, False), row("colour", "zh", False, False)]
+    m = summarize_absent(rows)
+    assert (
+        m["all"]["n"] == 4 and m["all"]["manipulation_published"] == 0.25 and m["all"]["any_published"] == 0.5
+    )
+    assert m["absent"]["manipulation_published"] == pytest.approx(1 / 3)
+    assert m["absent/en"]["manipulation_published"] == 0.5 and m["colour/zh"]["n"] == 1
+    assert m["zh"]["manipulation_published"] == 0.0
+    assert m["all"]["manipulation_published_ci95"] == pytest.approx(list(wilson_interval(1, 4)))
+    table = format_absent(m)
+    assert "category not in view" in table and "named colour not in view" in table and "25.0%" in table
+
+
 def test_function_doc_corpus_is_the_registry_documentation_only():
     from octopus_ros.data.instructions import templates_for
     from octopus_ros.functions import load_default_registry

@@ -29,8 +29,13 @@ sampling error: at 300 per split a 90 % figure has a standard error of 1.7 point
 and a registry change that moves the draws moved the bundled model's figures by up to 3.3 points;
 at 3000 it is 0.5 points. Each figure is printed with its 95 % interval (Wilson).
 
+The **absent-object probe** (:func:`evaluate_absent`, ``--no-absent`` to skip it) asks, on
+rendered scenes, for objects that are not in view (the category absent, or only in another
+colour) and counts the requests the node would act on: the figure the written sets' 30–60
+absent objects each can only give to within several points.
+
 usage: python -m octopus_ros.training.evaluate CHECKPOINT [--n 3000] [--seed 1234] [--precision fp32]
-           [--no-natural] [--no-check] [--out runs/evaluate/metrics.json] [--write-model-metrics]
+           [--no-natural] [--no-check] [--no-absent] [--out runs/evaluate/metrics.json] [--write-model-metrics]
 """
 
 from __future__ import annotations
@@ -175,8 +180,12 @@ def evaluate(
     check: bool = False,
     second_opinion: Any = None,
     rows_out: list | None = None,
+    absent: bool = False,
 ) -> dict:
     """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict.
+
+    ``absent``: also the absent-object probe (``metrics["absent_probe"]``, :func:`evaluate_absent`,
+    ``n`` draws per split).
 
     ``rows_out``: a list that receives the per-example rows of the splits (split, language,
     expected, got, correct, ...), in the order the examples were drawn.
@@ -235,6 +244,10 @@ def evaluate(
     metrics = summarize(rows) if rows else {}
     metrics["node_threshold"] = threshold
     metrics["decode_mode"] = mode
+    if absent:
+        metrics["absent_probe"] = evaluate_absent(
+            octopus, n=n, seed=seed, threshold=threshold, progress=progress, second_opinion=second_opinion
+        )
     if natural:
         metrics["natural"] = evaluate_natural(
             octopus, threshold=threshold, progress=progress, second_opinion=second_opinion
@@ -262,6 +275,128 @@ def _got(d: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- the natural set
+ABSENT_SPLITS = ("iid", "unseen_phrasing")
+ABSENT_KINDS = ("absent", "colour")  # the named category not in view; in view in another colour only
+
+
+def evaluate_absent(
+    octopus: Any,
+    *,
+    n: int,
+    seed: int,
+    threshold: float,
+    progress: bool = True,
+    second_opinion: Any = None,
+    splits: tuple[str, ...] = ABSENT_SPLITS,
+    rows_out: list | None = None,
+) -> dict:
+    """The **absent-object probe**: named requests to act on an object that is not in view, on
+    thousands of rendered scenes, as the node would act. The held-out splits always show the named
+    object, and the written sets hold 30–60 absent objects each, so the node's last line against
+    acting on what is not there (the model's decline, the grounding head's ``NOT_IN_VIEW``, its
+    colour check, the second opinion) has no precise figure without it.
+
+    For each of ``splits``, ``n`` draws of the functions that need their object in view (the
+    registry's ``requires_view``), each named request shown either with a scene that lacks the
+    named category (kind ``absent``) or with the category only in other colours than the named
+    one (kind ``colour``; :func:`octopus_ros.data.generate` ``named_decoy`` / ``colour_decoy``
+    with the decline as the answer); the draws that are not such requests (deictic or text ones)
+    are left out. Every such request should end without an action. Figures per kind and language:
+    ``manipulation_published`` (a call of a ``requires_view`` function published: the issue's
+    "absent objects acted on") and ``any_published`` (any call, a search included), with the 95 %
+    interval of the first. ``rows_out`` receives the per-request rows."""
+    from tqdm import tqdm
+
+    registry = octopus.registry
+    functions = [s.name for s in registry.enabled() if s.requires_view]
+    grounding = node_grounding(octopus)
+    mode = decode_mode(octopus)
+    rows = []
+    for split in splits:
+        examples = generate(
+            split,
+            n,
+            seed,
+            functions=functions,
+            named_decoy=0.5,
+            colour_decoy=0.5,
+            decline_absent=True,
+            decline_recoloured=True,
+        )
+        for ex in tqdm(examples, desc=f"absent probe {split}", disable=not progress, leave=False):
+            if ex.decoy_kind not in ABSENT_KINDS:
+                continue
+            d = octopus.decide(ex.instruction, ex.image, mode=mode)
+            action = node_action(
+                d,
+                registry,
+                threshold,
+                grounding,
+                ex.instruction,
+                second_opinion=second_opinion,
+                image=ex.image,
+            )
+            spec = registry.by_name(d.call.function) if d.ok else None
+            published = action == "published" and spec is not None and not spec.decline
+            rows.append(
+                {
+                    "split": split,
+                    "kind": ex.decoy_kind,
+                    "language": ex.language,
+                    "function": ex.function,
+                    "instruction": ex.instruction,
+                    "got": _got(d),
+                    "action": action,
+                    "any_published": published,
+                    "manipulation_published": published and spec.requires_view,
+                }
+            )
+    if rows_out is not None:
+        rows_out.extend(rows)
+    return summarize_absent(rows)
+
+
+def summarize_absent(rows: list[dict]) -> dict:
+    """:func:`evaluate_absent`'s figures: ``{"all" | kind | f"{kind}/{language}": {n,
+    manipulation_published, manipulation_published_ci95, any_published}}``."""
+    groups: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        for key in ("all", r["kind"], f"{r['kind']}/{r['language']}", r["language"]):
+            groups[key].append(r)
+    out = {}
+    for key, rs in groups.items():
+        acted = sum(r["manipulation_published"] for r in rs)
+        out[key] = {
+            "n": len(rs),
+            "manipulation_published": acted / len(rs),
+            "manipulation_published_ci95": list(wilson_interval(acted, len(rs))),
+            "any_published": sum(r["any_published"] for r in rs) / len(rs),
+        }
+    return out
+
+
+def format_absent(m: dict) -> str:
+    """The absent-object probe as a table."""
+    lines = [
+        "absent-object probe (named requests, object not in view; rendered scenes, as the node would act):",
+        f"{'kind':26s} {'n':>5s} {'ACTED ON':>9s} {'95 % interval':>15s} {'any call':>9s}",
+    ]
+    labels = {"absent": "category not in view", "colour": "named colour not in view", "all": "all"}
+    for key in ("absent", "colour", "all"):
+        if key not in m:
+            continue
+        v = m[key]
+        interval = format_interval(*v["manipulation_published_ci95"])
+        lines.append(
+            f"{labels[key]:26s} {v['n']:5d} {v['manipulation_published']:9.1%} {interval:>15s}"
+            f" {v['any_published']:9.1%}"
+        )
+    by_lang = [f"{lang} {m[lang]['manipulation_published']:.1%}" for lang in ("en", "zh") if lang in m]
+    if by_lang:
+        lines.append(f"acted on by language: {', '.join(by_lang)}")
+    return "\n".join(lines)
+
+
 def evaluate_natural(
     octopus: Any,
     *,
@@ -597,6 +732,9 @@ def format_tables(m: dict) -> str:
     lines.append("most frequent argument errors:")
     for e in c["wrong_arguments"][:5]:
         lines.append(f"  {e['expected']}  ->  {e['got']}  x{e['count']}")
+    if "absent_probe" in m:
+        lines.append("")
+        lines.append(format_absent(m["absent_probe"]))
     if "natural" in m:
         lines.append("")
         lines.append(format_natural(m["natural"], m.get("node_threshold")))
@@ -618,6 +756,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-natural", action="store_true", help="skip the natural set")
     parser.add_argument("--natural-only", action="store_true", help="only the natural set and the check set")
     parser.add_argument("--no-check", action="store_true", help="skip the check set")
+    parser.add_argument(
+        "--no-absent",
+        action="store_true",
+        help="skip the absent-object probe (named requests with the object not in view, N per split)",
+    )
     parser.add_argument("--out", default="runs/evaluate/metrics.json", help="where the metrics go")
     parser.add_argument(
         "--write-model-metrics",
@@ -648,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
         natural=not args.no_natural,
         check=not args.no_check,
         second_opinion=second,
+        absent=not (args.no_absent or args.natural_only),
     )
     metrics["second_opinion"] = str(second_dir) if second_dir is not None else None
     print(format_tables(metrics))
