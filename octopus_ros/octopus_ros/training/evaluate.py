@@ -274,7 +274,7 @@ def _got(d: Any) -> str:
     return d.call.to_text() if d.call is not None else f"<error {d.error.kind if d.error else '?'}>"
 
 
-# ----------------------------------------------------------------------------- the natural set
+# ----------------------------------------------------------------------------- the absent-object probe
 ABSENT_SPLITS = ("iid", "unseen_phrasing")
 ABSENT_KINDS = ("absent", "colour")  # the named category not in view; in view in another colour only
 
@@ -357,7 +357,7 @@ def evaluate_absent(
 
 
 def summarize_absent(rows: list[dict]) -> dict:
-    """:func:`evaluate_absent`'s figures: ``{"all" | kind | f"{kind}/{language}": {n,
+    """:func:`evaluate_absent`'s figures: ``{"all" | kind | language | f"{kind}/{language}": {n,
     manipulation_published, manipulation_published_ci95, any_published}}``."""
     groups: dict[str, list[dict]] = collections.defaultdict(list)
     for r in rows:
@@ -397,6 +397,7 @@ def format_absent(m: dict) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- the natural set
 def evaluate_natural(
     octopus: Any,
     *,
