@@ -44,6 +44,7 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, String
 
+from octopus_ros.lean.grounding import colour_check_rule
 from octopus_ros.paths import config_path, default_model_dir
 from octopus_ros.ros import params as P
 from octopus_ros.ros.image_convert import CvBridgeAdapter, ImageConversionError
@@ -232,6 +233,10 @@ class OctopusNode(LifecycleNode):
             self._model_desc += f"; second opinion {second_path} ({time.perf_counter() - t1:.2f} s to load)"
         else:
             self._model_desc += "; no second opinion"
+        for model in (self._model, self._second):
+            rules = getattr(model, "grounding", None)
+            if rules is not None:
+                rules.colour_mismatch = colour_check_rule(params.colour_check, rules.colour_mismatch)
         head = getattr(self._model, "grounding", None)
         if head is None:
             self._grounding_desc = "no grounding head (no grounding.json): NOT_IN_VIEW is never decided"
@@ -240,7 +245,10 @@ class OctopusNode(LifecycleNode):
                 f"grounding head unused: the {params.vision_backend} vision backend gives it no maps"
             )
         else:
-            self._grounding_desc = f"grounding head (its validation threshold {head.threshold:.2f})"
+            self._grounding_desc = (
+                f"grounding head (its validation threshold {head.threshold:.2f}; colour check "
+                f"{params.colour_check or 'head'}: {head.colour_mismatch})"
+            )
         self.get_logger().info(
             f"grounding: {self._grounding_desc}; grounding_threshold {params.grounding_threshold:.2f}"
             + (" (0 = off)" if params.grounding_threshold == 0 else "")

@@ -167,6 +167,15 @@ PARAMETERS: dict[str, Spec] = {
         max=1.0,
         dynamic=True,
     ),
+    "colour_check": Spec(
+        "head",
+        "How sure the grounding head must be that a named colour is not there before a call is refused "
+        "NOT_IN_VIEW ('the red cup is there, not the blue one'): head = the rule the head was validated "
+        "with (its grounding.json), off = never refuse a colour, 'NAMED_BELOW,OTHER_AT_LEAST' (e.g. "
+        "'0.2,0.3') = refuse when the named colour scores below the first and another colour of that "
+        "object at least the second. Stricter acts on fewer absent colours and holds back more right "
+        "calls (README, 'Absent objects, measured at scale'). Both models' heads. Applied at configure.",
+    ),
     "safety_screen": Spec(
         "default",
         "Decline (NO_ACTION, 'unsafe request (...)') an utterance that names a hazard (fire, harm to a "
@@ -278,6 +287,7 @@ class NodeParams:
     max_image_novelty: float
     max_request_novelty: float
     grounding_threshold: float
+    colour_check: str
     safety_screen: str
     max_image_age: float
     max_future_stamp: float
@@ -347,6 +357,14 @@ def check_value(name: str, value: Any) -> Any:
         except ContextExampleError as e:
             raise ParameterValueError(str(e)) from e
         return tuple(v.strip() for v in value if v and v.strip())
+    if name == "colour_check":
+        from octopus_ros.lean.grounding import colour_check_rule
+
+        try:
+            colour_check_rule(value, None)
+        except ValueError as e:
+            raise ParameterValueError(str(e)) from e
+        return value.strip()
     if name.endswith("_topic") and value and (" " in value or value.endswith("/")):
         raise ParameterValueError(f"{name} is not a valid topic name: {value!r}")
     return value
