@@ -15,7 +15,7 @@ HEAD = (0.1, 0.3, 0.05, 100.0)  # the bundled heads' rule (grounding.json)
 def test_settings_mean_the_head_rule_none_or_two_numbers():
     assert colour_check_rule("", HEAD) == HEAD and colour_check_rule("head", HEAD) == HEAD
     assert colour_check_rule(" Head ", None) is None  # a head without a rule keeps none
-    assert colour_check_rule("off", HEAD) is None
+    assert colour_check_rule("none", HEAD) is None and colour_check_rule("off", HEAD) is None
     assert colour_check_rule("0.2,0.3", HEAD) == (0.2, 0.3, 0.05, 100.0)  # the ratio branch is kept
     below, at_least, ratio, times = colour_check_rule("0.3, 0.2", None)
     assert (below, at_least) == (0.3, 0.2) and math.isinf(ratio) and math.isinf(times)

@@ -235,8 +235,9 @@ def colour_check_rule(
     setting: str, head_rule: tuple[float, float, float, float] | None
 ) -> tuple[float, float, float, float] | None:
     """The colour-mismatch rule a ``colour_check`` setting (node parameter) means for a head whose
-    own rule (grounding.json) is ``head_rule``: "" or "head" = the head's own; "off" = no colour
-    check (a named colour is never refused); "NAMED_BELOW,OTHER_AT_LEAST" (e.g. "0.2,0.3") = a
+    own rule (grounding.json) is ``head_rule``: "" or "head" = the head's own; "none" or "off" = no
+    colour check (a named colour is never refused; ``-p colour_check:=off`` reaches the node as
+    YAML's false, so the parameter's form is "none"); "NAMED_BELOW,OTHER_AT_LEAST" (e.g. "0.2,0.3") = a
     named colour scored below the first while another colour of the object scores at least the
     second is refused, with the head's ratio branch kept (none when the head has no rule). A
     stricter rule refuses more wrong colours and more right ones (docs/training.md item 43:
@@ -245,14 +246,14 @@ def colour_check_rule(
     value = (setting or "").strip().lower()
     if value in ("", "head"):
         return head_rule
-    if value == "off":
+    if value in ("none", "off"):
         return None
     parts = value.split(",")
     try:
         below, at_least = (float(x) for x in parts)
     except ValueError:
         raise ValueError(
-            f"colour_check must be '', 'head', 'off' or 'NAMED_BELOW,OTHER_AT_LEAST' (two numbers in [0, 1], "
+            f"colour_check must be 'head', 'none' or 'NAMED_BELOW,OTHER_AT_LEAST' (two numbers in [0, 1], "
             f"e.g. '0.2,0.3'), got {setting!r}"
         ) from None
     if not (0.0 <= below <= 1.0 and 0.0 <= at_least <= 1.0):

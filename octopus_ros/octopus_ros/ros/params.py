@@ -171,7 +171,7 @@ PARAMETERS: dict[str, Spec] = {
         "head",
         "How sure the grounding head must be that a named colour is not there before a call is refused "
         "NOT_IN_VIEW ('the red cup is there, not the blue one'): head = the rule the head was validated "
-        "with (its grounding.json), off = never refuse a colour, 'NAMED_BELOW,OTHER_AT_LEAST' (e.g. "
+        "with (its grounding.json), none = never refuse a colour, 'NAMED_BELOW,OTHER_AT_LEAST' (e.g. "
         "'0.2,0.3') = refuse when the named colour scores below the first and another colour of that "
         "object at least the second. Stricter acts on fewer absent colours and holds back more right "
         "calls (README, 'Absent objects, measured at scale'). Both models' heads. Applied at configure.",
