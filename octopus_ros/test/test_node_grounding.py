@@ -64,9 +64,10 @@ def test_not_in_view_over_dds(ros_env, rclpy_context):
     from octopus_ros.model.grounding import GroundingModel
     from octopus_ros.paths import default_model_dir
 
-    validated = GroundingModel.load(default_model_dir()).threshold
-    expected = (
-        f"grounding: grounding head (its validation threshold {validated:.2f}); grounding_threshold 0.22"
+    head = GroundingModel.load(default_model_dir())
+    expected = (  # the threshold it was validated at, and the colour check it runs (colour_check: head)
+        f"grounding: grounding head (its validation threshold {head.threshold:.2f}; colour check head: "
+        f"{head.colour_mismatch}); grounding_threshold 0.22"
     )
     assert expected in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
