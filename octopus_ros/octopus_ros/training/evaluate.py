@@ -212,19 +212,8 @@ def evaluate(
     for split in splits:
         examples = generate(split, n, seed)
         for ex in tqdm(examples, desc=f"eval {split}", disable=not progress, leave=False):
-            t0 = time.perf_counter()
-            d = octopus.decide(ex.instruction, ex.image, mode=mode)
-            ms = (time.perf_counter() - t0) * 1000
+            d, ms, action = _decide_as_node(octopus, ex, mode, threshold, grounding, second_opinion)
             got = _got(d)
-            action = node_action(
-                d,
-                registry,
-                threshold,
-                grounding,
-                ex.instruction,
-                second_opinion=second_opinion,
-                image=ex.image,
-            )
             rows.append(
                 {
                     "split": split,
@@ -268,6 +257,26 @@ def evaluate(
             # these sets' cases stay out of the report: only their figures are kept
             metrics[key].pop("published_wrong_examples", None)
     return metrics
+
+
+def _decide_as_node(
+    octopus: Any, ex: Any, mode: str, threshold: float, grounding: float | None, second_opinion: Any
+) -> tuple[Any, float, str]:
+    """One generated example decided as the node decides it: (decision, milliseconds the model
+    took, :func:`node_action`)."""
+    t0 = time.perf_counter()
+    d = octopus.decide(ex.instruction, ex.image, mode=mode)
+    ms = (time.perf_counter() - t0) * 1000
+    action = node_action(
+        d,
+        octopus.registry,
+        threshold,
+        grounding,
+        ex.instruction,
+        second_opinion=second_opinion,
+        image=ex.image,
+    )
+    return d, ms, action
 
 
 def _got(d: Any) -> str:
@@ -326,16 +335,7 @@ def evaluate_absent(
         for ex in tqdm(examples, desc=f"absent probe {split}", disable=not progress, leave=False):
             if ex.decoy_kind not in ABSENT_KINDS:
                 continue
-            d = octopus.decide(ex.instruction, ex.image, mode=mode)
-            action = node_action(
-                d,
-                registry,
-                threshold,
-                grounding,
-                ex.instruction,
-                second_opinion=second_opinion,
-                image=ex.image,
-            )
+            d, _, action = _decide_as_node(octopus, ex, mode, threshold, grounding, second_opinion)
             spec = registry.by_name(d.call.function) if d.ok else None
             published = action == "published" and spec is not None and not spec.decline
             rows.append(
