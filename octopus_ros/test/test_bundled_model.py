@@ -121,8 +121,10 @@ def test_the_bundled_model_carries_its_second_opinion():
 def test_absent_object_probe_on_the_bundled_model():
     """The absent-object probe asks only for objects that are not in view, of the functions that
     need them, in both kinds and both languages; the bundled pair acts on few of them (1.5 % of
-    2,533 at 3000 per split, README; a 12 % ceiling on these 80 draws per split: one request in
-    eight, so the test catches a pair that stopped checking, not a point's drift)."""
+    2,533 at 3000 per split, README; 0 of these 77). Broken once each on these draws: without the
+    NOT_IN_VIEW check 80.5 % are acted on, without the colour check 40.3 %, without the second
+    opinion 3.9 % (3 of 77); the 3 % ceiling fails all three and leaves two requests of slack for
+    another CPU's rounding."""
     from octopus_ros.model import Octopus
     from octopus_ros.runtime.second_opinion import second_opinion_dir
     from octopus_ros.training.evaluate import ABSENT_KINDS, evaluate_absent
@@ -141,4 +143,4 @@ def test_absent_object_probe_on_the_bundled_model():
     assert m["all"]["n"] == len(rows) == sum(m[k]["n"] for k in ABSENT_KINDS)
     acted = sum(r["manipulation_published"] for r in rows)
     assert m["all"]["manipulation_published"] == pytest.approx(acted / len(rows))
-    assert m["all"]["manipulation_published"] <= 0.12, [r for r in rows if r["manipulation_published"]]
+    assert m["all"]["manipulation_published"] <= 0.03, [r for r in rows if r["manipulation_published"]]
