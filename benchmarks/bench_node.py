@@ -302,7 +302,8 @@ def run_config(
     client = Client(context, frame, args.camera_hz)
     run = Run()
     try:
-        if not client.spin_for(180, lambda: client.speech_pub.get_subscription_count() > 0):
+        # the camera is subscribed on activate (speech from the node's start)
+        if not client.spin_for(180, lambda: client.image_pub.get_subscription_count() > 0):
             raise RuntimeError(f"octopus_node did not become active:\n{node_log(proc)[-4000:]}")
         client.spin_for(2.0)  # frames flowing, prefetch warmed up
         # 1. ingestion: camera on, no utterance
@@ -387,7 +388,7 @@ def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str,
                         os.environ.copy(), f"model_path:={ckpt}", f"backend:={backend}", log_level="warn"
                     )
                     try:
-                        if not client.spin_for(120, lambda: client.speech_pub.get_subscription_count() > 0):
+                        if not client.spin_for(120, lambda: client.image_pub.get_subscription_count() > 0):
                             raise RuntimeError(f"octopus_node ({backend}) did not become active")
                         seconds = time.perf_counter() - t0
                         client.spin_for(1.0)
@@ -399,7 +400,7 @@ def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str,
                         row["torch"].append("libtorch" in maps)
                     finally:
                         stop_node(proc)
-                    client.spin_for(1.0, lambda: client.speech_pub.get_subscription_count() == 0)
+                    client.spin_for(1.0, lambda: client.image_pub.get_subscription_count() == 0)
         finally:
             client.destroy_node()
     return out

@@ -36,3 +36,33 @@ def config_path(name: str) -> Path:
 def default_model_dir() -> Path:
     """Directory of the bundled default model checkpoint."""
     return share_dir() / "models" / "octopus_tiny"
+
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def read_config_text(path: str | Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> str:
+    """The UTF-8 text of a configuration file (a registry, a routing table, a safety screen).
+
+    Raises OSError, naming what is wrong, for anything but a regular file of at most ``max_bytes``:
+    a FIFO would block the reader (and a lifecycle transition) forever, ``/dev/zero`` would fill
+    the memory. Callers handle it as any unreadable file."""
+    import stat
+
+    path = Path(path)
+    info = path.stat()  # FileNotFoundError / PermissionError as usual; never blocks
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
+        )
+        raise OSError(f"{path} is {kind}")
+    if info.st_size > max_bytes:
+        raise OSError(f"{path} has {info.st_size} bytes; a configuration file may have at most {max_bytes}")
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew while it was read
+        raise OSError(f"{path} has more than {max_bytes} bytes; a configuration file may have at most that")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise OSError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from e

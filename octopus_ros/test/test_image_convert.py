@@ -138,10 +138,35 @@ def test_absurd_size_is_refused_and_the_limit_is_configurable():
     # The size check comes before the data checks: no need to allocate 8193 px of data.
     with pytest.raises(ImageConversionError, match=r"8193x1 px exceeds the maximum side of 8192"):
         image_msg_to_rgb(raw_msg(b"\0", 8193, 1, "mono8"))
-    msg = raw_msg(bytes(64 * 3), 64, 1, "rgb8")
-    assert image_msg_to_rgb(msg).shape == (1, 64, 3)
+    msg = raw_msg(bytes(64 * 4 * 3), 64, 4, "rgb8")
+    assert image_msg_to_rgb(msg).shape == (4, 64, 3)
     with pytest.raises(ImageConversionError, match=r"maximum side of 32 px"):
         image_msg_to_rgb(msg, max_side=32)
+
+
+def test_a_strip_is_refused_before_it_is_scaled_up():
+    # A 4096x1 image within the maximum side would become 64x262144 at a model's input scale.
+    with pytest.raises(ImageConversionError, match=r"4096x1 px is a strip, not a camera frame"):
+        image_msg_to_rgb(raw_msg(bytes(4096 * 3), 4096, 1, "rgb8"))
+    with pytest.raises(ImageConversionError, match=r"1x65 px is a strip"):
+        image_msg_to_rgb(raw_msg(bytes(65), 1, 65, "mono8"))
+    assert image_msg_to_rgb(raw_msg(bytes(64), 1, 64, "mono8")).shape == (64, 1, 3)  # 64:1 is the limit
+    ok, png = cv2.imencode(".png", np.zeros((2, 200), np.uint8))
+    with pytest.raises(ImageConversionError, match=r"200x2 px is a strip"):
+        compressed_msg_to_rgb(CompressedImage(format="png", data=png.tobytes()))
+
+
+def test_mono16_rows_at_odd_byte_offsets_are_read():
+    # step 667 for 333 px of 2 bytes: every other row starts at an odd byte; shrinking reads them
+    width, height, step = 333, 240, 667
+    values = (np.arange(height * width, dtype=np.uint32) * 7 % 65536).astype("<u2").reshape(height, width)
+    data = bytearray(step * height)
+    for r in range(height):
+        data[r * step : r * step + 2 * width] = values[r].tobytes()
+    msg = raw_msg(bytes(data), width, height, "mono16", step=step)
+    full = image_msg_to_rgb(msg)
+    assert np.array_equal(full[..., 0], ((values.astype(np.uint32) + 128) // 257).astype(np.uint8))
+    assert image_msg_to_rgb(msg, min_side=64).shape == (64, round(333 * 64 / 240), 3)
 
 
 def test_conversion_error_is_a_value_error():
@@ -314,6 +339,29 @@ def test_jpeg_with_trailing_zero_padding_decodes():
     assert compressed_msg_to_rgb(compressed(enc.tobytes() + bytes(1000), "jpeg")).shape == (48, 64, 3)
 
 
+def _padded_jpeg(width: int, height: int, segments: int = 2) -> bytes:
+    """A real JPEG whose frame header declares ``width`` x ``height``, behind ``segments`` APP15
+    segments of 64 KiB each (a size check that reads only the first 64 KiB never sees it)."""
+    ok, enc = cv2.imencode(".jpg", _scene())
+    jpg = bytearray(enc.tobytes())
+    sof = jpg.index(b"\xff\xc0")
+    jpg[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    pad = b"".join(b"\xff\xef" + struct.pack(">H", 65535) + bytes(65533) for _ in range(segments))
+    return bytes(jpg[:2]) + pad + bytes(jpg[2:])
+
+
+def test_a_jpeg_size_behind_padding_segments_is_read_before_decoding():
+    data = _padded_jpeg(20000, 20000)
+    assert len(data) > 2 * 65536
+    assert ic._peek_size(data) == (20000, 20000)
+    with pytest.raises(ImageConversionError, match=r"20000x20000 px exceeds the maximum side of 8192"):
+        ic.check_compressed_msg(compressed(data, "jpeg"))
+    # the same padding around the true size decodes as before
+    assert compressed_msg_to_rgb(compressed(_padded_jpeg(64, 48), "jpeg")).shape == (48, 64, 3)
+    # a header of nothing but fill bytes ends the walk, not the process
+    assert ic._peek_size(b"\xff\xd8" + b"\xff" * 100_000) is None
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + b"\0\0\0\0"
@@ -328,7 +376,7 @@ def test_corrupt_truncated_empty_and_unsupported_compressed_images():
         (compressed(jpg[: len(jpg) // 2], "jpeg"), r"no end-of-image marker"),
         (compressed(png[: len(png) - 30], "png"), r"cannot decode \d+ bytes \(format 'png'\)"),
         (compressed(np.random.default_rng(0).bytes(500), "jpeg"), r"cannot decode 500 bytes"),
-        (compressed(jpg[:2] + b"\x00" * 200 + jpg[-2:], "jpeg"), r"cannot decode"),
+        (compressed(jpg[:2] + b"\x00" * 200 + jpg[-2:], "jpeg"), r"no readable frame header \(SOF\)"),
         (compressed(png, "16UC1; compressedDepth png"), r"compressedDepth\) is not supported"),
         (compressed(_png_header_only(100000, 10), "png"), r"100000x10 px exceeds the maximum side of 8192"),
         (compressed(_png_header_only(0, 10), "png"), r"declares zero size 0x10"),

@@ -68,7 +68,8 @@ def test_lifecycle_with_bad_then_good_model(ros_env, rclpy_context, tmp_path):
         call(robot, set_params, SetParameters.Request(parameters=[string_param("model_path", str(good))]))
         assert transition(Transition.TRANSITION_CONFIGURE)
         assert state() == State.PRIMARY_STATE_INACTIVE
-        assert robot.speech_pub.get_subscription_count() == 0  # subscribes only when active
+        assert robot.image_pub.get_subscription_count() == 0  # the camera only when active
+        assert robot.speech_pub.get_subscription_count() > 0  # speech in every state (NOT_ACTIVE)
         assert transition(Transition.TRANSITION_ACTIVATE)
         robot.wait_active(proc)
         robot.send_frame()
@@ -80,7 +81,7 @@ def test_lifecycle_with_bad_then_good_model(ros_env, rclpy_context, tmp_path):
         assert not refused.results[0].successful and "configure" in refused.results[0].reason
 
         assert transition(Transition.TRANSITION_DEACTIVATE)
-        assert robot.spin_until(lambda: robot.speech_pub.get_subscription_count() == 0, 30)
+        assert robot.spin_until(lambda: robot.image_pub.get_subscription_count() == 0, 30)
         assert transition(Transition.TRANSITION_CLEANUP)
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
         assert transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)

@@ -92,10 +92,10 @@ def test_publish_after_context_shutdown_is_dropped_not_raised(ros_env):
     context = Context()
     rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
     node = OctopusNode(context=context)
-    node._pubs["outcomes"] = node.create_publisher(String, "~/probe", 1)
-    node._publish("outcomes", String(data="alive"))  # a live context publishes
+    node._pubs["calls"] = node.create_publisher(String, "~/probe", 1)
+    node._publish("calls", String(data="alive"))  # a live context publishes
     with pytest.raises(TypeError):  # and real publishing errors still raise
-        node._publish("outcomes", Bool(data=True))
+        node._publish("calls", Bool(data=True))
     rclpy.shutdown(context=context)
-    node._publish("outcomes", String(data="late"))  # dropped with a warning, no exception
+    node._publish("calls", String(data="late"))  # dropped with a warning, no exception
     node.destroy_node()

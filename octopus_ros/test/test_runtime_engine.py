@@ -406,6 +406,31 @@ def test_guards():
     assert bucket.try_take(0.0) and not bucket.try_take(0.1) and bucket.try_take(0.6)
 
 
+def test_a_clock_that_jumps_back_does_not_block_the_rate_limit():
+    # /clock of a simulation restarted: 1000 s -> 10 s. The bucket must not owe 990 s of tokens.
+    bucket = TokenBucket(rate=5.0, burst=3, now=1000.0)
+    assert bucket.try_take(1000.0)
+    assert bucket.try_take(10.0) and bucket.try_take(10.0)  # what the burst had left
+    assert not bucket.try_take(10.0)
+    assert bucket.try_take(10.3) and bucket.try_take(12.0)  # refills from the new time
+
+
+def test_an_utterance_that_was_not_utf8_is_invalid_input():
+    # rclpy decodes bytes that are not UTF-8 to U+FFFD: "stop \xff\xfe" arrives as "stop \ufffd\ufffd"
+    with pytest.raises(InvalidUtteranceError, match=r"2 replacement character\(s\) U\+FFFD"):
+        clean_utterance("stop \ufffd\ufffd", max_length=50)
+    assert clean_utterance("stop 停下", max_length=50) == "stop 停下"
+
+
+def test_echo_text_keeps_short_text_and_shortens_long_text():
+    from octopus_ros.runtime.outcomes import echo_text
+
+    assert echo_text("pick up the cup", 200) == "pick up the cup"
+    assert echo_text("x" * 200, 200) == "x" * 200
+    long = echo_text("y" * 100_000, 200)
+    assert long == "y" * 200 + "… [100000 characters]"
+
+
 def test_outcome_codes_mirror_the_message_constants():
     from octopus_msgs.msg import FunctionCall, Outcome
 

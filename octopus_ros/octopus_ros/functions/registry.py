@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from octopus_ros.paths import read_config_text
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -471,7 +473,7 @@ class FunctionRegistry:
         """Load and validate a ``functions.yaml`` file."""
         source = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_config_text(path)
         except OSError as e:
             raise RegistryError(f"{source}: cannot read: {e}") from e
         try:

@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_SIDE = 8192
 """Images with a width or height above this many pixels are refused (configurable per call)."""
 
+MAX_ASPECT = 64
+"""Images whose longer side is more than this many times the shorter are refused: no camera
+gives a 4096x1 strip, and scaling its short side up to a model's input would make a 64x262144
+image out of it (seconds of work for one request). At 64:1 the scaled image is at most 64 times a
+square frame's work."""
+
+_MAX_JPEG_MARKERS = 1024  # a JPEG's header has tens of segments before its frame header
+
 
 class ImageConversionError(ValueError):
     """An image message that cannot be converted; the message says exactly why."""
@@ -82,6 +90,11 @@ def _as_bytes_view(data: Any) -> np.ndarray:
 def _check_side(width: int, height: int, max_side: int) -> None:
     if width > max_side or height > max_side:
         raise ImageConversionError(f"image of {width}x{height} px exceeds the maximum side of {max_side} px")
+    if width > 0 and height > 0 and max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageConversionError(
+            f"image of {width}x{height} px is a strip, not a camera frame: its longer side is more "
+            f"than {MAX_ASPECT} times the shorter"
+        )
 
 
 def _gray16_to_8(gray16: np.ndarray) -> np.ndarray:
@@ -206,6 +219,8 @@ class RawImage:
             if min_side is not None:
                 pixels = shrink(pixels, min_side)
             return _to_rgb(pixels, layout.order)
+        if self.step % 2:  # rows that start at odd bytes: 16-bit values OpenCV cannot address
+            raw = np.ascontiguousarray(raw)
         gray16 = raw.view(">u2" if self.bigendian else "<u2")  # rows stay strided: no copy
         if not gray16.dtype.isnative:
             gray16 = gray16.astype(np.uint16)  # byte-swapped copy: OpenCV reads native order only
@@ -239,29 +254,39 @@ def _check_rgb(rgb: Any) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- compressed images
-def _peek_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or baseline/progressive JPEG header, None if not found."""
-    if data.startswith(_PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
+def _peek_size(data: Any) -> tuple[int, int] | None:
+    """(width, height) from a PNG or baseline/progressive JPEG header, None if not found.
+
+    ``data``: the whole image (bytes or a uint8 array; nothing is copied). A JPEG's segments are
+    walked by their lengths up to its frame header wherever it lies, so padding segments before it
+    cannot hide the size it declares; the walk gives up (None) after ``_MAX_JPEG_MARKERS`` markers
+    or at the scan data."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    head = bytes(view[:24])
+    if head.startswith(_PNG_SIGNATURE) and len(head) >= 24 and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
         return width, height
-    if data.startswith(_JPEG_SOI):
-        pos = 2
-        while pos + 4 <= len(data):
-            if data[pos] != 0xFF:
+    if head.startswith(_JPEG_SOI):
+        pos, markers = 2, 0
+        while pos + 4 <= len(view) and markers < _MAX_JPEG_MARKERS:
+            markers += 1
+            if view[pos] != 0xFF:
                 return None
-            marker = data[pos + 1]
+            marker = view[pos + 1]
             if marker == 0xFF:  # fill byte
                 pos += 1
                 continue
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
                 pos += 2
                 continue
-            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+            if marker == 0xDA:  # start of scan: entropy-coded data follows, no frame header came
+                return None
+            (length,) = struct.unpack_from(">H", view, pos + 2)
             # Start-of-frame markers C0..CF, except DHT (C4), JPG (C8) and DAC (CC).
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                if pos + 9 > len(data):
+                if pos + 9 > len(view):
                     return None
-                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                height, width = struct.unpack_from(">HH", view, pos + 5)
                 return width, height
             pos += 2 + length
     return None
@@ -289,13 +314,18 @@ def check_compressed_msg(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.nd
     buf = _as_bytes_view(msg.data)
     if buf.size == 0:
         raise ImageConversionError(f"compressed image data is empty (format '{fmt}')")
-    head = buf[:65536].tobytes()
-    size = _peek_size(head)
+    size = _peek_size(buf)
+    is_jpeg = buf[:2].tobytes() == _JPEG_SOI
     if size is not None:
         if size[0] == 0 or size[1] == 0:
             raise ImageConversionError(f"compressed image header declares zero size {size[0]}x{size[1]}")
         _check_side(*size, max_side)
-    if head.startswith(_JPEG_SOI) and not _jpeg_has_end(buf):
+    elif is_jpeg:  # the decoder would find the size where this walk did not: refuse unread
+        raise ImageConversionError(
+            f"JPEG data of {buf.size} bytes has no readable frame header (SOF) before its scan data "
+            f"(corrupt?) (format '{fmt}')"
+        )
+    if is_jpeg and not _jpeg_has_end(buf):
         # OpenCV 4 decodes a truncated JPEG with a warning and grey rows; refuse it here.
         raise ImageConversionError(
             f"JPEG data of {buf.size} bytes has no end-of-image marker (truncated?) (format '{fmt}')"
@@ -324,7 +354,7 @@ class CompressedImageData:
     def __init__(self, msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> None:
         self.format = str(getattr(msg, "format", "") or "")
         self.data = check_compressed_msg(msg, max_side=max_side)
-        self.size = _peek_size(self.data[:65536].tobytes())  # (width, height) the header declares
+        self.size = _peek_size(self.data)  # (width, height) the header declares
         self.max_side = max_side
 
     def _reduction(self, min_side: int | None) -> tuple[int, int]:

@@ -5,9 +5,14 @@ Lifecycle:
              routing table (a bad model path or a corrupt file fails the transition with
              the reason in the log; the node stays alive and can be configured again);
              create publishers, the ~/ask service and the diagnostics timer.
-  activate   subscribe to camera, speech and e-stop; start the request engine.
-  deactivate unsubscribe; pending requests end with NOT_ACTIVE.
+  activate   subscribe to the camera; start the request engine.
+  deactivate unsubscribe from the camera; pending requests end with NOT_ACTIVE.
   cleanup    free the model and everything configure created.
+
+The e-stop, the speech input and ~/outcomes belong to the node, not to a configuration: they
+exist in every lifecycle state, so that an e-stop is always heard and every utterance gets exactly
+one outcome (NOT_ACTIVE with the state while the node is not active). Configure re-subscribes them
+when their parameters changed.
 
 All request policy lives in :class:`octopus_ros.runtime.engine.ActionEngine`; this node
 only converts messages and publishes results.
@@ -52,7 +57,7 @@ from octopus_ros.ros.ingest import IngestNode
 from octopus_ros.runtime.context import parse_context_examples
 from octopus_ros.runtime.engine import ActionEngine, EngineConfig
 from octopus_ros.runtime.guards import check_stamp, stamp_parts
-from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source
+from octopus_ros.runtime.outcomes import Frame, OutcomeCode, Request, Result, Source, echo_text
 from octopus_ros.runtime.second_opinion import same_functions, second_opinion_dir
 
 _ARG_TYPES = {
@@ -132,6 +137,7 @@ class OctopusNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("octopus_node", **kwargs)
         P.declare_parameters(self)
+        P.answer_malformed_parameter_requests(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._ids = itertools.count(1)
         self._id_prefix = f"{int(time.time()) % 100000:05d}"
@@ -142,9 +148,12 @@ class OctopusNode(LifecycleNode):
         self._routing = None
         self._engine: ActionEngine | None = None
         self._frame_seq = itertools.count(1)
-        # camera and speech subscriptions, each on a side node and thread of its own while active
+        # camera (while active) and speech (always) subscriptions, each on a side node and thread of its own
         self._camera: IngestNode | None = None
         self._speech: IngestNode | None = None
+        self._speech_key: tuple[str, int] | None = None
+        self._outcomes_pub = None  # ~/outcomes: a plain publisher, in every state (see the module docstring)
+        self._outcomes_depth = 0
         self._timers: list = []
         self._pubs: dict[str, Any] = {}
         self._routed_pubs: dict[tuple[str, type], Any] = {}
@@ -165,11 +174,22 @@ class OctopusNode(LifecycleNode):
         self._estop_seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self._estop_subs: list = []
         self._estop_topic = ""
-        self._subscribe_estop(self.get_parameter("estop_topic").value)
+        for start in (self._start_estop, self._start_speech):
+            try:
+                start()
+            except P.ParameterValueError as e:  # configure refuses the same value, with the reason
+                self.get_logger().error(f"{e}; configure will fail until it is set right")
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
         else:
             self.get_logger().info("octopus_node created; waiting for configure")
+
+    def _start_estop(self) -> None:
+        self._subscribe_estop(P.check_value("estop_topic", self.get_parameter("estop_topic").value))
+
+    def _start_speech(self) -> None:
+        depth = P.check_value("speech_qos_depth", self.get_parameter("speech_qos_depth").value)
+        self._listen_speech(P.check_value("speech_topic", self.get_parameter("speech_topic").value), depth)
 
     @_guarded("autostart")
     def _autostart(self) -> None:
@@ -194,19 +214,23 @@ class OctopusNode(LifecycleNode):
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._params = params
-        self._subscribe_estop(params.estop_topic)
-        depth = params.output_qos_depth
-        self._pubs["calls"] = self.create_lifecycle_publisher(FunctionCall, "~/function_calls", depth)
-        # One outcome per utterance: as deep as the speech queue, so a burst's answers are not overwritten.
-        self._pubs["outcomes"] = self.create_lifecycle_publisher(
-            Outcome, "~/outcomes", params.speech_qos_depth
-        )
-        if self._routing is not None:
-            for topic, msg_type in self._routing.topics():
-                self._routed_pubs[(topic, msg_type)] = self.create_lifecycle_publisher(msg_type, topic, depth)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._timers.append(self.create_timer(1.0 / params.diagnostics_rate, self._publish_diagnostics))
-        self._ask = self.create_service(Ask, "~/ask", self._on_ask, callback_group=self._service_group)
+        try:
+            self._subscribe_estop(params.estop_topic)
+            self._listen_speech(params.speech_topic, params.speech_qos_depth)
+            depth = params.output_qos_depth
+            self._pubs["calls"] = self.create_lifecycle_publisher(FunctionCall, "~/function_calls", depth)
+            if self._routing is not None:
+                for topic, msg_type in self._routing.topics():
+                    self._routed_pubs[(topic, msg_type)] = self.create_lifecycle_publisher(
+                        msg_type, topic, depth
+                    )
+            self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self._timers.append(self.create_timer(1.0 / params.diagnostics_rate, self._publish_diagnostics))
+            self._ask = self.create_service(Ask, "~/ask", self._on_ask, callback_group=self._service_group)
+        except Exception as e:  # a name rcl refuses, an entity it cannot create: a reason, not on_error
+            log.error(f"configure failed: {type(e).__name__}: {e}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
         log.info(
             f"configured: model {self._model_desc}, device {params.device}, precision {params.precision}, "
             f"allowlist {list(params.allowed_functions) or 'all enabled'}, image conversion {self._bridge.backend}"
@@ -343,19 +367,22 @@ class OctopusNode(LifecycleNode):
                 depth=p.image_qos_depth,
                 reliability=ReliabilityPolicy.RELIABLE,
             )
-        if p.image_topic or p.compressed_image_topic:
-            # Not on this node's executor: frames would wake it 30 times a second (ros/ingest.py).
-            self._camera = IngestNode(self, "camera")
-        if p.image_topic:
-            self._camera.subscribe(Image, p.image_topic, self._on_image, image_qos)
-        if p.compressed_image_topic:
-            self._camera.subscribe(CompressedImage, p.compressed_image_topic, self._on_compressed, image_qos)
-        speech_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=p.speech_qos_depth, reliability=ReliabilityPolicy.RELIABLE
-        )
-        # Not on this node's executor either: an utterance would wait for it to walk ~25 entities.
-        self._speech = IngestNode(self, "speech")
-        self._speech.subscribe(String, p.speech_topic, self._on_speech, speech_qos)
+        try:
+            if p.image_topic or p.compressed_image_topic:
+                # Not on this node's executor: frames would wake it 30 times a second (ros/ingest.py).
+                self._camera = IngestNode(self, "camera")
+            if p.image_topic:
+                self._camera.subscribe(Image, p.image_topic, self._on_image, image_qos)
+            if p.compressed_image_topic:
+                self._camera.subscribe(
+                    CompressedImage, p.compressed_image_topic, self._on_compressed, image_qos
+                )
+        except Exception as e:  # a name rcl refuses: a reason in the log, the node stays inactive
+            self.get_logger().error(f"activate failed: {type(e).__name__}: {e}")
+            if self._camera is not None:
+                self._camera.close()
+                self._camera = None
+            return TransitionCallbackReturn.FAILURE
         if p.standing_instruction:
             self._standing_timer = self.create_timer(1.0 / p.standing_rate, self._on_standing_tick)
         else:
@@ -373,10 +400,9 @@ class OctopusNode(LifecycleNode):
 
     def _deactivate(self, reason: str) -> None:
         self._active = False
-        for side in (self._camera, self._speech):
-            if side is not None:
-                side.close()
-        self._camera = self._speech = None
+        if self._camera is not None:
+            self._camera.close()
+        self._camera = None
         if getattr(self, "_standing_timer", None) is not None:
             self.destroy_timer(self._standing_timer)
             self._standing_timer = None
@@ -391,7 +417,18 @@ class OctopusNode(LifecycleNode):
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._deactivate("node shutting down")
         self._release()
+        self.close_inputs()
         return TransitionCallbackReturn.SUCCESS
+
+    def close_inputs(self) -> None:
+        """Stop listening to speech (the node is finalized or its process ends). Idempotent."""
+        if self._speech is not None:
+            self._speech.close()
+        self._speech, self._speech_key = None, None
+
+    def destroy_node(self) -> None:
+        self.close_inputs()  # the speech side node and its thread go with this node
+        super().destroy_node()
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
         self.get_logger().error("error during a transition; releasing resources")
@@ -548,10 +585,44 @@ class OctopusNode(LifecycleNode):
     def _on_speech(self, msg: String, info: Any) -> None:
         self._count_speech_gaps(info)
         request = Request(id=self._new_id("utt"), text=msg.data, source=Source.UTTERANCE, arrived=self._now())
-        self.get_logger().info(f"[{request.id}] utterance: {msg.data!r}")
-        if self._engine is None:
-            raise RuntimeError("node is not configured")
-        self._engine.submit(request)
+        self.get_logger().info(f"[{request.id}] utterance: {echo_text(msg.data, self._echo_limit())!r}")
+        engine = self._engine
+        if engine is None or not self._active:
+            state = "unconfigured (configure and activate it)" if engine is None else "inactive (activate it)"
+            result = Result(request, OutcomeCode.NOT_ACTIVE, f"node is not active: it is {state}")
+            result.finished = self._now()
+            self._on_result(result)
+            return
+        engine.submit(request)
+
+    def _echo_limit(self) -> int:
+        """How much of an utterance logs and messages repeat: the length the node accepts."""
+        if self._params is not None:
+            return self._params.max_utterance_length
+        return int(P.PARAMETERS["max_utterance_length"].default)
+
+    def _listen_speech(self, topic: str, depth: int) -> None:
+        """Subscribe to speech and publish ~/outcomes (both as deep as ``depth``, so a burst's
+        answers are not overwritten), unless already so; see the module docstring."""
+        if self._outcomes_pub is None or self._outcomes_depth != depth:
+            if self._outcomes_pub is not None:
+                self.destroy_publisher(self._outcomes_pub)
+            self._outcomes_pub = self.create_publisher(Outcome, "~/outcomes", depth)
+            self._outcomes_depth = depth
+        if self._speech_key == (topic, depth):
+            return
+        self.close_inputs()
+        if not topic:
+            return
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+        # Not on this node's executor: an utterance would wait for it to walk ~25 entities.
+        speech = IngestNode(self, "speech")
+        try:
+            speech.subscribe(String, topic, self._on_speech, qos)
+        except Exception:
+            speech.close()
+            raise
+        self._speech, self._speech_key = speech, (topic, depth)
 
     def _count_speech_gaps(self, info: Any) -> None:
         """Count utterances a publisher sent that this reader never got (publication sequence gaps)."""
@@ -580,10 +651,6 @@ class OctopusNode(LifecycleNode):
         """
         if topic == self._estop_topic:
             return
-        for sub in self._estop_subs:
-            self.destroy_subscription(sub)
-        self._estop_subs.clear()
-        self._estop_topic = topic
         latched = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=1,
@@ -596,13 +663,21 @@ class OctopusNode(LifecycleNode):
             reliability=ReliabilityPolicy.BEST_EFFORT,
             durability=DurabilityPolicy.VOLATILE,
         )
-        if topic:
-            for qos in (latched, volatile):
-                self._estop_subs.append(
+        new: list = []
+        try:  # the new subscriptions first: a name rcl refuses leaves the old ones listening
+            for qos in (latched, volatile) if topic else ():
+                new.append(
                     self.create_subscription(
                         Bool, topic, self._on_estop, qos, callback_group=self._estop_group
                     )
                 )
+        except Exception:
+            for sub in new:
+                self.destroy_subscription(sub)
+            raise
+        for sub in self._estop_subs:
+            self.destroy_subscription(sub)
+        self._estop_subs, self._estop_topic = new, topic
 
     @_guarded("estop")
     def _on_estop(self, msg: Bool, info: Any) -> None:
@@ -653,7 +728,7 @@ class OctopusNode(LifecycleNode):
             code=Outcome.INVALID_INPUT,
             code_name="INVALID_INPUT",
             reason=f"could not handle the request: {type(error).__name__}: {error}",
-            utterance=str(request.text),
+            utterance=echo_text(str(request.text), self._echo_limit()),
         )
         return response
 
@@ -667,7 +742,7 @@ class OctopusNode(LifecycleNode):
                 code=Outcome.NOT_ACTIVE,
                 code_name="NOT_ACTIVE",
                 reason="node is not active",
-                utterance=request.text,
+                utterance=echo_text(request.text, self._echo_limit()),
             )
             return response
         image = None
@@ -744,7 +819,7 @@ class OctopusNode(LifecycleNode):
             log.warning(line)
 
     def _publish(self, key: str, msg: Any) -> None:
-        pub = self._pubs.get(key)
+        pub = self._outcomes_pub if key == "outcomes" else self._pubs.get(key)
         if pub is not None:
             self._send(pub, msg, key)
 
@@ -802,7 +877,7 @@ class OctopusNode(LifecycleNode):
             arguments=[argument_msg(a) for a in call.args],
             confidence=float(result.confidence),
             language=result.language,
-            utterance=result.request.text,
+            utterance=echo_text(result.request.text, self._echo_limit()),
             raw_output=result.raw_text,
             image_age=_duration(result.image_age),
             inference_latency=_duration(result.inference_s),
@@ -822,7 +897,7 @@ class OctopusNode(LifecycleNode):
             code=int(result.code),
             code_name=result.code.name,
             reason=result.reason,
-            utterance=result.request.text,
+            utterance=echo_text(result.request.text, self._echo_limit()),
             function_name=result.call.function if result.call is not None else "",
             confidence=float(result.confidence),
             latency=_duration(result.latency),

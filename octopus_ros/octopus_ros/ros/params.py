@@ -365,9 +365,29 @@ def check_value(name: str, value: Any) -> Any:
         except ValueError as e:
             raise ParameterValueError(str(e)) from e
         return value.strip()
-    if name.endswith("_topic") and value and (" " in value or value.endswith("/")):
-        raise ParameterValueError(f"{name} is not a valid topic name: {value!r}")
+    if name.endswith("_topic") and value:
+        problem = topic_name_problem(value)
+        if problem:
+            raise ParameterValueError(f"{name} is not a valid topic name: {value!r} ({problem})")
     return value
+
+
+def topic_name_problem(topic: str) -> str:
+    """'' when ``topic`` is a ROS topic name a node can subscribe to, else why not: the rules
+    rcl applies (repeated or trailing '/', a token starting with a digit, characters other than
+    alphanumerics and '_', an unknown ``{substitution}``), checked here so that a bad name is
+    refused when it is set, never halfway through a transition."""
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+    from rclpy.validate_topic_name import validate_topic_name
+
+    try:
+        validate_topic_name(topic)
+        validate_full_topic_name(expand_topic_name(topic, "octopus_node", "/"))
+    except Exception as e:  # InvalidTopicNameException, or ValueError for a substitution
+        first = str(e).splitlines()[0].rstrip(":").split(", at /")[0]  # rcl's source location off
+        return first.replace("Invalid topic name: ", "").replace(f"topic name {topic!r} is invalid: ", "")
+    return ""
 
 
 def read_parameters(node) -> NodeParams:
@@ -454,3 +474,46 @@ def render_yaml() -> str:
 
 if __name__ == "__main__":
     print(render_yaml(), end="")
+
+
+def answer_malformed_parameter_requests(node) -> None:
+    """Make the node's set_parameters services answer a request rclpy cannot read.
+
+    rclpy's parameter service turns each ParameterValue of a request into a Parameter first, and a
+    value of an unknown type (``type=99``) raises there, before any on-set callback: the caller
+    then waits for an answer that never comes. Such a parameter is answered unsuccessful here with
+    the reason; the others of the request are set as rclpy sets them (set_parameters_atomically:
+    none, as the service promises)."""
+    from rcl_interfaces.srv import SetParameters, SetParametersAtomically
+
+    def unreadable(msg) -> str:
+        try:
+            Parameter.from_parameter_msg(msg)
+        except (ValueError, TypeError) as e:
+            return f"malformed parameter {msg.name!r}: {e}"
+        return ""
+
+    for srv in list(node.services):
+        if srv.srv_type not in (SetParameters, SetParametersAtomically):
+            continue
+
+        def answer(
+            request, response, _callback=srv.callback, _atomic=srv.srv_type is SetParametersAtomically
+        ):
+            problems = [unreadable(msg) for msg in request.parameters]
+            if not any(problems):
+                return _callback(request, response)
+            node.get_logger().warning("; ".join(p for p in problems if p))
+            if _atomic:
+                reason = next(p for p in problems if p)
+                response.result = SetParametersResult(successful=False, reason=reason)
+                return response
+            for msg, problem in zip(request.parameters, problems, strict=True):
+                if problem:
+                    response.results.append(SetParametersResult(successful=False, reason=problem))
+                else:
+                    one = _callback(SetParameters.Request(parameters=[msg]), SetParameters.Response())
+                    response.results.extend(one.results)
+            return response
+
+        srv.callback = answer

@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from octopus_ros.paths import read_config_text
+
 log = logging.getLogger(__name__)
 
 WILDCARD = "*"
@@ -219,7 +221,7 @@ class RoutingTable:
 
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_config_text(path))
         except OSError as e:
             raise RoutingError([f"cannot read the file: {e}"], str(path)) from e
         except yaml.YAMLError as e:

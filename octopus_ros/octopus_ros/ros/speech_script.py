@@ -129,11 +129,12 @@ class SpeechScript(Node):
     def run(self) -> list[StepRecord]:
         log = self.get_logger()
         startup = self.get_parameter("startup_timeout").value
-        # octopus_node subscribes to speech only when active: that is the readiness signal.
+        # octopus_node subscribes to speech from its start (an utterance before it is active is
+        # answered NOT_ACTIVE) and to the camera when active: frames it reports are the readiness signal.
         if not self._spin_until(lambda: self.speech.get_subscription_count() > 0, startup):
-            raise RuntimeError("octopus_node did not become active (no speech subscriber)")
+            raise RuntimeError("octopus_node did not start (no speech subscriber)")
         self.scene_cmd.publish(Int32(data=0))
-        # The node reports received frames in its diagnostics: the camera -> node link is up.
+        # The node reports received frames in its diagnostics: it is active, the camera -> node link is up.
         if not self._spin_until(lambda: self.node_frames > 0, startup):
             raise RuntimeError("octopus_node reports no camera frames")
         records = []

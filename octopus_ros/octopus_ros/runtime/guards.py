@@ -30,8 +30,9 @@ def clean_utterance(text: str, *, max_length: int) -> str:
     separators are whitespace and, with runs of spaces, become one space. Rejected: empty or
     whitespace-only text, text longer than ``max_length`` characters, any other control,
     format, surrogate, private-use or unassigned character (e.g. U+0000, U+001C-001F, U+007F,
-    U+200B, U+202E), and reserved token text such as ``<nexa_3>`` or ``<image>`` (a caller
-    must not be able to write the model's answer for it).
+    U+200B, U+202E), the replacement character U+FFFD (bytes that were not UTF-8: the
+    middleware decodes them to it, and what they said is lost), and reserved token text such as
+    ``<nexa_3>`` or ``<image>`` (a caller must not be able to write the model's answer for it).
     """
     if not isinstance(text, str):
         raise InvalidUtteranceError(f"utterance must be text, got {type(text).__name__}")
@@ -46,6 +47,11 @@ def clean_utterance(text: str, *, max_length: int) -> str:
     if bad:
         raise InvalidUtteranceError(
             f"utterance contains {len(bad)} control/format/unassigned character(s), e.g. U+{ord(bad[0]):04X}"
+        )
+    if "\ufffd" in text:
+        raise InvalidUtteranceError(
+            f"utterance contains {text.count(chr(0xFFFD))} replacement character(s) U+FFFD: it was not "
+            "valid UTF-8 text (the ASR or its bridge sent other bytes)"
         )
     stripped = " ".join(text.split())
     if not stripped:
@@ -77,7 +83,9 @@ class TokenBucket:
         if self.rate <= 0.0:
             return True
         with self._lock:
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            # A clock that jumps back (a simulation's /clock restarted) refills nothing and takes
+            # nothing: the bucket keeps its tokens and counts from the new time.
+            self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
             self._last = now
             if self._tokens >= 1.0:
                 self._tokens -= 1.0

@@ -111,6 +111,15 @@ class Result:
 NOT_ALLOWED_KINDS = frozenset({"NOT_ALLOWED", "DISABLED"})
 
 
+def echo_text(text: str, limit: int) -> str:
+    """``text`` as a log line or an answer repeats it: whole up to ``limit`` characters, else its
+    first ``limit`` and how long it was (a 10 MB utterance is refused, not echoed back in full)."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text)} characters]"
+
+
 def grounding_threshold_for(setting: float, model: Any) -> float | None:
     """The NOT_IN_VIEW threshold a ``grounding_threshold`` setting means for ``model``: negative =
     the threshold the model's grounding head was validated at (its grounding.json; None when the

@@ -33,6 +33,7 @@ from octopus_ros.functions.language import (
     has_cjk,
     negated,
 )
+from octopus_ros.paths import read_config_text
 
 DEFAULT_FILE = Path(__file__).with_name("safety.yaml")
 GAP = 4  # words an English " ... " term may skip
@@ -109,7 +110,7 @@ class SafetyScreen:
 
         self.path = Path(path)
         try:
-            doc = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+            doc = yaml.safe_load(read_config_text(self.path))
         except (OSError, yaml.YAMLError) as e:
             raise SafetyScreenError(self.path, f"cannot read the safety screen: {e}") from e
         if not isinstance(doc, dict) or not set(doc) <= set(LANGUAGES) or not doc:
