@@ -132,3 +132,23 @@ def test_bad_topic_names_malformed_requests_and_a_fifo_never_stall_the_node(ros_
         log = stop_node(proc)
         robot.destroy_node()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_help_prints_the_parameters_and_a_bad_start_value_is_one_clear_line(ros_env):
+    import subprocess
+    import sys
+
+    node = [sys.executable, "-m", "octopus_ros.ros.octopus_node"]
+    shown = subprocess.run([*node, "--help"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "usage: octopus_node" in shown.stdout
+    assert "confidence_threshold (default 0.5)" in shown.stdout and "octopus_node created" not in shown.stdout
+    for value, why in (("2.0", "out of range"), ("high", "expecting type 'DOUBLE'")):
+        bad = subprocess.run(
+            [*node, "--ros-args", "-p", f"confidence_threshold:={value}"],
+            env=ros_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert bad.returncode == 2 and "octopus_node: error:" in bad.stderr and why in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr, bad.stderr

@@ -422,8 +422,9 @@ class OctopusNode(LifecycleNode):
 
     def close_inputs(self) -> None:
         """Stop listening to speech (the node is finalized or its process ends). Idempotent."""
-        if self._speech is not None:
-            self._speech.close()
+        speech = getattr(self, "_speech", None)  # None too for a node whose __init__ failed
+        if speech is not None:
+            speech.close()
         self._speech, self._speech_key = None, None
 
     def destroy_node(self) -> None:
@@ -950,15 +951,42 @@ class OctopusNode(LifecycleNode):
         self._send(self._diag_pub, array, "diagnostics")
 
 
+def usage() -> str:
+    """``octopus_node --help``: how to start it and every parameter with its default."""
+    lines = [
+        "usage: octopus_node [--ros-args -p NAME:=VALUE ...]",
+        "",
+        "camera + speech in, typed function calls out (a managed lifecycle node; see the README).",
+        "With autostart:=true it configures and activates itself; otherwise launch/octopus.launch.py",
+        "or the lifecycle services drive it. Parameters (also in config/octopus.yaml):",
+        "",
+    ]
+    for name, spec in P.PARAMETERS.items():
+        lines.append(f"  {name} (default {spec.default!r}): {spec.description}")
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> None:
     import os
 
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
     from octopus_ros.heap import limit_malloc_arenas
 
+    argv = sys.argv[1:] if args is None else list(args)
+    own = argv[: argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if "-h" in own or "--help" in own:
+        print(usage())
+        return
     if "MALLOC_ARENA_MAX" not in os.environ:  # e.g. started by ros2 launch, not through scripts/env.sh
         limit_malloc_arenas()  # before any thread starts: keeps lifecycle cycles from growing RSS
     rclpy.init(args=args)
-    node = OctopusNode()
+    try:
+        node = OctopusNode()
+    except (InvalidParameterTypeException, InvalidParameterValueException) as e:  # -p x:=<bad> at start
+        print(f"octopus_node: error: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
