@@ -107,7 +107,9 @@ def _assert_loopback_only(pid: int, who: str) -> None:
 
 def test_environment_is_the_localhost_profile(ros_env):
     assert environment_problem(ros_env) is None, environment_problem(ros_env)
-    assert environment_problem({**ros_env, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}) is not None
+    # LOCALHOST keeps discovery on the machine too (what a shell set up for that exports); SUBNET does not
+    assert environment_problem({**ros_env, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}) is None
+    assert environment_problem({**ros_env, "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}) is not None
     assert environment_problem({**ros_env, "FASTDDS_DEFAULT_PROFILES_FILE": ""}) is not None
 
 

@@ -35,6 +35,11 @@ RMW = "rmw_fastrtps_cpp"
 # yet, so a first message sent at once can be dropped (octopus_replay --online saw its first
 # frame dropped and the utterance judged on a stale one). The replay and the test harness wait it.
 MATCH_SETTLE_S = 1.0
+# Ranges that keep discovery, and so all traffic, on this machine with the profile: SYSTEM_DEFAULT
+# (the default: the profile's unicast discovery to 127.0.0.1) and LOCALHOST (what a shell set up
+# for "nothing leaves this machine" exports; rmw_fastrtps then also holds UDP sockets bound to
+# every interface, which the profile alone avoids, but discovers peers on this machine only).
+KEEPS_ON_MACHINE = (DISCOVERY_RANGE, "LOCALHOST")
 
 
 def profile_path() -> Path:
@@ -65,10 +70,10 @@ def environment_problem(environ: Mapping[str, str] | None = None) -> str | None:
             f"FASTDDS_DEFAULT_PROFILES_FILE is {profile!r}, not {profile_path()} "
             "(run via make, or `source scripts/env.sh`)"
         )
-    if rng != DISCOVERY_RANGE:
+    if rng not in KEEPS_ON_MACHINE:
         return (
-            f"ROS_AUTOMATIC_DISCOVERY_RANGE is {rng!r}; the localhost profile needs {DISCOVERY_RANGE!r} "
-            "(with LOCALHOST, rmw_fastrtps adds a UDP transport bound to every interface)"
+            f"ROS_AUTOMATIC_DISCOVERY_RANGE is {rng!r}; with the localhost profile use {DISCOVERY_RANGE!r} "
+            "(the profile's loopback-only discovery) or 'LOCALHOST'"
         )
     return None
 
