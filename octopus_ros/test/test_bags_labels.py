@@ -232,7 +232,7 @@ def test_a_labelled_bag_is_a_fine_tuning_source(tmp_path, registry):
     assert bag_labels.main(["extract", str(bag), "--out", str(labels_file)]) == 0
     with pytest.raises(FinetuneError, match="still 'todo'"):  # nobody has looked at the lines yet
         build_sources(registry, 32, cfg)
-    assert bag_labels.main(["extract", str(bag), "--out", str(labels_file), "--auto-confirm"]) == 0
+    assert bag_labels.main(["extract", str(bag), "--out", str(labels_file), "--auto-confirm", "--force"]) == 0
     lines = [json.loads(x) for x in labels_file.read_text().splitlines()]
     for line in lines:  # the lines auto-confirm could not take: no frame yet, no call to copy
         line["status"] = line["status"] if line["status"] == "ok" else "skip"

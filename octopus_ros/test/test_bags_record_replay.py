@@ -169,3 +169,59 @@ def _check_record_label_offline(tmp_path, bag, frames, recorded, calls) -> None:
     assert rc == 0 and off["error"] is None
     assert _decided(off) == _want(recorded, calls.values())
     assert off["metrics"]["accuracy"] == 1.0 and off["metrics"]["published_wrong"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_record_sigterm_closes_the_bag(tmp_path, ros_env, rclpy_context):
+    """SIGTERM (a process manager's stop) ends the recording as Ctrl-C does: rc 0, a whole bag."""
+    from std_msgs.msg import String
+
+    bag = tmp_path / "run_term"
+    recorder = _recorder(ros_env, bag)
+    robot = RobotSide(rclpy_context)
+    try:
+
+        def subscribed() -> bool:
+            if recorder.poll() is not None:
+                raise RuntimeError(f"octopus_record exited early:\n{recorder.stdout.read()}")
+            return (
+                robot.speech_pub.get_subscription_count() >= 1
+                and robot.image_pub.get_subscription_count() >= 1
+            )
+
+        assert robot.spin_until(subscribed, 60), "octopus_record did not subscribe"
+        robot.settle(1.0)  # its readers matched on our side too
+        robot.send_frame(settle=0.3)
+        robot.speech_pub.publish(String(data="hello robot"))
+        robot.settle(0.5)
+        recorder.send_signal(15)
+        log = recorder.communicate(timeout=30)[0]
+        assert recorder.returncode == 0 and "closed" in log, log
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait()
+        robot.destroy_node()
+    assert (bag / "metadata.yaml").is_file()
+    run = bag_io.read_run(bag)
+    assert [u.text for u in run.utterances] == ["hello robot"] and len(run.frames) == 1
+
+
+def test_record_start_that_fails_leaves_no_folder(tmp_path, ros_env):
+    """A start that fails after the bag was opened (here: one topic given twice) removes it: the
+    same name can be given again."""
+    bag = tmp_path / "runs" / "r1"
+    cmd = [
+        sys.executable,
+        "-m",
+        "octopus_ros.ros.record",
+        str(bag),
+        "--image-topic",
+        "/a",
+        "--speech-topic",
+        "/a",
+    ]
+    done = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "octopus_record: error: cannot start recording" in done.stderr
+    assert "topic /a added twice" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -332,3 +332,12 @@ def test_counterfactual_examples_carry_their_twins(tmp_path):
         assert other == {**mine, "on": not mine["on"]}
         if ex.language == "en":  # the words differ only where the value is said
             assert sorted(set(ex.instruction.split()) ^ set(text.split())) == ["off", "on"]
+
+
+def test_a_byte_order_mark_at_the_start_is_not_a_bad_record(tmp_path, registry):
+    _image(tmp_path / "a.png")
+    rec = {"image": "a.png", "instruction": "stop", "answer": "stop()", "language": "en"}
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes("\ufeff".encode() + (json.dumps(rec) + "\n").encode("utf-8"))  # as Notepad saves it
+    [record] = read_records(path, registry)
+    assert record.query.instruction == "stop" and record.query.answer == "<nexa_3>()<nexa_end>"

@@ -89,8 +89,17 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"{self.path}: already exists (a bag is never overwritten)")
+        # The outermost folder this writer creates (the bag's, or a missing parent of it): what
+        # discard() removes, so that a start that fails leaves nothing behind to block a retry.
+        self.created = self.path
+        while not self.created.parent.exists() and self.created.parent != self.created:
+            self.created = self.created.parent
         self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=plugins[storage])
-        self._writer.open()
+        try:
+            self._writer.open()
+        except Exception as e:  # OSError (a folder it may not create), rosbags' WriterError
+            self._remove_created()
+            raise BagError(f"{self.path}: cannot create the bag: {e}") from e
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
 
@@ -112,6 +121,20 @@ class BagWriter:
     def close(self) -> None:
         self._writer.close()
 
+    def discard(self) -> None:
+        """Give up this bag (a recorder that failed to start): close it and remove every folder
+        the writer created, so the same name can be used again."""
+        try:
+            self._writer.close()
+        except Exception as e:  # removed anyway
+            log.debug("%s: closing a discarded bag: %s", self.path, e)
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.created, ignore_errors=True)
+
     def __enter__(self) -> BagWriter:
         return self
 
@@ -132,11 +155,26 @@ def open_reader(path: str | Path) -> Iterator[Any]:
     try:
         reader.open()
     except Exception as e:
-        raise BagError(f"{path}: cannot open the bag: {e}") from e
+        hint = _damage_hint(e)
+        raise BagError(f"{path}: cannot open the bag: {str(e).rstrip('.') if hint else e}{hint}") from e
     try:
         yield reader
     finally:
         reader.close()
+
+
+def _damage_hint(error: Exception) -> str:
+    """What to do about a bag whose file has no proper end (``rosbags`` only says "File end magic
+    is invalid"): the recorder was killed before it closed the bag (SIGKILL, power loss, full disk),
+    so the MCAP file stops mid-way. The mcap CLI's ``mcap recover`` keeps what was written (then
+    ``ros2 bag reindex`` rewrites metadata.yaml); else the run must be recorded again."""
+    if "end magic" not in str(error).lower():
+        return ""
+    return (
+        ": the file ends mid-way, the recording was not closed properly (recorder killed, disk full?). "
+        "Rescue what was written with the mcap CLI (`mcap recover FILE.mcap -o fixed.mcap`, fixed.mcap "
+        "in its place) and `ros2 bag reindex` the folder, or record the run again"
+    )
 
 
 @dataclass(frozen=True)

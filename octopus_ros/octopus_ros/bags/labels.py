@@ -12,7 +12,8 @@ You edit two fields per line: ``answer`` (the right call by name, as in function
 ``pick_up('red cup')``, ``no_action()`` when the robot should do nothing; start from the node's
 own call) and ``status``: ``ok`` (confirmed), ``skip`` (leave it out) or ``todo`` (not yet
 looked at). ``--auto-confirm`` marks every line that has an answer ``ok`` (the node's decisions
-taken as right: useful to replay a run, or to start from). Then
+taken as right: useful to replay a run, or to start from). ``extract`` never overwrites a labels
+file (it may hold your work) unless ``--force``; a bag with no utterance is an error. Then
 ``octopus_label records run1.labels.jsonl --out run1.records.jsonl`` writes the confirmed lines
 as records (:mod:`octopus_ros.data.records`) whose images are bag references; ``octopus_finetune
 --data records:run1.records.jsonl`` trains on them.
@@ -28,7 +29,9 @@ as records (:mod:`octopus_ros.data.records`) whose images are bag references; ``
 
 The node's own answer: the published call for ``OK``; ``no_action()`` (the registry's decline)
 for ``NO_ACTION``; none for the other outcomes (they publish no call to copy).
-Paths in the labels file are relative to its folder, as in records. No torch, no rclpy.
+Paths in the labels file are relative to its folder, as in records. Every field a tool reads is
+checked when the labels file is read (errors name its ``file:line``); a records file is written
+whole or not at all. UTF-8, with or without a BOM. No torch, no rclpy.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +51,7 @@ from octopus_ros.bags.io import Run, read_run, stamp_ns
 log = logging.getLogger(__name__)
 
 STATUSES = ("todo", "ok", "skip")
+IMAGE_FROM = ("call", "receipt", "none")
 LABEL_KEYS = ("n", "utterance", "language", "received_ns", "node", "answer", "status", "image", "image_from")
 
 
@@ -183,11 +188,49 @@ def write_labels(labels: list[Label], path: str | Path) -> Path:
     return path
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _wrong_types(data: dict[str, Any]) -> str:
+    """'' when the fields the tools read have their types, else what is wrong (checked here, so a
+    hand edit such as ``"stamp_ns": "abc"`` is reported against the labels file and its line, never
+    later against a file made from it)."""
+    wrong = []
+    if not _is_int(data["n"]) or data["n"] < 1:
+        wrong.append(f"n must be an utterance number (1, 2, ...), got {data['n']!r}")
+    if not isinstance(data["utterance"], str):
+        wrong.append(f"utterance must be text, got {data['utterance']!r}")
+    if not isinstance(data["language"], str):
+        wrong.append(f"language must be text, got {data['language']!r}")
+    if not _is_int(data["received_ns"]) or data["received_ns"] < 0:
+        wrong.append(f"received_ns must be a bag time in nanoseconds, got {data['received_ns']!r}")
+    if not isinstance(data["node"], dict):
+        wrong.append(f"node must be an object (the node's decision), got {data['node']!r}")
+    if data["image_from"] not in IMAGE_FROM:
+        wrong.append(f"image_from must be one of {list(IMAGE_FROM)}, got {data['image_from']!r}")
+    image = data["image"]
+    if image is not None:
+        if not isinstance(image, dict) or set(image) != {"bag", "topic", "stamp_ns"}:
+            wrong.append(f"image must be null or {{bag, topic, stamp_ns}}, got {image!r}")
+        else:
+            if not isinstance(image["bag"], str) or not image["bag"]:
+                wrong.append(f"image.bag must be the bag folder's path, got {image['bag']!r}")
+            if not isinstance(image["topic"], str) or not image["topic"].startswith("/"):
+                wrong.append(f"image.topic must be a topic name, got {image['topic']!r}")
+            if not _is_int(image["stamp_ns"]) or image["stamp_ns"] < 0:
+                wrong.append(
+                    f"image.stamp_ns must be the frame's bag time in nanoseconds (an integer), "
+                    f"got {image['stamp_ns']!r}"
+                )
+    return "; ".join(wrong)
+
+
 def read_labels(path: str | Path) -> list[Label]:
     """Read a labels file; :class:`LabelError` lists every malformed line as ``file:line``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (some Windows editors add one) is no error
     except (OSError, UnicodeDecodeError) as e:
         raise LabelError(f"{path}: cannot read: {e}") from e
     labels, problems = [], []
@@ -214,11 +257,12 @@ def read_labels(path: str | Path) -> list[Label]:
         if data["answer"] is not None and not isinstance(data["answer"], str):
             problems.append(f"{where}: answer must be a call as text or null, got {data['answer']!r}")
             continue
+        wrong = _wrong_types(data)
+        if wrong:
+            problems.append(f"{where}: {wrong}")
+            continue
         image = data["image"]
         if image is not None:
-            if not isinstance(image, dict) or set(image) != {"bag", "topic", "stamp_ns"}:
-                problems.append(f"{where}: image must be null or {{bag, topic, stamp_ns}}, got {image!r}")
-                continue
             bag = Path(image["bag"])
             image = {**image, "bag": str(bag if bag.is_absolute() else (path.parent / bag).resolve())}
         labels.append(
@@ -226,7 +270,7 @@ def read_labels(path: str | Path) -> list[Label]:
                 n=data["n"],
                 utterance=data["utterance"],
                 language=data["language"],
-                received_ns=int(data["received_ns"]),
+                received_ns=data["received_ns"],
                 node=data["node"],
                 answer=data["answer"],
                 status=data["status"],
@@ -246,13 +290,14 @@ def to_records(labels_path: str | Path, out: str | Path, registry: Any, *, skip_
     Lines still ``todo`` are an error (each is listed) unless ``skip_todo``; an ``ok`` line needs
     an answer that is a valid call of ``registry`` and a frame.
     """
-    from octopus_ros.data.records import read_records
+    from octopus_ros.data.records import RecordError, read_records
     from octopus_ros.functions import ParseError, parse_plain
 
     labels_path, out = Path(labels_path), Path(out)
     labels = read_labels(labels_path)
     problems = []
     records = []
+    wheres: list[str] = []  # the labels file's line of each record
     folder = out.parent.resolve()
     for lab in labels:
         if lab.status == "skip":
@@ -275,6 +320,7 @@ def to_records(labels_path: str | Path, out: str | Path, registry: Any, *, skip_
             continue
         image = {**lab.image, "bag": os.path.relpath(lab.image["bag"], folder)}
         rid = f"{Path(lab.image['bag']).name}-{lab.n:04d}"
+        wheres.append(lab.where)
         records.append(
             {
                 "image": image,
@@ -288,9 +334,22 @@ def to_records(labels_path: str | Path, out: str | Path, registry: Any, *, skip_
         raise LabelError("\n".join(problems))
     if not records:
         raise LabelError(f"{labels_path}: no line has status 'ok'")
+    # Written to a temporary file next to OUT, checked, then renamed: a records file is either
+    # whole and valid or not there (an earlier OUT stays as it was when this one fails).
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
-    read_records(out, registry)  # the format's own validation, as octopus_finetune will read it
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+        try:
+            read_records(tmp, registry)  # the format's own validation, as octopus_finetune will read it
+        except RecordError as e:
+            # record k came from the k-th ok line: name that line, not a file that is not there
+            line_of = {f"{tmp}:{k}:": f"{where}:" for k, where in enumerate(wheres, start=1)}
+            message = re.sub(rf"{re.escape(str(tmp))}:\d+:", lambda m: line_of.get(m[0], m[0]), str(e))
+            raise LabelError(f"{message.replace(str(tmp), str(out))}\n(nothing written to {out})") from e
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("%s: %d records from %s", out, len(records), labels_path)
     return out
 
@@ -304,7 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("extract", help="write one label line per utterance of a bag")
     ex.add_argument("bag", help="rosbag2 folder written by octopus_record")
-    ex.add_argument("--out", required=True, help="labels JSONL to write")
+    ex.add_argument(
+        "--out",
+        required=True,
+        help="labels JSONL to write; an existing file (maybe already labelled by hand) is refused "
+        "unless --force",
+    )
+    ex.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing --out: its answers and statuses are lost (every line todo again)",
+    )
     ex.add_argument(
         "--functions", default="", help="function registry YAML (default: the bundled functions.yaml)"
     )
@@ -341,7 +410,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         registry = _registry(args.functions)
         if args.command == "extract":
+            if Path(args.out).exists() and not args.force:
+                raise LabelError(
+                    f"{args.out}: already exists (your labels?): extracting again would set every line "
+                    "back to the node's answer and 'todo'. Give another --out, or --force to overwrite it"
+                )
             run = read_run(args.bag, image_topic=args.image_topic, speech_topic=args.speech_topic)
+            if not run.utterances:
+                raise LabelError(
+                    f"{args.bag}: no utterance in the bag (nothing on {run.speech_topic}): nothing to label "
+                    "(was the ASR publishing there while octopus_record ran? --speech-topic picks another)"
+                )
             labels = extract(run, registry, auto_confirm=args.auto_confirm)
             write_labels(labels, args.out)
             todo = sum(lab.status == "todo" for lab in labels)
@@ -350,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
             out = to_records(args.labels, args.out, registry, skip_todo=args.skip_todo)
             print(f"{out}: records written")
     except (BagError, LabelError, RecordError, RegistryError) as e:
-        log.error("%s", e)
+        print(f"octopus_label: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an --out that cannot be written (read-only or missing folder, /proc...)
+        print(f"octopus_label: error: cannot write {args.out}: {e}", file=sys.stderr)
         return 2
     return 0
 

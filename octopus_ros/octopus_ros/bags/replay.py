@@ -16,12 +16,14 @@ label is the decline and nothing was published), published wrong (a call was pub
 is not the label's — the costly error on a robot), missed (the label is an action, nothing was
 published), outcome counts, and latency (offline: model time per utterance; online: the node's
 Outcome latency, arrival to outcome). A run whose every utterance ended ``NO_FRESH_IMAGE`` is
-an error, never a silent result (:func:`freshness_problem`).
+an error, never a silent result (:func:`freshness_problem`); so is a replay with nothing to score
+(:func:`nothing_to_score`: ``accuracy -`` is not a result either).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import logging
 import threading
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from octopus_ros.bags.io import load_frame
+from octopus_ros.bags.io import BagError, Run, load_frame, read_run
 from octopus_ros.bags.labels import Label
 
 log = logging.getLogger(__name__)
@@ -221,14 +223,111 @@ def replay_offline(
     return decided
 
 
-def labels_for(bag: str | Path, labels_path: str | Path | None, registry: Any) -> list[Label]:
-    """The labels file's lines, or (none given) the bag's utterances with the node's decisions as labels."""
+def labels_for(
+    bag: str | Path | Run,
+    labels_path: str | Path | None,
+    registry: Any = None,
+    *,
+    image_topic: str | None = None,
+    speech_topic: str | None = None,
+) -> list[Label]:
+    """What a replay of ``bag`` is scored against: the labels file's lines matched to the bag's
+    utterances (:func:`match_labels`), or (none given) the bag's utterances with the recorded
+    node's decisions as labels (``registry`` needed then).
+
+    The bag replayed is always ``bag`` (the one on the command line), read on ``image_topic`` /
+    ``speech_topic`` (a topic the bag lacks is a :class:`BagError` listing its topics): never the
+    bag the labels file's relative references happen to resolve to.
+    """
     from octopus_ros.bags.labels import extract, read_labels
 
+    run = bag if isinstance(bag, Run) else read_run(bag, image_topic=image_topic, speech_topic=speech_topic)
     if labels_path:
-        return read_labels(labels_path)
+        labels = match_labels(read_labels(labels_path), run, labels_path, image_topic=image_topic)
+    else:
+        labels = []
+    if not run.utterances:
+        raise BagError(
+            f"{run.path}: no utterance in the bag (nothing on {run.speech_topic}): nothing to replay or score"
+        )
+    if labels_path:
+        return labels
+    if registry is None:
+        raise ValueError("labels_for without a labels file needs the registry")
     log.info("no labels file: scoring against the recorded node's own decisions")
-    return extract(bag, registry, auto_confirm=True)
+    return extract(run, registry, auto_confirm=True)
+
+
+def match_labels(
+    labels: list[Label], run: Run, labels_path: str | Path, *, image_topic: str | None = None
+) -> list[Label]:
+    """The labels of ``run``: each line's utterance must be the bag's utterance of the same number
+    (text and bag time), and its frame on the camera topic replayed. A labels file made from
+    another bag is a :class:`LabelError` naming both. Frames are then read from ``run``'s bag,
+    whatever the line's reference says (a labels file moved to another folder still works)."""
+    from octopus_ros.bags.labels import LabelError
+
+    here = run.path.resolve()
+    problems = []
+    for lab in labels:
+        if lab.image is not None:
+            ref = Path(lab.image["bag"])
+            if ref.exists() and ref.resolve() != here:
+                raise LabelError(
+                    f"{labels_path} is labelled on the bag {ref} ({lab.where}), not on {run.path}: replay "
+                    f"{ref}, or give the labels of {run.path} (octopus_label extract {run.path} --out ...)"
+                )
+        if lab.n > len(run.utterances):
+            problems.append(
+                f"{lab.where}: utterance {lab.n} {lab.utterance!r}, but {run.path} has only "
+                f"{len(run.utterances)} utterance(s) on {run.speech_topic}"
+            )
+            continue
+        utt = run.utterances[lab.n - 1]
+        if (utt.text, utt.log_ns) != (lab.utterance, lab.received_ns):
+            problems.append(
+                f"{lab.where}: utterance {lab.n} is {lab.utterance!r} at bag time {lab.received_ns} ns, "
+                f"but in {run.path} it is {utt.text!r} at {utt.log_ns} ns"
+            )
+            continue
+        if lab.image is not None and lab.image["topic"] != run.image_topic:
+            flag = " (--image-topic)" if image_topic else ""
+            problems.append(
+                f"{lab.where}: its frame is on {lab.image['topic']}, but the camera topic replayed is "
+                f"{run.image_topic}{flag}: extract the labels with that --image-topic"
+            )
+    if problems:
+        more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise LabelError(
+            f"{labels_path} does not match the bag {run.path} (the labels of another run?):\n"
+            + "\n".join(problems[:10])
+            + more
+        )
+    return [
+        dataclasses.replace(lab, image={**lab.image, "bag": str(here)}) if lab.image is not None else lab
+        for lab in labels
+    ]
+
+
+def nothing_to_score(labels: list[Label], labels_path: str | Path | None) -> str | None:
+    """Why a replay of these labels could score nothing (None when some line can be scored).
+
+    A replay that scores nothing prints ``accuracy -``; it must not pass for a result."""
+    if any(lab.status == "ok" and lab.answer is not None for lab in labels):
+        return None
+    todo = sum(lab.status == "todo" for lab in labels)
+    if not labels_path:
+        return (
+            f"no recorded decision to score against: none of the {len(labels)} utterance(s) has an "
+            "outcome with a call (or a decline) and a frame; label the run (octopus_label extract) "
+            "and replay with --labels"
+        )
+    if todo:
+        return (
+            f"no labelled utterance: {todo} line(s) of {labels_path} are still todo; label them first "
+            "(status ok, answer the right call)"
+        )
+    return f"no labelled utterance: no line of {labels_path} has status ok with an answer"
 
 
 def format_report(title: str, metrics: dict[str, Any]) -> str:

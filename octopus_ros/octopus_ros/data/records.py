@@ -235,7 +235,7 @@ def read_records(path: str | Path, registry) -> list[Record]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (editors on Windows) is not a record
     except (OSError, UnicodeDecodeError) as e:
         raise RecordError([f"{path}: cannot read: {e}"]) from e
     records: list[Record] = []

@@ -5,6 +5,13 @@ read it): the camera (``sensor_msgs/Image`` and/or ``CompressedImage``), the spe
 (``std_msgs/String``) and octopus_node's ``~/function_calls`` and ``~/outcomes``. Messages are
 written as they arrive on the wire (serialized CDR, never converted), stamped with the time this
 recorder received them. Stop it with Ctrl-C (SIGINT) or SIGTERM: the bag is closed properly.
+(rclpy's own handlers take both signals: they shut the context down and wake the executor's wait;
+a Python ``signal.signal`` handler would only run once that wait returned, i.e. never on a quiet
+topic.)
+
+Flags are checked before anything is created (topic names as rcl checks them, the depth, the
+output folder); a start that still fails removes the folder it created, so the same name can be
+given again.
 
     octopus_record my_run                               # camera, speech, /octopus_node's outputs
     octopus_record my_run --compressed-image-topic /camera/image_raw/compressed --image-topic ''
@@ -17,7 +24,6 @@ speech reader and outcome writer).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import Any
 
@@ -52,9 +58,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage (default mcap)"
     )
     p.add_argument(
-        "--image-depth", type=int, default=10, help="camera subscription keep-last depth (default 10)"
+        "--image-depth",
+        type=_depth,
+        default=10,
+        help="camera subscription keep-last depth, >= 1 (default 10)",
     )
     return p
+
+
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (messages kept per topic), got {value}")
+    return value
+
+
+def _topics(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, topic) of every topic recorded."""
+    node = "/" + args.node.strip("/")
+    topics = [
+        ("--image-topic", args.image_topic),
+        ("--compressed-image-topic", args.compressed_image_topic),
+        ("--speech-topic", args.speech_topic),
+        ("--node", f"{node}/function_calls"),
+        ("--node", f"{node}/outcomes"),
+    ]
+    return [(flag, topic) for flag, topic in topics if topic]
+
+
+def check_args(args: argparse.Namespace) -> str:
+    """'' when the flags can be recorded, else the first problem naming its flag (checked before
+    the bag folder is created: a bad name must not leave a half-made bag behind)."""
+    from pathlib import Path
+
+    from octopus_ros.ros.params import topic_name_problem
+
+    for flag, topic in _topics(args):
+        problem = topic_name_problem(topic)
+        if problem:
+            value = args.node if flag == "--node" else topic
+            return f"{flag} {value!r}: {problem}" + (f" (in {topic})" if flag == "--node" else "")
+    if Path(args.bag).exists():
+        return f"{args.bag}: already exists (a bag is never overwritten): give another name"
+    return ""
 
 
 class Recorder(Node):
@@ -63,6 +112,13 @@ class Recorder(Node):
     def __init__(self, args: argparse.Namespace, **kwargs: Any) -> None:
         super().__init__("octopus_record", **kwargs)
         self.writer = bag_io.BagWriter(args.bag, storage=args.storage)
+        try:
+            self._subscribe(args)
+        except BaseException:
+            self.writer.discard()
+            raise
+
+    def _subscribe(self, args: argparse.Namespace) -> None:
         camera = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=args.image_depth, reliability=ReliabilityPolicy.BEST_EFFORT
         )
@@ -103,14 +159,19 @@ class Recorder(Node):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
-    args = build_parser().parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    parser = build_parser()
+    args = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    problem = check_args(args)
+    if problem:
+        parser.error(problem)
+    # rclpy.init installs rclpy's SIGINT and SIGTERM handlers: SIGTERM (e.g. from a process
+    # manager) ends the recording as Ctrl-C does. No signal.signal() here: it would replace them.
     rclpy.init(args=argv)
-    # SIGTERM (e.g. from a process manager) ends the recording as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     try:
         recorder = Recorder(args)
-    except bag_io.BagError as e:
-        print(f"octopus_record: {e}", file=sys.stderr)
+    except Exception as e:  # a start that fails is reported, never a traceback
+        # BagError, rcl's RCLError / InvalidTopicNameException for what check_args cannot know
+        print(f"octopus_record: error: cannot start recording into {args.bag}: {e}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
     try:

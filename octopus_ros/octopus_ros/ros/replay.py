@@ -21,7 +21,14 @@ Time (``--time``):
   that parameter and warns when it is ``stamp``.
 
 Either way a run in which every utterance ends ``NO_FRESH_IMAGE`` is reported as an error (exit
-code 3), never as a result. Exit codes: 0 done, 2 bad input, 3 all NO_FRESH_IMAGE, 4 no node.
+code 3), never as a result.
+
+The bag replayed is the one on the command line; ``--labels`` must be that bag's labels (each
+line's utterance is the bag's utterance of the same number), whatever folder the labels file was
+moved to. What can be checked in seconds is checked before the model is loaded or the node is
+called (flags, --json writable, the bag and its topics, the labels): a mistake costs no replay.
+Exit codes: 0 done, 2 bad input (flags, model, bag, labels, or nothing to score: no utterance in
+the bag, no line labelled ``ok``), 3 all NO_FRESH_IMAGE, 4 no node.
 """
 
 from __future__ import annotations
@@ -41,9 +48,41 @@ from octopus_ros.ros.dds_env import MATCH_SETTLE_S
 log = logging.getLogger("octopus_replay")
 
 
+PRECISIONS = ("fp32", "int8", "fp16", "bf16")  # what Octopus.load takes (model/precision.py)
+
+
+def _number(kind: str, *, low: float, high: float | None = None, low_open: bool = False):
+    """An argparse type: a float in [low, high] (``low_open``: above ``low``); the reason otherwise
+    (argparse names the flag: ``argument --rate: must be > 0, got 0``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        below = (value <= low) if low_open else (value < low)
+        if high is not None and (below or value > high):
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
+        if below:
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {text}")
+        return value
+
+    parse.__name__ = kind  # argparse's "invalid <name> value" when the type raises something else
+    return parse
+
+
+def _device(text: str) -> str:
+    """cpu, cuda or cuda:N (as the node's device parameter): checked before any model is loaded."""
+    if text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="octopus_replay", description=__doc__.split("\n\n")[0])
-    p.add_argument("bag", help="rosbag2 folder written by octopus_record")
+    p.add_argument("bag", help="rosbag2 folder written by octopus_record: the bag replayed")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument(
         "--offline", action="store_true", help="the model reads the bag in this process (no DDS)"
@@ -52,29 +91,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--labels",
         default="",
-        help="labels JSONL (octopus_label); default: score against the node's recorded decisions",
+        help="labels JSONL of this bag (octopus_label; a file of another bag is an error); default: score "
+        "against the node's recorded decisions. Nothing to score (no line ok yet) is an error",
     )
     p.add_argument(
         "--functions", default="", help="function registry YAML (default: the model's / the bundled one)"
     )
-    p.add_argument("--json", default="", help="write metrics and per-utterance rows to this JSON file")
-    p.add_argument("--image-topic", default=None, help="camera topic of the bag, if it has several")
-    p.add_argument("--speech-topic", default=None, help="speech topic of the bag, if it has several")
+    p.add_argument(
+        "--json",
+        default="",
+        help="write metrics and per-utterance rows to this JSON file (checked writable before the replay)",
+    )
+    p.add_argument(
+        "--image-topic", default=None, help="camera topic of the bag, if it has several (must be in the bag)"
+    )
+    p.add_argument(
+        "--speech-topic", default=None, help="speech topic of the bag, if it has several (must be in the bag)"
+    )
     off = p.add_argument_group("offline")
     off.add_argument("--model", default="", help="checkpoint directory (default: the bundled model)")
-    off.add_argument("--device", default="cpu", help="cpu or cuda (offline)")
-    off.add_argument("--precision", default="fp32", help="fp32, int8, fp16, bf16 (offline)")
+    off.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (offline)")
+    off.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (offline)")
     off.add_argument(
         "--allowed-functions",
         nargs="*",
         default=[],
-        help="allowlist as the node's allowed_functions (offline)",
+        help="allowlist as the node's allowed_functions: names of the registry's functions (offline)",
     )
     off.add_argument(
-        "--confidence-threshold", type=float, default=0.5, help="as the node's parameter (offline)"
+        "--confidence-threshold",
+        type=_number("confidence", low=0.0, high=1.0),
+        default=0.5,
+        help="0..1, as the node's parameter (offline)",
     )
     off.add_argument(
-        "--max-image-age", type=float, default=1.0, help="as the node's parameter, on bag time (offline)"
+        "--max-image-age",
+        type=_number("seconds", low=0.0, high=3600.0),
+        default=1.0,
+        help="seconds, 0..3600, as the node's parameter, on bag time (offline)",
     )
     on = p.add_argument_group("online")
     on.add_argument("--node", default="/octopus_node", help="the live node's full name (online)")
@@ -84,9 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="rebase",
         help="image stamps: rebase to now, or keep (online)",
     )
-    on.add_argument("--rate", type=float, default=1.0, help="playback speed factor (online, default 1.0)")
     on.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for the node and each outcome"
+        "--rate",
+        type=_number("rate", low=0.0, low_open=True),
+        default=1.0,
+        help="playback speed factor, > 0 (online, default 1.0; 2 = twice as fast). There is no 'as fast as "
+        "possible': each utterance waits for the previous outcomes anyway, and frames sent in a burst "
+        "would no longer pair with their utterances",
+    )
+    on.add_argument(
+        "--timeout",
+        type=_number("seconds", low=0.0, low_open=True),
+        default=60.0,
+        help="seconds (> 0) to wait for the node and each outcome (online)",
     )
     return p
 
@@ -270,6 +334,46 @@ def _node_parameter(node: Any, executor: Any, target: str, name: str, timeout: f
 
 
 # ------------------------------------------------------------------------------------------ main
+def _writable(path: str) -> str:
+    """'' when ``path`` can be written (it is created and removed again to know), else why not.
+
+    Checked before the replay, which may take minutes: an unwritable --json found only at the end
+    loses the results."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a folder"
+    if not target.parent.is_dir():
+        return f"its folder {target.parent} does not exist"
+    existed = target.exists()
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        return f"cannot be written ({e.strerror or e})"
+    if not existed:
+        target.unlink(missing_ok=True)
+    return ""
+
+
+class ModelLoadError(ValueError):
+    """The offline model cannot be loaded as asked; the message names the checkpoint and why."""
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    """The offline model; a checkpoint, registry or device problem -> ModelLoadError with the reason.
+
+    ``Octopus.load`` raises CheckpointError naming the file (config.json missing, weights
+    truncated or of other shapes, an invalid --functions registry: its cause is that registry's
+    own message), ValueError (device cuda without CUDA) or OSError."""
+    from octopus_ros.lean.errors import CheckpointError
+
+    try:
+        return offline.load_model(args.model, args.functions, device=args.device, precision=args.precision)
+    except (CheckpointError, OSError, ValueError, RuntimeError) as e:
+        what = f"--model {args.model}" if args.model else "the bundled model"
+        raise ModelLoadError(f"cannot load {what}: {e}") from e
+
+
 def main(argv: list[str] | None = None) -> int:
     from octopus_ros.bags.labels import LabelError
     from octopus_ros.data.records import RecordError
@@ -278,15 +382,38 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--ros-args" in argv:
         argv = argv[: argv.index("--ros-args")]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.json and (problem := _writable(args.json)):
+        parser.error(f"--json {args.json}: {problem}")
+
+    def fail(message: Any, code: int = 2) -> int:
+        print(f"octopus_replay: error: {message}", file=sys.stderr)
+        return code
+
     try:
+        # The bag, its topics and the labels first (seconds), the model after (the slow part).
+        run = bag_io.read_run(args.bag, image_topic=args.image_topic, speech_topic=args.speech_topic)
+        labels = offline.labels_for(run, args.labels) if args.labels else None
+        if labels is not None and (problem := offline.nothing_to_score(labels, args.labels)):
+            return fail(problem)
         if args.offline:
-            model = offline.load_model(
-                args.model, args.functions, device=args.device, precision=args.precision
-            )
+            model = _load_model(args)
             registry = model.registry
-            labels = offline.labels_for(args.bag, args.labels, registry)
+        else:
+            registry = (
+                FunctionRegistry.from_yaml(args.functions) if args.functions else load_default_registry()
+            )
+        try:
+            registry.allowed_names(args.allowed_functions)  # the node's own check of allowed_functions
+        except ValueError as e:
+            return fail(f"--allowed-functions: {e} in {registry.source}")
+        if labels is None:
+            labels = offline.labels_for(run, "", registry)
+            if problem := offline.nothing_to_score(labels, ""):
+                return fail(f"{args.bag}: {problem}")
+        if args.offline:
             decided = offline.replay_offline(
                 labels,
                 model,
@@ -295,17 +422,13 @@ def main(argv: list[str] | None = None) -> int:
                 max_image_age=args.max_image_age,
             )
         else:
-            registry = (
-                FunctionRegistry.from_yaml(args.functions) if args.functions else load_default_registry()
-            )
-            labels = offline.labels_for(args.bag, args.labels, registry)
             decided = replay_online(args, labels, registry)
     except ConnectionError as e:
-        log.error("%s", e)
-        return 4
+        return fail(e, 4)
     except (bag_io.BagError, LabelError, RecordError, RegistryError, FileNotFoundError, TimeoutError) as e:
-        log.error("%s", e)
-        return 2
+        return fail(e)
+    except ModelLoadError as e:
+        return fail(e)
     metrics = offline.score(labels, decided, registry)
     mode = "offline" if args.offline else f"online (--time {args.time})"
     print(offline.format_report(f"replay {mode} of {args.bag}", metrics))
@@ -314,10 +437,14 @@ def main(argv: list[str] | None = None) -> int:
         report = {"mode": "offline" if args.offline else "online", "bag": str(args.bag), "metrics": metrics}
         report["error"] = problem
         report["decided"] = [d.to_json() for d in decided]
-        Path(args.json).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            Path(args.json).write_text(
+                json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+        except OSError as e:
+            return fail(f"--json {args.json}: cannot write the report (printed above): {e}")
     if problem:
-        log.error("%s", problem)
-        return 3
+        return fail(problem, 3)
     return 0
 
 
