@@ -6,6 +6,12 @@ speech script has played the scenario, stops the others and prints the summary
 (accuracy against the scenario's expected calls, p50/p95 latency). Exit status 0 when
 every utterance got its outcome.
 
+What a user can get wrong is checked before any process starts (the scenario file, read once here;
+the camera rate; the timeout; the model directory's config.json), exit status 2 with the flag and
+the reason. While the scenario plays, the demo stops as soon as a process ends early or the node
+logs that its configure failed, instead of waiting out ``--timeout`` for a speech script that can
+no longer be answered.
+
 This runner plays the role of ``ros2 launch octopus_ros demo.launch.py`` on a machine
 without the launch system (see launch/demo.launch.py for the robot version).
 """
@@ -24,7 +30,7 @@ import time
 import unicodedata
 from pathlib import Path
 
-from octopus_ros.demo.scenario import Scenario
+from octopus_ros.demo.scenario import Scenario, ScenarioError
 from octopus_ros.paths import config_path, default_model_dir
 
 NODES = {
@@ -51,8 +57,65 @@ def check_environment() -> None:
         raise SystemExit(f"DDS traffic could leave this machine: {problem}")
 
 
-def run(args: argparse.Namespace) -> int:
+CONFIGURE_FAILED = "configure failed"  # what octopus_node logs when it cannot load its model
+
+
+def model_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be the node's model, as far as a look at its ``config.json`` tells (None:
+    nothing found). The node's load checks the rest (weights, tokenizer, functions); this only
+    spares the demo the start of four processes for a directory that is plainly not a model."""
+    path = Path(path)
+    if not path.is_dir():
+        return "no such directory"
+    config = path / "config.json"
+    if not config.is_file():
+        return f"{config} is missing: not a model directory (a checkpoint holds config.json)"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"{config}: not valid JSON ({e})"
+    if not isinstance(data, dict):
+        return f"{config}: not a JSON object"
+    return None
+
+
+def early_end(procs: dict[str, subprocess.Popen], logs: dict[str, list[str]]) -> str | None:
+    """Why the demo cannot finish any more though the speech script still runs (None: it can): a
+    process that ended (the camera refusing its rate, a node that crashed) or a node that logged
+    that its configure failed (a broken model: it stays unconfigured and answers nothing)."""
+    for name, proc in procs.items():
+        if name != "speech" and proc.poll() is not None:
+            return f"the {name} process ended (status {proc.returncode}) before the scenario was played"
+    for line in logs.get("octopus", []):
+        if CONFIGURE_FAILED in line:
+            return f"octopus_node could not configure: {line.split(CONFIGURE_FAILED, 1)[1].lstrip(':; ')}"
+    return None
+
+
+def wait_for_speech(
+    procs: dict[str, subprocess.Popen], logs: dict[str, list[str]], timeout: float, poll_s: float = 0.2
+) -> int:
+    """The speech script's exit status once it ends; 1 when the demo ends first: ``timeout`` seconds,
+    or :func:`early_end` (the reason printed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code = procs["speech"].poll()
+        if code is not None:
+            return code
+        reason = early_end(procs, logs)
+        if reason is not None:
+            print(f"[demo    ] {reason}; stopping the demo", flush=True)
+            return 1
+        if time.monotonic() >= deadline:
+            print(f"[demo    ] timed out after {timeout} s", flush=True)
+            return 1
+        time.sleep(poll_s)
+
+
+def run(args: argparse.Namespace, scenario: Scenario | None = None) -> int:
+    """The demo (:func:`main` checks ``args`` first); ``scenario``: ``args.scenario`` already read."""
     check_environment()
+    scenario = scenario if scenario is not None else Scenario.from_yaml(args.scenario)
     report = Path(args.report or tempfile.mkstemp(prefix="octopus_demo_", suffix=".json")[1])
     model = args.model or str(default_model_dir())
     ros = ["--ros-args", "--log-level", args.log_level]
@@ -78,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     logs: dict[str, list[str]] = {}
     t_start = time.monotonic()
     print(
-        f"[demo    ] ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, discovery LOCALHOST, model {model}",
+        f"[demo    ] ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, discovery {env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'SYSTEM_DEFAULT')}, model {model}",
         flush=True,
     )
     try:
@@ -94,10 +157,7 @@ def run(args: argparse.Namespace) -> int:
             thread = threading.Thread(target=_stream, args=(name, procs[name], logs[name]), daemon=True)
             thread.start()
             threads.append(thread)
-        code = procs["speech"].wait(timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        print(f"[demo    ] timed out after {args.timeout} s", flush=True)
-        code = 1
+        code = wait_for_speech(procs, logs, args.timeout)
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -113,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         print("[demo    ] the speech script did not complete; see the logs above", flush=True)
         return 1
     data = json.loads(report.read_text(encoding="utf-8"))
-    print_summary(data, wall_s=time.monotonic() - t_start, scenario=Scenario.from_yaml(args.scenario))
+    print_summary(data, wall_s=time.monotonic() - t_start, scenario=scenario)
     print(f"[demo    ] report: {report}")
     return 0
 
@@ -167,16 +227,68 @@ def print_summary(data: dict, *, wall_s: float, scenario: Scenario | None = None
     print(f"demo wall time  {wall_s:.1f} s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default=str(config_path("demo_scenario.yaml")))
+def _positive(text: str) -> float:
+    """argparse type of --camera-rate and --timeout: a finite number > 0 (argparse names the flag)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="octopus_demo", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--scenario",
+        default=str(config_path("demo_scenario.yaml")),
+        help="the scenario YAML the camera shows and the speech script says (default: the bundled "
+        "config/demo_scenario.yaml; its format: octopus_ros/demo/scenario.py)",
+    )
     parser.add_argument("--model", default="", help="checkpoint directory (default: the bundled model)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
-    parser.add_argument("--camera-rate", type=float, default=15.0)
-    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "int8"],
+        help="the node's precision parameter (int8: dynamic quantization on the CPU; default fp32)",
+    )
+    parser.add_argument(
+        "--camera-rate",
+        type=_positive,
+        default=15.0,
+        help="frames per second the simulated camera publishes (> 0; default 15)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive,
+        default=600.0,
+        help="seconds to wait for the whole scenario before the demo gives up (> 0; default 600); "
+        "it stops earlier when a process ends or the node cannot configure its model",
+    )
     parser.add_argument("--report", default="", help="write the JSON report here")
-    parser.add_argument("--log-level", default="info")
-    return run(parser.parse_args(argv))
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=["unset", "debug", "info", "warn", "error", "fatal"],
+        help="ROS log level of the four processes (--ros-args --log-level; default info)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        scenario = Scenario.from_yaml(args.scenario)  # the one read: the summary uses it too
+    except ScenarioError as e:
+        parser.error(f"--scenario: {e}")
+    if args.model:
+        problem = model_problem(args.model)
+        if problem is not None:
+            parser.error(f"--model {args.model}: {problem}")
+    return run(args, scenario)
 
 
 if __name__ == "__main__":

@@ -11,23 +11,49 @@ without a camera or a simulator. Scenes follow a scripted scenario
 
 After each frame it publishes the index shown on ``/sim_camera/current_scene``, so a
 script can wait until the camera really shows a scene (no sleeping).
+
+A ``rate`` that is not a number > 0 or a scenario file it cannot read ends the process at once with
+``sim_camera: error: <reason>`` and exit status 2: a camera that publishes nothing would leave the
+demo waiting out its timeout for frames that never come.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from typing import Any
 
 import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Int32
 
-from octopus_ros.demo.scenario import Scenario
+from octopus_ros.demo.scenario import Scenario, ScenarioError
 from octopus_ros.paths import config_path
 from octopus_ros.ros.image_convert import rgb_to_compressed_msg, rgb_to_image_msg
 from octopus_ros.ros.spin import spin_node
+
+
+class SimCameraError(ValueError):
+    """A parameter the camera cannot run with; the message names it and the value."""
+
+
+def frame_period(rate: Any) -> float:
+    """Seconds between frames for the ``rate`` parameter (frames per second); SimCameraError unless
+    it is a finite number > 0."""
+    try:
+        if isinstance(rate, bool):  # rate:=true would be 1 frame per second
+            raise TypeError
+        value = float(rate)
+    except (TypeError, ValueError):
+        raise SimCameraError(f"parameter rate must be a number of frames per second, got {rate!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise SimCameraError(f"parameter rate must be > 0 frames per second, got {rate!r}")
+    return 1.0 / value
 
 
 class SimCamera(Node):
@@ -36,12 +62,14 @@ class SimCamera(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sim_camera", **kwargs)
         self.declare_parameter("scenario_file", str(config_path("demo_scenario.yaml")))
-        self.declare_parameter("rate", 15.0)
+        # any type: rate:=5 (an integer to ROS) is as good as 5.0, and a wrong one gets frame_period's reason
+        self.declare_parameter("rate", 15.0, ParameterDescriptor(dynamic_typing=True))
         self.declare_parameter("image_topic", "/camera/image_raw")
         self.declare_parameter("publish_compressed", False)
         self.declare_parameter("frame_id", "camera_optical_frame")
         self.declare_parameter("encoding", "rgb8")
         self.declare_parameter("cycle_period", 0.0)  # s per scene when not commanded; 0 = hold
+        period = frame_period(self.get_parameter("rate").value)  # refused before anything is made
         self.scenario = Scenario.from_yaml(self.get_parameter("scenario_file").value)
         self.frame_id = self.get_parameter("frame_id").value
         self.encoding = self.get_parameter("encoding").value
@@ -62,7 +90,7 @@ class SimCamera(Node):
         self.commanded: int | None = None
         self.started = time.monotonic()
         self._cache: dict[int, np.ndarray] = {}
-        self.create_timer(1.0 / float(self.get_parameter("rate").value), self._tick)
+        self.create_timer(period, self._tick)
         self.get_logger().info(
             f"publishing {self.scenario.image_size[0]}x{self.scenario.image_size[1]} {self.encoding} on {topic} "
             f"from {len(self.scenario.steps)} scripted scenes"
@@ -111,7 +139,12 @@ class SimCamera(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    spin_node(SimCamera, args)
+    try:
+        spin_node(SimCamera, args)
+    except (SimCameraError, ScenarioError) as e:  # the user's setting: the reason, not a traceback
+        rclpy.try_shutdown()
+        print(f"sim_camera: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

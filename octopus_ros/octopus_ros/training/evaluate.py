@@ -76,6 +76,46 @@ _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)
 
 
+def number(
+    kind: type = int,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Callable[[str], Any]:
+    """An argparse ``type``: a finite ``kind`` (int or float) in a range (``low``/``high``, each
+    inclusive unless ``low_open``/``high_open``). argparse puts the flag before its message
+    ("argument --n: must be an integer >= 1, got '-1'"), so a value no run could use is refused when
+    the command line is read, naming the flag, and not minutes later where the run first uses it, or
+    never (a negative count that silently draws nothing). The training commands use it too."""
+    what = "an integer" if kind is int else "a number"
+    if low is not None and high is not None:
+        bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        bounds = f"{'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        bounds = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        bounds = ""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if (low is not None and (value < low or (low_open and value == low))) or (
+            high is not None and (value > high or (high_open and value == high))
+        ):
+            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {text!r}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} {bounds}".strip()  # what argparse names in its own messages
+    return parse
+
+
 def _function_of(text: str, registry: Any) -> str:
     m = _NEXA.match(text or "")
     spec = registry.by_token(int(m.group(1))) if m else None
@@ -746,14 +786,73 @@ def format_tables(m: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from octopus_ros.model import Octopus
+def _unwritable(path: Path) -> str | None:
+    """Why the metrics file ``path`` cannot take the figures (None: it can). Checked before the run,
+    so that an evaluation of many minutes is not lost to a file it could never write: its folder is
+    made, the file opened for writing (an existing one is kept as it is: it is updated, not
+    replaced, so it must hold a JSON object)."""
+    if path.is_dir():
+        return "is a directory"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                return "holds JSON that is not an object (the figures are added to the file's object)"
+            with path.open("a", encoding="utf-8"):
+                pass
+        else:
+            with path.open("x", encoding="utf-8"):
+                pass
+            path.unlink()
+    except OSError as e:
+        return f"cannot write there ({e.strerror or e})"
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        return f"is not a JSON file ({e}); the figures are added to it, so it must be one"
+    return None
 
-    parser = argparse.ArgumentParser(description="Evaluate a checkpoint on the held-out splits.")
-    parser.add_argument("checkpoint")
-    parser.add_argument("--n", type=int, default=EVAL_N, help="examples per split")
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--precision", default="fp32")
+
+def _fail(parser: argparse.ArgumentParser, message: str) -> None:
+    """A user's mistake that argparse cannot see (a model folder, a file): ``prog: error: ...`` and
+    exit status 2, as argparse ends, without the usage (the flags were right)."""
+    parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from octopus_ros.lean.errors import CheckpointError
+    from octopus_ros.model import Octopus
+    from octopus_ros.model.precision import PRECISIONS
+    from octopus_ros.runtime.second_opinion import SecondOpinionError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m octopus_ros.training.evaluate",
+        description="Evaluate a checkpoint on the held-out splits.",
+    )
+    parser.add_argument(
+        "checkpoint",
+        help="the model directory to evaluate (a checkpoint as train_all or octopus_finetune writes it, "
+        "e.g. octopus_ros/models/octopus_tiny)",
+    )
+    parser.add_argument(
+        "--n",
+        type=number(int, low=1),
+        default=EVAL_N,
+        help=f"examples per split, and per split of the absent-object probe (default {EVAL_N})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=number(int, low=0),
+        default=1234,
+        help="seed of the splits' draws: the same seed draws the same examples, so that two models "
+        "are compared on the same ones (default 1234)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="the precision the model runs in, as the node's parameter of that name (int8: dynamic "
+        "quantization on the CPU); the figures are written under eval_PRECISION (default fp32)",
+    )
     parser.add_argument("--no-natural", action="store_true", help="skip the natural set")
     parser.add_argument("--natural-only", action="store_true", help="only the natural set and the check set")
     parser.add_argument("--no-check", action="store_true", help="skip the check set")
@@ -776,13 +875,35 @@ def main(argv: list[str] | None = None) -> int:
         "auto (the checkpoint's second_opinion/ folder, when it has one), off, or a checkpoint directory",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    octopus = Octopus.load(args.checkpoint, precision=args.precision)
+    # everything a user can get wrong is checked before the evaluation, which takes minutes
+    targets: list[tuple[str, Path]] = []
+    if not args.no_write:
+        targets.append(("--out", Path(args.out)))
+        if args.write_model_metrics:
+            targets.append(("--write-model-metrics", Path(args.checkpoint) / "metrics.json"))
+    for flag, path in targets:
+        problem = _unwritable(path)
+        if problem is not None:
+            parser.error(f"{flag} {path}: {problem}")
     second_dir = second_opinion_dir(args.checkpoint, args.second_opinion)
+    if second_dir is not None and not second_dir.is_dir():
+        parser.error(
+            f"--second-opinion {second_dir}: no such directory (a checkpoint directory, auto or off)"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        octopus = Octopus.load(args.checkpoint, precision=args.precision)
+    except (CheckpointError, ValueError, OSError) as e:
+        _fail(parser, f"checkpoint {args.checkpoint}: cannot load the model: {e}")
     second = None
     if second_dir is not None:
-        same_functions(args.checkpoint, second_dir)  # as the node checks it at configure
-        second = Octopus.load(second_dir, precision=args.precision)
+        try:
+            same_functions(args.checkpoint, second_dir)  # as the node checks it at configure
+            second = Octopus.load(second_dir, precision=args.precision)
+        except SecondOpinionError as e:
+            _fail(parser, f"--second-opinion: {e}")
+        except (CheckpointError, ValueError, OSError) as e:
+            _fail(parser, f"--second-opinion {second_dir}: cannot load the model: {e}")
     print(f"second opinion: {second_dir or 'off'}")
     metrics = evaluate(
         octopus,
@@ -796,15 +917,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     metrics["second_opinion"] = str(second_dir) if second_dir is not None else None
     print(format_tables(metrics))
-    if args.no_write:
-        return 0
-    targets = [Path(args.out)] + (
-        [Path(args.checkpoint) / "metrics.json"] if args.write_model_metrics else []
-    )
-    for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    for flag, path in targets:
         data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        if path == Path(args.out):
+        if flag == "--out":
             data["checkpoint"] = str(args.checkpoint)
         data[f"eval_{args.precision}"] = metrics
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -12,7 +12,11 @@ with ``--vision-checkpoint``) and ``--lm`` (a local Hugging Face causal-LM direc
 tokenizer is kept; see :mod:`octopus_ros.model.pretrained`).
 
 A function of ``--functions`` whose token the model lacks gets the next ``<nexa_i>``; its row starts
-from the mean embedding of its name and description (``--init-new random`` for the baseline).
+from the mean embedding of its name and description (``--init-new random`` for the baseline). The
+functions the ``--base`` checkpoint knows must keep their tokens: a token keeps what it learned, so a
+registry that gives ``stop``'s token to ``take_photo`` makes a model that takes a photo when told to
+stop. Such a registry is refused, naming each token and function, unless ``--allow-token-changes``
+says that the tokens are to be retrained to their new meaning.
 
 What trains: the connector (unless ``--freeze-connector``); the rows of the functional tokens and
 ``<nexa_end>`` in the LM's embeddings (only the new functions' rows with ``--rows new``; the rest of
@@ -74,6 +78,7 @@ from octopus_ros.model import (
 )
 from octopus_ros.model.functional_tokens import INITS, extend_functional_tokens, extend_vocabulary
 from octopus_ros.model.tokenizer import NEXA_END_TOKEN
+from octopus_ros.training.evaluate import number
 from octopus_ros.training.span_copier import DEFAULT_STEPS as COPIER_STEPS
 from octopus_ros.training.stages import TrainConfig
 
@@ -127,6 +132,7 @@ class FinetuneConfig:
     distill: float = 0.0  # weight of the KL to the starting model on answers without a new function
     seed: int = 0
     threads: int | None = None
+    allow_token_changes: bool = False  # --base functions may move to other tokens (retrained on purpose)
 
 
 # ----------------------------------------------------------------------------- data
@@ -460,7 +466,12 @@ def load_model(
         ckpt = load_checkpoint(args.base)
         model, tok = ckpt.model, ckpt.tokenizer
         if ckpt.functions_path is not None:
-            _check_renamed(FunctionRegistry.from_yaml(ckpt.functions_path), registry)
+            check_tokens(
+                FunctionRegistry.from_yaml(ckpt.functions_path),
+                registry,
+                free=len(model.config.nexa_token_ids or ()),
+                allow=cfg.allow_token_changes,
+            )
         new = extend_functional_tokens(
             model, tok, registry.num_tokens, texts=texts, init=cfg.init_new, seed=cfg.seed
         )
@@ -492,17 +503,51 @@ def load_model(
     return model, tok, list(range(registry.num_tokens)), []
 
 
-def _check_renamed(old: FunctionRegistry, new: FunctionRegistry) -> None:
+def token_changes(old: FunctionRegistry, new: FunctionRegistry) -> list[str]:
+    """What ``new`` changes of the tokens of the base model's functions ``old``, one line per token
+    given to another function (``<nexa_3> was 'stop' in the base model and is 'take_photo'``) and
+    per function moved to a token the base model had for no function; empty when every function of
+    ``old`` that ``new`` keeps keeps its token and no token of ``old`` names another function."""
+    changes = []
     for spec in old:
         now = new.by_token(spec.token)
         if now is not None and now.name != spec.name:
-            log.warning(
-                "token <nexa_%d> was %r in the base model and is %r in %s: it keeps what it learned",
-                spec.token,
-                spec.name,
-                now.name,
-                new.source,
+            changes.append(f"<nexa_{spec.token}> was {spec.name!r} in the base model and is {now.name!r}")
+    for spec in old:
+        now = new.by_name(spec.name)
+        if now is not None and now.token != spec.token and old.by_token(now.token) is None:
+            changes.append(
+                f"{spec.name!r} was <nexa_{spec.token}> in the base model and is <nexa_{now.token}>"
             )
+    return changes
+
+
+def check_tokens(old: FunctionRegistry, new: FunctionRegistry, *, free: int, allow: bool = False) -> None:
+    """Refuse (FinetuneError) a registry ``new`` that changes the tokens of the base model's
+    functions ``old`` (:func:`token_changes`): a token keeps what it learned, and a swap of two
+    tokens makes a model that publishes one function's call when asked for the other, the more
+    confidently the less the run trains. ``free``: the model's first token without a function, the
+    one a new function takes. With ``allow`` (``--allow-token-changes``) the changes are only
+    logged: the user retrains them on purpose."""
+    changes = token_changes(old, new)
+    if not changes:
+        return
+    if allow:
+        for change in changes:
+            log.warning(
+                "%s: %s: --allow-token-changes: it keeps its learned meaning until training retrains it",
+                new.source,
+                change,
+            )
+        return
+    raise FinetuneError(
+        f"--functions {new.source} changes the tokens of the base model's functions: "
+        + "; ".join(changes)
+        + ". A token keeps what it learned, so the model would make one function's call when asked for "
+        f"another. The base model's functions must keep their tokens, and a new function takes the next "
+        f"free one (<nexa_{free}>, then <nexa_{free + 1}>, ...); pass --allow-token-changes only to retrain "
+        "the tokens to their new meaning on purpose"
+    )
 
 
 def trainable_rows(
@@ -934,7 +979,14 @@ def exact_match(
 
 # ----------------------------------------------------------------------------- command line
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as epilog, defaults in each flag's help."""
+    """The module docstring as epilog, defaults in each flag's help: argparse's, unless the help says
+    its own ("(default: registry)" rather than a second "(default: ['registry'])") or there is none
+    to say (no "(default: None)" after a flag that is simply not given)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "(default:" in (action.help or "") or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -960,10 +1012,14 @@ def build_parser() -> argparse.ArgumentParser:
         "its mean/std are used (table lookup, nothing is downloaded)",
     )
     m.add_argument(
-        "--image-mean", type=float, nargs=3, metavar=("R", "G", "B"), help="override the tower's mean"
+        "--image-mean", type=number(float), nargs=3, metavar=("R", "G", "B"), help="override the tower's mean"
     )
     m.add_argument(
-        "--image-std", type=float, nargs=3, metavar=("R", "G", "B"), help="override the tower's std"
+        "--image-std",
+        type=number(float, low=0, low_open=True),
+        nargs=3,
+        metavar=("R", "G", "B"),
+        help="override the tower's std",
     )
     m.add_argument(
         "--lm", type=Path, help="local Hugging Face causal-LM directory (Qwen2/Llama), with its tokenizer"
@@ -972,9 +1028,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--connector", choices=("mlp", "perceiver"), default="mlp", help="new connector type (--lm only)"
     )
     m.add_argument(
-        "--pool-stride", type=int, default=1, help="MLP connector: average-pool the patch grid first"
+        "--pool-stride",
+        type=number(int, low=1),
+        default=1,
+        help="MLP connector: average-pool the patch grid first",
     )
-    m.add_argument("--num-latents", type=int, default=16, help="Perceiver connector: image tokens")
+    m.add_argument(
+        "--num-latents", type=number(int, low=1), default=16, help="Perceiver connector: image tokens"
+    )
     m.add_argument("--name", default="octopus-custom", help="model name stored in config.json (--lm only)")
 
     d = p.add_argument_group("functions and data")
@@ -992,52 +1053,60 @@ def build_parser() -> argparse.ArgumentParser:
         "(a run recorded by octopus_record, labelled in PATH.labels.jsonl by octopus_label extract: "
         "its lines confirmed ok) (default: registry)",
     )
-    d.add_argument("--mix", type=float, nargs="+", help="sampling weight per --data source (default: equal)")
+    d.add_argument(
+        "--mix",
+        type=number(float, low=0, low_open=True),
+        nargs="+",
+        help="sampling weight per --data source (default: equal)",
+    )
     d.add_argument(
         "--heldout",
-        type=float,
+        type=number(float, low=0, high=1, high_open=True),
         default=FinetuneConfig.heldout,
         help="fraction of registry phrasings and records held out",
     )
     d.add_argument(
         "--doc-weight",
-        type=float,
+        type=number(float, low=0),
         default=FinetuneConfig.doc_weight,
         help="loss weight of the registry descriptions read as text (0: off)",
     )
     d.add_argument(
-        "--synthetic-n", type=int, default=FinetuneConfig.synthetic_n, help="synthetic training examples"
+        "--synthetic-n",
+        type=number(int, low=1),
+        default=FinetuneConfig.synthetic_n,
+        help="synthetic training examples",
     )
     d.add_argument(
         "--registry-n",
-        type=int,
+        type=number(int, low=1),
         default=FinetuneConfig.registry_n,
         help="examples generated from registry phrasings",
     )
     d.add_argument(
         "--decline-n",
-        type=int,
+        type=number(int, low=1),
         default=FinetuneConfig.decline_n,
         help="decline-corpus sentences (--data decline), half per language",
     )
 
     d.add_argument(
         "--context-k",
-        type=int,
+        type=number(int, low=0),
         default=FinetuneConfig.context_k,
         help="in-context examples (Otter): give training prompts K examples of the same function from "
         "the same source (text only: instruction => answer); records' own context is always used",
     )
     d.add_argument(
         "--context-share",
-        type=float,
+        type=number(float, low=0, high=1, low_open=True),
         default=FinetuneConfig.context_share,
         help="with --context-k: the share of training examples that get them (the rest have none, "
         "so the model still answers without examples)",
     )
     d.add_argument(
         "--augment",
-        type=float,
+        type=number(float, low=0, high=1),
         default=FinetuneConfig.augment,
         help="share of synthetic-replay examples varied as stage 4 varies the bundled model's: "
         "messages get a real sentence as their body, other calls word dropout (slot words kept) and "
@@ -1053,7 +1122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--contrast",
-        type=float,
+        type=number(float, low=0),
         default=FinetuneConfig.contrast,
         help="sampling weight (beside --mix's) of the replay requests for other functions that say a "
         "value of a new function's enum arguments ('go to the kitchen' beside set_light(room)): "
@@ -1076,7 +1145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--unsaid-weight",
-        type=float,
+        type=number(float, low=0, low_open=True),
         default=FinetuneConfig.unsaid_weight,
         help="--data registry: draw the phrasings whose fixed `narrow` value their own words do not say "
         "('it is too dark in the {room}' for on) this many times as often as the others. They are the "
@@ -1085,7 +1154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--distill",
-        type=float,
+        type=number(float, low=0),
         default=FinetuneConfig.distill,
         help="not forgetting: weight of the KL divergence from the starting model (a frozen copy, kept in "
         "memory) on every training answer that calls no new function (0: off)",
@@ -1095,17 +1164,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
     t.add_argument("--lora", action="store_true", help="train low-rank adapters on the LM (peft)")
     t.add_argument(
-        "--lora-r", type=int, default=FinetuneConfig.lora_r, help="LoRA rank (size of the low-rank update)"
+        "--lora-r",
+        type=number(int, low=1),
+        default=FinetuneConfig.lora_r,
+        help="LoRA rank (size of the low-rank update)",
     )
     t.add_argument(
         "--lora-alpha",
-        type=int,
+        type=number(int, low=1),
         default=FinetuneConfig.lora_alpha,
         help="LoRA alpha (the update is scaled by alpha / rank)",
     )
     t.add_argument(
         "--lora-dropout",
-        type=float,
+        type=number(float, low=0, high=1, high_open=True),
         default=FinetuneConfig.lora_dropout,
         help="dropout on the LoRA path while training",
     )
@@ -1134,6 +1206,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="functional-token embedding rows that train: every <nexa_i> and <nexa_end>, or only the "
         "new functions' (the existing functions' rows then stay exactly as they were)",
     )
+    t.add_argument(
+        "--allow-token-changes",
+        action="store_true",
+        help="accept a --functions registry that gives a --base function's token to another function, or "
+        "moves a function to another token (refused otherwise): each such token keeps its learned "
+        "meaning until this run retrains it, so the model may make the old call for the new request",
+    )
     t.add_argument("--init-new", choices=INITS, default="mean", help="start of new functional-token rows")
     t.add_argument(
         "--extend-vocab",
@@ -1146,24 +1225,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--steps",
-        type=int,
+        type=number(int, low=1),
         default=FinetuneConfig.steps,
         help="step budget (the run stops at --steps or --seconds)",
     )
     t.add_argument(
-        "--seconds", type=float, default=FinetuneConfig.seconds, help="wall-clock budget of the training loop"
-    )
-    t.add_argument("--batch", type=int, default=FinetuneConfig.batch, help="examples per optimisation step")
-    t.add_argument("--lr", type=float, default=FinetuneConfig.lr, help="peak learning rate (cosine, warm-up)")
-    t.add_argument(
-        "--warmup", type=int, default=FinetuneConfig.warmup, help="linear warm-up steps of the learning rate"
+        "--seconds",
+        type=number(float, low=0, low_open=True),
+        default=FinetuneConfig.seconds,
+        help="wall-clock budget of the training loop",
     )
     t.add_argument(
-        "--eval-n", type=int, default=FinetuneConfig.eval_n, help="max held-out examples per source"
+        "--batch",
+        type=number(int, low=1),
+        default=FinetuneConfig.batch,
+        help="examples per optimisation step",
+    )
+    t.add_argument(
+        "--lr",
+        type=number(float, low=0, low_open=True),
+        default=FinetuneConfig.lr,
+        help="peak learning rate (cosine, warm-up)",
+    )
+    t.add_argument(
+        "--warmup",
+        type=number(int, low=0),
+        default=FinetuneConfig.warmup,
+        help="linear warm-up steps of the learning rate",
+    )
+    t.add_argument(
+        "--eval-n",
+        type=number(int, low=1),
+        default=FinetuneConfig.eval_n,
+        help="max held-out examples per source",
     )
     t.add_argument(
         "--eval-every",
-        type=int,
+        type=number(int, low=0),
         default=FinetuneConfig.eval_every,
         help="held-out loss every N steps (0: off)",
     )
@@ -1172,14 +1270,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--copier-steps",
-        type=int,
+        type=number(int, low=0),
         default=COPIER_STEPS,
         help="retrain the --base checkpoint's span copier on the result for this many steps (it is tied "
         "to the weights it read; 0: leave it out); the grounding head and novelty profiles are carried "
         "over or refitted (octopus_ros/training/carry.py)",
     )
-    t.add_argument("--seed", type=int, default=0, help="random seed (data, sampling, new rows)")
-    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    t.add_argument(
+        "--seed", type=number(int, low=0), default=0, help="random seed (data, sampling, new rows)"
+    )
+    t.add_argument(
+        "--threads",
+        type=number(int, low=0),
+        help="torch CPU threads (default: torch's choice, one per core; 0: the same)",
+    )
     return p
 
 
@@ -1222,6 +1326,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         distill=args.distill,
         seed=args.seed,
         threads=args.threads,
+        allow_token_changes=args.allow_token_changes,
     )
 
 
@@ -1238,16 +1343,9 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--extend-vocab changes the token ids of ordinary text: not for a pretrained --lm")
     if args.base is not None and args.out.resolve() == args.base.resolve():
         p.error("--out must not be the --base checkpoint")
-    if args.steps < 1 or args.batch < 1 or args.seconds <= 0:
-        p.error("--steps, --batch and --seconds must be positive")
-    if not 0 <= args.heldout < 1:
-        p.error("--heldout must be in [0, 1)")
-    if not 0 <= args.augment <= 1:
-        p.error("--augment must be in [0, 1]")
-    if args.distill < 0:
-        p.error("--distill must be >= 0")
-    if args.context_k < 0 or not 0 < args.context_share <= 1:
-        p.error("--context-k must be >= 0 and --context-share in (0, 1]")
+    # the numbers' ranges are their argparse types' (evaluate.number): refused as they are read
+    if args.mix is not None and len(args.mix) != len(args.data):
+        p.error(f"--mix needs one weight per --data source ({len(args.data)}), got {len(args.mix)}")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -1464,10 +1562,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except (FinetuneError, RegistryError, ConfigError, FileNotFoundError) as e:
-        log.error("%s", e)
+        log.error("%s: error: %s", parser.prog, e)
         return 2
     except (ValueError, CheckpointError) as e:  # RecordError and other input problems
-        log.error("%s", e)
+        log.error("%s: error: %s", parser.prog, e)
         return 2
     return 0
 

@@ -440,6 +440,7 @@ def train(
 
 
 # float TrainConfig fields settable from the command line (--named-decoy sets named_decoy, ...)
+# and their ranges: a fraction is in [0, 1]; those of _FLOAT_RANGES otherwise
 _FLOAT_FLAGS = {
     "augment": "fraction of stage-4 instructions with word dropout (0: off)",
     "named_decoy": "fraction of named call instructions shown with a scene lacking the named object (0: off)",
@@ -458,27 +459,59 @@ _FLOAT_FLAGS = {
     "refine_nll": "stage 5: weight of the chosen answer's NLL",
     "refine_lr": "stage 5: peak learning rate",
 }
+_FLOAT_RANGES = {
+    "dpo_beta": {"low": 0, "low_open": True},
+    "refine_nll": {"low": 0},
+    "refine_lr": {"low": 0, "low_open": True},
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from octopus_ros.training.evaluate import EVAL_N
+    from octopus_ros.training.evaluate import EVAL_N, number
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=Path)
+    parser = argparse.ArgumentParser(
+        prog="python -m octopus_ros.training.train_all", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the checkpoint directory to write (the model, its loss curves and metrics.json; a "
+        "checkpoint after each stage under OUT/stages/)",
+    )
     parser.add_argument("--model", default=TrainConfig.model, help="named model config")
     parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply every stage's step budget (and guard)"
+        "--scale",
+        type=number(float, low=0, low_open=True),
+        default=1.0,
+        help="multiply every stage's step budget (and guard); 0.05 is a smoke run",
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=STAGES, help="leave stages out (ablation)")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue after the last stage finished in OUT/stages/ (same flags as the run it continues)",
+    )
     parser.add_argument(
         "--eval-n",
-        type=int,
+        type=number(int, low=0),
         default=EVAL_N,
         help="held-out examples per split, as make evaluate draws them (0: no evaluation)",
     )
-    parser.add_argument("--pool-calls", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--pool-calls",
+        type=number(int, low=1),
+        default=None,
+        help=f"pre-generated call records of the training pool, recycled across epochs (default "
+        f"{TrainConfig.pool_calls}); the align and refine pools are scaled with it",
+    )
+    parser.add_argument(
+        "--seed",
+        type=number(int, low=0),
+        default=0,
+        help="random seed of the data, the model's start and the data order (the same seed and flags "
+        "give the same model)",
+    )
     parser.add_argument("--init-from", type=Path, default=None, help="continue training this checkpoint")
     parser.add_argument("--steps", nargs="*", default=[], help="stage=steps overrides, e.g. calls=2000")
     parser.add_argument(
@@ -486,7 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, help_text in _FLOAT_FLAGS.items():
         parser.add_argument(
-            "--" + name.replace("_", "-"), type=float, default=getattr(TrainConfig, name), help=help_text
+            "--" + name.replace("_", "-"),
+            type=number(float, **_FLOAT_RANGES.get(name, {"low": 0, "high": 1})),
+            default=getattr(TrainConfig, name),
+            help=help_text,
         )
     parser.add_argument(
         "--keep-absent-calls",
@@ -500,18 +536,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--grounding-steps",
-        type=int,
+        type=number(int, low=0),
         default=900,
         help="train the grounding head on the final vision tower for this many steps (0: none)",
     )
     parser.add_argument(
         "--copier-steps",
-        type=int,
+        type=number(int, low=0),
         default=COPIER_STEPS,
         help="then train the span copier (training/span_copier.py) for this many steps, last "
         "(0: none; never for --answer-format json)",
     )
-    parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=number(int, low=1), default=TrainConfig.threads, help="torch CPU threads"
+    )
     parser.add_argument(
         "--answer-format",
         default=TrainConfig.answer_format,
@@ -526,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--perceiver-latents",
-        type=int,
+        type=number(int, low=1),
         default=None,
         help="perceiver latents = image tokens (default: as many as the MLP connector gives)",
     )
@@ -568,15 +606,19 @@ def main(argv: list[str] | None = None) -> int:
         refine_gate=args.refine_gate,
         **{name: getattr(args, name) for name in _FLOAT_FLAGS},
     )
-    for flag, target, kind in (("--steps", cfg.steps, int), ("--seconds", cfg.seconds, float)):
+    budgets = (
+        ("--steps", cfg.steps, number(int, low=1), "use --skip to leave a stage out"),
+        ("--seconds", cfg.seconds, number(float, low=0, low_open=True), "a wall-clock guard"),
+    )
+    for flag, target, kind, why in budgets:
         for item in getattr(args, flag[2:]):
             stage, _, value = item.partition("=")
             if stage not in STAGES:
                 parser.error(f"{flag}: unknown stage {stage!r}")
             try:
                 target[stage] = kind(value)
-            except ValueError:
-                parser.error(f"{flag}: {item!r} is not stage={kind.__name__}")
+            except argparse.ArgumentTypeError as e:
+                parser.error(f"{flag} {item}: {e} ({why})")
     if args.answer_format != "functional" and "refine" not in cfg.skip and cfg.steps.get("refine", 0) > 0:
         parser.error(
             f"--answer-format {args.answer_format}: stage refine decides with the functional-token grammar; "
