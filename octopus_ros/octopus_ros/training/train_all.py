@@ -54,6 +54,7 @@ from octopus_ros.model import (
 )
 from octopus_ros.model.checkpoint import read_checkpoint_config
 from octopus_ros.paths import config_path
+from octopus_ros.training.grounding import STEPS as GROUNDING_STEPS
 from octopus_ros.training.novelty_profile import training_texts, write_profiles
 from octopus_ros.training.span_copier import DEFAULT_STEPS as COPIER_STEPS
 from octopus_ros.training.stages import (
@@ -537,8 +538,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grounding-steps",
         type=number(int, low=0),
-        default=900,
-        help="train the grounding head on the final vision tower for this many steps (0: none)",
+        default=GROUNDING_STEPS,
+        help="train the grounding head on the final vision tower for this many steps "
+        f"(0: none; default {GROUNDING_STEPS}, on training/grounding.py's scenes and width)",
     )
     parser.add_argument(
         "--copier-steps",
