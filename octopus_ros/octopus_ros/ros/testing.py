@@ -184,7 +184,8 @@ class RobotSide(Node):
         return True
 
     def wait_active(self, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-        """Wait until the node subscribes to speech (it does so on activate)."""
+        """Wait until the node is active: its camera subscription (made on activate; speech and
+        ~/outcomes exist from its start) and its call publisher matched with ours."""
 
         def ready() -> bool:
             if proc.poll() is not None:
