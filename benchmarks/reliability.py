@@ -73,6 +73,7 @@ from octopus_ros.ros.dds_env import environment_problem, localhost_env
 from octopus_ros.ros.image_convert import SUPPORTED_ENCODINGS, rgb_to_compressed_msg
 from octopus_ros.ros.testing import NodeProcess, RobotSide
 from octopus_ros.runtime.guards import InvalidUtteranceError, clean_utterance
+from octopus_ros.runtime.outcomes import echo_text
 
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 TAG = re.compile(r"zq(\d{7})qz")
@@ -237,8 +238,9 @@ class Client(RobotSide):
 
 
 def utterance_forms(text: str) -> set[str]:
-    """What the node may echo in Outcome.utterance: the text as sent, or as the guard normalised it."""
-    forms = {text, " ".join(text.split())}
+    """What the node may echo in Outcome.utterance: the text as sent, as the guard normalised it, or
+    cut to the default max_utterance_length (runtime/outcomes.echo_text)."""
+    forms = {text, " ".join(text.split()), echo_text(text, int(P.PARAMETERS["max_utterance_length"].default))}
     with contextlib.suppress(InvalidUtteranceError):
         forms.add(clean_utterance(text, max_length=10**9))
     return forms

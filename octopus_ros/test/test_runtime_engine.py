@@ -470,3 +470,15 @@ def test_frame_found_malformed_at_arrival_is_not_papered_over_by_the_prefetched_
     res = h.wait(1)[0]
     assert res.code == OutcomeCode.INVALID_INPUT and "data length 5" in res.reason
     assert h.engine.counts["frames_malformed"] == 1
+
+
+def test_echo_matches_knows_the_node_s_three_echoes():
+    from octopus_ros.runtime.outcomes import echo_matches, echo_text
+
+    assert echo_matches("pick up the cup", "pick up the cup")
+    assert echo_matches("pick up the cup", "  pick up\tthe cup ")  # normalised
+    long = "x" * 1000
+    assert echo_matches(echo_text(long, 200), long)
+    assert not echo_matches(echo_text(long, 200), "x" * 999)
+    assert not echo_matches(echo_text(long, 200), "y" + long[1:])
+    assert not echo_matches("pick up the cup", "stop")

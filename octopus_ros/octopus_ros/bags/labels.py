@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from octopus_ros.bags.io import Run, read_run, stamp_ns
+from octopus_ros.runtime.outcomes import echo_matches
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def extract(run: Run | str | Path, registry: Any, *, auto_confirm: bool = False)
         forms = {utt.text, _normalised(utt.text)}
         outcome = None
         for k, (_, o) in enumerate(outcomes):
-            if not used[k] and o.utterance in forms:
+            if not used[k] and (o.utterance in forms or echo_matches(o.utterance, utt.text)):
                 used[k], outcome = True, o
                 break
         call = calls.get(outcome.request_id) if outcome is not None else None

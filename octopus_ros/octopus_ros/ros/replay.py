@@ -44,6 +44,7 @@ from typing import Any
 from octopus_ros.bags import io as bag_io
 from octopus_ros.bags import replay as offline
 from octopus_ros.ros.dds_env import MATCH_SETTLE_S
+from octopus_ros.runtime.outcomes import echo_matches
 
 log = logging.getLogger("octopus_replay")
 
@@ -306,7 +307,9 @@ class _answer_matcher:  # noqa: N801 - used as a function
             hit = None
             for k in range(self._seen, len(self.outcomes)):
                 o = self.outcomes[k]
-                if o.request_id.startswith("utt-") and o.utterance in forms:
+                if o.request_id.startswith("utt-") and (
+                    o.utterance in forms or any(echo_matches(o.utterance, f) for f in forms)
+                ):
                     hit = k
                     break
             if hit is None:

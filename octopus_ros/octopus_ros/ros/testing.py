@@ -28,6 +28,7 @@ from std_msgs.msg import Bool, String
 
 from octopus_ros.ros.dds_env import MATCH_SETTLE_S
 from octopus_ros.ros.image_convert import rgb_to_image_msg
+from octopus_ros.runtime.outcomes import echo_matches
 
 NODE = "/octopus_node"
 
@@ -227,11 +228,12 @@ class RobotSide(Node):
     def say(self, text: str, timeout: float = 60.0) -> Outcome:
         """Publish an utterance and return its outcome (waits for it)."""
         seen = len(self.outcomes)
-        forms = {text, " ".join(text.split())}  # the node answers with the normalised text when valid
         self.speech_pub.publish(String(data=text))
-        if not self.spin_until(lambda: any(o.utterance in forms for o in self.outcomes[seen:]), timeout):
+        if not self.spin_until(
+            lambda: any(echo_matches(o.utterance, text) for o in self.outcomes[seen:]), timeout
+        ):
             raise TimeoutError(f"no outcome for {text!r}")
-        return next(o for o in self.outcomes[seen:] if o.utterance in forms)
+        return next(o for o in self.outcomes[seen:] if echo_matches(o.utterance, text))
 
     def settle(self, seconds: float = 0.3) -> None:
         """Spin a little so that late messages (which must not exist) would arrive."""

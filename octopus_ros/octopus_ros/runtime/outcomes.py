@@ -120,6 +120,16 @@ def echo_text(text: str, limit: int) -> str:
     return f"{text[:limit]}… [{len(text)} characters]"
 
 
+def echo_matches(echoed: str, text: str) -> bool:
+    """Whether an outcome's ``utterance`` field is the node's echo of ``text``: the text itself,
+    its normalised form (a valid utterance is answered as the model read it), or, for an utterance
+    longer than the node accepts, :func:`echo_text`'s first characters and length."""
+    if echoed in (text, " ".join(text.split())):
+        return True
+    head, sep, tail = echoed.rpartition("… [")
+    return bool(sep) and tail == f"{len(text)} characters]" and text.startswith(head)
+
+
 def grounding_threshold_for(setting: float, model: Any) -> float | None:
     """The NOT_IN_VIEW threshold a ``grounding_threshold`` setting means for ``model``: negative =
     the threshold the model's grounding head was validated at (its grounding.json; None when the
