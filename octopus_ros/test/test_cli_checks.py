@@ -217,6 +217,24 @@ def test_a_registry_that_swaps_tokens_is_refused_naming_them(tmp_path, caplog):
     assert "--allow-token-changes" in caplog.text and "'take_photo'" in caplog.text
 
 
+def test_a_new_function_after_a_gap_is_refused(tmp_path):
+    old = FunctionRegistry.from_yaml(config_path("functions.yaml"))
+    text = config_path("functions.yaml").read_text(encoding="utf-8")
+    entry = (
+        "\n  - name: open_door\n    token: {token}\n    description: {{en: Open a door., zh: 开门。}}\n"
+        "    args:\n      - {{name: door, type: enum, values: [front, back]}}\n"
+    )
+    for token, refused in ((old.num_tokens, False), (old.num_tokens + 6, True)):
+        path = tmp_path / f"gap{token}.yaml"
+        path.write_text(text.rstrip("\n") + entry.format(token=token), encoding="utf-8")
+        new = FunctionRegistry.from_yaml(path)
+        if not refused:
+            finetune.check_tokens(old, new, free=old.num_tokens)  # the next free token: fine
+            continue
+        with pytest.raises(finetune.FinetuneError, match=rf"'open_door' at <nexa_{token}> leave a gap"):
+            finetune.check_tokens(old, new, free=old.num_tokens)
+
+
 def test_finetune_stops_on_swapped_tokens_before_building_data(tiny, tmp_path, caplog, monkeypatch):
     path, stop, _ = _swapped(tmp_path)
     monkeypatch.setattr(finetune, "build_sources", lambda *a: pytest.fail("the data was built"))

@@ -530,6 +530,16 @@ def check_tokens(old: FunctionRegistry, new: FunctionRegistry, *, free: int, all
     one a new function takes. With ``allow`` (``--allow-token-changes``) the changes are only
     logged: the user retrains them on purpose."""
     changes = token_changes(old, new)
+    added = sorted((spec.token, spec.name) for spec in new if old.by_name(spec.name) is None)
+    expected = list(range(free, free + len(added)))
+    if [token for token, _ in added] != expected and not any(old.by_token(t) for t, _ in added):
+        changes.append(
+            "new function(s) "
+            + ", ".join(f"{name!r} at <nexa_{token}>" for token, name in added)
+            + f" leave a gap: the next free tokens are <nexa_{expected[0]}>"
+            + (f"..<nexa_{expected[-1]}>" if len(expected) > 1 else "")
+            + " (a token between would be one no function trains)"
+        )
     if not changes:
         return
     if allow:
