@@ -100,11 +100,11 @@ def test_replay_reports_a_bad_registry_and_allowlist(tmp_path, tiny, run1, capsy
     [
         (["--offline", "--precision", "int3"], "argument --precision: invalid choice: 'int3'"),
         (["--offline", "--device", "gpu"], "argument --device: must be cpu, cuda or cuda:N, got 'gpu'"),
-        (["--online", "--rate", "0"], "argument --rate: must be > 0, got 0"),
-        (["--online", "--rate", "-1"], "argument --rate: must be > 0, got -1"),
-        (["--online", "--timeout", "-1"], "argument --timeout: must be > 0, got -1"),
-        (["--offline", "--confidence-threshold", "2"], "--confidence-threshold: must be between 0 and 1"),
-        (["--offline", "--confidence-threshold", "-1"], "--confidence-threshold: must be between 0 and 1"),
+        (["--online", "--rate", "0"], "argument --rate: must be a number > 0, got '0'"),
+        (["--online", "--rate", "-1"], "argument --rate: must be a number > 0, got '-1'"),
+        (["--online", "--timeout", "-1"], "argument --timeout: must be a number > 0, got '-1'"),
+        (["--offline", "--confidence-threshold", "2"], "--confidence-threshold: must be a number in [0, 1]"),
+        (["--offline", "--confidence-threshold", "-1"], "--confidence-threshold: must be a number in [0, 1]"),
         (["--offline", "--max-image-age", "nan"], "--max-image-age: must be a finite number"),
         (["--offline", "--json", "/nonexistent-dir/x.json"], "its folder /nonexistent-dir does not exist"),
         (["--offline", "--json", "/proc/x.json"], "--json /proc/x.json: cannot be written"),
@@ -255,7 +255,7 @@ def test_record_checks_its_flags_before_creating_anything(tmp_path, monkeypatch,
 
     monkeypatch.chdir(tmp_path)
     cases = [
-        (["--image-depth", "-1"], "argument --image-depth: must be >= 1"),
+        (["--image-depth", "-1"], "argument --image-depth: must be an integer >= 1"),
         (["--node", "not/valid//name"], "--node 'not/valid//name': topic name must not contain repeated '/'"),
         (["--speech-topic", "bad topic"], "--speech-topic 'bad topic': topic name must not contain"),
     ]

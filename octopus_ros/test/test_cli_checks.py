@@ -306,9 +306,11 @@ def test_demo_checks_its_flags_before_starting_a_process(tmp_path, capsys, monke
         for value in ("0", "-5", "nan", "x"):
             assert f"argument {flag}" in _exit_2(main, [flag, value], capsys)
     assert "argument --log-level" in _exit_2(main, ["--log-level", "loud"], capsys)
-    assert "no such directory" in _exit_2(main, ["--model", str(tmp_path / "nope")], capsys)
+    assert "nope: checkpoint directory does not exist" in _exit_2(
+        main, ["--model", str(tmp_path / "nope")], capsys
+    )
     (tmp_path / "m").mkdir()
-    assert "config.json is missing" in _exit_2(main, ["--model", str(tmp_path / "m")], capsys)
+    assert "config.json: missing" in _exit_2(main, ["--model", str(tmp_path / "m")], capsys)
     (tmp_path / "m" / "config.json").write_text("{nope", encoding="utf-8")
     assert "not valid JSON" in _exit_2(main, ["--model", str(tmp_path / "m")], capsys)
 

@@ -92,15 +92,6 @@ class Label:
         }
 
 
-def _normalised(text: str) -> str:
-    from octopus_ros.runtime.guards import InvalidUtteranceError, clean_utterance
-
-    try:
-        return clean_utterance(text, max_length=1 << 30)
-    except InvalidUtteranceError:
-        return text
-
-
 def _node_answer(outcome: Any, call: Any, registry: Any) -> str | None:
     from octopus_ros.functions import ParseError, parse_call
 
@@ -130,10 +121,9 @@ def extract(run: Run | str | Path, registry: Any, *, auto_confirm: bool = False)
     calls = {c.request_id: c for _, c in run.calls}
     labels = []
     for n, utt in enumerate(run.utterances, start=1):
-        forms = {utt.text, _normalised(utt.text)}
         outcome = None
         for k, (_, o) in enumerate(outcomes):
-            if not used[k] and (o.utterance in forms or echo_matches(o.utterance, utt.text)):
+            if not used[k] and echo_matches(o.utterance, utt.text):
                 used[k], outcome = True, o
                 break
         call = calls.get(outcome.request_id) if outcome is not None else None

@@ -30,6 +30,7 @@ import time
 import unicodedata
 from pathlib import Path
 
+from octopus_ros.cli import number
 from octopus_ros.demo.scenario import Scenario, ScenarioError
 from octopus_ros.paths import config_path, default_model_dir
 
@@ -61,21 +62,20 @@ CONFIGURE_FAILED = "configure failed"  # what octopus_node logs when it cannot l
 
 
 def model_problem(path: str | Path) -> str | None:
-    """Why ``path`` cannot be the node's model, as far as a look at its ``config.json`` tells (None:
-    nothing found). The node's load checks the rest (weights, tokenizer, functions); this only
-    spares the demo the start of four processes for a directory that is plainly not a model."""
-    path = Path(path)
-    if not path.is_dir():
-        return "no such directory"
-    config = path / "config.json"
-    if not config.is_file():
-        return f"{config} is missing: not a model directory (a checkpoint holds config.json)"
+    """Why ``path`` cannot be the node's model, as far as its ``config.json`` tells (None: nothing
+    found; :func:`~octopus_ros.lean.errors.read_config_json`, the checkpoint loaders' own reader).
+    The node's load checks the rest (weights, tokenizer, functions); this only spares the demo the
+    start of four processes for a directory that is plainly not a model."""
+    from octopus_ros.lean.errors import CheckpointError, read_config_json
+
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return f"{config}: not valid JSON ({e})"
+        file, data = read_config_json(path)
+    except CheckpointError as e:
+        return str(e)
+    except OSError as e:  # unreadable
+        return f"{Path(path) / 'config.json'}: cannot read ({e})"
     if not isinstance(data, dict):
-        return f"{config}: not a JSON object"
+        return f"{file}: not a JSON object"
     return None
 
 
@@ -227,17 +227,6 @@ def print_summary(data: dict, *, wall_s: float, scenario: Scenario | None = None
     print(f"demo wall time  {wall_s:.1f} s")
 
 
-def _positive(text: str) -> float:
-    """argparse type of --camera-rate and --timeout: a finite number > 0 (argparse names the flag)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="octopus_demo", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -255,13 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--camera-rate",
-        type=_positive,
+        type=number(float, low=0, low_open=True),
         default=15.0,
         help="frames per second the simulated camera publishes (> 0; default 15)",
     )
     parser.add_argument(
         "--timeout",
-        type=_positive,
+        type=number(float, low=0, low_open=True),
         default=600.0,
         help="seconds to wait for the whole scenario before the demo gives up (> 0; default 600); "
         "it stops earlier when a process ends or the node cannot configure its model",

@@ -308,6 +308,11 @@ def check_compressed_msg(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.nd
     PNG/JPEG header declares, a JPEG's end marker. Returns the data as a uint8 view;
     raises :class:`ImageConversionError`. Corrupt data past these checks is caught by
     :func:`compressed_msg_to_rgb`."""
+    return _checked_compressed(msg, max_side)[0]
+
+
+def _checked_compressed(msg: Any, max_side: int) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """:func:`check_compressed_msg`, and the (width, height) the header declares (None: not read)."""
     fmt = str(getattr(msg, "format", "") or "")
     if "compresseddepth" in fmt.lower().replace(" ", ""):
         raise ImageConversionError(f"compressed format '{fmt}' (compressedDepth) is not supported")
@@ -330,7 +335,7 @@ def check_compressed_msg(msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> np.nd
         raise ImageConversionError(
             f"JPEG data of {buf.size} bytes has no end-of-image marker (truncated?) (format '{fmt}')"
         )
-    return buf
+    return buf, size
 
 
 # cv2.imdecode flags that decode a JPEG at 1/2, 1/4, 1/8 of its size (DCT scaling: the decoder
@@ -353,8 +358,7 @@ class CompressedImageData:
 
     def __init__(self, msg: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> None:
         self.format = str(getattr(msg, "format", "") or "")
-        self.data = check_compressed_msg(msg, max_side=max_side)
-        self.size = _peek_size(self.data)  # (width, height) the header declares
+        self.data, self.size = _checked_compressed(msg, max_side)  # size: (width, height) declared
         self.max_side = max_side
 
     def _reduction(self, min_side: int | None) -> tuple[int, int]:

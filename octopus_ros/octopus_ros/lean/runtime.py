@@ -46,7 +46,7 @@ from .decision import (
     request_novelty,
 )
 from .decoding import ConstrainedDecoder, DecodeResult
-from .errors import CheckpointError
+from .errors import CONFIG_FILE, CheckpointError
 from .grounding import GROUNDING_META, Grounding, GroundingMaps, GroundingRules, read_grounding_meta
 from .novelty import (
     IMAGE_PROFILE_FILE,
@@ -63,7 +63,6 @@ from .tokenizer import LeanTokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 KV = tuple[np.ndarray, np.ndarray]  # (keys, values), each (L, 1, H, T, hd)
 
 

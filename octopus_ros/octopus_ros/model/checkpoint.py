@@ -24,7 +24,11 @@ from typing import Any
 
 import torch
 
-from octopus_ros.lean.errors import CheckpointError  # one class for both runtimes
+from octopus_ros.lean.errors import (  # one class, one file name, one reader for both runtimes
+    CONFIG_FILE,
+    CheckpointError,
+    read_config_json,
+)
 from octopus_ros.lean.manifest import sha256_file  # one file hash for checkpoints and ONNX exports
 
 from .config import ConfigError, OctopusConfig, resolve_config
@@ -35,7 +39,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "octopus_ros.checkpoint"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FUNCTIONS_FILE = "functions.yaml"
 METRICS_FILE = "metrics.json"
@@ -144,20 +147,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def read_config_json(path: str | Path) -> tuple[Path, Any]:
-    """(path of ``config.json``, its parsed JSON) of a model directory; CheckpointError naming the
-    directory or the file when the directory or the file is missing or the file is not JSON."""
-    file = Path(path) / CONFIG_FILE
-    if not Path(path).is_dir():
-        raise CheckpointError(path, "checkpoint directory does not exist")
-    if not file.is_file():
-        raise CheckpointError(file, "missing")
-    try:
-        return file, json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(file, f"not valid JSON ({e})") from e
 
 
 def read_checkpoint_config(path: str | Path) -> tuple[OctopusConfig, dict[str, Any]]:

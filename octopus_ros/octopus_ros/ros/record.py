@@ -35,6 +35,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from octopus_ros.bags import io as bag_io
+from octopus_ros.cli import number
 from octopus_ros.ros.spin import spin_until_shutdown
 
 
@@ -59,21 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--image-depth",
-        type=_depth,
+        type=number(int, low=1),
         default=10,
         help="camera subscription keep-last depth, >= 1 (default 10)",
     )
     return p
-
-
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (messages kept per topic), got {value}")
-    return value
 
 
 def _topics(args: argparse.Namespace) -> list[tuple[str, str]]:

@@ -43,6 +43,7 @@ from typing import Any
 
 from octopus_ros.bags import io as bag_io
 from octopus_ros.bags import replay as offline
+from octopus_ros.cli import number
 from octopus_ros.ros.dds_env import MATCH_SETTLE_S
 from octopus_ros.runtime.outcomes import echo_matches
 
@@ -50,28 +51,6 @@ log = logging.getLogger("octopus_replay")
 
 
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")  # what Octopus.load takes (model/precision.py)
-
-
-def _number(kind: str, *, low: float, high: float | None = None, low_open: bool = False):
-    """An argparse type: a float in [low, high] (``low_open``: above ``low``); the reason otherwise
-    (argparse names the flag: ``argument --rate: must be > 0, got 0``)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        below = (value <= low) if low_open else (value < low)
-        if high is not None and (below or value > high):
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
-        if below:
-            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {text}")
-        return value
-
-    parse.__name__ = kind  # argparse's "invalid <name> value" when the type raises something else
-    return parse
 
 
 def _device(text: str) -> str:
@@ -121,13 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     off.add_argument(
         "--confidence-threshold",
-        type=_number("confidence", low=0.0, high=1.0),
+        type=number(float, low=0.0, high=1.0),
         default=0.5,
         help="0..1, as the node's parameter (offline)",
     )
     off.add_argument(
         "--max-image-age",
-        type=_number("seconds", low=0.0, high=3600.0),
+        type=number(float, low=0.0, high=3600.0),
         default=1.0,
         help="seconds, 0..3600, as the node's parameter, on bag time (offline)",
     )
@@ -141,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     on.add_argument(
         "--rate",
-        type=_number("rate", low=0.0, low_open=True),
+        type=number(float, low=0.0, low_open=True),
         default=1.0,
         help="playback speed factor, > 0 (online, default 1.0; 2 = twice as fast). There is no 'as fast as "
         "possible': each utterance waits for the previous outcomes anyway, and frames sent in a burst "
@@ -149,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     on.add_argument(
         "--timeout",
-        type=_number("seconds", low=0.0, low_open=True),
+        type=number(float, low=0.0, low_open=True),
         default=60.0,
         help="seconds (> 0) to wait for the node and each outcome (online)",
     )
@@ -167,8 +146,6 @@ def replay_online(args: argparse.Namespace, labels: list[Any], registry: Any) ->
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import String
-
-    from octopus_ros.bags.labels import _normalised
 
     run = bag_io.read_run(args.bag, image_topic=args.image_topic, speech_topic=args.speech_topic)
     image_type = CompressedImage if run.frames and run.frames[0].msgtype == bag_io.COMPRESSED else Image
@@ -256,7 +233,7 @@ def replay_online(args: argparse.Namespace, labels: list[Any], registry: Any) ->
             utterance_index += 1
             text = deserialize_message(raw, String).data
             lab = by_text.get(utterance_index)
-            sent.append((utterance_index, {text, _normalised(text)}))
+            sent.append((utterance_index, text))
             if lab is not None and lab.utterance != text:
                 log.warning("label %d is %r but the bag says %r", utterance_index, lab.utterance, text)
             speech_pub.publish(raw)
@@ -266,7 +243,7 @@ def replay_online(args: argparse.Namespace, labels: list[Any], registry: Any) ->
             )
         spin_until(lambda: False, 0.2)  # a call is published just before its outcome; let late ones land
         decided = []
-        for (n, _forms), outcome in zip(sent, answered.matched, strict=True):
+        for (n, _text), outcome in zip(sent, answered.matched, strict=True):
             call = calls.get(outcome.request_id) if outcome.code_name == "OK" else None
             decided.append(
                 offline.Decided(
@@ -301,15 +278,13 @@ class _answer_matcher:  # noqa: N801 - used as a function
         self.matched: list[Any] = []
         self._seen = 0
 
-    def __call__(self, sent: list[tuple[int, set[str]]]) -> int:
+    def __call__(self, sent: list[tuple[int, str]]) -> int:
         while len(self.matched) < len(sent):
-            forms = sent[len(self.matched)][1]
+            text = sent[len(self.matched)][1]
             hit = None
             for k in range(self._seen, len(self.outcomes)):
                 o = self.outcomes[k]
-                if o.request_id.startswith("utt-") and (
-                    o.utterance in forms or any(echo_matches(o.utterance, f) for f in forms)
-                ):
+                if o.request_id.startswith("utt-") and echo_matches(o.utterance, text):
                     hit = k
                     break
             if hit is None:

@@ -122,10 +122,18 @@ def echo_text(text: str, limit: int) -> str:
 
 def echo_matches(echoed: str, text: str) -> bool:
     """Whether an outcome's ``utterance`` field is the node's echo of ``text``: the text itself,
-    its normalised form (a valid utterance is answered as the model read it), or, for an utterance
-    longer than the node accepts, :func:`echo_text`'s first characters and length."""
-    if echoed in (text, " ".join(text.split())):
+    its normalised form (a valid utterance is answered as :func:`~octopus_ros.runtime.guards.
+    clean_utterance` gave it to the model), or, for an utterance longer than the node accepts,
+    :func:`echo_text`'s first characters and length."""
+    from octopus_ros.runtime.guards import InvalidUtteranceError, clean_utterance
+
+    if echoed == text:
         return True
+    try:
+        if echoed == clean_utterance(text, max_length=len(text)):
+            return True
+    except InvalidUtteranceError:
+        pass  # an invalid utterance is echoed as it came
     head, sep, tail = echoed.rpartition("… [")
     return bool(sep) and tail == f"{len(text)} characters]" and text.startswith(head)
 

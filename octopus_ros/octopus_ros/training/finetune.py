@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from octopus_ros.cli import number
 from octopus_ros.functions import FunctionRegistry, RegistryError
 from octopus_ros.lean.prompt import IGNORE_INDEX
 from octopus_ros.model import (
@@ -78,7 +79,6 @@ from octopus_ros.model import (
 )
 from octopus_ros.model.functional_tokens import INITS, extend_functional_tokens, extend_vocabulary
 from octopus_ros.model.tokenizer import NEXA_END_TOKEN
-from octopus_ros.training.evaluate import number
 from octopus_ros.training.span_copier import DEFAULT_STEPS as COPIER_STEPS
 from octopus_ros.training.stages import TrainConfig
 

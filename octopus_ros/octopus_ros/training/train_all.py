@@ -468,7 +468,8 @@ _FLOAT_RANGES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from octopus_ros.training.evaluate import EVAL_N, number
+    from octopus_ros.cli import number
+    from octopus_ros.training.evaluate import EVAL_N
 
     parser = argparse.ArgumentParser(
         prog="python -m octopus_ros.training.train_all", description=__doc__.splitlines()[0]
