@@ -114,6 +114,23 @@ def test_bad_topic_names_malformed_requests_and_a_fifo_never_stall_the_node(ros_
         bad_result, good_result = robot.set_parameters([odd, good], timeout=20)
         assert not bad_result.successful and "malformed parameter 'confidence_threshold'" in bad_result.reason
         assert good_result.successful, good_result.reason
+        # atomically: refused as a whole, and the readable parameter is not set either
+        from rcl_interfaces.srv import GetParameters, SetParametersAtomically
+
+        other = Parameter(
+            name="max_utterance_length",
+            value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=400),
+        )
+        atomic = robot.call(
+            SetParametersAtomically,
+            "set_parameters_atomically",
+            SetParametersAtomically.Request(parameters=[odd, other]),
+        ).result
+        assert not atomic.successful and "malformed parameter 'confidence_threshold'" in atomic.reason
+        got = robot.call(
+            GetParameters, "get_parameters", GetParameters.Request(names=["max_utterance_length"])
+        )
+        assert got.values[0].integer_value == 300
 
         # the FIFO: configure fails at once with the reason, and the node still answers
         (result,) = robot.set_parameters([string_param("speech_topic", "/speech/text")])

@@ -241,7 +241,7 @@ def colour_check_rule(
     named colour scored below the first while another colour of the object scores at least the
     second is refused, with the head's ratio branch kept (none when the head has no rule). A
     stricter rule refuses more wrong colours and more right ones (docs/training.md item 43:
-    0.1,0.3 (the bundled heads) acts on 2.8 % of absent colours, 0.2,0.3 on 1.9 %, 0.3,0.3 on
+    0.1,0.3 (the heads' own) acted on 2.8 % of absent colours with stop 42's heads, 0.2,0.3 on 1.9 %, 0.3,0.3 on
     1.4 %, for 0.3-1.4 points of held-out right calls). ValueError for anything else."""
     value = (setting or "").strip().lower()
     if value in ("", "head"):

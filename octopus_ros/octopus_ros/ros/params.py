@@ -472,10 +472,6 @@ def render_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    print(render_yaml(), end="")
-
-
 def answer_malformed_parameter_requests(node) -> None:
     """Make the node's set_parameters services answer a request rclpy cannot read.
 
@@ -517,3 +513,7 @@ def answer_malformed_parameter_requests(node) -> None:
             return response
 
         srv.callback = answer
+
+
+if __name__ == "__main__":
+    print(render_yaml(), end="")
