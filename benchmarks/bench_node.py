@@ -70,6 +70,7 @@ from octopus_ros.paths import default_model_dir
 from octopus_ros.ros.dds_env import environment_problem
 from octopus_ros.ros.image_convert import rgb_to_image_msg
 from octopus_ros.ros.testing import node_log, rss_kb, start_node, stop_node
+from octopus_ros.runtime.second_opinion import SECOND_OPINION_DIR
 
 UTTERANCES = [
     "pick up the red cup",
@@ -360,11 +361,20 @@ def run_config(
     return run
 
 
+def _link_checkpoint(src: Path, dst: Path) -> None:
+    """``dst``: a folder of symlinks to ``src``'s files (the export writes beside them, not into src)."""
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.is_file():
+            os.symlink(f.resolve(), dst / f.name)
+
+
 def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str, list]]:
     """Process start -> active over DDS (the node's speech subscription seen by this process), and
     the node's RSS once active, per backend: fresh node processes, torch and onnx interleaved,
     ``--cold-rounds`` rounds. The onnx backend runs an export of ``--model`` made first in a temporary
-    directory (``onnx_export_all``, fp32). The page cache is warm after the first round: this is the
+    directory (``onnx_export_all``, fp32), its ``second_opinion/`` model included: the node loads
+    both by default (``second_opinion:=auto``), so both are in the start time and the RSS. The page cache is warm after the first round: this is the
     start of a node whose files were read before, as on a robot that restarts it."""
     import tempfile
 
@@ -373,10 +383,9 @@ def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str,
     out: dict[str, dict[str, list]] = {}
     with tempfile.TemporaryDirectory(prefix="octopus_bench_cold_") as tmp:
         ckpt = Path(tmp) / "ckpt"
-        ckpt.mkdir()
-        for f in Path(args.model).iterdir():
-            if f.is_file():
-                os.symlink(f.resolve(), ckpt / f.name)
+        _link_checkpoint(Path(args.model), ckpt)
+        if (Path(args.model) / SECOND_OPINION_DIR).is_dir():  # the node's default loads it too
+            _link_checkpoint(Path(args.model) / SECOND_OPINION_DIR, ckpt / SECOND_OPINION_DIR)
         export_all(ckpt)
         client = Client(context, frame, args.camera_hz)
         client.camera_on = False

@@ -276,3 +276,62 @@ def test_a_bag_that_cannot_be_created_leaves_nothing(tmp_path):
     writer.add_topic("/speech/text", bag_io.STRING)
     writer.discard()  # what a recorder whose start failed does
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+# ------------------------------------------------------------------------ octopus_replay: second opinion
+class _HearsStop:
+    """The bundled model, told "stop" whatever was said: a second opinion that makes another call
+    than the first model's (a real decision, on the same frame)."""
+
+    def __init__(self, model):
+        self.model, self.registry = model, model.registry
+
+    def encode(self, image):
+        return self.model.encode(image)
+
+    def decide(self, text, image, **kw):
+        return self.model.decide("stop", image, **kw)
+
+
+def test_offline_replay_consults_the_second_opinion_as_the_node_does(tmp_path, tiny, run1, capsys):
+    """Offline replay publishes what the node would: with the node's default second_opinion (auto)
+    a call the second model does not make is NO_ACTION "second opinion: ..." (it was scored as
+    published before). The flag is checked as the node checks the parameter."""
+    bag, labels = run1
+    model = bag_replay.load_model()
+    lines = bag_replay.labels_for(bag, labels)
+    alone = bag_replay.replay_offline(lines, model)
+    published = [d for d in alone if d.outcome == "OK"]
+    assert [d.call for d in published] == ["take_photo()"], alone
+    checked = bag_replay.replay_offline(lines, model, second_opinion=_HearsStop(model))
+    held = {d.n: d for d in checked}[published[0].n]
+    assert held.outcome == "NO_ACTION" and held.call is None
+    assert held.reason.startswith("second opinion: the second model decides stop()"), held.reason
+
+    other = tmp_path / "other_functions"
+    shutil.copytree(tiny, other)
+    text = (other / "functions.yaml").read_text(encoding="utf-8")
+    (other / "functions.yaml").write_text(text.replace("Stop", "Halt", 1), encoding="utf-8")
+    for second, why in [
+        (tmp_path / "nope", "no such directory"),
+        (other, "its functions.yaml is not"),
+    ]:
+        rc, err = _replay(
+            [bag, "--offline", "--labels", labels, "--model", tiny, "--second-opinion", second], capsys
+        )
+        assert rc == 2 and "octopus_replay: error: --second-opinion" in err and why in err, err
+    report = tmp_path / "off.json"
+    argv = [
+        bag,
+        "--offline",
+        "--labels",
+        labels,
+        "--model",
+        tiny,
+        "--second-opinion",
+        "off",
+        "--json",
+        report,
+    ]
+    assert octopus_replay.main([str(a) for a in argv]) == 0
+    assert "second opinion: off" in capsys.readouterr().out

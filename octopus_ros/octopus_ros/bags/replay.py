@@ -148,8 +148,11 @@ def replay_offline(
     max_image_age: float = 1.0,
     decode_mode: str = "constrained",
     timeout: float = 120.0,
+    second_opinion: Any = None,
 ) -> list[Decided]:
-    """Decide every labelled utterance with the node's engine on the bag's clock (no DDS)."""
+    """Decide every labelled utterance with the node's engine on the bag's clock (no DDS).
+    ``second_opinion``: the second model the node consults before it publishes (None: off), so that
+    published wrong is what the node with that setting would publish."""
     from octopus_ros.functions import validate_call
     from octopus_ros.runtime.engine import ActionEngine, EngineConfig
     from octopus_ros.runtime.outcomes import Frame, Request, Source
@@ -169,6 +172,7 @@ def replay_offline(
     clock = [0.0]
     engine = ActionEngine(
         model=model,
+        second_opinion=second_opinion,
         registry=registry,
         config=config,
         validate=functools.partial(validate_call, registry=registry),

@@ -206,7 +206,13 @@ PARAMETERS: dict[str, Spec] = {
     ),
     "rate_burst": Spec(3, "Utterances accepted back to back before the rate limit applies.", min=1, max=1000),
     "queue_depth": Spec(4, "Pending utterances beyond this are answered BUSY.", min=1, max=1000),
-    "request_timeout": Spec(5.0, "Seconds a request may wait before TIMEOUT.", min=0.01, max=3600.0),
+    "request_timeout": Spec(
+        5.0,
+        "Seconds a request may wait in the queue before it is answered TIMEOUT (the time the model "
+        "then takes to decide is not counted; its latency is in /diagnostics).",
+        min=0.01,
+        max=3600.0,
+    ),
     "max_utterance_length": Spec(200, "Longer utterances are INVALID_INPUT.", min=1, max=10000),
     "max_image_side": Spec(4096, "Images with a larger side are INVALID_INPUT.", min=16, max=16384),
     "estop_on_start": Spec(

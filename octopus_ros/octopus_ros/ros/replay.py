@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     off.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (offline)")
     off.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (offline)")
     off.add_argument(
+        "--second-opinion",
+        default="auto",
+        help="the second model consulted before a call counts as published, as the node's "
+        "second_opinion parameter: auto (the checkpoint's second_opinion/ folder, when it has one: "
+        "what the node does by default), off, or a checkpoint directory (offline)",
+    )
+    off.add_argument(
         "--allowed-functions",
         nargs="*",
         default=[],
@@ -352,6 +359,34 @@ def _load_model(args: argparse.Namespace) -> Any:
         raise ModelLoadError(f"cannot load {what}: {e}") from e
 
 
+def _load_second(args: argparse.Namespace, model: Any) -> Any:
+    """The offline second opinion as the node loads it (``second_opinion`` parameter: its folder,
+    the same functions checked, the first model's registry); None when off or the checkpoint has
+    none. A missing folder, other functions or a broken checkpoint -> ModelLoadError."""
+    from octopus_ros.lean.errors import CheckpointError
+    from octopus_ros.paths import default_model_dir
+    from octopus_ros.runtime.second_opinion import SecondOpinionError, same_functions, second_opinion_dir
+
+    first = args.model or str(default_model_dir())
+    path = second_opinion_dir(first, args.second_opinion)
+    print(f"second opinion: {path or 'off'}")
+    if path is None:
+        return None
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"--second-opinion {path}: no such directory (a checkpoint directory, auto or off)"
+        )
+    try:
+        same_functions(first, path)
+        return offline.load_model(
+            str(path), args.functions or model.registry, device=args.device, precision=args.precision
+        )
+    except SecondOpinionError as e:
+        raise ModelLoadError(f"--second-opinion: {e}") from e
+    except (CheckpointError, OSError, ValueError, RuntimeError) as e:
+        raise ModelLoadError(f"--second-opinion {path}: cannot load the model: {e}") from e
+
+
 def main(argv: list[str] | None = None) -> int:
     from octopus_ros.bags.labels import LabelError
     from octopus_ros.data.records import RecordError
@@ -379,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.offline:
             model = _load_model(args)
             registry = model.registry
+            second = _load_second(args, model)
         else:
             registry = (
                 FunctionRegistry.from_yaml(args.functions) if args.functions else load_default_registry()
@@ -398,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                 allowlist=tuple(args.allowed_functions),
                 confidence_threshold=args.confidence_threshold,
                 max_image_age=args.max_image_age,
+                second_opinion=second,
             )
         else:
             decided = replay_online(args, labels, registry)
