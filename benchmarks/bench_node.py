@@ -386,6 +386,7 @@ def cold_start(args, context: Context, frame: np.ndarray) -> dict[str, dict[str,
         _link_checkpoint(Path(args.model), ckpt)
         if (Path(args.model) / SECOND_OPINION_DIR).is_dir():  # the node's default loads it too
             _link_checkpoint(Path(args.model) / SECOND_OPINION_DIR, ckpt / SECOND_OPINION_DIR)
+            export_all(ckpt / SECOND_OPINION_DIR)
         export_all(ckpt)
         client = Client(context, frame, args.camera_hz)
         client.camera_on = False
