@@ -26,7 +26,13 @@ setup(
     # Named model configs are data inside the Python package (open_clip style).
     package_data={
         "octopus_ros.model": ["configs/*.json", "configs/vlm/*.json"],
-        "octopus_ros.data.natural": ["natural_set.yaml", "natural_check.yaml", "natural_third.yaml"],
+        "octopus_ros.data.natural": [
+            "natural_set.yaml",
+            "natural_check.yaml",
+            "natural_third.yaml",
+            "natural_messages.yaml",
+            "natural_chatty.yaml",
+        ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],
     },

@@ -28,7 +28,9 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_set.yaml",
         "natural_check.yaml",
         "natural_third.yaml",
-    ):  # make evaluate reads all three
+        "natural_messages.yaml",
+        "natural_chatty.yaml",
+    ):  # make evaluate reads all five
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
 
     # the executables go where `ros2 run` / `ros2 launch` look (setup.cfg), not to bin/: the README's

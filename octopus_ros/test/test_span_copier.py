@@ -474,6 +474,51 @@ def test_copy_span_applies_the_lead_in_rule(registry):
 
 
 @pytest.mark.parametrize(
+    "text, copied, want",
+    [
+        (
+            "shoot Alice a note, the movie starts at nine, okay",
+            "the movie starts at nine, okay",
+            "the movie starts at nine",
+        ),
+        ("text bob um, see you soon, thanks!", "um, see you soon, thanks!", "see you soon"),
+        ("跟Bob说一声，嗯，会议改到周二了，谢谢", "嗯，会议改到周二了，谢谢", "会议改到周二了"),
+        ("通知一下Alice，电影九点半开始，好吧", "电影九点半开始，好吧", "电影九点半开始"),
+        ("tell mom I'm okay", "I'm okay", "I'm okay"),  # not set off by a pause: part of the message
+        ("tell mom thanks so much", "thanks so much", "thanks so much"),
+        ("跟妈妈说谢谢你帮忙", "谢谢你帮忙", "谢谢你帮忙"),
+        ("tell dad, okay", "okay", "okay"),  # nothing would be left
+        ("tell bob so what, I won", "so what, I won", "so what, I won"),  # "so" without a pause after it
+    ],
+)
+def test_a_message_leaves_out_the_fillers_a_pause_sets_off(text, copied, want):
+    from octopus_ros.lean.copier import CopiedSpan, shed_fillers
+
+    start = text.rindex(copied)
+    span = CopiedSpan(copied, start, start + len(copied), 0.8, "", "一声")
+    got = shed_fillers(text, span)
+    assert got.text == want and text[got.start : got.end] == want
+    assert (got.prob, got.shed) == (0.8, "一声")
+
+
+def test_copy_span_applies_the_filler_rule(registry):
+    from types import SimpleNamespace
+
+    from octopus_ros.lean.copier import CopiedSpan, copy_span
+
+    utterance = "跟Bob说一声，嗯，会议改到周二了，谢谢"
+    copied = "嗯，会议改到周二了，谢谢"
+    start = utterance.index(copied)
+    copier = SimpleNamespace(pick=lambda *_a: CopiedSpan(copied, start, len(utterance), 0.9), max_chars=48)
+    grammar, span = copy_span(
+        copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
+    )
+    assert span.text == "会议改到周二了"
+    assert grammar.accepts("<nexa_10>('bob', '会议改到周二了')<nexa_end>")
+    assert not grammar.accepts("<nexa_10>('bob', '嗯，会议改到周二了，谢谢')<nexa_end>")
+
+
+@pytest.mark.parametrize(
     "utterance, copied, offered",
     [
         ("我爸坐下的时候把椅子抽走", "坐下的时候把椅子抽走", False),  # a contact and the rest: no ask

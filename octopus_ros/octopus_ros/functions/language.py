@@ -38,6 +38,45 @@ EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _CLAUSE_END = re.compile(r"[,.;:!?\uff0c\u3002\uff1b\uff1a\uff01\uff1f]")
 
 
+# Words a speaker puts around a message without meaning them as part of it, when a pause mark sets
+# them off: "shoot Alice a note, the movie starts at nine, okay" sends "the movie starts at nine";
+# "跟Bob说一声，嗯，会议改到周二了，谢谢" sends "会议改到周二了". No training request has them there
+# (data/instructions.py adds its prefixes and suffixes only to requests without a message), so the
+# copier reads them as part of the body (lean/copier.shed_fillers). Lower case, longest first.
+OPENING_FILLERS = {
+    "en": ("um", "uh", "er", "erm", "hmm", "oh", "well", "okay so", "ok so", "so"),
+    "zh": ("那个", "这个", "就是", "嗯", "呃", "额", "哦", "噢"),
+}
+CLOSING_FILLERS = {
+    "en": (
+        "thank you so much",
+        "thanks a lot",
+        "thank you",
+        "thanks",
+        "please",
+        "okay",
+        "ok",
+        "alright",
+        "cheers",
+    ),
+    "zh": (
+        "麻烦你了",
+        "谢谢你",
+        "好不好",
+        "行不行",
+        "可以吗",
+        "拜托了",
+        "谢谢",
+        "谢啦",
+        "多谢",
+        "好吧",
+        "好吗",
+        "行吗",
+        "麻烦了",
+    ),
+}
+
+
 def negated(text: str, start: int) -> bool:
     """Whether the word at ``start`` of ``text`` follows a negation closely, in the same clause
     (see NEGATIONS_EN)."""

@@ -457,6 +457,49 @@ def shed_lead_in(text: str, span: CopiedSpan, leads: Sequence[str]) -> CopiedSpa
     return span
 
 
+_ENDING = " \t.!?。！？~～…"
+_MARK = ",，:：、;；"  # a pause mark proper (a space does not set a filler off)
+
+
+def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
+    """``span`` without the fillers a pause mark sets off at its ends (functions/language
+    OPENING_FILLERS, CLOSING_FILLERS): "the movie starts at nine thirty, okay" -> "the movie starts
+    at nine thirty", "嗯，会议改到周二了，谢谢" -> "会议改到周二了". A filler that is not set off ("I'm okay",
+    "谢谢你帮忙") stays, and so does a span that would be left empty."""
+    from octopus_ros.functions.language import CLOSING_FILLERS, OPENING_FILLERS, count_cjk
+
+    body = span.text
+    zh = count_cjk(body) * 2 >= len(body.strip())
+    start, end = 0, len(body)
+    lower = body.lower()
+    for filler in OPENING_FILLERS["zh" if zh else "en"]:
+        after = len(filler)
+        while after < end and body[after] in " \t":
+            after += 1
+        if lower.startswith(filler) and after < end and body[after] in _MARK:
+            start = after
+            while start < end and body[start] in _PAUSE:
+                start += 1
+            break
+    stem = body[start:end].rstrip(_ENDING)
+    for filler in CLOSING_FILLERS["zh" if zh else "en"]:
+        cut = len(stem) - len(filler)
+        before = stem[:cut].rstrip(" \t") if cut > 0 else ""
+        if before and stem.lower().endswith(filler) and before[-1] in _MARK:
+            end = start + len(before.rstrip(_PAUSE))
+            break
+    if (start, end) == (0, len(body)) or not body[start:end].strip():
+        return span
+    return CopiedSpan(
+        text[span.start + start : span.start + end],
+        span.start + start,
+        span.start + end,
+        span.prob,
+        span.absorbed,
+        span.shed,
+    )
+
+
 def copier_weights_sha(directory: str | Path) -> str | None:
     """The sha256 of the model weights config.json records (what a copier must be trained on)."""
     try:
@@ -490,7 +533,8 @@ def copy_span(
     contact: :func:`named_mentions`, :func:`clear_of_mentions`), takes in the words between
     the contact and it that no phrasing uses to introduce a message (:func:`absorb_gap`,
     :func:`carrier_words`) and leaves out the end of a lead-in it starts
-    with (:func:`shed_lead_in`, :func:`lead_ins`). When the utterance says nothing outside that
+    with (:func:`shed_lead_in`, :func:`lead_ins`) and the fillers a pause sets off at its ends
+    (:func:`shed_fillers`). When the utterance says nothing outside that
     span and the contacts' mentions (functions/mentions.asks_nothing: "我爸坐下的时候把椅子抽走"),
     no copying function is offered: the request asks for none. Where that leaves no span, or
     the grammar refuses the span, the copied value is any word-aligned span, as without a copier.
@@ -509,6 +553,7 @@ def copy_span(
             utterance, span, mentions, carrier_words(grammar.registry, functions), copier.max_chars
         )
         grown = shed_lead_in(utterance, grown, lead_ins(grammar.registry, functions))
+        grown = shed_fillers(utterance, grown)
         for choice in (grown, span) if grown is not span else (span,):
             try:
                 bound = grammar.bind(utterance, copy=choice.text, objects=objects)

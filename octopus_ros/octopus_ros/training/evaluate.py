@@ -57,7 +57,7 @@ import numpy as np
 
 from octopus_ros.cli import number
 from octopus_ros.data import generate
-from octopus_ros.data.natural import CHECK_SET_PATH, MESSAGES_SET_PATH, THIRD_SET_PATH
+from octopus_ros.data.natural import CHATTY_SET_PATH, CHECK_SET_PATH, MESSAGES_SET_PATH, THIRD_SET_PATH
 from octopus_ros.runtime.second_opinion import same_functions, second_opinion_dir
 
 # examples per split of a command-line evaluation: at 3000 a 90 % figure's standard error is 0.5
@@ -67,11 +67,13 @@ EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
 CHECK_TITLE = "check set (written apart from templates and natural set; figures only)"
 THIRD_TITLE = "third set (written apart from templates and both sets, stop 30; figures only)"
 MESSAGES_TITLE = "message set (send_message only, written apart from everything else, stop 33; figures only)"
-# the sets measured for figures only: metrics key, file, title
+CHATTY_TITLE = "chatty set (long, chatty requests, written apart, stop 44; read for the filler rule)"
+# the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
     ("natural_third", THIRD_SET_PATH, THIRD_TITLE),
     ("natural_messages", MESSAGES_SET_PATH, MESSAGES_TITLE),
+    ("natural_chatty", CHATTY_SET_PATH, CHATTY_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)

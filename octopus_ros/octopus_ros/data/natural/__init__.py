@@ -40,6 +40,9 @@ THIRD_SET_PATH = Path(__file__).with_name("natural_third.yaml")
 # The message set (stop 33): 60 + 60 requests to send a message, written apart from everything
 # else for the copy figures (send_message's relay phrasings were added while it was written).
 MESSAGES_SET_PATH = Path(__file__).with_name("natural_messages.yaml")
+# The chatty set (stop 44): long, chatty requests of every kind, written apart like the check set;
+# read in stop 44 (the copier's filler rule was found on it), so not figures only.
+CHATTY_SET_PATH = Path(__file__).with_name("natural_chatty.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
