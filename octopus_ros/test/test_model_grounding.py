@@ -437,6 +437,10 @@ def test_mentions_pair_each_object_with_the_colour_said_before_it(utterance, exp
         ("put the dog bowl on the floor", set()),  # the dog says what kind of bowl
         ("pick up the red cup", set()),  # colour-qualified: mentions() has it
         ("把苹果放进盒子", set()),  # Chinese has no determiner to read
+        ("Banana, pick it up.", {"banana"}),  # said first and alone: the thing the request is about
+        ("keys: put them on the shelf", {"keys"}),
+        ("Can you pick it up", set()),  # a first word not set off by a pause
+        ("phone mom, tell her I'm late", set()),
     ],
 )
 def test_determined_finds_english_category_words_after_a_determiner(utterance, expected):

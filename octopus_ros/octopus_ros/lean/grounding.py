@@ -132,8 +132,9 @@ class GroundingRules:
 
     def determined(self, utterance: str) -> set[str]:
         """The object categories ``utterance`` names in English with a determiner right before the
-        category word and no colour ("the apple", "that banana", "my phone"): a bare word that is
-        a noun where it stands, unless another category word follows it ("the dog bowl" is a
+        category word and no colour ("the apple", "that banana", "my phone"), or as the request's
+        first word set off by a comma or colon ("Banana, pick it up"): a bare word that is a noun
+        where it stands, unless another category word follows it ("the dog bowl" is a
         bowl). Without the determiner a category word may be another word ("can
         you…", "trash can"); Chinese has no such mark (书 in 书架 "bookshelf"), so it names none."""
         text, hits = self._scan(utterance)
@@ -142,7 +143,8 @@ class GroundingRules:
             if kind != "category" or not text[a:b].isascii():
                 continue
             before = text[:a].rstrip()
-            if not (len(before) < len(text[:a]) and before.rsplit(" ", 1)[-1] in _DETERMINERS):
+            called = not before and text[b:].lstrip(" ").startswith(_CALL_MARKS)  # "Banana, pick it up"
+            if not called and not (len(before) < len(text[:a]) and before.rsplit(" ", 1)[-1] in _DETERMINERS):
                 continue
             following = hits[k + 1] if k + 1 < len(hits) else None
             if following is not None and following[2] == "category" and not text[b : following[0]].strip():
@@ -263,6 +265,9 @@ def colour_check_rule(
 
 
 # English words that make the category word after them a noun: "the apple", "my phone"
+# what sets off a category word that opens a request as the thing it is about ("Banana, pick it
+# up", "Keys: on the counter"): the word said alone, then the request
+_CALL_MARKS = (",", ":", ";", "-", "—")
 _DETERMINERS = frozenset(
     ("the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their")
     + ("a", "an", "some", "any", "another", "one")
