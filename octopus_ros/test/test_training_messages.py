@@ -120,3 +120,41 @@ def test_finetune_replay_varies_as_stage_4_does():
     assert all(tuner.vary(it) is it for it in registry_items)
     tuner.cfg = FinetuneConfig(augment=0.0)
     assert all(tuner.vary(it) is it for it in messages + others)
+
+
+def test_chatter_wraps_a_request_in_a_statement_and_keeps_its_answer():
+    """``chatter`` (off by default): a call or decline said inside a short statement of the decline
+    corpus, before or after it; never a question, an unsafe-request pattern, a message or a speed."""
+    from octopus_ros.data.decline_corpus import unsafe_requests
+
+    unsafe = next(text for lang, text in unsafe_requests() if lang == "en" and len(text) < 60)
+    t = Trainer.__new__(Trainer)
+    t.cfg = TrainConfig(chatter=1.0, message_corpus=0.0, augment=0.0, decline_noise=0.0, decline_corpus=0.0)
+    t.rng, t.np_rng = random.Random(0), np.random.default_rng(0)
+    t.pools = {
+        "decline_corpus": {
+            "en": ["I'm staying home.", "is it raining?", unsafe, "x" * 80],
+            "zh": ["我今天很累。", "下雨了吗？"],
+        }
+    }
+    t._chatter = None
+    records = [
+        {"instruction": e.instruction, "answer": e.answer, "function": e.function, "language": e.language}
+        for e in generate("train", 300, 0)
+    ]
+    before = after = 0
+    for rec in records:
+        varied = t._varied("calls", rec)
+        if rec["function"] in ("send_message", "set_speed"):
+            assert varied is None
+            continue
+        text, answer = varied
+        assert answer == rec["answer"]
+        chatter = "I'm staying home" if rec["language"] == "en" else "我今天很累"
+        comma = ", " if rec["language"] == "en" else "，"
+        assert text in (f"{chatter}{comma}{rec['instruction']}", f"{rec['instruction']}{comma}{chatter}")
+        before += text.startswith(chatter)
+        after += not text.startswith(chatter)
+    assert before > 20 and after > 20
+    t.cfg = TrainConfig(chatter=0.0, message_corpus=0.0, augment=0.0, decline_noise=0.0, decline_corpus=0.0)
+    assert all(t._varied("calls", rec) is None for rec in records)

@@ -138,6 +138,10 @@ class TrainConfig:
     # stage 4: fraction of the varied English instructions (``augment``) whose verb is replaced by a
     # WordNet synonym first (data/synonyms.py, built at setup; 0: off)
     synonyms: float = 0.0
+    # stage 4: fraction of call and decline records (not messages or speeds) said inside chatter: a
+    # short statement of the decline corpus before or after the request, set off by a comma ("I'm
+    # staying home, pick up the red cup"); the answer is unchanged (0: off; docs/training.md item 45)
+    chatter: float = 0.0
     grey: float = 0.2  # stages 1 and 4: fraction of images shown in greyscale (colour label masked)
     tiles: float = 0.0  # stage 1: fraction of salient-scene images tile-shuffled (shape labels masked)
     tile_px: int = 8  # tile side for ``tiles``
@@ -282,6 +286,7 @@ class Trainer:
         self.cfg = cfg
         self.fmt = PromptFormat(tokenizer=tokenizer, config=model.config)
         self.pools = pools
+        self._chatter: dict[str, list[str]] | None = None  # _chattered's statements, built on first use
         self.rng = random.Random(cfg.seed)
         self.np_rng = np.random.default_rng(cfg.seed)
         self.curves: list[Curve] = []
@@ -318,6 +323,13 @@ class Trainer:
             and self.rng.random() < self.cfg.message_corpus
         ):
             return self._new_message(rec)
+        if (
+            self.cfg.chatter > 0
+            and function not in ("send_message", "set_speed")
+            and self.rng.random() < self.cfg.chatter
+            and (said := self._chattered(rec)) is not None
+        ):
+            return said, answer
         if self.cfg.augment > 0 and function not in NOT_AUGMENTED and self.rng.random() < self.cfg.augment:
             text = rec["instruction"]
             if self.cfg.synonyms > 0 and rec["language"] == "en" and self.rng.random() < self.cfg.synonyms:
@@ -339,6 +351,35 @@ class Trainer:
         ):
             return self.rng.choice(self.pools["decline_corpus"][rec["language"]]), answer
         return None
+
+    def _chattered(self, rec: dict) -> str | None:
+        """The record's instruction with a short statement of the decline corpus (no question, no
+        unsafe-request pattern) before or after it, set off by a comma; None without a corpus."""
+        language = rec["language"]
+        if self._chatter is None:
+            from octopus_ros.data.decline_corpus import unsafe_requests
+
+            unsafe = {text for _, text in unsafe_requests()}
+            longest = {"en": 60, "zh": 20}
+            self._chatter = {
+                lang: sorted(
+                    {
+                        t.strip().rstrip(".。!！")
+                        for t in sentences
+                        if t not in unsafe
+                        and 4 <= len(t.strip()) <= longest.get(lang, 60)
+                        and not t.rstrip().endswith(("?", "？"))
+                    }
+                )
+                for lang, sentences in self.pools.get("decline_corpus", {}).items()
+            }
+        pool = self._chatter.get(language) or []
+        if not pool:
+            return None
+        chatter = self.rng.choice(pool)
+        comma = "，" if language == "zh" else ", "
+        text = rec["instruction"]
+        return f"{chatter}{comma}{text}" if self.rng.random() < 0.5 else f"{text}{comma}{chatter}"
 
     def _new_message(self, rec: dict) -> tuple[str, str] | None:
         """The record with its copied text (the call's ``source: utterance`` argument, a message

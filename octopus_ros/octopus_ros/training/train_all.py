@@ -456,6 +456,8 @@ _FLOAT_FLAGS = {
     "0: none)",
     "synonyms": "stage 4: fraction of varied English instructions whose verb is replaced by a WordNet synonym "
     "(python -m octopus_ros.data.synonyms, built at setup; 0: off)",
+    "chatter": "stage 4: fraction of call and decline instructions said inside a short statement of the decline "
+    "corpus, before or after, set off by a comma (0: off)",
     "dpo_beta": "stage 5: DPO temperature (KL to stage 4)",
     "refine_nll": "stage 5: weight of the chosen answer's NLL",
     "refine_lr": "stage 5: peak learning rate",
