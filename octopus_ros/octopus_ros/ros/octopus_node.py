@@ -35,7 +35,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from octopus_msgs.msg import Argument, FunctionCall, Outcome
 from octopus_msgs.srv import Ask
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
@@ -131,6 +131,39 @@ def _unreadable() -> Any:
     raise ValueError("the image message could not be read")
 
 
+# The node's executor threads (lifecycle, parameters, ~/ask, which waits on one per call; the
+# e-stop and the inputs have threads of their own: ros/ingest.py)
+EXECUTOR_THREADS = 4
+
+
+def fresh_estop(seen: collections.OrderedDict, info: dict) -> bool:
+    """Whether an e-stop message (its rclpy MessageInfo ``info``) is new to the node, updating
+    ``seen``. The node reads the e-stop through two subscriptions (latched and volatile), so one
+    message can arrive twice: with the publisher's gid, a sequence number at most the last one seen
+    from that publisher is the same message or an older one. An rclpy without the gid in
+    MessageInfo (before 2025; Jazzy may lack it) would put every publisher under one key, and a
+    restarted publisher's e-stop (sequence 1) would be dropped as stale: there only the same
+    message twice (same source timestamp and sequence number) is dropped. No sequence number:
+    always new. ``seen`` keeps the last 256 keys."""
+    seq = info.get("publication_sequence_number")
+    if seq is None:
+        return True
+    if info.get("publisher_gid") is not None:
+        key: Any = repr(info["publisher_gid"])
+        last = seen.get(key)
+        if last is not None and seq <= last:
+            return False
+    else:
+        key = ("sent", info.get("source_timestamp"), seq)
+        if key in seen:
+            return False
+    seen[key] = seq
+    seen.move_to_end(key)
+    while len(seen) > 256:
+        seen.popitem(last=False)
+    return True
+
+
 class OctopusNode(LifecycleNode):
     """See the module docstring. Topics are relative to the node (``~/...``)."""
 
@@ -161,7 +194,6 @@ class OctopusNode(LifecycleNode):
         self._diag_pub = None
         self._active = False
         self._lock = threading.Lock()
-        self._estop_group = MutuallyExclusiveCallbackGroup()  # e-stop: never waits behind anything
         self._service_group = ReentrantCallbackGroup()
         self._callback_errors: collections.Counter[str] = collections.Counter()
         self._speech_seen: dict[bytes, int] = {}  # publisher gid -> last publication sequence number
@@ -172,7 +204,9 @@ class OctopusNode(LifecycleNode):
         self._estop = bool(self.get_parameter("estop_on_start").value)
         self._estop_reason = "estop_on_start: engaged at start until false arrives" if self._estop else ""
         self._estop_seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
-        self._estop_subs: list = []
+        # the e-stop's subscriptions, on a side node with a thread of its own (ros/ingest.py): an
+        # executor whose threads all wait on ~/ask calls still hears it
+        self._estop_ingest: IngestNode | None = None
         self._estop_topic = ""
         for start in (self._start_estop, self._start_speech):
             try:
@@ -429,6 +463,10 @@ class OctopusNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self.close_inputs()  # the speech side node and its thread go with this node
+        estop = getattr(self, "_estop_ingest", None)
+        if estop is not None:
+            estop.close()
+            self._estop_ingest = None
         super().destroy_node()
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
@@ -628,9 +666,9 @@ class OctopusNode(LifecycleNode):
     def _count_speech_gaps(self, info: Any) -> None:
         """Count utterances a publisher sent that this reader never got (publication sequence gaps)."""
         seq = (info or {}).get("publication_sequence_number")
-        if seq is None:
-            return
-        gid = repr((info or {}).get("publisher_gid"))
+        if seq is None or (info or {}).get("publisher_gid") is None:
+            return  # without the publisher's gid (rclpy before 2025) two publishers cannot be told apart
+        gid = repr(info["publisher_gid"])
         last = self._speech_seen.get(gid)
         if last is not None and seq > last + 1:
             self._speech_gaps += seq - last - 1
@@ -664,35 +702,21 @@ class OctopusNode(LifecycleNode):
             reliability=ReliabilityPolicy.BEST_EFFORT,
             durability=DurabilityPolicy.VOLATILE,
         )
-        new: list = []
+        new = IngestNode(self, "estop") if topic else None
         try:  # the new subscriptions first: a name rcl refuses leaves the old ones listening
-            for qos in (latched, volatile) if topic else ():
-                new.append(
-                    self.create_subscription(
-                        Bool, topic, self._on_estop, qos, callback_group=self._estop_group
-                    )
-                )
+            for qos in (latched, volatile) if new is not None else ():
+                new.subscribe(Bool, topic, self._on_estop, qos)
         except Exception:
-            for sub in new:
-                self.destroy_subscription(sub)
+            new.close()
             raise
-        for sub in self._estop_subs:
-            self.destroy_subscription(sub)
-        self._estop_subs, self._estop_topic = new, topic
+        old, self._estop_ingest, self._estop_topic = self._estop_ingest, new, topic
+        if old is not None:
+            old.close()
 
     @_guarded("estop")
     def _on_estop(self, msg: Bool, info: Any) -> None:
-        info = info or {}
-        seq = info.get("publication_sequence_number")
-        if seq is not None:
-            gid = repr(info.get("publisher_gid"))
-            last = self._estop_seen.get(gid)
-            if last is not None and seq <= last:
-                return  # the same message through the other subscription, or an older one
-            self._estop_seen[gid] = seq
-            self._estop_seen.move_to_end(gid)
-            while len(self._estop_seen) > 256:
-                self._estop_seen.popitem(last=False)
+        if not fresh_estop(self._estop_seen, info or {}):
+            return  # the same message through the other subscription, or an older one
         self._set_estop(
             bool(msg.data), f"e-stop {'engaged' if msg.data else 'released'} on {self._estop_topic}"
         )
@@ -769,6 +793,7 @@ class OctopusNode(LifecycleNode):
         )
         engine.submit(req)
         if not finished.wait(timeout=self._params.request_timeout + 30.0):
+            req.publish = False  # the caller is told TIMEOUT: no call of it goes out later
             response.outcome = Outcome(
                 request_id=rid, code=Outcome.TIMEOUT, code_name="TIMEOUT", reason="no answer in time"
             )
@@ -987,7 +1012,7 @@ def main(args: list[str] | None = None) -> None:
         print(f"octopus_node: error: {e}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(2)
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         while rclpy.ok():
