@@ -1,8 +1,11 @@
 """demo_actuator: subscribes to the calls and the routed topics and logs what a robot would do.
 
-It is the downstream side of the demo and a template for real actuator nodes: it
-depends only on octopus_msgs and standard messages (no torch), and switches on the
-typed call, never on free text.
+It is the downstream side of the demo and a template for real actuator nodes: it reads
+only octopus_msgs and standard messages, plus ``octopus_ros.ros.spin`` (rclpy only; no torch is
+loaded; copy ``spin_node``'s few lines to depend on octopus_msgs alone), and switches on the
+typed call, never on free text. It listens to ``~/function_calls`` and to the routed topics to
+show both; a real actuator takes one of them (a routed message carries no request id: README,
+"Subscribing to the calls"), and should also honour the e-stop and ``~/outcomes``.
 """
 
 from __future__ import annotations

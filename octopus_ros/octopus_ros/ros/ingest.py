@@ -18,8 +18,11 @@ subscriptions, timers). Two inputs pay for that:
   count utterances lost in transport; it is not used.
 
 :class:`IngestNode` is a small plain node (``<node name>_<role>``, same namespace, no parameter
-services, no /rosout) spun on a thread of its own, so that the node's executor (lifecycle, e-stop,
-~/ask) never wakes for these inputs and they never wait behind it. The callbacks stay the owner's
+services, no /rosout) spun on a thread of its own, so that the node's executor (lifecycle,
+parameters, ~/ask) never wakes for these inputs and they never wait behind it. **The e-stop** has
+one too (``<node name>_estop``, both of its subscriptions, for the node's whole life): an ~/ask call
+holds an executor thread while it waits for its answer, and four of them would have left the e-stop
+callback without a thread. The callbacks stay the owner's
 methods, guarded as before. Topic names are expanded by the owner (``~/image`` is the owner's
 private topic), and command-line remaps apply as to any node.
 """
@@ -38,7 +41,8 @@ from octopus_ros.runtime.engine import name_native_thread
 
 class IngestNode:
     """A side node for one kind of input, its executor and its thread; see the module docstring.
-    Create it when the owner activates, :meth:`close` it when it deactivates."""
+    The camera's lives while the owner is active, the speech's and the e-stop's as long as the
+    owner; :meth:`close` it when its input goes."""
 
     def __init__(self, owner: Node, role: str) -> None:
         self._owner = owner
