@@ -43,12 +43,14 @@ def test_node_guarantees_over_dds(ros_env, rclpy_context, tiny_ckpt):
     robot = RobotSide(rclpy_context)
     try:
         robot.wait_active(proc)
-        # Camera and speech are taken by the node's side nodes (ros/ingest.py), never by its own
-        # MultiThreadedExecutor: a frame would wake it, an utterance would wait for it.
+        # Camera, speech and e-stop are taken by the node's side nodes (ros/ingest.py), never by its
+        # own MultiThreadedExecutor: a frame would wake it, an utterance would wait for it, and
+        # ~/ask calls waiting on its threads would leave the e-stop none.
         for topic, side in (
             ("/camera/image_raw", "octopus_node_camera"),
             ("/camera/image_raw/compressed", "octopus_node_camera"),
             ("/speech/text", "octopus_node_speech"),
+            ("/estop", "octopus_node_estop"),
         ):
             readers = {i.node_name for i in robot.get_subscriptions_info_by_topic(topic)}
             assert readers == {side}, (topic, readers)
