@@ -98,6 +98,40 @@ def test_stop_is_a_zero_twist_on_cmd_vel(table):
     assert values == [0.0] * 6
 
 
+def test_stop_can_be_a_stamped_zero_twist_for_bases_that_take_one():
+    from geometry_msgs.msg import TwistStamped
+
+    table = RoutingTable.from_dict(
+        {"routes": {"stop": [{"kind": "zero_twist_stamped", "topic": "/diff_drive_controller/cmd_vel"}]}},
+        load_default_registry(),
+    )
+    [(topic, msg)] = table.route(call("stop"))
+    assert topic == "/diff_drive_controller/cmd_vel" and isinstance(msg, TwistStamped)
+    assert msg.header.frame_id == "base_link"
+    assert [getattr(getattr(msg.twist, v), a) for v in ("linear", "angular") for a in "xyz"] == [0.0] * 6
+    framed = RoutingTable.from_dict(
+        {
+            "routes": {
+                "stop": {"kind": "zero_twist_stamped", "topic": "/cmd_vel", "frame_id": "base_footprint"}
+            }
+        },
+        load_default_registry(),
+    )
+    assert framed.route(call("stop"))[0][1].header.frame_id == "base_footprint"
+    with pytest.raises(RoutingError, match="used with several message types"):
+        RoutingTable.from_dict(
+            {
+                "routes": {
+                    "stop": [
+                        {"kind": "zero_twist", "topic": "/cmd_vel"},
+                        {"kind": "zero_twist_stamped", "topic": "/cmd_vel"},
+                    ]
+                }
+            },
+            load_default_registry(),
+        )
+
+
 def test_set_speed_is_a_float32(table):
     [(topic, msg)] = table.route(call("set_speed", value=0.25))
     assert topic == "/octopus/speed_limit" and isinstance(msg, Float32)

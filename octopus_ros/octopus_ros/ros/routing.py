@@ -19,6 +19,11 @@ A function may list several routes. Route kinds (:data:`ROUTE_KINDS`):
 
 ``zero_twist``
     an all-zero ``geometry_msgs/Twist`` (keys: ``topic``);
+``zero_twist_stamped``
+    an all-zero ``geometry_msgs/TwistStamped``, stamped when published, for bases that take
+    stamped velocities (ros2_control's diff_drive_controller on Jazzy, Nav2 Kilted's velocity
+    output); the header's ``frame_id`` is the route's, else ``base_link`` (keys: ``topic``,
+    optional ``frame_id``);
 ``float32``
     ``std_msgs/Float32`` holding a numeric argument (keys: ``topic``, ``argument``);
 ``pose_stamped``
@@ -138,6 +143,7 @@ class _Kind:
 
 ROUTE_KINDS: dict[str, _Kind] = {
     "zero_twist": _Kind("geometry_msgs.msg.Twist", ("topic",)),
+    "zero_twist_stamped": _Kind("geometry_msgs.msg.TwistStamped", ("topic",), ("frame_id",)),
     "float32": _Kind("std_msgs.msg.Float32", ("topic", "argument")),
     "pose_stamped": _Kind("geometry_msgs.msg.PoseStamped", ("topic", "argument"), ("frame_id",)),
     "string": _Kind("std_msgs.msg.String", ("topic", "template")),
@@ -498,6 +504,10 @@ class RoutingTable:
             raise RoutingError([f"{where}: the call has no argument '{route.argument}'"], self.source)
         if route.kind == "zero_twist":
             return msg_class()  # every field of a new Twist is 0.0
+        if route.kind == "zero_twist_stamped":
+            msg = msg_class()  # twist all 0.0; the node stamps the header when it publishes
+            msg.header.frame_id = route.frame_id or "base_link"
+            return msg
         if route.kind == "float32":
             value = _number(args[route.argument])
             if value is None:
