@@ -19,7 +19,10 @@ world's vocabulary, never the templates nor the natural set, and measured only f
 already taken on the natural set. Its figures are printed without its cases, so that no rule is
 written from them (docs/training.md, "The check set"). The ``natural_third`` split is the **third set**
 (``natural_third.yaml``), written the same way by another author in stop 30, after the check set
-had been used to compare the novelty limits; figures only as well.
+had been used to compare the novelty limits; figures only as well. ``natural_messages`` (stop 33)
+asks only for messages; ``natural_chatty`` (stop 44) is long, chatty speech of every kind, read
+when two of the copier's and object rules were written (docs/training.md item 45). The cases of
+these four sets stay out of the printed report and the metrics (the natural set's are printed).
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
 the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only on purpose).
