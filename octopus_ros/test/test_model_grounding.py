@@ -440,6 +440,9 @@ def test_mentions_pair_each_object_with_the_colour_said_before_it(utterance, exp
         ("Banana, pick it up.", {"banana"}),  # said first and alone: the thing the request is about
         ("keys: put them on the shelf", {"keys"}),
         ("Can you pick it up", set()),  # a first word not set off by a pause
+        ("Keys on the counter, please.", {"keys"}),  # the first word put somewhere
+        ("book in the box", {"book"}),
+        ("can in the recycling", {"can"}),
         ("phone mom, tell her I'm late", set()),
     ],
 )

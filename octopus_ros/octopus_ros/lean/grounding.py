@@ -133,7 +133,8 @@ class GroundingRules:
     def determined(self, utterance: str) -> set[str]:
         """The object categories ``utterance`` names in English with a determiner right before the
         category word and no colour ("the apple", "that banana", "my phone"), or as the request's
-        first word set off by a comma or colon ("Banana, pick it up"): a bare word that is a noun
+        first word set off by a comma or colon ("Banana, pick it up") or followed by a place
+        ("Keys on the counter"): a bare word that is a noun
         where it stands, unless another category word follows it ("the dog bowl" is a
         bowl). Without the determiner a category word may be another word ("can
         you…", "trash can"); Chinese has no such mark (书 in 书架 "bookshelf"), so it names none."""
@@ -143,7 +144,10 @@ class GroundingRules:
             if kind != "category" or not text[a:b].isascii():
                 continue
             before = text[:a].rstrip()
-            called = not before and text[b:].lstrip(" ").startswith(_CALL_MARKS)  # "Banana, pick it up"
+            rest = text[b:].lstrip(" ")
+            # the request's first word, said alone ("Banana, pick it up") or as the subject of a
+            # place ("Keys on the counter, please"): a noun there
+            called = not before and (rest.startswith(_CALL_MARKS) or rest.split(" ", 1)[0] in _PLACE_WORDS)
             if not called and not (len(before) < len(text[:a]) and before.rsplit(" ", 1)[-1] in _DETERMINERS):
                 continue
             following = hits[k + 1] if k + 1 < len(hits) else None
@@ -268,6 +272,8 @@ def colour_check_rule(
 # what sets off a category word that opens a request as the thing it is about ("Banana, pick it
 # up", "Keys: on the counter"): the word said alone, then the request
 _CALL_MARKS = (",", ":", ";", "-", "—")
+# prepositions that make a request's first word the thing put somewhere ("Keys on the counter")
+_PLACE_WORDS = frozenset({"on", "onto", "in", "into", "under", "off", "back", "next", "beside", "by", "near"})
 _DETERMINERS = frozenset(
     ("the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their")
     + ("a", "an", "some", "any", "another", "one")
