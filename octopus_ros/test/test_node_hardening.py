@@ -17,7 +17,7 @@ from node_harness import RobotSide, start_node, stop_node
 from octopus_msgs.msg import Outcome
 from octopus_msgs.srv import Ask
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 from tiny_models import train_always
 
@@ -262,14 +262,21 @@ def test_estop_on_start_waits_for_an_explicit_release(ros_env, rclpy_context, st
         "rate_limit:=0.0",
         "estop_on_start:=true",
     )
+    # ~/estop_state: latched, so a subscriber that comes late still gets the state
+    states: list[bool] = []
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
     try:
         robot.wait_active(proc)
+        robot.create_subscription(Bool, "/octopus_node/estop_state", lambda m: states.append(m.data), latched)
+        assert robot.spin_until(lambda: states == [True], 30), states
         robot.send_frame()
         outcome = robot.say("stop")
         assert outcome.code == Outcome.ESTOP and "e-stop" in outcome.reason
         assert robot.spin_until(lambda: volatile.get_subscription_count() > 0, 30)
         volatile.publish(Bool(data=False))
-        robot.settle(0.5)
+        assert robot.spin_until(lambda: states == [True, False], 30), states
         robot.send_frame()
         assert robot.say("stop, now released").code == Outcome.OK
     finally:

@@ -131,6 +131,14 @@ def _unreadable() -> Any:
     raise ValueError("the image message could not be read")
 
 
+# ~/estop_state: reliable and latched (a subscriber that starts later gets the current state)
+ESTOP_STATE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
 # The node's executor threads (lifecycle, parameters, ~/ask, which waits on one per call; the
 # e-stop and the inputs have threads of their own: ros/ingest.py)
 EXECUTOR_THREADS = 4
@@ -208,6 +216,10 @@ class OctopusNode(LifecycleNode):
         # executor whose threads all wait on ~/ask calls still hears it
         self._estop_ingest: IngestNode | None = None
         self._estop_topic = ""
+        # ~/estop_state: the e-stop as this node holds it, latched, in every lifecycle state, for
+        # actuators that must stop with it (published at start and at every change)
+        self._estop_state_pub = self.create_publisher(Bool, "~/estop_state", ESTOP_STATE_QOS)
+        self._estop_state_pub.publish(Bool(data=self._estop))
         for start in (self._start_estop, self._start_speech):
             try:
                 start()
@@ -729,6 +741,8 @@ class OctopusNode(LifecycleNode):
         engine = self._engine
         if engine is not None:
             engine.set_estop(engaged)
+        if changed:
+            self._estop_state_pub.publish(Bool(data=engaged))
         if changed and engaged:
             self.get_logger().warning(f"{reason}; publication blocked")
         elif changed:
