@@ -365,17 +365,20 @@ def _load_second(args: argparse.Namespace, model: Any) -> Any:
     none. A missing folder, other functions or a broken checkpoint -> ModelLoadError."""
     from octopus_ros.lean.errors import CheckpointError
     from octopus_ros.paths import default_model_dir
-    from octopus_ros.runtime.second_opinion import SecondOpinionError, same_functions, second_opinion_dir
+    from octopus_ros.runtime.second_opinion import (
+        SecondOpinionError,
+        missing_folder,
+        same_functions,
+        second_opinion_dir,
+    )
 
     first = args.model or str(default_model_dir())
     path = second_opinion_dir(first, args.second_opinion)
     print(f"second opinion: {path or 'off'}")
     if path is None:
         return None
-    if not path.is_dir():
-        raise ModelLoadError(
-            f"--second-opinion {path}: no such directory (a checkpoint directory, auto or off)"
-        )
+    if (problem := missing_folder(path)) is not None:
+        raise ModelLoadError(f"--second-opinion {problem}")
     try:
         same_functions(first, path)
         return offline.load_model(

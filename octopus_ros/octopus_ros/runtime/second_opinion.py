@@ -32,6 +32,15 @@ def second_opinion_dir(model_path: str | Path, setting: str = "auto") -> Path | 
     return Path(value)
 
 
+def missing_folder(path: Path | None) -> str | None:
+    """Why the folder a ``second_opinion`` setting names (:func:`second_opinion_dir`) cannot be a
+    second model before anything is loaded: it is not a directory; None when it is, or the setting
+    is off. The command-line tools' check (``octopus_evaluate``, ``octopus_replay --offline``)."""
+    if path is not None and not Path(path).is_dir():
+        return f"{path}: no such directory (a checkpoint directory, auto or off)"
+    return None
+
+
 class SecondOpinionError(ValueError):
     """A second model that cannot stand beside the first (it names the folder and the reason)."""
 

@@ -61,7 +61,7 @@ import numpy as np
 from octopus_ros.cli import number
 from octopus_ros.data import generate
 from octopus_ros.data.natural import CHATTY_SET_PATH, CHECK_SET_PATH, MESSAGES_SET_PATH, THIRD_SET_PATH
-from octopus_ros.runtime.second_opinion import same_functions, second_opinion_dir
+from octopus_ros.runtime.second_opinion import missing_folder, same_functions, second_opinion_dir
 
 # examples per split of a command-line evaluation: at 3000 a 90 % figure's standard error is 0.5
 # points (1.7 at the 300 used before stop 41, whose draws put the bundled model at the targets)
@@ -852,10 +852,8 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             parser.error(f"{flag} {path}: {problem}")
     second_dir = second_opinion_dir(args.checkpoint, args.second_opinion)
-    if second_dir is not None and not second_dir.is_dir():
-        parser.error(
-            f"--second-opinion {second_dir}: no such directory (a checkpoint directory, auto or off)"
-        )
+    if (problem := missing_folder(second_dir)) is not None:
+        parser.error(f"--second-opinion {problem}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         octopus = Octopus.load(args.checkpoint, precision=args.precision)
