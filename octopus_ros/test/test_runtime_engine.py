@@ -33,6 +33,9 @@ class FakeCall:
     token: int
     args: tuple = ()
 
+    def to_plain(self):
+        return f"{self.function}()"
+
 
 @dataclass
 class FakeError:
@@ -335,6 +338,40 @@ def test_timeout_when_waiting_too_long(harness):
     gate.set()
     res = h.wait(2)
     assert {r.request.text: r.code for r in res}["second"] == OutcomeCode.TIMEOUT
+
+
+def test_abandoned_requests_end_in_one_timeout_and_publish_nothing(harness):
+    """Engine.abandon (an ~/ask whose caller stopped waiting): a queued request leaves the queue
+    and is answered TIMEOUT at once, the model never seeing it; one being decided is answered
+    TIMEOUT when the model finishes, its call named in the reason; a finished one keeps its outcome."""
+    gate = threading.Event()
+    model = ScriptedModel(gate=gate)
+    h = harness(model=model, prefetch_rate=0, rate_limit=0)
+    h.frame()
+    deciding = Request(id="deciding", text="stop now", source=Source.SERVICE, arrived=h.clock)
+    queued = Request(id="queued", text="stop please", source=Source.SERVICE, arrived=h.clock)
+    h.engine.submit(deciding)
+    deadline = time.monotonic() + 5
+    while not model.seen_allowlists and time.monotonic() < deadline:  # the worker is in decide()
+        time.sleep(0.002)
+    h.engine.submit(queued)
+    assert h.engine.abandon(queued, "no answer within ask_timeout (1 s)")
+    (first,) = h.wait(1)
+    assert first.request is queued and first.code == OutcomeCode.TIMEOUT
+    assert first.reason == "no answer within ask_timeout (1 s)" and not queued.publish
+    assert h.engine.abandon(deciding, "no answer within ask_timeout (1 s)")
+    gate.set()
+    second = h.wait(2)[1]
+    assert second.request is deciding and second.code == OutcomeCode.TIMEOUT and not deciding.publish
+    assert "not published (stop(): " in second.reason, second.reason
+    assert len(model.seen_allowlists) == 1  # the queued request never reached the model
+    assert h.engine.counts["outcome_TIMEOUT"] == 2 and h.engine.counts["outcome_OK"] == 0
+    # finished: the outcome stands
+    done = Request(id="done", text="stop", source=Source.SERVICE, arrived=h.clock)
+    h.engine.submit(done)
+    third = h.wait(3)[2]
+    assert third.code == OutcomeCode.OK and not h.engine.abandon(done, "late") and done.publish
+    assert len(h.results) == 3
 
 
 def test_prefetch_encodes_idle_frame_once_and_utterance_reuses_it(harness):

@@ -23,7 +23,9 @@ from __future__ import annotations
 import collections
 import functools
 import gc
+import inspect
 import itertools
+import secrets
 import sys
 import threading
 import time
@@ -90,17 +92,31 @@ def _guarded(what: str, fallback: Callable[..., Any] | None = None) -> Callable:
     """
 
     def wrap(method: Callable) -> Callable:
+        def failed(self, args: tuple, e: Exception) -> Any:
+            self._callback_errors[what] += 1
+            self.get_logger().error(f"{what} callback failed on an input ({type(e).__name__}: {e})")
+            self.get_logger().debug(traceback.format_exc())
+            if fallback is not None:
+                return fallback(self, *args, e)
+            return None
+
+        if inspect.iscoroutinefunction(method):  # rclpy awaits it: it stays a coroutine function
+
+            @functools.wraps(method)
+            async def guarded_async(self, *args: Any) -> Any:
+                try:
+                    return await method(self, *args)
+                except Exception as e:
+                    return failed(self, args, e)
+
+            return guarded_async
+
         @functools.wraps(method)
         def guarded(self, *args: Any) -> Any:
             try:
                 return method(self, *args)
             except Exception as e:
-                self._callback_errors[what] += 1
-                self.get_logger().error(f"{what} callback failed on an input ({type(e).__name__}: {e})")
-                self.get_logger().debug(traceback.format_exc())
-                if fallback is not None:
-                    return fallback(self, *args, e)
-                return None
+                return failed(self, args, e)
 
         return guarded
 
@@ -139,8 +155,8 @@ ESTOP_STATE_QOS = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 
-# The node's executor threads (lifecycle, parameters, ~/ask, which waits on one per call; the
-# e-stop and the inputs have threads of their own: ros/ingest.py)
+# The node's executor threads (lifecycle, parameters, ~/ask; an ~/ask call waiting for its answer
+# holds none; the e-stop and the inputs have threads of their own: ros/ingest.py)
 EXECUTOR_THREADS = 4
 
 
@@ -181,7 +197,9 @@ class OctopusNode(LifecycleNode):
         P.answer_malformed_parameter_requests(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._ids = itertools.count(1)
-        self._id_prefix = f"{int(time.time()) % 100000:05d}"
+        # request ids: start time and a random part, so that two nodes started in the same second
+        # (one launch file, several robots logging to one place) do not give the same ids
+        self._id_prefix = f"{int(time.time()) % 100000:05d}{secrets.token_hex(2)}"
         self._params: P.NodeParams | None = None
         self._model = None
         self._second = None  # the second_opinion model (None: off)
@@ -772,7 +790,7 @@ class OctopusNode(LifecycleNode):
         return response
 
     @_guarded("ask", _ask_failed)
-    def _on_ask(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
+    async def _on_ask(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
         rid = request.request_id or self._new_id("ask")
         engine = self._engine
         if not self._active or engine is None:
@@ -789,12 +807,24 @@ class OctopusNode(LifecycleNode):
             image = self._service_frame(request.image, "image")
         elif len(request.compressed_image.data) > 0:
             image = self._service_frame(request.compressed_image, "compressed")
-        finished = threading.Event()
-        box: dict[str, Result] = {}
+        answer = self.executor.create_future() if self.executor is not None else None
+        if answer is None:  # not spun by an executor (never in the node's own main)
+            raise RuntimeError("~/ask needs the node to be spun by an executor")
+        answer.add_done_callback(lambda _: None)  # its completion then wakes the executor
+        settle_lock = threading.Lock()
+
+        decided: list[Result] = []
+        got = threading.Event()
+
+        def settle(res: Result | None) -> None:  # the first answer stands (engine or deadline)
+            with settle_lock:
+                if not answer.done():
+                    answer.set_result(res)
 
         def done(res: Result) -> None:
-            box["result"] = res
-            finished.set()
+            decided.append(res)
+            got.set()
+            settle(res)
 
         req = Request(
             id=rid,
@@ -805,14 +835,29 @@ class OctopusNode(LifecycleNode):
             publish=request.publish,
             done=done,
         )
+        wait = self._params.ask_timeout or self._params.request_timeout + 30.0
+        deadline = threading.Timer(wait, settle, args=(None,))
+        deadline.daemon = True
         engine.submit(req)
-        if not finished.wait(timeout=self._params.request_timeout + 30.0):
-            req.publish = False  # the caller is told TIMEOUT: no call of it goes out later
-            response.outcome = Outcome(
-                request_id=rid, code=Outcome.TIMEOUT, code_name="TIMEOUT", reason="no answer in time"
-            )
-            return response
-        result = box["result"]
+        if not req.finished:
+            deadline.start()
+        # This coroutine yields here: no executor thread is held while the model decides.
+        result = await answer
+        deadline.cancel()
+        if result is None:
+            reason = f"no answer within ask_timeout ({wait:g} s)"
+            if engine.abandon(req, reason):  # nothing of it is published later
+                response.outcome = Outcome(
+                    request_id=rid,
+                    code=Outcome.TIMEOUT,
+                    code_name="TIMEOUT",
+                    reason=reason,
+                    utterance=echo_text(req.text, self._echo_limit()),
+                )
+                return response
+            # it finished as the deadline passed: its outcome stands (the engine is calling back)
+            got.wait(timeout=5.0)
+            result = decided[0]
         response.outcome = self._outcome_msg(result)
         if result.code == OutcomeCode.OK:
             response.call = self._call_msg(result)

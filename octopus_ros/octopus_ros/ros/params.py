@@ -213,6 +213,14 @@ PARAMETERS: dict[str, Spec] = {
         min=0.01,
         max=3600.0,
     ),
+    "ask_timeout": Spec(
+        0.0,
+        "Seconds an ~/ask call waits for its answer before it is answered TIMEOUT; a request still "
+        "queued then leaves the queue, and a decision that comes later is not published (its "
+        "outcome on ~/outcomes is TIMEOUT). 0 = request_timeout + 30 s.",
+        min=0.0,
+        max=3600.0,
+    ),
     "max_utterance_length": Spec(200, "Longer utterances are INVALID_INPUT.", min=1, max=10000),
     "max_image_side": Spec(4096, "Images with a larger side are INVALID_INPUT.", min=16, max=16384),
     "estop_on_start": Spec(
@@ -302,6 +310,7 @@ class NodeParams:
     rate_burst: int
     queue_depth: int
     request_timeout: float
+    ask_timeout: float
     max_utterance_length: int
     max_image_side: int
     prefetch_rate: float

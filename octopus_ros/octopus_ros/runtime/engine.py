@@ -312,6 +312,28 @@ class ActionEngine:
             )
         return None
 
+    def abandon(self, request: Request, reason: str) -> bool:
+        """The caller of ``request`` stopped waiting for it (an ``~/ask`` whose deadline passed).
+
+        Still queued: it leaves the queue and is answered TIMEOUT now, so the model spends no time
+        on it. Being decided: it is answered TIMEOUT when the model finishes, with the decision
+        in the reason, and nothing of it is published. Either way it keeps exactly one outcome.
+        Returns False when it had already finished (its outcome stands), else True."""
+        with self._cond:
+            if request.finished:
+                return False
+            request.abandoned = reason
+            request.publish = False
+            queued = False
+            for i, pending in enumerate(self._queue):
+                if pending is request:
+                    del self._queue[i]
+                    queued = True
+                    break
+        if queued:
+            self._finish(Result(request, OutcomeCode.TIMEOUT, reason, language=detect_language(request.text)))
+        return True
+
     # ------------------------------------------------------------------ worker
     def _encoded_seq(self) -> int:
         return self._encoded[0].seq if self._encoded is not None else -1
@@ -567,6 +589,17 @@ class ActionEngine:
 
     def _finish(self, res: Result) -> Result:
         res.finished = self._now()
+        with self._cond:
+            request = res.request
+            request.finished = True
+            if request.abandoned and res.code != OutcomeCode.TIMEOUT:
+                decided = (
+                    res.call.to_plain()
+                    if res.code == OutcomeCode.OK and res.call is not None
+                    else res.code.name
+                )
+                res.code = OutcomeCode.TIMEOUT
+                res.reason = f"{request.abandoned}; the answer came later and was not published ({decided}: {res.reason})"
         self.counts[f"outcome_{res.code.name}"] += 1
         if res.request.source == Source.UTTERANCE or res.code == OutcomeCode.OK:
             self.latency.add("request_total", res.latency)

@@ -75,6 +75,10 @@ class Request:
     image: Frame | None = None  # an explicit image (service); None = the freshest camera frame
     publish: bool = True  # publish the call and route it (service callers may only ask)
     done: Callable[[Result], None] | None = None  # called once with the result
+    # Set by Engine.abandon: the caller stopped waiting (an ~/ask answered TIMEOUT); the outcome is
+    # then TIMEOUT whatever the model decides, and no call of it is published.
+    abandoned: str = ""
+    finished: bool = False  # the engine has given this request its outcome
 
 
 @dataclass
