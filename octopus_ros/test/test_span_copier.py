@@ -386,6 +386,13 @@ def test_carrier_words_are_the_training_phrasings_words_outside_their_slots(regi
         # ... nor over a pause mark, where a message starts
         ("send mum a quick one: are we still on", "are we still on", "are we still on"),
         ("tell Bob that, sadly, the game is off", "the game is off", "the game is off"),
+        # the recipient said again by a pronoun introduces the message, as a carrier does
+        (
+            "message Bob for me, tell him the game starts at eight",
+            "the game starts at eight",
+            "the game starts at eight",
+        ),
+        ("message Bob for me, tell him dinner is ready", "is ready", "dinner is ready"),
     ],
 )
 def test_a_gap_of_words_no_phrasing_uses_joins_the_message(registry, text, copied, want):
@@ -499,6 +506,58 @@ def test_a_message_leaves_out_the_fillers_a_pause_sets_off(text, copied, want):
     got = shed_fillers(text, span)
     assert got.text == want and text[got.start : got.end] == want
     assert (got.prob, got.shed) == (0.8, "一声")
+
+
+@pytest.mark.parametrize(
+    "copied, want",
+    [
+        ("happy birthday I love you, she'll know it's from me", "happy birthday I love you"),
+        ("dinner at my place tonight, she\u2019s been asking all week", "dinner at my place tonight"),
+        ("the game starts at eight; he always forgets", "the game starts at eight"),
+        ("生日快乐我爱你，她知道是我", "生日快乐我爱你"),
+        ("今晚来我家吃饭，她都问好几次了", "今晚来我家吃饭"),
+        # a request passed on stays in the message
+        ("I'm running late, he should eat without me", "I'm running late, he should eat without me"),
+        ("我晚点回，她别等我了", "我晚点回，她别等我了"),
+        ("比赛八点开始，他们都知道", "比赛八点开始，他们都知道"),  # 他们: not the recipient alone
+        # the message names someone the pronoun may mean
+        ("Bob is here, he said hi", "Bob is here, he said hi"),
+        ("我妈到了，她在楼下", "我妈到了，她在楼下"),
+        # no pause before the pronoun, no pronoun, nothing left
+        ("she said he is home", "she said he is home"),
+        ("the shelf, the one by the door", "the shelf, the one by the door"),
+        (", she knows", ", she knows"),
+    ],
+)
+def test_a_message_leaves_out_a_remark_about_its_recipient(copied, want):
+    from octopus_ros.lean.copier import CopiedSpan, shed_remark
+
+    text = f"text mom {copied}"
+    start = text.rindex(copied)
+    span = CopiedSpan(copied, start, len(text), 0.8, "", "")
+    got = shed_remark(text, span)
+    assert got.text == want and text[got.start : got.end] == want and got.prob == 0.8
+    # a contact named inside the message: the pronoun may mean them
+    if got != span:
+        assert shed_remark(text, span, [(start, start + 2)]) == span
+
+
+def test_copy_span_applies_the_remark_rule_before_the_gap_rule(registry):
+    """The remark goes first, so that the gap rule's length limit is read on the message alone."""
+    from types import SimpleNamespace
+
+    from octopus_ros.lean.copier import CopiedSpan, copy_span
+
+    utterance = "ping Alice and say dinner at my place tonight, she's been asking me about it all week"
+    copied = "at my place tonight, she's been asking me about it all week"
+    start = utterance.index(copied)
+    copier = SimpleNamespace(pick=lambda *_a: CopiedSpan(copied, start, len(utterance), 0.9), max_chars=48)
+    assert len("dinner " + copied) > 48
+    grammar, span = copy_span(
+        copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
+    )
+    assert span.text == "dinner at my place tonight"
+    assert grammar.accepts("<nexa_10>('alice', 'dinner at my place tonight')<nexa_end>")
 
 
 def test_copy_span_applies_the_filler_rule(registry):

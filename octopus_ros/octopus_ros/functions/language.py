@@ -77,6 +77,53 @@ CLOSING_FILLERS = {
 }
 
 
+# The recipient named again by a pronoun between the request and the message ("message Bob for me,
+# tell him the game starts at eight", "给Bob发条信息，告诉他比赛八点开始"): it introduces the message
+# and is never part of it (lean/copier.absorb_gap). Lower case.
+RECIPIENT_PRONOUNS = frozenset({"him", "her", "them", "他", "她", "他们", "她们"})
+
+# A remark about the recipient that a speaker adds after the message, set off by a pause mark:
+# "message my mom, just say happy birthday, she'll know it's from me" sends "happy birthday";
+# "你给Alice发个消息，说今晚来我家吃饭，她都问好几次了" sends "今晚来我家吃饭". The message speaks to its
+# recipient; a clause that speaks of her or him in the third person speaks to the robot
+# (lean/copier.shed_remark). Not when the next word makes it a request passed on ("tell Dad I'm
+# late, he should eat without me", "告诉妈妈我晚点回，她别等我了"): REMARK_KEEPERS. Lower case.
+REMARK_SUBJECTS = {"en": ("she", "he"), "zh": ("她", "他")}
+REMARK_KEEPERS = {
+    "en": frozenset(
+        {
+            "should",
+            "shouldn't",
+            "must",
+            "mustn't",
+            "need",
+            "needs",
+            "needn't",
+            "has",
+            "have",
+            "can",
+            "can't",
+            "could",
+            "couldn't",
+            "may",
+            "might",
+            "better",
+            "ought",
+            "don't",
+            "doesn't",
+            "shall",
+        }
+    ),  # fmt: skip
+    "zh": ("们", "要", "得", "该", "应", "可", "别", "不", "记", "必", "需", "先"),
+}
+# Nor when the message itself names someone the pronoun may mean ("Bob is here, he said hi", "我妈
+# 到了，她在楼下"): an English word in capitals other than "I", or one of these Chinese words.
+REMARK_PERSONS_ZH = (
+    "妈", "爸", "哥", "姐", "弟", "妹", "爷", "奶", "叔", "姨", "舅", "姑", "婆", "公", "老师", "朋友",
+    "孩子", "儿子", "女儿", "同事", "老板", "医生", "先生", "太太", "宝宝",
+)  # fmt: skip
+
+
 def negated(text: str, start: int) -> bool:
     """Whether the word at ``start`` of ``text`` follows a negation closely, in the same clause
     (see NEGATIONS_EN)."""

@@ -30,12 +30,22 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from octopus_ros.functions.language import (
+    CLOSING_FILLERS,
+    OPENING_FILLERS,
+    RECIPIENT_PRONOUNS,
+    REMARK_KEEPERS,
+    REMARK_PERSONS_ZH,
+    REMARK_SUBJECTS,
+)
 
 from .errors import CheckpointError
 
@@ -359,6 +369,8 @@ def absorb_gap(
       stands before them in the gap ("tell Bob *to* bring"), and not when the span starts after a
       pause mark ("send mum a quick one: ..."). A gap with no carrier ("let bob know X": "know") is
       an introduction no phrasing has, and its words stay out of the message.
+    - The recipient named again by a pronoun ("message Bob for me, tell *him* the game starts at
+      eight"; functions/language RECIPIENT_PRONOUNS) ends the gap as a carrier does: it never joins.
 
     Unchanged when nothing names the recipient before the span, the gap ends in a carrier,
     ``carriers`` is empty, or the grown span would be longer than ``max_chars`` or start inside a
@@ -386,7 +398,7 @@ def absorb_gap(
         return span  # the copy starts after a pause mark: where a message starts
     new_start, introduced = None, False
     for a, _, unit in units:
-        if unit in carriers:
+        if unit in carriers or unit in RECIPIENT_PRONOUNS:
             introduced = True
             break
         if is_cjk(unit) == spaced:
@@ -461,18 +473,21 @@ _ENDING = " \t.!?。！？~～…"
 _MARK = ",，:：、;；"  # a pause mark proper (a space does not set a filler off)
 
 
+def _fillers(table: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Both languages' fillers, longest first: a filler of one cannot match text of the other, so
+    no language has to be decided for a message that mixes them."""
+    return tuple(sorted({f for fillers in table.values() for f in fillers}, key=lambda f: (-len(f), f)))
+
+
 def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
     """``span`` without the fillers a pause mark sets off at its ends (functions/language
     OPENING_FILLERS, CLOSING_FILLERS): "the movie starts at nine thirty, okay" -> "the movie starts
     at nine thirty", "嗯，会议改到周二了，谢谢" -> "会议改到周二了". A filler that is not set off ("I'm okay",
     "谢谢你帮忙") stays, and so does a span that would be left empty."""
-    from octopus_ros.functions.language import CLOSING_FILLERS, OPENING_FILLERS, count_cjk
-
     body = span.text
-    zh = count_cjk(body) * 2 >= len(body.strip())
     start, end = 0, len(body)
     lower = body.lower()
-    for filler in OPENING_FILLERS["zh" if zh else "en"]:
+    for filler in _fillers(OPENING_FILLERS):
         after = len(filler)
         while after < end and body[after] in " \t":
             after += 1
@@ -482,7 +497,7 @@ def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
                 start += 1
             break
     stem = body[start:end].rstrip(_ENDING)
-    for filler in CLOSING_FILLERS["zh" if zh else "en"]:
+    for filler in _fillers(CLOSING_FILLERS):
         cut = len(stem) - len(filler)
         before = stem[:cut].rstrip(" \t") if cut > 0 else ""
         if before and stem.lower().endswith(filler) and before[-1] in _MARK:
@@ -497,6 +512,55 @@ def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
         span.prob,
         span.absorbed,
         span.shed,
+    )
+
+
+_EN_REMARK = re.compile(
+    r"[,;]\s*("
+    + "|".join(REMARK_SUBJECTS["en"])
+    + r")(?:['\u2019](?:s|ll|d))?\b\s*([a-z]+(?:['\u2019][a-z]+)?)?",
+    re.IGNORECASE,
+)
+_CAPITALISED = re.compile(r"\b[A-Z][A-Za-z]*(?:'[a-z]+)?")
+_ZH_REMARK = re.compile(r"[,，;；]\s*(" + "|".join(REMARK_SUBJECTS["zh"]) + r")(.?)")
+
+
+def shed_remark(text: str, span: CopiedSpan, mentions: Sequence[tuple[int, int]] = ()) -> CopiedSpan:
+    """``span`` without a remark about the recipient after the message: from the first pause mark
+    followed by "she" / "he" / 她 / 他 (functions/language REMARK_SUBJECTS) to its end, unless the
+    word after the pronoun passes a request on (REMARK_KEEPERS: "he should", 她别). "happy birthday
+    I love you, she'll know it's from me" -> "happy birthday I love you"; "今晚来我家吃饭，她都问好
+    几次了" -> "今晚来我家吃饭". Unchanged when nothing of the message would be left before it, or
+    when what is left names someone the pronoun may mean: a contact (``mentions``), an English word
+    in capitals other than "I", a Chinese person word (REMARK_PERSONS_ZH)."""
+    body = span.text
+    cuts = []
+    for m in _EN_REMARK.finditer(body):
+        after = (m.group(2) or "").lower().replace("\u2019", "'")
+        if after not in REMARK_KEEPERS["en"]:
+            cuts.append(m.start())
+            break
+    for m in _ZH_REMARK.finditer(body):
+        if m.group(2) not in REMARK_KEEPERS["zh"]:
+            cuts.append(m.start())
+            break
+    if not cuts:
+        return span
+    end = len(body[: min(cuts)].rstrip(_PAUSE))
+    kept = body[:end]
+    if not kept.strip():
+        return span
+    if any(span.start <= a and b <= span.start + end for a, b in mentions):
+        return span
+    if any(
+        w not in ("I", "I'm", "I'll", "I'd", "I've")
+        for w in _CAPITALISED.findall(kept.replace("\u2019", "'"))
+    ):
+        return span
+    if any(p in kept for p in REMARK_PERSONS_ZH):
+        return span
+    return CopiedSpan(
+        text[span.start : span.start + end], span.start, span.start + end, span.prob, span.absorbed, span.shed
     )
 
 
@@ -549,8 +613,9 @@ def copy_span(
     mentions = named_mentions(grammar.registry, functions, utterance)
     span = copier.pick(utterance, tokens, embed(ids), mentions) if ids else None
     if span is not None:
+        grown = shed_remark(utterance, span, mentions)
         grown = absorb_gap(
-            utterance, span, mentions, carrier_words(grammar.registry, functions), copier.max_chars
+            utterance, grown, mentions, carrier_words(grammar.registry, functions), copier.max_chars
         )
         grown = shed_lead_in(utterance, grown, lead_ins(grammar.registry, functions))
         grown = shed_fillers(utterance, grown)
