@@ -3,7 +3,7 @@ keeps the ones it had.
 
     python -m octopus_ros.training.add_function_demo [--base octopus_ros/models/octopus_tiny]
         [--function config/examples/set_light.yaml]
-        [--heldout config/examples/set_light_heldout.txt config/examples/set_light_heldout_2.txt]
+        [--heldout config/examples/set_light_heldout.txt ... set_light_heldout_3.txt]
         [--out runs/add_function_demo] [--steps 750] [--seconds 540] [--threads 1]
 
 1. The registry: the base checkpoint's own ``functions.yaml`` with the entries of ``--function``
@@ -69,7 +69,7 @@ NATURAL_ROWS = (
 TARGET_NEW = 90.0  # % exact match on the new function's held-out phrasings, each language
 TARGET_LOSS = 1.0  # points an existing split may lose
 # the shipped held-out phrasings of set_light (config/examples/): written apart from its examples
-SHIPPED_HELDOUT = ("set_light_heldout.txt", "set_light_heldout_2.txt")
+SHIPPED_HELDOUT = ("set_light_heldout.txt", "set_light_heldout_2.txt", "set_light_heldout_3.txt")
 
 
 class DemoError(ValueError):
@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         help="held-out phrasings of the new function, one or more files (default: "
-        "config/examples/set_light_heldout.txt and set_light_heldout_2.txt)",
+        "config/examples/set_light_heldout.txt, set_light_heldout_2.txt and set_light_heldout_3.txt)",
     )
     p.add_argument("--out", type=Path, default=Path("runs/add_function_demo"), help="output folder")
     p.add_argument("--steps", type=int, default=750, help="fine-tuning step budget")
