@@ -5,11 +5,16 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import yaml
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from node_harness import NODE, RobotSide, start_node, stop_node
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from octopus_ros.functions import FunctionRegistry
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +54,17 @@ def test_lifecycle_with_bad_then_good_model(ros_env, rclpy_context, tmp_path):
     def state() -> int:
         return call(robot, get, GetState.Request()).current_state.id
 
+    registries: list[str] = []
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
+    robot.create_subscription(
+        String, f"{NODE}/function_registry", lambda m: registries.append(m.data), latched
+    )
     try:
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        # ~/function_registry is latched and empty while no model is loaded
+        assert robot.spin_until(lambda: registries, 30) and registries[-1] == ""
         assert not transition(Transition.TRANSITION_CONFIGURE)  # missing model directory
         assert state() == State.PRIMARY_STATE_UNCONFIGURED and proc.poll() is None
 
@@ -68,6 +82,17 @@ def test_lifecycle_with_bad_then_good_model(ros_env, rclpy_context, tmp_path):
         call(robot, set_params, SetParameters.Request(parameters=[string_param("model_path", str(good))]))
         assert transition(Transition.TRANSITION_CONFIGURE)
         assert state() == State.PRIMARY_STATE_INACTIVE
+        # configured: the model's functions, loadable as a registry, without training phrasings
+        assert robot.spin_until(lambda: registries[-1] != "", 30)
+        published = FunctionRegistry.from_dict(yaml.safe_load(registries[-1]))
+        loaded = FunctionRegistry.from_yaml(good / "functions.yaml")
+        assert [(f.name, f.token, [a.to_dict() for a in f.args]) for f in published] == [
+            (f.name, f.token, [a.to_dict() for a in f.args]) for f in loaded
+        ]
+        assert all(f.phrasings is None and not f.examples for f in published)
+        late: list[str] = []  # a subscriber that joins later gets it too
+        robot.create_subscription(String, f"{NODE}/function_registry", lambda m: late.append(m.data), latched)
+        assert robot.spin_until(lambda: late, 30) and late[-1] == registries[-1]
         assert robot.image_pub.get_subscription_count() == 0  # the camera only when active
         assert robot.speech_pub.get_subscription_count() > 0  # speech in every state (NOT_ACTIVE)
         assert transition(Transition.TRANSITION_ACTIVATE)
@@ -84,6 +109,7 @@ def test_lifecycle_with_bad_then_good_model(ros_env, rclpy_context, tmp_path):
         assert robot.spin_until(lambda: robot.image_pub.get_subscription_count() == 0, 30)
         assert transition(Transition.TRANSITION_CLEANUP)
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert robot.spin_until(lambda: registries[-1] == "", 30)  # the model is released
         assert transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
         assert state() == State.PRIMARY_STATE_FINALIZED
     finally:

@@ -706,6 +706,19 @@ class FunctionRegistry:
         """The YAML-shaped mapping; ``from_dict(to_dict())`` gives an equal registry."""
         return {"version": SCHEMA_VERSION, "functions": [s.to_dict() for s in self._functions]}
 
+    def interface_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without what only training reads (each function's ``examples`` and
+        ``phrasings``): the functions, tokens, arguments, their values and spoken forms, and the
+        descriptions, as a downstream node needs them (octopus_node's ``~/function_registry``).
+        ``from_dict`` loads it."""
+        functions = []
+        for spec in self._functions:
+            entry = spec.to_dict()
+            entry.pop("examples", None)
+            entry.pop("phrasings", None)
+            functions.append(entry)
+        return {"version": SCHEMA_VERSION, "functions": functions}
+
     # -- container protocol ---------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._functions)

@@ -4,10 +4,11 @@ Lifecycle:
   configure  read and check parameters, load the function registry, the model and the
              routing table (a bad model path or a corrupt file fails the transition with
              the reason in the log; the node stays alive and can be configured again);
-             create publishers, the ~/ask service and the diagnostics timer.
+             create publishers, the ~/ask service and the diagnostics timer; publish the
+             registry on ~/function_registry (latched).
   activate   subscribe to the camera; start the request engine.
   deactivate unsubscribe from the camera; pending requests end with NOT_ACTIVE.
-  cleanup    free the model and everything configure created.
+  cleanup    free the model and everything configure created (~/function_registry: "").
 
 The e-stop, the speech input and ~/outcomes belong to the node, not to a configuration: they
 exist in every lifecycle state, so that an e-stop is always heard and every utterance gets exactly
@@ -147,8 +148,9 @@ def _unreadable() -> Any:
     raise ValueError("the image message could not be read")
 
 
-# ~/estop_state: reliable and latched (a subscriber that starts later gets the current state)
-ESTOP_STATE_QOS = QoSProfile(
+# ~/estop_state and ~/function_registry: reliable and latched (a subscriber that starts later gets
+# the current value)
+LATCHED_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=1,
     reliability=ReliabilityPolicy.RELIABLE,
@@ -236,8 +238,12 @@ class OctopusNode(LifecycleNode):
         self._estop_topic = ""
         # ~/estop_state: the e-stop as this node holds it, latched, in every lifecycle state, for
         # actuators that must stop with it (published at start and at every change)
-        self._estop_state_pub = self.create_publisher(Bool, "~/estop_state", ESTOP_STATE_QOS)
+        self._estop_state_pub = self.create_publisher(Bool, "~/estop_state", LATCHED_QOS)
         self._estop_state_pub.publish(Bool(data=self._estop))
+        # ~/function_registry: the loaded model's functions as registry YAML (without training
+        # phrasings), latched, as robot_description carries a URDF; "" while no model is loaded
+        self._registry_pub = self.create_publisher(String, "~/function_registry", LATCHED_QOS)
+        self._registry_pub.publish(String(data=""))
         for start in (self._start_estop, self._start_speech):
             try:
                 start()
@@ -295,6 +301,7 @@ class OctopusNode(LifecycleNode):
             log.error(f"configure failed: {type(e).__name__}: {e}")
             self._release()
             return TransitionCallbackReturn.FAILURE
+        self._publish_registry()
         log.info(
             f"configured: model {self._model_desc}, device {params.device}, precision {params.precision}, "
             f"allowlist {list(params.allowed_functions) or 'all enabled'}, image conversion {self._bridge.backend}"
@@ -524,8 +531,11 @@ class OctopusNode(LifecycleNode):
             self._ask = None
         self._model = None
         self._second = None
+        had_registry = self._registry is not None
         self._registry = None
         self._routing = None
+        if had_registry:
+            self._publish_registry()
         gc.collect()
         torch = sys.modules.get("torch")  # never imported here: the onnx backend runs without it
         if torch is not None and torch.cuda.is_available():
@@ -534,6 +544,16 @@ class OctopusNode(LifecycleNode):
         from octopus_ros.heap import release_free_memory
 
         release_free_memory()
+
+    def _publish_registry(self) -> None:
+        """~/function_registry: the registry YAML of the loaded model ("" when none is loaded)."""
+        text = ""
+        if self._registry is not None:
+            import yaml
+
+            text = yaml.safe_dump(self._registry.interface_dict(), allow_unicode=True, sort_keys=False)
+        if self.context.ok():
+            self._registry_pub.publish(String(data=text))
 
     def _parameters_failed(self, parameters: list, error: Exception) -> Any:
         from rcl_interfaces.msg import SetParametersResult
