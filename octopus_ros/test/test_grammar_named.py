@@ -141,6 +141,32 @@ def test_narrow_enum_and_bool_arguments_offer_what_the_request_says(utterance, o
     assert _lights(CallGrammar(registry).bind(utterance)) == offered
 
 
+def test_said_words_narrow_as_spoken_forms_do_but_never_fill_a_slot():
+    import copy
+
+    from octopus_ros.functions.examples import slot_values
+    from octopus_ros.functions.registry import ArgSpec, RegistryError
+
+    light = copy.deepcopy(LIGHT)
+    on = light["functions"][0]["args"][1]
+    on["said"] = {"en": {True: ["brighten"], False: ["kill"]}, "zh": {False: ["熄", "灭"]}}
+    registry = FunctionRegistry.from_dict(light)
+    arg = registry.by_name("set_light").args[1]
+    assert arg.spoken_forms(False) == ("off", "关掉", "关", "kill", "熄", "灭")
+    grammar = CallGrammar(registry)
+    assert _lights(grammar.bind("brighten up the hallway")) == {("hallway", True)}
+    assert _lights(grammar.bind("把走廊的灯熄了")) == {("kitchen", False), ("hallway", False)}
+    assert _lights(grammar.bind("别灭走廊的灯")) == {("kitchen", True), ("hallway", True)}  # negated
+    # training fills a {slot} with the examples' forms only: "turn the lights {on}" never reads "kill"
+    assert slot_values(arg, "en") == {True: ("on",), False: ("off",)}
+    again = FunctionRegistry.from_dict(registry.to_dict()).by_name("set_light").args[1]
+    assert again.said == arg.said
+    with pytest.raises(RegistryError, match="said is only read for named or narrow enum and bool"):
+        ArgSpec(name="x", type="bool", said={"en": {True: ["yes"]}})
+    with pytest.raises(RegistryError, match=r"argument 'x' said\[en\] must be a non-empty mapping"):
+        ArgSpec(name="x", type="bool", narrow=True, said={"en": [True]})
+
+
 def test_narrow_declines_nothing_and_is_checked():
     from octopus_ros.functions import parse_call
     from octopus_ros.functions.registry import ArgSpec, RegistryError

@@ -99,13 +99,19 @@ def _spoken_forms(raw: Any, what: str) -> tuple[str, ...]:
     return tuple(forms)
 
 
-def parse_arg_examples(arg: ArgSpec, raw: Any) -> dict[str, dict[Any, tuple[str, ...]]]:
-    """``raw`` (YAML) -> ``{language: {value: (spoken forms)}}``; RegistryError if invalid."""
-    what = f"argument {arg.name!r} examples"
+def parse_arg_examples(
+    arg: ArgSpec, raw: Any, key: str = "examples"
+) -> dict[str, dict[Any, tuple[str, ...]]]:
+    """``raw`` (YAML) -> ``{language: {value: (spoken forms)}}``; RegistryError if invalid.
+    ``key``: the argument's key it came from (``examples``, or ``said``, which takes only the
+    mapping form: a value is never its own extra word)."""
+    what = f"argument {arg.name!r} {key}"
     out: dict[str, dict[Any, tuple[str, ...]]] = {}
     for lang, entries in _check_languages(raw, what).items():
         where = f"{what}[{lang}]"
         forms: dict[Any, tuple[str, ...]] = {}
+        if key == "said" and not (isinstance(entries, Mapping) and entries):
+            raise RegistryError(f"{where} must be a non-empty mapping value -> words")
         if isinstance(entries, list) and entries:
             for value in entries:
                 value = _check_value(arg, value, where)

@@ -48,7 +48,7 @@ _FUNCTION_KEYS = (
 )
 _ARG_KEYS = (
     "name", "type", "min", "max", "values", "max_length", "source", "named", "narrow", "names_object",
-    "description", "examples",
+    "description", "examples", "said",
 )  # fmt: skip
 ARG_SOURCES = ("utterance",)  # where a string argument's value must come from (``source``)
 
@@ -97,6 +97,10 @@ class ArgSpec:
     off" cannot come out on, and "it is too dark in the kitchen" stays a call). On an int or
     float argument, the values said are the numbers the request says in digits or words
     (functions/numbers.py: "eighty percent" and "八成" say 0.8), those within min..max.
+    ``said`` (a named or narrow enum or bool; ``{language: {value: [words]}}``) adds words that
+    say a value without being a way to fill a ``{slot}`` of it ("brighten", 熄 for set_light's
+    on): they count wherever the request is read for what it says (:meth:`spoken_forms`), and
+    training never puts them in a slot, where "turn the {room} lights {on}" must read on / off.
     ``names_object: true`` (string only, not copied) says the value names a physical object
     ("red cup"): when the request names objects the model knows (its grounding vocabulary), the
     bound grammar offers only those (:meth:`CallGrammar.bind` ``objects``), so the model picks
@@ -117,6 +121,8 @@ class ArgSpec:
     description: dict[str, str] | None = field(default=None, hash=False)
     # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
     examples: dict[str, dict[Any, tuple[str, ...]]] | None = field(default=None, hash=False)
+    # language -> {value: words that say it without filling a {slot}} (None: none; named/narrow only)
+    said: dict[str, dict[Any, tuple[str, ...]]] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name, "argument")
@@ -164,6 +170,12 @@ class ArgSpec:
             from .examples import parse_arg_examples
 
             object.__setattr__(self, "examples", parse_arg_examples(self, self.examples))
+        if self.said is not None:
+            from .examples import parse_arg_examples
+
+            if not (self.named or self.narrow) or self.type not in ("enum", "bool"):
+                raise RegistryError("said is only read for named or narrow enum and bool arguments")
+            object.__setattr__(self, "said", parse_arg_examples(self, self.said, "said"))
 
     def _check_bounds(self) -> None:
         if self.min is None or self.max is None:
@@ -222,13 +234,19 @@ class ArgSpec:
                 lang: {v: list(forms) for v, forms in by_value.items()}
                 for lang, by_value in self.examples.items()
             }
+        if self.said:
+            out["said"] = {
+                lang: {v: list(forms) for v, forms in by_value.items()}
+                for lang, by_value in self.said.items()
+            }
         return out
 
     def spoken_forms(self, value: Any) -> tuple[str, ...]:
-        """How users say ``value``: its ``examples`` forms in every language, then the value itself
+        """How users say ``value``: its ``examples`` forms in every language, its ``said`` words,
+        then the value itself
         (``_`` read as a space; not for a bool), without repeats."""
         forms: list[str] = []
-        for by_value in (self.examples or {}).values():
+        for by_value in (*(self.examples or {}).values(), *(self.said or {}).values()):
             forms += [str(f) for f in by_value.get(value, ())]
         if self.type != "bool":  # "True" / "False" are the call's words, not how a request says it
             forms.append(str(value).replace("_", " "))
