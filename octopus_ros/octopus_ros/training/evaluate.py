@@ -70,7 +70,7 @@ EVAL_SPLITS = ("iid", "unseen_phrasing", "unseen_combo")
 CHECK_TITLE = "check set (written apart from templates and natural set; figures only)"
 THIRD_TITLE = "third set (written apart from templates and both sets, stop 30; figures only)"
 MESSAGES_TITLE = "message set (send_message only, written apart from everything else, stop 33; figures only)"
-CHATTY_TITLE = "chatty set (long, chatty requests, written apart, stop 44; read for the filler rule)"
+CHATTY_TITLE = "chatty set (long, chatty requests, written apart, stop 44; read for the rules of stops 44-45)"
 # the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
