@@ -165,6 +165,10 @@ def test_said_words_narrow_as_spoken_forms_do_but_never_fill_a_slot():
         ArgSpec(name="x", type="bool", said={"en": {True: ["yes"]}})
     with pytest.raises(RegistryError, match=r"argument 'x' said\[en\] must be a non-empty mapping"):
         ArgSpec(name="x", type="bool", narrow=True, said={"en": [True]})
+    with pytest.raises(RegistryError, match="said: 'off' says both False and True"):
+        ArgSpec(
+            name="x", type="bool", narrow=True, examples={"en": {False: "off"}}, said={"en": {True: ["off"]}}
+        )
 
 
 def test_narrow_declines_nothing_and_is_checked():

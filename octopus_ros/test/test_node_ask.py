@@ -104,7 +104,9 @@ def test_waiting_asks_hold_no_thread_and_time_out_cleanly(ros_env, rclpy_context
         for f in futures:
             outcome = f.result().outcome
             assert outcome.code_name == "TIMEOUT", outcome.reason
-            assert outcome.reason.startswith(f"no answer within ask_timeout ({ASK_TIMEOUT_S:g} s)")
+            assert outcome.reason.startswith(
+                f"no answer within {ASK_TIMEOUT_S:g} s (ask_timeout {ASK_TIMEOUT_S:g})"
+            )
             assert f.result().call.function_name == ""
         # ... the two still queued never reach the model, and the one being decided, once the
         # model answers, ends in one TIMEOUT outcome that names the call it did not publish.

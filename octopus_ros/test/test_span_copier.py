@@ -393,6 +393,10 @@ def test_carrier_words_are_the_training_phrasings_words_outside_their_slots(regi
             "the game starts at eight",
         ),
         ("message Bob for me, tell him dinner is ready", "is ready", "dinner is ready"),
+        # ... but not a possessive, nor a pronoun after a word that addresses nobody
+        ("告诉妈妈她的快递到了", "快递到了", "她的快递到了"),
+        ("告诉爸爸他的车挡路了", "车挡路了", "他的车挡路了"),
+        ("tell mom that her keys are on the table", "keys are on the table", "her keys are on the table"),
     ],
 )
 def test_a_gap_of_words_no_phrasing_uses_joins_the_message(registry, text, copied, want):
@@ -516,13 +520,27 @@ def test_a_message_leaves_out_the_fillers_a_pause_sets_off(text, copied, want):
         ("the game starts at eight; he always forgets", "the game starts at eight"),
         ("生日快乐我爱你，她知道是我", "生日快乐我爱你"),
         ("今晚来我家吃饭，她都问好几次了", "今晚来我家吃饭"),
-        # a request passed on stays in the message
-        ("I'm running late, he should eat without me", "I'm running late, he should eat without me"),
-        ("我晚点回，她别等我了", "我晚点回，她别等我了"),
+        # a third-person clause that may be the message stays: only a remark's shape is cut
+        ("grandma fell, she is in hospital", "grandma fell, she is in hospital"),
+        ("the plumber called, he wants the gate code", "the plumber called, he wants the gate code"),
+        ("dinner is at 8, he will pick you up", "dinner is at 8, he will pick you up"),
+        ("ok, he is here", "ok, he is here"),
+        ("今晚聚餐，她的朋友也来", "今晚聚餐，她的朋友也来"),
+        # a request passed on, or words to the recipient, stay in the message
+        (
+            "I'm running late, he really should eat without me",
+            "I'm running late, he really should eat without me",
+        ),
+        ("I'm late, she doesn't need to wait", "I'm late, she doesn't need to wait"),
+        ("我晚点回，她今晚别等我了", "我晚点回，她今晚别等我了"),
+        ("I'm home, she knows you worry", "I'm home, she knows you worry"),
         ("比赛八点开始，他们都知道", "比赛八点开始，他们都知道"),  # 他们: not the recipient alone
+        ("比赛八点开始，他們都知道", "比赛八点开始，他們都知道"),  # the same in Traditional
         # the message names someone the pronoun may mean
-        ("Bob is here, he said hi", "Bob is here, he said hi"),
-        ("我妈到了，她在楼下", "我妈到了，她在楼下"),
+        ("Bob is here, he always says hi", "Bob is here, he always says hi"),
+        ("grandma fell, she always forgets her stick", "grandma fell, she always forgets her stick"),
+        ("我妈到了，她知道地址", "我妈到了，她知道地址"),
+        ("我媽到了，她知道地址", "我媽到了，她知道地址"),
         # no pause before the pronoun, no pronoun, nothing left
         ("she said he is home", "she said he is home"),
         ("the shelf, the one by the door", "the shelf, the one by the door"),

@@ -71,7 +71,7 @@ class Phrasing:
 
 def _check_languages(raw: Any, what: str) -> Mapping:
     if not isinstance(raw, Mapping) or not raw:
-        raise RegistryError(f"{what} must be a mapping of language to examples, got {raw!r}")
+        raise RegistryError(f"{what} must be a mapping of language to its entries, got {raw!r}")
     for lang in raw:
         if not isinstance(lang, str) or not lang:
             raise RegistryError(f"{what}: language {lang!r} must be a non-empty string")

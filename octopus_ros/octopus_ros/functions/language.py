@@ -80,48 +80,184 @@ CLOSING_FILLERS = {
 # The recipient named again by a pronoun between the request and the message ("message Bob for me,
 # tell him the game starts at eight", "给Bob发条信息，告诉他比赛八点开始"): it introduces the message
 # and is never part of it (lean/copier.absorb_gap). Lower case.
-RECIPIENT_PRONOUNS = frozenset({"him", "her", "them", "他", "她", "他们", "她们"})
+RECIPIENT_PRONOUNS = frozenset({"him", "her", "them", "他", "她"})
+# ... when it follows one of these (a Chinese one as the end of the character before: 诉 of 告诉):
+# "that her keys are on the table" and "她的快递到了" are the message's own words
+RECIPIENT_VERBS = frozenset(
+    {"tell", "text", "message", "remind", "ask", "ping", "notify", "inform", "warn", "let", "write", "email",
+     "诉", "给", "跟", "和", "对", "叫", "让", "醒", "问"}
+)  # fmt: skip
 
 # A remark about the recipient that a speaker adds after the message, set off by a pause mark:
 # "message my mom, just say happy birthday, she'll know it's from me" sends "happy birthday";
-# "你给Alice发个消息，说今晚来我家吃饭，她都问好几次了" sends "今晚来我家吃饭". The message speaks to its
-# recipient; a clause that speaks of her or him in the third person speaks to the robot
-# (lean/copier.shed_remark). Not when the next word makes it a request passed on ("tell Dad I'm
-# late, he should eat without me", "告诉妈妈我晚点回，她别等我了"): REMARK_KEEPERS. Lower case.
+# "你给Alice发个消息，说今晚来我家吃饭，她都问好几次了" sends "今晚来我家吃饭" (lean/copier.shed_remark). A
+# third-person clause after a message may also be the message ("grandma fell, she is in hospital",
+# "dinner is at 8, he will pick you up"), and cutting it loses what the user wanted sent, so the
+# rule takes only the shapes of a remark: the pronoun (REMARK_SUBJECTS) and a word of how the
+# recipient is or what she or he knows, does habitually or has been doing (REMARK_WORDS), and not
+# when the clause speaks to the recipient (REMARK_ADDRESS), passes a request on (a modal:
+# REMARK_MODALS, or a negation: NEGATIONS_EN / NEGATIONS_ZH) or the message names someone the
+# pronoun may mean (REMARK_PERSONS, a contact, a capitalised English word other than "I"). Lower case.
 REMARK_SUBJECTS = {"en": ("she", "he"), "zh": ("她", "他")}
-REMARK_KEEPERS = {
+REMARK_WORDS = {
+    "en": frozenset(
+        {
+            "know",
+            "knows",
+            "always",
+            "forgets",
+            "forgot",
+            "forget",
+            "keeps",
+            "asking",
+            "asked",
+            "asks",
+            "waiting",
+            "worries",
+            "worried",
+            "worry",
+            "worrying",
+            "loves",
+            "likes",
+            "hates",
+            "usually",
+            "understands",
+            "remembers",
+            "wondering",
+            "nagging",
+            "bugging",
+        }
+    ),  # fmt: skip
+    "zh": (
+        "知道",
+        "都问",
+        "问了",
+        "问过",
+        "问好几",
+        "老是",
+        "总是",
+        "一直问",
+        "一直在",
+        "老忘",
+        "总忘",
+        "会懂",
+        "明白的",
+        "喜欢",
+        "担心",
+        "在等",
+        "等了",
+        "催",
+        "记不住",
+        "惦记",
+    ),  # fmt: skip
+}
+REMARK_ADDRESS = {
+    "en": frozenset({"you", "your", "yours", "you're", "you'll", "you've", "you'd"}),
+    "zh": ("你", "您"),
+}
+REMARK_MODALS = {
     "en": frozenset(
         {
             "should",
-            "shouldn't",
             "must",
-            "mustn't",
             "need",
             "needs",
-            "needn't",
             "has",
             "have",
             "can",
-            "can't",
             "could",
-            "couldn't",
             "may",
             "might",
             "better",
             "ought",
-            "don't",
-            "doesn't",
             "shall",
+            "will",
+            "would",
+            "won't",
+            "wouldn't",
         }
     ),  # fmt: skip
-    "zh": ("们", "要", "得", "该", "应", "可", "别", "不", "记", "必", "需", "先"),
+    "zh": ("要", "得", "该", "应", "可以", "能", "必须", "需要", "记得", "先"),
 }
-# Nor when the message itself names someone the pronoun may mean ("Bob is here, he said hi", "我妈
-# 到了，她在楼下"): an English word in capitals other than "I", or one of these Chinese words.
-REMARK_PERSONS_ZH = (
-    "妈", "爸", "哥", "姐", "弟", "妹", "爷", "奶", "叔", "姨", "舅", "姑", "婆", "公", "老师", "朋友",
-    "孩子", "儿子", "女儿", "同事", "老板", "医生", "先生", "太太", "宝宝",
-)  # fmt: skip
+REMARK_PERSONS = {
+    "en": frozenset(
+        {
+            "mom",
+            "mum",
+            "mother",
+            "dad",
+            "father",
+            "grandma",
+            "grandpa",
+            "granny",
+            "grandmother",
+            "grandfather",
+            "brother",
+            "sister",
+            "wife",
+            "husband",
+            "son",
+            "daughter",
+            "friend",
+            "boss",
+            "teacher",
+            "doctor",
+            "nurse",
+            "neighbour",
+            "neighbor",
+            "plumber",
+            "guy",
+            "man",
+            "woman",
+            "boy",
+            "girl",
+            "kid",
+            "baby",
+            "uncle",
+            "aunt",
+            "cousin",
+            "boyfriend",
+            "girlfriend",
+            "kids",
+            "babies",
+            "boys",
+            "girls",
+            "friends",
+            "guys",
+            "parents",
+            "children",
+            "child",
+        }
+    ),  # fmt: skip
+    "zh": (
+        "妈",
+        "爸",
+        "哥",
+        "姐",
+        "弟",
+        "妹",
+        "爷",
+        "奶",
+        "叔",
+        "姨",
+        "舅",
+        "姑",
+        "婆",
+        "公",
+        "老师",
+        "朋友",
+        "孩子",
+        "儿子",
+        "女儿",
+        "同事",
+        "老板",
+        "医生",
+        "先生",
+        "太太",
+        "宝宝",
+        "师傅",
+    ),  # fmt: skip
+}
 
 
 def negated(text: str, start: int) -> bool:

@@ -176,6 +176,19 @@ class ArgSpec:
             if not (self.named or self.narrow) or self.type not in ("enum", "bool"):
                 raise RegistryError("said is only read for named or narrow enum and bool arguments")
             object.__setattr__(self, "said", parse_arg_examples(self, self.said, "said"))
+            self._check_said()
+
+    def _check_said(self) -> None:
+        """A ``said`` word may say only its own value: one that is also a form of another value
+        would narrow a request to a value it does not mean."""
+        owner: dict[str, Any] = {}
+        for table in (self.examples or {}, self.said or {}):
+            for by_value in table.values():
+                for value, forms in by_value.items():
+                    for form in forms:
+                        key = str(form).strip().lower()
+                        if owner.setdefault(key, value) != value:
+                            raise RegistryError(f"said: {form!r} says both {owner[key]!r} and {value!r}")
 
     def _check_bounds(self) -> None:
         if self.min is None or self.max is None:

@@ -42,9 +42,12 @@ from octopus_ros.functions.language import (
     CLOSING_FILLERS,
     OPENING_FILLERS,
     RECIPIENT_PRONOUNS,
-    REMARK_KEEPERS,
-    REMARK_PERSONS_ZH,
+    RECIPIENT_VERBS,
+    REMARK_ADDRESS,
+    REMARK_MODALS,
+    REMARK_PERSONS,
     REMARK_SUBJECTS,
+    REMARK_WORDS,
 )
 
 from .errors import CheckpointError
@@ -369,8 +372,10 @@ def absorb_gap(
       stands before them in the gap ("tell Bob *to* bring"), and not when the span starts after a
       pause mark ("send mum a quick one: ..."). A gap with no carrier ("let bob know X": "know") is
       an introduction no phrasing has, and its words stay out of the message.
-    - The recipient named again by a pronoun ("message Bob for me, tell *him* the game starts at
-      eight"; functions/language RECIPIENT_PRONOUNS) ends the gap as a carrier does: it never joins.
+    - The recipient named again by a pronoun right after a verb that addresses someone ("message
+      Bob for me, tell *him* the game starts at eight"; functions/language RECIPIENT_PRONOUNS,
+      RECIPIENT_VERBS) ends the gap as a carrier does: it never joins. A Chinese word followed by
+      的 is part of the message, carrier or not ("告诉爸爸他的车挡路了").
 
     Unchanged when nothing names the recipient before the span, the gap ends in a carrier,
     ``carriers`` is empty, or the grown span would be longer than ``max_chars`` or start inside a
@@ -397,8 +402,10 @@ def absorb_gap(
     if spaced and any(ch in ":,;.!?" for ch in text[gap_start + units[0][1] : span.start]):
         return span  # the copy starts after a pause mark: where a message starts
     new_start, introduced = None, False
-    for a, _, unit in units:
-        if unit in carriers or unit in RECIPIENT_PRONOUNS:
+    for k, (a, b, unit) in enumerate(units):
+        possessive = is_cjk(unit) and text[gap_start + b : gap_start + b + 1] == "的"  # 他的车: a word of it
+        before = units[k + 1][2] if k + 1 < len(units) else ""
+        if not possessive and (unit in carriers or _recipient_again(unit, before)):
             introduced = True
             break
         if is_cjk(unit) == spaced:
@@ -411,6 +418,13 @@ def absorb_gap(
     return CopiedSpan(
         text[new_start : span.end], new_start, span.end, span.prob, text[new_start : span.start].strip()
     )
+
+
+def _recipient_again(unit: str, before: str) -> bool:
+    """Whether ``unit`` names the recipient again right after a verb that addresses someone ("tell
+    *him*", "告诉*她*"; functions/language RECIPIENT_PRONOUNS, RECIPIENT_VERBS), so introduces the
+    message; "that her keys are…" or "她的快递…" do not."""
+    return unit in RECIPIENT_PRONOUNS and any(before == v or before.endswith(v) for v in RECIPIENT_VERBS)
 
 
 def lead_ins(registry, functions: Iterable[str]) -> tuple[str, ...]:
@@ -515,49 +529,65 @@ def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
     )
 
 
-_EN_REMARK = re.compile(
-    r"[,;]\s*("
-    + "|".join(REMARK_SUBJECTS["en"])
-    + r")(?:['\u2019](?:s|ll|d))?\b\s*([a-z]+(?:['\u2019][a-z]+)?)?",
-    re.IGNORECASE,
-)
+_EN_REMARK = re.compile(r"[,;]\s*(" + "|".join(REMARK_SUBJECTS["en"]) + r")(?:'(?:s|ll|d))?\b", re.IGNORECASE)
+_ZH_REMARK = re.compile(r"[,，;；]\s*(" + "|".join(REMARK_SUBJECTS["zh"]) + r")(?![们的])")
+_EN_WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _CAPITALISED = re.compile(r"\b[A-Z][A-Za-z]*(?:'[a-z]+)?")
-_ZH_REMARK = re.compile(r"[,，;；]\s*(" + "|".join(REMARK_SUBJECTS["zh"]) + r")(.?)")
+_I_FORMS = frozenset({"I", "I'm", "I'll", "I'd", "I've"})
+
+
+def _remark_at(body: str) -> int | None:
+    """Where a remark about the recipient starts in ``body`` (functions/language, REMARK_*), or None."""
+    from octopus_ros.functions.language import NEGATIONS_EN, NEGATIONS_ZH
+
+    for m in _EN_REMARK.finditer(body):
+        words = set(_EN_WORDS.findall(body[m.end() :].lower()))
+        if (
+            words & REMARK_WORDS["en"]
+            and not words & (REMARK_ADDRESS["en"] | REMARK_MODALS["en"] | NEGATIONS_EN)
+            and not any(w.endswith("n't") for w in words)
+        ):
+            return m.start()
+        return None  # the first she / he clause decides
+    for m in _ZH_REMARK.finditer(body):
+        clause = body[m.end() :]
+        if any(w in clause for w in REMARK_WORDS["zh"]) and not any(
+            w in clause for w in (*REMARK_ADDRESS["zh"], *REMARK_MODALS["zh"], *NEGATIONS_ZH)
+        ):
+            return m.start()
+        return None
+    return None
 
 
 def shed_remark(text: str, span: CopiedSpan, mentions: Sequence[tuple[int, int]] = ()) -> CopiedSpan:
-    """``span`` without a remark about the recipient after the message: from the first pause mark
-    followed by "she" / "he" / 她 / 他 (functions/language REMARK_SUBJECTS) to its end, unless the
-    word after the pronoun passes a request on (REMARK_KEEPERS: "he should", 她别). "happy birthday
-    I love you, she'll know it's from me" -> "happy birthday I love you"; "今晚来我家吃饭，她都问好
-    几次了" -> "今晚来我家吃饭". Unchanged when nothing of the message would be left before it, or
-    when what is left names someone the pronoun may mean: a contact (``mentions``), an English word
-    in capitals other than "I", a Chinese person word (REMARK_PERSONS_ZH)."""
-    body = span.text
-    cuts = []
-    for m in _EN_REMARK.finditer(body):
-        after = (m.group(2) or "").lower().replace("\u2019", "'")
-        if after not in REMARK_KEEPERS["en"]:
-            cuts.append(m.start())
-            break
-    for m in _ZH_REMARK.finditer(body):
-        if m.group(2) not in REMARK_KEEPERS["zh"]:
-            cuts.append(m.start())
-            break
-    if not cuts:
+    """``span`` without a remark about the recipient after the message: from a pause mark followed
+    by "she" / "he" / 她 / 他 to its end, when that clause is shaped as a remark, with a word of
+    what the recipient knows, does habitually or has been doing and nothing that speaks to the
+    recipient, passes a request on or negates (functions/language REMARK_*): "happy birthday I
+    love you, she'll know it's from me" -> "happy birthday I love you"; "今晚来我家吃饭，她都问好几次
+    了" -> "今晚来我家吃饭". A third-person clause that may be the message stays: "grandma fell, she
+    is in hospital", "dinner is at 8, he will pick you up", "我晚点回，她今晚别等我了". Unchanged too
+    when the message left would name someone the pronoun may mean (a contact in ``mentions``, an
+    English word in capitals other than "I", a person word), or would be shorter than two English
+    words or three Chinese characters. Read on :func:`fold_input` (Traditional Chinese as
+    Simplified; one character for one)."""
+    from octopus_ros.functions.language import count_cjk, fold_input
+
+    body = fold_input(span.text).replace("\u2019", "'")
+    cut = _remark_at(body)
+    if cut is None:
         return span
-    end = len(body[: min(cuts)].rstrip(_PAUSE))
+    end = len(body[:cut].rstrip(_PAUSE))
     kept = body[:end]
-    if not kept.strip():
+    if len(_EN_WORDS.findall(kept.lower())) < 2 and count_cjk(kept) < 3:
         return span
     if any(span.start <= a and b <= span.start + end for a, b in mentions):
         return span
-    if any(
-        w not in ("I", "I'm", "I'll", "I'd", "I've")
-        for w in _CAPITALISED.findall(kept.replace("\u2019", "'"))
-    ):
+    if any(w not in _I_FORMS for w in _CAPITALISED.findall(kept)):
         return span
-    if any(p in kept for p in REMARK_PERSONS_ZH):
+    if set(_EN_WORDS.findall(kept.lower())) & REMARK_PERSONS["en"] or any(
+        p in kept for p in REMARK_PERSONS["zh"]
+    ):
         return span
     return CopiedSpan(
         text[span.start : span.start + end], span.start, span.start + end, span.prob, span.absorbed, span.shed

@@ -836,10 +836,18 @@ class OctopusNode(LifecycleNode):
         decided: list[Result] = []
         got = threading.Event()
 
+        executor = self.executor
+
         def settle(res: Result | None) -> None:  # the first answer stands (engine or deadline)
             with settle_lock:
-                if not answer.done():
-                    answer.set_result(res)
+                if answer.done():
+                    return
+                answer.set_result(res)
+            # The done callback wakes the executor; a wake that lands while this coroutine is
+            # being resumed for another reason is missed, so wake it once more a little later.
+            later = threading.Timer(0.05, executor.wake)
+            later.daemon = True
+            later.start()
 
         def done(res: Result) -> None:
             decided.append(res)
@@ -856,16 +864,21 @@ class OctopusNode(LifecycleNode):
             done=done,
         )
         wait = self._params.ask_timeout or self._params.request_timeout + 30.0
+        limit = f"{self._params.ask_timeout:g}" if self._params.ask_timeout else "0: request_timeout + 30 s"
+        reason = f"no answer within {wait:g} s (ask_timeout {limit})"
         deadline = threading.Timer(wait, settle, args=(None,))
         deadline.daemon = True
         engine.submit(req)
         if not req.finished:
-            deadline.start()
+            try:
+                deadline.start()
+            except Exception:
+                engine.abandon(req, reason)  # no deadline: the caller is answered TIMEOUT now
+                raise
         # This coroutine yields here: no executor thread is held while the model decides.
         result = await answer
         deadline.cancel()
         if result is None:
-            reason = f"no answer within ask_timeout ({wait:g} s)"
             if engine.abandon(req, reason):  # nothing of it is published later
                 response.outcome = Outcome(
                     request_id=rid,
@@ -876,7 +889,12 @@ class OctopusNode(LifecycleNode):
                 )
                 return response
             # it finished as the deadline passed: its outcome stands (the engine is calling back)
-            got.wait(timeout=5.0)
+            if not got.wait(timeout=5.0) or not decided:
+                response.outcome = Outcome(
+                    request_id=rid, code=Outcome.TIMEOUT, code_name="TIMEOUT", reason=reason,
+                    utterance=echo_text(req.text, self._echo_limit()),
+                )  # fmt: skip
+                return response
             result = decided[0]
         response.outcome = self._outcome_msg(result)
         if result.code == OutcomeCode.OK:

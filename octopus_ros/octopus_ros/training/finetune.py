@@ -573,8 +573,8 @@ def trainable_rows(
 
 
 def new_function_texts(registry: FunctionRegistry, new: Sequence[int]) -> list[str]:
-    """The words of the functions with token indices ``new``: their phrasings, the spoken forms of
-    their arguments' values and their descriptions, in every language (what ``--extend-vocab``
+    """The words of the functions with token indices ``new``: their phrasings, the spoken forms and
+    ``said`` words of their arguments' values and their descriptions, in every language (what ``--extend-vocab``
     reads)."""
     texts: list[str] = []
     for i in new:
@@ -585,7 +585,7 @@ def new_function_texts(registry: FunctionRegistry, new: Sequence[int]) -> list[s
         texts += list((spec.description or {}).values())
         for arg in spec.args:
             texts += list((arg.description or {}).values())
-            for forms in (arg.examples or {}).values():
+            for forms in (*(arg.examples or {}).values(), *(arg.said or {}).values()):
                 texts += [f for values in forms.values() for f in values]
     return texts
 
