@@ -40,6 +40,8 @@ import numpy as np
 
 from octopus_ros.functions.language import (
     CLOSING_FILLERS,
+    NEGATIONS_EN,
+    NEGATIONS_ZH,
     OPENING_FILLERS,
     RECIPIENT_PRONOUNS,
     RECIPIENT_VERBS,
@@ -493,6 +495,10 @@ def _fillers(table: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     return tuple(sorted({f for fillers in table.values() for f in fillers}, key=lambda f: (-len(f), f)))
 
 
+_OPENING = _fillers(OPENING_FILLERS)
+_CLOSING = _fillers(CLOSING_FILLERS)
+
+
 def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
     """``span`` without the fillers a pause mark sets off at its ends (functions/language
     OPENING_FILLERS, CLOSING_FILLERS): "the movie starts at nine thirty, okay" -> "the movie starts
@@ -501,7 +507,7 @@ def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
     body = span.text
     start, end = 0, len(body)
     lower = body.lower()
-    for filler in _fillers(OPENING_FILLERS):
+    for filler in _OPENING:
         after = len(filler)
         while after < end and body[after] in " \t":
             after += 1
@@ -511,7 +517,7 @@ def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
                 start += 1
             break
     stem = body[start:end].rstrip(_ENDING)
-    for filler in _fillers(CLOSING_FILLERS):
+    for filler in _CLOSING:
         cut = len(stem) - len(filler)
         before = stem[:cut].rstrip(" \t") if cut > 0 else ""
         if before and stem.lower().endswith(filler) and before[-1] in _MARK:
@@ -537,25 +543,24 @@ _I_FORMS = frozenset({"I", "I'm", "I'll", "I'd", "I've"})
 
 
 def _remark_at(body: str) -> int | None:
-    """Where a remark about the recipient starts in ``body`` (functions/language, REMARK_*), or None."""
-    from octopus_ros.functions.language import NEGATIONS_EN, NEGATIONS_ZH
-
-    for m in _EN_REMARK.finditer(body):
+    """Where a remark about the recipient starts in ``body`` (functions/language, REMARK_*), or None.
+    The first she / he clause decides (English first)."""
+    m = _EN_REMARK.search(body)
+    if m is not None:
         words = set(_EN_WORDS.findall(body[m.end() :].lower()))
-        if (
+        remark = (
             words & REMARK_WORDS["en"]
             and not words & (REMARK_ADDRESS["en"] | REMARK_MODALS["en"] | NEGATIONS_EN)
             and not any(w.endswith("n't") for w in words)
-        ):
-            return m.start()
-        return None  # the first she / he clause decides
-    for m in _ZH_REMARK.finditer(body):
+        )
+        return m.start() if remark else None
+    m = _ZH_REMARK.search(body)
+    if m is not None:
         clause = body[m.end() :]
-        if any(w in clause for w in REMARK_WORDS["zh"]) and not any(
+        remark = any(w in clause for w in REMARK_WORDS["zh"]) and not any(
             w in clause for w in (*REMARK_ADDRESS["zh"], *REMARK_MODALS["zh"], *NEGATIONS_ZH)
-        ):
-            return m.start()
-        return None
+        )
+        return m.start() if remark else None
     return None
 
 
@@ -579,15 +584,14 @@ def shed_remark(text: str, span: CopiedSpan, mentions: Sequence[tuple[int, int]]
         return span
     end = len(body[:cut].rstrip(_PAUSE))
     kept = body[:end]
-    if len(_EN_WORDS.findall(kept.lower())) < 2 and count_cjk(kept) < 3:
+    kept_words = _EN_WORDS.findall(kept.lower())
+    if len(kept_words) < 2 and count_cjk(kept) < 3:
         return span
     if any(span.start <= a and b <= span.start + end for a, b in mentions):
         return span
     if any(w not in _I_FORMS for w in _CAPITALISED.findall(kept)):
         return span
-    if set(_EN_WORDS.findall(kept.lower())) & REMARK_PERSONS["en"] or any(
-        p in kept for p in REMARK_PERSONS["zh"]
-    ):
+    if set(kept_words) & REMARK_PERSONS["en"] or any(p in kept for p in REMARK_PERSONS["zh"]):
         return span
     return CopiedSpan(
         text[span.start : span.start + end], span.start, span.start + end, span.prob, span.absorbed, span.shed

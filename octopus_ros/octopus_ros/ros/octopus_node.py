@@ -827,16 +827,14 @@ class OctopusNode(LifecycleNode):
             image = self._service_frame(request.image, "image")
         elif len(request.compressed_image.data) > 0:
             image = self._service_frame(request.compressed_image, "compressed")
-        answer = self.executor.create_future() if self.executor is not None else None
-        if answer is None:  # not spun by an executor (never in the node's own main)
+        executor = self.executor
+        if executor is None:  # not spun by an executor (never in the node's own main)
             raise RuntimeError("~/ask needs the node to be spun by an executor")
+        answer = executor.create_future()
         answer.add_done_callback(lambda _: None)  # its completion then wakes the executor
         settle_lock = threading.Lock()
-
         decided: list[Result] = []
         got = threading.Event()
-
-        executor = self.executor
 
         def settle(res: Result | None) -> None:  # the first answer stands (engine or deadline)
             with settle_lock:
@@ -878,23 +876,18 @@ class OctopusNode(LifecycleNode):
         # This coroutine yields here: no executor thread is held while the model decides.
         result = await answer
         deadline.cancel()
+        # Past the deadline: abandoned, nothing of it is published later; unless it finished as the
+        # deadline passed, and then its outcome stands (the engine is calling back).
+        if result is None and (engine.abandon(req, reason) or not got.wait(timeout=5.0) or not decided):
+            response.outcome = Outcome(
+                request_id=rid,
+                code=Outcome.TIMEOUT,
+                code_name="TIMEOUT",
+                reason=reason,
+                utterance=echo_text(req.text, self._echo_limit()),
+            )
+            return response
         if result is None:
-            if engine.abandon(req, reason):  # nothing of it is published later
-                response.outcome = Outcome(
-                    request_id=rid,
-                    code=Outcome.TIMEOUT,
-                    code_name="TIMEOUT",
-                    reason=reason,
-                    utterance=echo_text(req.text, self._echo_limit()),
-                )
-                return response
-            # it finished as the deadline passed: its outcome stands (the engine is calling back)
-            if not got.wait(timeout=5.0) or not decided:
-                response.outcome = Outcome(
-                    request_id=rid, code=Outcome.TIMEOUT, code_name="TIMEOUT", reason=reason,
-                    utterance=echo_text(req.text, self._echo_limit()),
-                )  # fmt: skip
-                return response
             result = decided[0]
         response.outcome = self._outcome_msg(result)
         if result.code == OutcomeCode.OK:
