@@ -632,3 +632,45 @@ def test_without_copying_needs_a_bound_grammar(registry):
     assert registry.by_name("send_message").token not in bound.allowed_function_tokens()
     # the shared tables of the unbound grammar are untouched
     assert registry.by_name("send_message").token in CallGrammar(registry).allowed_function_tokens()
+
+
+@pytest.mark.parametrize(
+    "text, copied, want",
+    [
+        ("跟老妈打个招呼，今晚我住同学家", "招呼，今晚我住同学家", "今晚我住同学家"),
+        ("给妈妈报个平安，我们已经到酒店了！", "平安，我们已经到酒店了", "我们已经到酒店了"),
+        ("向办公室传达一下，下周三全员培训", "传达一下，下周三全员培训", "下周三全员培训"),
+        ("跟妈妈道个谢，就写饼干很好吃。", "谢，就写饼干很好吃", "饼干很好吃"),  # and the 就写 that opens it
+        ("给爸爸发条信息，说：我到了", "信息，说：我到了", "我到了"),
+        ("跟妈妈打个招呼，写作业了吗", "招呼，写作业了吗", "写作业了吗"),  # a bare 写: the message's verb
+        ("跟妈妈说好的，我马上到", "好的，我马上到", "好的，我马上到"),  # a verb of saying: the message
+        ("告诉妈妈好的，我马上到", "好的，我马上到", "好的，我马上到"),  # no preposition: the verb came first
+        ("给妈妈发条消息，今晚不回来吃饭", "今晚不回来吃饭", "今晚不回来吃饭"),  # starts after the mark
+        ("跟妈妈说我明天要早起去机场，别等我", "明天要早起去机场，别等我", "明天要早起去机场，别等我"),  # too far
+    ],
+)
+def test_a_message_starts_after_the_request_clause_of_a_recipient_said_after_a_preposition(
+    registry, text, copied, want
+):
+    from octopus_ros.lean.copier import CopiedSpan, named_mentions, shed_request_clause
+
+    start = text.index(copied)
+    span = CopiedSpan(copied, start, start + len(copied), 0.8)
+    got = shed_request_clause(text, span, named_mentions(registry, ["send_message"], text))
+    assert got.text == want and text[got.start : got.end] == want and got.prob == 0.8
+    assert got.shed == copied[: len(copied) - len(want)].strip()
+
+
+def test_copy_span_applies_the_request_clause_rule(registry):
+    from types import SimpleNamespace
+
+    from octopus_ros.lean.copier import CopiedSpan, copy_span
+
+    utterance = "跟老妈打个招呼，今晚我住同学家"
+    copier = SimpleNamespace(pick=lambda *_a: CopiedSpan("招呼，今晚我住同学家", 5, 15, 0.9), max_chars=48)
+    grammar, span = copy_span(
+        copier, CallGrammar(registry), utterance, lambda u: ([1], [(0, len(u))]), lambda ids: None
+    )
+    assert span.text == "今晚我住同学家"
+    assert grammar.accepts("<nexa_10>('mom', '今晚我住同学家')<nexa_end>")
+    assert not grammar.accepts("<nexa_10>('mom', '招呼，今晚我住同学家')<nexa_end>")

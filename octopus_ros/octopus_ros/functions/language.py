@@ -88,6 +88,14 @@ RECIPIENT_VERBS = frozenset(
      "诉", "给", "跟", "和", "对", "叫", "让", "醒", "问"}
 )  # fmt: skip
 
+# A Chinese recipient said after a preposition ("跟老妈", "向办公室", "给妈妈") is followed by the
+# request's own verb phrase ("打个招呼", "传达一下", "报个平安") and then, after a pause mark, the
+# message: "跟老妈打个招呼，今晚我住同学家" sends "今晚我住同学家" (lean/copier.shed_request_clause).
+RECIPIENT_PREPOSITIONS_ZH = ("跟", "向", "给", "和", "同", "对")
+# ... unless that verb phrase says the message itself ("跟妈妈说好的，我马上到" sends "好的，我马上到"):
+# a verb of saying in it leaves the message where the copier put it.
+SAYING_VERBS_ZH = ("说", "讲", "写", "问", "告诉")
+
 # A remark about the recipient that a speaker adds after the message, set off by a pause mark:
 # "message my mom, just say happy birthday, she'll know it's from me" sends "happy birthday";
 # "你给Alice发个消息，说今晚来我家吃饭，她都问好几次了" sends "今晚来我家吃饭" (lean/copier.shed_remark). A

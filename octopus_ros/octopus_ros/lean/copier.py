@@ -43,6 +43,7 @@ from octopus_ros.functions.language import (
     NEGATIONS_EN,
     NEGATIONS_ZH,
     OPENING_FILLERS,
+    RECIPIENT_PREPOSITIONS_ZH,
     RECIPIENT_PRONOUNS,
     RECIPIENT_VERBS,
     REMARK_ADDRESS,
@@ -50,6 +51,7 @@ from octopus_ros.functions.language import (
     REMARK_PERSONS,
     REMARK_SUBJECTS,
     REMARK_WORDS,
+    SAYING_VERBS_ZH,
 )
 
 from .errors import CheckpointError
@@ -499,6 +501,55 @@ _OPENING = _fillers(OPENING_FILLERS)
 _CLOSING = _fillers(CLOSING_FILLERS)
 
 
+_REQUEST_CLAUSE_CHARS = 6  # the longest verb phrase between the recipient and the pause mark
+_SAYING_VERB = "(?:" + "|".join(SAYING_VERBS_ZH) + ")(?:一句|一声|一下)?"
+# "就写…", "只说…", "写：…": a bare 写 / 说 may be the message's own verb ("写作业了吗")
+_SAYING_LEAD = re.compile(f"(?:(?:就|只|就只){_SAYING_VERB}|{_SAYING_VERB}(?=[：:，,]))[：:，,\\s]*")
+
+
+def shed_request_clause(text: str, span: CopiedSpan, mentions: Sequence[tuple[int, int]]) -> CopiedSpan:
+    """``span`` without the request's own verb phrase at its start, when the recipient is said
+    after a Chinese preposition: in "跟老妈打个招呼，今晚我住同学家", "给妈妈报个平安，我们已经到酒店
+    了" and "向办公室传达一下，下周三全员培训" the words after the recipient up to the first pause mark
+    are what the robot is asked to do (functions/language RECIPIENT_PREPOSITIONS_ZH), and the
+    message starts after that mark, and after a verb of saying that opens it ("跟妈妈道个谢，就写饼干
+    很好吃" sends "饼干很好吃"). The copier may start inside that clause ("招呼，今晚我住同学家")
+    when no phrasing says it that way. Unchanged when the span starts at or after the pause mark,
+    the clause is longer than six characters, holds a verb of saying (SAYING_VERBS_ZH: "跟妈妈说好
+    的，我马上到" sends "好的，我马上到"), or nothing would be left."""
+    before = [(a, b) for a, b in mentions if b <= span.start]
+    if not before:
+        return span
+    a, b = before[-1]
+    head = text[:a].rstrip()
+    if not head.endswith(RECIPIENT_PREPOSITIONS_ZH):
+        return span
+    pause = next(
+        (i for i in range(b, min(len(text), b + _REQUEST_CLAUSE_CHARS + 1)) if text[i] in _MARK), None
+    )
+    if pause is None or not span.start < pause < span.end:
+        return span
+    clause = text[b:pause]
+    if any(verb in clause for verb in SAYING_VERBS_ZH):
+        return span
+    start = pause
+    while start < span.end and text[start] in _PAUSE:
+        start += 1
+    said = _SAYING_LEAD.match(text, start, span.end)
+    if said is not None and span.end - said.end() >= 2:  # "…，就写饼干很好吃": what to write follows
+        start = said.end()
+    if start >= span.end or not text[start : span.end].strip():
+        return span
+    return CopiedSpan(
+        text[start : span.end],
+        start,
+        span.end,
+        span.prob,
+        span.absorbed,
+        (span.shed + text[span.start : start]).strip(),
+    )
+
+
 def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
     """``span`` without the fillers a pause mark sets off at its ends (functions/language
     OPENING_FILLERS, CLOSING_FILLERS): "the movie starts at nine thirty, okay" -> "the movie starts
@@ -652,6 +703,7 @@ def copy_span(
             utterance, grown, mentions, carrier_words(grammar.registry, functions), copier.max_chars
         )
         grown = shed_lead_in(utterance, grown, lead_ins(grammar.registry, functions))
+        grown = shed_request_clause(utterance, grown, mentions)
         grown = shed_fillers(utterance, grown)
         for choice in (grown, span) if grown is not span else (span,):
             try:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from octopus_ros.functions.mentions import uncarried, unnamed_args
+from octopus_ros.functions.negation import negated_request
 
 
 class OutcomeCode(enum.IntEnum):
@@ -227,6 +228,8 @@ def decision_outcome(
     contact) with a value the ``utterance`` does not say is NO_ACTION (functions/mentions.py);
     a call whose ``utterance`` says nothing besides the copied value and the named values ("我爸坐下的
     时候把椅子抽走" as a message to dad: functions/mentions.uncarried) is NO_ACTION;
+    a call whose words in the ``utterance`` follow a negation that scopes them ("don't pick up the
+    cup", "别去厨房了": functions/negation.negated_request) is NO_ACTION;
     a call on another object than the one the request names (``decision.object_mismatch``,
     lean/decision.py: "throw the green can away" decided as the green bottle) is NO_ACTION;
     a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; a call of a
@@ -299,6 +302,12 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"no word of the request outside the copied {lone!r} and the values it names asks for"
             f" {call.function} ({call.function} not published)",
+        )
+    negation = negated_request(spec, call, utterance) if utterance is not None else None
+    if negation is not None:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request says not to: {negation!r} ({call.function} not published)",
         )
     mismatch = getattr(decision, "object_mismatch", None)
     if mismatch:

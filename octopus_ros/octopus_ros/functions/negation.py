@@ -1,0 +1,185 @@
+"""Does the request say *not* to do what the call does?
+
+"don't pick up the cup", "actually no don't go to the kitchen", "you don't need to water the plant
+today", "不要把那个杯子拿起来", "别去厨房了", "不用拍照了", "那条消息别发了": the words that ask for the
+function are there, and so is the negation in front of them. A model trained on requests alone reads
+the function and the object and publishes the call; the runtime declines it
+(:func:`negated_request`, runtime/outcomes.decision_outcome: NO_ACTION "the request says not to").
+
+The rule is the registry's, not a list per function:
+
+- **The words that ask for a function** (its triggers) are the words (English) and characters
+  (Chinese) of its training phrasings and examples outside their ``{slots}``
+  (:meth:`FunctionSpec.training_says`), less the words that ask for nothing in particular
+  (articles, pronouns, "please", 的, 了 …: ``_NOT_TRIGGERS``). An English inflection of a trigger is
+  one too ("picking", "watered": lean/novelty.word_forms).
+- **A negation asks for a function** when a phrasing of that function says it: stop's "don't
+  move" and "别动" make "move" and 动 after a negation ask for stop, so "don't move" is a stop
+  request, not a negated one.
+- **The negation scopes the trigger** when the trigger is the first word after it that is not
+  a word of ``_SKIP_*`` or ``_PASS_*`` (a word of ``_PASS_*`` that is a trigger of the call's
+  function counts as one: 去 of "别去厨房") ("don't *bother* picking up", "I don't *want you to* go", "不用*再*拍了",
+  "别*给我*拍"), at most five words on and within its clause (a pause mark ends it). "don't forget to
+  feed the dog", "别忘了喂狗", "don't worry, just grab the cup" and "把杯子拿起来别摔了" therefore do
+  not negate the call: "forget", 忘, "worry" and 摔 are no trigger of theirs.
+- A trigger said again later without a negation asks for the function after all: "那个绿瓶子别放
+  这儿，放到架子上去", "don't put it here, put it on the shelf".
+- Text a call copies (a message body: "tell mom don't wait up") is the message's, not the
+  request's, and is not read.
+
+Not negations: "why don't you …" (a suggestion), 要不要 (a question), and 别 inside a word (特别,
+区别, 分别, 别的, 别人). Pure Python: no torch, no rclpy.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from functools import lru_cache
+from typing import Any
+
+from .language import CJK_IDEOGRAPHS, fold_input
+
+# English negations that scope a request; "no" and "not" alone do not ("no, the blue one", "not
+# the red cup, the blue one" correct an argument, they do not cancel the request).
+REQUEST_NEGATIONS_EN = ("do not", "don't", "dont", "never", "needn't", "no need to", "let's not", "lets not")
+REQUEST_NEGATIONS_ZH = (
+    "千万别",
+    "千万不要",
+    "不需要",
+    "没必要",
+    "用不着",
+    "不要",
+    "不用",
+    "不必",
+    "不许",
+    "不准",
+    "别",
+    "甭",
+)
+# words between a negation and the trigger it scopes: never triggers themselves ("don't *want* it
+# getting stepped on" scopes nothing) ...
+_SKIP_EN = frozenset(
+    {"you", "to", "need", "needs", "have", "has", "want", "wanna", "even", "ever", "really", "please",
+     "bother", "bothering", "and", "just", "i", "me", "us", "be", "try", "trying"}
+)  # fmt: skip
+_SKIP_ZH = frozenset("再先还就要用帮我你们了都也")
+# ... and words that are passed over unless they ask for the call's function ("don't *go* to the
+# kitchen" negates navigate_to, "don't go pick up the cup" pick_up; 别*去*厨房, 别*给*我拍)
+_PASS_EN = frozenset({"go", "going", "come"})
+_PASS_ZH = frozenset("给去来把")
+# words of a phrasing that ask for no function in particular
+_NOT_TRIGGERS = frozenset(
+    {"the", "a", "an", "to", "my", "me", "it", "you", "your", "please", "and", "of", "on", "in", "at", "for",
+     "i", "can", "could", "would", "will", "some", "this", "that", "there", "here", "with", "from", "is",
+     "are", "be", "s", "hey", "robot", "now", "just", "up", "out", "over", "down", "off", "by", "one", "them",
+     "的", "了", "一", "个", "吧", "请", "你", "我", "下", "帮", "呢", "啊", "吗", "这", "那", "是", "在", "有",
+     "点", "儿", "们", "麻", "烦", "么", "好"}
+)  # fmt: skip
+_WORD_BEFORE_NOT_NEGATION = ("why",)  # "why don't you take a photo" asks for one
+_ZH_NOT_NEGATION_BEFORE = "特区分告识级类性个差派辨鉴"  # 特别, 区别 …: 别 inside a word
+_ZH_NOT_NEGATION_AFTER = "的人处墅致扭"  # 别的, 别人, 别处, 别墅, 别致, 别扭
+_CLAUSE_END = ",.;:!?，。；：！？、"
+_UNIT = re.compile(rf"[{CJK_IDEOGRAPHS}]|[a-z0-9]+(?:'[a-z]+)?")
+_EN_NEGATION = re.compile(
+    r"(?<![a-z'])(" + "|".join(re.escape(n) for n in REQUEST_NEGATIONS_EN) + r")(?![a-z'])"
+)
+_ZH_NEGATION = re.compile("|".join(re.escape(n) for n in REQUEST_NEGATIONS_ZH))
+_WINDOW = 5
+
+
+@lru_cache(maxsize=256)
+def _triggers(spec: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """(the units that ask for ``spec``, the units that ask for it after a negation)."""
+    from octopus_ros.lean.novelty import word_forms
+
+    triggers: set[str] = set()
+    negated_ok: set[str] = set()
+    for says in spec.training_says().values():
+        for say in says:
+            literal = (
+                " ".join(lit for lit, *_ in string.Formatter().parse(say)).lower().replace("\u2019", "'")
+            )
+            units = _UNIT.findall(literal)
+            triggers.update(u for u in units if u not in _NOT_TRIGGERS)
+            for m in (*_EN_NEGATION.finditer(literal), *_ZH_NEGATION.finditer(literal)):
+                after = _UNIT.findall(literal[m.end() :])
+                if after:
+                    negated_ok.add(after[0])
+    forms = {f for u in triggers for f in word_forms(u)}
+    return frozenset(forms), frozenset(negated_ok)
+
+
+def _is_negation(text: str, m: re.Match[str]) -> bool:
+    word = m.group()
+    if word.isascii():
+        before = re.findall(r"[a-z']+", text[: m.start()])
+        return not (before and before[-1] in _WORD_BEFORE_NOT_NEGATION)
+    if word == "不要" and text[max(0, m.start() - 1) : m.start()] == "要":
+        return False  # 要不要: a question
+    if word == "别":
+        if m.start() > 0 and text[m.start() - 1] in _ZH_NOT_NEGATION_BEFORE:
+            return False
+        if text[m.end() : m.end() + 1] in tuple(_ZH_NOT_NEGATION_AFTER):
+            return False
+    return True
+
+
+def _scoped(
+    text: str, end: int, triggers: frozenset[str], negated_ok: frozenset[str]
+) -> re.Match[str] | None:
+    """The trigger a negation ending at ``end`` scopes (a match in ``text[end:]``), or None."""
+    from octopus_ros.lean.novelty import word_forms
+
+    clause = text[end:]
+    stop = next((i for i, ch in enumerate(clause) if ch in _CLAUSE_END), len(clause))
+    for k, m in enumerate(_UNIT.finditer(clause[:stop])):
+        unit = m.group()
+        chinese = len(unit) == 1 and not unit.isascii()
+        if k >= _WINDOW or unit in negated_ok:
+            return None  # "don't move", "别再动了": how this function is asked for
+        if unit in (_SKIP_ZH if chinese else _SKIP_EN):
+            continue
+        if word_forms(unit) & triggers:
+            return m
+        if unit not in (_PASS_ZH if chinese else _PASS_EN):
+            return None
+    return None
+
+
+def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
+    """The negation and the words it scopes ("don't pick", "别去") when ``utterance`` says not to
+    do what ``call`` (a call of ``spec``) does; None otherwise (see the module doc). The text of a
+    ``source: utterance`` argument is not read."""
+    if spec is None or getattr(spec, "decline", False):
+        return None
+    triggers, negated_ok = _triggers(spec)
+    if not triggers:
+        return None
+    text = fold_input(utterance).lower().replace("\u2019", "'")
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    for got in getattr(call, "args", ()):
+        if getattr(by_name.get(got.name), "source", None) == "utterance":
+            value = fold_input(str(got.value)).lower().replace("\u2019", "'").strip()
+            if value:
+                text = text.replace(value, " " * len(value))
+    from octopus_ros.lean.novelty import word_forms
+
+    scoped: list[tuple[re.Match[str], int, str]] = []  # (negation, where its trigger is, the trigger)
+    for pattern in (_EN_NEGATION, _ZH_NEGATION):
+        for m in pattern.finditer(text):
+            if _is_negation(text, m):
+                hit = _scoped(text, m.end(), triggers, negated_ok)
+                if hit is not None:
+                    scoped.append((m, m.end() + hit.start(), hit.group()))
+    negated_at = {at for _, at, _ in scoped}
+    for m, at, unit in sorted(scoped, key=lambda s: s[0].start()):
+        forms = word_forms(unit)
+        again = any(
+            u.start() not in negated_at and word_forms(u.group()) & forms
+            for u in _UNIT.finditer(text, at + len(unit))
+        )
+        if not again:  # "别放这儿，放到架子上去": the function is asked for again, without the negation
+            words = text[m.start() : at + len(unit)]
+            return " ".join(words.split()) if m.group().isascii() else words.replace(" ", "")
+    return None

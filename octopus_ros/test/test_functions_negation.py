@@ -1,0 +1,124 @@
+"""A request that says not to do what the call does is declined (functions/negation.py)."""
+
+from __future__ import annotations
+
+import string
+from types import SimpleNamespace
+
+import pytest
+
+from octopus_ros.functions import FunctionRegistry, parse_plain
+from octopus_ros.functions.calls import Call
+from octopus_ros.functions.negation import negated_request
+from octopus_ros.paths import config_path
+from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return FunctionRegistry.from_yaml(config_path("functions.yaml"))
+
+
+NEGATED = [
+    ("don't pick up the cup", "pick_up('red cup')", "don't pick"),
+    ("actually no don't go to the kitchen", "navigate_to('kitchen')", "don't go"),
+    ("you don't need to water the plant today", "water_plant()", "don't need to water"),
+    ("I don't want you to go to the kitchen", "navigate_to('kitchen')", "don't want you to go"),
+    ("never take a photo of me", "take_photo()", "never take"),
+    ("don't bother picking up the cup", "pick_up('red cup')", "don't bother picking"),
+    ("please do not send that message to mom", "send_message('mom', 'that message')", "do not send"),
+    ("let's not take a photo", "take_photo()", "let's not take"),
+    ("Don\u2019t feed the dog", "feed_pet('dog')", "don't feed"),
+    ("don't stop", "stop()", "don't stop"),  # the user asks it to go on
+    ("不要把那个杯子拿起来", "pick_up('red cup')", "不要把"),
+    ("别去厨房了", "navigate_to('kitchen')", "别去"),
+    ("不用拍照了", "take_photo()", "不用拍"),
+    ("那条消息别发了", "send_message('mom', '那条消息')", "别发"),
+    ("不用帮我拍了", "take_photo()", "不用帮我拍"),
+    ("别给狗喂东西", "feed_pet('dog')", "别给"),
+    ("不用再拍照了", "take_photo()", "不用再拍"),
+    ("千萬別去廚房", "navigate_to('kitchen')", "千万别去"),  # Traditional characters read as Simplified
+]
+
+ASKED = [
+    ("don't move", "stop()"),  # how stop is asked for (its phrasings say so)
+    ("don't you move", "stop()"),
+    ("别再动了！", "stop()"),
+    ("停下别走了", "stop()"),
+    ("don't go any further", "stop()"),  # "go" asks for no stop
+    ("don't forget to feed the dog", "feed_pet('dog')"),
+    ("别忘了喂狗", "feed_pet('dog')"),
+    ("don't worry, just grab the cup", "pick_up('red cup')"),
+    ("don't worry just grab the cup", "pick_up('red cup')"),
+    ("把杯子拿起来别摔了", "pick_up('red cup')"),
+    ("go to the kitchen and don't touch anything", "navigate_to('kitchen')"),
+    ("Put the black phone on the shelf, I don't want it getting stepped on", "place('black phone', 'shelf')"),
+    ("I don't need the cup, put it on the shelf", "place('red cup', 'shelf')"),
+    ("那个绿瓶子别放这儿，放到架子上去", "place('green bottle', 'shelf')"),  # asked again after it
+    ("don't put it here put it on the shelf", "place('red cup', 'shelf')"),
+    ("tell mom don't wait up", "send_message('mom', \"don't wait up\")"),  # the message's own words
+    ("跟妈妈说别等我吃饭了", "send_message('mom', '别等我吃饭了')"),
+    ("why don't you take a photo", "take_photo()"),  # a suggestion
+    ("要不要去厨房看看", "navigate_to('kitchen')"),  # a question
+    ("特别脏的杯子拿起来", "pick_up('red cup')"),  # 别 inside a word
+    ("把别的杯子拿起来", "pick_up('red cup')"),
+    ("no, go to the kitchen", "navigate_to('kitchen')"),  # "no" corrects, it does not cancel
+    ("not the red one, pick up the blue cup", "pick_up('blue cup')"),
+]
+
+
+@pytest.mark.parametrize("text, call, words", NEGATED)
+def test_a_negation_that_scopes_the_functions_words_negates_the_request(registry, text, call, words):
+    got = parse_plain(call, registry)
+    assert negated_request(registry.by_name(got.function), got, text) == words
+
+
+@pytest.mark.parametrize("text, call", ASKED)
+def test_a_negation_elsewhere_leaves_the_request(registry, text, call):
+    got = parse_plain(call, registry)
+    assert negated_request(registry.by_name(got.function), got, text) is None
+
+
+def test_no_phrasing_of_the_registry_is_negated(registry):
+    """Every phrasing and example, held-out ones too, with its slots filled: asks for its function."""
+    checked = 0
+    for spec in registry.functions:
+        says = [p.say for items in (spec.examples or {}).values() for p in items]
+        if spec.phrasings is not None:
+            says += [p.say for _, items in spec.phrasings.languages for p in items]
+        for say in says:
+            text = "".join(
+                lit + ("thing" if field else "") for lit, field, *_ in string.Formatter().parse(say)
+            )
+            assert negated_request(spec, Call(spec.name, spec.token, ()), text) is None, (spec.name, say)
+            checked += 1
+    assert checked > 500
+
+
+def test_the_decline_function_is_never_negated(registry):
+    spec = registry.decline_function
+    assert negated_request(spec, Call(spec.name, spec.token, ()), "don't do anything") is None
+
+
+def test_the_node_declines_a_negated_request_with_the_reason(registry):
+    call = parse_plain("pick_up('red cup')", registry)
+    decision = SimpleNamespace(error=None, call=call, confidence=0.99)
+    code, reason = decision_outcome(
+        decision,
+        registry,
+        lambda *_a, **_k: None,
+        allowlist=None,
+        threshold=0.5,
+        utterance="don't pick up the red cup",
+    )
+    assert code is OutcomeCode.NO_ACTION
+    assert reason == 'the request says not to: "don\'t pick" (pick_up not published)'
+    code, _ = decision_outcome(
+        decision,
+        registry,
+        lambda *_a, **_k: None,
+        allowlist=None,
+        threshold=0.5,
+        utterance="pick up the red cup",
+    )
+    assert code is OutcomeCode.OK
