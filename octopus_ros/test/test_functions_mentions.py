@@ -124,3 +124,81 @@ def test_a_message_nothing_asks_for_is_declined(registry, utterance, contact, bo
 def test_uncarried_leaves_functions_that_copy_nothing(registry):
     call = parse_call("<nexa_2>('kitchen')<nexa_end>", registry)
     assert uncarried(registry.by_name("navigate_to"), call, "kitchen") is None
+
+
+@pytest.mark.parametrize(
+    "text, plain, origin",
+    [
+        ("lift the orange can off the table", "place('orange can', 'table')", ("location", "table", "off")),
+        (
+            "lift the yellow ball off the ground",
+            "place('yellow ball', 'floor')",
+            ("location", "floor", "off"),
+        ),
+        ("把我手机从地上捡起来", "place('white phone', 'floor')", ("location", "floor", "从")),
+        ("come back from the kitchen", "navigate_to('kitchen')", ("place", "kitchen", "from")),
+        ("从厨房去卧室", "navigate_to('kitchen')", ("place", "kitchen", "从")),
+        (
+            "take the can out of the recycling",
+            "recycle('blue can', 'recycling')",
+            ("bin", "recycling", "out of"),
+        ),
+        (
+            "move the cup from the shelf to the table",
+            "place('red cup', 'shelf')",
+            ("location", "shelf", "from"),
+        ),
+        ("把杯子从桌上拿到架子上", "place('red cup', 'table')", ("location", "table", "从")),
+        ("move the cup from the shelf to the table", "place('red cup', 'table')", None),
+        ("go from the kitchen to the bedroom", "navigate_to('bedroom')", None),
+        ("从厨房去卧室", "navigate_to('bedroom')", None),
+        ("put the cup on the table", "place('red cup', 'table')", None),
+        (
+            "pick the cup up off the floor and put it on the floor by the door",
+            "place('red cup', 'floor')",
+            None,
+        ),
+        ("send mom a note from the office", "send_message('mom', 'a note')", None),
+        (
+            "Find out from my mom, what do we need from the store?",
+            "send_message('mom', 'what do we need')",
+            None,
+        ),
+    ],
+)
+def test_a_value_said_only_as_where_from_is_not_the_argument(registry, text, plain, origin):
+    from octopus_ros.functions.mentions import origin_args
+
+    call = parse_call(
+        registry.by_name(plain.split("(")[0]).token_text + plain[plain.index("(") :] + "<nexa_end>", registry
+    )
+    got = origin_args(registry.by_name(call.function), call, text)
+    assert got == ([origin] if origin else [])
+
+
+def test_no_phrasing_says_a_value_as_where_from(registry):
+    """The bundled phrasings never put an origin word before a slot, so no argument is exempt;
+    a registry whose phrasing does ("take the {obj} from {loc}") exempts that argument."""
+    from octopus_ros.functions.mentions import _origin_slots
+
+    assert all(not _origin_slots(spec) for spec in registry.functions)
+    data = registry.to_dict()
+    place = next(f for f in data["functions"] if f["name"] == "place")
+    place["examples"] = {"en": [{"say": "take the cup off the {location}", "args": {"object": "red cup"}}]}
+    place.pop("phrasings")
+    assert _origin_slots(FunctionRegistry.from_dict(data).by_name("place")) == {"location"}
+
+
+def test_the_node_declines_a_value_said_as_where_from(registry):
+    code, reason = _outcome(
+        registry, "lift the orange can off the table", "<nexa_1>('orange can', 'table')<nexa_end>"
+    )
+    assert code is OutcomeCode.NO_ACTION
+    assert (
+        reason
+        == "the request says 'table' only as where from ('off'), not as the location (place not published)"
+    )
+    assert (
+        _outcome(registry, "lift the orange can off the table", "<nexa_0>('orange can')<nexa_end>")[0]
+        is OutcomeCode.OK
+    )

@@ -29,7 +29,6 @@ NEGATED = [
     ("please do not send that message to mom", "send_message('mom', 'that message')", "do not send"),
     ("let's not take a photo", "take_photo()", "let's not take"),
     ("Don\u2019t feed the dog", "feed_pet('dog')", "don't feed"),
-    ("don't stop", "stop()", "don't stop"),  # the user asks it to go on
     ("不要把那个杯子拿起来", "pick_up('red cup')", "不要把"),
     ("别去厨房了", "navigate_to('kitchen')", "别去"),
     ("不用拍照了", "take_photo()", "不用拍"),
@@ -41,6 +40,10 @@ NEGATED = [
 ]
 
 ASKED = [
+    (
+        "don't stop",
+        "stop()",
+    ),  # a halts: true function is never declined for a negation: stopping harms no one
     ("don't move", "stop()"),  # how stop is asked for (its phrasings say so)
     ("don't you move", "stop()"),
     ("别再动了！", "stop()"),
@@ -122,3 +125,50 @@ def test_the_node_declines_a_negated_request_with_the_reason(registry):
         utterance="pick up the red cup",
     )
     assert code is OutcomeCode.OK
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "stop, you're about to drive into the wall",
+        "快停下来要撞墙了",
+        "stop! you'll fall down the stairs",
+        "stop, the dog is right there, you'll run it over",
+        "停下，前面是楼梯，要掉下楼梯了",
+    ],
+)
+def test_a_stop_that_names_a_hazard_is_published_and_nothing_else_is(registry, text):
+    """The safety screen trips on the hazard a stop request warns of; the stop is published (its
+    function halts the robot), any other call on the same words is declined."""
+    from octopus_ros.runtime.safety import default_screen
+
+    screen = default_screen()
+    assert screen.check(text) is not None
+    outcomes = {}
+    for plain in ("stop()", "navigate_to('kitchen')"):
+        decision = SimpleNamespace(error=None, call=parse_plain(plain, registry), confidence=0.99)
+        code, reason = decision_outcome(
+            decision,
+            registry,
+            lambda *_a, **_k: None,
+            allowlist=None,
+            threshold=0.5,
+            utterance=text,
+            screen=screen,
+        )
+        outcomes[plain] = (code, reason)
+    assert outcomes["stop()"][0] is OutcomeCode.OK
+    assert outcomes["navigate_to('kitchen')"][0] is OutcomeCode.NO_ACTION
+    assert outcomes["navigate_to('kitchen')"][1].startswith("unsafe request")
+
+
+def test_halts_is_a_registry_key_of_stop_only(registry):
+    from octopus_ros.functions.registry import RegistryError
+
+    assert [s.name for s in registry.functions if s.halts] == ["stop"]
+    assert FunctionRegistry.from_dict(registry.to_dict()).by_name("stop").halts
+    assert FunctionRegistry.from_dict(registry.interface_dict()).by_name("stop").halts
+    data = registry.to_dict()
+    data["functions"][-1]["halts"] = True  # the decline function
+    with pytest.raises(RegistryError, match="halts: true is for a function that stops the robot"):
+        FunctionRegistry.from_dict(data)

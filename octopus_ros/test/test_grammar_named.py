@@ -161,8 +161,10 @@ def test_said_words_narrow_as_spoken_forms_do_but_never_fill_a_slot():
     assert slot_values(arg, "en") == {True: ("on",), False: ("off",)}
     again = FunctionRegistry.from_dict(registry.to_dict()).by_name("set_light").args[1]
     assert again.said == arg.said
-    with pytest.raises(RegistryError, match="said is only read for named or narrow enum and bool"):
-        ArgSpec(name="x", type="bool", said={"en": {True: ["yes"]}})
+    with pytest.raises(RegistryError, match="said is only read for enum and bool arguments"):
+        ArgSpec(name="x", type="string", said={"en": {"a": ["yes"]}})
+    plain = ArgSpec(name="x", type="enum", values=("kitchen",), said={"zh": {"kitchen": ["厨房"]}})
+    assert plain.spoken_forms("kitchen") == ("厨房", "kitchen")  # read by the origin rule, never narrowing
     with pytest.raises(RegistryError, match=r"argument 'x' said\[en\] must be a non-empty mapping"):
         ArgSpec(name="x", type="bool", narrow=True, said={"en": [True]})
     with pytest.raises(RegistryError, match="said: 'off' says both False and True"):

@@ -52,9 +52,15 @@ class FakeDecision:
     timings: dict = field(default_factory=lambda: {"prefill": 0.001, "decode": 0.001, "total": 0.002})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Spec:
     decline: bool = False
+    halts: bool = False
+    args: tuple = ()
+    phrasings: None = None
+
+    def training_says(self) -> dict:
+        return {}  # no phrasings: no word asks for the function, and no negation scopes one
 
 
 class Registry:

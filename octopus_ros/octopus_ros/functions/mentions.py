@@ -105,3 +105,76 @@ def uncarried(spec: Any, call: Any, utterance: str) -> str | None:
         if declared is not None and declared.named:
             spans += mention_spans(utterance, declared.spoken_forms(got.value))
     return str(copied[0].value) if asks_nothing(utterance, spans) else None
+
+
+# Words that say where something comes from, not where it goes: "lift the orange can off the table"
+# is no place('orange can', 'table'), "come back from the kitchen" no navigate_to('kitchen'),
+# "把手机从地上捡起来" no place(…, 'floor') (:func:`origin_args`). Lower case, longest first.
+ORIGIN_WORDS_EN = ("away from", "off of", "out of", "from", "off")
+ORIGIN_WORDS_ZH = ("从",)
+_ORIGIN_SKIP_EN = frozenset({"the", "a", "an", "my", "our", "your", "this", "that", "his", "her", "their"})
+_ORIGIN_SKIP_ZH = ("那个", "这个", "我的", "你的")
+
+
+def _said_from(text: str, start: int) -> str | None:
+    """The origin word right before ``start`` (articles and possessives between), or None."""
+    before = text[:start].rstrip()
+    while True:
+        words = before.split()
+        if words and words[-1] in _ORIGIN_SKIP_EN:
+            before = before[: len(before) - len(words[-1])].rstrip()
+            continue
+        skip = next((w for w in _ORIGIN_SKIP_ZH if before.endswith(w)), None)
+        if skip is None:
+            break
+        before = before[: -len(skip)].rstrip()
+    for word in ORIGIN_WORDS_EN:
+        if before.endswith(word) and not before[: -len(word)][-1:].isalpha():
+            return word
+    return next((word for word in ORIGIN_WORDS_ZH if before.endswith(word)), None)
+
+
+@lru_cache(maxsize=256)
+def _origin_slots(spec: Any) -> frozenset[str]:
+    """The arguments of ``spec`` that a training phrasing says right after an origin word."""
+    import string
+
+    targets: dict[str, str | None] = {a.name: a.name for a in getattr(spec, "args", ())}
+    if spec.phrasings is not None:
+        targets.update(dict(spec.phrasings.slots))
+    out: set[str] = set()
+    for says in spec.training_says().values():
+        for say in says:
+            text = ""
+            for literal, field, *_ in string.Formatter().parse(say):
+                text += literal.lower()
+                if field and targets.get(field) and _said_from(text, len(text)):
+                    out.add(targets[field])
+                text += "x" if field else ""
+    return frozenset(out)
+
+
+def origin_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any, str]]:
+    """``(argument, value, origin word)`` of each enum argument of ``call`` that ``utterance``
+    says only as where something comes from: every mention of the value follows an origin word
+    (ORIGIN_WORDS_EN / _ZH, articles between: "off the table", "from the kitchen", "从地上"), and
+    no training phrasing of the function says that argument so. Empty otherwise, for a value the
+    utterance does not say, and for a ``named`` argument (a contact is a person: "find out from my
+    mom, …" asks mom)."""
+    if spec is None:
+        return []
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    if not any(a.type == "enum" and not a.named for a in by_name.values()):
+        return []
+    exempt = _origin_slots(spec)
+    text = fold_input(utterance).lower().replace("\u2019", "'")
+    out = []
+    for got in call.args:
+        declared = by_name.get(got.name)
+        if declared is None or declared.type != "enum" or declared.named or got.name in exempt:
+            continue
+        spans = mention_spans(text, declared.spoken_forms(got.value))
+        origins = [_said_from(text, start) for start, _ in spans]
+        if spans and all(origins):
+            out.append((got.name, got.value, origins[0]))
+    return out

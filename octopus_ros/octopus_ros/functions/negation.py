@@ -151,8 +151,8 @@ def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
     """The negation and the words it scopes ("don't pick", "别去") when ``utterance`` says not to
     do what ``call`` (a call of ``spec``) does; None otherwise (see the module doc). The text of a
     ``source: utterance`` argument is not read."""
-    if spec is None or getattr(spec, "decline", False):
-        return None
+    if spec is None or getattr(spec, "decline", False) or getattr(spec, "halts", False):
+        return None  # a stop is never declined for a negation ("don't stop" stops: harmless)
     triggers, negated_ok = _triggers(spec)
     if not triggers:
         return None

@@ -38,6 +38,7 @@ _FUNCTION_KEYS = (
     "token",
     "enabled",
     "decline",
+    "halts",
     "requires_view",
     "view_arg",
     "view_object",
@@ -97,10 +98,13 @@ class ArgSpec:
     off" cannot come out on, and "it is too dark in the kitchen" stays a call). On an int or
     float argument, the values said are the numbers the request says in digits or words
     (functions/numbers.py: "eighty percent" and "八成" say 0.8), those within min..max.
-    ``said`` (a named or narrow enum or bool; ``{language: {value: [words]}}``) adds words that
-    say a value without being a way to fill a ``{slot}`` of it ("brighten", 熄 for set_light's
-    on): they count wherever the request is read for what it says (:meth:`spoken_forms`), and
-    training never puts them in a slot, where "turn the {room} lights {on}" must read on / off.
+    ``said`` (an enum or bool; ``{language: {value: [words]}}``) adds words that say a value
+    without being a way to fill a ``{slot}`` of it ("brighten", 熄 for set_light's on; the bare
+    厨房 or "ground" of a place or location whose slots read "in the kitchen", "on the ground"):
+    they count wherever the request is read for what it says (:meth:`spoken_forms`: the
+    grammar's narrowing of a named or narrow argument, a value said only as where something comes
+    from, functions/mentions.origin_args), and training never puts them in a slot, where "turn
+    the {room} lights {on}" must read on / off.
     ``names_object: true`` (string only, not copied) says the value names a physical object
     ("red cup"): when the request names objects the model knows (its grounding vocabulary), the
     bound grammar offers only those (:meth:`CallGrammar.bind` ``objects``), so the model picks
@@ -173,8 +177,8 @@ class ArgSpec:
         if self.said is not None:
             from .examples import parse_arg_examples
 
-            if not (self.named or self.narrow) or self.type not in ("enum", "bool"):
-                raise RegistryError("said is only read for named or narrow enum and bool arguments")
+            if self.type not in ("enum", "bool"):
+                raise RegistryError("said is only read for enum and bool arguments")
             object.__setattr__(self, "said", parse_arg_examples(self, self.said, "said"))
             self._check_said()
 
@@ -280,6 +284,10 @@ class ArgSpec:
 class FunctionSpec:
     """One robot function: its name, functional token ``<nexa_{token}>`` and arguments.
 
+    ``halts``: the function stops the robot (stop). Stopping can harm no one, so a call of it is
+    never declined for the words around it: not by the safety screen ("stop, you're about to drive
+    into the wall", "快停下来要撞墙了" name a hazard to avoid) nor as a negated request.
+
     ``requires_view``: the function acts on an object that must be in the camera's view when the
     call is published (issue 12 item 3; :meth:`view_phrase` names it for a call). What the
     object is: ``view_arg``, the name of a string or enum argument whose value names it
@@ -292,6 +300,7 @@ class FunctionSpec:
     token: int
     enabled: bool = True
     decline: bool = False
+    halts: bool = False
     requires_view: bool = False
     view_arg: str | None = None
     view_object: str | None = None
@@ -306,7 +315,7 @@ class FunctionSpec:
         _check_name(self.name, "function")
         if not _is_int(self.token) or self.token < 0:
             raise RegistryError(f"token must be an integer >= 0, got {self.token!r}")
-        for key in ("enabled", "decline", "requires_view"):
+        for key in ("enabled", "decline", "halts", "requires_view"):
             if not isinstance(getattr(self, key), bool):
                 raise RegistryError(f"{key} must be true or false, got {getattr(self, key)!r}")
         _check_description(self.description, required=True)
@@ -319,6 +328,10 @@ class FunctionSpec:
             raise RegistryError(f"duplicate argument names in {names}")
         if self.decline and args:
             raise RegistryError("the decline function must take no arguments")
+        if self.halts and (self.decline or self.requires_view):
+            raise RegistryError(
+                "halts: true is for a function that stops the robot, not the decline nor a view function"
+            )
         object.__setattr__(self, "args", args)
         self._check_view()
         if self.examples:
@@ -399,6 +412,7 @@ class FunctionSpec:
             "token": self.token,
             "enabled": self.enabled,
             "decline": self.decline,
+            **({"halts": True} if self.halts else {}),
             **({"requires_view": True} if self.requires_view else {}),
             **({"view_arg": self.view_arg} if self.view_arg is not None else {}),
             **({"view_object": self.view_object} if self.view_object is not None else {}),
@@ -581,6 +595,7 @@ class FunctionRegistry:
                 token=entry["token"],
                 enabled=entry.get("enabled", True),
                 decline=entry.get("decline", False),
+                halts=entry.get("halts", False),
                 requires_view=entry.get("requires_view", False),
                 view_arg=entry.get("view_arg"),
                 view_object=entry.get("view_object"),

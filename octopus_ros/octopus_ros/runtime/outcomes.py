@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from octopus_ros.functions.mentions import uncarried, unnamed_args
+from octopus_ros.functions.mentions import origin_args, uncarried, unnamed_args
 from octopus_ros.functions.negation import negated_request
 
 
@@ -198,6 +198,14 @@ def _values(spec: Any, arg: str) -> tuple:
 NOT_UNDERSTOOD = "not understood"
 
 
+def _halts(decision: Any, registry: Any) -> bool:
+    """Whether ``decision`` is a valid call of a ``halts: true`` function (functions.yaml: stop)."""
+    if decision.error is not None or decision.call is None:
+        return False
+    spec = registry.by_name(decision.call.function)
+    return bool(getattr(spec, "halts", False))
+
+
 def decision_outcome(
     decision: Any,
     registry: Any,
@@ -216,7 +224,8 @@ def decision_outcome(
 
     One rule for the node's engine and for the evaluation ("as the node would act"):
     an ``utterance`` that trips the safety ``screen`` (runtime/safety.py; None: no screen) is
-    NO_ACTION "unsafe request (...)", whatever the model decided; a rejected model output is NOT_ALLOWED or MODEL_ERROR; the decline function is
+    NO_ACTION "unsafe request (...)", whatever the model decided, unless it decided a call of a
+    ``halts: true`` function (stop: "stop, you're about to drive into the wall"); a rejected model output is NOT_ALLOWED or MODEL_ERROR; the decline function is
     NO_ACTION; a call on an utterance whose text novelty is above ``max_text_novelty`` ("not
     understood"), whose request novelty is above ``max_request_novelty`` (the LM's reading of
     the request is more like what it was taught to decline: "not understood") or on an image
@@ -228,6 +237,8 @@ def decision_outcome(
     contact) with a value the ``utterance`` does not say is NO_ACTION (functions/mentions.py);
     a call whose ``utterance`` says nothing besides the copied value and the named values ("我爸坐下的
     时候把椅子抽走" as a message to dad: functions/mentions.uncarried) is NO_ACTION;
+    a call whose enum value the ``utterance`` says only after a word of origin ("lift the can off the
+    table" decided as ``place(…, 'table')``: functions/mentions.origin_args) is NO_ACTION;
     a call whose words in the ``utterance`` follow a negation that scopes them ("don't pick up the
     cup", "别去厨房了": functions/negation.negated_request) is NO_ACTION;
     a call on another object than the one the request names (``decision.object_mismatch``,
@@ -243,6 +254,8 @@ def decision_outcome(
     engine's, around this.)
     """
     hit = screen.check(utterance) if screen is not None and utterance is not None else None
+    if hit is not None and _halts(decision, registry):
+        hit = None  # "stop, you're about to drive into the wall": stopping harms no one
     if hit is not None:
         return OutcomeCode.NO_ACTION, hit.describe()
     if decision.error is not None:
@@ -302,6 +315,14 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"no word of the request outside the copied {lone!r} and the values it names asks for"
             f" {call.function} ({call.function} not published)",
+        )
+    origin = origin_args(spec, call, utterance) if utterance is not None else []
+    if origin:
+        arg, value, word = origin[0]
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request says {value!r} only as where from ({word!r}), not as the {arg}"
+            f" ({call.function} not published)",
         )
     negation = negated_request(spec, call, utterance) if utterance is not None else None
     if negation is not None:
