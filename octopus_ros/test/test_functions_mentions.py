@@ -202,3 +202,63 @@ def test_the_node_declines_a_value_said_as_where_from(registry):
         _outcome(registry, "lift the orange can off the table", "<nexa_0>('orange can')<nexa_end>")[0]
         is OutcomeCode.OK
     )
+
+
+@pytest.mark.parametrize(
+    "text, plain, corrected",
+    [
+        (
+            "put the yellow can on the counter no wait the shelf",
+            "place('yellow can', 'counter')",
+            ("location", "counter", "shelf"),
+        ),
+        (
+            "把黄色易拉罐放台面上，不对，放架子上",
+            "place('yellow can', 'counter')",
+            ("location", "counter", "shelf"),
+        ),
+        (
+            "send a message to bob no wait to alice saying lunch is on me today",
+            "send_message('bob', 'lunch is on me today')",
+            ("contact", "bob", "alice"),
+        ),
+        (
+            "发消息给爸爸不对给妈妈，说晚饭不用等我",
+            "send_message('dad', '晚饭不用等我')",
+            ("contact", "dad", "mom"),
+        ),
+        (
+            "go to the kitchen, actually the bedroom",
+            "navigate_to('kitchen')",
+            ("place", "kitchen", "bedroom"),
+        ),
+        ("put the yellow can on the counter no wait the shelf", "place('yellow can', 'shelf')", None),
+        (
+            "put the cup on the table, not the shelf",
+            "place('red cup', 'table')",
+            None,
+        ),  # "not" rejects what follows
+        ("put it on the shelf instead of the table", "place('red cup', 'shelf')", None),
+        ("move the cup from the shelf to the table", "place('red cup', 'table')", None),  # no correction
+        (
+            "tell mom no I can't come, tell dad",
+            "send_message('mom', \"no I can't come\")",
+            None,
+        ),  # the message's "no"
+        ("扔厨余垃圾桶", "recycle('banana', 'compost')", None),  # one value, its longest mention
+    ],
+)
+def test_a_value_taken_back_for_another_is_not_the_argument(registry, text, plain, corrected):
+    from octopus_ros.functions import parse_plain
+    from octopus_ros.functions.mentions import corrected_args
+
+    call = parse_plain(plain, registry)
+    assert corrected_args(registry.by_name(call.function), call, text) == ([corrected] if corrected else [])
+
+
+def test_the_node_declines_a_value_taken_back(registry):
+    text = "put the yellow can on the counter no wait the shelf"
+    code, reason = _outcome(registry, text, "<nexa_1>('yellow can', 'counter')<nexa_end>")
+    assert code is OutcomeCode.NO_ACTION
+    assert reason == "the request took the location 'counter' back for 'shelf' (place not published)"
+    assert _outcome(registry, text, "<nexa_1>('yellow can', 'shelf')<nexa_end>")[0] is OutcomeCode.OK

@@ -500,6 +500,24 @@ def test_copy_span_applies_the_lead_in_rule(registry):
         ("跟妈妈说谢谢你帮忙", "谢谢你帮忙", "谢谢你帮忙"),
         ("tell dad, okay", "okay", "okay"),  # nothing would be left
         ("tell bob so what, I won", "so what, I won", "so what, I won"),  # "so" without a pause after it
+        # hesitation sounds go without a pause too, as a speech recogniser writes them
+        (
+            "text dad uh the plumber comes at noon",
+            "uh the plumber comes at noon",
+            "the plumber comes at noon",
+        ),
+        (
+            "text dad um, uh the plumber comes at noon, thanks",
+            "um, uh the plumber comes at noon, thanks",
+            "the plumber comes at noon",
+        ),
+        ("tell bob I'm done uh", "I'm done uh", "I'm done"),
+        ("给妈妈发消息嗯猫已经喂过了", "嗯猫已经喂过了", "猫已经喂过了"),
+        ("tell mom the uh car is ready", "the uh car is ready", "the uh car is ready"),  # inside: kept
+        ("tell mom the ummah is here", "the ummah is here", "the ummah is here"),  # a word, not a sound
+        ("tell mom umbrella is here", "umbrella is here", "umbrella is here"),
+        ("跟妈妈说额外带把伞", "额外带把伞", "额外带把伞"),  # 额外 is a word
+        ("tell bob er", "er", "er"),  # nothing would be left
     ],
 )
 def test_a_message_leaves_out_the_fillers_a_pause_sets_off(text, copied, want):
@@ -646,7 +664,11 @@ def test_without_copying_needs_a_bound_grammar(registry):
         ("跟妈妈说好的，我马上到", "好的，我马上到", "好的，我马上到"),  # a verb of saying: the message
         ("告诉妈妈好的，我马上到", "好的，我马上到", "好的，我马上到"),  # no preposition: the verb came first
         ("给妈妈发条消息，今晚不回来吃饭", "今晚不回来吃饭", "今晚不回来吃饭"),  # starts after the mark
-        ("跟妈妈说我明天要早起去机场，别等我", "明天要早起去机场，别等我", "明天要早起去机场，别等我"),  # too far
+        (
+            "跟妈妈说我明天要早起去机场，别等我",
+            "明天要早起去机场，别等我",
+            "明天要早起去机场，别等我",
+        ),  # too far
     ],
 )
 def test_a_message_starts_after_the_request_clause_of_a_recipient_said_after_a_preposition(

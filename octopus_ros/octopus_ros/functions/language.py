@@ -47,6 +47,10 @@ OPENING_FILLERS = {
     "en": ("um", "uh", "er", "erm", "hmm", "oh", "well", "okay so", "ok so", "so"),
     "zh": ("那个", "这个", "就是", "嗯", "呃", "额", "哦", "噢"),
 }
+# Hesitation sounds: never words of a message, set off by a pause or not ("text dad uh the plumber
+# comes at noon", as a speech recogniser writes it, sends "the plumber comes at noon"; 额 is left
+# out: 额外 is a word). Lower case.
+HESITATIONS = {"en": ("um", "umm", "uh", "uhh", "uhm", "er", "erm", "hmm", "mm"), "zh": ("嗯", "呃")}
 CLOSING_FILLERS = {
     "en": (
         "thank you so much",

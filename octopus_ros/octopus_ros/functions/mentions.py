@@ -178,3 +178,58 @@ def origin_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any, st
         if spans and all(origins):
             out.append((got.name, got.value, origins[0]))
     return out
+
+
+# Words with which a speaker takes a value back and says another after them: "put the yellow can on
+# the counter no wait the shelf", "把黄色易拉罐放台面上，不对，放架子上" (:func:`corrected_args`). Not
+# "not" (it rejects the value after it: "on the table, not the shelf") nor "instead" / "rather"
+# ("on the shelf instead of the table"). Lower case.
+CORRECTIONS_EN = ("no wait", "wait", "no", "nope", "i mean", "sorry", "actually", "scratch that", "make it")
+CORRECTIONS_ZH = ("不对", "不是", "哦不", "还是", "改成", "换成", "我是说", "应该是")
+_CORRECTION_EN = re.compile(
+    r"(?<![a-z'])(?:" + "|".join(re.escape(c) for c in CORRECTIONS_EN) + r")(?![a-z'])"
+)
+
+
+def corrected_value(arg: Any, utterance: str) -> Any | None:
+    """The value of enum ``arg`` that ``utterance`` says last, when it says another value of it
+    before and a correction (CORRECTIONS_EN / _ZH) between the two: that value replaces the
+    earlier one. None when the request says fewer than two of its values or corrects none."""
+    text = fold_input(utterance).lower().replace("\u2019", "'")
+    found: list[tuple[int, int, Any]] = []
+    for value in arg.values:
+        found += [(a, b, value) for a, b in mention_spans(text, arg.spoken_forms(value))]
+    found.sort(key=lambda f: (f[0], -f[1]))
+    kept: list[tuple[int, int, Any]] = []
+    for a, b, value in found:  # the longest mention where two overlap ("厨余垃圾桶" over "垃圾桶")
+        if not kept or a >= kept[-1][1]:
+            kept.append((a, b, value))
+    if len({value for *_, value in kept}) < 2:
+        return None
+    last = kept[-1]
+    earlier = [m for m in kept if m[2] != last[2]][-1]
+    between = text[earlier[1] : last[0]]
+    if _CORRECTION_EN.search(between) or any(c in between for c in CORRECTIONS_ZH):
+        return last[2]
+    return None
+
+
+def corrected_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any, Any]]:
+    """``(argument, value, corrected value)`` of each enum argument of ``call`` whose value the
+    request took back for another (:func:`corrected_value`); empty otherwise. Text the call copies
+    (a message body: "tell mom no I can't come") is not read."""
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    text = fold_input(utterance)
+    for got in call.args:
+        if getattr(by_name.get(got.name), "source", None) == "utterance":
+            for a, b in mention_spans(text, (fold_input(str(got.value)).strip(),)):
+                text = text[:a] + " " * (b - a) + text[b:]
+    out = []
+    for got in call.args:
+        declared = by_name.get(got.name)
+        if declared is None or declared.type != "enum":
+            continue
+        corrected = corrected_value(declared, text)
+        if corrected is not None and corrected != got.value:
+            out.append((got.name, got.value, corrected))
+    return out

@@ -40,6 +40,7 @@ import numpy as np
 
 from octopus_ros.functions.language import (
     CLOSING_FILLERS,
+    HESITATIONS,
     NEGATIONS_EN,
     NEGATIONS_ZH,
     OPENING_FILLERS,
@@ -499,6 +500,14 @@ def _fillers(table: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
 
 _OPENING = _fillers(OPENING_FILLERS)
 _CLOSING = _fillers(CLOSING_FILLERS)
+_EN_HESITATION = "|".join(sorted(HESITATIONS["en"], key=lambda h: (-len(h), h)))
+_ZH_HESITATION = "".join(HESITATIONS["zh"])
+_HESITATIONS_AT_START = re.compile(
+    rf"^(?:(?:(?:{_EN_HESITATION})(?![a-z'])|[{_ZH_HESITATION}])[\s,，.。…~]*)+", re.IGNORECASE
+)
+_HESITATIONS_AT_END = re.compile(
+    rf"(?:[\s,，.。…~]*(?:(?<![a-z'])(?:{_EN_HESITATION})|[{_ZH_HESITATION}]))+[\s,，.。…~]*$", re.IGNORECASE
+)
 
 
 _REQUEST_CLAUSE_CHARS = 6  # the longest verb phrase between the recipient and the pause mark
@@ -554,15 +563,23 @@ def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
     """``span`` without the fillers a pause mark sets off at its ends (functions/language
     OPENING_FILLERS, CLOSING_FILLERS): "the movie starts at nine thirty, okay" -> "the movie starts
     at nine thirty", "嗯，会议改到周二了，谢谢" -> "会议改到周二了". A filler that is not set off ("I'm okay",
-    "谢谢你帮忙") stays, and so does a span that would be left empty."""
+    "谢谢你帮忙") stays, and so does a span that would be left empty. Hesitation sounds
+    (functions/language HESITATIONS: "uh", "um", 嗯, 呃) go whether a pause sets them off or not, as
+    a speech recogniser writes "text dad uh the plumber comes at noon"."""
     body = span.text
     start, end = 0, len(body)
+    hesitation = _HESITATIONS_AT_START.match(body)
+    if hesitation is not None and hesitation.end() < end:
+        start = hesitation.end()
+    hesitation = _HESITATIONS_AT_END.search(body, start)
+    if hesitation is not None and hesitation.start() > start:
+        end = hesitation.start()
     lower = body.lower()
     for filler in _OPENING:
-        after = len(filler)
+        after = start + len(filler)
         while after < end and body[after] in " \t":
             after += 1
-        if lower.startswith(filler) and after < end and body[after] in _MARK:
+        if lower.startswith(filler, start) and after < end and body[after] in _MARK:
             start = after
             while start < end and body[start] in _PAUSE:
                 start += 1

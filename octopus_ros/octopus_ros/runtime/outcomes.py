@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from octopus_ros.functions.mentions import origin_args, uncarried, unnamed_args
+from octopus_ros.functions.mentions import corrected_args, origin_args, uncarried, unnamed_args
 from octopus_ros.functions.negation import negated_request
 
 
@@ -239,6 +239,8 @@ def decision_outcome(
     时候把椅子抽走" as a message to dad: functions/mentions.uncarried) is NO_ACTION;
     a call whose enum value the ``utterance`` says only after a word of origin ("lift the can off the
     table" decided as ``place(…, 'table')``: functions/mentions.origin_args) is NO_ACTION;
+    a call with an enum value the ``utterance`` took back for another ("on the counter no wait the
+    shelf" decided as the counter: functions/mentions.corrected_args) is NO_ACTION;
     a call whose words in the ``utterance`` follow a negation that scopes them ("don't pick up the
     cup", "别去厨房了": functions/negation.negated_request) is NO_ACTION;
     a call on another object than the one the request names (``decision.object_mismatch``,
@@ -323,6 +325,13 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"the request says {value!r} only as where from ({word!r}), not as the {arg}"
             f" ({call.function} not published)",
+        )
+    corrected = corrected_args(spec, call, utterance) if utterance is not None else []
+    if corrected:
+        arg, value, meant = corrected[0]
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request took the {arg} {value!r} back for {meant!r} ({call.function} not published)",
         )
     negation = negated_request(spec, call, utterance) if utterance is not None else None
     if negation is not None:
