@@ -391,6 +391,38 @@ def test_a_colour_guessed_for_a_colourless_reference_is_left_out_of_the_confiden
         bundled.resolve_colour = True
 
 
+def test_an_item_searched_by_its_category_alone_is_called_by_it(bundled):
+    """ "find my keys" (find_item needs no view): the colour the model writes is a guess no frame
+    can settle, so the call names the category the user said and the guess's probability is left
+    out of the confidence; a colour said is kept, and a view function is left to the view."""
+    import math
+
+    from octopus_ros.data.render import render
+    from octopus_ros.data.world import sample_scene
+
+    frame = render(sample_scene(np.random.default_rng(5), target=("bowl", "white"), n_distractors=1), 64)
+    found = 0
+    for text, category in (
+        ("find my keys", "keys"),
+        ("帮我找一下钥匙", "keys"),
+        ("can you look for my phone", "phone"),
+    ):
+        d = bundled.decide(text, frame)
+        if not (d.ok and d.call.function == "find_item"):
+            continue
+        found += 1
+        assert d.call.kwargs()["item"] == category, (text, d.raw_text)
+        if d.colour_dropped_from is not None:
+            assert d.colour_dropped_from in d.raw_text and d.colour_dropped_from.endswith(category)
+            total = sum(lp for _, _, lp in d.free_pieces)
+            assert 0.0 < d.colour_guess_prob < 1.0
+            assert d.confidence == pytest.approx(math.exp(total) / d.colour_guess_prob, rel=1e-9)
+    assert found >= 2, found
+    said = bundled.decide("find my red keys", frame)
+    assert said.colour_dropped_from is None
+    assert said.call is None or said.call.to_text() in said.raw_text
+
+
 def test_an_enum_view_argument_never_takes_a_colour(bundled):
     """feed_pet's pet is 'dog' | 'cat': "give the cat some food" with a gray cat in view stays
     feed_pet('cat') (the colourless rule once wrote 'gray cat', which failed validation)."""

@@ -51,6 +51,9 @@ class Decision:
     # probability of the colour the model guessed for a colourless reference whose object is in
     # view, left out of ``confidence`` (discount_colour_guess); NaN: nothing left out
     colour_guess_prob: float = float("nan")
+    # the model's own phrase when the colour it guessed for an object searched by its category
+    # alone was dropped (drop_unsaid_colour: find_item('orange phone') -> find_item('phone'))
+    colour_dropped_from: str | None = None
     # probability of the span the copier chose for a copied argument (lean/copier.py); NaN: none
     copy_prob: float = float("nan")
     # why the call's object is not the one the request names (object_mismatch); None: it is, or
@@ -218,6 +221,53 @@ def discount_colour_guess(decision: Decision, rules, utterance: str, spec) -> No
     decision.confidence = math.exp(sum(rest))
 
 
+def drop_unsaid_colour(decision: Decision, rules, utterance: str, spec) -> None:
+    """An object named by its category alone for a function that needs no view ("can you look for
+    my phone", "帮我找一下钥匙" decided as ``find_item('orange phone')``): the colour the model wrote
+    is a guess, and no frame can give it (the item is looked for because it is not in view, which is
+    what :func:`resolve_colourless` would read), so the call names the category the user said
+    (``find_item('phone')``) and the guess's probability is left out of the confidence, as
+    :func:`discount_colour_guess` does. The model's phrase is kept in
+    ``decision.colour_dropped_from``. Only a ``names_object`` string argument is rewritten, only
+    when the request names that category and no colour, and never for a ``requires_view``
+    function."""
+    if not decision.ok or spec.requires_view:
+        return
+    category = rules.colourless(utterance)
+    if category is None:
+        return
+    for arg in spec.args:
+        if arg.type != "string" or not getattr(arg, "names_object", False) or arg.source is not None:
+            continue
+        value = next((a.value for a in decision.call.args if a.name == arg.name), None)
+        if (
+            not isinstance(value, str)
+            or rules.parse(value) == (category, None)
+            or rules.parse(value)[0] != category
+        ):
+            continue
+        word = value.split(" ", 1)[0]
+        if word == value or rules.parse(word)[1] is None:
+            continue  # the phrase does not start with a colour word
+        at = decision.raw_text.find(f"'{value}'")
+        if at >= 0 and decision.free_pieces:
+            start, end = at + 1, at + 1 + len(word)
+            guess = [lp for a, b, lp in decision.free_pieces if start <= a < b <= end]
+            if guess:
+                rest = [lp for a, b, lp in decision.free_pieces if not start <= a < b <= end]
+                decision.colour_guess_prob = math.exp(sum(guess))
+                decision.confidence = math.exp(sum(rest))
+        bare = rules.category_word(category)
+        decision.colour_dropped_from = value
+        decision.call = dataclasses.replace(
+            decision.call,
+            args=tuple(
+                dataclasses.replace(a, value=bare) if a.name == arg.name else a for a in decision.call.args
+            ),
+        )
+        return
+
+
 def object_mismatch(rules, spec, call, utterance: str) -> str | None:
     """Whether ``call`` acts on another object than the one ``utterance`` names with its colour,
     by the grounding vocabulary (``rules``: GroundingRules, :meth:`~GroundingRules.mentions`).
@@ -366,6 +416,7 @@ def _finish(model, decision: Decision, encoding, instruction: str) -> Decision:
     if spec is None or rules is None:
         return decision
     decision.object_mismatch = object_mismatch(rules, spec, decision.call, instruction)
+    drop_unsaid_colour(decision, rules, instruction, spec)
     if maps is not None:
         phrase = spec.view_phrase(decision.call)
         if phrase is not None:
