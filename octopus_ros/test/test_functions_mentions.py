@@ -262,3 +262,68 @@ def test_the_node_declines_a_value_taken_back(registry):
     assert code is OutcomeCode.NO_ACTION
     assert reason == "the request took the location 'counter' back for 'shelf' (place not published)"
     assert _outcome(registry, text, "<nexa_1>('yellow can', 'shelf')<nexa_end>")[0] is OutcomeCode.OK
+
+
+@pytest.mark.parametrize(
+    "text, plain, verb",
+    [
+        ("open the front door", "navigate_to('front_door')", ("open", "front_door")),
+        ("lock the front door", "navigate_to('front_door')", ("lock", "front_door")),
+        ("can you vacuum the living room", "navigate_to('living_room')", ("vacuum", "living_room")),
+        ("please mop the kitchen", "navigate_to('kitchen')", ("mop", "kitchen")),
+        ("go to the kitchen", "navigate_to('kitchen')", None),
+        ("scoot over to the living room", "navigate_to('living_room')", None),  # a preposition between
+        ("travel to the kitchen, please", "navigate_to('kitchen')", None),
+        ("Bedroom, now please.", "navigate_to('bedroom')", None),
+        ("i think the cat's hungry can you give it some food", "feed_pet('cat')", None),
+        (
+            "Could you nudge Bob to return my drill",
+            "send_message('bob', 'return my drill')",
+            None,
+        ),  # a contact
+        ("开一下大门", "navigate_to('front_door')", None),  # English only
+    ],
+)
+def test_a_verb_no_phrasing_has_on_a_value_is_not_understood(registry, text, plain, verb):
+    from octopus_ros.functions import parse_plain
+    from octopus_ros.functions.mentions import unknown_verb
+
+    call = parse_plain(plain, registry)
+    assert unknown_verb(registry, registry.by_name(call.function), call, text) == verb
+
+
+def test_no_english_phrasing_opens_with_a_verb_no_phrasing_has(registry):
+    """Every English phrasing (held-out ones too) with its enum slot filled asks for its function."""
+    import string
+
+    from octopus_ros.functions.calls import ArgValue, Call
+    from octopus_ros.functions.mentions import unknown_verb
+
+    checked = 0
+    for spec in registry.functions:
+        enum = [a for a in spec.args if a.type == "enum" and not a.named]
+        if spec.phrasings is None or not enum:
+            continue
+        for lang, items in spec.phrasings.languages:
+            for p in (p for p in items if lang == "en"):
+                value = enum[0].values[0]
+                fill = {"place": value.replace("_", " "), "loc": f"on the {value}", "bin": f"the {value} bin"}
+                text = "".join(
+                    lit + (fill.get(field, "red cup") if field else "")
+                    for lit, field, *_ in string.Formatter().parse(p.say)
+                )
+                args = tuple(
+                    ArgValue(a.name, a.type, value if a is enum[0] else "red cup") for a in spec.args
+                )
+                assert unknown_verb(registry, spec, Call(spec.name, spec.token, args), text) is None, p.say
+                checked += 1
+    assert checked > 50
+
+
+def test_the_node_declines_a_verb_no_phrasing_has(registry):
+    code, reason = _outcome(registry, "open the front door", "<nexa_2>('front_door')<nexa_end>")
+    assert code is OutcomeCode.NO_ACTION
+    assert reason == (
+        "not understood: the request asks to 'open' the front door, and no function is asked for with"
+        " 'open' (navigate_to not published)"
+    )

@@ -233,3 +233,66 @@ def corrected_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any,
         if corrected is not None and corrected != got.value:
             out.append((got.name, got.value, corrected))
     return out
+
+
+# Words a request may open with before its verb ("can you please …", "hey robot, go …")
+_LEAD_EN = frozenset(
+    {"can", "could", "would", "will", "you", "please", "pls", "hey", "robot", "buddy", "kindly", "just",
+     "go", "and", "um", "uh", "ok", "okay", "so", "now", "to", "yo", "then"}
+)  # fmt: skip
+_DETERMINERS_EN = frozenset({"the", "a", "an", "my", "our", "your", "this", "that", "his", "her", "their"})
+
+
+@lru_cache(maxsize=32)
+def _registry_words(registry: Any) -> frozenset[str]:
+    """Every English word form of every function's training phrasings and examples, slots aside."""
+    import string
+
+    from octopus_ros.lean.novelty import word_forms
+
+    words: set[str] = set()
+    for spec in registry.functions:
+        for say in spec.training_says().get("en", ()):
+            for literal, *_ in string.Formatter().parse(say):
+                for word in EN_WORD.findall(literal.lower()):
+                    words |= word_forms(word)
+    return frozenset(words)
+
+
+def unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[str, Any] | None:
+    """``(verb, value)`` when an English request opens with a verb no phrasing of any function
+    has, acting on an enum value of the call ("open the front door", "lock the front door", "can
+    you vacuum the living room" decided as ``navigate_to(…)``): the request asks the robot to do
+    something to the place, not to go there, and nothing the robot does is asked for with that
+    word. Only the request's verb is read (after "can you", "please", "go" …), only when a
+    determiner at most stands between it and the value's words, and only in the first clause;
+    None otherwise, and for a function without enum arguments or with a ``named`` one only (a
+    contact is a person: "nudge Bob to …", "fill Bob in" are ways to message him)."""
+    from octopus_ros.lean.novelty import word_forms
+
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    values = [
+        (by_name[a.name], a.value)
+        for a in call.args
+        if getattr(by_name.get(a.name), "type", None) == "enum" and not by_name[a.name].named
+    ]
+    if not values:
+        return None
+    text = fold_input(utterance).lower().replace("\u2019", "'")
+    clause = re.split(r"[,.;:!?，。；：！？]", text, maxsplit=1)[0]
+    words = list(EN_WORD.finditer(clause))
+    k = 0
+    while k < len(words) and words[k].group() in _LEAD_EN:
+        k += 1
+    if k >= len(words) or word_forms(words[k].group()) & _registry_words(registry):
+        return None
+    verb = words[k]
+    j = k + 1
+    while j < len(words) and words[j].group() in _DETERMINERS_EN:
+        j += 1
+    if j >= len(words):
+        return None
+    for arg, value in values:
+        if any(start == words[j].start() for start, _ in mention_spans(clause, arg.spoken_forms(value))):
+            return verb.group(), value
+    return None

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from octopus_ros.functions.mentions import corrected_args, origin_args, uncarried, unnamed_args
+from octopus_ros.functions.mentions import corrected_args, origin_args, uncarried, unknown_verb, unnamed_args
 from octopus_ros.functions.negation import negated_request
 
 
@@ -239,6 +239,9 @@ def decision_outcome(
     时候把椅子抽走" as a message to dad: functions/mentions.uncarried) is NO_ACTION;
     a call whose enum value the ``utterance`` says only after a word of origin ("lift the can off the
     table" decided as ``place(…, 'table')``: functions/mentions.origin_args) is NO_ACTION;
+    a call on an enum value that an English ``utterance`` opens with a verb no phrasing of the
+    registry has ("open the front door" decided as ``navigate_to('front_door')``:
+    functions/mentions.unknown_verb) is NO_ACTION "not understood";
     a call with an enum value the ``utterance`` took back for another ("on the counter no wait the
     shelf" decided as the counter: functions/mentions.corrected_args) is NO_ACTION;
     a call whose words in the ``utterance`` follow a negation that scopes them ("don't pick up the
@@ -325,6 +328,16 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"the request says {value!r} only as where from ({word!r}), not as the {arg}"
             f" ({call.function} not published)",
+        )
+    unknown = (
+        unknown_verb(registry, spec, call, utterance) if spec is not None and utterance is not None else None
+    )
+    if unknown is not None:
+        verb, value = unknown
+        return (
+            OutcomeCode.NO_ACTION,
+            f"{NOT_UNDERSTOOD}: the request asks to {verb!r} the {str(value).replace('_', ' ')}, and no function"
+            f" is asked for with {verb!r} ({call.function} not published)",
         )
     corrected = corrected_args(spec, call, utterance) if utterance is not None else []
     if corrected:
