@@ -32,6 +32,8 @@ setup(
             "natural_third.yaml",
             "natural_messages.yaml",
             "natural_chatty.yaml",
+            "natural_asr.yaml",
+            "natural_fresh.yaml",
         ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],

@@ -30,7 +30,9 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_third.yaml",
         "natural_messages.yaml",
         "natural_chatty.yaml",
-    ):  # make evaluate reads all five
+        "natural_asr.yaml",
+        "natural_fresh.yaml",
+    ):  # make evaluate reads all seven
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
 
     # the executables go where `ros2 run` / `ros2 launch` look (setup.cfg), not to bin/: the README's

@@ -11,8 +11,10 @@ from octopus_ros.data import generate, instruction_corpus, sample_scene
 from octopus_ros.data.camera import degrade
 from octopus_ros.data.instructions import TEMPLATES, TEMPLATES_BY_ID, templates_producing
 from octopus_ros.data.natural import (
+    ASR_SET_PATH,
     CHATTY_SET_PATH,
     CHECK_SET_PATH,
+    FRESH_SET_PATH,
     KINDS,
     MESSAGES_SET_PATH,
     NATURAL_SET_PATH,
@@ -25,11 +27,14 @@ from octopus_ros.functions import load_default_registry
 
 # the natural set: >= 300 requests per language, >= 20 of each kind; the check set, written apart
 # from it and from the templates: >= 150 and >= 12
-SETS = {
-    "natural": (NATURAL_SET_PATH, 300, 20),
-    "check": (CHECK_SET_PATH, 150, 12),
-    "third": (THIRD_SET_PATH, 150, 12),
-    "chatty": (CHATTY_SET_PATH, 140, 12),
+SETS = {  # file, requests per language, of each kind, share declined at least
+    "natural": (NATURAL_SET_PATH, 300, 20, 0.3),
+    "check": (CHECK_SET_PATH, 150, 12, 0.3),
+    "third": (THIRD_SET_PATH, 150, 12, 0.3),
+    "chatty": (CHATTY_SET_PATH, 140, 12, 0.25),  # 42 of 149 per language
+    # stop 46's two sets lost the requests a template produces or an earlier set holds (their headers)
+    "asr": (ASR_SET_PATH, 120, 1, 0.3),
+    "fresh": (FRESH_SET_PATH, 100, 2, 0.2),
 }
 
 
@@ -46,7 +51,7 @@ def items(which):
 def test_size_kinds_and_functions_per_language(items, which):
     registry = load_default_registry()
     actions = {f.name for f in registry.functions if f.enabled and not f.decline}
-    _, at_least, per_kind = SETS[which]
+    _, at_least, per_kind, low = SETS[which]
     for lang in ("en", "zh"):
         mine = [it for it in items if it.language == lang]
         assert len(mine) >= at_least, lang
@@ -56,7 +61,6 @@ def test_size_kinds_and_functions_per_language(items, which):
         called = {it.expected_call(registry).function for it in mine if not it.declines}
         assert called == actions, (lang, actions - called)
         declines = sum(it.declines for it in mine)
-        low = 0.25 if which == "chatty" else 0.3  # the chatty set: 42 of 149 per language
         assert low <= declines / len(mine) <= 0.6, (lang, declines)
 
 
@@ -85,6 +89,14 @@ def test_the_check_set_repeats_no_natural_set_request():
     chatty = load_natural_set(CHATTY_SET_PATH)
     assert [it.id for it in chatty if norm(it.text) in earlier] == []
     assert all(it.id.startswith("c-") for it in chatty)
+    # stop 46's ASR set repeats none of the five sets before it, and the fresh set none of the six
+    earlier |= {norm(it.text) for it in chatty}
+    for path, prefix in ((ASR_SET_PATH, "a-"), (FRESH_SET_PATH, "f-")):
+        later = load_natural_set(path)
+        assert [it.id for it in later if norm(it.text) in earlier] == []
+        assert all(it.id.startswith(prefix) for it in later)
+        assert len({norm(it.text) for it in later}) == len(later)
+        earlier |= {norm(it.text) for it in later}
 
 
 def test_the_message_set_is_apart_and_every_body_is_a_span():
@@ -103,7 +115,7 @@ def test_the_message_set_is_apart_and_every_body_is_a_span():
         assert it.kind == "free_text" and call.function == "send_message", it.id
         assert {a.name: a.value for a in call.args}["text"] in it.text, it.id
     assert {it.id: p for it in items if (p := templates_producing(it.text, it.language))} == {}
-    earlier = [load_natural_set(path) for path, _, _ in SETS.values()]
+    earlier = [load_natural_set(path) for path, *_ in SETS.values()]
     assert [it.id for it in items if norm(it.text) in {norm(e.text) for s in earlier for e in s}] == []
     assert not {it.id for it in items} & {e.id for s in earlier for e in s}
 

@@ -39,8 +39,10 @@ def test_simplified_text_is_unchanged():
     import re
 
     from octopus_ros.data.natural import (
+        ASR_SET_PATH,
         CHATTY_SET_PATH,
         CHECK_SET_PATH,
+        FRESH_SET_PATH,
         MESSAGES_SET_PATH,
         NATURAL_SET_PATH,
         THIRD_SET_PATH,
@@ -50,7 +52,15 @@ def test_simplified_text_is_unchanged():
 
     texts = [
         it.text
-        for path in (NATURAL_SET_PATH, CHECK_SET_PATH, THIRD_SET_PATH, MESSAGES_SET_PATH, CHATTY_SET_PATH)
+        for path in (
+            NATURAL_SET_PATH,
+            CHECK_SET_PATH,
+            THIRD_SET_PATH,
+            MESSAGES_SET_PATH,
+            CHATTY_SET_PATH,
+            ASR_SET_PATH,
+            FRESH_SET_PATH,
+        )
         for it in load_natural_set(path)
         if it.language == "zh"
     ]

@@ -21,8 +21,11 @@ written from them (docs/training.md, "The check set"). The ``natural_third`` spl
 (``natural_third.yaml``), written the same way by another author in stop 30, after the check set
 had been used to compare the novelty limits; figures only as well. ``natural_messages`` (stop 33)
 asks only for messages; ``natural_chatty`` (stop 44) is long, chatty speech of every kind, read
-when two of the copier's and object rules were written (docs/training.md item 45). The cases of
-these four sets stay out of the printed report and the metrics (the natural set's are printed).
+when two of the copier's and object rules were written (docs/training.md item 45);
+``natural_asr`` (stop 46) is speech as a recogniser writes it and ``natural_fresh`` (stop 46)
+requests as different people say them, both read when stop 46's rules were written (item 47). The
+cases of these six sets stay out of the printed report and the metrics (the natural set's are
+printed).
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
 the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only on purpose).
@@ -60,7 +63,14 @@ import numpy as np
 
 from octopus_ros.cli import number
 from octopus_ros.data import generate
-from octopus_ros.data.natural import CHATTY_SET_PATH, CHECK_SET_PATH, MESSAGES_SET_PATH, THIRD_SET_PATH
+from octopus_ros.data.natural import (
+    ASR_SET_PATH,
+    CHATTY_SET_PATH,
+    CHECK_SET_PATH,
+    FRESH_SET_PATH,
+    MESSAGES_SET_PATH,
+    THIRD_SET_PATH,
+)
 from octopus_ros.runtime.second_opinion import missing_folder, same_functions, second_opinion_dir
 
 # examples per split of a command-line evaluation: at 3000 a 90 % figure's standard error is 0.5
@@ -71,12 +81,20 @@ CHECK_TITLE = "check set (written apart from templates and natural set; figures 
 THIRD_TITLE = "third set (written apart from templates and both sets, stop 30; figures only)"
 MESSAGES_TITLE = "message set (send_message only, written apart from everything else, stop 33; figures only)"
 CHATTY_TITLE = "chatty set (long, chatty requests, written apart, stop 44; read for the rules of stops 44-45)"
+ASR_TITLE = (
+    "ASR set (speech as a recogniser writes it, written apart, stop 46; read for the rules of stop 46)"
+)
+FRESH_TITLE = (
+    "fresh set (requests as different people say them, written apart, stop 46; read after its first runs)"
+)
 # the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
     ("natural_third", THIRD_SET_PATH, THIRD_TITLE),
     ("natural_messages", MESSAGES_SET_PATH, MESSAGES_TITLE),
     ("natural_chatty", CHATTY_SET_PATH, CHATTY_TITLE),
+    ("natural_asr", ASR_SET_PATH, ASR_TITLE),
+    ("natural_fresh", FRESH_SET_PATH, FRESH_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)

@@ -43,6 +43,12 @@ MESSAGES_SET_PATH = Path(__file__).with_name("natural_messages.yaml")
 # The chatty set (stop 44): long, chatty requests of every kind, written apart like the check set;
 # read in stop 44 (the copier's filler rule was found on it), so not figures only.
 CHATTY_SET_PATH = Path(__file__).with_name("natural_chatty.yaml")
+# The ASR set (stop 46): speech as a recogniser delivers it (lower case, no punctuation, hesitations,
+# self-corrections, negated requests), written apart like the check set; read in stop 46.
+ASR_SET_PATH = Path(__file__).with_name("natural_asr.yaml")
+# The fresh set (stop 46): requests as different people say them, written apart; measured before it
+# was read, then read in stop 46.
+FRESH_SET_PATH = Path(__file__).with_name("natural_fresh.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
