@@ -246,6 +246,8 @@ def test_the_node_declines_a_value_said_as_where_from(registry):
             None,
         ),  # the message's "no"
         ("扔厨余垃圾桶", "recycle('banana', 'compost')", None),  # one value, its longest mention
+        ("put the cup on the shelf no not the table", "place('red cup', 'shelf')", None),  # rejects the last
+        ("放架子上，不对，不是放桌上", "place('red cup', 'shelf')", None),
     ],
 )
 def test_a_value_taken_back_for_another_is_not_the_argument(registry, text, plain, corrected):

@@ -67,6 +67,8 @@ ASKED = [
     ("把别的杯子拿起来", "pick_up('red cup')"),
     ("no, go to the kitchen", "navigate_to('kitchen')"),  # "no" corrects, it does not cancel
     ("not the red one, pick up the blue cup", "pick_up('blue cup')"),
+    ("never mind, just pick up the red cup", "pick_up('red cup')"),  # drops what came before
+    ("you never water the plant, do it now", "water_plant()"),  # a habit told, not an order
 ]
 
 

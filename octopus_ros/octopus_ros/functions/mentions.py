@@ -209,6 +209,8 @@ def corrected_value(arg: Any, utterance: str) -> Any | None:
     last = kept[-1]
     earlier = [m for m in kept if m[2] != last[2]][-1]
     between = text[earlier[1] : last[0]]
+    if re.search(r"(?<![a-z'])not(?: the| my| on| in)?\s*$|(?:不是|别|不要)\s*\S?$", between):
+        return None  # "on the shelf, no, not the table": the last value is the one rejected
     if _CORRECTION_EN.search(between) or any(c in between for c in CORRECTIONS_ZH):
         return last[2]
     return None

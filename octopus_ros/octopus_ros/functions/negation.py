@@ -27,8 +27,8 @@ The rule is the registry's, not a list per function:
 - Text a call copies (a message body: "tell mom don't wait up") is the message's, not the
   request's, and is not read.
 
-Not negations: "why don't you …" (a suggestion), 要不要 (a question), and 别 inside a word (特别,
-区别, 分别, 别的, 别人). Pure Python: no torch, no rclpy.
+Not negations: "why don't you …" (a suggestion), "never mind" (it drops what came before), "you
+never …" (a habit told), 要不要 (a question), and 别 inside a word (特别, 区别, 分别, 别的, 别人). Pure Python: no torch, no rclpy.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ _NOT_TRIGGERS = frozenset(
      "点", "儿", "们", "麻", "烦", "么", "好"}
 )  # fmt: skip
 _WORD_BEFORE_NOT_NEGATION = ("why",)  # "why don't you take a photo" asks for one
+_SUBJECTS_EN = ("i", "you", "we", "he", "she", "they", "it")
 _ZH_NOT_NEGATION_BEFORE = "特区分告识级类性个差派辨鉴"  # 特别, 区别 …: 别 inside a word
 _ZH_NOT_NEGATION_AFTER = "的人处墅致扭"  # 别的, 别人, 别处, 别墅, 别致, 别扭
 _CLAUSE_END = ",.;:!?，。；：！？、"
@@ -114,6 +115,9 @@ def _is_negation(text: str, m: re.Match[str]) -> bool:
     word = m.group()
     if word.isascii():
         before = re.findall(r"[a-z']+", text[: m.start()])
+        after = re.findall(r"[a-z']+", text[m.end() : m.end() + 12])
+        if word == "never" and ((after and after[0] == "mind") or (before and before[-1] in _SUBJECTS_EN)):
+            return False  # "never mind, …" drops what came before; "you never water it" tells a habit
         return not (before and before[-1] in _WORD_BEFORE_NOT_NEGATION)
     if word == "不要" and text[max(0, m.start() - 1) : m.start()] == "要":
         return False  # 要不要: a question
