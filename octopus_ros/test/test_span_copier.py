@@ -696,3 +696,34 @@ def test_copy_span_applies_the_request_clause_rule(registry):
     assert span.text == "今晚我住同学家"
     assert grammar.accepts("<nexa_10>('mom', '今晚我住同学家')<nexa_end>")
     assert not grammar.accepts("<nexa_10>('mom', '招呼，今晚我住同学家')<nexa_end>")
+
+
+@pytest.mark.parametrize(
+    "text, copied, want",
+    [
+        (
+            "发条消息给Alice，就说：记得带桌游过来",
+            "：记得带桌游过来",
+            "记得带桌游过来",
+        ),  # a pause mark opens nothing
+        ("给爸爸发消息，就写车库门没关", "写车库门没关", "车库门没关"),  # the 写 of 就写
+        ("给爸爸发个消息，就说我到了", "说我到了", "我到了"),
+        (
+            "Shoot Alice a text, tell her: bring the board games",
+            "tell her: bring the board games",
+            "bring the board games",
+        ),
+        ("text bob tell him that the game is at 8", "tell him that the game is at 8", "the game is at 8"),
+        ("tell mom that her keys are on the table", "her keys are on the table", "her keys are on the table"),
+        ("跟妈妈说写作业了吗", "写作业了吗", "写作业了吗"),  # a bare 写: the message's own verb
+        ("跟妈妈说就写完了", "就写完了", "就写完了"),  # 完了 is no message
+        ("tell bob tell him", "tell him", "tell him"),  # nothing would be left
+    ],
+)
+def test_a_message_leaves_out_what_only_introduces_it(text, copied, want):
+    from octopus_ros.lean.copier import CopiedSpan, shed_saying_lead
+
+    start = text.index(copied)
+    got = shed_saying_lead(text, CopiedSpan(copied, start, start + len(copied), 0.8))
+    assert got.text == want and text[got.start : got.end] == want and got.prob == 0.8
+    assert got.shed == copied[: len(copied) - len(want)].strip()

@@ -559,6 +559,47 @@ def shed_request_clause(text: str, span: CopiedSpan, mentions: Sequence[tuple[in
     )
 
 
+_SAYING_VERB_AFTER_JIU = re.compile(_SAYING_VERB + "[：:，,\\s]*")  # "就|写车库门没关": the 写 of 就写
+_EN_RECIPIENT_AGAIN = re.compile(
+    r"(?:"
+    + "|".join(sorted((v for v in RECIPIENT_VERBS if v.isascii()), key=len, reverse=True))
+    + r")\s+(?:"
+    + "|".join(p for p in RECIPIENT_PRONOUNS if p.isascii())
+    + r")\b[\s,:;]*(?:that\b\s*)?",
+    re.IGNORECASE,
+)
+
+
+def shed_saying_lead(text: str, span: CopiedSpan) -> CopiedSpan:
+    """``span`` without what only introduces the message at its start: pause marks ("：记得带桌游过来"
+    of "就说：记得带桌游过来"), a verb of saying after 就 / 只 ("写车库门没关" of "就写车库门没关") or
+    before a colon, and the recipient said again after a verb that addresses someone ("tell her:
+    bring the board games" of "Shoot Alice a text, tell her: bring the board games"). Unchanged
+    when less than three characters would be left ("跟妈妈说就写完了" keeps "就写完了")."""
+    body = span.text
+    start = 0
+    while start < len(body) and body[start] in _PAUSE:
+        start += 1
+    lead = _SAYING_VERB_AFTER_JIU if text[: span.start].rstrip().endswith(("就", "只")) else _SAYING_LEAD
+    said = lead.match(body, start)
+    if said is not None:
+        start = said.end()
+    again = _EN_RECIPIENT_AGAIN.match(body, start)
+    if again is not None and len(_EN_WORDS.findall(body[again.end() :].lower())) >= 2:
+        start = again.end()
+    rest = body[start:]
+    if start == 0 or len(rest.strip()) < 3:  # "跟妈妈说就写完了" stays: 完了 is no message
+        return span
+    return CopiedSpan(
+        text[span.start + start : span.end],
+        span.start + start,
+        span.end,
+        span.prob,
+        span.absorbed,
+        (span.shed + body[:start]).strip(),
+    )
+
+
 def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
     """``span`` without the fillers a pause mark sets off at its ends (functions/language
     OPENING_FILLERS, CLOSING_FILLERS): "the movie starts at nine thirty, okay" -> "the movie starts
@@ -721,6 +762,7 @@ def copy_span(
         )
         grown = shed_lead_in(utterance, grown, lead_ins(grammar.registry, functions))
         grown = shed_request_clause(utterance, grown, mentions)
+        grown = shed_saying_lead(utterance, grown)
         grown = shed_fillers(utterance, grown)
         for choice in (grown, span) if grown is not span else (span,):
             try:
