@@ -81,10 +81,14 @@ def test_a_contact_the_request_does_not_name_is_declined(registry, utterance, bo
 
 
 def test_other_functions_and_unscreened_decisions_are_untouched(registry):
-    # navigate_to's place is not `named`: "go charge yourself" may mean the charging dock
+    # navigate_to's place is `named` (stop 46), and "charge" says the charging dock (its said words)
     assert (
         _outcome(registry, "go charge yourself", "<nexa_2>('charging_dock')<nexa_end>")[0] == OutcomeCode.OK
     )
+    assert _outcome(registry, "去充电吧", "<nexa_2>('charging_dock')<nexa_end>")[0] == OutcomeCode.OK
+    # a destination nobody said is a guess: "速度调成0.8吧，我们赶时间" had been sent to the bathroom
+    code, reason = _outcome(registry, "速度调成0.8吧，我们赶时间", "<nexa_2>('bathroom')<nexa_end>")
+    assert code == OutcomeCode.NO_ACTION and "does not name the place" in reason
     call = parse_call("<nexa_10>('bob', 'hi')<nexa_end>", registry)
     decision = SimpleNamespace(call=call, error=None, confidence=0.99)
     validate = functools.partial(validate_call, registry=registry)

@@ -107,6 +107,15 @@ def uncarried(spec: Any, call: Any, utterance: str) -> str | None:
     return str(copied[0].value) if asks_nothing(utterance, spans) else None
 
 
+def _recipient(spec: Any, arg: Any) -> bool:
+    """Whether ``arg`` names who receives what ``spec`` copies from the request: a ``named``
+    argument of a function with a ``source: utterance`` argument (send_message's contact). A person
+    is asked many ways ("nudge Bob to …", "find out from my mom, …") that say nothing of a place."""
+    return bool(arg.named) and any(
+        getattr(a, "source", None) == "utterance" for a in getattr(spec, "args", ())
+    )
+
+
 # Words that say where something comes from, not where it goes: "lift the orange can off the table"
 # is no place('orange can', 'table'), "come back from the kitchen" no navigate_to('kitchen'),
 # "把手机从地上捡起来" no place(…, 'floor') (:func:`origin_args`). Lower case, longest first.
@@ -164,14 +173,14 @@ def origin_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any, st
     if spec is None:
         return []
     by_name = {a.name: a for a in getattr(spec, "args", ())}
-    if not any(a.type == "enum" and not a.named for a in by_name.values()):
+    if not any(a.type == "enum" and not _recipient(spec, a) for a in by_name.values()):
         return []
     exempt = _origin_slots(spec)
     text = fold_input(utterance).lower().replace("\u2019", "'")
     out = []
     for got in call.args:
         declared = by_name.get(got.name)
-        if declared is None or declared.type != "enum" or declared.named or got.name in exempt:
+        if declared is None or declared.type != "enum" or _recipient(spec, declared) or got.name in exempt:
             continue
         spans = mention_spans(text, declared.spoken_forms(got.value))
         origins = [_said_from(text, start) for start, _ in spans]
@@ -276,7 +285,7 @@ def unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[s
     values = [
         (by_name[a.name], a.value)
         for a in call.args
-        if getattr(by_name.get(a.name), "type", None) == "enum" and not by_name[a.name].named
+        if getattr(by_name.get(a.name), "type", None) == "enum" and not _recipient(spec, by_name[a.name])
     ]
     if not values:
         return None
