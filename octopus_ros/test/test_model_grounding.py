@@ -418,9 +418,14 @@ def test_an_item_searched_by_its_category_alone_is_called_by_it(bundled):
             assert 0.0 < d.colour_guess_prob < 1.0
             assert d.confidence == pytest.approx(math.exp(total) / d.colour_guess_prob, rel=1e-9)
     assert found >= 2, found
-    said = bundled.decide("find my red keys", frame)
-    assert said.colour_dropped_from is None
-    assert said.call is None or said.call.to_text() in said.raw_text
+    for text in (
+        "find my red keys",
+        "I lost one of these, can you find it?",
+        "can you find me one like that?",
+    ):
+        said = bundled.decide(text, frame)  # a colour said; "can" that names no can; an object pointed at
+        assert said.colour_dropped_from is None, text
+        assert said.call is None or said.call.to_text() in said.raw_text
 
 
 def test_an_enum_view_argument_never_takes_a_colour(bundled):

@@ -14,8 +14,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from octopus_ros.functions.language import has_cjk
 
 from .prompt import as_written
 
@@ -221,6 +224,12 @@ def discount_colour_guess(decision: Decision, rules, utterance: str, spec) -> No
     decision.confidence = math.exp(sum(rest))
 
 
+# words that point at an object in view ("find one like this", "这种的帮我找一个")
+_POINTING = re.compile(
+    r"(?<![a-z])(?:this|these|that one|those|like that|like this)(?![a-z])|这个|这种|这样的|同样的", re.I
+)
+
+
 def drop_unsaid_colour(decision: Decision, rules, utterance: str, spec) -> None:
     """An object named by its category alone for a function that needs no view ("can you look for
     my phone", "帮我找一下钥匙" decided as ``find_item('orange phone')``): the colour the model wrote
@@ -229,13 +238,16 @@ def drop_unsaid_colour(decision: Decision, rules, utterance: str, spec) -> None:
     (``find_item('phone')``) and the guess's probability is left out of the confidence, as
     :func:`discount_colour_guess` does. The model's phrase is kept in
     ``decision.colour_dropped_from``. Only a ``names_object`` string argument is rewritten, only
-    when the request names that category and no colour, and never for a ``requires_view``
-    function."""
-    if not decision.ok or spec.requires_view:
-        return
+    when the request names that category and no colour (in English with a determiner, "my phone":
+    "I lost one of these, can you find it?" names no can), never when it points at an object ("find
+    me one like that", 这种), and never for a ``requires_view`` function."""
+    if not decision.ok or spec.requires_view or _POINTING.search(utterance):
+        return  # "find me one like that": the object pointed at gives its colour
     category = rules.colourless(utterance)
     if category is None:
         return
+    if not has_cjk(utterance) and category not in rules.determined(utterance):
+        return  # an English category word without a determiner may be another word: "can you find it"
     for arg in spec.args:
         if arg.type != "string" or not getattr(arg, "names_object", False) or arg.source is not None:
             continue
