@@ -251,6 +251,10 @@ def test_the_node_declines_a_value_said_as_where_from(registry):
         ),  # the message's "no"
         ("扔厨余垃圾桶", "recycle('banana', 'compost')", None),  # one value, its longest mention
         ("put the cup on the shelf no not the table", "place('red cup', 'shelf')", None),  # rejects the last
+        ("put it in the recycling bin, no not in the trash", "recycle('blue can', 'recycling')", None),
+        ("放桌上，不对不对，不要放在架子上", "place('red cup', 'table')", None),
+        ("put the cup on the table, there's no room on the shelf", "place('red cup', 'table')", None),
+        ("go to the kitchen and wait there, then the office", "navigate_to('kitchen')", None),
         ("放架子上，不对，不是放桌上", "place('red cup', 'shelf')", None),
     ],
 )

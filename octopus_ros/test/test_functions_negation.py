@@ -37,6 +37,18 @@ NEGATED = [
     ("别给狗喂东西", "feed_pet('dog')", "别给"),
     ("不用再拍照了", "take_photo()", "不用再拍"),
     ("千萬別去廚房", "navigate_to('kitchen')", "千万别去"),  # Traditional characters read as Simplified
+    ("don't you dare feed the dog", "feed_pet('dog')", "don't you dare feed"),
+    ("I told you not to feed the dog", "feed_pet('dog')", "not to feed"),
+    ("you shouldn't feed the dog", "feed_pet('dog')", "shouldn't feed"),
+    ("stop feeding the dog", "feed_pet('dog')", "stop feeding"),
+    ("quit taking photos", "take_photo()", "quit taking"),
+    ("不能去厨房", "navigate_to('kitchen')", "不能去"),
+    ("禁止去厨房", "navigate_to('kitchen')", "禁止去"),
+    ("停止拍照", "take_photo()", "停止拍"),
+    ("狗我已经喂过了，你就别喂了", "feed_pet('dog')", "别喂"),  # the first clause reports, it asks nothing
+    ("红球不用捡了，就让它放那儿吧", "pick_up('red ball')", "不用捡"),
+    # a false decline left: a Chinese clause with another word of the function is not read
+    ("别等我了，先去厨房吧", "navigate_to('kitchen')", "别等"),
 ]
 
 ASKED = [
@@ -68,6 +80,12 @@ ASKED = [
     ("no, go to the kitchen", "navigate_to('kitchen')"),  # "no" corrects, it does not cancel
     ("not the red one, pick up the blue cup", "pick_up('blue cup')"),
     ("never mind, just pick up the red cup", "pick_up('red cup')"),  # drops what came before
+    ("put the cup on the shelf, don't drop it", "place('red cup', 'shelf')"),  # asked for in its own clause
+    ("把杯子放桌上，别放地上", "place('red cup', 'table')"),
+    ("feed the dog but don't give him too much", "feed_pet('dog')"),  # asked for before the negation
+    ("don't get lost, head to the kitchen", "navigate_to('kitchen')"),
+    ("能不能去厨房", "navigate_to('kitchen')"),  # a question
+    ("stop at the kitchen", "navigate_to('kitchen')"),  # "stop" negates a doing only
     ("you never water the plant, do it now", "water_plant()"),  # a habit told, not an order
 ]
 

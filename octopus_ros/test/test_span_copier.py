@@ -517,7 +517,9 @@ def test_copy_span_applies_the_lead_in_rule(registry):
         ("tell mom the ummah is here", "the ummah is here", "the ummah is here"),  # a word, not a sound
         ("tell mom umbrella is here", "umbrella is here", "umbrella is here"),
         ("跟妈妈说额外带把伞", "额外带把伞", "额外带把伞"),  # 额外 is a word
-        ("tell bob er", "er", "er"),  # nothing would be left
+        ("tell bob um", "um", "um"),  # nothing would be left
+        ("text bob the bolt is 10 mm", "the bolt is 10 mm", "the bolt is 10 mm"),  # a unit, not a sound
+        ("text mom ER was busy, home late", "ER was busy, home late", "ER was busy, home late"),
     ],
 )
 def test_a_message_leaves_out_the_fillers_a_pause_sets_off(text, copied, want):
@@ -669,6 +671,8 @@ def test_without_copying_needs_a_bound_grammar(registry):
             "明天要早起去机场，别等我",
             "明天要早起去机场，别等我",
         ),  # too far
+        ("发消息给妈妈我到了，别担心", "我到了，别担心", "我到了，别担心"),  # no verb phrase: the message
+        ("给Bob发消息明天见，不见不散", "明天见，不见不散", "明天见，不见不散"),
     ],
 )
 def test_a_message_starts_after_the_request_clause_of_a_recipient_said_after_a_preposition(
@@ -718,6 +722,23 @@ def test_copy_span_applies_the_request_clause_rule(registry):
         ("跟妈妈说写作业了吗", "写作业了吗", "写作业了吗"),  # a bare 写: the message's own verb
         ("跟妈妈说就写完了", "就写完了", "就写完了"),  # 完了 is no message
         ("tell bob tell him", "tell him", "tell him"),  # nothing would be left
+        (
+            "shoot alice a text, let her know I am running late",
+            "let her know I am running late",
+            "let her know I am running late",
+        ),  # no colon nor "that": the message's own words
+        (
+            "text mom remind him to take his pills",
+            "remind him to take his pills",
+            "remind him to take his pills",
+        ),
+        (
+            "Text dad to remind him that he needs to pick up Lily at four",
+            "remind him that he needs to pick up Lily at four",
+            "he needs to pick up Lily at four",
+        ),
+        ("跟妈妈说只写了一半", "只写了一半", "只写了一半"),  # 写了: the message's verb
+        ("跟妈妈说就写完作业了", "就写完作业了", "就写完作业了"),
     ],
 )
 def test_a_message_leaves_out_what_only_introduces_it(text, copied, want):

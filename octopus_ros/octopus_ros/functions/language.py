@@ -50,7 +50,10 @@ OPENING_FILLERS = {
 # Hesitation sounds: never words of a message, set off by a pause or not ("text dad uh the plumber
 # comes at noon", as a speech recogniser writes it, sends "the plumber comes at noon"; 额 is left
 # out: 额外 is a word). Lower case.
-HESITATIONS = {"en": ("um", "umm", "uh", "uhh", "uhm", "er", "erm", "hmm", "mm"), "zh": ("嗯", "呃")}
+HESITATIONS = {
+    "en": ("um", "umm", "uh", "uhh", "uhm", "erm", "hmm"),
+    "zh": ("嗯", "呃"),
+}  # not "er" (ER), "mm" (10 mm)
 CLOSING_FILLERS = {
     "en": (
         "thank you so much",

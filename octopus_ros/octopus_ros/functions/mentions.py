@@ -169,13 +169,16 @@ def origin_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any, st
     (ORIGIN_WORDS_EN / _ZH, articles between: "off the table", "from the kitchen", "从地上"), and
     no training phrasing of the function says that argument so. Empty otherwise, for a value the
     utterance does not say, and for a ``named`` argument (a contact is a person: "find out from my
-    mom, …" asks mom)."""
+    mom, …" asks mom), which :func:`_recipient` tells; navigate_to's named place is read."""
     if spec is None:
         return []
     by_name = {a.name: a for a in getattr(spec, "args", ())}
     if not any(a.type == "enum" and not _recipient(spec, a) for a in by_name.values()):
         return []
-    exempt = _origin_slots(spec)
+    try:
+        exempt = _origin_slots(spec) if hasattr(spec, "training_says") else frozenset()
+    except TypeError:  # an unhashable stand-in for a FunctionSpec
+        exempt = _origin_slots.__wrapped__(spec)
     text = fold_input(utterance).lower().replace("\u2019", "'")
     out = []
     for got in call.args:
@@ -218,10 +221,17 @@ def corrected_value(arg: Any, utterance: str) -> Any | None:
     last = kept[-1]
     earlier = [m for m in kept if m[2] != last[2]][-1]
     between = text[earlier[1] : last[0]]
-    if re.search(r"(?<![a-z'])not(?: the| my| on| in)?\s*$|(?:不是|别|不要)\s*\S?$", between):
+    if re.search(r"(?<![a-z'])not(?:\s+(?:the|my|on|in|into|to|at))*\s*$|(?:不是|别|不要)\S{0,3}$", between):
         return None  # "on the shelf, no, not the table": the last value is the one rejected
-    if _CORRECTION_EN.search(between) or any(c in between for c in CORRECTIONS_ZH):
-        return last[2]
+    # the correction stands right before the new value: "no wait the shelf", "不对，放架子上"; not "there's
+    # no room on the shelf" nor "wait there, then the office"
+    for found in _CORRECTION_EN.finditer(between):
+        if len(EN_WORD.findall(between[found.end() :])) <= 2:
+            return last[2]
+    for word in CORRECTIONS_ZH:
+        at = between.rfind(word)
+        if at >= 0 and len(re.sub(r"[\s,，:：、;；]", "", between[at + len(word) :])) <= 2:
+            return last[2]
     return None
 
 
@@ -277,10 +287,13 @@ def unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[s
     something to the place, not to go there, and nothing the robot does is asked for with that
     word. Only the request's verb is read (after "can you", "please", "go" …), only when a
     determiner at most stands between it and the value's words, and only in the first clause;
-    None otherwise, and for a function without enum arguments or with a ``named`` one only (a
-    contact is a person: "nudge Bob to …", "fill Bob in" are ways to message him)."""
+    None otherwise, for a function without enum arguments but a message's recipient (a contact is a
+    person: "nudge Bob to …", "fill Bob in" are ways to message him), and for a ``requires_view``
+    function (an object in view is acted on by many verbs: "bring the dog some food")."""
     from octopus_ros.lean.novelty import word_forms
 
+    if getattr(spec, "requires_view", False) or not hasattr(registry, "functions"):
+        return None  # an object in view is acted on by many verbs ("bring the dog some food")
     by_name = {a.name: a for a in getattr(spec, "args", ())}
     values = [
         (by_name[a.name], a.value)
@@ -295,7 +308,11 @@ def unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[s
     k = 0
     while k < len(words) and words[k].group() in _LEAD_EN:
         k += 1
-    if k >= len(words) or word_forms(words[k].group()) & _registry_words(registry):
+    try:
+        known = _registry_words(registry)
+    except TypeError:  # an unhashable stand-in for a FunctionRegistry
+        known = _registry_words.__wrapped__(registry)
+    if k >= len(words) or word_forms(words[k].group()) & known:
         return None
     verb = words[k]
     j = k + 1

@@ -28,7 +28,10 @@ The rule is the registry's, not a list per function:
   request's, and is not read.
 
 Not negations: "why don't you …" (a suggestion), "never mind" (it drops what came before), "you
-never …" (a habit told), 要不要 (a question), and 别 inside a word (特别, 区别, 分别, 别的, 别人). Pure Python: no torch, no rclpy.
+never …" (a habit told), "stop" / "quit" before anything but a doing ("stop feeding the dog" is
+one), 要不要 / 能不能 / 可不可以 (questions), and 别 inside a word (特别, 区别, 分别, 别的, 别人). A
+clause of its own that asks for the function plainly keeps the call ("put the cup on the shelf,
+don't drop it", "把杯子放桌上，别放地上"). Pure Python: no torch, no rclpy.
 """
 
 from __future__ import annotations
@@ -42,10 +45,21 @@ from .language import CJK_IDEOGRAPHS, fold_input
 
 # English negations that scope a request; "no" and "not" alone do not ("no, the blue one", "not
 # the red cup, the blue one" correct an argument, they do not cancel the request).
-REQUEST_NEGATIONS_EN = ("do not", "don't", "dont", "never", "needn't", "no need to", "let's not", "lets not")
+REQUEST_NEGATIONS_EN = (
+    "do not", "don't", "dont", "never", "needn't", "no need to", "let's not", "lets not", "not to",
+    "shouldn't", "mustn't", "stop", "quit",
+)  # fmt: skip
+# "stop" and "quit" negate only a doing ("stop feeding the dog", "quit taking photos")
+_ENDING_WORDS = ("stop", "quit")
 REQUEST_NEGATIONS_ZH = (
     "千万别",
     "千万不要",
+    "不应该",
+    "不可以",
+    "禁止",
+    "停止",
+    "不该",
+    "不能",
     "不需要",
     "没必要",
     "用不着",
@@ -61,7 +75,7 @@ REQUEST_NEGATIONS_ZH = (
 # getting stepped on" scopes nothing) ...
 _SKIP_EN = frozenset(
     {"you", "to", "need", "needs", "have", "has", "want", "wanna", "even", "ever", "really", "please",
-     "bother", "bothering", "and", "just", "i", "me", "us", "be", "try", "trying"}
+     "bother", "bothering", "and", "just", "i", "me", "us", "be", "try", "trying", "dare"}
 )  # fmt: skip
 _SKIP_ZH = frozenset("再先还就要用帮我你们了都也")
 # ... and words that are passed over unless they ask for the call's function ("don't *go* to the
@@ -118,9 +132,11 @@ def _is_negation(text: str, m: re.Match[str]) -> bool:
         after = re.findall(r"[a-z']+", text[m.end() : m.end() + 12])
         if word == "never" and ((after and after[0] == "mind") or (before and before[-1] in _SUBJECTS_EN)):
             return False  # "never mind, …" drops what came before; "you never water it" tells a habit
+        if word in _ENDING_WORDS and not (after and after[0].endswith("ing")):
+            return False  # "stop at the kitchen" is no negation; "stop feeding the dog" is
         return not (before and before[-1] in _WORD_BEFORE_NOT_NEGATION)
-    if word == "不要" and text[max(0, m.start() - 1) : m.start()] == "要":
-        return False  # 要不要: a question
+    if word.startswith("不") and text[max(0, m.start() - 1) : m.start()] == word[1]:
+        return False  # 要不要, 能不能, 可不可以: a question
     if word == "别":
         if m.start() > 0 and text[m.start() - 1] in _ZH_NOT_NEGATION_BEFORE:
             return False
@@ -151,13 +167,43 @@ def _scoped(
     return None
 
 
+def _clause_index(text: str) -> list[int]:
+    """For each character of ``text``, the index of the clause it is in (pause marks end one)."""
+    out, k = [], 0
+    for ch in text:
+        out.append(k)
+        k += ch in _CLAUSE_END
+    return out
+
+
+_REPORTED_ZH = ("已经", "过了", "刚才", "刚刚")  # a clause that tells what was done
+
+
+def _reported(text: str, clause_of: list[int], start: int) -> bool:
+    """Whether the clause of the unit at ``start`` reports what was done ("狗我已经喂过了")."""
+    k = clause_of[start]
+    clause = "".join(ch for ch, c in zip(text, clause_of, strict=True) if c == k)
+    return any(w in clause for w in _REPORTED_ZH)
+
+
+def _after_negation(text: str, start: int) -> bool:
+    """Whether the unit at ``start`` follows a negation in its clause ("don't *drop* it")."""
+    clause = re.split(f"[{re.escape(_CLAUSE_END)}]", text[:start])[-1]
+    return bool(_EN_NEGATION.search(clause) or _ZH_NEGATION.search(clause))
+
+
 def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
     """The negation and the words it scopes ("don't pick", "别去") when ``utterance`` says not to
     do what ``call`` (a call of ``spec``) does; None otherwise (see the module doc). The text of a
     ``source: utterance`` argument is not read."""
     if spec is None or getattr(spec, "decline", False) or getattr(spec, "halts", False):
         return None  # a stop is never declined for a negation ("don't stop" stops: harmless)
-    triggers, negated_ok = _triggers(spec)
+    if not hasattr(spec, "training_says"):
+        return None  # a registry without phrasings has no words that ask for a function
+    try:
+        triggers, negated_ok = _triggers(spec)
+    except TypeError:  # an unhashable stand-in for a FunctionSpec
+        triggers, negated_ok = _triggers.__wrapped__(spec)
     if not triggers:
         return None
     text = fold_input(utterance).lower().replace("\u2019", "'")
@@ -177,13 +223,34 @@ def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
                 if hit is not None:
                     scoped.append((m, m.end() + hit.start(), hit.group()))
     negated_at = {at for _, at, _ in scoped}
+    clause_of = _clause_index(text)
     for m, at, unit in sorted(scoped, key=lambda s: s[0].start()):
         forms = word_forms(unit)
+        chinese = not m.group().isascii()
+        # the same word said without the negation, after it or (Chinese) in another clause that is no
+        # report of what was done: "别放这儿，放到架子上去", "把杯子放桌上，别放地上"; not
+        # "狗我已经喂过了，你就别喂了"
         again = any(
-            u.start() not in negated_at and word_forms(u.group()) & forms
-            for u in _UNIT.finditer(text, at + len(unit))
+            u.start() not in negated_at
+            and word_forms(u.group()) & forms
+            and (u.start() > at or (chinese and clause_of[u.start()] != clause_of[at]))
+            and not (chinese and _reported(text, clause_of, u.start()))
+            for u in _UNIT.finditer(text)
+            if u.start() != at
         )
-        if not again:  # "别放这儿，放到架子上去": the function is asked for again, without the negation
+        # English: a clause of its own that asks for the function plainly ("put the cup on the shelf,
+        # don't drop it", "don't get lost, head to the kitchen"), or the function asked for before the
+        # negation in its clause ("feed the dog but don't give him too much"). Chinese clauses read
+        # only the same word (above): a topic said first is no request ("那条消息别发了"), nor is
+        # another clause's word ("红球不用捡了，就让它放那儿吧")
+        elsewhere = not chinese and any(
+            (clause_of[u.start()] != clause_of[at] or u.start() < m.start())
+            and u.start() not in negated_at
+            and word_forms(u.group()) & triggers
+            and not _after_negation(text, u.start())
+            for u in _UNIT.finditer(text)
+        )
+        if not again and not elsewhere:
             words = text[m.start() : at + len(unit)]
             return " ".join(words.split()) if m.group().isascii() else words.replace(" ", "")
     return None

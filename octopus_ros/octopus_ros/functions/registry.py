@@ -286,7 +286,8 @@ class FunctionSpec:
 
     ``halts``: the function stops the robot (stop). Stopping can harm no one, so a call of it is
     never declined for the words around it: not by the safety screen ("stop, you're about to drive
-    into the wall", "快停下来要撞墙了" name a hazard to avoid) nor as a negated request.
+    into the wall", "快停下来要撞墙了" name a hazard to avoid) nor as a negated request. The model's
+    own checks (confidence, novelty limits, the second opinion) still apply.
 
     ``requires_view``: the function acts on an object that must be in the camera's view when the
     call is published (issue 12 item 3; :meth:`view_phrase` names it for a call). What the

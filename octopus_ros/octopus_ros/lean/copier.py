@@ -506,12 +506,16 @@ _HESITATIONS_AT_START = re.compile(
     rf"^(?:(?:(?:{_EN_HESITATION})(?![a-z'])|[{_ZH_HESITATION}])[\s,，.。…~]*)+", re.IGNORECASE
 )
 _HESITATIONS_AT_END = re.compile(
-    rf"(?:[\s,，.。…~]*(?:(?<![a-z'])(?:{_EN_HESITATION})|[{_ZH_HESITATION}]))+[\s,，.。…~]*$", re.IGNORECASE
+    rf"(?:[\s,，.。…~]*(?:(?<![a-z0-9'])(?:{_EN_HESITATION})|[{_ZH_HESITATION}]))+[\s,，.。…~]*$",
+    re.IGNORECASE,
 )
 
 
 _REQUEST_CLAUSE_CHARS = 6  # the longest verb phrase between the recipient and the pause mark
-_SAYING_VERB = "(?:" + "|".join(SAYING_VERBS_ZH) + ")(?:一句|一声|一下)?"
+# what marks that clause as a verb phrase of the request: a measure word or a "once" (打个招呼, 报个平安,
+# 留个言, 发条信息, 传达一下, 说一声, 捎句话)
+_VERB_PHRASE_MARKS = ("个", "条", "句", "声", "一下")
+_SAYING_VERB = "(?:" + "|".join(SAYING_VERBS_ZH) + ")(?:一句|一声|一下)?(?![了完好过着])"
 # "就写…", "只说…", "写：…": a bare 写 / 说 may be the message's own verb ("写作业了吗")
 _SAYING_LEAD = re.compile(f"(?:(?:就|只|就只){_SAYING_VERB}|{_SAYING_VERB}(?=[：:，,]))[：:，,\\s]*")
 
@@ -539,8 +543,8 @@ def shed_request_clause(text: str, span: CopiedSpan, mentions: Sequence[tuple[in
     if pause is None or not span.start < pause < span.end:
         return span
     clause = text[b:pause]
-    if any(verb in clause for verb in SAYING_VERBS_ZH):
-        return span
+    if any(verb in clause for verb in SAYING_VERBS_ZH) or not any(m in clause for m in _VERB_PHRASE_MARKS):
+        return span  # "发消息给妈妈我到了，别担心": 我到了 is the message, no verb phrase
     start = pause
     while start < span.end and text[start] in _PAUSE:
         start += 1
@@ -560,12 +564,12 @@ def shed_request_clause(text: str, span: CopiedSpan, mentions: Sequence[tuple[in
 
 
 _SAYING_VERB_AFTER_JIU = re.compile(_SAYING_VERB + "[：:，,\\s]*")  # "就|写车库门没关": the 写 of 就写
+# "tell her: …", "text him that …": a verb of telling and the recipient again, then a colon or "that"
+# ("let her know I am late", "remind him to take his pills" are messages of their own)
 _EN_RECIPIENT_AGAIN = re.compile(
-    r"(?:"
-    + "|".join(sorted((v for v in RECIPIENT_VERBS if v.isascii()), key=len, reverse=True))
-    + r")\s+(?:"
+    r"(?:tell|text|message|write|remind|warn|inform|notify)\s+(?:"
     + "|".join(p for p in RECIPIENT_PRONOUNS if p.isascii())
-    + r")\b[\s,:;]*(?:that\b\s*)?",
+    + r")\b\s*(?::|that\b)\s*",
     re.IGNORECASE,
 )
 
