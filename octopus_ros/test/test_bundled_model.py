@@ -144,3 +144,15 @@ def test_absent_object_probe_on_the_bundled_model():
     acted = sum(r["manipulation_published"] for r in rows)
     assert m["all"]["manipulation_published"] == pytest.approx(acted / len(rows))
     assert m["all"]["manipulation_published"] <= 0.03, [r for r in rows if r["manipulation_published"]]
+
+
+def test_the_bundled_registries_are_the_configs():
+    """The node reads the checkpoint's functions.yaml by default, so a rule of config/functions.yaml
+    (said words, halts, a named place) reaches the bundled model only through a copy: both bundled
+    registries must equal it, phrasings included (stop 46 found them a change behind)."""
+    from octopus_ros.functions import FunctionRegistry
+    from octopus_ros.paths import config_path
+
+    config = FunctionRegistry.from_yaml(config_path("functions.yaml")).to_dict()
+    for path in (default_model_dir(), default_model_dir() / "second_opinion"):
+        assert FunctionRegistry.from_yaml(path / "functions.yaml").to_dict() == config, path
