@@ -212,13 +212,21 @@ def discount_colour_guess(decision: Decision, rules, utterance: str, spec) -> No
     word = value.split(" ", 1)[0]
     if word == value or rules.parse(word)[1] is None:
         return  # the phrase does not start with a colour word
+    _leave_out_colour(decision, value, word)
+
+
+def _leave_out_colour(decision: Decision, value: str, word: str) -> None:
+    """The probability of the colour ``word`` that opens the call's ``value`` goes to
+    ``decision.colour_guess_prob`` and out of ``decision.confidence`` (the product of the other free
+    tokens' probabilities); nothing changes when the value is not in the raw text or the grammar
+    forced the colour (no free token there: nothing guessed)."""
     at = decision.raw_text.find(f"'{value}'")
     if at < 0:
         return
     start, end = at + 1, at + 1 + len(word)
     guess = [lp for a, b, lp in decision.free_pieces if start <= a < b <= end]
     if not guess:
-        return  # the colour was forced by the grammar: nothing guessed
+        return
     rest = [lp for a, b, lp in decision.free_pieces if not start <= a < b <= end]
     decision.colour_guess_prob = math.exp(sum(guess))
     decision.confidence = math.exp(sum(rest))
@@ -261,14 +269,7 @@ def drop_unsaid_colour(decision: Decision, rules, utterance: str, spec) -> None:
         word = value.split(" ", 1)[0]
         if word == value or rules.parse(word)[1] is None:
             continue  # the phrase does not start with a colour word
-        at = decision.raw_text.find(f"'{value}'")
-        if at >= 0 and decision.free_pieces:
-            start, end = at + 1, at + 1 + len(word)
-            guess = [lp for a, b, lp in decision.free_pieces if start <= a < b <= end]
-            if guess:
-                rest = [lp for a, b, lp in decision.free_pieces if not start <= a < b <= end]
-                decision.colour_guess_prob = math.exp(sum(guess))
-                decision.confidence = math.exp(sum(rest))
+        _leave_out_colour(decision, value, word)
         bare = rules.category_word(category)
         decision.colour_dropped_from = value
         decision.call = dataclasses.replace(
