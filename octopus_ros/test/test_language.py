@@ -35,7 +35,7 @@ def test_is_cjk_is_one_character():
 
 def test_every_room_uses_it():
     """The engine and the novelty units use it (no twin definitions)."""
-    from octopus_ros.lean.novelty import text_units
+    from octopus_ros.functions.language import text_units
     from octopus_ros.runtime import engine
 
     assert engine.detect_language is detect_language

@@ -62,6 +62,9 @@ class Spec:
     def training_says(self) -> dict:
         return {}  # no phrasings: no word asks for the function, and no negation scopes one
 
+    def training_literals(self) -> dict:
+        return {}
+
 
 class Registry:
     def by_name(self, name):

@@ -1,4 +1,5 @@
-"""Which language a text is written in, and what counts as a Chinese character (pure Python).
+"""Which language a text is written in, what counts as a Chinese character, what a unit of text
+is (an English word or one Chinese character) and where a clause ends (pure Python).
 
 One definition for every room: the node's guards and engine, the safety rules, the novelty
 scores, the copier, the grounding head's phrases, the prompt and the corpora built at setup.
@@ -34,8 +35,67 @@ NEGATIONS_ZH = ("千万别", "不要", "不用", "不必", "不能", "不许", "
 NEGATION_REACH = 3
 # an English word as the negation and safety rules read it (lower case, inner apostrophe kept)
 EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-# what ends a clause, and with it a negation's reach (the enumeration comma 、 does not)
-_CLAUSE_END = re.compile(r"[,.;:!?\uff0c\u3002\uff1b\uff1a\uff01\uff1f]")
+# what ends a clause, and with it a negation's reach (the enumeration comma 、 does not: it joins
+# the items of a list); CLAUSE_END matches one of them
+CLAUSE_MARKS = ",.;:!?\uff0c\u3002\uff1b\uff1a\uff01\uff1f"
+CLAUSE_END = re.compile(f"[{re.escape(CLAUSE_MARKS)}]")
+# a unit of text: an English (or other spaced-script) word, letters and digits with inner
+# apostrophes, or one CJK character. :func:`text_units` lower-cases first; match it on lower case.
+UNITS = re.compile(rf"[{CJK_IDEOGRAPHS}]|[^\W_{CJK_IDEOGRAPHS}]+(?:'[^\W_{CJK_IDEOGRAPHS}]+)*")
+
+
+def text_units(text: str) -> list[str]:
+    """Words (lower-cased, letters/digits, inner apostrophes kept) and single CJK characters."""
+    return UNITS.findall(text.lower())
+
+
+def text_unit_spans(text: str) -> list[tuple[int, int, str]]:
+    """The :func:`text_units` of ``text`` with where each is: ``(start, end, unit)``."""
+    return [(m.start(), m.end(), m.group()) for m in UNITS.finditer(text.lower())]
+
+
+_CLITICS = ("'s", "'ll", "'re", "'ve", "'d", "'m")
+_NEGATED = {"ca": "can", "wo": "will", "sha": "shall"}  # can't, won't, shan't
+
+
+@functools.lru_cache(maxsize=4096)
+def word_forms(unit: str) -> frozenset[str]:
+    """``unit`` and the forms an English inflection of it may come from: "days" -> day, "fixed"
+    -> fix, "carries" -> carry, "stopped" -> stop, "dog's" -> dog, "i'll" -> i, "don't" -> do.
+
+    A Chinese character is its own only form (Chinese does not inflect: a character is already
+    the unit a learner meets again in other words), and so is any unit outside the Latin script.
+    The endings are stripped by rule, not looked up, so a form may be a non-word ("fixe"): two
+    units share a form only when one can be an inflection of the other, which is all the novelty
+    score (lean/novelty.TextNovelty) and the request rules (functions/negation.py, mentions.py)
+    ask."""
+    if not unit.isascii() or not unit.replace("'", "").isalpha():
+        return frozenset((unit,))
+    forms = {unit}
+    word = unit
+    for clitic in _CLITICS:
+        if word.endswith(clitic) and len(word) > len(clitic):
+            word = word[: -len(clitic)]
+            forms.add(word)
+            break
+    if word.endswith("n't") and len(word) > 3:
+        forms.add(_NEGATED.get(word[:-3], word[:-3]))
+        return frozenset(forms)
+    if len(word) > 4 and word.endswith("ies"):
+        forms.add(word[:-3] + "y")
+    if len(word) > 3 and word.endswith("es"):
+        forms.add(word[:-2])
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        forms.add(word[:-1])
+    for ending in ("ed", "ing"):
+        if len(word) > len(ending) + 2 and word.endswith(ending):
+            stem = word[: -len(ending)]
+            forms.update((stem, stem + "e"))  # "fixed" -> fix, "liked" -> like
+            if stem[-1] == stem[-2]:
+                forms.add(stem[:-1])  # "stopped" -> stop
+            if ending == "ed" and stem.endswith("i"):
+                forms.add(stem[:-1] + "y")  # "carried" -> carry
+    return frozenset(forms)
 
 
 # Words a speaker puts around a message without meaning them as part of it, when a pause mark sets
@@ -279,7 +339,7 @@ def negated(text: str, start: int) -> bool:
     """Whether the word at ``start`` of ``text`` follows a negation closely, in the same clause
     (see NEGATIONS_EN)."""
     before = text[:start].lower().replace("\u2019", "'")
-    ends = [m.end() for m in _CLAUSE_END.finditer(before)]
+    ends = [m.end() for m in CLAUSE_END.finditer(before)]
     if ends:
         before = before[ends[-1] :]
     if any(n in before[-NEGATION_REACH:] for n in NEGATIONS_ZH):

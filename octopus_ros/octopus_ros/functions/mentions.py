@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from .language import EN_WORD, fold_input, is_cjk, negated
+from .language import CLAUSE_END, EN_WORD, fold_input, is_cjk, negated, word_forms
+from .registry import copied_args, copied_values, per_spec_cache
 
 
 @lru_cache(maxsize=512)
@@ -46,6 +47,17 @@ def mention_spans(utterance: str, forms: tuple[str, ...]) -> list[tuple[int, int
     as :func:`says` (the span copier keeps clear of them: lean/copier.py)."""
     text = fold_input(utterance)  # one character for one: the ranges are the utterance's
     return [m.span() for form in forms if form.strip() for m in _pattern(form.strip()).finditer(text)]
+
+
+def blank_copied(spec: Any, call: Any, text: str) -> str:
+    """``text`` (the request, or a folded or lower-cased copy of it) with each value ``call`` copies
+    from it (a message body: registry.copied_values) blanked out, one space for each character, so
+    that the rules reading the request's own words read none of the message's ("tell mom don't
+    wait up", "tell mom no I can't come") and positions stay the request's."""
+    for value in copied_values(spec, call):
+        for a, b in mention_spans(text, (fold_input(value).strip(),)):
+            text = text[:a] + " " * (b - a) + text[b:]
+    return text
 
 
 def unnamed_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any]]:
@@ -87,24 +99,25 @@ def uncarried(spec: Any, call: Any, utterance: str) -> str | None:
     of a copying function has such carrier words ("tell {contact} that {msg}", "{msg}，把这句发给
     {contact}"). None when the request has them, when ``call`` copies nothing, or when a copied
     value is not in ``utterance`` (that is runtime/outcomes.invented_args' case)."""
-    by_name = {a.name: a for a in getattr(spec, "args", ())}
-    copied = [a for a in call.args if getattr(by_name.get(a.name), "source", None) == "utterance"]
+    names = {a.name for a in copied_args(spec)}
+    copied = [str(a.value) for a in call.args if a.name in names]
     if not copied:
         return None
     spans: list[tuple[int, int]] = []
-    for got in copied:
-        value = fold_input(str(got.value)).strip()
+    for value in copied:
+        value = fold_input(value).strip()
         if not value:
             continue
         found = mention_spans(utterance, (value,))
         if not found:
             return None
         spans += found
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
     for got in call.args:
         declared = by_name.get(got.name)
         if declared is not None and declared.named:
             spans += mention_spans(utterance, declared.spoken_forms(got.value))
-    return str(copied[0].value) if asks_nothing(utterance, spans) else None
+    return copied[0] if asks_nothing(utterance, spans) else None
 
 
 def _recipient(spec: Any, arg: Any) -> bool:
@@ -143,7 +156,7 @@ def _said_from(text: str, start: int) -> str | None:
     return next((word for word in ORIGIN_WORDS_ZH if before.endswith(word)), None)
 
 
-@lru_cache(maxsize=256)
+@per_spec_cache(maxsize=256)
 def _origin_slots(spec: Any) -> frozenset[str]:
     """The arguments of ``spec`` that a training phrasing says right after an origin word."""
     import string
@@ -175,10 +188,7 @@ def origin_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any, st
     by_name = {a.name: a for a in getattr(spec, "args", ())}
     if not any(a.type == "enum" and not _recipient(spec, a) for a in by_name.values()):
         return []
-    try:
-        exempt = _origin_slots(spec) if hasattr(spec, "training_says") else frozenset()
-    except TypeError:  # an unhashable stand-in for a FunctionSpec
-        exempt = _origin_slots.__wrapped__(spec)
+    exempt = _origin_slots(spec) if hasattr(spec, "training_says") else frozenset()
     text = fold_input(utterance).lower().replace("\u2019", "'")
     out = []
     for got in call.args:
@@ -240,11 +250,7 @@ def corrected_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any,
     request took back for another (:func:`corrected_value`); empty otherwise. Text the call copies
     (a message body: "tell mom no I can't come") is not read."""
     by_name = {a.name: a for a in getattr(spec, "args", ())}
-    text = fold_input(utterance)
-    for got in call.args:
-        if getattr(by_name.get(got.name), "source", None) == "utterance":
-            for a, b in mention_spans(text, (fold_input(str(got.value)).strip(),)):
-                text = text[:a] + " " * (b - a) + text[b:]
+    text = blank_copied(spec, call, fold_input(utterance))
     out = []
     for got in call.args:
         declared = by_name.get(got.name)
@@ -264,19 +270,14 @@ _LEAD_EN = frozenset(
 _DETERMINERS_EN = frozenset({"the", "a", "an", "my", "our", "your", "this", "that", "his", "her", "their"})
 
 
-@lru_cache(maxsize=32)
+@per_spec_cache(maxsize=32)
 def _registry_words(registry: Any) -> frozenset[str]:
     """Every English word form of every function's training phrasings and examples, slots aside."""
-    import string
-
-    from octopus_ros.lean.novelty import word_forms
-
     words: set[str] = set()
     for spec in registry.functions:
-        for say in spec.training_says().get("en", ()):
-            for literal, *_ in string.Formatter().parse(say):
-                for word in EN_WORD.findall(literal.lower()):
-                    words |= word_forms(word)
+        for literal in spec.training_literals().get("en", ()):
+            for word in EN_WORD.findall(literal.lower()):
+                words |= word_forms(word)
     return frozenset(words)
 
 
@@ -290,8 +291,6 @@ def unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[s
     None otherwise, for a function without enum arguments but a message's recipient (a contact is a
     person: "nudge Bob to …", "fill Bob in" are ways to message him), and for a ``requires_view``
     function (an object in view is acted on by many verbs: "bring the dog some food")."""
-    from octopus_ros.lean.novelty import word_forms
-
     if getattr(spec, "requires_view", False) or not hasattr(registry, "functions"):
         return None  # an object in view is acted on by many verbs ("bring the dog some food")
     by_name = {a.name: a for a in getattr(spec, "args", ())}
@@ -303,15 +302,12 @@ def unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[s
     if not values:
         return None
     text = fold_input(utterance).lower().replace("\u2019", "'")
-    clause = re.split(r"[,.;:!?，。；：！？]", text, maxsplit=1)[0]
+    clause = CLAUSE_END.split(text, maxsplit=1)[0]
     words = list(EN_WORD.finditer(clause))
     k = 0
     while k < len(words) and words[k].group() in _LEAD_EN:
         k += 1
-    try:
-        known = _registry_words(registry)
-    except TypeError:  # an unhashable stand-in for a FunctionRegistry
-        known = _registry_words.__wrapped__(registry)
+    known = _registry_words(registry)
     if k >= len(words) or word_forms(words[k].group()) & known:
         return None
     verb = words[k]

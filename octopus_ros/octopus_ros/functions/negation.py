@@ -37,11 +37,11 @@ don't drop it", "把杯子放桌上，别放地上"). Pure Python: no torch, no 
 from __future__ import annotations
 
 import re
-import string
-from functools import lru_cache
 from typing import Any
 
-from .language import CJK_IDEOGRAPHS, fold_input
+from .language import CLAUSE_END, CLAUSE_MARKS, UNITS, fold_input, word_forms
+from .mentions import blank_copied
+from .registry import per_spec_cache
 
 # English negations that scope a request; "no" and "not" alone do not ("no, the blue one", "not
 # the red cup, the blue one" correct an argument, they do not cancel the request).
@@ -94,8 +94,6 @@ _WORD_BEFORE_NOT_NEGATION = ("why",)  # "why don't you take a photo" asks for on
 _SUBJECTS_EN = ("i", "you", "we", "he", "she", "they", "it")
 _ZH_NOT_NEGATION_BEFORE = "特区分告识级类性个差派辨鉴"  # 特别, 区别 …: 别 inside a word
 _ZH_NOT_NEGATION_AFTER = "的人处墅致扭"  # 别的, 别人, 别处, 别墅, 别致, 别扭
-_CLAUSE_END = ",.;:!?，。；：！？、"
-_UNIT = re.compile(rf"[{CJK_IDEOGRAPHS}]|[a-z0-9]+(?:'[a-z]+)?")
 _EN_NEGATION = re.compile(
     r"(?<![a-z'])(" + "|".join(re.escape(n) for n in REQUEST_NEGATIONS_EN) + r")(?![a-z'])"
 )
@@ -103,22 +101,18 @@ _ZH_NEGATION = re.compile("|".join(re.escape(n) for n in REQUEST_NEGATIONS_ZH))
 _WINDOW = 5
 
 
-@lru_cache(maxsize=256)
+@per_spec_cache(maxsize=256)
 def _triggers(spec: Any) -> tuple[frozenset[str], frozenset[str]]:
     """(the units that ask for ``spec``, the units that ask for it after a negation)."""
-    from octopus_ros.lean.novelty import word_forms
-
     triggers: set[str] = set()
     negated_ok: set[str] = set()
-    for says in spec.training_says().values():
-        for say in says:
-            literal = (
-                " ".join(lit for lit, *_ in string.Formatter().parse(say)).lower().replace("\u2019", "'")
-            )
-            units = _UNIT.findall(literal)
+    for literals in spec.training_literals().values():
+        for literal in literals:
+            literal = literal.lower().replace("\u2019", "'")
+            units = UNITS.findall(literal)
             triggers.update(u for u in units if u not in _NOT_TRIGGERS)
             for m in (*_EN_NEGATION.finditer(literal), *_ZH_NEGATION.finditer(literal)):
-                after = _UNIT.findall(literal[m.end() :])
+                after = UNITS.findall(literal[m.end() :])
                 if after:
                     negated_ok.add(after[0])
     forms = {f for u in triggers for f in word_forms(u)}
@@ -149,11 +143,8 @@ def _scoped(
     text: str, end: int, triggers: frozenset[str], negated_ok: frozenset[str]
 ) -> re.Match[str] | None:
     """The trigger a negation ending at ``end`` scopes (a match in ``text[end:]``), or None."""
-    from octopus_ros.lean.novelty import word_forms
-
-    clause = text[end:]
-    stop = next((i for i, ch in enumerate(clause) if ch in _CLAUSE_END), len(clause))
-    for k, m in enumerate(_UNIT.finditer(clause[:stop])):
+    clause = CLAUSE_END.split(text[end:], maxsplit=1)[0]
+    for k, m in enumerate(UNITS.finditer(clause)):
         unit = m.group()
         chinese = len(unit) == 1 and not unit.isascii()
         if k >= _WINDOW or unit in negated_ok:
@@ -172,7 +163,7 @@ def _clause_index(text: str) -> list[int]:
     out, k = [], 0
     for ch in text:
         out.append(k)
-        k += ch in _CLAUSE_END
+        k += ch in CLAUSE_MARKS
     return out
 
 
@@ -188,7 +179,7 @@ def _reported(text: str, clause_of: list[int], start: int) -> bool:
 
 def _after_negation(text: str, start: int) -> bool:
     """Whether the unit at ``start`` follows a negation in its clause ("don't *drop* it")."""
-    clause = re.split(f"[{re.escape(_CLAUSE_END)}]", text[:start])[-1]
+    clause = CLAUSE_END.split(text[:start])[-1]
     return bool(_EN_NEGATION.search(clause) or _ZH_NEGATION.search(clause))
 
 
@@ -198,22 +189,12 @@ def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
     ``source: utterance`` argument is not read."""
     if spec is None or getattr(spec, "decline", False) or getattr(spec, "halts", False):
         return None  # a stop is never declined for a negation ("don't stop" stops: harmless)
-    if not hasattr(spec, "training_says"):
+    if not hasattr(spec, "training_literals"):
         return None  # a registry without phrasings has no words that ask for a function
-    try:
-        triggers, negated_ok = _triggers(spec)
-    except TypeError:  # an unhashable stand-in for a FunctionSpec
-        triggers, negated_ok = _triggers.__wrapped__(spec)
+    triggers, negated_ok = _triggers(spec)
     if not triggers:
         return None
-    text = fold_input(utterance).lower().replace("\u2019", "'")
-    by_name = {a.name: a for a in getattr(spec, "args", ())}
-    for got in getattr(call, "args", ()):
-        if getattr(by_name.get(got.name), "source", None) == "utterance":
-            value = fold_input(str(got.value)).lower().replace("\u2019", "'").strip()
-            if value:
-                text = text.replace(value, " " * len(value))
-    from octopus_ros.lean.novelty import word_forms
+    text = blank_copied(spec, call, fold_input(utterance)).lower().replace("\u2019", "'")
 
     scoped: list[tuple[re.Match[str], int, str]] = []  # (negation, where its trigger is, the trigger)
     for pattern in (_EN_NEGATION, _ZH_NEGATION):
@@ -235,7 +216,7 @@ def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
             and word_forms(u.group()) & forms
             and (u.start() > at or (chinese and clause_of[u.start()] != clause_of[at]))
             and not (chinese and _reported(text, clause_of, u.start()))
-            for u in _UNIT.finditer(text)
+            for u in UNITS.finditer(text)
             if u.start() != at
         )
         # English: a clause of its own that asks for the function plainly ("put the cup on the shelf,
@@ -248,7 +229,7 @@ def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
             and u.start() not in negated_at
             and word_forms(u.group()) & triggers
             and not _after_negation(text, u.start())
-            for u in _UNIT.finditer(text)
+            for u in UNITS.finditer(text)
         )
         if not again and not elsewhere:
             words = text[m.start() : at + len(unit)]

@@ -58,6 +58,40 @@ class RegistryError(ValueError):
     """The function registry (YAML file or dict) does not follow the schema."""
 
 
+def copied_args(spec: Any) -> tuple[Any, ...]:
+    """The ``source: utterance`` arguments of ``spec`` (a :class:`FunctionSpec` or a stand-in with
+    ``args``; None has none): the arguments whose value is copied from the request."""
+    return tuple(a for a in getattr(spec, "args", ()) if getattr(a, "source", None) == "utterance")
+
+
+def copied_values(spec: Any, call: Any) -> list[str]:
+    """The values ``call`` (a call of ``spec``) gives its :func:`copied_args`, non-empty ones only,
+    in the call's order: the text that is the message's, not the request's."""
+    names = {a.name for a in copied_args(spec)}
+    return [str(a.value) for a in getattr(call, "args", ()) if a.name in names and str(a.value).strip()]
+
+
+def per_spec_cache(maxsize: int):
+    """``functools.lru_cache`` for a function of one registry object (a :class:`FunctionSpec` or
+    :class:`FunctionRegistry`, both hashable), computed afresh for an unhashable stand-in."""
+    import functools
+
+    def wrap(fn):
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+
+        @functools.wraps(fn)
+        def call(obj):
+            try:
+                return cached(obj)
+            except TypeError:  # an unhashable stand-in
+                return fn(obj)
+
+        call.cache_clear = cached.cache_clear
+        return call
+
+    return wrap
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -401,6 +435,18 @@ class FunctionSpec:
             for lang, items in self.phrasings.languages:
                 out.setdefault(lang, []).extend(p.say for p in items if not p.heldout)
         return out
+
+    def training_literals(self) -> dict[str, list[str]]:
+        """language -> the words of each :meth:`training_says` phrasing outside its ``{slot}``
+        fields, one string per phrasing (a slot becomes a space; case as written): the words that
+        ask for the function, which the request rules read (functions/negation.py, mentions.py,
+        lean/copier.carrier_words)."""
+        import string
+
+        return {
+            lang: [" ".join(lit for lit, *_ in string.Formatter().parse(say)) for say in says]
+            for lang, says in self.training_says().items()
+        }
 
     def describe(self, lang: str = "en") -> str:
         """The description in ``lang``, falling back to English."""

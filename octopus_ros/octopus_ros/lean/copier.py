@@ -346,17 +346,15 @@ def carrier_words(registry, functions: Iterable[str]) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=32)
 def _carrier_words(registry, functions: tuple[str, ...]) -> frozenset[str]:
-    import string
-
-    from .novelty import text_units
+    from octopus_ros.functions.language import text_units
 
     words: set[str] = set()
     for name in functions:
         spec = registry.by_name(name)
         if spec is None or lone_copied_arg(spec) is None:
             continue
-        for say in (say for says in spec.training_says().values() for say in says):
-            words.update(u for literal, *_ in string.Formatter().parse(say) for u in text_units(literal))
+        for literal in (lit for lits in spec.training_literals().values() for lit in lits):
+            words.update(text_units(literal))
     return frozenset(words)
 
 
@@ -392,9 +390,7 @@ def absorb_gap(
     had been published wrong), one more message of the message set is published right, no other
     request of the four written sets changes."""
     from octopus_ros.functions.grammar import inside_word
-    from octopus_ros.functions.language import is_cjk
-
-    from .novelty import text_unit_spans
+    from octopus_ros.functions.language import is_cjk, text_unit_spans
 
     before = [b for _, b in mentions if b <= span.start]
     if not carriers or not before:
@@ -782,7 +778,9 @@ def copy_span(
 def lone_copied_arg(spec) -> Any | None:
     """The one ``source: utterance`` argument of a function spec; None when it has none or several
     (the copier serves the functions with exactly one, as ``CallGrammar.bind(copy=)`` does)."""
-    copied = [a for a in getattr(spec, "args", ()) if getattr(a, "source", None) == "utterance"]
+    from octopus_ros.functions.registry import copied_args
+
+    copied = copied_args(spec)
     return copied[0] if len(copied) == 1 else None
 
 

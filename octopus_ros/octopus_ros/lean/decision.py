@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from octopus_ros.functions.language import has_cjk
+from octopus_ros.functions.registry import copied_args, copied_values
 
 from .prompt import as_written
 
@@ -124,11 +125,8 @@ def without_copied(registry, instruction: str, call) -> str:
     """``instruction`` without the spans ``call`` copies into ``source: utterance`` arguments (a
     message body is meant to be new text). One rule for the text novelty score and for the
     vocabulary it is scored against (training/novelty_profile.py ``action_texts``)."""
-    spec = registry.by_name(call.function)
-    copied = {a.name for a in spec.args if a.source == "utterance"} if spec is not None else set()
-    for a in call.args:
-        if a.name in copied and isinstance(a.value, str) and a.value:
-            instruction = instruction.replace(a.value, " ", 1)
+    for value in copied_values(registry.by_name(call.function), call):
+        instruction = instruction.replace(value, " ", 1)
     return instruction
 
 
@@ -390,7 +388,7 @@ def copied_as_written(decision: Decision, registry, written: str) -> None:
     if not decision.ok:
         return
     spec = registry.by_name(decision.call.function)
-    copied = {a.name: a for a in spec.args if a.source == "utterance"} if spec is not None else {}
+    copied = {a.name: a for a in copied_args(spec)}
     args, changed = [], False
     for a in decision.call.args:
         declared = copied.get(a.name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from octopus_ros.functions.language import CJK_IDEOGRAPHS
+from octopus_ros.functions.language import text_units, word_forms
 
 from .errors import CheckpointError
 
@@ -25,59 +24,6 @@ TEXT_VOCAB_FILE = "training_vocab.json"
 IMAGE_PROFILE_FILE = "image_profile.safetensors"
 REQUEST_PROFILE_FILE = "request_profile.safetensors"
 DECLINE_CORPUS_CLASS = "(decline corpus)"  # the request profile's class of decline-corpus sentences
-_UNITS = re.compile(rf"[{CJK_IDEOGRAPHS}]|[^\W_{CJK_IDEOGRAPHS}]+(?:'[^\W_{CJK_IDEOGRAPHS}]+)*")
-
-
-def text_units(text: str) -> list[str]:
-    """Words (lower-cased, letters/digits, inner apostrophes kept) and single CJK characters."""
-    return _UNITS.findall(text.lower())
-
-
-def text_unit_spans(text: str) -> list[tuple[int, int, str]]:
-    """The :func:`text_units` of ``text`` with where each is: ``(start, end, unit)``."""
-    return [(m.start(), m.end(), m.group()) for m in _UNITS.finditer(text.lower())]
-
-
-_CLITICS = ("'s", "'ll", "'re", "'ve", "'d", "'m")
-_NEGATED = {"ca": "can", "wo": "will", "sha": "shall"}  # can't, won't, shan't
-
-
-def word_forms(unit: str) -> frozenset[str]:
-    """``unit`` and the forms an English inflection of it may come from: "days" -> day, "fixed"
-    -> fix, "carries" -> carry, "stopped" -> stop, "dog's" -> dog, "i'll" -> i, "don't" -> do.
-
-    A Chinese character is its own only form (Chinese does not inflect: a character is already
-    the unit a learner meets again in other words), and so is any unit outside the Latin script.
-    The endings are stripped by rule, not looked up, so a form may be a non-word ("fixe"): two
-    units share a form only when one can be an inflection of the other, which is all
-    :class:`TextNovelty` asks."""
-    if not unit.isascii() or not unit.replace("'", "").isalpha():
-        return frozenset((unit,))
-    forms = {unit}
-    word = unit
-    for clitic in _CLITICS:
-        if word.endswith(clitic) and len(word) > len(clitic):
-            word = word[: -len(clitic)]
-            forms.add(word)
-            break
-    if word.endswith("n't") and len(word) > 3:
-        forms.add(_NEGATED.get(word[:-3], word[:-3]))
-        return frozenset(forms)
-    if len(word) > 4 and word.endswith("ies"):
-        forms.add(word[:-3] + "y")
-    if len(word) > 3 and word.endswith("es"):
-        forms.add(word[:-2])
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        forms.add(word[:-1])
-    for ending in ("ed", "ing"):
-        if len(word) > len(ending) + 2 and word.endswith(ending):
-            stem = word[: -len(ending)]
-            forms.update((stem, stem + "e"))  # "fixed" -> fix, "liked" -> like
-            if stem[-1] == stem[-2]:
-                forms.add(stem[:-1])  # "stopped" -> stop
-            if ending == "ed" and stem.endswith("i"):
-                forms.add(stem[:-1] + "y")  # "carried" -> carry
-    return frozenset(forms)
 
 
 class TextNovelty:

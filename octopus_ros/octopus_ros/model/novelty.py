@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from octopus_ros.functions.language import text_units, word_forms  # noqa: F401 - re-exported too
 from octopus_ros.lean.novelty import (  # noqa: F401 - re-exported: the model room's API
     DECLINE_CORPUS_CLASS,
     IMAGE_PROFILE_FILE,
@@ -43,8 +44,6 @@ from octopus_ros.lean.novelty import (  # noqa: F401 - re-exported: the model ro
     RequestProfile,
     TextNovelty,
     mahalanobis_score,
-    text_units,
-    word_forms,
 )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from octopus_ros.functions.mentions import corrected_args, origin_args, uncarried, unknown_verb, unnamed_args
 from octopus_ros.functions.negation import negated_request
+from octopus_ros.functions.registry import copied_args
 
 
 class OutcomeCode(enum.IntEnum):
@@ -160,7 +161,7 @@ def invented_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, str]]
     other decode modes, or a grammar bug, cannot publish an invented message. The value is read
     the same way (the runtimes give it back in the user's own characters, Traditional Chinese
     for one: lean/decision.copied_as_written)."""
-    copied = {a.name for a in getattr(spec, "args", ()) if getattr(a, "source", None) == "utterance"}
+    copied = {a.name for a in copied_args(spec)}
     if not copied:
         return []
     from octopus_ros.functions.grammar import WordSpans
