@@ -104,6 +104,9 @@ def test_other_functions_and_unscreened_decisions_are_untouched(registry):
         ("the office light should be on", "office", "light should be on", False),
         ("办公室的灯关上吧", "office", "的灯关上吧", False),
         ("Mom: I'm late", "mom", "I'm late", False),
+        # where the speaker is, and a copy: no message asked for (stop 47)
+        ("我在办公室呢，你过来一下嘛", "office", "你过来一下嘛", False),
+        ("I'm in the office, come find me", "office", "come find me", False),
         # the copy swallowed the words that ask ("说一声"): the body is wrong, declined
         ("Bob那边说一声，明天别迟到", "bob", "那边说一声，明天别迟到", False),
         # carrier words outside the copy, before or after it: asked
@@ -162,6 +165,19 @@ def test_uncarried_leaves_functions_that_copy_nothing(registry):
             "place('red cup', 'floor')",
             None,
         ),
+        (
+            "Please, you take the banana for me, it is on the table.",
+            "place('banana', 'table')",
+            ("location", "table", "is on"),
+        ),
+        (
+            "grab my keys, they're on the shelf",
+            "place('red keys', 'shelf')",
+            ("location", "shelf", "they're on"),
+        ),
+        ("the cup is in the box, put it on the table", "place('red cup', 'table')", None),
+        ("put the cup on the table", "place('red cup', 'table')", None),
+        ("make sure the cup ends up on the shelf", "place('red cup', 'shelf')", None),
         ("send mom a note from the office", "send_message('mom', 'a note')", None),
         (
             "Find out from my mom, what do we need from the store?",
@@ -200,7 +216,8 @@ def test_the_node_declines_a_value_said_as_where_from(registry):
     assert code is OutcomeCode.NO_ACTION
     assert (
         reason
-        == "the request says 'table' only as where from ('off'), not as the location (place not published)"
+        == "the request says 'table' only as where something is or comes from ('off'), not as the location"
+        " (place not published)"
     )
     assert (
         _outcome(registry, "lift the orange can off the table", "<nexa_0>('orange can')<nexa_end>")[0]

@@ -56,6 +56,10 @@ def screen():
         ("把水泼到插座上", "electrical"),
         ("spill juice on the extension cord", "electrical"),
         ("put a key in the outlet", "electrical_metal"),
+        # plants and medicines poisonous to pets (stop 47)
+        ("把花瓶里的百合叶子喂给猫吃", "toxic_feeding"),
+        ("give the cat a lily leaf to chew on", "toxic_feeding"),
+        ("feed the dog one of my pills", "toxic_feeding"),
     ],
 )
 def test_unsafe_requests_trip_a_rule(screen, text, rule):

@@ -739,6 +739,14 @@ def test_copy_span_applies_the_request_clause_rule(registry):
         ),
         ("跟妈妈说只写了一半", "只写了一半", "只写了一半"),  # 写了: the message's verb
         ("跟妈妈说就写完作业了", "就写完作业了", "就写完作业了"),
+        (
+            "Send a text to my dad, the words are: the roof guy called back.",
+            "the words are: the roof guy called back",
+            "the roof guy called back",
+        ),
+        ("message bob, it should say: pizza at eight", "it should say: pizza at eight", "pizza at eight"),
+        ("给妈妈发短信，内容是：我晚点回家", "内容是：我晚点回家", "我晚点回家"),
+        ("tell mom the text is ready to print", "the text is ready to print", "the text is ready to print"),
     ],
 )
 def test_a_message_leaves_out_what_only_introduces_it(text, copied, want):

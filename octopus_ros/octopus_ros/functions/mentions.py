@@ -73,14 +73,16 @@ def unnamed_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any]]:
 
 
 # words that ask for nothing: articles and possessives around a named value ("the office", "my
-# dad's", "我爸的")
-_ASK_NOTHING_EN = frozenset({"the", "a", "an", "my", "our", "your", "s"})
-_ASK_NOTHING_ZH = frozenset("的我")
+# dad's", "我爸的"), where the speaker is ("I'm in the office", "我在办公室呢") and sentence particles:
+# a request that says only where someone is names a place, not a message to send there
+_ASK_NOTHING_EN = frozenset({"the", "a", "an", "my", "our", "your", "s", "i", "i'm", "im", "am", "in", "at"})
+_ASK_NOTHING_ZH = frozenset("的我在呢啊呀嘛哈")
 
 
 def asks_nothing(utterance: str, spans: Iterable[tuple[int, int]]) -> bool:
-    """Whether ``utterance`` says nothing outside the character ranges ``spans`` but articles and
-    possessives ("the", "my", 的, 我) and punctuation: no word there asks for anything."""
+    """Whether ``utterance`` says nothing outside the character ranges ``spans`` but articles,
+    possessives, where the speaker is ("the", "my", "I'm in", 的, 我, 在), sentence particles (呢, 啊)
+    and punctuation: no word there asks for anything."""
     text = fold_input(utterance)  # one character for one: the ranges are the utterance's
     covered = [False] * len(text)
     for start, end in spans:
@@ -129,10 +131,16 @@ def _recipient(spec: Any, arg: Any) -> bool:
     )
 
 
-# Words that say where something comes from, not where it goes: "lift the orange can off the table"
-# is no place('orange can', 'table'), "come back from the kitchen" no navigate_to('kitchen'),
-# "把手机从地上捡起来" no place(…, 'floor') (:func:`origin_args`). Lower case, longest first.
-ORIGIN_WORDS_EN = ("away from", "off of", "out of", "from", "off")
+# Words that say where something comes from or where it is, not where it goes: "lift the orange can
+# off the table" is no place('orange can', 'table'), "come back from the kitchen" no
+# navigate_to('kitchen'), "把手机从地上捡起来" no place(…, 'floor'), "take the banana for me, it is on
+# the table" no place('banana', 'table') (:func:`origin_args`). Lower case, longest first. Not
+# Chinese 在: "放在桌上" says where to put it.
+ORIGIN_WORDS_EN = (
+    "they're sitting on", "it's sitting on", "is sitting on", "are sitting on", "it's lying on",
+    "is lying on", "are lying on", "they're on", "they're in", "it's on", "it's in", "away from",
+    "off of", "out of", "is on", "is in", "are on", "are in", "from", "off",
+)  # fmt: skip
 ORIGIN_WORDS_ZH = ("从",)
 _ORIGIN_SKIP_EN = frozenset({"the", "a", "an", "my", "our", "your", "this", "that", "his", "her", "their"})
 _ORIGIN_SKIP_ZH = ("那个", "这个", "我的", "你的")

@@ -36,6 +36,7 @@ don't drop it", "把杯子放桌上，别放地上"). Pure Python: no torch, no 
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
@@ -158,29 +159,36 @@ def _scoped(
     return None
 
 
-def _clause_index(text: str) -> list[int]:
-    """For each character of ``text``, the index of the clause it is in (pause marks end one)."""
-    out, k = [], 0
-    for ch in text:
-        out.append(k)
-        k += ch in CLAUSE_MARKS
-    return out
-
-
 _REPORTED_ZH = ("已经", "过了", "刚才", "刚刚")  # a clause that tells what was done
 
 
-def _reported(text: str, clause_of: list[int], start: int) -> bool:
-    """Whether the clause of the unit at ``start`` reports what was done ("狗我已经喂过了")."""
-    k = clause_of[start]
-    clause = "".join(ch for ch, c in zip(text, clause_of, strict=True) if c == k)
-    return any(w in clause for w in _REPORTED_ZH)
+class _Clauses:
+    """The clauses of a request (pause marks end one), read once: which clause each character is
+    in, which clauses report what was done, and where the negations are."""
 
+    def __init__(self, text: str) -> None:
+        self.of: list[int] = []  # for each character, the index of its clause
+        starts, k = [0], 0
+        for i, ch in enumerate(text):
+            self.of.append(k)
+            if ch in CLAUSE_MARKS:
+                k += 1
+                starts.append(i + 1)
+        clauses = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+        self._reported = [any(w in c for w in _REPORTED_ZH) for c in clauses]
+        self._first_negation_end: dict[int, int] = {}  # clause -> where its first negation ends
+        for pattern in (_EN_NEGATION, _ZH_NEGATION):
+            for m in pattern.finditer(text):
+                k = self.of[m.start()]
+                self._first_negation_end[k] = min(m.end(), self._first_negation_end.get(k, len(text) + 1))
 
-def _after_negation(text: str, start: int) -> bool:
-    """Whether the unit at ``start`` follows a negation in its clause ("don't *drop* it")."""
-    clause = CLAUSE_END.split(text[:start])[-1]
-    return bool(_EN_NEGATION.search(clause) or _ZH_NEGATION.search(clause))
+    def reported(self, start: int) -> bool:
+        """Whether the clause of the unit at ``start`` reports what was done ("狗我已经喂过了")."""
+        return self._reported[self.of[start]]
+
+    def after_negation(self, start: int) -> bool:
+        """Whether the unit at ``start`` follows a negation in its clause ("don't *drop* it")."""
+        return self._first_negation_end.get(self.of[start], len(self.of) + 1) <= start
 
 
 def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
@@ -204,32 +212,37 @@ def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
                 if hit is not None:
                     scoped.append((m, m.end() + hit.start(), hit.group()))
     negated_at = {at for _, at, _ in scoped}
-    clause_of = _clause_index(text)
+    clauses = _Clauses(text)
+    clause_of = clauses.of
+    # the units said without a negation, read once (the rules below ask of each negation in turn)
+    free = [(u.start(), word_forms(u.group())) for u in UNITS.finditer(text) if u.start() not in negated_at]
+    asking = [at for at, forms in free if forms & triggers and not clauses.after_negation(at)]
+    asking_clauses = {clause_of[at] for at in asking}
+    said_again: dict[str, list[int]] = {}
     for m, at, unit in sorted(scoped, key=lambda s: s[0].start()):
-        forms = word_forms(unit)
+        if unit not in said_again:
+            forms = word_forms(unit)
+            said_again[unit] = [start for start, other in free if other & forms]
         chinese = not m.group().isascii()
         # the same word said without the negation, after it or (Chinese) in another clause that is no
         # report of what was done: "别放这儿，放到架子上去", "把杯子放桌上，别放地上"; not
         # "狗我已经喂过了，你就别喂了"
-        again = any(
-            u.start() not in negated_at
-            and word_forms(u.group()) & forms
-            and (u.start() > at or (chinese and clause_of[u.start()] != clause_of[at]))
-            and not (chinese and _reported(text, clause_of, u.start()))
-            for u in UNITS.finditer(text)
-            if u.start() != at
+        same = said_again[unit]
+        later = same[bisect.bisect_right(same, at) :]
+        again = any(not (chinese and clauses.reported(start)) for start in later) or (
+            chinese
+            and any(
+                clause_of[start] != clause_of[at] and not clauses.reported(start)
+                for start in same[: bisect.bisect_left(same, at)]
+            )
         )
         # English: a clause of its own that asks for the function plainly ("put the cup on the shelf,
         # don't drop it", "don't get lost, head to the kitchen"), or the function asked for before the
         # negation in its clause ("feed the dog but don't give him too much"). Chinese clauses read
         # only the same word (above): a topic said first is no request ("那条消息别发了"), nor is
         # another clause's word ("红球不用捡了，就让它放那儿吧")
-        elsewhere = not chinese and any(
-            (clause_of[u.start()] != clause_of[at] or u.start() < m.start())
-            and u.start() not in negated_at
-            and word_forms(u.group()) & triggers
-            and not _after_negation(text, u.start())
-            for u in UNITS.finditer(text)
+        elsewhere = (
+            not chinese and bool(asking) and (asking[0] < m.start() or bool(asking_clauses - {clause_of[at]}))
         )
         if not again and not elsewhere:
             words = text[m.start() : at + len(unit)]

@@ -513,7 +513,13 @@ _REQUEST_CLAUSE_CHARS = 6  # the longest verb phrase between the recipient and t
 _VERB_PHRASE_MARKS = ("个", "条", "句", "声", "一下")
 _SAYING_VERB = "(?:" + "|".join(SAYING_VERBS_ZH) + ")(?:一句|一声|一下)?(?![了完好过着])"
 # "就写…", "只说…", "写：…": a bare 写 / 说 may be the message's own verb ("写作业了吗")
-_SAYING_LEAD = re.compile(f"(?:(?:就|只|就只){_SAYING_VERB}|{_SAYING_VERB}(?=[：:，,]))[：:，,\\s]*")
+_SAYING_LEAD = re.compile(
+    f"(?:(?:就|只|就只){_SAYING_VERB}|{_SAYING_VERB}(?=[：:，,])|(?:消息|短信|信息)?内容(?:是|为|就是))[：:，,\\s]*"
+    # "send a text to my dad, the words are: the roof guy called back", "it should say: …"
+    r"|(?:(?:the|my|your|this)\s+)?(?:message|words|text|note|wording)\s+(?:is|are|reads|says|should\s+say"
+    r"|should\s+be|will\s+be)\s*[:,]\s*|(?:it|that|this)\s+(?:says|should\s+say|reads)\s*[:,]\s*",
+    re.IGNORECASE,
+)
 
 
 def shed_request_clause(text: str, span: CopiedSpan, mentions: Sequence[tuple[int, int]]) -> CopiedSpan:
@@ -573,7 +579,8 @@ _EN_RECIPIENT_AGAIN = re.compile(
 def shed_saying_lead(text: str, span: CopiedSpan) -> CopiedSpan:
     """``span`` without what only introduces the message at its start: pause marks ("：记得带桌游过来"
     of "就说：记得带桌游过来"), a verb of saying after 就 / 只 ("写车库门没关" of "就写车库门没关") or
-    before a colon, and the recipient said again after a verb that addresses someone ("tell her:
+    before a colon, what says the message follows ("the words are:", "it should say:", "内容是："),
+    and the recipient said again after a verb that addresses someone ("tell her:
     bring the board games" of "Shoot Alice a text, tell her: bring the board games"). Unchanged
     when less than three characters would be left ("跟妈妈说就写完了" keeps "就写完了")."""
     body = span.text

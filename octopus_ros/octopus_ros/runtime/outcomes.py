@@ -12,6 +12,7 @@ import numpy as np
 
 from octopus_ros.functions.mentions import corrected_args, origin_args, uncarried, unknown_verb, unnamed_args
 from octopus_ros.functions.negation import negated_request
+from octopus_ros.functions.questions import asked_about
 from octopus_ros.functions.registry import copied_args
 
 
@@ -327,7 +328,7 @@ def decision_outcome(
         arg, value, word = origin[0]
         return (
             OutcomeCode.NO_ACTION,
-            f"the request says {value!r} only as where from ({word!r}), not as the {arg}"
+            f"the request says {value!r} only as where something is or comes from ({word!r}), not as the {arg}"
             f" ({call.function} not published)",
         )
     unknown = (
@@ -346,6 +347,12 @@ def decision_outcome(
         return (
             OutcomeCode.NO_ACTION,
             f"the request took the {arg} {value!r} back for {meant!r} ({call.function} not published)",
+        )
+    asked = asked_about(utterance) if utterance is not None and not getattr(spec, "halts", False) else None
+    if asked is not None:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request asks about it ({asked!r}), not for it ({call.function} not published)",
         )
     negation = negated_request(spec, call, utterance) if utterance is not None else None
     if negation is not None:
