@@ -184,3 +184,59 @@ def test_narrow_declines_nothing_and_is_checked():
     with pytest.raises(RegistryError, match="narrow is only valid for enum, bool, int and float"):
         ArgSpec(name="x", type="string", narrow=True)
     assert FunctionRegistry.from_dict(registry.to_dict()).by_name("set_light").args[1].narrow
+
+
+@pytest.mark.parametrize(
+    "utterance, offered",
+    [
+        # a request that says neither asks for the unsaid value
+        ("I need some light in the kitchen", {("kitchen", True)}),
+        ("走廊亮个灯", {("kitchen", True), ("hallway", True)}),
+        # what is said still rules, and so does a value said only after a negation
+        ("make sure the hallway lights are off", {("hallway", False)}),
+        ("no lights on in the hallway", {("hallway", False)}),
+        ("turn the kitchen light off", {("kitchen", False)}),
+    ],
+)
+def test_an_unsaid_bool_offers_its_unsaid_value(utterance, offered):
+    import copy
+
+    light = copy.deepcopy(LIGHT)
+    light["functions"][0]["args"][1]["unsaid"] = True
+    registry = FunctionRegistry.from_dict(light)
+    assert _lights(CallGrammar(registry).bind(utterance)) == offered
+    assert FunctionRegistry.from_dict(registry.to_dict()).by_name("set_light").args[1].unsaid is True
+
+
+def test_unsaid_is_for_a_narrow_bool_only():
+    from octopus_ros.functions.registry import ArgSpec, RegistryError
+
+    with pytest.raises(RegistryError, match="unsaid is only valid for a bool argument with narrow: true"):
+        ArgSpec(name="x", type="bool", unsaid=True)
+    with pytest.raises(RegistryError, match="unsaid is only valid for a bool argument with narrow: true"):
+        ArgSpec(name="x", type="enum", values=("a",), narrow=True, unsaid=True)
+    with pytest.raises(RegistryError, match="unsaid must be true or false"):
+        ArgSpec(name="x", type="bool", narrow=True, unsaid="on")
+
+
+@pytest.mark.parametrize(
+    "utterance, offered",
+    [
+        # both values said, one only as how things are: the other is what is asked for
+        ("the hallway lights are still on, turn them off", {("hallway", False)}),
+        ("the kitchen light has been on all day, switch it off", {("kitchen", False)}),
+        ("it's off in the hallway, turn it on", {("hallway", True)}),
+        ("厨房的灯一直开着，关掉吧", {("kitchen", False), ("hallway", False)}),
+        # one value said, as a state: it stays the value said ("make sure ... are off")
+        ("make sure the kitchen light is on", {("kitchen", True)}),
+        ("把厨房的灯开着", {("kitchen", True), ("hallway", True)}),
+        # both said as requests: both open
+        (
+            "turn the kitchen light off and the hallway one on",
+            {(r, v) for r in ("kitchen", "hallway") for v in (True, False)},
+        ),
+    ],
+)
+def test_a_value_said_as_how_things_are_gives_way_to_the_one_asked_for(utterance, offered):
+    registry = FunctionRegistry.from_dict(LIGHT)
+    assert _lights(CallGrammar(registry).bind(utterance)) == offered

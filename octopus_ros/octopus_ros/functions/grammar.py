@@ -68,13 +68,21 @@ def said_values(arg, utterance: str) -> list:
     forms; [] when it says none): what the bound grammar offers that argument when it is fewer
     than all (:meth:`CallGrammar.bind`). A ``narrow`` value said right after a negation is not
     counted as said (functions/mentions.says ``plainly``); a ``narrow`` bool said only that way
-    ("别开着", "don't switch it off") says its other value; a ``named`` value is counted as said
-    however it is said, as the runtime's check of the same rule counts it."""
+    ("别开着", "don't switch it off") says its other value, and one that says neither its ``unsaid``
+    value when it has one ("I need some light in the kitchen"); when a request says both values,
+    one said only as how things are ("the lights are still on, turn them off", "灯一直开着，熄了吧":
+    functions/mentions.says ``stated``) is not what it asks for; a ``named`` value is counted as
+    said however it is said, as the runtime's check of the same rule counts it."""
     values = _choices(arg)
     said = [v for v in values if says(utterance, arg.spoken_forms(v), plainly=not arg.named)]
+    if len(said) > 1 and not arg.named:
+        asked = [v for v in said if says(utterance, arg.spoken_forms(v), plainly=True, stated=False)]
+        said = asked or said
     if not said and arg.type == "bool" and not arg.named:
         unwanted = [v for v in values if says(utterance, arg.spoken_forms(v))]
         said = [v for v in values if v not in unwanted] if len(unwanted) == 1 else []
+        if not unwanted and arg.unsaid is not None:
+            said = [arg.unsaid]
     return said
 
 

@@ -28,17 +28,40 @@ def _pattern(form: str) -> re.Pattern[str]:
     return re.compile(head + body + tail, re.IGNORECASE)
 
 
-def says(utterance: str, forms: tuple[str, ...], *, plainly: bool = False) -> bool:
+# how things are, not what is asked for: "the lights are still on", "it has been on all day",
+# "灯一直开着" (:func:`says` ``stated``)
+_STATE_EN = frozenset({"is", "are", "was", "were", "been", "be"})
+_STATE_SKIP_EN = frozenset({"still", "already", "all", "left", "switched", "turned", "now"})
+
+
+def _stated(text: str, start: int, end: int) -> bool:
+    """Whether the mention at ``start``..``end`` tells how things are: after a form of "be" (a few
+    adverbs between) or, in Chinese, before the durative 着."""
+    if text[end : end + 1] == "着":
+        return True
+    for word in reversed(EN_WORD.findall(text[:start].lower().replace("\u2019", "'"))[-4:]):
+        if word in _STATE_EN or word.endswith(("'s", "'re")):
+            return True
+        if word not in _STATE_SKIP_EN:
+            return False
+    return False
+
+
+def says(utterance: str, forms: tuple[str, ...], *, plainly: bool = False, stated: bool = True) -> bool:
     """Whether ``utterance`` contains one of ``forms`` (see the module doc for the rule).
 
     ``plainly``: an occurrence right after a negation (functions/language.negated: "别开着",
-    "don't ... on") does not count, as the value is said as the one not wanted."""
+    "don't ... on") does not count, as the value is said as the one not wanted. ``stated=False``:
+    neither does one that tells how things are ("the lights are still on", "灯一直开着")."""
     text = fold_input(utterance)  # full-width letters, Traditional characters: as the model reads them
     for form in forms:
         if form.strip():
             for found in _pattern(form.strip()).finditer(text):
-                if not (plainly and negated(text, found.start())):
-                    return True
+                if plainly and negated(text, found.start()):
+                    continue
+                if not stated and _stated(text, found.start(), found.end()):
+                    continue
+                return True
     return False
 
 

@@ -48,8 +48,8 @@ _FUNCTION_KEYS = (
     "phrasings",
 )
 _ARG_KEYS = (
-    "name", "type", "min", "max", "values", "max_length", "source", "named", "narrow", "names_object",
-    "description", "examples", "said",
+    "name", "type", "min", "max", "values", "max_length", "source", "named", "narrow", "unsaid",
+    "names_object", "description", "examples", "said",
 )  # fmt: skip
 ARG_SOURCES = ("utterance",)  # where a string argument's value must come from (``source``)
 
@@ -129,7 +129,10 @@ class ArgSpec:
     ``narrow: true`` (enum or bool) is the grammar half of ``named`` alone: when the request says
     one or more of the values, the bound grammar offers only those; a request that says none
     leaves them all open, and nothing is declined for it (set_light's on / off: "turn the hall light
-    off" cannot come out on, and "it is too dark in the kitchen" stays a call). On an int or
+    off" cannot come out on, and "it is too dark in the kitchen" stays a call). ``unsaid`` (a narrow
+    bool only: true or false) is the value a request that says neither asks for: set_light's
+    ``unsaid: true`` offers on to "I need some light in the kitchen" and "走廊亮个灯", which ask for
+    light without saying on, while "make sure the lights are off" still says off. On an int or
     float argument, the values said are the numbers the request says in digits or words
     (functions/numbers.py: "eighty percent" and "八成" say 0.8), those within min..max.
     ``said`` (an enum or bool; ``{language: {value: [words]}}``) adds words that say a value
@@ -155,6 +158,7 @@ class ArgSpec:
     source: str | None = None  # 'utterance': the value is a span of the user's words (string only)
     named: bool = False  # enum only: the utterance must say the value (one of its spoken forms)
     narrow: bool = False  # not string: the grammar offers the values the request says (none said: all)
+    unsaid: bool | None = None  # narrow bool only: the value offered when the request says neither
     names_object: bool = False  # string only: the value names an object (CallGrammar.bind objects)
     description: dict[str, str] | None = field(default=None, hash=False)
     # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
@@ -186,6 +190,11 @@ class ArgSpec:
             raise RegistryError(f"narrow must be true or false, got {self.narrow!r}")
         if self.narrow and self.type == "string":
             raise RegistryError("narrow is only valid for enum, bool, int and float arguments, not string")
+        if self.unsaid is not None:
+            if not isinstance(self.unsaid, bool):
+                raise RegistryError(f"unsaid must be true or false, got {self.unsaid!r}")
+            if self.type != "bool" or not self.narrow:
+                raise RegistryError("unsaid is only valid for a bool argument with narrow: true")
         if not isinstance(self.names_object, bool):
             raise RegistryError(f"names_object must be true or false, got {self.names_object!r}")
         if self.names_object and (self.type != "string" or self.source is not None):
@@ -276,6 +285,8 @@ class ArgSpec:
             out["named"] = True
         if self.narrow:
             out["narrow"] = True
+        if self.unsaid is not None:
+            out["unsaid"] = self.unsaid
         if self.names_object:
             out["names_object"] = True
         if self.description:
