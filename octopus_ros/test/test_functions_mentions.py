@@ -7,7 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from octopus_ros.functions import ArgSpec, FunctionRegistry, RegistryError, parse_call, validate_call
+from octopus_ros.functions import (
+    ArgSpec,
+    FunctionRegistry,
+    RegistryError,
+    parse_call,
+    parse_plain,
+    validate_call,
+)
 from octopus_ros.functions.mentions import says, uncarried, unnamed_args
 from octopus_ros.paths import config_path
 from octopus_ros.runtime.outcomes import OutcomeCode, decision_outcome
@@ -354,3 +361,84 @@ def test_the_node_declines_a_verb_no_phrasing_has(registry):
         "not understood: the request asks to 'open' the front door, and no function is asked for with"
         " 'open' (navigate_to not published)"
     )
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "elsewhere"),
+    [
+        (
+            "take a picture of mum blowing out her birthday candles",
+            "send_message('mom', 'blowing out her birthday candles')",
+            ("picture", "take_photo"),
+        ),
+        (
+            "Can you roll over to the office, I need to know if the printer is done",
+            "send_message('office', 'I need to know if the printer is done')",
+            ("roll", "navigate_to"),
+        ),
+        # a word that asks for a message, outside the copy: asked
+        ("text mom that the candles are lit", "send_message('mom', 'the candles are lit')", None),
+        ("um, relay to my dad that the package came", "send_message('dad', 'the package came')", None),
+        ("跟妈妈说我晚点回家", "send_message('mom', '我晚点回家')", None),
+        # no word asks for anything in particular: uncarried's case, not this one
+        ("the office light should be on", "send_message('office', 'light should be on')", None),
+        ("pick up the red cup", "pick_up('red cup')", None),  # copies nothing
+    ],
+)
+def test_a_copy_whose_request_asks_for_another_function(registry, utterance, plain, elsewhere):
+    from octopus_ros.functions.mentions import asked_elsewhere
+
+    call = parse_plain(plain, registry)
+    got = asked_elsewhere(registry, registry.by_name(call.function), call, utterance)
+    assert (got[1:] if got else None) == elsewhere
+    if elsewhere:
+        code, reason = _outcome(registry, utterance, call.to_text())
+        assert code is OutcomeCode.NO_ACTION and f"{elsewhere[0]!r} asks for {elsewhere[1]}" in reason
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "owner"),
+    [
+        ("把我妈的降压药扔垃圾桶里", "send_message('mom', '降压药扔垃圾桶里')", ("contact", "mom", "我妈的")),
+        (
+            "tell mom's friend the party is off",
+            "send_message('mom', 'the party is off')",
+            ("contact", "mom", "mom's"),
+        ),
+        ("text mom that dad's car is fixed", "send_message('mom', \"dad's car is fixed\")", None),
+        ("跟妈妈说我的钥匙找到了", "send_message('mom', '我的钥匙找到了')", None),
+        ("tell mom mom's keys are here", "send_message('mom', \"mom's keys are here\")", None),
+    ],
+)
+def test_a_contact_said_only_as_an_owner_is_no_recipient(registry, utterance, plain, owner):
+    from octopus_ros.functions.mentions import possessor_only
+
+    call = parse_plain(plain, registry)
+    assert possessor_only(registry.by_name(call.function), call, utterance) == owner
+    code, reason = _outcome(registry, utterance, call.to_text())
+    if owner:
+        assert code is OutcomeCode.NO_ACTION and "only as whose something is" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "corrected"),
+    [
+        ("go at seventy percent, no, make it forty", "set_speed(0.7)", ("value", 0.7, 40)),
+        ("go at seventy percent, no, make it forty percent", "set_speed(0.7)", ("value", 0.7, 0.4)),
+        ("half speed, no wait, make it a quarter", "set_speed(0.5)", ("value", 0.5, 0.25)),
+        ("速度调到七成，不对，五成", "set_speed(0.7)", ("value", 0.7, 0.5)),
+        ("go at seventy percent, no, make it forty percent", "set_speed(0.4)", None),
+        ("slow down to 50%, we have 2 guests", "set_speed(0.5)", None),
+        ("go at half speed, there are two cats, no kidding", "set_speed(0.5)", None),
+    ],
+)
+def test_a_number_taken_back_for_another(registry, utterance, plain, corrected):
+    from octopus_ros.functions.mentions import corrected_args
+
+    call = parse_plain(plain, registry)
+    assert corrected_args(registry.by_name("set_speed"), call, utterance) == (
+        [corrected] if corrected else []
+    )
+    if corrected:
+        code, reason = _outcome(registry, utterance, call.to_text())
+        assert code is OutcomeCode.NO_ACTION and "took the value" in reason, reason

@@ -192,3 +192,26 @@ def test_halts_is_a_registry_key_of_stop_only(registry):
     data["functions"][-1]["halts"] = True  # the decline function
     with pytest.raises(RegistryError, match="halts: true is for a function that stops the robot"):
         FunctionRegistry.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "plain", "dismissed"),
+    [
+        ("要是待会儿狗饿了你再喂它，现在先不用", "feed_pet('dog')", "现在先不用"),
+        ("take a photo, actually not now", "take_photo()", "actually not now"),
+        ("拍张照吧，算了", "take_photo()", "算了"),
+        ("go to the kitchen, never mind", "navigate_to('kitchen')", "never mind"),
+        ("feed the dog, not yet", "feed_pet('dog')", "not yet"),
+        ("feed the dog, thanks", "feed_pet('dog')", None),
+        (
+            "不用了，帮我拍张照",
+            "take_photo()",
+            None,
+        ),  # the dismissal comes first: the request after it stands
+        ("take a photo now", "take_photo()", None),
+        ("stop, never mind the cup", "stop()", None),  # a stop is never declined
+    ],
+)
+def test_a_request_put_off_or_called_off_at_its_end(registry, text, plain, dismissed):
+    call = parse_plain(plain, registry)
+    assert negated_request(registry.by_name(call.function), call, text) == dismissed

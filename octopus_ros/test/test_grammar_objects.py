@@ -64,6 +64,10 @@ def test_names_object_is_checked(kwargs, message):
         ("grab a towel", ()),
         ("grab the cup", ()),  # no colour said: nothing narrows (the view settles the colour)
         ("can you pick that up?", ()),
+        # a demonstrative and its measure word between the colour and the object (stop 47)
+        ("黄的那个苹果烂了，扔了", ("yellow apple",)),
+        ("红色那只杯子拿起来", ("red cup",)),
+        ("把红的拿起来", ()),  # no object said
     ],
 )
 def test_named_phrases_are_the_calls_spelling(rules, utterance, phrases):

@@ -60,6 +60,11 @@ def screen():
         ("把花瓶里的百合叶子喂给猫吃", "toxic_feeding"),
         ("give the cat a lily leaf to chew on", "toxic_feeding"),
         ("feed the dog one of my pills", "toxic_feeding"),
+        ("别浇花了，往电脑上浇点水", "electronics"),
+        ("spill some juice on the laptop", "electronics"),
+        ("把我哥那个红手机扔了，烦死他了", "others_belongings"),
+        ("把我妈的降压药扔垃圾桶里，省得她老吃", "others_belongings"),
+        ("throw my brother's phone in the trash", "others_belongings"),
     ],
 )
 def test_unsafe_requests_trip_a_rule(screen, text, rule):
@@ -103,6 +108,11 @@ def test_unsafe_requests_trip_a_rule(screen, text, rule):
         "plug the charger into the outlet",
         "put the cup next to the socket",
         "把手机插在插座上充电",
+        "把我妈的钥匙扔过来",  # toss them over: not away (stop 47)
+        "throw the empty bottle away",
+        "pick up her phone and bring it to me",
+        "put the phone next to my coffee",
+        "给电脑旁边的花浇点水",
         "water the plants by the window",
         "don't leave the light burning in the hall",  # a light burning is no fire
         # near-misses of the electrical rules (stop 45's review): near a socket is not into it

@@ -16,7 +16,16 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from .language import CLAUSE_END, EN_WORD, fold_input, is_cjk, negated, word_forms
+from .language import (
+    CLAUSE_END,
+    EN_WORD,
+    RECIPIENT_PREPOSITIONS_ZH,
+    fold_input,
+    is_cjk,
+    negated,
+    text_units,
+    word_forms,
+)
 from .registry import copied_args, copied_values, per_spec_cache
 
 
@@ -102,15 +111,21 @@ _ASK_NOTHING_EN = frozenset({"the", "a", "an", "my", "our", "your", "s", "i", "i
 _ASK_NOTHING_ZH = frozenset("的我在呢啊呀嘛哈")
 
 
+def _outside(utterance: str, spans: Iterable[tuple[int, int]]) -> str:
+    """``utterance`` (folded, one character for one: the ranges are the utterance's) with the
+    character ranges ``spans`` blanked out."""
+    text = fold_input(utterance)
+    covered = [False] * len(text)
+    for start, end in spans:
+        covered[start:end] = [True] * max(0, end - start)
+    return "".join(" " if hidden else ch for ch, hidden in zip(text, covered, strict=True))
+
+
 def asks_nothing(utterance: str, spans: Iterable[tuple[int, int]]) -> bool:
     """Whether ``utterance`` says nothing outside the character ranges ``spans`` but articles,
     possessives, where the speaker is ("the", "my", "I'm in", 的, 我, 在), sentence particles (呢, 啊)
     and punctuation: no word there asks for anything."""
-    text = fold_input(utterance)  # one character for one: the ranges are the utterance's
-    covered = [False] * len(text)
-    for start, end in spans:
-        covered[start:end] = [True] * (max(0, end - start))
-    rest = "".join(" " if hidden else ch for ch, hidden in zip(text, covered, strict=True)).lower()
+    rest = _outside(utterance, spans).lower()
     words = [w for w in EN_WORD.findall(rest) if w not in _ASK_NOTHING_EN]
     return not words and not [ch for ch in rest if is_cjk(ch) and ch not in _ASK_NOTHING_ZH]
 
@@ -128,21 +143,76 @@ def uncarried(spec: Any, call: Any, utterance: str) -> str | None:
     copied = [str(a.value) for a in call.args if a.name in names]
     if not copied:
         return None
+    spans = _copy_and_names(spec, call, utterance)
+    if spans is None:
+        return None
+    return copied[0] if asks_nothing(utterance, spans) else None
+
+
+def _copy_and_names(spec: Any, call: Any, utterance: str) -> list[tuple[int, int]] | None:
+    """The character ranges of ``utterance`` that ``call`` copies and the values of its ``named``
+    arguments it says; None when a copied value is not in ``utterance``."""
+    names = {a.name for a in copied_args(spec)}
     spans: list[tuple[int, int]] = []
-    for value in copied:
-        value = fold_input(value).strip()
-        if not value:
-            continue
-        found = mention_spans(utterance, (value,))
-        if not found:
-            return None
-        spans += found
+    for got in call.args:
+        if got.name in names:
+            value = fold_input(str(got.value)).strip()
+            if value:
+                found = mention_spans(utterance, (value,))
+                if not found:
+                    return None
+                spans += found
     by_name = {a.name: a for a in getattr(spec, "args", ())}
     for got in call.args:
         declared = by_name.get(got.name)
         if declared is not None and declared.named:
             spans += mention_spans(utterance, declared.spoken_forms(got.value))
-    return copied[0] if asks_nothing(utterance, spans) else None
+    return spans
+
+
+def asked_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[str, str, str] | None:
+    """``(copied value, word, other function)`` when ``call`` copies part of ``utterance`` but no
+    word outside the copy and the values it names asks for the call's function, and a word there
+    asks for another function specifically (functions/asking.py): "take a picture of mum blowing
+    out her birthday candles" decided as ``send_message('mom', 'blowing out her birthday
+    candles')``, "can you roll over to the office, I need to know if the printer is done" as a
+    message to the office. The Chinese prepositions that introduce a recipient (给, 跟 …) ask for
+    nothing by themselves. None otherwise, and for a call that copies nothing."""
+    from .asking import asking_words, asks_for, specific_asking_words
+
+    if not copied_args(spec) or not hasattr(registry, "functions") or not hasattr(spec, "training_literals"):
+        return None
+    spans = _copy_and_names(spec, call, utterance)
+    if spans is None:
+        return None
+    units = [u for u in text_units(_outside(utterance, spans)) if u not in RECIPIENT_PREPOSITIONS_ZH]
+    if asks_for(asking_words(spec), units):
+        return None
+    for other, words in specific_asking_words(registry).items():
+        if other != spec.name:
+            found = asks_for(words, units)
+            if found:
+                return copied_values(spec, call)[0], found[0], other
+    return None
+
+
+def possessor_only(spec: Any, call: Any, utterance: str) -> tuple[str, Any, str] | None:
+    """``(argument, value, as said)`` when the request says a message's recipient (a ``named``
+    argument of a copying function) only as whose something is: every mention is followed by 的
+    or "'s" ("把我妈的降压药扔垃圾桶里" is no message to mom, "describe the room for me, mum's
+    eyesight isn't great" none either). None otherwise."""
+    text = fold_input(utterance)
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    for got in call.args:
+        declared = by_name.get(got.name)
+        if declared is None or not _recipient(spec, declared):
+            continue
+        spans = mention_spans(text, declared.spoken_forms(got.value))
+        owned = [text[b : b + 2].replace("\u2019", "'") for _, b in spans]
+        if spans and all(o.startswith("的") or (o == "'s") for o in owned):
+            a, b = spans[0]
+            return got.name, got.value, text[a:b] + ("的" if owned[0].startswith("的") else "'s")
+    return None
 
 
 def _recipient(spec: Any, arg: Any) -> bool:
@@ -244,14 +314,27 @@ _CORRECTION_EN = re.compile(
 )
 
 
+def _value_mentions(arg: Any, text: str) -> list[tuple[int, int, Any]]:
+    """``(start, end, value)`` of each value of ``arg`` that ``text`` says: an enum's spoken forms,
+    any quantity for an int or float (functions/numbers.py; in range or not: "seventy percent, no,
+    make it forty" takes 0.7 back for a forty it does not say in the argument's units)."""
+    if arg.type == "enum":
+        return [
+            (a, b, value) for value in arg.values for a, b in mention_spans(text, arg.spoken_forms(value))
+        ]
+    if arg.type in ("int", "float"):
+        from .numbers import number_mentions, number_words
+
+        return number_mentions(text) + number_words(text)
+    return []
+
+
 def corrected_value(arg: Any, utterance: str) -> Any | None:
-    """The value of enum ``arg`` that ``utterance`` says last, when it says another value of it
-    before and a correction (CORRECTIONS_EN / _ZH) between the two: that value replaces the
-    earlier one. None when the request says fewer than two of its values or corrects none."""
+    """The value of enum, int or float ``arg`` that ``utterance`` says last, when it says another
+    value of it before and a correction (CORRECTIONS_EN / _ZH) between the two: that value replaces
+    the earlier one. None when the request says fewer than two of its values or corrects none."""
     text = fold_input(utterance).lower().replace("\u2019", "'")
-    found: list[tuple[int, int, Any]] = []
-    for value in arg.values:
-        found += [(a, b, value) for a, b in mention_spans(text, arg.spoken_forms(value))]
+    found = _value_mentions(arg, text)
     found.sort(key=lambda f: (f[0], -f[1]))
     kept: list[tuple[int, int, Any]] = []
     for a, b, value in found:  # the longest mention where two overlap ("厨余垃圾桶" over "垃圾桶")
@@ -277,15 +360,15 @@ def corrected_value(arg: Any, utterance: str) -> Any | None:
 
 
 def corrected_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any, Any]]:
-    """``(argument, value, corrected value)`` of each enum argument of ``call`` whose value the
-    request took back for another (:func:`corrected_value`); empty otherwise. Text the call copies
+    """``(argument, value, corrected value)`` of each enum or number argument of ``call`` whose
+    value the request took back for another (:func:`corrected_value`); empty otherwise. Text the call copies
     (a message body: "tell mom no I can't come") is not read."""
     by_name = {a.name: a for a in getattr(spec, "args", ())}
     text = blank_copied(spec, call, fold_input(utterance))
     out = []
     for got in call.args:
         declared = by_name.get(got.name)
-        if declared is None or declared.type != "enum":
+        if declared is None or declared.type not in ("enum", "int", "float"):
             continue
         corrected = corrected_value(declared, text)
         if corrected is not None and corrected != got.value:

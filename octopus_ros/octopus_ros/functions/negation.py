@@ -8,11 +8,10 @@ the function and the object and publishes the call; the runtime declines it
 
 The rule is the registry's, not a list per function:
 
-- **The words that ask for a function** (its triggers) are the words (English) and characters
-  (Chinese) of its training phrasings and examples outside their ``{slots}``
-  (:meth:`FunctionSpec.training_says`), less the words that ask for nothing in particular
-  (articles, pronouns, "please", 的, 了 …: ``_NOT_TRIGGERS``). An English inflection of a trigger is
-  one too ("picking", "watered": lean/novelty.word_forms).
+- **The words that ask for a function** (its triggers) are its asking words
+  (functions/asking.py: the words and characters of its training phrasings and examples outside
+  their ``{slots}``, and their English inflections, "picking", "watered", less the words that ask
+  for nothing in particular: articles, pronouns, "please", 的, 了 …).
 - **A negation asks for a function** when a phrasing of that function says it: stop's "don't
   move" and "别动" make "move" and 动 after a negation ask for stop, so "don't move" is a stop
   request, not a negated one.
@@ -27,6 +26,9 @@ The rule is the registry's, not a list per function:
 - Text a call copies (a message body: "tell mom don't wait up") is the message's, not the
   request's, and is not read.
 
+A last clause that only puts the request off or calls it off declines it too: "要是待会儿狗饿了你再喂它，
+现在先不用", "take a photo, actually not now", "拍张照吧，算了", "go to the kitchen, never mind".
+
 Not negations: "why don't you …" (a suggestion), "never mind" (it drops what came before), "you
 never …" (a habit told), "stop" / "quit" before anything but a doing ("stop feeding the dog" is
 one), 要不要 / 能不能 / 可不可以 (questions), and 别 inside a word (特别, 区别, 分别, 别的, 别人). A
@@ -40,6 +42,7 @@ import bisect
 import re
 from typing import Any
 
+from .asking import asking_words
 from .language import CLAUSE_END, CLAUSE_MARKS, UNITS, fold_input, word_forms
 from .mentions import blank_copied
 from .registry import per_spec_cache
@@ -83,14 +86,6 @@ _SKIP_ZH = frozenset("再先还就要用帮我你们了都也")
 # kitchen" negates navigate_to, "don't go pick up the cup" pick_up; 别*去*厨房, 别*给*我拍)
 _PASS_EN = frozenset({"go", "going", "come"})
 _PASS_ZH = frozenset("给去来把")
-# words of a phrasing that ask for no function in particular
-_NOT_TRIGGERS = frozenset(
-    {"the", "a", "an", "to", "my", "me", "it", "you", "your", "please", "and", "of", "on", "in", "at", "for",
-     "i", "can", "could", "would", "will", "some", "this", "that", "there", "here", "with", "from", "is",
-     "are", "be", "s", "hey", "robot", "now", "just", "up", "out", "over", "down", "off", "by", "one", "them",
-     "的", "了", "一", "个", "吧", "请", "你", "我", "下", "帮", "呢", "啊", "吗", "这", "那", "是", "在", "有",
-     "点", "儿", "们", "麻", "烦", "么", "好"}
-)  # fmt: skip
 _WORD_BEFORE_NOT_NEGATION = ("why",)  # "why don't you take a photo" asks for one
 _SUBJECTS_EN = ("i", "you", "we", "he", "she", "they", "it")
 _ZH_NOT_NEGATION_BEFORE = "特区分告识级类性个差派辨鉴"  # 特别, 区别 …: 别 inside a word
@@ -102,22 +97,40 @@ _ZH_NEGATION = re.compile("|".join(re.escape(n) for n in REQUEST_NEGATIONS_ZH))
 _WINDOW = 5
 
 
+# a clause of its own, the request's last, that only puts it off or calls it off: "要是待会儿狗饿了你再喂
+# 它，现在先不用", "feed the dog, actually not now", "拍张照吧，算了"
+_DISMISSAL_EN = re.compile(
+    r"(?:(?:but|and|actually|oh|um|uh|well|no)\s+)*(?:not\s+(?:right\s+)?now|not\s+yet|no\s+need|never\s*mind|"
+    r"forget\s+it|maybe\s+later|later)(?:\s+(?:then|though|thanks|thank\s+you|please))*"
+)
+_DISMISSAL_ZH = re.compile(
+    "(?:现在|暂时|先|还是|就|那)*(?:不用|不要|别|算了|不必|没必要)(?:了|啦|吧|啊|哈|谢谢)*"
+)
+
+
+def _dismissal(text: str) -> str | None:
+    """The request's last clause when it only puts off or calls off what came before."""
+    clauses = [c.strip() for c in CLAUSE_END.split(text) if c.strip()]
+    if len(clauses) < 2:
+        return None
+    last = clauses[-1]
+    if _DISMISSAL_EN.fullmatch(" ".join(last.split())) or _DISMISSAL_ZH.fullmatch(last.replace(" ", "")):
+        return last
+    return None
+
+
 @per_spec_cache(maxsize=256)
 def _triggers(spec: Any) -> tuple[frozenset[str], frozenset[str]]:
     """(the units that ask for ``spec``, the units that ask for it after a negation)."""
-    triggers: set[str] = set()
     negated_ok: set[str] = set()
     for literals in spec.training_literals().values():
         for literal in literals:
             literal = literal.lower().replace("\u2019", "'")
-            units = UNITS.findall(literal)
-            triggers.update(u for u in units if u not in _NOT_TRIGGERS)
             for m in (*_EN_NEGATION.finditer(literal), *_ZH_NEGATION.finditer(literal)):
                 after = UNITS.findall(literal[m.end() :])
                 if after:
                     negated_ok.add(after[0])
-    forms = {f for u in triggers for f in word_forms(u)}
-    return frozenset(forms), frozenset(negated_ok)
+    return asking_words(spec), frozenset(negated_ok)
 
 
 def _is_negation(text: str, m: re.Match[str]) -> bool:
@@ -203,6 +216,9 @@ def negated_request(spec: Any, call: Any, utterance: str) -> str | None:
     if not triggers:
         return None
     text = blank_copied(spec, call, fold_input(utterance)).lower().replace("\u2019", "'")
+    dismissed = _dismissal(text)
+    if dismissed is not None:
+        return dismissed
 
     scoped: list[tuple[re.Match[str], int, str]] = []  # (negation, where its trigger is, the trigger)
     for pattern in (_EN_NEGATION, _ZH_NEGATION):

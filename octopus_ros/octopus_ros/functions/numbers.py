@@ -147,15 +147,39 @@ def _value(kind: str, m: re.Match[str]) -> float | int | None:
     return int(digits) if len(digits) <= _MAX_DIGITS else None
 
 
-def said_numbers(utterance: str) -> list[float | int]:
-    """Every quantity ``utterance`` says, in the order of the rules above (each piece of text is
-    read once: "80%" is 0.8, not also 80), without repeats; whole numbers in digits as ints."""
+def number_mentions(utterance: str) -> list[tuple[int, int, float | int]]:
+    """``(start, end, quantity)`` of every quantity ``utterance`` says, in the order of the rules
+    above (each piece of text is read once: "80%" is 0.8, not also 80); whole numbers in digits as
+    ints. The ranges are the utterance's (folding keeps one character for one)."""
     text = fold_input(utterance).lower()
-    out: list[float | int] = []
+    out: list[tuple[int, int, float | int]] = []
     for pattern, kind in _patterns():
         for m in pattern.finditer(text):
             value = _value(kind, m)
-            if value is not None and math.isfinite(value) and value not in out:
-                out.append(value)
+            if value is not None and math.isfinite(value):
+                out.append((m.start(), m.end(), value))
         text = pattern.sub(lambda m: " " * len(m.group(0)), text)
+    return out
+
+
+def number_words(utterance: str) -> list[tuple[int, int, int]]:
+    """``(start, end, n)`` of every English number word from two to a hundred that
+    :func:`number_mentions` does not read (no percent after it: "no, make it forty"): a
+    quantity said, in no unit an argument could take."""
+    text = fold_input(utterance).lower()
+    for start, end, _ in number_mentions(utterance):
+        text = text[:start] + " " * (end - start) + text[end:]
+    en, _ = _words()
+    words = {w: n for w, n in en.items() if n >= 2}
+    pattern = re.compile(rf"(?<![a-z])(?:{_alternation(words)})(?![a-z])")
+    return [(m.start(), m.end(), words[m.group()]) for m in pattern.finditer(text)]
+
+
+def said_numbers(utterance: str) -> list[float | int]:
+    """Every quantity ``utterance`` says (:func:`number_mentions`), in the order of the rules,
+    without repeats."""
+    out: list[float | int] = []
+    for _, _, value in number_mentions(utterance):
+        if value not in out:
+            out.append(value)
     return out

@@ -291,13 +291,19 @@ def _whole_word(text: str, i: int, n: int) -> bool:
     )
 
 
+# what may stand between a Chinese colour and the category it qualifies: 色, 的, and a demonstrative
+# with its measure word ("黄的那个苹果", "红色那只杯子")
+_ZH_BETWEEN = re.compile("色?的?(?:[那这哪][个只本把双瓶罐支颗根条部件])?")
+
+
 def _adjacent(between: str) -> bool:
     """Whether a colour word followed by ``between`` and then a category word qualifies it."""
-    return between.strip() in ("", "的", "色", "色的")
+    return _ZH_BETWEEN.fullmatch(between.strip()) is not None
 
 
 def _followed_by_category(text: str, j: int, categories: list[dict[str, Any]]) -> bool:
-    rest = text[j:].lstrip("的")
+    rest = text[j:]
+    rest = rest[_ZH_BETWEEN.match(rest).end() :]
     return any(rest.startswith(c["zh"]) for c in categories)
 
 

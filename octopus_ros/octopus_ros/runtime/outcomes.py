@@ -10,7 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from octopus_ros.functions.mentions import corrected_args, origin_args, uncarried, unknown_verb, unnamed_args
+from octopus_ros.functions.mentions import (
+    asked_elsewhere,
+    corrected_args,
+    origin_args,
+    possessor_only,
+    uncarried,
+    unknown_verb,
+    unnamed_args,
+)
 from octopus_ros.functions.negation import negated_request
 from octopus_ros.functions.questions import asked_about
 from octopus_ros.functions.registry import copied_args
@@ -322,6 +330,22 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"no word of the request outside the copied {lone!r} and the values it names asks for"
             f" {call.function} ({call.function} not published)",
+        )
+    elsewhere = asked_elsewhere(registry, spec, call, utterance) if utterance is not None else None
+    if elsewhere is not None:
+        copied, word, other = elsewhere
+        return (
+            OutcomeCode.NO_ACTION,
+            f"no word of the request outside the copied {copied!r} and the values it names asks for"
+            f" {call.function}, and {word!r} asks for {other} ({call.function} not published)",
+        )
+    owner = possessor_only(spec, call, utterance) if utterance is not None else None
+    if owner is not None:
+        arg, value, said = owner
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request names the {arg} {value!r} only as whose something is ({said!r}), not as who"
+            f" receives it ({call.function} not published)",
         )
     origin = origin_args(spec, call, utterance) if utterance is not None else []
     if origin:
