@@ -756,3 +756,26 @@ def test_a_message_leaves_out_what_only_introduces_it(text, copied, want):
     got = shed_saying_lead(text, CopiedSpan(copied, start, start + len(copied), 0.8))
     assert got.text == want and text[got.start : got.end] == want and got.prob == 0.8
     assert got.shed == copied[: len(copied) - len(want)].strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "copied", "want"),
+    [
+        # the message first, the recipient after it: the words from the clause's start join
+        ("路上堵车要晚点到，把这句发给爱丽丝", "堵车要晚点到", "路上堵车要晚点到"),
+        ("生日快乐少喝点酒，这句发给老爸", "喝点酒", "生日快乐少喝点酒"),
+        ("机器人，晚饭好了，把这句发给妈妈", "好了", "晚饭好了"),  # from the pause mark on
+        # the recipient first: absorb_gap's case, not this one
+        ("告诉爸爸饭做好了", "做好了", "做好了"),
+        # English joins only after a carrier word (absorb_gap's rule)
+        ("the roof guy called, tell dad", "guy called", "guy called"),
+    ],
+)
+def test_a_message_said_before_its_recipient_starts_at_its_clause(registry, text, copied, want):
+    from octopus_ros.lean.copier import CopiedSpan, absorb_opening, carrier_words, named_mentions
+
+    start = text.index(copied)
+    span = CopiedSpan(copied, start, start + len(copied), 0.8)
+    mentions = named_mentions(registry, ["send_message"], text)
+    got = absorb_opening(text, span, mentions, carrier_words(registry, ["send_message"]), 48)
+    assert got.text == want and text[got.start : got.end] == want

@@ -421,6 +421,22 @@ def absorb_gap(
     )
 
 
+def absorb_opening(
+    text: str, span: CopiedSpan, mentions: Sequence[tuple[int, int]], carriers: frozenset[str], max_chars: int
+) -> CopiedSpan:
+    """``span`` grown to the start of its clause when the message comes first and the recipient
+    after it ("路上堵车要晚点到，把这句发给爱丽丝" -> not "堵车要晚点到"; "生日快乐少喝点酒，这句发给老爸"
+    -> not "喝点酒"): no mention stands before the span and one after it, and the words between the
+    clause's start (the utterance's, or a pause mark's) and the span are read as :func:`absorb_gap`
+    reads those after a recipient. Unchanged otherwise."""
+    from octopus_ros.functions.language import CLAUSE_MARKS
+
+    if any(b <= span.start for _, b in mentions) or not any(a >= span.end for a, _ in mentions):
+        return span
+    start = max((i + 1 for i, ch in enumerate(text[: span.start]) if ch in CLAUSE_MARKS), default=0)
+    return absorb_gap(text, span, [(start, start)], carriers, max_chars)
+
+
 def _recipient_again(unit: str, before: str) -> bool:
     """Whether ``unit`` names the recipient again right after a verb that addresses someone ("tell
     *him*", "告诉*她*"; functions/language RECIPIENT_PRONOUNS, RECIPIENT_VERBS), so introduces the
@@ -746,7 +762,8 @@ def copy_span(
     copier's span keeps clear of the utterance's mentions of a ``named`` argument's values (the
     contact: :func:`named_mentions`, :func:`clear_of_mentions`), takes in the words between
     the contact and it that no phrasing uses to introduce a message (:func:`absorb_gap`,
-    :func:`carrier_words`) and leaves out the end of a lead-in it starts
+    :func:`carrier_words`; between its clause's start and it when the contact comes after it:
+    :func:`absorb_opening`) and leaves out the end of a lead-in it starts
     with (:func:`shed_lead_in`, :func:`lead_ins`) and the fillers a pause sets off at its ends
     (:func:`shed_fillers`). When the utterance says nothing outside that
     span and the contacts' mentions (functions/mentions.asks_nothing: "我爸坐下的时候把椅子抽走"),
@@ -764,9 +781,9 @@ def copy_span(
     span = copier.pick(utterance, tokens, embed(ids), mentions) if ids else None
     if span is not None:
         grown = shed_remark(utterance, span, mentions)
-        grown = absorb_gap(
-            utterance, grown, mentions, carrier_words(grammar.registry, functions), copier.max_chars
-        )
+        carriers = carrier_words(grammar.registry, functions)
+        grown = absorb_gap(utterance, grown, mentions, carriers, copier.max_chars)
+        grown = absorb_opening(utterance, grown, mentions, carriers, copier.max_chars)
         grown = shed_lead_in(utterance, grown, lead_ins(grammar.registry, functions))
         grown = shed_request_clause(utterance, grown, mentions)
         grown = shed_saying_lead(utterance, grown)
