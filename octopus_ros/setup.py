@@ -34,6 +34,8 @@ setup(
             "natural_chatty.yaml",
             "natural_asr.yaml",
             "natural_fresh.yaml",
+            "natural_voices.yaml",
+            "natural_situations.yaml",
         ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],

@@ -32,7 +32,9 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_chatty.yaml",
         "natural_asr.yaml",
         "natural_fresh.yaml",
-    ):  # make evaluate reads all seven
+        "natural_voices.yaml",
+        "natural_situations.yaml",
+    ):  # make evaluate reads all nine
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
 
     # the executables go where `ros2 run` / `ros2 launch` look (setup.cfg), not to bin/: the README's

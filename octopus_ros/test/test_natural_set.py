@@ -18,7 +18,9 @@ from octopus_ros.data.natural import (
     KINDS,
     MESSAGES_SET_PATH,
     NATURAL_SET_PATH,
+    SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
+    VOICES_SET_PATH,
     NaturalSetError,
     load_natural_set,
 )
@@ -35,6 +37,8 @@ SETS = {  # file, requests per language, of each kind, share declined at least
     # stop 46's two sets lost the requests a template produces or an earlier set holds (their headers)
     "asr": (ASR_SET_PATH, 120, 1, 0.3),
     "fresh": (FRESH_SET_PATH, 100, 2, 0.2),
+    "voices": (VOICES_SET_PATH, 135, 3, 0.25),  # stop 47's two sets, dropped from 150 per language
+    "situations": (SITUATIONS_SET_PATH, 140, 3, 0.25),
 }
 
 
@@ -91,7 +95,13 @@ def test_the_check_set_repeats_no_natural_set_request():
     assert all(it.id.startswith("c-") for it in chatty)
     # stop 46's ASR set repeats none of the five sets before it, and the fresh set none of the six
     earlier |= {norm(it.text) for it in chatty}
-    for path, prefix in ((ASR_SET_PATH, "a-"), (FRESH_SET_PATH, "f-")):
+    # ... and stop 47's voices set none of the seven, the situations set none of the eight
+    for path, prefix in (
+        (ASR_SET_PATH, "a-"),
+        (FRESH_SET_PATH, "f-"),
+        (VOICES_SET_PATH, "h-"),
+        (SITUATIONS_SET_PATH, "i-"),
+    ):
         later = load_natural_set(path)
         assert [it.id for it in later if norm(it.text) in earlier] == []
         assert all(it.id.startswith(prefix) for it in later)

@@ -45,7 +45,9 @@ def test_simplified_text_is_unchanged():
         FRESH_SET_PATH,
         MESSAGES_SET_PATH,
         NATURAL_SET_PATH,
+        SITUATIONS_SET_PATH,
         THIRD_SET_PATH,
+        VOICES_SET_PATH,
         load_natural_set,
     )
     from octopus_ros.paths import config_path, default_model_dir
@@ -60,6 +62,8 @@ def test_simplified_text_is_unchanged():
             CHATTY_SET_PATH,
             ASR_SET_PATH,
             FRESH_SET_PATH,
+            VOICES_SET_PATH,
+            SITUATIONS_SET_PATH,
         )
         for it in load_natural_set(path)
         if it.language == "zh"

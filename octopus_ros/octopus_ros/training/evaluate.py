@@ -23,9 +23,10 @@ had been used to compare the novelty limits; figures only as well. ``natural_mes
 asks only for messages; ``natural_chatty`` (stop 44) is long, chatty speech of every kind, read
 when two of the copier's and object rules were written (docs/training.md item 45);
 ``natural_asr`` (stop 46) is speech as a recogniser writes it and ``natural_fresh`` (stop 46)
-requests as different people say them, both read when stop 46's rules were written (item 47). The
-cases of these six sets stay out of the printed report and the metrics (the natural set's are
-printed).
+requests as different people say them, both read when stop 46's rules were written (item 47);
+``natural_voices`` and ``natural_situations`` (stop 47) were each measured once before they were
+read, then read when stop 47's rules were written (item 48). The cases of these eight sets stay out
+of the printed report and the metrics (the natural set's are printed).
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
 the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only on purpose).
@@ -69,7 +70,9 @@ from octopus_ros.data.natural import (
     CHECK_SET_PATH,
     FRESH_SET_PATH,
     MESSAGES_SET_PATH,
+    SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
+    VOICES_SET_PATH,
 )
 from octopus_ros.runtime.second_opinion import missing_folder, same_functions, second_opinion_dir
 
@@ -87,6 +90,12 @@ ASR_TITLE = (
 FRESH_TITLE = (
     "fresh set (requests as different people say them, written apart, stop 46; read after its first runs)"
 )
+VOICES_TITLE = (
+    "voices set (requests in five people's voices, written apart, stop 47; read after its first run)"
+)
+SITUATIONS_TITLE = (
+    "situations set (requests in household situations, written apart, stop 47; read after its first run)"
+)
 # the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
@@ -95,6 +104,8 @@ FIGURE_SETS = (
     ("natural_chatty", CHATTY_SET_PATH, CHATTY_TITLE),
     ("natural_asr", ASR_SET_PATH, ASR_TITLE),
     ("natural_fresh", FRESH_SET_PATH, FRESH_TITLE),
+    ("natural_voices", VOICES_SET_PATH, VOICES_TITLE),
+    ("natural_situations", SITUATIONS_SET_PATH, SITUATIONS_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)

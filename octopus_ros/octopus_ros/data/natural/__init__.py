@@ -49,6 +49,11 @@ ASR_SET_PATH = Path(__file__).with_name("natural_asr.yaml")
 # The fresh set (stop 46): requests as different people say them, written apart; measured before it
 # was read, then read in stop 46.
 FRESH_SET_PATH = Path(__file__).with_name("natural_fresh.yaml")
+# The voices set and the situations set (stop 47): written apart like the fresh set, each measured
+# once before it was read (the voices set with stop 46's code, the situations set with the rules
+# written on the voices set), then read in stop 47.
+VOICES_SET_PATH = Path(__file__).with_name("natural_voices.yaml")
+SITUATIONS_SET_PATH = Path(__file__).with_name("natural_situations.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
