@@ -660,7 +660,11 @@ def test_without_copying_needs_a_bound_grammar(registry):
         ("跟老妈打个招呼，今晚我住同学家", "招呼，今晚我住同学家", "今晚我住同学家"),
         ("给妈妈报个平安，我们已经到酒店了！", "平安，我们已经到酒店了", "我们已经到酒店了"),
         ("向办公室传达一下，下周三全员培训", "传达一下，下周三全员培训", "下周三全员培训"),
-        ("跟妈妈道个谢，就写饼干很好吃。", "谢，就写饼干很好吃", "饼干很好吃"),  # and the 就写 that opens it
+        (
+            "跟妈妈道个谢，就写饼干很好吃。",
+            "谢，就写饼干很好吃",
+            "饼干很好吃",
+        ),  # and the 就写 (shed_saying_lead)
         ("给爸爸发条信息，说：我到了", "信息，说：我到了", "我到了"),
         ("跟妈妈打个招呼，写作业了吗", "招呼，写作业了吗", "写作业了吗"),  # a bare 写: the message's verb
         ("跟妈妈说好的，我马上到", "好的，我马上到", "好的，我马上到"),  # a verb of saying: the message
@@ -678,11 +682,14 @@ def test_without_copying_needs_a_bound_grammar(registry):
 def test_a_message_starts_after_the_request_clause_of_a_recipient_said_after_a_preposition(
     registry, text, copied, want
 ):
-    from octopus_ros.lean.copier import CopiedSpan, named_mentions, shed_request_clause
+    from octopus_ros.lean.copier import CopiedSpan, named_mentions, shed_request_clause, shed_saying_lead
 
     start = text.index(copied)
     span = CopiedSpan(copied, start, start + len(copied), 0.8)
-    got = shed_request_clause(text, span, named_mentions(registry, ["send_message"], text))
+    # in the order copy_span reads them: the request's clause, then what opens the message
+    got = shed_saying_lead(
+        text, shed_request_clause(text, span, named_mentions(registry, ["send_message"], text))
+    )
     assert got.text == want and text[got.start : got.end] == want and got.prob == 0.8
     assert got.shed == copied[: len(copied) - len(want)].strip()
 

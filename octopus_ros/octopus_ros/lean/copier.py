@@ -543,8 +543,8 @@ def shed_request_clause(text: str, span: CopiedSpan, mentions: Sequence[tuple[in
     after a Chinese preposition: in "跟老妈打个招呼，今晚我住同学家", "给妈妈报个平安，我们已经到酒店
     了" and "向办公室传达一下，下周三全员培训" the words after the recipient up to the first pause mark
     are what the robot is asked to do (functions/language RECIPIENT_PREPOSITIONS_ZH), and the
-    message starts after that mark, and after a verb of saying that opens it ("跟妈妈道个谢，就写饼干
-    很好吃" sends "饼干很好吃"). The copier may start inside that clause ("招呼，今晚我住同学家")
+    message starts after that mark (a verb of saying that opens it, the 就写 of "跟妈妈道个谢，就写
+    饼干很好吃", is :func:`shed_saying_lead`'s, which comes next). The copier may start inside that clause ("招呼，今晚我住同学家")
     when no phrasing says it that way. Unchanged when the span starts at or after the pause mark,
     the clause is longer than six characters, holds a verb of saying (SAYING_VERBS_ZH: "跟妈妈说好
     的，我马上到" sends "好的，我马上到"), or nothing would be left."""
@@ -566,9 +566,6 @@ def shed_request_clause(text: str, span: CopiedSpan, mentions: Sequence[tuple[in
     start = pause
     while start < span.end and text[start] in _PAUSE:
         start += 1
-    said = _SAYING_LEAD.match(text, start, span.end)
-    if said is not None and span.end - said.end() >= 2:  # "…，就写饼干很好吃": what to write follows
-        start = said.end()
     if start >= span.end or not text[start : span.end].strip():
         return span
     return CopiedSpan(
