@@ -442,3 +442,71 @@ def test_a_number_taken_back_for_another(registry, utterance, plain, corrected):
     if corrected:
         code, reason = _outcome(registry, utterance, call.to_text())
         assert code is OutcomeCode.NO_ACTION and "took the value" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "said"),
+    [
+        ("Call my mom and put her on speaker.", "send_message('mom', 'put her on speaker')", "call"),
+        ("给我妈打个电话，开免提", "send_message('mom', '开免提')", "打个电话"),
+        ("给我妈打个电话", "send_message('mom', '电话')", "打个电话"),  # the copy took part of it
+        ("text mom to call me", "send_message('mom', 'to call me')", None),  # the message's own call
+        ("call mom and tell her dinner is ready", "send_message('mom', 'dinner is ready')", None),
+        ("跟妈妈说给我回个电话", "send_message('mom', '给我回个电话')", None),
+    ],
+)
+def test_a_phone_call_is_no_message(registry, utterance, plain, said):
+    from octopus_ros.functions.mentions import phone_call
+
+    call = parse_plain(plain, registry)
+    assert phone_call(registry.by_name("send_message"), call, utterance) == said
+    if said:
+        code, reason = _outcome(registry, utterance, call.to_text())
+        assert code is OutcomeCode.NO_ACTION and "phone call" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "word"),
+    [
+        (
+            "Go to the office, I'll meet you there in a minute.",
+            "send_message('office', \"I'll meet you there in a minute\")",
+            "go",
+        ),
+        ("去办公室，我一会儿过去", "send_message('office', '我一会儿过去')", "去"),
+        ("send it to the office: the report is done", "send_message('office', 'the report is done')", None),
+        ("给办公室发消息，我晚点到", "send_message('office', '我晚点到')", None),
+        (
+            "Write to the office that I'm stuck in traffic",
+            "send_message('office', \"I'm stuck in traffic\")",
+            None,
+        ),
+        ("um, relay to my dad that the package came", "send_message('dad', 'the package came')", None),
+    ],
+)
+def test_a_recipient_said_as_where_to_go(registry, utterance, plain, word):
+    from octopus_ros.functions.mentions import recipient_as_destination
+
+    call = parse_plain(plain, registry)
+    got = recipient_as_destination(registry, registry.by_name("send_message"), call, utterance)
+    assert (got[2] if got else None) == word
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "negated"),
+    [
+        ("香蕉放桌子上，别放地上", "place('banana', 'floor')", [("location", "floor")]),
+        ("香蕉放桌子上，别放地上", "place('banana', 'table')", []),
+        ("put it on the table, not on the floor", "place('red cup', 'floor')", [("location", "floor")]),
+        ("put the cup on the floor", "place('red cup', 'floor')", []),
+        ("tell mom not the kitchen", "send_message('mom', 'not the kitchen')", []),  # the message's words
+    ],
+)
+def test_a_value_said_only_as_the_one_not_wanted(registry, utterance, plain, negated):
+    from octopus_ros.functions.mentions import negated_values
+
+    call = parse_plain(plain, registry)
+    assert negated_values(registry.by_name(call.function), call, utterance) == negated
+    if negated:
+        code, reason = _outcome(registry, utterance, call.to_text())
+        assert code is OutcomeCode.NO_ACTION and "only as the one not wanted" in reason, reason

@@ -88,3 +88,34 @@ def test_the_node_declines_a_question_and_still_stops(registry):
     assert _outcome(registry, "have you seen my red phone? look for it", "find_item('red phone')")[0] is (
         OutcomeCode.OK
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "later"),
+    [
+        ("Remind me to water the plant tomorrow morning.", "remind me"),
+        ("feed the dog tonight", "tonight"),
+        ("go to the kitchen in 5 minutes", "in 5 minutes"),
+        ("in an hour, take a photo of the garden", "in an hour"),
+        ("明天早上提醒我给花浇水", "明天"),
+        ("二十分钟以后去厨房看看汤", "二十分钟以后"),
+        ("go to the kitchen in a minute", None),  # soon, not later
+        ("water the plant now", None),
+    ],
+)
+def test_a_request_for_later(text, later):
+    from octopus_ros.functions.questions import for_later
+
+    assert for_later(text) == later
+
+
+def test_the_node_declines_a_request_for_later_but_not_a_message_about_it(registry):
+    code, reason = _outcome(registry, "二十分钟以后去厨房看看汤", "navigate_to('kitchen')")
+    assert code is OutcomeCode.NO_ACTION and "asks for it later ('二十分钟以后')" in reason
+    assert (
+        _outcome(
+            registry, "tell mom I'll be home tomorrow", "send_message('mom', \"I'll be home tomorrow\")"
+        )[0]
+        is OutcomeCode.OK
+    )
+    assert _outcome(registry, "stop, tomorrow we try again", "stop()")[0] is OutcomeCode.OK

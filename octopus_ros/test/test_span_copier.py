@@ -786,3 +786,23 @@ def test_a_message_said_before_its_recipient_starts_at_its_clause(registry, text
     mentions = named_mentions(registry, ["send_message"], text)
     got = absorb_opening(text, span, mentions, carrier_words(registry, ["send_message"]), 48)
     assert got.text == want and text[got.start : got.end] == want
+
+
+@pytest.mark.parametrize(
+    ("text", "copied", "want"),
+    [
+        ("Can you let my dad know that I picked up the prescription?", "I picked up the prescription?",
+         "I picked up the prescription"),
+        ("Could you message Alice and say thanks for the flowers?", "thanks for the flowers?", "thanks for the flowers"),
+        # the message's own question keeps its mark
+        ("Check with Bob, did you feed the cat?", "did you feed the cat?", "did you feed the cat?"),
+        ("could you ask mom: are you coming home?", "are you coming home?", "are you coming home?"),
+        ("tell dad the game is on?", "the game is on?", "the game is on?"),  # no polite question
+    ],
+)  # fmt: skip
+def test_the_question_mark_of_a_polite_request_is_not_the_message(text, copied, want):
+    from octopus_ros.lean.copier import CopiedSpan, shed_request_question_mark
+
+    start = text.index(copied)
+    got = shed_request_question_mark(text, CopiedSpan(copied, start, start + len(copied), 0.8))
+    assert got.text == want and text[got.start : got.end] == want

@@ -335,16 +335,17 @@ REMARK_PERSONS = {
 }
 
 
-def negated(text: str, start: int) -> bool:
+def negated(text: str, start: int, *, but: frozenset[str] = frozenset()) -> bool:
     """Whether the word at ``start`` of ``text`` follows a negation closely, in the same clause
-    (see NEGATIONS_EN)."""
+    (see NEGATIONS_EN), one of ``but`` aside ("no": "no wait, the shelf" corrects, it does not
+    reject the shelf)."""
     before = text[:start].lower().replace("\u2019", "'")
     ends = [m.end() for m in CLAUSE_END.finditer(before)]
     if ends:
         before = before[ends[-1] :]
     if any(n in before[-NEGATION_REACH:] for n in NEGATIONS_ZH):
         return True
-    return any(w in NEGATIONS_EN for w in EN_WORD.findall(before)[-NEGATION_REACH:])
+    return any(w in NEGATIONS_EN and w not in but for w in EN_WORD.findall(before)[-NEGATION_REACH:])
 
 
 # full-width Latin letters and digits (Ａ-Ｚ, ａ-ｚ, ０-９) -> their ASCII letters (a Chinese input

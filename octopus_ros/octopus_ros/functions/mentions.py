@@ -149,6 +149,17 @@ def uncarried(spec: Any, call: Any, utterance: str) -> str | None:
     return copied[0] if asks_nothing(utterance, spans) else None
 
 
+def _named_spans(spec: Any, call: Any, utterance: str) -> list[tuple[int, int]]:
+    """The character ranges of ``utterance`` that say the values of ``call``'s ``named`` arguments."""
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    spans: list[tuple[int, int]] = []
+    for got in call.args:
+        declared = by_name.get(got.name)
+        if declared is not None and declared.named:
+            spans += mention_spans(utterance, declared.spoken_forms(got.value))
+    return spans
+
+
 def _copy_and_names(spec: Any, call: Any, utterance: str) -> list[tuple[int, int]] | None:
     """The character ranges of ``utterance`` that ``call`` copies and the values of its ``named``
     arguments it says; None when a copied value is not in ``utterance``."""
@@ -162,12 +173,7 @@ def _copy_and_names(spec: Any, call: Any, utterance: str) -> list[tuple[int, int
                 if not found:
                     return None
                 spans += found
-    by_name = {a.name: a for a in getattr(spec, "args", ())}
-    for got in call.args:
-        declared = by_name.get(got.name)
-        if declared is not None and declared.named:
-            spans += mention_spans(utterance, declared.spoken_forms(got.value))
-    return spans
+    return spans + _named_spans(spec, call, utterance)
 
 
 def asked_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[str, str, str] | None:
@@ -193,6 +199,115 @@ def asked_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tupl
             found = asks_for(words, units)
             if found:
                 return copied_values(spec, call)[0], found[0], other
+    return None
+
+
+# asking for a phone call, which no function makes: "call my mom and put her on speaker", "给我妈打个
+# 电话，开免提" (:func:`phone_call`). Lower case; English ones whole words.
+PHONE_CALLS_EN = ("video call", "call", "phone", "ring", "facetime", "dial")
+PHONE_CALLS_ZH = (
+    "打个电话",
+    "打一个电话",
+    "打电话",
+    "打个视频",
+    "打视频",
+    "视频通话",
+    "回个电话",
+    "回电话",
+    "通个电话",
+)
+
+
+def phone_call(spec: Any, call: Any, utterance: str) -> str | None:
+    """The words that ask for a phone call when ``call`` copies a message but the request, outside
+    the copy, asks to phone its recipient and says no word of the function's own besides ("call my
+    mom and put her on speaker" decided as ``send_message('mom', 'put her on speaker')``); None
+    otherwise ("text mom to call me": the call is the message's; "call mom and tell her dinner is
+    ready": tell asks for the message)."""
+    from .asking import asking_words, asks_for
+
+    if not copied_args(spec) or not hasattr(spec, "training_literals"):
+        return None
+    spans = _copy_and_names(spec, call, utterance)
+    if spans is None:
+        return None
+    text = fold_input(utterance).lower()
+    copies = [(a, b) for a, b in spans if (a, b) not in _named_spans(spec, call, utterance)]
+    patterns = [re.escape(w) for w in PHONE_CALLS_ZH] + [rf"(?<![a-z']){w}(?![a-z'])" for w in PHONE_CALLS_EN]
+    found = [
+        m
+        for p in patterns
+        for m in re.finditer(p, text)
+        if not any(a <= m.start() and m.end() <= b for a, b in copies)  # "text mom to call me": the message's
+    ]
+    if not found:
+        return None
+    rest = _outside(utterance, [*spans, *(m.span() for m in found)]).lower()
+    units = [u for u in text_units(rest) if u not in RECIPIENT_PREPOSITIONS_ZH]
+    return None if asks_for(asking_words(spec), units) else found[0].group()
+
+
+_CORRECTING = frozenset({"no"})  # "no wait, the shelf" takes a value back for this one
+
+
+def negated_values(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any]]:
+    """``(argument, value)`` of each enum argument of ``call`` whose value the request says only
+    right after a negation (functions/language.negated, within its clause; not "no", which corrects:
+    "no wait, the shelf"): "香蕉放桌子上，别放地上"
+    decided as ``place('banana', 'floor')``, "put it on the table, not on the floor". The text a
+    call copies is not read. Empty otherwise."""
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    text = blank_copied(spec, call, fold_input(utterance))
+    out = []
+    for got in call.args:
+        declared = by_name.get(got.name)
+        if declared is None or declared.type != "enum":
+            continue
+        found = mention_spans(text, declared.spoken_forms(got.value))
+        if found and all(negated(text, a, but=_CORRECTING) for a, _ in found):
+            out.append((got.name, got.value))
+    return out
+
+
+_DESTINATION_SKIP = frozenset({"to", "the", "my", "our", "your", "into", "over", "back", "到", "了"})
+
+
+def recipient_as_destination(
+    registry: Any, spec: Any, call: Any, utterance: str
+) -> tuple[str, Any, str] | None:
+    """``(argument, value, word)`` when the request says a message's recipient only as where to
+    go: right after a word that asks for another function and not for this one (articles and "to"
+    between): "go to the office, I'll meet you there in a minute" decided as ``send_message('office',
+    "I'll meet you there in a minute")``, "去办公室，我一会儿过去". None otherwise ("send it to the
+    office", "给办公室发消息", "write to the office": those words ask for a message or for nothing)."""
+    from .asking import asking_words
+
+    if not hasattr(registry, "functions") or not hasattr(spec, "training_literals"):
+        return None
+    own = asking_words(spec)
+    others = frozenset(
+        w
+        for other in registry.functions
+        if other.name != spec.name and not other.decline
+        for w in asking_words(other)
+    )
+    text = fold_input(utterance).lower().replace("\u2019", "'")
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    for got in call.args:
+        declared = by_name.get(got.name)
+        if declared is None or not _recipient(spec, declared):
+            continue
+        spans = mention_spans(text, declared.spoken_forms(got.value))
+        words = []
+        for a, _ in spans:
+            before = [u for u in text_units(text[:a]) if u not in _DESTINATION_SKIP]
+            word = before[-1] if before else ""
+            if not (word and word_forms(word) & others and not word_forms(word) & own):
+                break
+            words.append(word)
+        else:
+            if words:
+                return got.name, got.value, words[0]
     return None
 
 

@@ -16,7 +16,11 @@ runtime declines it (:func:`asked_about`, runtime/outcomes.decision_outcome: NO_
   to", "what if", "suppose", "imagine", 假如, 假设). Not "if you can", "if you don't mind", 如果你
   有空: a condition of a real request.
 
-A greeting clause ("hey,") is passed over. Pure Python.
+A greeting clause ("hey,") is passed over.
+
+:func:`for_later` is the other way a request asks for no act now: it names a later time ("remind me
+to water the plant tomorrow morning", "明天早上提醒我给花浇水", "二十分钟以后去厨房看看汤"), and the
+robot acts only on what it is asked to do now. Pure Python.
 """
 
 from __future__ import annotations
@@ -81,3 +85,23 @@ def asked_about(utterance: str) -> str | None:
         return supposed_zh
     questions = [_past_question(c) for c in clauses]
     return questions[0] if all(questions) else None
+
+
+# a later time, or a reminder: the robot schedules nothing (:func:`for_later`)
+_LATER_EN = re.compile(
+    r"(?<![a-z'])(tomorrow|tonight|remind\s+me|next\s+(?:week|month|time)|later\s+(?:today|tonight|on)|"
+    r"in\s+(?:two|three|four|five|ten|fifteen|twenty|thirty|forty|few|couple\s+of|\d+)\s+"
+    r"(?:more\s+)?(?:minutes?|mins?|hours?|days?)|in\s+(?:an?|one)\s+(?:more\s+)?(?:hours?|days?))(?![a-z'])"
+)
+_LATER_ZH = re.compile(
+    r"(明天|后天|明早|明晚|下周|下个星期|下星期|提醒我|[\d一二两三四五六七八九十半几]+(?:个)?(?:分钟|小时|钟头|天)(?:以后|之后|后))"
+)
+
+
+def for_later(text: str) -> str | None:
+    """The words that put the request at a later time ("tomorrow", "in twenty minutes", "remind
+    me", 明天, 二十分钟以后, 提醒我) in ``text`` (the request without the text a call copies: "tell
+    mom I'll be home tomorrow" is a message for now); None when it names none."""
+    folded = fold_input(text).lower().replace("\u2019", "'")
+    m = _LATER_EN.search(folded) or _LATER_ZH.search(folded)
+    return m.group() if m else None

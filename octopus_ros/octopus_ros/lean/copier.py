@@ -664,6 +664,36 @@ def shed_fillers(text: str, span: CopiedSpan) -> CopiedSpan:
     )
 
 
+# a request asked as a question ("can you let my dad know that I picked up the prescription?"): its
+# question mark is the request's, unless the message is a question of its own ("… ask mom: are you
+# coming?", "… did you feed the cat?")
+_POLITE_QUESTION_EN = re.compile(
+    r"^(?:\W*(?:hey|robot|ok|okay|so|um|uh|please)\W+)*(?:can|could|would|will)\s+(?:you|u)\b", re.IGNORECASE
+)
+_QUESTION_OPENERS_EN = frozenset(
+    {"did", "do", "does", "are", "is", "was", "were", "can", "could", "will", "would", "what", "where", "when",
+     "who", "whom", "whose", "why", "how", "have", "has", "had", "should", "shall", "which", "may", "am"}
+)  # fmt: skip
+
+
+def shed_request_question_mark(text: str, span: CopiedSpan) -> CopiedSpan:
+    """``span`` without the question mark that ends the request, when the request is asked as a
+    polite English question ("can you / could you / would you …") and the message is no question
+    of its own (its first word opens none: "did you feed the cat?" keeps it)."""
+    body = span.text.rstrip()
+    if not body.endswith(("?", "？")) or text[span.end :].strip(" \t?？"):
+        return span
+    if not _POLITE_QUESTION_EN.match(text):
+        return span
+    first = _EN_WORDS.match(body.lower().lstrip(" \t\"'“‘:："))
+    if first is not None and first.group().split("'")[0] in _QUESTION_OPENERS_EN:
+        return span
+    end = span.start + len(body.rstrip(" \t?？"))
+    if end <= span.start:
+        return span
+    return CopiedSpan(text[span.start : end], span.start, end, span.prob, span.absorbed, span.shed)
+
+
 _EN_REMARK = re.compile(r"[,;]\s*(" + "|".join(REMARK_SUBJECTS["en"]) + r")(?:'(?:s|ll|d))?\b", re.IGNORECASE)
 _ZH_REMARK = re.compile(r"[,，;；]\s*(" + "|".join(REMARK_SUBJECTS["zh"]) + r")(?![们的])")
 _EN_WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -785,6 +815,7 @@ def copy_span(
         grown = shed_request_clause(utterance, grown, mentions)
         grown = shed_saying_lead(utterance, grown)
         grown = shed_fillers(utterance, grown)
+        grown = shed_request_question_mark(utterance, grown)
         for choice in (grown, span) if grown is not span else (span,):
             try:
                 bound = grammar.bind(utterance, copy=choice.text, objects=objects)

@@ -12,15 +12,19 @@ import numpy as np
 
 from octopus_ros.functions.mentions import (
     asked_elsewhere,
+    blank_copied,
     corrected_args,
+    negated_values,
     origin_args,
+    phone_call,
     possessor_only,
+    recipient_as_destination,
     uncarried,
     unknown_verb,
     unnamed_args,
 )
 from octopus_ros.functions.negation import negated_request
-from octopus_ros.functions.questions import asked_about
+from octopus_ros.functions.questions import asked_about, for_later
 from octopus_ros.functions.registry import copied_args
 
 
@@ -339,6 +343,28 @@ def decision_outcome(
             f"no word of the request outside the copied {copied!r} and the values it names asks for"
             f" {call.function}, and {word!r} asks for {other} ({call.function} not published)",
         )
+    phoned = phone_call(spec, call, utterance) if utterance is not None else None
+    if phoned is not None:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"{NOT_UNDERSTOOD}: the request asks for a phone call ({phoned!r}), which no function makes"
+            f" ({call.function} not published)",
+        )
+    destination = recipient_as_destination(registry, spec, call, utterance) if utterance is not None else None
+    if destination is not None:
+        arg, value, word = destination
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request says the {arg} {value!r} only as where to go ({word!r}), not as who receives"
+            f" the message ({call.function} not published)",
+        )
+    negated = negated_values(spec, call, utterance) if utterance is not None else []
+    if negated:
+        arg, value = negated[0]
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request says the {arg} {value!r} only as the one not wanted ({call.function} not published)",
+        )
     owner = possessor_only(spec, call, utterance) if utterance is not None else None
     if owner is not None:
         arg, value, said = owner
@@ -377,6 +403,17 @@ def decision_outcome(
         return (
             OutcomeCode.NO_ACTION,
             f"the request asks about it ({asked!r}), not for it ({call.function} not published)",
+        )
+    later = (
+        for_later(blank_copied(spec, call, utterance))
+        if utterance is not None and not getattr(spec, "halts", False)
+        else None
+    )
+    if later is not None:
+        return (
+            OutcomeCode.NO_ACTION,
+            f"the request asks for it later ({later!r}), and the robot acts only now"
+            f" ({call.function} not published)",
         )
     negation = negated_request(spec, call, utterance) if utterance is not None else None
     if negation is not None:
