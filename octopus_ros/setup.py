@@ -36,6 +36,7 @@ setup(
             "natural_fresh.yaml",
             "natural_voices.yaml",
             "natural_situations.yaml",
+            "natural_week.yaml",
         ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],

@@ -34,7 +34,8 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_fresh.yaml",
         "natural_voices.yaml",
         "natural_situations.yaml",
-    ):  # make evaluate reads all nine
+        "natural_week.yaml",
+    ):  # make evaluate reads all ten
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
 
     # the executables go where `ros2 run` / `ros2 launch` look (setup.cfg), not to bin/: the README's

@@ -21,6 +21,7 @@ from octopus_ros.data.natural import (
     SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
     VOICES_SET_PATH,
+    WEEK_SET_PATH,
     NaturalSetError,
     load_natural_set,
 )
@@ -39,6 +40,7 @@ SETS = {  # file, requests per language, of each kind, share declined at least
     "fresh": (FRESH_SET_PATH, 100, 2, 0.2),
     "voices": (VOICES_SET_PATH, 135, 3, 0.25),  # stop 47's two sets, dropped from 150 per language
     "situations": (SITUATIONS_SET_PATH, 140, 3, 0.25),
+    "week": (WEEK_SET_PATH, 130, 3, 0.25),
 }
 
 
@@ -95,12 +97,14 @@ def test_the_check_set_repeats_no_natural_set_request():
     assert all(it.id.startswith("c-") for it in chatty)
     # stop 46's ASR set repeats none of the five sets before it, and the fresh set none of the six
     earlier |= {norm(it.text) for it in chatty}
-    # ... and stop 47's voices set none of the seven, the situations set none of the eight
+    # ... and stop 47's voices set none of the seven, the situations set none of the eight, the week
+    # set none of the nine
     for path, prefix in (
         (ASR_SET_PATH, "a-"),
         (FRESH_SET_PATH, "f-"),
         (VOICES_SET_PATH, "h-"),
         (SITUATIONS_SET_PATH, "i-"),
+        (WEEK_SET_PATH, "j-"),
     ):
         later = load_natural_set(path)
         assert [it.id for it in later if norm(it.text) in earlier] == []

@@ -48,6 +48,7 @@ def test_simplified_text_is_unchanged():
         SITUATIONS_SET_PATH,
         THIRD_SET_PATH,
         VOICES_SET_PATH,
+        WEEK_SET_PATH,
         load_natural_set,
     )
     from octopus_ros.paths import config_path, default_model_dir
@@ -64,6 +65,7 @@ def test_simplified_text_is_unchanged():
             FRESH_SET_PATH,
             VOICES_SET_PATH,
             SITUATIONS_SET_PATH,
+            WEEK_SET_PATH,
         )
         for it in load_natural_set(path)
         if it.language == "zh"

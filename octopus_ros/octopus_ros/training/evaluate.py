@@ -24,9 +24,9 @@ asks only for messages; ``natural_chatty`` (stop 44) is long, chatty speech of e
 when two of the copier's and object rules were written (docs/training.md item 45);
 ``natural_asr`` (stop 46) is speech as a recogniser writes it and ``natural_fresh`` (stop 46)
 requests as different people say them, both read when stop 46's rules were written (item 47);
-``natural_voices`` and ``natural_situations`` (stop 47) were each measured once before they were
-read, then read when stop 47's rules were written (item 48). The cases of these eight sets stay out
-of the printed report and the metrics (the natural set's are printed).
+``natural_voices``, ``natural_situations`` and ``natural_week`` (stop 47) were each measured once
+before they were read, then read when stop 47's rules were written (item 48). The cases of these
+nine sets stay out of the printed report and the metrics (the natural set's are printed).
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
 the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only on purpose).
@@ -73,6 +73,7 @@ from octopus_ros.data.natural import (
     SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
     VOICES_SET_PATH,
+    WEEK_SET_PATH,
 )
 from octopus_ros.runtime.second_opinion import missing_folder, same_functions, second_opinion_dir
 
@@ -96,6 +97,7 @@ VOICES_TITLE = (
 SITUATIONS_TITLE = (
     "situations set (requests in household situations, written apart, stop 47; read after its first run)"
 )
+WEEK_TITLE = "week set (an ordinary week's requests, written apart, stop 47; read after its first run)"
 # the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
@@ -106,6 +108,7 @@ FIGURE_SETS = (
     ("natural_fresh", FRESH_SET_PATH, FRESH_TITLE),
     ("natural_voices", VOICES_SET_PATH, VOICES_TITLE),
     ("natural_situations", SITUATIONS_SET_PATH, SITUATIONS_TITLE),
+    ("natural_week", WEEK_SET_PATH, WEEK_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)

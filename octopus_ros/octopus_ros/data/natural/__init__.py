@@ -54,6 +54,9 @@ FRESH_SET_PATH = Path(__file__).with_name("natural_fresh.yaml")
 # written on the voices set), then read in stop 47.
 VOICES_SET_PATH = Path(__file__).with_name("natural_voices.yaml")
 SITUATIONS_SET_PATH = Path(__file__).with_name("natural_situations.yaml")
+# The week set (stop 47): written apart like them, measured once before it was read with the rules
+# written on the two sets above, then read in stop 47.
+WEEK_SET_PATH = Path(__file__).with_name("natural_week.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
