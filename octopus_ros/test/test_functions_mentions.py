@@ -499,6 +499,7 @@ def test_a_recipient_said_as_where_to_go(registry, utterance, plain, word):
         ("香蕉放桌子上，别放地上", "place('banana', 'table')", []),
         ("put it on the table, not on the floor", "place('red cup', 'floor')", [("location", "floor")]),
         ("put the cup on the floor", "place('red cup', 'floor')", []),
+        ("你能不能去办公室等我", "navigate_to('office')", []),  # 能不能 asks
         ("tell mom not the kitchen", "send_message('mom', 'not the kitchen')", []),  # the message's words
     ],
 )

@@ -100,6 +100,9 @@ def test_the_node_declines_a_question_and_still_stops(registry):
         ("明天早上提醒我给花浇水", "明天"),
         ("二十分钟以后去厨房看看汤", "二十分钟以后"),
         ("go to the kitchen in a minute", None),  # soon, not later
+        ("描述一下周围", None),  # 一下 + 周围, no 下周
+        ("提醒我妈记得带钥匙", None),  # a message to mom, no reminder for me
+        ("下周一去厨房", "下周"),
         ("water the plant now", None),
     ],
 )

@@ -797,6 +797,11 @@ def test_a_message_said_before_its_recipient_starts_at_its_clause(registry, text
         # the message's own question keeps its mark
         ("Check with Bob, did you feed the cat?", "did you feed the cat?", "did you feed the cat?"),
         ("could you ask mom: are you coming home?", "are you coming home?", "are you coming home?"),
+        (
+            "Could you drop Bob a line: want to play tennis on Saturday?",
+            "want to play tennis on Saturday?",
+            "want to play tennis on Saturday?",
+        ),  # said after a colon: the message's own mark
         ("tell dad the game is on?", "the game is on?", "the game is on?"),  # no polite question
     ],
 )  # fmt: skip

@@ -335,6 +335,9 @@ REMARK_PERSONS = {
 }
 
 
+_A_NOT_A = re.compile(r"([\u4e00-\u9fff])不\1")
+
+
 def negated(text: str, start: int, *, but: frozenset[str] = frozenset()) -> bool:
     """Whether the word at ``start`` of ``text`` follows a negation closely, in the same clause
     (see NEGATIONS_EN), one of ``but`` aside ("no": "no wait, the shelf" corrects, it does not
@@ -343,7 +346,9 @@ def negated(text: str, start: int, *, but: frozenset[str] = frozenset()) -> bool
     ends = [m.end() for m in CLAUSE_END.finditer(before)]
     if ends:
         before = before[ends[-1] :]
-    if any(n in before[-NEGATION_REACH:] for n in NEGATIONS_ZH):
+    # 能不能, 要不要, 可不可以: a question, no negation ("你能不能去办公室等我", "能不能踢狗" asks for it)
+    zh = _A_NOT_A.sub(lambda m: " " * len(m.group()), before)
+    if any(n in zh[-NEGATION_REACH:] for n in NEGATIONS_ZH):
         return True
     return any(w in NEGATIONS_EN and w not in but for w in EN_WORD.findall(before)[-NEGATION_REACH:])
 

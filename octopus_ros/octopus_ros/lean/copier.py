@@ -683,8 +683,8 @@ def shed_request_question_mark(text: str, span: CopiedSpan) -> CopiedSpan:
     body = span.text.rstrip()
     if not body.endswith(("?", "？")) or text[span.end :].strip(" \t?？"):
         return span
-    if not _POLITE_QUESTION_EN.match(text):
-        return span
+    if not _POLITE_QUESTION_EN.match(text) or text[: span.start].rstrip().endswith((":", "：", '"', "“")):
+        return span  # after a colon or a quote, the message is said as said: its mark is its own
     first = _EN_WORDS.match(body.lower().lstrip(" \t\"'“‘:："))
     if first is not None and first.group().split("'")[0] in _QUESTION_OPENERS_EN:
         return span
