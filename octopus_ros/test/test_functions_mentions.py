@@ -500,6 +500,8 @@ def test_a_recipient_said_as_where_to_go(registry, utterance, plain, word):
         ("put it on the table, not on the floor", "place('red cup', 'floor')", [("location", "floor")]),
         ("put the cup on the floor", "place('red cup', 'floor')", []),
         ("你能不能去办公室等我", "navigate_to('office')", []),  # 能不能 asks
+        ("please stop in the kitchen", "navigate_to('kitchen')", []),  # where to stop
+        ("avoid the kitchen, go to the office", "navigate_to('kitchen')", [("place", "kitchen")]),
         ("tell mom not the kitchen", "send_message('mom', 'not the kitchen')", []),  # the message's words
     ],
 )

@@ -170,7 +170,9 @@ def test_no_said_bool_loss_leaves_out_only_a_value_the_request_says(parts, tmp_p
     items = [
         _item("turn on the kitchen light", on, "set_light"),  # says on: forced
         _item("switch off the kitchen light", off, "set_light"),  # says off: forced
-        _item("it is too dark in the kitchen", on, "set_light"),  # says neither: the model decides
+        # "too dark" is one of the entry's said words for on, and a request that says neither is offered
+        # the entry's unsaid value (on): forced since stop 47
+        _item("it is too dark in the kitchen", on, "set_light"),
         _item("把厨房的灯打开", on, "set_light"),  # says on (打开): forced
         _item("pick up the red cup", "<nexa_0>('red cup')<nexa_end>", "pick_up"),  # no bool
     ]
@@ -181,8 +183,8 @@ def test_no_said_bool_loss_leaves_out_only_a_value_the_request_says(parts, tmp_p
     full, masked = kept.batch(items)["labels"], left.batch(items)["labels"]
     assert torch.equal(kept.batch(items)["input_ids"], left.batch(items)["input_ids"])
     dropped = [(full[i] != -100).sum().item() - (masked[i] != -100).sum().item() for i in range(len(items))]
-    assert dropped[0] > 0 and dropped[1] > 0 and dropped[3] > 0
-    assert dropped[2] == 0 and dropped[4] == 0
+    assert dropped[0] > 0 and dropped[1] > 0 and dropped[2] > 0 and dropped[3] > 0
+    assert dropped[4] == 0
     # what is left out is the value, and only the value: the answer's text without it
     for i in (0, 1, 3):
         gone = [

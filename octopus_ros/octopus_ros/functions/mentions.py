@@ -247,13 +247,15 @@ def phone_call(spec: Any, call: Any, utterance: str) -> str | None:
     return None if asks_for(asking_words(spec), units) else found[0].group()
 
 
-_CORRECTING = frozenset({"no"})  # "no wait, the shelf" takes a value back for this one
+# negation words that do not reject the value after them: "no wait, the shelf" takes a value back
+# for this one, "stop in the kitchen" says where to stop
+_NOT_REJECTING = frozenset({"no", "stop"})
 
 
 def negated_values(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any]]:
     """``(argument, value)`` of each enum argument of ``call`` whose value the request says only
-    right after a negation (functions/language.negated, within its clause; not "no", which corrects:
-    "no wait, the shelf"): "香蕉放桌子上，别放地上"
+    right after a negation (functions/language.negated, within its clause; not "no", which corrects,
+    "no wait, the shelf", nor "stop", "stop in the kitchen"): "香蕉放桌子上，别放地上"
     decided as ``place('banana', 'floor')``, "put it on the table, not on the floor". The text a
     call copies is not read. Empty otherwise."""
     by_name = {a.name: a for a in getattr(spec, "args", ())}
@@ -264,7 +266,7 @@ def negated_values(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any]
         if declared is None or declared.type != "enum":
             continue
         found = mention_spans(text, declared.spoken_forms(got.value))
-        if found and all(negated(text, a, but=_CORRECTING) for a, _ in found):
+        if found and all(negated(text, a, but=_NOT_REJECTING) for a, _ in found):
             out.append((got.name, got.value))
     return out
 
