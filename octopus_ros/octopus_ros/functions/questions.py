@@ -26,8 +26,10 @@ robot acts only on what it is asked to do now. Pure Python.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .language import CLAUSE_END, fold_input
+from .registry import per_spec_cache
 
 _PAST_QUESTIONS_EN = re.compile(
     r"(did|have|has|had)\s+(you|anyone|anybody|somebody|someone|we|they|he|she)(?![a-z'])"
@@ -65,10 +67,20 @@ def _past_question(clause: str) -> str | None:
     return None
 
 
-def asked_about(utterance: str) -> str | None:
+@per_spec_cache(maxsize=256)
+def _asked_by_question(spec: Any) -> bool:
+    """Whether a training phrasing of ``spec`` is itself a question about the past ("你见过我的{item}
+    吗", "have you seen my {item}?" ask for find_item): then such a question asks for it."""
+    return any(
+        _past_questions(literal) for literals in spec.training_literals().values() for literal in literals
+    )
+
+
+def asked_about(utterance: str, spec: Any = None) -> str | None:
     """The words that ask about the act ("did you", "了吗", "if you had to") when ``utterance``
     asks whether it was done or what would happen if it were; None when it asks for it (see the
-    module doc)."""
+    module doc), and for a question about the past when a training phrasing of ``spec`` (the
+    call's function) is one ("你见过我的黄球吗" asks for find_item)."""
     text = fold_input(utterance).lower().replace("\u2019", "'")
     clauses = [
         c.strip()
@@ -83,8 +95,28 @@ def asked_about(utterance: str) -> str | None:
     supposed_zh = next((w for w in _SUPPOSITIONS_ZH if clauses[0].replace(" ", "").startswith(w)), None)
     if supposed_zh is not None:
         return supposed_zh
+    asked = _past_questions(text)
+    if (
+        asked is not None
+        and spec is not None
+        and hasattr(spec, "training_literals")
+        and _asked_by_question(spec)
+    ):
+        return None
+    return asked
+
+
+def _past_questions(text: str) -> str | None:
+    """The first clause's question words when every clause of ``text`` asks whether something was
+    done; None otherwise."""
+    text = fold_input(text).lower().replace("\u2019", "'")
+    clauses = [
+        c.strip()
+        for c in CLAUSE_END.split(text)
+        if re.search(r"\w", c) and not all(w.strip("'") in _LEAD_EN for w in c.split())
+    ]
     questions = [_past_question(c) for c in clauses]
-    return questions[0] if all(questions) else None
+    return questions[0] if questions and all(questions) else None
 
 
 # a later time, or a reminder: the robot schedules nothing (:func:`for_later`)

@@ -398,7 +398,9 @@ def decision_outcome(
             OutcomeCode.NO_ACTION,
             f"the request took the {arg} {value!r} back for {meant!r} ({call.function} not published)",
         )
-    asked = asked_about(utterance) if utterance is not None and not getattr(spec, "halts", False) else None
+    asked = (
+        asked_about(utterance, spec) if utterance is not None and not getattr(spec, "halts", False) else None
+    )
     if asked is not None:
         return (
             OutcomeCode.NO_ACTION,
