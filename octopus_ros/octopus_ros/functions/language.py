@@ -335,7 +335,7 @@ REMARK_PERSONS = {
 }
 
 
-_A_NOT_A = re.compile(r"([\u4e00-\u9fff])不\1")
+_A_NOT_A = re.compile(rf"([{CJK_IDEOGRAPHS}])不\1")
 
 
 def negated(text: str, start: int, *, but: frozenset[str] = frozenset()) -> bool:

@@ -294,12 +294,7 @@ def recipient_as_destination(
         for w in asking_words(other)
     )
     text = fold_input(utterance).lower().replace("\u2019", "'")
-    by_name = {a.name: a for a in getattr(spec, "args", ())}
-    for got in call.args:
-        declared = by_name.get(got.name)
-        if declared is None or not _recipient(spec, declared):
-            continue
-        spans = mention_spans(text, declared.spoken_forms(got.value))
+    for got, spans in _recipient_mentions(spec, call, text):
         words = []
         for a, _ in spans:
             before = [u for u in text_units(text[:a]) if u not in _DESTINATION_SKIP]
@@ -319,17 +314,23 @@ def possessor_only(spec: Any, call: Any, utterance: str) -> tuple[str, Any, str]
     or "'s" ("把我妈的降压药扔垃圾桶里" is no message to mom, "describe the room for me, mum's
     eyesight isn't great" none either). None otherwise."""
     text = fold_input(utterance)
-    by_name = {a.name: a for a in getattr(spec, "args", ())}
-    for got in call.args:
-        declared = by_name.get(got.name)
-        if declared is None or not _recipient(spec, declared):
-            continue
-        spans = mention_spans(text, declared.spoken_forms(got.value))
+    for got, spans in _recipient_mentions(spec, call, text):
         owned = [text[b : b + 2].replace("\u2019", "'") for _, b in spans]
         if spans and all(o.startswith("的") or (o == "'s") for o in owned):
             a, b = spans[0]
             return got.name, got.value, text[a:b] + ("的" if owned[0].startswith("的") else "'s")
     return None
+
+
+def _recipient_mentions(spec: Any, call: Any, text: str) -> list[tuple[Any, list[tuple[int, int]]]]:
+    """``(argument given, where text says its value)`` for each argument of ``call`` that names
+    a message's recipient (:func:`_recipient`)."""
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    return [
+        (got, mention_spans(text, by_name[got.name].spoken_forms(got.value)))
+        for got in call.args
+        if got.name in by_name and _recipient(spec, by_name[got.name])
+    ]
 
 
 def _recipient(spec: Any, arg: Any) -> bool:

@@ -72,7 +72,9 @@ def _asked_by_question(spec: Any) -> bool:
     """Whether a training phrasing of ``spec`` is itself a question about the past ("你见过我的{item}
     吗", "have you seen my {item}?" ask for find_item): then such a question asks for it."""
     return any(
-        _past_questions(literal) for literals in spec.training_literals().values() for literal in literals
+        _past_questions(_clauses(literal))
+        for literals in spec.training_literals().values()
+        for literal in literals
     )
 
 
@@ -81,12 +83,7 @@ def asked_about(utterance: str, spec: Any = None) -> str | None:
     asks whether it was done or what would happen if it were; None when it asks for it (see the
     module doc), and for a question about the past when a training phrasing of ``spec`` (the
     call's function) is one ("你见过我的黄球吗" asks for find_item)."""
-    text = fold_input(utterance).lower().replace("\u2019", "'")
-    clauses = [
-        c.strip()
-        for c in CLAUSE_END.split(text)
-        if re.search(r"\w", c) and not all(w.strip("'") in _LEAD_EN for w in c.split())
-    ]
+    clauses = _clauses(utterance)
     if not clauses:
         return None
     supposed = _SUPPOSITIONS_EN.match(_lead_off(clauses[0]))
@@ -95,7 +92,7 @@ def asked_about(utterance: str, spec: Any = None) -> str | None:
     supposed_zh = next((w for w in _SUPPOSITIONS_ZH if clauses[0].replace(" ", "").startswith(w)), None)
     if supposed_zh is not None:
         return supposed_zh
-    asked = _past_questions(text)
+    asked = _past_questions(clauses)
     if (
         asked is not None
         and spec is not None
@@ -106,15 +103,19 @@ def asked_about(utterance: str, spec: Any = None) -> str | None:
     return asked
 
 
-def _past_questions(text: str) -> str | None:
-    """The first clause's question words when every clause of ``text`` asks whether something was
-    done; None otherwise."""
+def _clauses(text: str) -> list[str]:
+    """The clauses of ``text`` (folded, lower case) that say anything but a greeting ("hey,")."""
     text = fold_input(text).lower().replace("\u2019", "'")
-    clauses = [
+    return [
         c.strip()
         for c in CLAUSE_END.split(text)
         if re.search(r"\w", c) and not all(w.strip("'") in _LEAD_EN for w in c.split())
     ]
+
+
+def _past_questions(clauses: list[str]) -> str | None:
+    """The first clause's question words when every one of ``clauses`` asks whether something was
+    done; None otherwise."""
     questions = [_past_question(c) for c in clauses]
     return questions[0] if questions and all(questions) else None
 
