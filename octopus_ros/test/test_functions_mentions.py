@@ -513,3 +513,49 @@ def test_a_value_said_only_as_the_one_not_wanted(registry, utterance, plain, neg
     if negated:
         code, reason = _outcome(registry, utterance, call.to_text())
         assert code is OutcomeCode.NO_ACTION and "only as the one not wanted" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "claimed"),
+    [
+        ("the purple can goes in the recycling, could you take care of it", "pick_up('purple can')",
+         ("recycling", "recycling", "recycle")),
+        ("这根香蕉坏了，拿去堆肥吧", "pick_up('banana')", ("堆肥", "compost", "recycle")),
+        ("Half-eaten red apple on the coffee table, compost it please", "place('red apple', 'table')",
+         ("compost", "compost", "recycle")),
+        ("throw the banana in the compost", "recycle('banana', 'compost')", None),  # the claiming function
+        ("put it on the table, not in the trash", "place('red cup', 'table')", None),  # negated
+        ("tell mom the compost bin is full", "send_message('mom', 'the compost bin is full')", None),  # copied
+        ("pick up the red cup", "pick_up('red cup')", None),
+    ],
+)  # fmt: skip
+def test_a_value_another_function_claims(registry, utterance, plain, claimed):
+    from octopus_ros.functions.mentions import claimed_elsewhere
+
+    call = parse_plain(plain, registry)
+    assert claimed_elsewhere(registry, registry.by_name(call.function), call, utterance) == claimed
+    if claimed:
+        code, reason = _outcome(registry, utterance, call.to_text())
+        assert code is OutcomeCode.NO_ACTION and "which asks for recycle" in reason, reason
+
+
+def test_claims_is_for_an_enum():
+    assert ArgSpec(name="bin", type="enum", values=("a", "b"), claims=True).to_dict()["claims"] is True
+    with pytest.raises(RegistryError, match="claims is only valid for enum"):
+        ArgSpec(name="text", type="string", claims=True)
+    with pytest.raises(RegistryError, match="claims must be true or false"):
+        ArgSpec(name="bin", type="enum", values=("a",), claims="yes")
+
+
+@pytest.mark.parametrize(
+    ("utterance", "after"),
+    [
+        ("你拿那个白色的杯子……哦不对，拿橙色的碗", "，拿橙色的碗"),
+        ("grab the red cup, no wait, the blue cup", ", the blue cup"),
+        ("grab the red cup", None),
+    ],
+)
+def test_what_is_said_after_a_correction(utterance, after):
+    from octopus_ros.functions.mentions import after_correction
+
+    assert after_correction(utterance) == after

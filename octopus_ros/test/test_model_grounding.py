@@ -515,6 +515,12 @@ def test_determined_finds_english_category_words_after_a_determiner(utterance, e
         ("feed it", "feed_pet('dog')", None),  # names neither
         ("put the dog bowl on the floor", "place('red bowl', 'floor')", None),  # no enum of categories
         ("text mom: the red cup is broken", "send_message('mom', 'the red cup is broken')", None),
+        # an object taken back: the one named after the correction is meant
+        ("你拿那个白色的杯子……哦不对，拿橙色的碗", "pick_up('white cup')", "'white cup' is another object"),
+        ("你拿那个白色的杯子……哦不对，拿橙色的碗", "pick_up('orange bowl')", None),
+        ("grab the red cup, no wait, the blue cup", "pick_up('red cup')", "blue cup"),
+        ("grab the red cup, no wait, the blue one", "pick_up('red cup')", None),  # no object after it
+        ("no rush, pick up the red cup", "pick_up('red cup')", None),
     ],
 )
 def test_a_call_on_another_object_than_the_one_named_is_a_mismatch(utterance, call, refused):

@@ -754,6 +754,9 @@ def test_copy_span_applies_the_request_clause_rule(registry):
         ("message bob, it should say: pizza at eight", "it should say: pizza at eight", "pizza at eight"),
         ("给妈妈发短信，内容是：我晚点回家", "内容是：我晚点回家", "我晚点回家"),
         ("tell mom the text is ready to print", "the text is ready to print", "the text is ready to print"),
+        ("嗯……给办公室留个言，说我周一再看邮件", "说我周一再看邮件", "我周一再看邮件"),  # 说 after the pause
+        ("给妈妈发个消息，说好了明天见", "说好了明天见", "说好了明天见"),  # 说好了: the message's words
+        ("跟爸爸说说话小声点", "说话小声点", "说话小声点"),  # no pause before it
     ],
 )
 def test_a_message_leaves_out_what_only_introduces_it(text, copied, want):

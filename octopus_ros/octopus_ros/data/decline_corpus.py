@@ -266,6 +266,25 @@ def load_corpus(path: str | Path | None = None, chat_share: float = CHAT_SHARE) 
     return corpus
 
 
+def conversation_lines(path: str | Path | None = None) -> dict[str, list[str]]:
+    """{language: the conversation lines of a built corpus} (source ``chat:…``, each once): things
+    people say, not aphorisms or poems; FileNotFoundError names the file and the fix."""
+    path = Path(path) if path else default_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no decline corpus (build it at setup: python -m octopus_ros.data.decline_corpus)"
+        )
+    out: dict[str, list[str]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            r = json.loads(line)
+            if str(r.get("source", "")).startswith("chat:"):
+                out.setdefault(r["language"], []).append(r["text"])
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path}:{n}: malformed corpus line ({e})") from e
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the natural decline corpus (setup time).")
     parser.add_argument(

@@ -15,8 +15,9 @@ one of the registry's spoken forms into a phrasing for every value of it. No tor
 
 from __future__ import annotations
 
+import re
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from octopus_ros.functions import FunctionRegistry, FunctionSpec, make_call
 from octopus_ros.functions.examples import Phrasing, slot_values
 from octopus_ros.functions.mentions import mention_spans
+from octopus_ros.functions.registry import copied_args
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class RegistryExample:
     function: str
     phrasing: str  # PhrasingRef.id
     twins: tuple[tuple[str, str], ...] = ()  # (instruction, answer) of the same request, other values
+    alone: str = ""  # the instruction without the remark said beside it (generate's asides; "": none)
 
 
 def phrasings(registry: FunctionRegistry) -> list[PhrasingRef]:
@@ -199,6 +202,84 @@ def realise(
     )
 
 
+# A remark said beside a request ("turn the hall light on, I'm carrying the laundry down"): what
+# :func:`aside_lines` keeps of a corpus of real sentences, and how one is joined to a request
+ASIDE_WORDS_EN = (3, 12)  # an English remark's length in words, least and most
+ASIDE_CHARS_ZH = (4, 16)  # a Chinese remark's length in characters
+_ASIDE_QUESTION = ("?", "？", "吗", "呢", "吧")
+# words that call off or ask for something: a remark with one could change what the request asks
+_ASIDE_CANCEL = re.compile(
+    r"(?i)(?<![a-z'])(?:don't|do not|never|stop|cancel|wait|forget|instead|please|let's|can you|could you)"
+    r"(?![a-z'])|别|不要|算了|取消|等等|改成|还是|请|帮我|给我"
+)
+# a line that speaks to the listener ("you are dull", 你是个酒鬼) or of harm is talk with a chat bot,
+# not a remark beside a request
+_ASIDE_TALK = re.compile(
+    r"(?i)(?<![a-z'])(?:you|your|you're|yours|u|die|dead|hate|stupid)(?![a-z'])|你|您|死|恨|蠢|笨"
+)
+_ASIDE_JOIN = {"en": ", ", "zh": "，"}
+_ASIDE_END = ".!。！…"
+
+
+def aside_lines(
+    registry: FunctionRegistry, corpus: Mapping[str, Sequence[str]]
+) -> dict[str, tuple[str, ...]]:
+    """{language: sentences of ``corpus``} fit to stand beside a request as a remark: a statement
+    (no question) of a few words (ASIDE_WORDS_EN / ASIDE_CHARS_ZH), without digits, without a word
+    that calls a request off or asks for something (_ASIDE_CANCEL), not spoken to the listener or
+    of harm (_ASIDE_TALK), and saying no value of any function of ``registry`` (no room, contact or
+    bin name, no on/off word: functions/mentions.says), so that the request beside it asks for
+    exactly what it asked for alone."""
+    from octopus_ros.functions.mentions import says
+
+    names = tuple(
+        {
+            f
+            for spec in registry.functions
+            for a in spec.args
+            if a.type == "enum"
+            for v in a.values
+            for f in a.spoken_forms(v)
+        }
+    )
+    narrow = [
+        (a, v)
+        for spec in registry.functions
+        for a in spec.args
+        if a.narrow and a.type in ("enum", "bool")
+        for v in (a.values if a.type == "enum" else (True, False))
+    ]
+    out: dict[str, tuple[str, ...]] = {}
+    for lang, lines in corpus.items():
+        if lang not in _ASIDE_JOIN:
+            continue
+        keep = []
+        for line in dict.fromkeys(str(x).strip() for x in lines):
+            size = len(line.split()) if lang == "en" else len(line)
+            least, most = ASIDE_WORDS_EN if lang == "en" else ASIDE_CHARS_ZH
+            if not least <= size <= most or any(c.isdigit() for c in line) or "\n" in line:
+                continue
+            if (
+                line.rstrip(_ASIDE_END).endswith(_ASIDE_QUESTION)
+                or _ASIDE_CANCEL.search(line)
+                or _ASIDE_TALK.search(line)
+            ):
+                continue
+            if mention_spans(line, names) or any(says(line, a.spoken_forms(v)) for a, v in narrow):
+                continue
+            keep.append(line)
+        out[lang] = tuple(keep)
+    return out
+
+
+def with_aside(text: str, aside: str, language: str, before: bool) -> str:
+    """``text`` with the remark ``aside`` said before or after it, as one utterance."""
+    join = _ASIDE_JOIN[language]
+    if before:
+        return aside.rstrip(_ASIDE_END) + join + text
+    return text.rstrip(_ASIDE_END) + join + aside
+
+
 def says_fixed_values(registry: FunctionRegistry, ref: PhrasingRef) -> bool:
     """Whether every ``narrow`` enum / bool value that ``ref`` fixes is said by its own words (by
     the rule the grammar narrows with, functions/grammar.said_values): "turn on the {room} light"
@@ -230,10 +311,19 @@ def generate(
     *,
     twins: bool = False,
     unsaid_weight: float = 1.0,
+    asides: Mapping[str, Sequence[str]] | None = None,
+    aside_share: float = 0.0,
 ) -> list[RegistryExample]:
     """``n`` examples, functions drawn uniformly, then a language and a phrasing of it
     (``twins``: see :func:`realise`). ``unsaid_weight``: how much more often a phrasing whose
-    fixed value its words do not say (:func:`says_fixed_values`) is drawn than the others."""
+    fixed value its words do not say (:func:`says_fixed_values`) is drawn than the others.
+    ``aside_share`` of the examples of functions that copy nothing are said with a remark
+    before or after them, one of ``asides`` ({language: sentences}, :func:`aside_lines`), the
+    answer unchanged (its twins take the same remark): the registry's phrasings are bare
+    requests, and people say theirs with a reason or an aside ("…, I'm carrying the laundry
+    down"). 0 draws nothing more: the same examples for the same seed as without it."""
+    if not 0.0 <= aside_share <= 1.0:
+        raise ValueError(f"aside_share must be in [0, 1], got {aside_share}")
     if unsaid_weight <= 0:
         raise ValueError(f"unsaid_weight must be > 0, got {unsaid_weight}")
     if not refs:
@@ -255,7 +345,23 @@ def generate(
         else:
             w = np.array([1.0 if weight[r] else unsaid_weight for r in pool])
             ref = pool[int(rng.choice(len(pool), p=w / w.sum()))]
-        out.append(realise(registry, ref, rng, twins=twins))
+        example = realise(registry, ref, rng, twins=twins)
+        lines = (asides or {}).get(lang, ())
+        if (
+            aside_share > 0
+            and lines
+            and not copied_args(registry.by_name(ref.function))
+            and rng.random() < aside_share
+        ):
+            aside = lines[int(rng.integers(len(lines)))]
+            before = bool(rng.random() < 0.5)
+            example = replace(
+                example,
+                instruction=with_aside(example.instruction, aside, lang, before),
+                alone=example.instruction,
+                twins=tuple((with_aside(t, aside, lang, before), a) for t, a in example.twins),
+            )
+        out.append(example)
     return out
 
 

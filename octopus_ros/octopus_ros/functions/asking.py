@@ -59,3 +59,44 @@ def specific_asking_words(registry: Any) -> dict[str, frozenset[str]]:
 def asks_for(words: frozenset[str], units: list[str]) -> list[str]:
     """The ``units`` (of a request) that are one of ``words`` in some form, in order."""
     return [u for u in units if word_forms(u) & words]
+
+
+def carrying_clauses(spec: Any, call: Any, text: str) -> str | None:
+    """The clauses of ``text`` that carry ``call`` (joined by ", "), when some do and others do
+    not: a clause carries it when one of its words asks for ``spec`` (:func:`asking_words`) or it
+    says a value of one of the call's arguments (an enum's spoken forms, a number for a number, the
+    words of a string value). The clauses that do not are what the request says beside it: a
+    reason or an aside ("water the plant please, we forgot all weekend with the guests here",
+    "喂一下狗，早饭以后就没人喂过它"), whose new words say nothing about whether the request was
+    understood (lean/decision.texts_to_understand: the text novelty is also scored on the rest). None when
+    every clause carries the call, or none does (the whole ``text`` is scored then)."""
+    from .language import CLAUSE_END, text_units
+    from .mentions import _value_mentions, mention_spans
+
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    words = asking_words(spec)
+
+    def carries(clause: str) -> bool:
+        if asks_for(words, text_units(clause)):
+            return True
+        for got in call.args:
+            arg = by_name.get(got.name)
+            if arg is None:
+                continue
+            if arg.type == "string":
+                value = str(got.value).lower()
+                forms = (value, *(w for w in value.split() if len(w) > 2))
+                if mention_spans(clause.lower(), forms):
+                    return True
+            elif arg.type == "bool":
+                if mention_spans(clause, arg.spoken_forms(got.value)):
+                    return True
+            elif _value_mentions(arg, clause):
+                return True
+        return False
+
+    clauses = [c.strip() for c in CLAUSE_END.split(text) if c.strip()]
+    carrying = [c for c in clauses if carries(c)]
+    if not carrying or len(carrying) == len(clauses):
+        return None
+    return ", ".join(carrying)

@@ -202,6 +202,30 @@ def asked_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tupl
     return None
 
 
+def claimed_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[str, Any, str] | None:
+    """``(words, value, other function)`` when ``utterance`` says, not right after a negation, a
+    value of an argument another function ``claims`` (functions/registry.py: recycle's bins), and
+    ``call`` is not of that function: "the purple can goes in the recycling, could you take care of
+    it" decided as ``pick_up('purple can')``, "这根香蕉坏了，拿去堆肥吧" as ``pick_up('banana')``. The
+    words the call copies (a message: "tell mom the compost bin is full") are not read. None
+    otherwise."""
+    if spec is None or not hasattr(registry, "functions"):
+        return None
+    text = blank_copied(spec, call, fold_input(utterance))
+    for other in registry.functions:
+        if other.name == spec.name or other.decline or not other.enabled:
+            continue
+        for arg in other.args:
+            if not getattr(arg, "claims", False):
+                continue
+            for value in arg.values:
+                forms = arg.spoken_forms(value)
+                if says(text, forms, plainly=True):
+                    start, end = mention_spans(text, forms)[0]
+                    return text[start:end], value, other.name
+    return None
+
+
 # asking for a phone call, which no function makes: "call my mom and put her on speaker", "给我妈打个
 # 电话，开免提" (:func:`phone_call`). Lower case; English ones whole words.
 PHONE_CALLS_EN = ("video call", "call", "phone", "ring", "facetime", "dial")
@@ -445,6 +469,17 @@ def _value_mentions(arg: Any, text: str) -> list[tuple[int, int, Any]]:
 
         return number_mentions(text) + number_words(text)
     return []
+
+
+def after_correction(utterance: str) -> str | None:
+    """What ``utterance`` says after its last correction word (CORRECTIONS_EN / _ZH: "no wait",
+    "哦不对", "I mean"), as the model reads it; None when it has none. What a speaker says after
+    taking something back is what they meant ("你拿那个白色的杯子……哦不对，拿橙色的碗":
+    lean/decision.object_mismatch reads the orange bowl)."""
+    text = fold_input(utterance)
+    ends = [found.end() for found in _CORRECTION_EN.finditer(text.lower().replace("\u2019", "'"))]
+    ends += [at + len(word) for word in CORRECTIONS_ZH if (at := text.rfind(word)) >= 0]
+    return text[max(ends) :] if ends else None
 
 
 def corrected_value(arg: Any, utterance: str) -> Any | None:

@@ -49,7 +49,7 @@ _FUNCTION_KEYS = (
 )
 _ARG_KEYS = (
     "name", "type", "min", "max", "values", "max_length", "source", "named", "narrow", "unsaid",
-    "names_object", "description", "examples", "said",
+    "claims", "names_object", "description", "examples", "said",
 )  # fmt: skip
 ARG_SOURCES = ("utterance",)  # where a string argument's value must come from (``source``)
 
@@ -142,6 +142,11 @@ class ArgSpec:
     grammar's narrowing of a named or narrow argument, a value said only as where something comes
     from, functions/mentions.origin_args), and training never puts them in a slot, where "turn
     the {room} lights {on}" must read on / off.
+    ``claims: true`` (enum only) says a request that says one of the values asks for this function:
+    recycle's bins ("compost it", "the can goes in the recycling", "拿去堆肥"); a call of another
+    function on such a request is declined (functions/mentions.claimed_elsewhere: "the purple can
+    goes in the recycling" decided as ``pick_up('purple can')``), unless the value is said only
+    after a negation ("don't put it in the trash, put it on the table").
     ``names_object: true`` (string only, not copied) says the value names a physical object
     ("red cup"): when the request names objects the model knows (its grounding vocabulary), the
     bound grammar offers only those (:meth:`CallGrammar.bind` ``objects``), so the model picks
@@ -159,6 +164,7 @@ class ArgSpec:
     named: bool = False  # enum only: the utterance must say the value (one of its spoken forms)
     narrow: bool = False  # not string: the grammar offers the values the request says (none said: all)
     unsaid: bool | None = None  # narrow bool only: the value offered when the request says neither
+    claims: bool = False  # enum only: a request that says a value asks for this function
     names_object: bool = False  # string only: the value names an object (CallGrammar.bind objects)
     description: dict[str, str] | None = field(default=None, hash=False)
     # language -> {value: spoken forms}, see functions/examples.py (None: no examples)
@@ -195,6 +201,10 @@ class ArgSpec:
                 raise RegistryError(f"unsaid must be true or false, got {self.unsaid!r}")
             if self.type != "bool" or not self.narrow:
                 raise RegistryError("unsaid is only valid for a bool argument with narrow: true")
+        if not isinstance(self.claims, bool):
+            raise RegistryError(f"claims must be true or false, got {self.claims!r}")
+        if self.claims and self.type != "enum":
+            raise RegistryError(f"claims is only valid for enum arguments, not {self.type}")
         if not isinstance(self.names_object, bool):
             raise RegistryError(f"names_object must be true or false, got {self.names_object!r}")
         if self.names_object and (self.type != "string" or self.source is not None):
@@ -287,6 +297,8 @@ class ArgSpec:
             out["narrow"] = True
         if self.unsaid is not None:
             out["unsaid"] = self.unsaid
+        if self.claims:
+            out["claims"] = True
         if self.names_object:
             out["names_object"] = True
         if self.description:

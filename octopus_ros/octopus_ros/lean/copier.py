@@ -579,6 +579,9 @@ def shed_request_clause(text: str, span: CopiedSpan, mentions: Sequence[tuple[in
 
 
 _SAYING_VERB_AFTER_JIU = re.compile(_SAYING_VERB + "[：:，,\\s]*")  # "就|写车库门没关": the 写 of 就写
+# "给办公室留个言，说我周一再看邮件": after the request's clause and a pause, 说 / 讲 introduce the
+# message (not 说话, 说好了, 说明 …, which may be the message's own words)
+_SAYING_AFTER_PAUSE = re.compile("(?:说|讲)(?![话了完好过着明服法清])[：:，,\\s]*")
 # "tell her: …", "text him that …": a verb of telling and the recipient again, then a colon or "that"
 # ("let her know I am late", "remind him to take his pills" are messages of their own)
 _EN_RECIPIENT_AGAIN = re.compile(
@@ -591,7 +594,9 @@ _EN_RECIPIENT_AGAIN = re.compile(
 
 def shed_saying_lead(text: str, span: CopiedSpan) -> CopiedSpan:
     """``span`` without what only introduces the message at its start: pause marks ("：记得带桌游过来"
-    of "就说：记得带桌游过来"), a verb of saying after 就 / 只 ("写车库门没关" of "就写车库门没关") or
+    of "就说：记得带桌游过来"), a verb of saying after 就 / 只 ("写车库门没关" of "就写车库门没关"), 说 / 讲
+    right after the pause that ends the request's clause ("我周一再看邮件" of "给办公室留个言，说我周一再
+    看邮件"), or
     before a colon, what says the message follows ("the words are:", "it should say:", "内容是："),
     and the recipient said again after a verb that addresses someone ("tell her:
     bring the board games" of "Shoot Alice a text, tell her: bring the board games"). Unchanged
@@ -600,8 +605,11 @@ def shed_saying_lead(text: str, span: CopiedSpan) -> CopiedSpan:
     start = 0
     while start < len(body) and body[start] in _PAUSE:
         start += 1
-    lead = _SAYING_VERB_AFTER_JIU if text[: span.start].rstrip().endswith(("就", "只")) else _SAYING_LEAD
+    before = text[: span.start].rstrip()
+    lead = _SAYING_VERB_AFTER_JIU if before.endswith(("就", "只")) else _SAYING_LEAD
     said = lead.match(body, start)
+    if said is None and start == 0 and before.endswith(("，", ",", "：", ":")):
+        said = _SAYING_AFTER_PAUSE.match(body)
     if said is not None:
         start = said.end()
     again = _EN_RECIPIENT_AGAIN.match(body, start)

@@ -137,6 +137,24 @@ def words_to_understand(registry, instruction: str, decision: Decision) -> str:
     return without_copied(registry, instruction, decision.call) if decision.ok else instruction
 
 
+def texts_to_understand(registry, instruction: str, decision: Decision) -> tuple[str, ...]:
+    """What the text novelty is the least of: :func:`words_to_understand`, and of it the clauses
+    that carry the call when others do not (functions/asking.carrying_clauses: a reason or an aside
+    said beside the request, "water the plant please, we forgot all weekend with the guests here",
+    says nothing about whether the request was understood). The least, so that leaving a known
+    word of an aside out ("哎，…") never makes a request less understood than it was whole. Not for
+    a call that copies a message: where its clauses end is where the message ends, and an aside
+    taken into the copy ("text Bob we're out of milk, yeah I told him") would be sent."""
+    words = words_to_understand(registry, instruction, decision)
+    spec = registry.by_name(decision.call.function) if decision.ok else None
+    if spec is None or spec.decline or copied_args(spec):
+        return (words,)
+    from octopus_ros.functions.asking import carrying_clauses
+
+    carried = carrying_clauses(spec, decision.call, words)
+    return (words,) if carried is None else (words, carried)
+
+
 def named_objects(model, utterance: str) -> tuple[str, ...] | None:
     """The object phrases ``utterance`` names, which a ``names_object`` argument is narrowed to
     (functions/grammar.py ``CallGrammar.bind``): by ``model.grounding``'s vocabulary
@@ -300,7 +318,18 @@ def object_mismatch(rules, spec, call, utterance: str) -> str | None:
     bare mentions: its values carry no colour, so the bare word is how a request names one ("feed
     the cat"). When the request names some of the enum's values and the call's value is not one
     of them ("feed the cat" decided as ``feed_pet('dog')``, with a dog in view), it is another
-    object. A request that names none ("feed it") constrains nothing."""
+    object. A request that names none ("feed it") constrains nothing.
+
+    A request that takes an object back names the one after its last correction word
+    (functions/mentions.after_correction: "你拿那个白色的杯子……哦不对，拿橙色的碗" names the orange
+    bowl, so ``pick_up('white cup')`` is another object), when an object is named there with its
+    colour or a determiner ("grab the red cup, no wait, the blue one" names no object after "wait":
+    read whole)."""
+    from octopus_ros.functions.mentions import after_correction
+
+    meant = after_correction(utterance)
+    if meant is not None and (any(rules.mentions(meant).values()) or rules.determined(meant)):
+        utterance = meant
     mentioned = rules.mentions(utterance)
     swapped = enum_mismatch(rules, spec, call, mentioned)
     if swapped is not None:
@@ -418,8 +447,8 @@ def finish_decision(
 
 
 def _finish(model, decision: Decision, encoding, instruction: str) -> Decision:
-    decision.text_novelty = model.novelty.text_score(
-        words_to_understand(model.registry, instruction, decision)
+    decision.text_novelty = min(
+        model.novelty.text_score(text) for text in texts_to_understand(model.registry, instruction, decision)
     )
     decision.image_novelty = getattr(encoding, "novelty", math.nan)
     rules, maps = model.grounding, getattr(encoding, "grounding", None)

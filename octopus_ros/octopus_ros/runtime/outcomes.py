@@ -13,6 +13,7 @@ import numpy as np
 from octopus_ros.functions.mentions import (
     asked_elsewhere,
     blank_copied,
+    claimed_elsewhere,
     corrected_args,
     negated_values,
     origin_args,
@@ -220,6 +221,221 @@ def _halts(decision: Any, registry: Any) -> bool:
     return bool(getattr(spec, "halts", False))
 
 
+# The request's own rules (functions/mentions.py, questions.py, negation.py): each reads the
+# ``utterance`` beside a call that passed validation and gives the outcome it earns, or None.
+# :func:`decision_outcome` asks them in this order (REQUEST_RULES) and the first verdict stands.
+Verdict = tuple[OutcomeCode, str]
+
+
+def _invented(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A ``source: utterance`` argument that is not words of the request (:func:`invented_args`)."""
+    invented = invented_args(spec, call, utterance) if spec is not None else []
+    if not invented:
+        return None
+    arg, value = invented[0]
+    return (
+        OutcomeCode.MODEL_ERROR,
+        f"the {arg} {value!r} is not words of the request: a `source: utterance` argument is copied,"
+        f" never invented ({call.function} not published)",
+    )
+
+
+def _unnamed(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A ``named`` argument filled with a value the request does not say (mentions.unnamed_args)."""
+    unnamed = unnamed_args(spec, call, utterance) if spec is not None else []
+    if not unnamed:
+        return None
+    arg, value = unnamed[0]
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request does not name the {arg}: {value!r} is not said, and a {arg} is never guessed"
+        f" ({call.function} not published; known: {', '.join(map(str, _values(spec, arg)))})",
+    )
+
+
+def _uncarried(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """Nothing besides the copied value and the named values (mentions.uncarried: "我爸坐下的时候
+    把椅子抽走" as a message to dad)."""
+    lone = uncarried(spec, call, utterance) if spec is not None else None
+    if lone is None:
+        return None
+    return (
+        OutcomeCode.NO_ACTION,
+        f"no word of the request outside the copied {lone!r} and the values it names asks for"
+        f" {call.function} ({call.function} not published)",
+    )
+
+
+def _asked_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A copying call whose request asks for another function (mentions.asked_elsewhere)."""
+    elsewhere = asked_elsewhere(registry, spec, call, utterance)
+    if elsewhere is None:
+        return None
+    copied, word, other = elsewhere
+    return (
+        OutcomeCode.NO_ACTION,
+        f"no word of the request outside the copied {copied!r} and the values it names asks for"
+        f" {call.function}, and {word!r} asks for {other} ({call.function} not published)",
+    )
+
+
+def _claimed(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A value another function ``claims`` said in the request (mentions.claimed_elsewhere: "拿去堆肥"
+    decided as ``pick_up``)."""
+    claimed = claimed_elsewhere(registry, spec, call, utterance)
+    if claimed is None:
+        return None
+    words, value, other = claimed
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request says {words!r} ({other}'s {value!r}), which asks for {other}, not {call.function}"
+        f" ({call.function} not published)",
+    )
+
+
+def _phone_call(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A phone call asked for, which no function makes (mentions.phone_call)."""
+    phoned = phone_call(spec, call, utterance)
+    if phoned is None:
+        return None
+    return (
+        OutcomeCode.NO_ACTION,
+        f"{NOT_UNDERSTOOD}: the request asks for a phone call ({phoned!r}), which no function makes"
+        f" ({call.function} not published)",
+    )
+
+
+def _destination(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A recipient said only as where to go (mentions.recipient_as_destination)."""
+    destination = recipient_as_destination(registry, spec, call, utterance)
+    if destination is None:
+        return None
+    arg, value, word = destination
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request says the {arg} {value!r} only as where to go ({word!r}), not as who receives"
+        f" the message ({call.function} not published)",
+    )
+
+
+def _negated_value(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A value said only as the one not wanted (mentions.negated_values: "别放地上")."""
+    negated = negated_values(spec, call, utterance)
+    if not negated:
+        return None
+    arg, value = negated[0]
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request says the {arg} {value!r} only as the one not wanted ({call.function} not published)",
+    )
+
+
+def _possessor(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A recipient named only as an owner (mentions.possessor_only: "我妈的降压药")."""
+    owner = possessor_only(spec, call, utterance)
+    if owner is None:
+        return None
+    arg, value, said = owner
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request names the {arg} {value!r} only as whose something is ({said!r}), not as who"
+        f" receives it ({call.function} not published)",
+    )
+
+
+def _origin(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """An enum value said only after a word of origin (mentions.origin_args: "lift the can off the
+    table" decided as ``place(…, 'table')``)."""
+    origin = origin_args(spec, call, utterance)
+    if not origin:
+        return None
+    arg, value, word = origin[0]
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request says {value!r} only as where something is or comes from ({word!r}), not as the {arg}"
+        f" ({call.function} not published)",
+    )
+
+
+def _unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """An English request that opens with a verb no phrasing has, on an enum value of the call
+    (mentions.unknown_verb: "open the front door" decided as ``navigate_to('front_door')``)."""
+    unknown = unknown_verb(registry, spec, call, utterance) if spec is not None else None
+    if unknown is None:
+        return None
+    verb, value = unknown
+    return (
+        OutcomeCode.NO_ACTION,
+        f"{NOT_UNDERSTOOD}: the request asks to {verb!r} the {str(value).replace('_', ' ')}, and no function"
+        f" is asked for with {verb!r} ({call.function} not published)",
+    )
+
+
+def _corrected(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A value the request took back for another (mentions.corrected_args: "on the counter no wait
+    the shelf" decided as the counter)."""
+    corrected = corrected_args(spec, call, utterance)
+    if not corrected:
+        return None
+    arg, value, meant = corrected[0]
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request took the {arg} {value!r} back for {meant!r} ({call.function} not published)",
+    )
+
+
+def _asked_about(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A request that asks about the act, not for it (questions.asked_about: "did you already water
+    the plant?"); never for a ``halts`` function."""
+    asked = None if getattr(spec, "halts", False) else asked_about(utterance, spec)
+    if asked is None:
+        return None
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request asks about it ({asked!r}), not for it ({call.function} not published)",
+    )
+
+
+def _for_later(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A request for later (questions.for_later: "remind me … tomorrow"), the copied message aside;
+    never for a ``halts`` function."""
+    later = None if getattr(spec, "halts", False) else for_later(blank_copied(spec, call, utterance))
+    if later is None:
+        return None
+    return (
+        OutcomeCode.NO_ACTION,
+        f"the request asks for it later ({later!r}), and the robot acts only now ({call.function} not published)",
+    )
+
+
+def _negated(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A negation that scopes the call's words (negation.negated_request: "don't pick up the cup",
+    "别去厨房了")."""
+    negation = negated_request(spec, call, utterance)
+    if negation is None:
+        return None
+    return OutcomeCode.NO_ACTION, f"the request says not to: {negation!r} ({call.function} not published)"
+
+
+REQUEST_RULES: tuple[Callable[[Any, Any, Any, str], Verdict | None], ...] = (
+    _invented,
+    _unnamed,
+    _uncarried,
+    _asked_elsewhere,
+    _claimed,
+    _phone_call,
+    _destination,
+    _negated_value,
+    _possessor,
+    _origin,
+    _unknown_verb,
+    _corrected,
+    _asked_about,
+    _for_later,
+    _negated,
+)
+
+
 def decision_outcome(
     decision: Any,
     registry: Any,
@@ -246,20 +462,9 @@ def decision_outcome(
     whose novelty is above ``max_image_novelty`` ("image unlike training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
     exceeds one); a call that fails ``validate(call, allowlist=...)`` (the registry schema and
     the live allowlist: ``octopus_ros.functions.validate_call``) is NOT_ALLOWED or
-    MODEL_ERROR; a ``source: utterance`` argument that is not words of the ``utterance``
-    (:func:`invented_args`) is MODEL_ERROR; a call that fills a ``named`` argument (the registry's ``named: true``: a
-    contact) with a value the ``utterance`` does not say is NO_ACTION (functions/mentions.py);
-    a call whose ``utterance`` says nothing besides the copied value and the named values ("我爸坐下的
-    时候把椅子抽走" as a message to dad: functions/mentions.uncarried) is NO_ACTION;
-    a call whose enum value the ``utterance`` says only after a word of origin ("lift the can off the
-    table" decided as ``place(…, 'table')``: functions/mentions.origin_args) is NO_ACTION;
-    a call on an enum value that an English ``utterance`` opens with a verb no phrasing of the
-    registry has ("open the front door" decided as ``navigate_to('front_door')``:
-    functions/mentions.unknown_verb) is NO_ACTION "not understood";
-    a call with an enum value the ``utterance`` took back for another ("on the counter no wait the
-    shelf" decided as the counter: functions/mentions.corrected_args) is NO_ACTION;
-    a call whose words in the ``utterance`` follow a negation that scopes them ("don't pick up the
-    cup", "别去厨房了": functions/negation.negated_request) is NO_ACTION;
+    MODEL_ERROR; a call that one of the request's own rules (``REQUEST_RULES``, asked in order
+    with the ``utterance``: an invented copy is MODEL_ERROR, the others NO_ACTION) gives a verdict
+    earns the first such verdict;
     a call on another object than the one the request names (``decision.object_mismatch``,
     lean/decision.py: "throw the green can away" decided as the green bottle) is NO_ACTION;
     a call below ``threshold`` is REJECTED_LOW_CONFIDENCE; a call of a
@@ -312,117 +517,11 @@ def decision_outcome(
     if problem is not None:
         code = OutcomeCode.NOT_ALLOWED if problem.kind in NOT_ALLOWED_KINDS else OutcomeCode.MODEL_ERROR
         return code, f"call failed validation ({problem.kind}): {problem.message}"
-    invented = invented_args(spec, call, utterance) if spec is not None and utterance is not None else []
-    if invented:
-        arg, value = invented[0]
-        return (
-            OutcomeCode.MODEL_ERROR,
-            f"the {arg} {value!r} is not words of the request: a `source: utterance` argument is copied,"
-            f" never invented ({call.function} not published)",
-        )
-    unnamed = unnamed_args(spec, call, utterance) if spec is not None and utterance is not None else []
-    if unnamed:
-        arg, value = unnamed[0]
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request does not name the {arg}: {value!r} is not said, and a {arg} is never guessed"
-            f" ({call.function} not published; known: {', '.join(map(str, _values(spec, arg)))})",
-        )
-    lone = uncarried(spec, call, utterance) if spec is not None and utterance is not None else None
-    if lone is not None:
-        return (
-            OutcomeCode.NO_ACTION,
-            f"no word of the request outside the copied {lone!r} and the values it names asks for"
-            f" {call.function} ({call.function} not published)",
-        )
-    elsewhere = asked_elsewhere(registry, spec, call, utterance) if utterance is not None else None
-    if elsewhere is not None:
-        copied, word, other = elsewhere
-        return (
-            OutcomeCode.NO_ACTION,
-            f"no word of the request outside the copied {copied!r} and the values it names asks for"
-            f" {call.function}, and {word!r} asks for {other} ({call.function} not published)",
-        )
-    phoned = phone_call(spec, call, utterance) if utterance is not None else None
-    if phoned is not None:
-        return (
-            OutcomeCode.NO_ACTION,
-            f"{NOT_UNDERSTOOD}: the request asks for a phone call ({phoned!r}), which no function makes"
-            f" ({call.function} not published)",
-        )
-    destination = recipient_as_destination(registry, spec, call, utterance) if utterance is not None else None
-    if destination is not None:
-        arg, value, word = destination
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request says the {arg} {value!r} only as where to go ({word!r}), not as who receives"
-            f" the message ({call.function} not published)",
-        )
-    negated = negated_values(spec, call, utterance) if utterance is not None else []
-    if negated:
-        arg, value = negated[0]
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request says the {arg} {value!r} only as the one not wanted ({call.function} not published)",
-        )
-    owner = possessor_only(spec, call, utterance) if utterance is not None else None
-    if owner is not None:
-        arg, value, said = owner
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request names the {arg} {value!r} only as whose something is ({said!r}), not as who"
-            f" receives it ({call.function} not published)",
-        )
-    origin = origin_args(spec, call, utterance) if utterance is not None else []
-    if origin:
-        arg, value, word = origin[0]
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request says {value!r} only as where something is or comes from ({word!r}), not as the {arg}"
-            f" ({call.function} not published)",
-        )
-    unknown = (
-        unknown_verb(registry, spec, call, utterance) if spec is not None and utterance is not None else None
-    )
-    if unknown is not None:
-        verb, value = unknown
-        return (
-            OutcomeCode.NO_ACTION,
-            f"{NOT_UNDERSTOOD}: the request asks to {verb!r} the {str(value).replace('_', ' ')}, and no function"
-            f" is asked for with {verb!r} ({call.function} not published)",
-        )
-    corrected = corrected_args(spec, call, utterance) if utterance is not None else []
-    if corrected:
-        arg, value, meant = corrected[0]
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request took the {arg} {value!r} back for {meant!r} ({call.function} not published)",
-        )
-    asked = (
-        asked_about(utterance, spec) if utterance is not None and not getattr(spec, "halts", False) else None
-    )
-    if asked is not None:
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request asks about it ({asked!r}), not for it ({call.function} not published)",
-        )
-    later = (
-        for_later(blank_copied(spec, call, utterance))
-        if utterance is not None and not getattr(spec, "halts", False)
-        else None
-    )
-    if later is not None:
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request asks for it later ({later!r}), and the robot acts only now"
-            f" ({call.function} not published)",
-        )
-    negation = negated_request(spec, call, utterance) if utterance is not None else None
-    if negation is not None:
-        return (
-            OutcomeCode.NO_ACTION,
-            f"the request says not to: {negation!r} ({call.function} not published)",
-        )
+    if utterance is not None:
+        for rule in REQUEST_RULES:
+            verdict = rule(registry, spec, call, utterance)
+            if verdict is not None:
+                return verdict
     mismatch = getattr(decision, "object_mismatch", None)
     if mismatch:
         return (

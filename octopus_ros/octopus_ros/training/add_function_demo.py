@@ -454,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
         "as often (octopus_finetune --unsaid-weight)",
     )
     p.add_argument(
+        "--asides",
+        type=float,
+        default=0.0,
+        help="share of the new function's requests said with a remark beside them (octopus_finetune --asides)",
+    )
+    p.add_argument(
         "--distill",
         type=float,
         default=0.0,
@@ -518,6 +524,7 @@ def finetune_argv(args: argparse.Namespace, base: Path, functions: Path, model_o
     argv += ["--value-rows"] if args.value_rows else []
     argv += [] if args.said_bool_loss else ["--no-said-bool-loss"]
     argv += ["--unsaid-weight", str(args.unsaid_weight)] if args.unsaid_weight != 1.0 else []
+    argv += ["--asides", str(args.asides)] if args.asides > 0 else []
     argv += [] if args.train_connector else ["--freeze-connector"]
     argv += ["--eval-n", "64", "--eval-every", str(args.eval_every), "--no-accuracy"]
     argv += ["--seed", str(args.seed), "--threads", str(args.threads)]

@@ -129,6 +129,7 @@ class FinetuneConfig:
     value_rows: bool = False  # the rows of the first token of new functions' own argument values train
     said_bool_loss: bool = True  # False: no loss on a narrow bool's value where the request says it
     unsaid_weight: float = 1.0  # how much more often registry phrasings whose fixed value is unsaid are drawn
+    asides: float = 0.0  # share of registry requests (not copying ones) said with a remark beside them
     distill: float = 0.0  # weight of the KL to the starting model on answers without a new function
     seed: int = 0
     threads: int | None = None
@@ -151,6 +152,9 @@ class Item:
     function: str
     context: tuple[tuple[str, str], ...] = ()  # in-context (instruction, answer) pairs of its own
     twins: tuple[tuple[str, str], ...] = ()  # (instruction, answer) trained in the same batch
+    # the request without the remark --asides said beside it (None: none): what the text-novelty
+    # vocabulary and the request profile learn from, so that a remark's words never become "seen"
+    alone: str | None = None
 
 
 @dataclass
@@ -172,6 +176,51 @@ def _backgrounds(n: int, size: int, seed: int) -> list[np.ndarray]:
 
     rng = np.random.default_rng([seed, 7])
     return [render(sample_scene(rng, layout="free" if i % 2 else "salient"), size) for i in range(n)]
+
+
+def aside_lines(registry: FunctionRegistry, cfg: FinetuneConfig) -> dict[str, tuple[str, ...]] | None:
+    """The remarks ``--asides`` says beside requests (data/registry_data.aside_lines of the decline
+    corpus's conversation lines); None when ``cfg.asides`` is 0."""
+    if cfg.asides <= 0:
+        return None
+    from octopus_ros.data.decline_corpus import conversation_lines
+    from octopus_ros.data.registry_data import aside_lines as fit_asides
+
+    try:
+        lines = fit_asides(registry, conversation_lines())
+    except FileNotFoundError as e:
+        raise FinetuneError(f"--asides needs the decline corpus's conversation lines: {e}") from e
+    log.info("asides: %s remarks to say beside requests", {k: len(v) for k, v in lines.items()})
+    return lines
+
+
+def with_asides(registry: FunctionRegistry, items: list[Item], cfg: FinetuneConfig, seed: int) -> list[Item]:
+    """``items`` with ``cfg.asides`` of those whose function copies nothing (declines included: a
+    remark beside a request nobody can do asks for nothing more) said with a remark before or after
+    them, the answer unchanged; the registry's own are said so as they are drawn
+    (data/registry_data.generate), these are the replay's, so that a remark is no sign of the new
+    function."""
+    from octopus_ros.data.registry_data import with_aside
+    from octopus_ros.functions.registry import copied_args
+
+    lines = aside_lines(registry, cfg)
+    if not lines:
+        return items
+    rng = np.random.default_rng([seed, 17])
+    out = []
+    for item in items:
+        spec = registry.by_name(item.function)
+        pool = lines.get(item.language, ())
+        if pool and spec is not None and not copied_args(spec) and rng.random() < cfg.asides:
+            aside = pool[int(rng.integers(len(pool)))]
+            before = bool(rng.random() < 0.5)
+            item = replace(
+                item,
+                instruction=with_aside(item.instruction, aside, item.language, before),
+                alone=item.instruction,
+            )
+        out.append(item)
+    return out
 
 
 def synthetic_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> Source:
@@ -201,7 +250,7 @@ def synthetic_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig)
             for ex in generate(split, n, seed, image_size=size, functions=kept)
         ]
 
-    train = items("train", cfg.synthetic_n, cfg.seed)
+    train = with_asides(registry, items("train", cfg.synthetic_n, cfg.seed), cfg, cfg.seed)
     held = items("iid", n_eval, cfg.seed + 1000)
     log.info(
         "synthetic: %d train + %d held-out (iid) examples at %d px (%.0f s)",
@@ -243,10 +292,12 @@ def registry_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) 
                 ex.language,
                 ex.function,
                 twins=ex.twins,
+                alone=ex.alone or None,
             )
             for ex in examples
         ]
 
+    asides = aside_lines(registry, cfg)
     train = items(
         registry_data.generate(
             registry,
@@ -255,6 +306,8 @@ def registry_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) 
             cfg.seed,
             twins=cfg.counterfactual,
             unsaid_weight=cfg.unsaid_weight,
+            asides=asides,
+            aside_share=cfg.asides,
         )
     )
     per_ref = max(1, cfg.eval_n // max(1, len(held_refs)))
@@ -1163,6 +1216,16 @@ def build_parser() -> argparse.ArgumentParser:
         "the grammar offers only that one), and each said phrasing also comes with its --counterfactual",
     )
     d.add_argument(
+        "--asides",
+        type=number(float, low=0, high=1),
+        default=FinetuneConfig.asides,
+        help="--data registry: say this share of the requests of functions that copy nothing with a remark "
+        "before or after them ('turn the hall light on, I like to chat with people'), a conversation line of "
+        "the decline corpus that says no value of any function and calls nothing off "
+        "(data/registry_data.aside_lines). The registry's phrasings are bare requests; people say theirs "
+        "with a reason or an aside, and a model that never saw one takes it for a message or another request",
+    )
+    d.add_argument(
         "--distill",
         type=number(float, low=0),
         default=FinetuneConfig.distill,
@@ -1333,6 +1396,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         value_rows=args.value_rows,
         said_bool_loss=args.said_bool_loss,
         unsaid_weight=args.unsaid_weight,
+        asides=args.asides,
         distill=args.distill,
         seed=args.seed,
         threads=args.threads,
@@ -1477,13 +1541,14 @@ def _carry_over(
     sources: list[Source],
 ) -> dict[str, str]:
     """The base checkpoint's grounding head, novelty profiles and span copier, carried into
-    ``--out`` as far as they still hold (:mod:`octopus_ros.training.carry`)."""
+    ``--out`` as far as they still hold (:mod:`octopus_ros.training.carry`). They learn from the
+    requests without the remarks ``--asides`` said beside them (``Item.alone``)."""
     from octopus_ros.training.carry import carry_over
     from octopus_ros.training.novelty_profile import action_texts
 
     # the text-novelty vocabulary grows by the fine-tuning requests the model learns to act on
     records = [
-        {"instruction": it.instruction, "answer": it.answer, "function": it.function}
+        {"instruction": it.alone or it.instruction, "answer": it.answer, "function": it.function}
         for s in sources
         for it in s.train
     ]
@@ -1506,7 +1571,7 @@ def _carry_over(
         picked = rng.sample(items, min(REQUEST_FIT_RECORDS + REQUEST_REFERENCE_RECORDS, len(items)))
         return [
             {
-                "instruction": it.instruction,
+                "instruction": it.alone or it.instruction,
                 "answer": it.answer,
                 "image": it.image(),
                 "language": it.language,
