@@ -37,6 +37,7 @@ setup(
             "natural_voices.yaml",
             "natural_situations.yaml",
             "natural_week.yaml",
+            "natural_holiday.yaml",
         ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],

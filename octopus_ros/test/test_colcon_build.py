@@ -35,6 +35,7 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_voices.yaml",
         "natural_situations.yaml",
         "natural_week.yaml",
+        "natural_holiday.yaml",
     ):  # make evaluate reads all ten
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
 

@@ -15,6 +15,7 @@ from octopus_ros.data.natural import (
     CHATTY_SET_PATH,
     CHECK_SET_PATH,
     FRESH_SET_PATH,
+    HOLIDAY_SET_PATH,
     KINDS,
     MESSAGES_SET_PATH,
     NATURAL_SET_PATH,
@@ -41,6 +42,7 @@ SETS = {  # file, requests per language, of each kind, share declined at least
     "voices": (VOICES_SET_PATH, 135, 3, 0.25),  # stop 47's two sets, dropped from 150 per language
     "situations": (SITUATIONS_SET_PATH, 140, 3, 0.25),
     "week": (WEEK_SET_PATH, 130, 3, 0.25),
+    "holiday": (HOLIDAY_SET_PATH, 135, 3, 0.25),  # stop 48's, 141 per language before the drops
 }
 
 
@@ -98,13 +100,14 @@ def test_the_check_set_repeats_no_natural_set_request():
     # stop 46's ASR set repeats none of the five sets before it, and the fresh set none of the six
     earlier |= {norm(it.text) for it in chatty}
     # ... and stop 47's voices set none of the seven, the situations set none of the eight, the week
-    # set none of the nine
+    # set none of the nine, and stop 48's holiday set none of the ten
     for path, prefix in (
         (ASR_SET_PATH, "a-"),
         (FRESH_SET_PATH, "f-"),
         (VOICES_SET_PATH, "h-"),
         (SITUATIONS_SET_PATH, "i-"),
         (WEEK_SET_PATH, "j-"),
+        (HOLIDAY_SET_PATH, "k-"),
     ):
         later = load_natural_set(path)
         assert [it.id for it in later if norm(it.text) in earlier] == []

@@ -43,6 +43,7 @@ def test_simplified_text_is_unchanged():
         CHATTY_SET_PATH,
         CHECK_SET_PATH,
         FRESH_SET_PATH,
+        HOLIDAY_SET_PATH,
         MESSAGES_SET_PATH,
         NATURAL_SET_PATH,
         SITUATIONS_SET_PATH,
@@ -66,6 +67,7 @@ def test_simplified_text_is_unchanged():
             VOICES_SET_PATH,
             SITUATIONS_SET_PATH,
             WEEK_SET_PATH,
+            HOLIDAY_SET_PATH,
         )
         for it in load_natural_set(path)
         if it.language == "zh"

@@ -25,8 +25,9 @@ when two of the copier's and object rules were written (docs/training.md item 45
 ``natural_asr`` (stop 46) is speech as a recogniser writes it and ``natural_fresh`` (stop 46)
 requests as different people say them, both read when stop 46's rules were written (item 47);
 ``natural_voices``, ``natural_situations`` and ``natural_week`` (stop 47) were each measured once
-before they were read, then read when stop 47's rules were written (item 48). The cases of these
-nine sets stay out of the printed report and the metrics (the natural set's are printed).
+before they were read, then read when stop 47's rules were written (item 48), and ``natural_holiday``
+(stop 48) the same way for stop 48's (item 49). The cases of these ten sets stay out of the printed
+report and the metrics (the natural set's are printed).
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
 the checkpoint's own ``metrics.json`` (the bundled model's file is tracked: only on purpose).
@@ -69,6 +70,7 @@ from octopus_ros.data.natural import (
     CHATTY_SET_PATH,
     CHECK_SET_PATH,
     FRESH_SET_PATH,
+    HOLIDAY_SET_PATH,
     MESSAGES_SET_PATH,
     SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
@@ -98,6 +100,7 @@ SITUATIONS_TITLE = (
     "situations set (requests in household situations, written apart, stop 47; read after its first run)"
 )
 WEEK_TITLE = "week set (an ordinary week's requests, written apart, stop 47; read after its first run)"
+HOLIDAY_TITLE = "holiday set (a holiday weekend's requests, written apart, stop 48; read after its first run)"
 # the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
@@ -109,6 +112,7 @@ FIGURE_SETS = (
     ("natural_voices", VOICES_SET_PATH, VOICES_TITLE),
     ("natural_situations", SITUATIONS_SET_PATH, SITUATIONS_TITLE),
     ("natural_week", WEEK_SET_PATH, WEEK_TITLE),
+    ("natural_holiday", HOLIDAY_SET_PATH, HOLIDAY_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)

@@ -57,6 +57,9 @@ SITUATIONS_SET_PATH = Path(__file__).with_name("natural_situations.yaml")
 # The week set (stop 47): written apart like them, measured once before it was read with the rules
 # written on the two sets above, then read in stop 47.
 WEEK_SET_PATH = Path(__file__).with_name("natural_week.yaml")
+# The holiday set (stop 48): written apart like them, measured once before it was read with stop 47's
+# rules, then read in stop 48.
+HOLIDAY_SET_PATH = Path(__file__).with_name("natural_holiday.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
