@@ -152,8 +152,8 @@ class Item:
     function: str
     context: tuple[tuple[str, str], ...] = ()  # in-context (instruction, answer) pairs of its own
     twins: tuple[tuple[str, str], ...] = ()  # (instruction, answer) trained in the same batch
-    # the request without the remark --asides said beside it (None: none): what the text-novelty
-    # vocabulary and the request profile learn from, so that a remark's words never become "seen"
+    # the registry request without the remark --asides said beside it (None: none): what the
+    # text-novelty vocabulary and the request profile learn from, so a remark's words never become "seen"
     alone: str | None = None
 
 
@@ -194,35 +194,6 @@ def aside_lines(registry: FunctionRegistry, cfg: FinetuneConfig) -> dict[str, tu
     return lines
 
 
-def with_asides(registry: FunctionRegistry, items: list[Item], cfg: FinetuneConfig, seed: int) -> list[Item]:
-    """``items`` with ``cfg.asides`` of those whose function copies nothing (declines included: a
-    remark beside a request nobody can do asks for nothing more) said with a remark before or after
-    them, the answer unchanged; the registry's own are said so as they are drawn
-    (data/registry_data.generate), these are the replay's, so that a remark is no sign of the new
-    function."""
-    from octopus_ros.data.registry_data import with_aside
-    from octopus_ros.functions.registry import copied_args
-
-    lines = aside_lines(registry, cfg)
-    if not lines:
-        return items
-    rng = np.random.default_rng([seed, 17])
-    out = []
-    for item in items:
-        spec = registry.by_name(item.function)
-        pool = lines.get(item.language, ())
-        if pool and spec is not None and not copied_args(spec) and rng.random() < cfg.asides:
-            aside = pool[int(rng.integers(len(pool)))]
-            before = bool(rng.random() < 0.5)
-            item = replace(
-                item,
-                instruction=with_aside(item.instruction, aside, item.language, before),
-                alone=item.instruction,
-            )
-        out.append(item)
-    return out
-
-
 def synthetic_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig) -> Source:
     """The project's synthetic world for the bundled functions the registry keeps at their tokens."""
     from octopus_ros.data import FUNCTIONS, generate
@@ -250,7 +221,7 @@ def synthetic_source(registry: FunctionRegistry, size: int, cfg: FinetuneConfig)
             for ex in generate(split, n, seed, image_size=size, functions=kept)
         ]
 
-    train = with_asides(registry, items("train", cfg.synthetic_n, cfg.seed), cfg, cfg.seed)
+    train = items("train", cfg.synthetic_n, cfg.seed)
     held = items("iid", n_eval, cfg.seed + 1000)
     log.info(
         "synthetic: %d train + %d held-out (iid) examples at %d px (%.0f s)",
