@@ -73,6 +73,29 @@ def test_the_text_novelty_is_the_least_of_the_whole_and_the_carrying_clauses(reg
     )
 
 
+def test_the_decision_takes_the_least_novelty(registry):
+    """lean/decision._finish: the text novelty is the least of the whole request's and the
+    carrying clauses' (an aside's new words do not count; leaving a known one out never raises it)."""
+    from types import SimpleNamespace
+
+    from octopus_ros.lean.decision import finish_decision
+
+    vocab = TextNovelty.from_texts(["hey water the plant please"])
+    model = SimpleNamespace(
+        registry=registry, novelty=SimpleNamespace(text_score=vocab.score), grounding=None
+    )
+    encoding = SimpleNamespace(novelty=0.0, grounding=None)
+
+    def novelty(utterance):
+        decision = Decision(_call(registry, "<nexa_6>()<nexa_end>"), None, 0.9, "")
+        return finish_decision(model, decision, encoding, utterance).text_novelty
+
+    assert novelty("water the plant please, we forgot zorblax weekend") == 0.0  # the carrying clause
+    # whole: 1 of 3 words new; the carrying clause alone: 1 of 2
+    whole = vocab.score("hey, water zorblax")
+    assert whole < vocab.score("water zorblax") and novelty("hey, water zorblax") == pytest.approx(whole)
+
+
 def test_aside_lines_keep_plain_remarks_only():
     registry = FunctionRegistry.from_yaml(config_path("functions.yaml"))
     corpus = {
@@ -118,8 +141,19 @@ def test_generate_says_a_share_of_the_requests_with_a_remark(tmp_path):
     said = registry_data.generate(registry, refs, 200, seed=3, asides=asides, aside_share=0.5)
     with_remark = [e for e in said if "I like tea" in e.instruction or "我喜欢喝茶" in e.instruction]
     assert 60 <= len(with_remark) <= 140  # about half
-    assert all(e.answer.startswith("<nexa_") for e in said)
-    by_answer = {(e.answer, e.language) for e in plain}
-    assert {(e.answer, e.language) for e in with_remark} <= by_answer | {(e.answer, e.language) for e in said}
+    assert all(not e.alone for e in plain) and all(not e.alone for e in said if e not in with_remark)
+    spec = registry.by_name("set_light")
+    for e in with_remark:
+        remark = asides[e.language][0]
+        # the request alone, with the remark before or after it; the answer is the bare request's
+        assert e.instruction in {
+            registry_data.with_aside(e.alone, remark, e.language, b) for b in (True, False)
+        }
+        room = parse_call(e.answer, registry).args[0].value
+        assert any(f.lower() in e.alone.lower() for f in spec.args[0].spoken_forms(room)), e
+        assert all(remark in twin for twin, _ in e.twins)
+    # a remark that says on or off (a narrow bool's words) could change the answer: left out
+    kept = registry_data.aside_lines(registry, {"en": ["I left it on all night", "I like tea very much"]})
+    assert kept == {"en": ("I like tea very much",)}
     with pytest.raises(ValueError, match="aside_share"):
         registry_data.generate(registry, refs, 10, asides=asides, aside_share=1.5)

@@ -228,27 +228,18 @@ def aside_lines(
     (no question) of a few words (ASIDE_WORDS_EN / ASIDE_CHARS_ZH), without digits, without a word
     that calls a request off or asks for something (_ASIDE_CANCEL), not spoken to the listener or
     of harm (_ASIDE_TALK), and saying no value of any function of ``registry`` (no room, contact or
-    bin name, no on/off word: functions/mentions.says), so that the request beside it asks for
+    bin name, no on/off word: functions/mentions.mention_spans), so that the request beside it asks for
     exactly what it asked for alone."""
-    from octopus_ros.functions.mentions import says
-
     names = tuple(
         {
-            f
+            form
             for spec in registry.functions
             for a in spec.args
-            if a.type == "enum"
-            for v in a.values
-            for f in a.spoken_forms(v)
+            if a.type == "enum" or (a.type == "bool" and a.narrow)
+            for v in (a.values if a.type == "enum" else (True, False))
+            for form in a.spoken_forms(v)
         }
     )
-    narrow = [
-        (a, v)
-        for spec in registry.functions
-        for a in spec.args
-        if a.narrow and a.type in ("enum", "bool")
-        for v in (a.values if a.type == "enum" else (True, False))
-    ]
     out: dict[str, tuple[str, ...]] = {}
     for lang, lines in corpus.items():
         if lang not in _ASIDE_JOIN:
@@ -265,7 +256,7 @@ def aside_lines(
                 or _ASIDE_TALK.search(line)
             ):
                 continue
-            if mention_spans(line, names) or any(says(line, a.spoken_forms(v)) for a, v in narrow):
+            if mention_spans(line, names):
                 continue
             keep.append(line)
         out[lang] = tuple(keep)
