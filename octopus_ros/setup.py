@@ -38,6 +38,7 @@ setup(
             "natural_situations.yaml",
             "natural_week.yaml",
             "natural_holiday.yaml",
+            "natural_workday.yaml",
         ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],

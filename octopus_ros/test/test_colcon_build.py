@@ -36,7 +36,8 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_situations.yaml",
         "natural_week.yaml",
         "natural_holiday.yaml",
-    ):  # make evaluate reads all ten
+        "natural_workday.yaml",
+    ):  # make evaluate reads all twelve
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
 
     # the executables go where `ros2 run` / `ros2 launch` look (setup.cfg), not to bin/: the README's

@@ -10,6 +10,7 @@ import pytest
 from octopus_ros.functions import (
     ArgSpec,
     FunctionRegistry,
+    FunctionSpec,
     RegistryError,
     parse_call,
     parse_plain,
@@ -183,6 +184,19 @@ def test_uncarried_leaves_functions_that_copy_nothing(registry):
             ("location", "shelf", "they're on"),
         ),
         ("the cup is in the box, put it on the table", "place('red cup', 'table')", None),
+        (
+            "grab the yellow ball from under the table",
+            "place('yellow ball', 'table')",
+            ("location", "table", "from"),
+        ),
+        ("get the shoe out from behind the box", "place('red shoe', 'box')", ("location", "box", "from")),
+        ("put the ball under the table", "place('yellow ball', 'table')", None),  # where to, not from
+        (
+            "scoop up the green book that fell on the floor",
+            "place('green book', 'floor')",
+            ("location", "floor", "fell on"),
+        ),
+        ("the keys I left on the counter, put them in the box", "place('red keys', 'box')", None),
         ("put the cup on the table", "place('red cup', 'table')", None),
         ("make sure the cup ends up on the shelf", "place('red cup', 'shelf')", None),
         ("send mom a note from the office", "send_message('mom', 'a note')", None),
@@ -539,6 +553,63 @@ def test_a_value_another_function_claims(registry, utterance, plain, claimed):
         assert code is OutcomeCode.NO_ACTION and "which asks for recycle" in reason, reason
 
 
+@pytest.mark.parametrize(
+    ("utterance", "plain", "claimed"),
+    [
+        ("Grab a quick pic of the living room, the landlord asked for one", "navigate_to('living_room')",
+         ("pic", None, "take_photo")),
+        ("snap a photo real quick i want to show my mom the new plant", "send_message('mom', 'the new plant')",
+         ("photo", None, "take_photo")),
+        ("拍个照片呗我想给我妈看看新买的花", "send_message('mom', '看看新买的花')", ("拍个照", None, "take_photo")),
+        ("Freeze, I'm on camera right now.", "describe_scene()", ("Freeze", None, "stop")),
+        ("站住，你把桌布都拖下来了", "place('yellow shoe', 'table')", ("站住", None, "stop")),
+        ("我在打电话呢，你能不能先别动了", "take_photo()", ("别动", None, "stop")),
+        ("take a photo of the kitchen", "take_photo()", None),  # the claiming function itself
+        ("what's in the picture right now", "describe_scene()", None),  # describe_scene asks with it too
+        ("don't take a photo, just go to the kitchen", "navigate_to('kitchen')", None),  # negated
+        ("text mom that the photos are ready", "send_message('mom', 'the photos are ready')", None),  # copied
+        ("put it in the freezer", "place('red cup', 'box')", None),  # whole words only
+        # stop claims "stop": a call lost rather than a stop missed
+        ("stop by the kitchen on your way", "navigate_to('kitchen')", ("stop", None, "stop")),
+        ("don't stop, keep going to the kitchen", "navigate_to('kitchen')", None),  # negated
+    ],
+)  # fmt: skip
+def test_a_word_another_function_claims(registry, utterance, plain, claimed):
+    from octopus_ros.functions.mentions import claimed_elsewhere
+
+    call = parse_plain(plain, registry)
+    assert claimed_elsewhere(registry, registry.by_name(call.function), call, utterance) == claimed
+    if claimed:
+        code, reason = _outcome(registry, utterance, call.to_text())
+        assert code is OutcomeCode.NO_ACTION and f"asks for {claimed[2]}" in reason, reason
+
+
+def test_function_claims_are_words_per_language():
+    spec = FunctionSpec(
+        name="snap", token=0, description={"en": "Take a photo."}, claims={"en": ["photo", " pic "]}
+    )
+    assert spec.claims == {"en": ("photo", "pic")}
+    assert spec.to_dict()["claims"] == {"en": ["photo", "pic"]}
+    assert "claims" not in FunctionSpec(name="snap", token=0, description={"en": "x"}).to_dict()
+    for bad, match in [
+        ("photo", "mapping of language"),
+        ({"en": "photo"}, "non-empty list of words"),
+        ({"en": []}, "non-empty list of words"),
+        ({"en": ["photo", " "]}, "non-empty words"),
+    ]:
+        with pytest.raises(RegistryError, match=match):
+            FunctionSpec(name="snap", token=0, description={"en": "x"}, claims=bad)
+    with pytest.raises(RegistryError, match="cannot have claims"):
+        FunctionSpec(name="none", token=0, decline=True, description={"en": "x"}, claims={"en": ["no"]})
+    with pytest.raises(RegistryError, match="claims"):
+        FunctionRegistry.from_dict(
+            {"version": 1, "functions": [
+                {"name": "snap", "token": 0, "description": {"en": "x"}, "claims": {"en": 3}},
+                {"name": "no_action", "token": 1, "decline": True, "description": {"en": "x"}},
+            ]}
+        )  # fmt: skip
+
+
 def test_claims_is_for_an_enum():
     assert ArgSpec(name="bin", type="enum", values=("a", "b"), claims=True).to_dict()["claims"] is True
     with pytest.raises(RegistryError, match="claims is only valid for enum"):
@@ -559,3 +630,57 @@ def test_what_is_said_after_a_correction(utterance, after):
     from octopus_ros.functions.mentions import after_correction
 
     assert after_correction(utterance) == after
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "disposed"),
+    [
+        ("把客厅拖一下地", "navigate_to('living_room')", ("place", "living_room")),
+        ("你能不能把整个客厅拖一下", "navigate_to('living_room')", ("place", "living_room")),
+        ("把桌子擦一下", "place('red cup', 'table')", ("location", "table")),
+        ("去客厅", "navigate_to('living_room')", None),
+        ("把我带到客厅", "navigate_to('living_room')", None),  # 把 marks me; the living room is where to
+        ("把红杯子放桌子上", "place('red cup', 'table')", None),
+        ("把狗喂了", "feed_pet('dog')", None),  # feed_pet's phrasings say the pet after 把
+        ("把这句话发给妈妈", "send_message('mom', '这句话')", None),  # a recipient
+    ],
+)
+def test_a_value_said_only_as_what_ba_acts_on(registry, utterance, plain, disposed):
+    from octopus_ros.functions.mentions import disposed_value
+
+    call = parse_plain(plain, registry)
+    assert disposed_value(registry.by_name(call.function), call, utterance) == disposed
+    if disposed and call.function == "navigate_to":
+        code, reason = _outcome(registry, utterance, call.to_text())
+        assert code is OutcomeCode.NO_ACTION and "only as what 把 acts on" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("utterance", "code"),
+    [
+        ("whoa whoa stop stop", OutcomeCode.OK),  # the words and the model agree on stopping
+        ("立刻停住，阿姨刚拖完地。", OutcomeCode.OK),
+        ("call an uber", OutcomeCode.NO_ACTION),  # a stop nobody asked for: the limits hold
+        ("don't stop, whoa whoa", OutcomeCode.NO_ACTION),  # negated: not asked for
+        ("look around for the blue ball, the kids won't stop crying", OutcomeCode.NO_ACTION),
+    ],
+)
+def test_a_stop_asked_for_in_words_is_not_held_back_by_the_novelty_limits(registry, utterance, code):
+    call = parse_call("<nexa_3>()<nexa_end>", registry)
+    decision = SimpleNamespace(
+        call=call, error=None, confidence=0.99, text_novelty=0.5, request_novelty=0.9999, image_novelty=3.0
+    )
+    got, reason = decision_outcome(
+        decision,
+        registry,
+        functools.partial(validate_call, registry=registry),
+        allowlist=None,
+        threshold=0.5,
+        max_text_novelty=0.3,
+        max_request_novelty=0.99,
+        max_image_novelty=1.0,
+        utterance=utterance,
+    )
+    assert got == code, reason
+    if code is OutcomeCode.NO_ACTION:
+        assert "not understood" in reason, reason

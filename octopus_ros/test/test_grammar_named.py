@@ -226,6 +226,11 @@ def test_unsaid_is_for_a_narrow_bool_only():
         ("the hallway lights are still on, turn them off", {("hallway", False)}),
         ("the kitchen light has been on all day, switch it off", {("kitchen", False)}),
         ("it's off in the hallway, turn it on", {("hallway", True)}),
+        # ... a question about it, or what someone left it as
+        ("is the hallway light still on? turn it off, it's wasting power", {("hallway", False)}),
+        ("someone left the kitchen light on again, turn it off, will you?", {("kitchen", False)}),
+        # ... but not a state word of an earlier part of the request
+        ("the hallway is dark so turn the light on, it's been off all day", {("hallway", True)}),
         ("厨房的灯一直开着，关掉吧", {("kitchen", False), ("hallway", False)}),
         # one value said, as a state: it stays the value said ("make sure ... are off")
         ("make sure the kitchen light is on", {("kitchen", True)}),

@@ -23,6 +23,7 @@ from octopus_ros.data.natural import (
     THIRD_SET_PATH,
     VOICES_SET_PATH,
     WEEK_SET_PATH,
+    WORKDAY_SET_PATH,
     NaturalSetError,
     load_natural_set,
 )
@@ -43,6 +44,7 @@ SETS = {  # file, requests per language, of each kind, share declined at least
     "situations": (SITUATIONS_SET_PATH, 140, 3, 0.25),
     "week": (WEEK_SET_PATH, 130, 3, 0.25),
     "holiday": (HOLIDAY_SET_PATH, 135, 3, 0.25),  # stop 48's, 141 per language before the drops
+    "workday": (WORKDAY_SET_PATH, 135, 3, 0.25),  # stop 49's, the same
 }
 
 
@@ -100,7 +102,8 @@ def test_the_check_set_repeats_no_natural_set_request():
     # stop 46's ASR set repeats none of the five sets before it, and the fresh set none of the six
     earlier |= {norm(it.text) for it in chatty}
     # ... and stop 47's voices set none of the seven, the situations set none of the eight, the week
-    # set none of the nine, and stop 48's holiday set none of the ten
+    # set none of the nine, stop 48's holiday set none of the ten, and stop 49's workday set none of
+    # the eleven
     for path, prefix in (
         (ASR_SET_PATH, "a-"),
         (FRESH_SET_PATH, "f-"),
@@ -108,6 +111,7 @@ def test_the_check_set_repeats_no_natural_set_request():
         (SITUATIONS_SET_PATH, "i-"),
         (WEEK_SET_PATH, "j-"),
         (HOLIDAY_SET_PATH, "k-"),
+        (WORKDAY_SET_PATH, "l-"),
     ):
         later = load_natural_set(path)
         assert [it.id for it in later if norm(it.text) in earlier] == []

@@ -50,6 +50,7 @@ def test_simplified_text_is_unchanged():
         THIRD_SET_PATH,
         VOICES_SET_PATH,
         WEEK_SET_PATH,
+        WORKDAY_SET_PATH,
         load_natural_set,
     )
     from octopus_ros.paths import config_path, default_model_dir
@@ -68,6 +69,7 @@ def test_simplified_text_is_unchanged():
             SITUATIONS_SET_PATH,
             WEEK_SET_PATH,
             HOLIDAY_SET_PATH,
+            WORKDAY_SET_PATH,
         )
         for it in load_natural_set(path)
         if it.language == "zh"

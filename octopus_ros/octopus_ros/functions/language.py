@@ -30,7 +30,7 @@ _IDEOGRAPH = re.compile(f"[{CJK_IDEOGRAPHS}]")
 # ("no, turn it on" asks for on). The safety screen does not count a term said that way
 # (runtime/safety.py), nor does the call grammar count a value said that way as chosen
 # (functions/mentions.says, ``plainly``; a bool said only that way is the other value).
-NEGATIONS_EN = frozenset({"don't", "dont", "never", "not", "avoid", "without", "stop", "no"})
+NEGATIONS_EN = frozenset({"don't", "dont", "won't", "wont", "never", "not", "avoid", "without", "stop", "no"})
 NEGATIONS_ZH = ("千万别", "不要", "不用", "不必", "不能", "不许", "不准", "避免", "别")
 NEGATION_REACH = 3
 # an English word as the negation and safety rules read it (lower case, inner apostrophe kept)

@@ -38,20 +38,27 @@ def _pattern(form: str) -> re.Pattern[str]:
 
 
 # how things are, not what is asked for: "the lights are still on", "it has been on all day",
-# "灯一直开着" (:func:`says` ``stated``)
-_STATE_EN = frozenset({"is", "are", "was", "were", "been", "be"})
-_STATE_SKIP_EN = frozenset({"still", "already", "all", "left", "switched", "turned", "now"})
+# "is the hallway light still on?", "someone left the bathroom light on", "灯一直开着" (:func:`says`
+# ``stated``)
+_STATE_EN = frozenset({"is", "are", "was", "were", "been", "be", "left"})
+# words that begin what is asked for: a state word before them is not the mention's ("the hall is
+# dark, so turn the light on")
+_STATE_STOP_EN = frozenset({"and", "so", "then", "but", "to", "please", "can", "could", "would", "will"})
+_STATE_WORDS_BACK = 5
 
 
 def _stated(text: str, start: int, end: int) -> bool:
-    """Whether the mention at ``start``..``end`` tells how things are: after a form of "be" (a few
-    adverbs between) or, in Chinese, before the durative 着."""
+    """Whether the mention at ``start``..``end`` tells how things are: in the same clause, at most
+    five words after a form of "be" or "left" (no "and", "so", "please", "can" … between) or, in
+    Chinese, before the durative 着."""
     if text[end : end + 1] == "着":
         return True
-    for word in reversed(EN_WORD.findall(text[:start].lower().replace("\u2019", "'"))[-4:]):
+    before = text[:start].lower().replace("\u2019", "'")
+    clause = CLAUSE_END.split(before)[-1]
+    for word in reversed(EN_WORD.findall(clause)[-_STATE_WORDS_BACK:]):
         if word in _STATE_EN or word.endswith(("'s", "'re")):
             return True
-        if word not in _STATE_SKIP_EN:
+        if word in _STATE_STOP_EN:
             return False
     return False
 
@@ -204,17 +211,25 @@ def asked_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tupl
 
 def claimed_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[str, Any, str] | None:
     """``(words, value, other function)`` when ``utterance`` says, not right after a negation, a
-    value of an argument another function ``claims`` (functions/registry.py: recycle's bins), and
-    ``call`` is not of that function: "the purple can goes in the recycling, could you take care of
-    it" decided as ``pick_up('purple can')``, "这根香蕉坏了，拿去堆肥吧" as ``pick_up('banana')``. The
-    words the call copies (a message: "tell mom the compost bin is full") are not read. None
-    otherwise."""
+    word another function ``claims`` (functions/registry.py: take_photo's "photo", stop's "freeze";
+    ``value`` None) or a value of an argument another function ``claims`` (recycle's bins), and
+    ``call`` is not of that function: "Grab a quick pic of the living room, the landlord asked for
+    one" decided as ``navigate_to('living_room')``, "the purple can goes in the recycling, could you
+    take care of it" as ``pick_up('purple can')``, "这根香蕉坏了，拿去堆肥吧" as ``pick_up('banana')``.
+    The words the call copies (a message: "tell mom the compost bin is full") are not read, nor a
+    claimed word that asks for ``call``'s function too (functions/asking.asking_words: "what is in
+    the picture" asks describe_scene). None otherwise."""
     if spec is None or not hasattr(registry, "functions"):
         return None
     text = blank_copied(spec, call, fold_input(utterance))
     for other in registry.functions:
         if other.name == spec.name or other.decline or not other.enabled:
             continue
+        for words in getattr(other, "claims", {}).values():
+            for word in words:
+                if says(text, (word,), plainly=True) and not _asks_too(spec, word):
+                    start, end = mention_spans(text, (word,))[0]
+                    return text[start:end], None, other.name
         for arg in other.args:
             if not getattr(arg, "claims", False):
                 continue
@@ -224,6 +239,18 @@ def claimed_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tu
                     start, end = mention_spans(text, forms)[0]
                     return text[start:end], value, other.name
     return None
+
+
+def _asks_too(spec: Any, word: str) -> bool:
+    """Whether every unit of ``word`` is one of ``spec``'s asking words (functions/asking.py)."""
+    from .asking import asking_words
+    from .language import text_units, word_forms
+
+    if not hasattr(spec, "training_literals"):
+        return False
+    units = text_units(word)
+    own = asking_words(spec)
+    return bool(units) and all(word_forms(u) & own for u in units)
 
 
 # asking for a phone call, which no function makes: "call my mom and put her on speaker", "给我妈打个
@@ -375,19 +402,36 @@ ORIGIN_WORDS_EN = (
     "they're sitting on", "it's sitting on", "is sitting on", "are sitting on", "it's lying on",
     "is lying on", "are lying on", "they're on", "they're in", "it's on", "it's in", "away from",
     "off of", "out of", "is on", "is in", "are on", "are in", "from", "off",
+    # where it is now: "the green book that fell on the floor", "the keys I left on the counter"
+    "fell on", "fell onto", "fell off", "fell in", "fell into", "fell behind", "dropped on", "dropped in",
+    "landed on", "lying on", "lying in", "sitting on", "sitting in", "left on", "left in",
 )  # fmt: skip
 ORIGIN_WORDS_ZH = ("从",)
 _ORIGIN_SKIP_EN = frozenset({"the", "a", "an", "my", "our", "your", "this", "that", "his", "her", "their"})
+# where under or beside the thing, between an origin word and it: "from under the table", "out from
+# behind the couch" (the thing is still where it comes from)
+_ORIGIN_PLACES_EN = (
+    "under", "underneath", "beneath", "behind", "beside", "next to", "inside", "on top of", "in front of",
+    "near", "between",
+)  # fmt: skip
 _ORIGIN_SKIP_ZH = ("那个", "这个", "我的", "你的")
 
 
 def _said_from(text: str, start: int) -> str | None:
-    """The origin word right before ``start`` (articles and possessives between), or None."""
+    """The origin word right before ``start`` (articles, possessives and a place word such as "under"
+    between), or None."""
     before = text[:start].rstrip()
     while True:
         words = before.split()
         if words and words[-1] in _ORIGIN_SKIP_EN:
             before = before[: len(before) - len(words[-1])].rstrip()
+            continue
+        place = next(
+            (p for p in _ORIGIN_PLACES_EN if before.endswith(p) and not before[: -len(p)][-1:].isalpha()),
+            None,
+        )
+        if place is not None:
+            before = before[: -len(place)].rstrip()
             continue
         skip = next((w for w in _ORIGIN_SKIP_ZH if before.endswith(w)), None)
         if skip is None:
@@ -527,6 +571,58 @@ def corrected_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any,
         if corrected is not None and corrected != got.value:
             out.append((got.name, got.value, corrected))
     return out
+
+
+# what may stand between 把 and the thing it marks: "把整个客厅拖一遍", "把我们家客厅收拾一下"
+_DISPOSAL_SKIP_ZH = ("这个", "那个", "整个", "我们家的", "我们家", "我们的", "家里的", "你的", "我的")
+
+
+@per_spec_cache(maxsize=256)
+def _disposal_slots(spec: Any) -> frozenset[str]:
+    """The arguments of ``spec`` that a training phrasing says right after 把."""
+    import string
+
+    targets: dict[str, str | None] = {a.name: a.name for a in getattr(spec, "args", ())}
+    if spec.phrasings is not None:
+        targets.update(dict(spec.phrasings.slots))
+    out: set[str] = set()
+    for say in spec.training_says().get("zh", ()):
+        text = ""
+        for literal, field, *_ in string.Formatter().parse(say):
+            text += literal
+            if field and targets.get(field) and text.rstrip().endswith("把"):
+                out.add(targets[field])
+            text += "x" if field else ""
+    return frozenset(out)
+
+
+def disposed_value(spec: Any, call: Any, utterance: str) -> tuple[str, Any] | None:
+    """``(argument, value)`` of an enum argument of ``call`` that ``utterance`` says only as what
+    把 marks, the thing a verb after it acts on ("把客厅拖一下地", "你能不能把客厅拖一下" decided as
+    ``navigate_to('living_room')``: the living room is to be mopped, not gone to), when no training
+    phrasing of the function says that argument right after 把. None otherwise, and for a message's
+    recipient ("把这句话发给妈妈" says mom after 给)."""
+    if spec is None or not hasattr(spec, "training_says"):
+        return None
+    by_name = {a.name: a for a in getattr(spec, "args", ())}
+    exempt = _disposal_slots(spec)
+    text = fold_input(utterance)
+    for got in call.args:
+        declared = by_name.get(got.name)
+        if declared is None or declared.type != "enum" or got.name in exempt or _recipient(spec, declared):
+            continue
+        spans = mention_spans(text, declared.spoken_forms(got.value))
+        if spans and all(_after_disposal(text, start) for start, _ in spans):
+            return got.name, got.value
+    return None
+
+
+def _after_disposal(text: str, start: int) -> bool:
+    before = text[:start].rstrip()
+    skip = next((w for w in _DISPOSAL_SKIP_ZH if before.endswith(w)), None)
+    if skip is not None:
+        before = before[: -len(skip)].rstrip()
+    return before.endswith("把")
 
 
 # Words a request may open with before its verb ("can you please …", "hey robot, go …")

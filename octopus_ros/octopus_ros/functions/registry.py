@@ -39,6 +39,7 @@ _FUNCTION_KEYS = (
     "enabled",
     "decline",
     "halts",
+    "claims",
     "requires_view",
     "view_arg",
     "view_object",
@@ -113,6 +114,27 @@ def _check_description(value: Any, *, required: bool) -> None:
             raise RegistryError(f"description language {lang!r} must be a non-empty string")
         if not isinstance(text, str) or not text.strip():
             raise RegistryError(f"description[{lang!r}] must be non-empty text, got {text!r}")
+
+
+def _check_claims(value: Any, *, decline: bool) -> dict[str, tuple[str, ...]]:
+    """A function's ``claims`` as ``{language: (words, ...)}`` (see :class:`FunctionSpec`)."""
+    if not value:
+        return {}
+    if decline:
+        raise RegistryError("the decline function asks for nothing: it cannot have claims")
+    if not isinstance(value, Mapping):
+        raise RegistryError(f"claims must be a mapping of language to a list of words, got {value!r}")
+    out: dict[str, tuple[str, ...]] = {}
+    for lang, words in value.items():
+        if not isinstance(lang, str) or not lang:
+            raise RegistryError(f"claims language {lang!r} must be a non-empty string")
+        if isinstance(words, str) or not isinstance(words, (list, tuple)) or not words:
+            raise RegistryError(f"claims[{lang!r}] must be a non-empty list of words, got {words!r}")
+        for word in words:
+            if not isinstance(word, str) or not word.strip():
+                raise RegistryError(f"claims[{lang!r}] must hold non-empty words, got {word!r}")
+        out[lang] = tuple(w.strip() for w in words)
+    return out
 
 
 @dataclass(frozen=True)
@@ -344,7 +366,18 @@ class FunctionSpec:
     ``halts``: the function stops the robot (stop). Stopping can harm no one, so a call of it is
     never declined for the words around it: not by the safety screen ("stop, you're about to drive
     into the wall", "快停下来要撞墙了" name a hazard to avoid) nor as a negated request. The model's
-    own checks (confidence, novelty limits, the second opinion) still apply.
+    own checks (confidence, the second opinion) still apply, and the novelty limits too unless the
+    request says one of the function's ``claims`` words ("whoa whoa stop stop": the words and the
+    model agree on stopping; runtime/outcomes.decision_outcome).
+
+    ``claims`` (``{language: [words]}``): words that ask for this function and for no other, as
+    take_photo's "photo", "pic", 拍照 and stop's "freeze", 站住 do. A call of another function on a
+    request that says one of them, not right after a negation and outside what the call copies, is
+    declined (functions/mentions.claimed_elsewhere: "Grab a quick pic of the living room, the
+    landlord asked for one" decided as ``navigate_to('living_room')``), unless the words are the
+    called function's own too (:func:`functions.asking.asking_words`: describe_scene asks "what is
+    in the picture" with "picture"). English words are whole words, each form written out
+    ("photo", "photos"). The argument-level ``claims: true`` is the same rule for an enum's values.
 
     ``requires_view``: the function acts on an object that must be in the camera's view when the
     call is published (issue 12 item 3; :meth:`view_phrase` names it for a call). What the
@@ -359,6 +392,8 @@ class FunctionSpec:
     enabled: bool = True
     decline: bool = False
     halts: bool = False
+    # language -> words that ask for this function and no other (see the class doc)
+    claims: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     requires_view: bool = False
     view_arg: str | None = None
     view_object: str | None = None
@@ -391,6 +426,7 @@ class FunctionSpec:
                 "halts: true is for a function that stops the robot, not the decline nor a view function"
             )
         object.__setattr__(self, "args", args)
+        object.__setattr__(self, "claims", _check_claims(self.claims, decline=self.decline))
         self._check_view()
         if self.examples:
             from .examples import Phrasing, parse_function_examples
@@ -483,6 +519,7 @@ class FunctionSpec:
             "enabled": self.enabled,
             "decline": self.decline,
             **({"halts": True} if self.halts else {}),
+            **({"claims": {k: list(v) for k, v in self.claims.items()}} if self.claims else {}),
             **({"requires_view": True} if self.requires_view else {}),
             **({"view_arg": self.view_arg} if self.view_arg is not None else {}),
             **({"view_object": self.view_object} if self.view_object is not None else {}),
@@ -666,6 +703,7 @@ class FunctionRegistry:
                 enabled=entry.get("enabled", True),
                 decline=entry.get("decline", False),
                 halts=entry.get("halts", False),
+                claims=entry.get("claims") or {},
                 requires_view=entry.get("requires_view", False),
                 view_arg=entry.get("view_arg"),
                 view_object=entry.get("view_object"),

@@ -15,11 +15,13 @@ from octopus_ros.functions.mentions import (
     blank_copied,
     claimed_elsewhere,
     corrected_args,
+    disposed_value,
     negated_values,
     origin_args,
     phone_call,
     possessor_only,
     recipient_as_destination,
+    says,
     uncarried,
     unknown_verb,
     unnamed_args,
@@ -221,6 +223,18 @@ def _halts(decision: Any, registry: Any) -> bool:
     return bool(getattr(spec, "halts", False))
 
 
+def _halt_asked(decision: Any, registry: Any, utterance: str | None) -> bool:
+    """Whether ``decision`` is a call of a ``halts: true`` function on an ``utterance`` that says,
+    not right after a negation, one of the words that function ``claims`` ("whoa whoa stop stop",
+    "立刻停住，阿姨刚拖完地"): the request and the model agree on stopping, so the novelty limits do
+    not hold the stop back (a robot told to stop that goes on because the rest of the sentence was
+    new to it is the worse error; stopping harms no one)."""
+    if utterance is None or not _halts(decision, registry):
+        return False
+    spec = registry.by_name(decision.call.function)
+    return any(says(utterance, (word,), plainly=True) for words in spec.claims.values() for word in words)
+
+
 # The request's own rules (functions/mentions.py, questions.py, negation.py): each reads the
 # ``utterance`` beside a call that passed validation and gives the outcome it earns, or None.
 # :func:`decision_outcome` asks them in this order (REQUEST_RULES) and the first verdict stands.
@@ -280,15 +294,16 @@ def _asked_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> Ver
 
 
 def _claimed(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
-    """A value another function ``claims`` said in the request (mentions.claimed_elsewhere: "拿去堆肥"
-    decided as ``pick_up``)."""
+    """A word or value another function ``claims`` said in the request (mentions.claimed_elsewhere:
+    "grab a quick pic of the living room" decided as ``navigate_to``, "拿去堆肥" as ``pick_up``)."""
     claimed = claimed_elsewhere(registry, spec, call, utterance)
     if claimed is None:
         return None
     words, value, other = claimed
+    whose = f" ({other}'s {value!r})" if value is not None else ""
     return (
         OutcomeCode.NO_ACTION,
-        f"the request says {words!r} ({other}'s {value!r}), which asks for {other}, not {call.function}"
+        f"the request says {words!r}{whose}, which asks for {other}, not {call.function}"
         f" ({call.function} not published)",
     )
 
@@ -371,6 +386,20 @@ def _unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> Verdic
     )
 
 
+def _disposed(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A value said only as what 把 marks, the thing acted on (mentions.disposed_value: "把客厅拖一下地"
+    decided as ``navigate_to('living_room')``)."""
+    disposed = disposed_value(spec, call, utterance)
+    if disposed is None:
+        return None
+    arg, value = disposed
+    return (
+        OutcomeCode.NO_ACTION,
+        f"{NOT_UNDERSTOOD}: the request says the {arg} {value!r} only as what 把 acts on (something is to"
+        f" be done to it), which no phrasing of {call.function} says ({call.function} not published)",
+    )
+
+
 def _corrected(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
     """A value the request took back for another (mentions.corrected_args: "on the counter no wait
     the shelf" decided as the counter)."""
@@ -429,6 +458,7 @@ REQUEST_RULES: tuple[Callable[[Any, Any, Any, str], Verdict | None], ...] = (
     _possessor,
     _origin,
     _unknown_verb,
+    _disposed,
     _corrected,
     _asked_about,
     _for_later,
@@ -456,7 +486,8 @@ def decision_outcome(
     an ``utterance`` that trips the safety ``screen`` (runtime/safety.py; None: no screen) is
     NO_ACTION "unsafe request (...)", whatever the model decided, unless it decided a call of a
     ``halts: true`` function (stop: "stop, you're about to drive into the wall"); a rejected model output is NOT_ALLOWED or MODEL_ERROR; the decline function is
-    NO_ACTION; a call on an utterance whose text novelty is above ``max_text_novelty`` ("not
+    NO_ACTION; a call on an utterance (unless it is a halting call the utterance asks for in one of
+    the words its function ``claims``: "whoa whoa stop stop") whose text novelty is above ``max_text_novelty`` ("not
     understood"), whose request novelty is above ``max_request_novelty`` (the LM's reading of
     the request is more like what it was taught to decline: "not understood") or on an image
     whose novelty is above ``max_image_novelty`` ("image unlike training") is NO_ACTION (None: no limit; a NaN score, a model without that profile, never
@@ -491,6 +522,8 @@ def decision_outcome(
     spec = registry.by_name(call.function)
     if spec is not None and spec.decline:
         return OutcomeCode.NO_ACTION, "the model declined: no function fits the request"
+    if _halt_asked(decision, registry, utterance):
+        max_text_novelty = max_request_novelty = max_image_novelty = None  # a stop asked for in words
     text_novelty = float(getattr(decision, "text_novelty", math.nan))
     if max_text_novelty is not None and text_novelty > max_text_novelty:
         return (

@@ -60,6 +60,9 @@ WEEK_SET_PATH = Path(__file__).with_name("natural_week.yaml")
 # The holiday set (stop 48): written apart like them, measured once before it was read with stop 47's
 # rules, then read in stop 48.
 HOLIDAY_SET_PATH = Path(__file__).with_name("natural_holiday.yaml")
+# The workday set (stop 49): written apart like them, measured once before it was read with stop 48's
+# rules, then read in stop 49.
+WORKDAY_SET_PATH = Path(__file__).with_name("natural_workday.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
