@@ -180,8 +180,14 @@ class SafetyScreen:
                     return Hit(rule.name, rule.reason, tuple(found))
         if "zh" in self._rules and has_cjk(lowered):
             zh = _blank(lowered, self._ignore["zh"])
+            ignored = self._ignore["zh"]
+            # a term written with an ignored compound in it ("打开煤气") is read as written: the
+            # compound is blanked so that its parts alone do not match (打开 holds 打 "hit")
             for rule in self._rules["zh"]:
-                found = [next((t for t in lst if _zh_found(zh, t)), None) for lst in rule.lists]
+                found = [
+                    next((t for t in lst if _zh_found(lowered if _holds(t, ignored) else zh, t)), None)
+                    for lst in rule.lists
+                ]
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         return None
@@ -192,6 +198,11 @@ def _blank(text: str, compounds: list[str]) -> str:
     for w in compounds:
         text = text.replace(w, " " * len(w))
     return text
+
+
+def _holds(term: str, compounds: list[str]) -> bool:
+    """Whether ``term`` contains one of the ignored ``compounds``."""
+    return any(c in term for c in compounds)
 
 
 def _zh_found(text: str, term: str) -> bool:
