@@ -306,7 +306,9 @@ def test_offline_replay_consults_the_second_opinion_as_the_node_does(tmp_path, t
     checked = bag_replay.replay_offline(lines, model, second_opinion=_HearsStop(model))
     held = {d.n: d for d in checked}[published[0].n]
     assert held.outcome == "NO_ACTION" and held.call is None
-    assert held.reason.startswith("second opinion: the second model decides stop()"), held.reason
+    # its stop on "take a photo" is itself declined: take_photo claims "photo" (the registry)
+    assert held.reason.startswith("second opinion: the second model does not act"), held.reason
+    assert "which asks for take_photo, not stop" in held.reason, held.reason
 
     other = tmp_path / "other_functions"
     shutil.copytree(tiny, other)

@@ -65,8 +65,9 @@ def test_second_opinion_over_dds(ros_env, rclpy_context, models):
     try:
         robot.wait_active(proc)
         robot.send_frame()
-        # the kitchen said: navigate_to's place is named, so an unsaid one would be declined before
-        disagreed = robot.say("please stop in the kitchen")
+        # the kitchen said: navigate_to's place is named, so an unsaid one would be declined before;
+        # no "stop" (stop claims it: the second model's navigate_to would be declined as asking for stop)
+        disagreed = robot.say("please wait in the kitchen")
         assert disagreed.code == Outcome.NO_ACTION, disagreed.reason
         assert disagreed.reason.startswith("second opinion: the second model decides navigate_to('kitchen')")
         assert "instead of stop()" in disagreed.reason
