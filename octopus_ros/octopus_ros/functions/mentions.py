@@ -12,7 +12,7 @@ Pure Python: no torch, no rclpy.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -225,11 +225,9 @@ def claimed_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tu
     for other in registry.functions:
         if other.name == spec.name or other.decline or not other.enabled:
             continue
-        for words in getattr(other, "claims", {}).values():
-            for word in words:
-                if says(text, (word,), plainly=True) and not _asks_too(spec, word):
-                    start, end = mention_spans(text, (word,))[0]
-                    return text[start:end], None, other.name
+        for word, start, end in claims_said(other, text):
+            if not _asks_too(spec, word):
+                return text[start:end], None, other.name
         for arg in other.args:
             if not getattr(arg, "claims", False):
                 continue
@@ -239,6 +237,19 @@ def claimed_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tu
                     start, end = mention_spans(text, forms)[0]
                     return text[start:end], value, other.name
     return None
+
+
+def claims_said(spec: Any, utterance: str) -> list[tuple[str, int, int]]:
+    """``(word, start, end)`` for each word ``spec`` ``claims`` (functions/registry.py) that
+    ``utterance`` says not right after a negation, at its first such place; [] when none is."""
+    text = fold_input(utterance)  # one character for one: the places are the utterance's
+    out = []
+    for words in getattr(spec, "claims", {}).values():
+        for word in words:
+            found = next((m for m in _pattern(word).finditer(text) if not negated(text, m.start())), None)
+            if found is not None:
+                out.append((word, found.start(), found.end()))
+    return out
 
 
 def _asks_too(spec: Any, word: str) -> bool:
@@ -443,9 +454,9 @@ def _said_from(text: str, start: int) -> str | None:
     return next((word for word in ORIGIN_WORDS_ZH if before.endswith(word)), None)
 
 
-@per_spec_cache(maxsize=256)
-def _origin_slots(spec: Any) -> frozenset[str]:
-    """The arguments of ``spec`` that a training phrasing says right after an origin word."""
+def _slots_said_after(spec: Any, after: Callable[[str], bool]) -> frozenset[str]:
+    """The arguments of ``spec`` that a training phrasing says right where ``after`` holds of the
+    phrasing's (lower-cased) text before the slot."""
     import string
 
     targets: dict[str, str | None] = {a.name: a.name for a in getattr(spec, "args", ())}
@@ -457,10 +468,16 @@ def _origin_slots(spec: Any) -> frozenset[str]:
             text = ""
             for literal, field, *_ in string.Formatter().parse(say):
                 text += literal.lower()
-                if field and targets.get(field) and _said_from(text, len(text)):
+                if field and targets.get(field) and after(text):
                     out.add(targets[field])
                 text += "x" if field else ""
     return frozenset(out)
+
+
+@per_spec_cache(maxsize=256)
+def _origin_slots(spec: Any) -> frozenset[str]:
+    """The arguments of ``spec`` that a training phrasing says right after an origin word."""
+    return _slots_said_after(spec, lambda text: _said_from(text, len(text)) is not None)
 
 
 def origin_args(spec: Any, call: Any, utterance: str) -> list[tuple[str, Any, str]]:
@@ -580,20 +597,7 @@ _DISPOSAL_SKIP_ZH = ("这个", "那个", "整个", "我们家的", "我们家", 
 @per_spec_cache(maxsize=256)
 def _disposal_slots(spec: Any) -> frozenset[str]:
     """The arguments of ``spec`` that a training phrasing says right after 把."""
-    import string
-
-    targets: dict[str, str | None] = {a.name: a.name for a in getattr(spec, "args", ())}
-    if spec.phrasings is not None:
-        targets.update(dict(spec.phrasings.slots))
-    out: set[str] = set()
-    for say in spec.training_says().get("zh", ()):
-        text = ""
-        for literal, field, *_ in string.Formatter().parse(say):
-            text += literal
-            if field and targets.get(field) and text.rstrip().endswith("把"):
-                out.add(targets[field])
-            text += "x" if field else ""
-    return frozenset(out)
+    return _slots_said_after(spec, lambda text: text.rstrip().endswith("把"))
 
 
 def disposed_value(spec: Any, call: Any, utterance: str) -> tuple[str, Any] | None:

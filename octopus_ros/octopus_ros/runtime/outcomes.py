@@ -14,6 +14,7 @@ from octopus_ros.functions.mentions import (
     asked_elsewhere,
     blank_copied,
     claimed_elsewhere,
+    claims_said,
     corrected_args,
     disposed_value,
     negated_values,
@@ -21,7 +22,6 @@ from octopus_ros.functions.mentions import (
     phone_call,
     possessor_only,
     recipient_as_destination,
-    says,
     uncarried,
     unknown_verb,
     unnamed_args,
@@ -231,8 +231,7 @@ def _halt_asked(decision: Any, registry: Any, utterance: str | None) -> bool:
     new to it is the worse error; stopping harms no one)."""
     if utterance is None or not _halts(decision, registry):
         return False
-    spec = registry.by_name(decision.call.function)
-    return any(says(utterance, (word,), plainly=True) for words in spec.claims.values() for word in words)
+    return bool(claims_said(registry.by_name(decision.call.function), utterance))
 
 
 # The request's own rules (functions/mentions.py, questions.py, negation.py): each reads the

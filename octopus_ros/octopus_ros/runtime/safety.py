@@ -117,6 +117,10 @@ class SafetyScreen:
             raise SafetyScreenError(self.path, f"top level must map some of {LANGUAGES} to rules")
         self._ignore: dict[str, list[str]] = {}
         self._rules: dict[str, list[_Rule]] = {}
+        # Chinese terms written with an ignored compound in them ("打开煤气"): read as written, on
+        # the text before the compounds are blanked (打开 is blanked so that 打 "hit" alone does not
+        # match, which would leave such a term nothing to match)
+        self._as_written: frozenset[str] = frozenset()
         for lang, block in doc.items():
             self._load_language(lang, block)
 
@@ -154,6 +158,11 @@ class SafetyScreen:
             lists_ = tuple(terms(raw, f"{at}.all_of[{i}]") for i, raw in enumerate(rule["all_of"]))
             rules.append(_Rule(str(name), rule["reason"].strip(), lists_))
         self._rules[lang] = rules
+        if lang == "zh":
+            ignored = self._ignore[lang]
+            self._as_written = frozenset(
+                t for r in rules for lst in r.lists for t in lst if any(c in t for c in ignored)
+            )
 
     @property
     def rule_names(self) -> list[str]:
@@ -180,12 +189,9 @@ class SafetyScreen:
                     return Hit(rule.name, rule.reason, tuple(found))
         if "zh" in self._rules and has_cjk(lowered):
             zh = _blank(lowered, self._ignore["zh"])
-            ignored = self._ignore["zh"]
-            # a term written with an ignored compound in it ("打开煤气") is read as written: the
-            # compound is blanked so that its parts alone do not match (打开 holds 打 "hit")
             for rule in self._rules["zh"]:
                 found = [
-                    next((t for t in lst if _zh_found(lowered if _holds(t, ignored) else zh, t)), None)
+                    next((t for t in lst if _zh_found(lowered if t in self._as_written else zh, t)), None)
                     for lst in rule.lists
                 ]
                 if all(f is not None for f in found):
@@ -198,11 +204,6 @@ def _blank(text: str, compounds: list[str]) -> str:
     for w in compounds:
         text = text.replace(w, " " * len(w))
     return text
-
-
-def _holds(term: str, compounds: list[str]) -> bool:
-    """Whether ``term`` contains one of the ignored ``compounds``."""
-    return any(c in term for c in compounds)
 
 
 def _zh_found(text: str, term: str) -> bool:

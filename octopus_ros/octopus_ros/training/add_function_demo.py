@@ -27,9 +27,9 @@ keeps the ones it had.
 4. After: the merged model on the same held-out examples (same seed), and on the held-out
    phrasings of the new function (``--heldout``: one or more files of utterances written apart from
    its examples, never trained on), EN and ZH: each file's figure and all of them together. The
-   shipped files are five sets written at different times by authors who saw only the function's
-   description, its room words and the format (the fourth and fifth in stop 48, scored before
-   anything was tuned on them).
+   shipped files are six sets written at different times by authors who saw only the function's
+   description, its room words and the format (the fourth and fifth in stop 48, the sixth in stop
+   49, each scored before anything was tuned on it).
 
 Prints one table (before, after, delta per split with the delta's 95 % interval; the new function
 per language with its interval; the fine-tuning time) and writes ``OUT/metrics.json`` and ``OUT/training_curves.png``. Targets: >= 90 % on the new
@@ -378,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         default=None,
-        help="held-out phrasings of the new function, one or more files (default: "
-        "config/examples/set_light_heldout.txt and set_light_heldout_2.txt ... _5.txt)",
+        help="held-out phrasings of the new function, one or more files (default: the shipped "
+        f"config/examples/{', '.join(SHIPPED_HELDOUT)})",
     )
     p.add_argument("--out", type=Path, default=Path("runs/add_function_demo"), help="output folder")
     p.add_argument("--steps", type=int, default=750, help="fine-tuning step budget")
