@@ -540,6 +540,8 @@ def test_a_value_said_only_as_the_one_not_wanted(registry, utterance, plain, neg
          ("compost", "compost", "recycle")),
         ("throw the banana in the compost", "recycle('banana', 'compost')", None),  # the claiming function
         ("put it on the table, not in the trash", "place('red cup', 'table')", None),  # negated
+        ("don't compost the apple yet. Compost it now", "place('red apple', 'table')",
+         ("Compost", "compost", "recycle")),  # the plain mention is quoted, not the negated one
         ("tell mom the compost bin is full", "send_message('mom', 'the compost bin is full')", None),  # copied
         ("pick up the red cup", "pick_up('red cup')", None),
         # a word a function claims (take_photo's, stop's)
