@@ -232,7 +232,9 @@ def claimed_elsewhere(registry: Any, spec: Any, call: Any, utterance: str) -> tu
             if not getattr(arg, "claims", False):
                 continue
             for value in arg.values:
-                plain = [(b, e) for b, e in mention_spans(text, arg.spoken_forms(value)) if not negated(text, b)]
+                plain = [
+                    (b, e) for b, e in mention_spans(text, arg.spoken_forms(value)) if not negated(text, b)
+                ]
                 if plain:
                     start, end = min(plain)
                     return text[start:end], value, other.name
