@@ -39,6 +39,7 @@ setup(
             "natural_week.yaml",
             "natural_holiday.yaml",
             "natural_workday.yaml",
+            "natural_rainy.yaml",
         ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],

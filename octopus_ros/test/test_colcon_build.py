@@ -37,7 +37,8 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_week.yaml",
         "natural_holiday.yaml",
         "natural_workday.yaml",
-    ):  # make evaluate reads all twelve
+        "natural_rainy.yaml",
+    ):  # make evaluate reads all thirteen
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
 
     # the executables go where `ros2 run` / `ros2 launch` look (setup.cfg), not to bin/: the README's

@@ -19,6 +19,7 @@ from octopus_ros.data.natural import (
     KINDS,
     MESSAGES_SET_PATH,
     NATURAL_SET_PATH,
+    RAINY_SET_PATH,
     SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
     VOICES_SET_PATH,
@@ -45,6 +46,7 @@ SETS = {  # file, requests per language, of each kind, share declined at least
     "week": (WEEK_SET_PATH, 130, 3, 0.25),
     "holiday": (HOLIDAY_SET_PATH, 135, 3, 0.25),  # stop 48's, 141 per language before the drops
     "workday": (WORKDAY_SET_PATH, 135, 3, 0.25),  # stop 49's, the same
+    "rainy": (RAINY_SET_PATH, 115, 2, 0.25),  # stop 50's, 139 per language before 40 drops
 }
 
 
@@ -102,8 +104,8 @@ def test_the_check_set_repeats_no_natural_set_request():
     # stop 46's ASR set repeats none of the five sets before it, and the fresh set none of the six
     earlier |= {norm(it.text) for it in chatty}
     # ... and stop 47's voices set none of the seven, the situations set none of the eight, the week
-    # set none of the nine, stop 48's holiday set none of the ten, and stop 49's workday set none of
-    # the eleven
+    # set none of the nine, stop 48's holiday set none of the ten, stop 49's workday set none of
+    # the eleven, and stop 50's rainy set none of the twelve
     for path, prefix in (
         (ASR_SET_PATH, "a-"),
         (FRESH_SET_PATH, "f-"),
@@ -112,6 +114,7 @@ def test_the_check_set_repeats_no_natural_set_request():
         (WEEK_SET_PATH, "j-"),
         (HOLIDAY_SET_PATH, "k-"),
         (WORKDAY_SET_PATH, "l-"),
+        (RAINY_SET_PATH, "m-"),
     ):
         later = load_natural_set(path)
         assert [it.id for it in later if norm(it.text) in earlier] == []

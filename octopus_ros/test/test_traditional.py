@@ -46,6 +46,7 @@ def test_simplified_text_is_unchanged():
         HOLIDAY_SET_PATH,
         MESSAGES_SET_PATH,
         NATURAL_SET_PATH,
+        RAINY_SET_PATH,
         SITUATIONS_SET_PATH,
         THIRD_SET_PATH,
         VOICES_SET_PATH,
@@ -70,6 +71,7 @@ def test_simplified_text_is_unchanged():
             WEEK_SET_PATH,
             HOLIDAY_SET_PATH,
             WORKDAY_SET_PATH,
+            RAINY_SET_PATH,
         )
         for it in load_natural_set(path)
         if it.language == "zh"

@@ -26,8 +26,8 @@ when two of the copier's and object rules were written (docs/training.md item 45
 requests as different people say them, both read when stop 46's rules were written (item 47);
 ``natural_voices``, ``natural_situations`` and ``natural_week`` (stop 47) were each measured once
 before they were read, then read when stop 47's rules were written (item 48), ``natural_holiday``
-(stop 48) the same way for stop 48's (item 49), and ``natural_workday`` (stop 49) for stop 49's (item
-50). The cases of these eleven sets stay out of the printed
+(stop 48) the same way for stop 48's (item 49), ``natural_workday`` (stop 49) for stop 49's (item
+50) and ``natural_rainy`` (stop 50) for stop 50's (item 51). The cases of these twelve sets stay out of the printed
 report and the metrics (the natural set's are printed).
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
@@ -73,6 +73,7 @@ from octopus_ros.data.natural import (
     FRESH_SET_PATH,
     HOLIDAY_SET_PATH,
     MESSAGES_SET_PATH,
+    RAINY_SET_PATH,
     SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
     VOICES_SET_PATH,
@@ -104,6 +105,9 @@ SITUATIONS_TITLE = (
 WEEK_TITLE = "week set (an ordinary week's requests, written apart, stop 47; read after its first run)"
 HOLIDAY_TITLE = "holiday set (a holiday weekend's requests, written apart, stop 48; read after its first run)"
 WORKDAY_TITLE = "workday set (a busy weekday's requests, written apart, stop 49; read after its first run)"
+RAINY_TITLE = (
+    "rainy set (a rainy family weekend's requests, written apart, stop 50; read after its first run)"
+)
 # the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
@@ -117,6 +121,7 @@ FIGURE_SETS = (
     ("natural_week", WEEK_SET_PATH, WEEK_TITLE),
     ("natural_holiday", HOLIDAY_SET_PATH, HOLIDAY_TITLE),
     ("natural_workday", WORKDAY_SET_PATH, WORKDAY_TITLE),
+    ("natural_rainy", RAINY_SET_PATH, RAINY_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)

@@ -63,6 +63,9 @@ HOLIDAY_SET_PATH = Path(__file__).with_name("natural_holiday.yaml")
 # The workday set (stop 49): written apart like them, measured once before it was read with stop 48's
 # rules, then read in stop 49.
 WORKDAY_SET_PATH = Path(__file__).with_name("natural_workday.yaml")
+# The rainy set (stop 50): written apart like them, measured once before it was read with stop 49's
+# rules, then read in stop 50.
+RAINY_SET_PATH = Path(__file__).with_name("natural_rainy.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
@@ -245,8 +248,31 @@ def load_natural_set(path: str | Path = NATURAL_SET_PATH, *, registry: Any = Non
         if item.kind == "camera" and not item.camera:
             raise NaturalSetError(f"{where}: a camera item needs camera degradations")
         try:
-            item.expected_call(registry)
+            call = item.expected_call(registry)
         except NaturalSetError as e:
             raise NaturalSetError(f"{where}: {e}") from None
+        if call is not None:
+            _check_object_names(where, call, registry)
         items.append(item)
     return items
+
+
+def _check_object_names(where: str, call: Any, registry: Any) -> None:
+    """NaturalSetError when an expected object argument (``names_object``) names an object of the
+    world otherwise than the world names it: a single-colour category without its colour
+    ("banana", not "yellow banana"), as the model is taught to answer."""
+    from ..world import CATEGORIES, COLOURS, object_name
+
+    spec = registry.by_name(call.function)
+    declared = {a.name: a for a in getattr(spec, "args", ())}
+    for arg in call.args:
+        if not getattr(declared.get(arg.name), "names_object", False) or not isinstance(arg.value, str):
+            continue
+        words = arg.value.split()
+        if len(words) == 2 and words[0] in COLOURS and words[1] in CATEGORIES:
+            category = CATEGORIES[words[1]]
+            if words[0] in category.colours and not category.colour_in_name:
+                raise NaturalSetError(
+                    f"{where}: expect names {arg.value!r}; the world names it "
+                    f"{object_name(words[1], words[0])!r} (a {words[1]} has one colour)"
+                )
