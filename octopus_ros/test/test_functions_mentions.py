@@ -562,6 +562,11 @@ def test_a_value_said_only_as_the_one_not_wanted(registry, utterance, plain, neg
         # stop claims "stop": a call lost rather than a stop missed
         ("stop by the kitchen on your way", "navigate_to('kitchen')", ("stop", None, "stop")),
         ("don't stop, keep going to the kitchen", "navigate_to('kitchen')", None),  # negated
+        # send_message claims its verb phrases
+        ("给办公室发一条 会议改到三点", "navigate_to('office')", ("发一条", None, "send_message")),
+        ("go to the office and send them a message that I'm late", "navigate_to('office')",
+         ("send them a message", None, "send_message")),
+        ("给妈妈发个消息说我到了", "send_message('mom', '我到了')", None),  # the claiming function itself
     ],
 )  # fmt: skip
 def test_what_another_function_claims(registry, utterance, plain, claimed):
@@ -674,3 +679,60 @@ def test_a_stop_asked_for_in_words_is_not_held_back_by_the_novelty_limits(regist
     assert got == code, reason
     if code is OutcomeCode.NO_ACTION:
         assert "not understood" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("utterance", "plain", "chore"),
+    [
+        ("pick up the red cup and wash it for me", "pick_up('red cup')", "wash"),
+        ("把红杯子拿起来洗一洗", "pick_up('red cup')", "洗一洗"),
+        ("go to the kitchen and cook dinner", "navigate_to('kitchen')", "cook"),
+        ("grab the blue bowl, then wipe the table", "pick_up('blue bowl')", "wipe"),
+        ("去厨房拖地", "navigate_to('kitchen')", "拖地"),
+        ("pick up the red cup", "pick_up('red cup')", None),
+        ("pick up the cup I just washed", "pick_up('red cup')", None),  # done, not asked
+        ("我刚洗干净的杯子，放架子上", "place('red cup', 'shelf')", None),  # done
+        ("把洗干净的碗放桌上", "place('red bowl', 'table')", None),  # a cup that is clean
+        ("pick up the cup and don't wash it", "pick_up('red cup')", None),  # negated
+        ("put the clean cup on the shelf", "place('red cup', 'shelf')", None),  # an adjective
+        ("tell mom to wash the dishes", "send_message('mom', 'wash the dishes')", None),  # copied
+        ("stop and wash your wheels", "stop()", None),  # a stop is never held back
+        ("go to the bedroom and wake up my son", "navigate_to('bedroom')", "wake"),
+        ("去卧室把我儿子叫醒", "navigate_to('bedroom')", "叫醒"),  # 把我: whose son, not who wakes him
+        ("开一下大门", "navigate_to('front_door')", "开一下"),
+        ("麻烦你把那个红苹果拿起来，我洗洗吃", "pick_up('red apple')", None),  # the speaker washes it
+        ("我要开始炒菜了，你跟我一起到厨房来吧", "navigate_to('kitchen')", None),  # the speaker cooks
+        ("阿姨打扫完了，你拍一张照片留着", "take_photo()", None),  # done
+        ("pour some water on the plant", "water_plant()", None),  # watering is pouring
+    ],
+)  # fmt: skip
+def test_a_chore_no_function_does(registry, utterance, plain, chore):
+    from octopus_ros.functions.chores import other_chore
+    from octopus_ros.functions.mentions import blank_copied
+
+    call = parse_plain(plain, registry)
+    spec = registry.by_name(call.function)
+    assert other_chore(registry, spec, blank_copied(spec, call, utterance)) == chore
+    code, reason = _outcome(registry, utterance, call.to_text())
+    if chore:
+        assert code is OutcomeCode.NO_ACTION and f"asks to {chore!r}, which no function does" in reason, (
+            reason
+        )
+    else:
+        assert "no function does" not in reason
+
+
+def test_a_chore_a_function_does_is_no_other_chore(registry):
+    from octopus_ros.functions import FunctionRegistry
+    from octopus_ros.functions.chores import other_chore
+
+    data = registry.to_dict()
+    data["functions"].append(
+        {"name": "wash_dishes", "token": len(data["functions"]), "description": {"en": "Wash the dishes."},
+         "examples": {"en": ["wash the dishes", "do the washing up"], "zh": ["洗一洗碗"]}}
+    )  # fmt: skip
+    washing = FunctionRegistry.from_dict(data)
+    spec = washing.by_name("pick_up")
+    assert other_chore(washing, spec, "pick up the red cup and wash it") is None
+    assert other_chore(washing, spec, "把红杯子拿起来洗一洗") is None
+    assert other_chore(washing, spec, "pick up the red cup and cook dinner") == "cook"

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from octopus_ros.functions.chores import other_chore
 from octopus_ros.functions.mentions import (
     asked_elsewhere,
     blank_copied,
@@ -319,6 +320,18 @@ def _phone_call(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict 
     )
 
 
+def _other_chore(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
+    """A chore asked for besides the call that no function does (functions/chores.other_chore)."""
+    chore = other_chore(registry, spec, blank_copied(spec, call, utterance))
+    if chore is None:
+        return None
+    return (
+        OutcomeCode.NO_ACTION,
+        f"{NOT_UNDERSTOOD}: the request asks to {chore!r}, which no function does"
+        f" ({call.function} not published: the robot would do half of what was asked)",
+    )
+
+
 def _destination(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict | None:
     """A recipient said only as where to go (mentions.recipient_as_destination)."""
     destination = recipient_as_destination(registry, spec, call, utterance)
@@ -457,6 +470,7 @@ REQUEST_RULES: tuple[Callable[[Any, Any, Any, str], Verdict | None], ...] = (
     _possessor,
     _origin,
     _unknown_verb,
+    _other_chore,
     _disposed,
     _corrected,
     _asked_about,
