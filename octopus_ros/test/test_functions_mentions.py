@@ -704,6 +704,9 @@ def test_a_stop_asked_for_in_words_is_not_held_back_by_the_novelty_limits(regist
         ("我要开始炒菜了，你跟我一起到厨房来吧", "navigate_to('kitchen')", None),  # the speaker cooks
         ("阿姨打扫完了，你拍一张照片留着", "take_photo()", None),  # done
         ("pour some water on the plant", "water_plant()", None),  # watering is pouring
+        ("你先离开一下，去卧室待着", "navigate_to('bedroom')", None),  # 离开: leave, not open
+        ("妈妈煮饭呢，你去客厅玩", "navigate_to('living_room')", None),  # going on, not asked
+        ("修理工来了，去门口看看", "navigate_to('front_door')", None),  # the repairman
     ],
 )  # fmt: skip
 def test_a_chore_no_function_does(registry, utterance, plain, chore):

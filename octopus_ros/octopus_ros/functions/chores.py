@@ -42,14 +42,16 @@ _CHORE_HEAD_EN = re.compile(
 CHORES_ZH = (
     "洗一洗", "洗洗", "洗一下", "洗干净", "拿去洗", "刷一刷", "刷一下", "刷干净", "擦一擦", "擦擦",
     "擦一下", "擦干净", "擦干", "晾一下", "晾起来", "叠一下", "叠好", "叠起来", "熨一下", "熨好",
-    "修一下", "修好", "修理", "煮一下", "煮饭", "煮面", "炒菜", "炒一下", "烤一下", "热一下", "热热",
+    "修一下", "修好", "煮一下", "煮饭", "煮面", "炒菜", "炒一下", "烤一下", "热一下", "热热",
     "切一下", "切开", "切好", "削皮", "拖地", "扫地", "吸尘", "打扫", "开门", "开一下", "关门", "关上", "关一下",
     "锁上", "锁门", "叫醒",
 )  # fmt: skip
 # before a Chinese chore: it is done or being done, not asked for ("我刚洗干净的杯子"); after it:
-# done ("阿姨打扫完了") or what is done to a thing ("洗干净的碗")
+# done ("阿姨打扫完了"), going on ("妈妈煮饭呢") or what is done to a thing ("洗干净的碗")
 _DONE_ZH = ("刚刚", "刚", "已经", "才", "正在", "在")
-_DONE_AFTER_ZH = ("的", "完", "过")
+_DONE_AFTER_ZH = ("的", "完", "过", "呢")
+# a character before a chore compound that makes it another word: 离开一下 (leave), 让开一下 (make way)
+_OTHER_WORD_BEFORE_ZH = {"开一下": "离让躲避", "开门": "离"}
 # 我 after one of these is whom the chore is for or whose thing ("帮我洗一下", "把我儿子叫醒"), not
 # who does it ("我洗洗吃")
 _FOR_ME_ZH = "帮给替跟和陪让叫把"
@@ -91,6 +93,8 @@ def other_chore(registry: Any, spec: Any, text: str) -> str | None:
         for m in re.finditer(re.escape(chore), folded):
             before = folded[: m.start()].rstrip()
             if negated(folded, m.start()) or before.endswith(_DONE_ZH):
+                continue
+            if before[-1:] and before[-1] in _OTHER_WORD_BEFORE_ZH.get(chore, ""):
                 continue
             if folded[m.end() : m.end() + 1] in _DONE_AFTER_ZH or _speaker_does_it(before):
                 continue
