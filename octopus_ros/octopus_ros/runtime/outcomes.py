@@ -328,7 +328,7 @@ def _other_chore(registry: Any, spec: Any, call: Any, utterance: str) -> Verdict
     return (
         OutcomeCode.NO_ACTION,
         f"{NOT_UNDERSTOOD}: the request asks to {chore!r}, which no function does"
-        f" ({call.function} not published: the robot would do half of what was asked)",
+        f" ({call.function} not published: it is not all that was asked)",
     )
 
 
