@@ -343,9 +343,11 @@ def test_deactivate_answers_pending_requests_not_active(ros_env, rclpy_context):
         codes = collections.Counter(o.code_name for o in robot.outcomes if o.utterance in texts)
         assert codes["NOT_ACTIVE"] > 0, codes
         reasons = {o.reason for o in robot.outcomes if o.code_name == "NOT_ACTIVE"}
-        assert "node deactivated" in reasons and reasons <= {"node deactivated", "node is not active"}, (
-            reasons
-        )
+        # pending requests are answered "node deactivated"; one the engine takes while it stops,
+        # "node is not active"; one that reaches the node after the transition (a slow machine's DDS
+        # still delivering the burst), "node is not active: it is inactive (activate it)"
+        assert "node deactivated" in reasons, reasons
+        assert all(r == "node deactivated" or r.startswith("node is not active") for r in reasons), reasons
     finally:
         log = stop_node(proc)
         robot.destroy_node()
