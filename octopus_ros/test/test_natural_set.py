@@ -272,3 +272,14 @@ def test_bad_files_name_the_line(tmp_path):
     )
     with pytest.raises(NaturalSetError, match=r"n\.yaml:3: camera keys"):
         load_natural_set(path)
+    # an expected object named otherwise than the world names it: a one-colour category with its colour
+    path.write_text(
+        "version: 1\nitems:\n"
+        "  - {id: a, lang: en, kind: actionable, text: 'bin it', expect: \"recycle('banana', 'compost')\"}\n"
+        "  - {id: b, lang: en, kind: actionable, text: 'take it', expect: \"pick_up('yellow banana')\"}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        NaturalSetError, match=r"n\.yaml:4: expect names 'yellow banana'; the world names it 'banana'"
+    ):
+        load_natural_set(path)

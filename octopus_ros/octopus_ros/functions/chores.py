@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .language import CLAUSE_END, EN_WORD, fold_input, negated, word_forms
+from .language import CLAUSE_END, fold_input, negated, word_forms
+from .mentions import registry_words
 from .registry import per_spec_cache
 
 # English verbs of household chores no bundled function does (base forms; "washed" is not a request)
@@ -58,18 +59,15 @@ _FOR_ME_ZH = "帮给替跟和陪让叫把"
 
 
 @per_spec_cache(maxsize=32)
-def _own_words(registry: Any) -> tuple[frozenset[str], str]:
-    """The English word forms and the Chinese text of every function's training phrasings and
-    examples (a chore they say is a function's)."""
-    en: set[str] = set()
-    zh: list[str] = []
-    for spec in registry.functions:
-        literals = spec.training_literals() if hasattr(spec, "training_literals") else {}
-        for literal in literals.get("en", ()):
-            for word in EN_WORD.findall(literal.lower()):
-                en |= word_forms(word)
-        zh.extend(literals.get("zh", ()))
-    return frozenset(en), "\n".join(zh)
+def _chinese_literals(registry: Any) -> str:
+    """The Chinese text of every function's training phrasings and examples (a chore they say is a
+    function's); the English words are mentions.registry_words."""
+    return "\n".join(
+        literal
+        for spec in registry.functions
+        if hasattr(spec, "training_literals")
+        for literal in spec.training_literals().get("zh", ())
+    )
 
 
 def other_chore(registry: Any, spec: Any, text: str) -> str | None:
@@ -78,7 +76,7 @@ def other_chore(registry: Any, spec: Any, text: str) -> str | None:
     it asks for none. A halting function (stop) is never held back by it."""
     if spec is None or getattr(spec, "halts", False) or not hasattr(registry, "functions"):
         return None
-    own_en, own_zh = _own_words(registry)
+    own_en, own_zh = registry_words(registry), _chinese_literals(registry)
     folded = fold_input(text)
     lower = folded.lower().replace("\u2019", "'")
     for m in _CHORE_HEAD_EN.finditer(lower):

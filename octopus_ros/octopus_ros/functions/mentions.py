@@ -640,7 +640,7 @@ _DETERMINERS_EN = frozenset({"the", "a", "an", "my", "our", "your", "this", "tha
 
 
 @per_spec_cache(maxsize=32)
-def _registry_words(registry: Any) -> frozenset[str]:
+def registry_words(registry: Any) -> frozenset[str]:
     """Every English word form of every function's training phrasings and examples, slots aside."""
     words: set[str] = set()
     for spec in registry.functions:
@@ -676,7 +676,7 @@ def unknown_verb(registry: Any, spec: Any, call: Any, utterance: str) -> tuple[s
     k = 0
     while k < len(words) and words[k].group() in _LEAD_EN:
         k += 1
-    known = _registry_words(registry)
+    known = registry_words(registry)
     if k >= len(words) or word_forms(words[k].group()) & known:
         return None
     verb = words[k]
