@@ -397,6 +397,16 @@ def test_carrier_words_are_the_training_phrasings_words_outside_their_slots(regi
         ("告诉妈妈她的快递到了", "快递到了", "她的快递到了"),
         ("告诉爸爸他的车挡路了", "车挡路了", "他的车挡路了"),
         ("tell mom that her keys are on the table", "keys are on the table", "her keys are on the table"),
+        # Chinese: a pause after the words that ask for a message is where it starts, carriers in
+        # the words after it (个, 给, 他) or not (stop 51) ...
+        ("那个，给爸爸发个短信，这个月生活费收到了，谢谢爸", "月生活费收到了，谢谢爸", "这个月生活费收到了，谢谢爸"),
+        ("给爸爸发条消息，生日快乐，老爷子", "爷子", "生日快乐，老爷子"),  # the message's own pause
+        ("给鲍勃发条消息，客房给他收拾好了", "收拾好了", "客房给他收拾好了"),
+        ("帮我给老爸发条信息，我到公司了", "到公司了", "我到公司了"),
+        # ... unless they introduce it themselves: a saying verb, the recipient again after a verb
+        ("给爸爸发个短信，告诉他比赛七点开始", "比赛七点开始", "比赛七点开始"),
+        ("给爸爸发个短信，就说比赛七点开始", "比赛七点开始", "比赛七点开始"),
+        ("给爸爸发个短信，让他买点牛奶", "买点牛奶", "买点牛奶"),
     ],
 )
 def test_a_gap_of_words_no_phrasing_uses_joins_the_message(registry, text, copied, want):

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from octopus_ros.functions.language import (
+    CLAUSE_MARKS as CLAUSE_MARKS_ALL,
     CLOSING_FILLERS,
     HESITATIONS,
     NEGATIONS_EN,
@@ -400,6 +401,10 @@ def absorb_gap(
     if not units:
         return span
     spaced = not is_cjk(units[0][2])
+    if not spaced:
+        paused = _after_pause(text, gap_start, span, carriers, max_chars)
+        if paused is not None:
+            return paused
     if spaced and any(ch in ":,;.!?" for ch in text[gap_start + units[0][1] : span.start]):
         return span  # the copy starts after a pause mark: where a message starts
     new_start, introduced = None, False
@@ -419,6 +424,46 @@ def absorb_gap(
     return CopiedSpan(
         text[new_start : span.end], new_start, span.end, span.prob, text[new_start : span.start].strip()
     )
+
+
+_PAUSES_ZH = frozenset(" \t\u3000\u3001" + CLAUSE_MARKS_ALL)  # and the ideographic space and comma
+
+
+def _after_pause(
+    text: str, gap_start: int, span: CopiedSpan, carriers: frozenset[str], max_chars: int
+) -> CopiedSpan | None:
+    """``span`` grown back to the first pause (a pause mark or a space) of a Chinese gap between the
+    recipient and it that ends words introducing a message (a carrier among them: "给爸爸发条消息，"),
+    when those after it are not an introduction of their own (no saying verb,
+    "就说", "告诉他"; not a verb that addresses someone followed by the recipient again, "让他"): a
+    speaker pauses where the message starts, so "客房给他" of "给鲍勃发条消息，客房给他收拾好了" and "这个" of
+    "给爸爸发个短信，这个月生活费收到了" are the message's words, which the carriers in them (给, 他, 个)
+    had kept out. (A space between Chinese words is gone by then: the model reads "发个短信 这个月" as
+    one run, lean/prompt.model_utterance.) None when that does not apply (:func:`absorb_gap` reads
+    the gap as before)."""
+    from octopus_ros.functions.grammar import inside_word
+    from octopus_ros.functions.language import is_cjk, text_units
+
+    gap = text[gap_start : span.start]
+    # the first pause that ends words asking for a message: the message may hold pauses of its own
+    cut = next(
+        (i for i, ch in enumerate(gap) if ch in _PAUSES_ZH and any(u in carriers for u in text_units(gap[:i]))),
+        None,
+    )
+    if cut is None:
+        return None
+    while cut + 1 < len(gap) and gap[cut + 1] in _PAUSES_ZH:
+        cut += 1
+    tail = gap[cut + 1 :]
+    said = text_units(tail)
+    if not said or tail[-1] in _PAUSES_ZH or not all(is_cjk(u) for u in said):
+        return None  # the copy starts right after a pause, or words of another script stand between
+    if any(v in tail for v in SAYING_VERBS_ZH) or (len(said) > 1 and _recipient_again(said[1], said[0])):
+        return None
+    start = gap_start + cut + 1
+    if span.end - start > max_chars or inside_word(text, start):
+        return None
+    return CopiedSpan(text[start : span.end], start, span.end, span.prob, text[start : span.start].strip())
 
 
 def absorb_opening(
