@@ -40,6 +40,7 @@ setup(
             "natural_holiday.yaml",
             "natural_workday.yaml",
             "natural_rainy.yaml",
+            "natural_flat.yaml",
         ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],

@@ -19,6 +19,7 @@ from octopus_ros.data.natural import (
     KINDS,
     MESSAGES_SET_PATH,
     NATURAL_SET_PATH,
+    FLAT_SET_PATH,
     RAINY_SET_PATH,
     SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
@@ -47,6 +48,7 @@ SETS = {  # file, requests per language, of each kind, share declined at least
     "holiday": (HOLIDAY_SET_PATH, 135, 3, 0.25),  # stop 48's, 141 per language before the drops
     "workday": (WORKDAY_SET_PATH, 135, 3, 0.25),  # stop 49's, the same
     "rainy": (RAINY_SET_PATH, 115, 2, 0.25),  # stop 50's, 139 per language before 40 drops
+    "flat": (FLAT_SET_PATH, 125, 2, 0.25),  # stop 51's, 147 per language before 42 drops
 }
 
 
@@ -105,7 +107,7 @@ def test_the_check_set_repeats_no_natural_set_request():
     earlier |= {norm(it.text) for it in chatty}
     # ... and stop 47's voices set none of the seven, the situations set none of the eight, the week
     # set none of the nine, stop 48's holiday set none of the ten, stop 49's workday set none of
-    # the eleven, and stop 50's rainy set none of the twelve
+    # the eleven, stop 50's rainy set none of the twelve, and stop 51's flat set none of the thirteen
     for path, prefix in (
         (ASR_SET_PATH, "a-"),
         (FRESH_SET_PATH, "f-"),
@@ -115,6 +117,7 @@ def test_the_check_set_repeats_no_natural_set_request():
         (HOLIDAY_SET_PATH, "k-"),
         (WORKDAY_SET_PATH, "l-"),
         (RAINY_SET_PATH, "m-"),
+        (FLAT_SET_PATH, "n-"),
     ):
         later = load_natural_set(path)
         assert [it.id for it in later if norm(it.text) in earlier] == []

@@ -86,6 +86,17 @@ def test_simplified_text_is_unchanged():
     assert not changed, changed[:10]
 
 
+def test_the_flat_set_holds_traditional_chinese_that_folds():
+    """Stop 51's flat set is left out above: a roommate from Taiwan writes Traditional characters
+    (幫我把…拿起來), and the runtime reads them folded (functions/language.fold_input)."""
+    from octopus_ros.data.natural import FLAT_SET_PATH, load_natural_set
+
+    zh = [it.text for it in load_natural_set(FLAT_SET_PATH) if it.language == "zh"]
+    traditional = [t for t in zh if to_simplified(t) != t]
+    assert len(traditional) >= 15 and len(zh) - len(traditional) >= 90
+    assert all(to_simplified(to_simplified(t)) == to_simplified(t) for t in traditional)
+
+
 def test_the_model_the_screen_and_the_mentions_read_folded_text():
     assert model_utterance("把客廳的燈打開。") == "把客厅的灯打开"
     assert model_utterance("ＰＩＣＫ ＵＰ the 紅色 cup") == "PICK UP the 红色 cup"

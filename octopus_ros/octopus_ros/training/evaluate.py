@@ -27,7 +27,8 @@ requests as different people say them, both read when stop 46's rules were writt
 ``natural_voices``, ``natural_situations`` and ``natural_week`` (stop 47) were each measured once
 before they were read, then read when stop 47's rules were written (item 48), ``natural_holiday``
 (stop 48) the same way for stop 48's (item 49), ``natural_workday`` (stop 49) for stop 49's (item
-50) and ``natural_rainy`` (stop 50) for stop 50's (item 51). The cases of these twelve sets stay out of the printed
+50), ``natural_rainy`` (stop 50) for stop 50's (item 51) and ``natural_flat`` (stop 51) for stop 51's
+(item 52). The cases of these thirteen sets stay out of the printed
 report and the metrics (the natural set's are printed).
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
@@ -73,6 +74,7 @@ from octopus_ros.data.natural import (
     FRESH_SET_PATH,
     HOLIDAY_SET_PATH,
     MESSAGES_SET_PATH,
+    FLAT_SET_PATH,
     RAINY_SET_PATH,
     SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
@@ -108,6 +110,7 @@ WORKDAY_TITLE = "workday set (a busy weekday's requests, written apart, stop 49;
 RAINY_TITLE = (
     "rainy set (a rainy family weekend's requests, written apart, stop 50; read after its first run)"
 )
+FLAT_TITLE = "flat set (a shared flat's requests, written apart, stop 51; read after its first run)"
 # the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
@@ -122,6 +125,7 @@ FIGURE_SETS = (
     ("natural_holiday", HOLIDAY_SET_PATH, HOLIDAY_TITLE),
     ("natural_workday", WORKDAY_SET_PATH, WORKDAY_TITLE),
     ("natural_rainy", RAINY_SET_PATH, RAINY_TITLE),
+    ("natural_flat", FLAT_SET_PATH, FLAT_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)

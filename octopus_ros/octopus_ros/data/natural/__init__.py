@@ -66,6 +66,9 @@ WORKDAY_SET_PATH = Path(__file__).with_name("natural_workday.yaml")
 # The rainy set (stop 50): written apart like them, measured once before it was read with stop 49's
 # rules, then read in stop 50.
 RAINY_SET_PATH = Path(__file__).with_name("natural_rainy.yaml")
+# The flat set (stop 51): written apart like them, measured once before it was read with stop 50's
+# rules, then read in stop 51. Some of its Chinese is written in Traditional characters on purpose.
+FLAT_SET_PATH = Path(__file__).with_name("natural_flat.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
