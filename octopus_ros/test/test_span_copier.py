@@ -399,7 +399,11 @@ def test_carrier_words_are_the_training_phrasings_words_outside_their_slots(regi
         ("tell mom that her keys are on the table", "keys are on the table", "her keys are on the table"),
         # Chinese: a pause after the words that ask for a message is where it starts, carriers in
         # the words after it (个, 给, 他) or not (stop 51) ...
-        ("那个，给爸爸发个短信，这个月生活费收到了，谢谢爸", "月生活费收到了，谢谢爸", "这个月生活费收到了，谢谢爸"),
+        (
+            "那个，给爸爸发个短信，这个月生活费收到了，谢谢爸",
+            "月生活费收到了，谢谢爸",
+            "这个月生活费收到了，谢谢爸",
+        ),
         ("给爸爸发条消息，生日快乐，老爷子", "爷子", "生日快乐，老爷子"),  # the message's own pause
         ("给鲍勃发条消息，客房给他收拾好了", "收拾好了", "客房给他收拾好了"),
         ("帮我给老爸发条信息，我到公司了", "到公司了", "我到公司了"),

@@ -40,6 +40,8 @@ import numpy as np
 
 from octopus_ros.functions.language import (
     CLAUSE_MARKS as CLAUSE_MARKS_ALL,
+)
+from octopus_ros.functions.language import (
     CLOSING_FILLERS,
     HESITATIONS,
     NEGATIONS_EN,
@@ -447,7 +449,11 @@ def _after_pause(
     gap = text[gap_start : span.start]
     # the first pause that ends words asking for a message: the message may hold pauses of its own
     cut = next(
-        (i for i, ch in enumerate(gap) if ch in _PAUSES_ZH and any(u in carriers for u in text_units(gap[:i]))),
+        (
+            i
+            for i, ch in enumerate(gap)
+            if ch in _PAUSES_ZH and any(u in carriers for u in text_units(gap[:i]))
+        ),
         None,
     )
     if cut is None:
