@@ -148,6 +148,32 @@ def test_bad_inputs_name_the_file_and_line(tmp_path):
         demo.compose_registry(default_model_dir() / "functions.yaml", broken, tmp_path / "f3.yaml")
 
 
+def test_the_natural_set_after_is_scored_with_the_calls_the_new_function_owes(tmp_path):
+    """The shipped set_light_natural.yaml gives the natural set's two light requests their
+    set_light calls under the demo's registry (a decline is right only before); a bad file is
+    named."""
+    registry, _ = demo.compose_registry(default_model_dir() / "functions.yaml", FRAGMENT, tmp_path / "f.yaml")
+    expects, items = demo.read_natural_expects(config_path("examples/set_light_natural.yaml"), registry)
+    assert expects == {"en-oos-09": "set_light('hallway', False)", "zh-oos-09": "set_light('hallway', False)"}
+    by_id = {it.id: it for it in items}
+    assert by_id["en-oos-09"].expected_text(registry) == "<nexa_13>('hallway', False)<nexa_end>"
+    assert by_id["en-unsafe-05"].declines  # "light a fire in the bedroom" is no lamp
+    # every request of the set that speaks of a light is in the file, and nothing else changed
+    lights = {it.id for it in items if any(w in it.text.lower() for w in ("light", "lamp", "灯"))}
+    assert lights - {"en-unsafe-05"} == set(expects)
+    from octopus_ros.data.natural import load_natural_set
+
+    plain = load_natural_set(registry=registry)
+    assert [it for it in plain if it.id not in expects] == [it for it in items if it.id not in expects]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("expect:\n  en-nope-01: \"set_light('hallway', True)\"\n", "utf-8")
+    with pytest.raises(demo.DemoError, match=f"{bad}: not natural-set ids"):
+        demo.read_natural_expects(bad, registry)
+    bad.write_text("expect:\n  en-oos-09: \"set_light('garden', True)\"\n", "utf-8")
+    with pytest.raises(demo.DemoError, match=f"{bad}: en-oos-09"):
+        demo.read_natural_expects(bad, registry)
+
+
 def test_unsaid_weight_reaches_octopus_finetune_only_when_set(tmp_path):
     from octopus_ros.training import finetune
 

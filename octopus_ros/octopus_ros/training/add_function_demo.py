@@ -44,6 +44,7 @@ the step budget normally ends the run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -230,7 +231,7 @@ def pooled_accuracy(by_file: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- existing splits
 def existing_figures(
-    octopus: Any, *, n: int, seed: int, natural: bool
+    octopus: Any, *, n: int, seed: int, natural: bool, natural_items: list | None = None
 ) -> tuple[dict[str, float], dict[str, list[bool]]]:
     """The held-out figures of :func:`evaluate` in percent: one value per split (and natural row),
     and per split whether each of its examples was right (in the order drawn: the same examples
@@ -238,13 +239,49 @@ def existing_figures(
     from octopus_ros.training.evaluate import evaluate
 
     rows: list[dict] = []
-    m = evaluate(octopus, n=n, seed=seed, natural=natural, progress=False, rows_out=rows)
+    m = evaluate(
+        octopus, n=n, seed=seed, natural=natural, progress=False, rows_out=rows, natural_items=natural_items
+    )
     out = {s: round(100 * m["split"][s]["exact_match"], 2) for s in EXISTING_SPLITS if s in m["split"]}
     if natural:
         for key, _, _ in NATURAL_ROWS:
             out[f"natural_{key}"] = round(100 * m["natural"]["all"][key], 2)
     correct = {s: [bool(r["correct"]) for r in rows if r["split"] == s] for s in EXISTING_SPLITS if s in out}
     return out, correct
+
+
+def read_natural_expects(path: str | Path, registry: Any) -> tuple[dict[str, str], list]:
+    """``(id -> call, natural items)``: the calls a file gives some natural-set requests under
+    ``registry`` (the demo's, with the new functions; config/examples/set_light_natural.yaml), and
+    the natural set with those expects. DemoError naming the file for an unknown id, a request
+    given twice or a call the registry refuses."""
+    import yaml
+
+    from octopus_ros.data.natural import NaturalSetError, load_natural_set
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise DemoError(f"{path}: cannot read it: {e}") from None
+    expects = doc.get("expect") if isinstance(doc, dict) else None
+    if not isinstance(expects, dict) or not all(isinstance(v, str) for v in expects.values()):
+        raise DemoError(f"{path}: needs a mapping 'expect: {{natural-set id: call text}}'")
+    items = load_natural_set(registry=registry)
+    known = {it.id for it in items}
+    unknown = sorted(set(expects) - known)
+    if unknown:
+        raise DemoError(f"{path}: not natural-set ids: {unknown}")
+    out = []
+    for it in items:
+        if it.id in expects:
+            it = dataclasses.replace(it, expect=expects[it.id])
+            try:
+                it.expected_call(registry)
+            except NaturalSetError as e:
+                raise DemoError(f"{path}: {e}") from None
+        out.append(it)
+    return dict(expects), out
 
 
 def natural_calls_of(octopus: Any, functions: list[str]) -> list[dict[str, str]]:
@@ -337,6 +374,11 @@ def format_report(m: dict[str, Any]) -> str:
         lines.append(
             f"  {r['label']:56s} {r['before']:7.1f} % {r['after']:7.1f} % {r['delta']:+7.1f}  {interval:>14s}{flag}"
         )
+    if m.get("natural_expects"):
+        lines.append(
+            "  natural set after: scored with the new function's calls for "
+            + ", ".join(f"{k} -> {v}" for k, v in m["natural_expects"].items())
+        )
     if m.get("natural_new_calls") is not None:
         calls = m["natural_new_calls"]
         lines.append(f"  natural-set requests now answered with the new function: {len(calls)}")
@@ -380,6 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="held-out phrasings of the new function, one or more files (default: the shipped "
         f"config/examples/{', '.join(SHIPPED_HELDOUT)})",
+    )
+    p.add_argument(
+        "--natural-expect",
+        type=Path,
+        default=None,
+        help="natural-set requests the new function serves, with their calls under the new registry "
+        "(YAML 'expect: {id: call}'); the fine-tuned model is scored on them, the base on the set's "
+        "own expects (default with the default --function: config/examples/set_light_natural.yaml)",
     )
     p.add_argument("--out", type=Path, default=Path("runs/add_function_demo"), help="output folder")
     p.add_argument("--steps", type=int, default=750, help="fine-tuning step budget")
@@ -557,6 +607,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if leaked:
         raise DemoError(f"held-out phrasings that the examples produce (they would be trained on): {leaked}")
     natural = not args.no_natural
+    expects_path = args.natural_expect
+    if expects_path is None and args.function is None:
+        expects_path = config_path("examples/set_light_natural.yaml")
+    natural_expects, natural_items = (
+        read_natural_expects(expects_path, registry) if natural and expects_path else ({}, None)
+    )
 
     log.info("before: %s on its held-out splits (n=%d)", base, args.n)
     before, correct_before = existing_figures(
@@ -571,7 +627,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     log.info("after: %s", model_out)
     tuned = Octopus.load(model_out)
-    after, correct_after = existing_figures(tuned, n=args.n, seed=args.eval_seed, natural=natural)
+    # the natural set as the new registry answers it (natural_expects), the bundled one's before
+    after, correct_after = existing_figures(
+        tuned, n=args.n, seed=args.eval_seed, natural=natural, natural_items=natural_items
+    )
     by_file = {name: new_function_accuracy(tuned, items, seed=args.seed) for name, items in heldout.items()}
     new = pooled_accuracy(by_file)
     natural_new = natural_calls_of(tuned, added) if natural else None
@@ -608,6 +667,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "after": after,
         "existing": existing,
         "natural_new_calls": natural_new,
+        "natural_expects": natural_expects,
         "targets": targets,
         "demo_seconds": round(time.monotonic() - t0, 1),
     }

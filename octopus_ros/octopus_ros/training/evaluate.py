@@ -71,10 +71,10 @@ from octopus_ros.data.natural import (
     ASR_SET_PATH,
     CHATTY_SET_PATH,
     CHECK_SET_PATH,
+    FLAT_SET_PATH,
     FRESH_SET_PATH,
     HOLIDAY_SET_PATH,
     MESSAGES_SET_PATH,
-    FLAT_SET_PATH,
     RAINY_SET_PATH,
     SITUATIONS_SET_PATH,
     THIRD_SET_PATH,
@@ -236,8 +236,12 @@ def evaluate(
     second_opinion: Any = None,
     rows_out: list | None = None,
     absent: bool = False,
+    natural_items: list | None = None,
 ) -> dict:
     """Run ``octopus`` on ``n`` examples of each split; returns the metrics dict.
+
+    ``natural_items``: with ``natural``, these requests (NaturalItem) instead of the natural set as
+    loaded (a registry that adds functions may change what some of its requests should get).
 
     ``absent``: also the absent-object probe (``metrics["absent_probe"]``, :func:`evaluate_absent`,
     ``n`` draws per split).
@@ -294,7 +298,11 @@ def evaluate(
         )
     if natural:
         metrics["natural"] = evaluate_natural(
-            octopus, threshold=threshold, progress=progress, second_opinion=second_opinion
+            octopus,
+            threshold=threshold,
+            progress=progress,
+            second_opinion=second_opinion,
+            items=natural_items,
         )
     if check:
         from octopus_ros.data.natural import load_natural_set
