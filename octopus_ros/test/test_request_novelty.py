@@ -57,6 +57,49 @@ def test_fitting_needs_decline_and_call_classes_and_reference_calls():
         RequestProfile.fit(x, y, ("no_action",), x[:1], y[:1])
 
 
+def test_cross_fitting_reads_every_call_out_of_fold_and_fits_on_all():
+    """cross_fit: the model is the one fit on everything; its scale holds one margin per call
+    request, each read by a profile that did not see it (so the margins are those of new
+    requests, not the lower ones of the requests a profile was fitted on)."""
+    rng = np.random.default_rng(3)
+    x, y, _ = _clusters(rng, n=60, d=20)  # few samples per dimension: fitted points read as typical
+    crossed = RequestProfile.cross_fit(x, y, ("no_action", DECLINE_CORPUS_CLASS), folds=5, seed=7)
+    in_sample = RequestProfile.fit(x, y, ("no_action",), x, y)
+    np.testing.assert_allclose(crossed.means, in_sample.means, rtol=1e-6)
+    np.testing.assert_allclose(crossed.precision, in_sample.precision, rtol=1e-5)
+    assert len(crossed.reference) == 120 and np.all(np.diff(crossed.reference) >= 0)
+    # each margin is the one a profile fitted without the request's fold reads (the folds are
+    # a seeded deal of all requests), not the one the full profile reads
+    fold = np.random.default_rng(7).permutation(len(x)) % 5
+    labels = np.array(y)
+    out_of_fold = np.sort(
+        np.concatenate(
+            [
+                RequestProfile.fit(
+                    x[fold != k],
+                    list(labels[fold != k]),
+                    ("no_action",),
+                    x[fold == k],
+                    list(labels[fold == k]),
+                ).reference
+                for k in range(5)
+            ]
+        )
+    )
+    np.testing.assert_allclose(crossed.reference, out_of_fold, rtol=1e-9)
+    assert not np.allclose(crossed.reference, in_sample.reference)
+    fresh, fresh_y, _ = _clusters(rng, n=300, d=20)
+    scores = np.array([crossed.score(h, f) for h, f in zip(fresh, fresh_y, strict=True) if f != "no_action"])
+    assert np.mean(scores > 0.99) < 0.03  # new requests like the training ones pass the limit
+    # deterministic in its seed
+    again = RequestProfile.cross_fit(x, y, ("no_action",), folds=5, seed=7)
+    np.testing.assert_array_equal(again.reference, crossed.reference)
+    with pytest.raises(ValueError, match="2 folds"):
+        RequestProfile.cross_fit(x, y, ("no_action",), folds=1)
+    with pytest.raises(ValueError, match="decline and call classes"):
+        RequestProfile.cross_fit(x, y, ("refuse",))
+
+
 def test_the_profile_round_trips_and_a_damaged_file_is_refused_by_name(tmp_path):
     rng = np.random.default_rng(2)
     x, y, centres = _clusters(rng)
@@ -134,7 +177,7 @@ def test_a_checkpoint_fits_its_profile_from_its_own_reading_of_requests(tmp_path
     assert math.isnan(octopus.decide("pick up the red cup", rgb, mode="generate").request_novelty)
     # too few requests for a scale: a clear error, nothing written over
     with pytest.raises(ValueError, match="too few"):
-        write_request_profile(ckpt, records[:40], corpus, progress=False)
+        write_request_profile(ckpt, records[:12], corpus, progress=False)
     # a profile of another width is refused by name
     RequestProfile(
         profile.classes,

@@ -1531,15 +1531,15 @@ def _carry_over(
         return [it.image() for it in rng.sample(items, min(1000, len(items)))]
 
     def requests() -> list[dict]:
-        """A shuffled sample of the fine-tuning requests (at most REQUEST_FIT_RECORDS +
-        REQUEST_REFERENCE_RECORDS), each source in its share; decline-corpus sentences are
+        """A shuffled sample of the fine-tuning requests (at most REQUEST_RECORDS), each source
+        in its share; decline-corpus sentences are
         their own class, as in the base's profile."""
         from octopus_ros.model.novelty import DECLINE_CORPUS_CLASS
-        from octopus_ros.training.novelty_profile import REQUEST_FIT_RECORDS, REQUEST_REFERENCE_RECORDS
+        from octopus_ros.training.novelty_profile import REQUEST_RECORDS
 
         items = [it for s in sources for it in s.train if not it.context]
         rng = random.Random(cfg.seed + 37)
-        picked = rng.sample(items, min(REQUEST_FIT_RECORDS + REQUEST_REFERENCE_RECORDS, len(items)))
+        picked = rng.sample(items, min(REQUEST_RECORDS, len(items)))
         return [
             {
                 "instruction": it.alone or it.instruction,

@@ -17,7 +17,7 @@ checkpoint's own training config (``metrics.json`` ``train_config``: seed, pool 
 and fits both:
 
 usage: python -m octopus_ros.training.novelty_profile CHECKPOINT [--fraction 1.0] [--scenes 3000]
-       [--only {text,image,request}] [--request-records 4000]
+       [--only {text,image,request}] [--request-records 5500]
 """
 
 from __future__ import annotations
@@ -109,10 +109,10 @@ def image_features(model, images: Sequence[np.ndarray], batch: int = 64) -> torc
     return torch.cat(feats)
 
 
-REQUEST_FIT_RECORDS = 4000  # training call records the request profile is fitted on
-REQUEST_REFERENCE_RECORDS = 1500  # other call records whose margins give its scale
+REQUEST_RECORDS = 5500  # training call records the request profile is fitted on, and scaled by
+REQUEST_FOLDS = 5  # the scale's out-of-fold reading (lean/novelty.py RequestProfile.cross_fit)
 REQUEST_CORPUS_SENTENCES = 500  # decline-corpus sentences per language (their own class)
-MIN_REFERENCE = 20  # reference requests a request profile needs at least
+MIN_REFERENCE = 20  # call requests (answered with a function) a request profile needs at least
 
 
 def answer_function(answer: str, registry: Any) -> str | None:
@@ -152,7 +152,7 @@ def fit_request_profile(
     records: Sequence[dict],
     corpus: dict[str, Sequence[str]],
     *,
-    reference: int = REQUEST_REFERENCE_RECORDS,
+    folds: int = REQUEST_FOLDS,
     corpus_sentences: int = REQUEST_CORPUS_SENTENCES,
     seed: int = 0,
     progress: bool = True,
@@ -160,14 +160,14 @@ def fit_request_profile(
     message_share: float = 0.0,
 ) -> Any:
     """Fit a request profile (lean/novelty.py :class:`RequestProfile`) for the runtime model
-    ``octopus`` (``model.runtime.Octopus``): the first ``len(records) - reference`` call records
-    (``instruction``, ``answer`` in functional tokens, ``image``; each the class of the function
-    it answers, the decline function's included, or its ``class`` when it has one) and
-    ``corpus_sentences`` sentences per language of the decline ``corpus`` (shown over the
-    records' images; class
-    :data:`DECLINE_CORPUS_CLASS`), each read as :meth:`Octopus.request_hidden` reads a request;
-    the last ``reference`` records (at most a quarter of them) give the scale. ValueError when
-    there are too few records (:data:`MIN_REFERENCE` for the scale) or classes.
+    ``octopus`` (``model.runtime.Octopus``) on all call records (``instruction``, ``answer`` in
+    functional tokens, ``image``; each the class of the function it answers, the decline
+    function's included, or its ``class`` when it has one) and ``corpus_sentences`` sentences per
+    language of the decline ``corpus`` (shown over the records' images; class
+    :data:`DECLINE_CORPUS_CLASS`), each read as :meth:`Octopus.request_hidden` reads a request.
+    Its scale is every call record's margin read out of fold (``folds``,
+    :meth:`RequestProfile.cross_fit`). ValueError when there are too few records
+    (:data:`MIN_REFERENCE` answered with a function) or classes.
 
     ``message_bodies`` (language -> sentences: the pools' ``message_corpus``) with
     ``message_share`` (the training config's ``message_corpus``): that share of the records whose
@@ -189,39 +189,30 @@ def fit_request_profile(
         records = with_new_bodies(records, registry, message_bodies, message_share, seed)
     labelled = [(r, r.get("class") or answer_function(r["answer"], registry)) for r in records]
     labelled = [(r, f) for r, f in labelled if f is not None]
-    reference = min(reference, sum(not r.get("class") for r, _ in labelled) // 4)
-    if reference < MIN_REFERENCE:
+    calls = sum(not r.get("class") and f != decline.name for r, f in labelled)
+    if calls < MIN_REFERENCE:
         raise ValueError(
-            f"{len(labelled)} functional-token requests are too few for a request profile "
-            f"(a quarter, at least {MIN_REFERENCE}, give its scale)"
+            f"{calls} requests answered with a function are too few for a request profile "
+            f"(at least {MIN_REFERENCE} give its scale)"
         )
-    # the scale is read on requests answered with a function; sentences of a class of their own
-    # (the decline corpus) are all fitted
-    answered = [i for i, (r, _) in enumerate(labelled) if not r.get("class")]
-    held = set(answered[len(answered) - reference :])
-    fit = [x for i, x in enumerate(labelled) if i not in held]
-    ref = [x for i, x in enumerate(labelled) if i in held]
     rng = random.Random(seed)
     sentences = [
-        (s, rng.choice(fit)[0]["image"])
+        (s, rng.choice(labelled)[0]["image"])
         for lang in sorted(corpus)
         for s in rng.sample(list(corpus[lang]), min(corpus_sentences, len(corpus[lang])))
     ]
-    items = [(r["instruction"], r["image"], f) for r, f in fit]
+    items = [(r["instruction"], r["image"], f) for r, f in labelled]
     items += [(s, image, DECLINE_CORPUS_CLASS) for s, image in sentences]
-    items += [(r["instruction"], r["image"], f) for r, f in ref]
     feats = [
         octopus.request_hidden(text, image)
         for text, image, _ in tqdm(items, desc="request profile", disable=not progress, leave=False)
     ]
-    n = len(items) - len(ref)
-    labels = [label for _, _, label in items]
-    return RequestProfile.fit(
-        np.stack(feats[:n]),
-        labels[:n],
+    return RequestProfile.cross_fit(
+        np.stack(feats),
+        [label for _, _, label in items],
         (decline.name, DECLINE_CORPUS_CLASS),
-        np.stack(feats[n:]),
-        labels[n:],
+        folds=folds,
+        seed=seed,
     )
 
 
@@ -288,9 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--request-records",
         type=int,
-        default=REQUEST_FIT_RECORDS,
-        help="training call records the request profile is fitted on (plus "
-        f"{REQUEST_REFERENCE_RECORDS} for its scale and {REQUEST_CORPUS_SENTENCES} decline-corpus "
+        default=REQUEST_RECORDS,
+        help="training call records the request profile is fitted on, each also read out of fold "
+        f"({REQUEST_FOLDS} folds) for its scale (plus {REQUEST_CORPUS_SENTENCES} decline-corpus "
         "sentences per language)",
     )
     args = parser.parse_args(argv)
@@ -319,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         ImageNovelty.fit(image_features(ckpt.model, images)).save(path / IMAGE_PROFILE_FILE)
         print(f"wrote {IMAGE_PROFILE_FILE} in {path}")
     if args.only in (None, "request") and cfg.answer_format == "functional":
-        records = pools["calls"][: args.request_records + REQUEST_REFERENCE_RECORDS]
+        records = pools["calls"][: args.request_records]
         summary = write_request_profile(
             path,
             records,

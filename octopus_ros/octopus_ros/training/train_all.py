@@ -388,15 +388,14 @@ def train(
         )
     if cfg.answer_format == "functional":  # request novelty: the saved model reads its own requests
         from octopus_ros.training.novelty_profile import (
-            REQUEST_FIT_RECORDS,
-            REQUEST_REFERENCE_RECORDS,
+            REQUEST_RECORDS,
             write_request_profile,
         )
 
         try:
             metrics["request_profile"] = write_request_profile(
                 out,
-                pools["calls"][: REQUEST_FIT_RECORDS + REQUEST_REFERENCE_RECORDS],
+                pools["calls"][:REQUEST_RECORDS],
                 pools.get("decline_corpus") or {},
                 seed=cfg.seed,
                 progress=sys.stderr.isatty(),
