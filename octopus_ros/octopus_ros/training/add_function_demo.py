@@ -4,6 +4,7 @@ keeps the ones it had.
     python -m octopus_ros.training.add_function_demo [--base octopus_ros/models/octopus_tiny]
         [--function config/examples/set_light.yaml]
         [--heldout config/examples/set_light_heldout.txt ... set_light_heldout_6.txt]
+        [--natural-expect config/examples/set_light_natural.yaml]
         [--out runs/add_function_demo] [--steps 750] [--seconds 540] [--threads 1]
 
 1. The registry: the base checkpoint's own ``functions.yaml`` with the entries of ``--function``
@@ -29,7 +30,9 @@ keeps the ones it had.
    its examples, never trained on), EN and ZH: each file's figure and all of them together. The
    shipped files are six sets written at different times by authors who saw only the function's
    description, its room words and the format (the fourth and fifth in stop 48, the sixth in stop
-   49, each scored before anything was tuned on it).
+   49, each scored before anything was tuned on it). The natural set is scored against the new
+   registry: the requests the new function serves get its calls (``--natural-expect``; for
+   set_light, the set's two light requests), where the base was right to decline them.
 
 Prints one table (before, after, delta per split with the delta's 95 % interval; the new function
 per language with its interval; the fine-tuning time) and writes ``OUT/metrics.json`` and ``OUT/training_curves.png``. Targets: >= 90 % on the new
