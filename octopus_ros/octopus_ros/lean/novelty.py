@@ -147,7 +147,8 @@ class RequestProfile:
     the *margin* is d²(f) − min over the decline classes of d², the squared Mahalanobis distances
     of the hidden state from each class mean: below 0 the request reads more like what the model
     was taught to call ``f`` on than like anything it was taught to decline. The *score* is the
-    share of held-out training requests (``reference``: their margins, sorted) whose margin is
+    share of training requests not fitted on (``reference``: their margins, sorted; read out of
+    fold since stop 51, :meth:`cross_fit`) whose margin is
     lower: 0.995 = less typical of a call than 99.5 % of the requests the model was trained on.
     """
 
@@ -155,7 +156,7 @@ class RequestProfile:
     means: np.ndarray  # (C, D)
     precision: np.ndarray  # (D, D) inverse of the shrunk shared covariance
     declines: tuple[str, ...]  # the decline classes
-    reference: np.ndarray  # (R,) sorted margins of held-out training requests
+    reference: np.ndarray  # (R,) sorted margins of training requests read by a profile without them
 
     def __post_init__(self) -> None:
         self._index = {c: i for i, c in enumerate(self.classes)}

@@ -17,7 +17,7 @@ the score is then NaN, which no threshold exceeds):
 * **request novelty** (``request_profile.safetensors``, :class:`RequestProfile`): for a decided
   call, how much more the LM's hidden state where it picked the function reads like a request it
   was taught to decline (the decline function's requests, the decline corpus) than like one it
-  was taught to call that function on, as the share (0..1) of held-out training requests that
+  was taught to call that function on, as the share (0..1) of training requests (each read by a profile fitted without it) that
   read more like a call. 0.995 = less typical than 99.5 % of them. It reads the model's own
   understanding of the whole request, where text novelty only counts unseen words. Constrained
   decoding only (other modes: NaN).

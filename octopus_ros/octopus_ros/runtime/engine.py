@@ -76,7 +76,7 @@ class EngineConfig:
     # (README, "Abstain when unsure"; docs/training.md item 22).
     max_text_novelty: float = 0.3
     max_image_novelty: float = 1.5
-    # request novelty = the share (0..1) of held-out training requests that the LM reads as more
+    # request novelty = the share (0..1) of training requests (each read out of fold) that the LM reads as more
     # like a call than this one (a request profile: lean/novelty.py RequestProfile); 1 - limit is
     # the share of training-like requests declined. 0 or less (or 1) disables the check.
     max_request_novelty: float = 0.99

@@ -1532,8 +1532,7 @@ def _carry_over(
 
     def requests() -> list[dict]:
         """A shuffled sample of the fine-tuning requests (at most REQUEST_RECORDS), each source
-        in its share; decline-corpus sentences are
-        their own class, as in the base's profile."""
+        in its share; decline-corpus sentences are their own class, as in the base's profile."""
         from octopus_ros.model.novelty import DECLINE_CORPUS_CLASS
         from octopus_ros.training.novelty_profile import REQUEST_RECORDS
 
