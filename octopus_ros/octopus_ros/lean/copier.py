@@ -39,9 +39,7 @@ from typing import Any
 import numpy as np
 
 from octopus_ros.functions.language import (
-    CLAUSE_MARKS as CLAUSE_MARKS_ALL,
-)
-from octopus_ros.functions.language import (
+    CLAUSE_MARKS,
     CLOSING_FILLERS,
     HESITATIONS,
     NEGATIONS_EN,
@@ -428,7 +426,7 @@ def absorb_gap(
     )
 
 
-_PAUSES_ZH = frozenset(" \t\u3000\u3001" + CLAUSE_MARKS_ALL)  # and the ideographic space and comma
+_PAUSES_ZH = frozenset(" \t\u3000\u3001" + CLAUSE_MARKS)  # and the ideographic space and comma
 
 
 def _after_pause(
@@ -480,8 +478,6 @@ def absorb_opening(
     -> not "喝点酒"): no mention stands before the span and one after it, and the words between the
     clause's start (the utterance's, or a pause mark's) and the span are read as :func:`absorb_gap`
     reads those after a recipient. Unchanged otherwise."""
-    from octopus_ros.functions.language import CLAUSE_MARKS
-
     if any(b <= span.start for _, b in mentions) or not any(a >= span.end for a, _ in mentions):
         return span
     start = max((i + 1 for i, ch in enumerate(text[: span.start]) if ch in CLAUSE_MARKS), default=0)

@@ -256,8 +256,8 @@ def existing_figures(
 def read_natural_expects(path: str | Path, registry: Any) -> tuple[dict[str, str], list]:
     """``(id -> call, natural items)``: the calls a file gives some natural-set requests under
     ``registry`` (the demo's, with the new functions; config/examples/set_light_natural.yaml), and
-    the natural set with those expects. DemoError naming the file for an unknown id, a request
-    given twice or a call the registry refuses."""
+    the natural set with those expects. DemoError naming the file for an unknown id or a call the
+    registry refuses."""
     import yaml
 
     from octopus_ros.data.natural import NaturalSetError, load_natural_set
