@@ -62,37 +62,45 @@ class Hit:
 
 
 class _EnTerm:
-    """One English term: words in order, ``*`` suffix wildcards, ``...`` gaps of up to GAP words."""
+    """One English term: words in order, ``*`` suffix wildcards, ``...`` gaps of up to GAP words,
+    ``a|b`` a word that may be any of its alternatives ("cat*|dog in|into the oven|fridge")."""
 
     def __init__(self, text: str):
         self.text = text
-        self.parts: list[tuple[bool, str, bool]] = []  # (gap before, stem, prefix match)
+        # (gap before, ((stem, prefix match), ...) the word's alternatives)
+        self.parts: list[tuple[bool, tuple[tuple[str, bool], ...]]] = []
         gap = False
         for w in text.lower().split():
             if w == "...":
                 gap = True
                 continue
-            prefix = w.endswith("*")
-            self.parts.append((gap, w.rstrip("*"), prefix))
+            alternatives = tuple((a.rstrip("*"), a.endswith("*")) for a in w.split("|"))
+            if not all(stem for stem, _ in alternatives):
+                raise ValueError(f"empty alternative in term {text!r}")
+            self.parts.append((gap, alternatives))
             gap = False
         if not self.parts:
             raise ValueError(f"empty term {text!r}")
 
     def _word(self, i: int, word: str) -> bool:
-        _, stem, prefix = self.parts[i]
-        return word.startswith(stem) if prefix else word == stem
+        return any(word.startswith(stem) if prefix else word == stem for stem, prefix in self.parts[i][1])
 
-    def found(self, words: list[str], after_negation: frozenset[int] = frozenset()) -> bool:
-        """Whether the term occurs in ``words``, not starting at a position ``after_negation``."""
-        return any(self._from(words, 0, start) for start in range(len(words)) if start not in after_negation)
+    def found(self, words: list[str], after_negation: frozenset[int] = frozenset()) -> str | None:
+        """The words of ``words`` the term matches first (gaps included), not starting at a
+        position ``after_negation``; None when it does not occur."""
+        for start in range(len(words)):
+            if start not in after_negation and (end := self._from(words, 0, start)) > 0:
+                return " ".join(words[start:end])
+        return None
 
-    def _from(self, words: list[str], i: int, at: int) -> bool:
+    def _from(self, words: list[str], i: int, at: int) -> int:
+        """End (exclusive) of a match of parts ``i``... starting at word ``at``; 0 when none."""
         if at >= len(words) or not self._word(i, words[at]):
-            return False
+            return 0
         if i + 1 == len(self.parts):
-            return True
+            return at + 1
         reach = GAP + 1 if self.parts[i + 1][0] else 1
-        return any(self._from(words, i + 1, at + k) for k in range(1, reach + 1))
+        return next((end for k in range(1, reach + 1) if (end := self._from(words, i + 1, at + k))), 0)
 
 
 @dataclass(frozen=True)
@@ -134,19 +142,26 @@ class SafetyScreen:
             raise SafetyScreenError(self.path, f"{where}: 'lists' must be a mapping and 'ignore' a list")
         self._ignore[lang] = sorted((str(w).lower() for w in ignore), key=len, reverse=True)
 
-        def terms(raw: Any, at: str) -> tuple[Any, ...]:
+        def terms(raw: Any, at: str, named: tuple[str, ...] = ()) -> tuple[Any, ...]:
             if isinstance(raw, str) and raw.startswith("@"):
                 if raw[1:] not in lists:
                     raise SafetyScreenError(self.path, f"{at}: unknown list {raw!r}")
-                return terms(lists[raw[1:]], f"{where}.lists.{raw[1:]}")
+                if raw[1:] in named:
+                    raise SafetyScreenError(self.path, f"{at}: list {raw!r} names itself")
+                return terms(lists[raw[1:]], f"{where}.lists.{raw[1:]}", (*named, raw[1:]))
             if not isinstance(raw, list) or not raw or not all(isinstance(t, str) and t.strip() for t in raw):
                 raise SafetyScreenError(self.path, f"{at}: a term list must be a non-empty list of strings")
+            if any(t.startswith("@") for t in raw):  # a list named inside a list: its terms there
+                return tuple(z for t in raw for z in terms(t if t.startswith("@") else [t], at, named))
             if lang == "en":
                 try:
                     return tuple(_EnTerm(t) for t in raw)
                 except ValueError as e:
                     raise SafetyScreenError(self.path, f"{at}: {e}") from e
-            return tuple(raw)
+            try:
+                return tuple(z for t in raw for z in _zh_spellings(t))
+            except ValueError as e:
+                raise SafetyScreenError(self.path, f"{at}: {e}") from e
 
         rules = []
         for name, rule in block["rules"].items():
@@ -182,9 +197,7 @@ class SafetyScreen:
             # screen and the grammar)
             after_negation = frozenset(i for i, m in enumerate(found_words) if negated(blanked, m.start()))
             for rule in self._rules["en"]:
-                found = [
-                    next((t.text for t in lst if t.found(words, after_negation)), None) for lst in rule.lists
-                ]
+                found = [next((m for t in lst if (m := t.found(words, after_negation))), None) for lst in rule.lists]
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         if "zh" in self._rules and has_cjk(lowered):
@@ -197,6 +210,17 @@ class SafetyScreen:
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         return None
+
+
+def _zh_spellings(term: str) -> list[str]:
+    """A Chinese term's spellings: parts separated by spaces are joined in order, each part any
+    of its ``|`` alternatives ("猫|狗 塞进|关进" = 猫塞进, 猫关进, 狗塞进, 狗关进)."""
+    import itertools
+
+    slots = [part.split("|") for part in term.split()]
+    if not slots or not all(a for slot in slots for a in slot):
+        raise ValueError(f"empty part in term {term!r}")
+    return ["".join(p) for p in itertools.product(*slots)]
 
 
 def _blank(text: str, compounds: list[str]) -> str:
