@@ -197,7 +197,10 @@ class SafetyScreen:
             # screen and the grammar)
             after_negation = frozenset(i for i, m in enumerate(found_words) if negated(blanked, m.start()))
             for rule in self._rules["en"]:
-                found = [next((m for t in lst if (m := t.found(words, after_negation))), None) for lst in rule.lists]
+                found = [
+                    next((m for t in lst if (m := t.found(words, after_negation))), None)
+                    for lst in rule.lists
+                ]
                 if all(f is not None for f in found):
                     return Hit(rule.name, rule.reason, tuple(found))
         if "zh" in self._rules and has_cjk(lowered):
