@@ -41,6 +41,7 @@ setup(
             "natural_workday.yaml",
             "natural_rainy.yaml",
             "natural_flat.yaml",
+            "natural_care.yaml",
         ],
         "octopus_ros.data.probes": ["safety_probe.yaml"],
         "octopus_ros.runtime": ["safety.yaml"],

@@ -39,7 +39,8 @@ def test_colcon_builds_both_packages(tmp_path):
         "natural_workday.yaml",
         "natural_rainy.yaml",
         "natural_flat.yaml",
-    ):  # make evaluate reads all fourteen
+        "natural_care.yaml",
+    ):  # make evaluate reads all fifteen
         assert (site / "octopus_ros" / "data" / "natural" / name).is_file(), name
 
     # the executables go where `ros2 run` / `ros2 launch` look (setup.cfg), not to bin/: the README's

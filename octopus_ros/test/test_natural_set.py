@@ -12,6 +12,7 @@ from octopus_ros.data.camera import degrade
 from octopus_ros.data.instructions import TEMPLATES, TEMPLATES_BY_ID, templates_producing
 from octopus_ros.data.natural import (
     ASR_SET_PATH,
+    CARE_SET_PATH,
     CHATTY_SET_PATH,
     CHECK_SET_PATH,
     FLAT_SET_PATH,
@@ -49,6 +50,7 @@ SETS = {  # file, requests per language, of each kind, share declined at least
     "workday": (WORKDAY_SET_PATH, 135, 3, 0.25),  # stop 49's, the same
     "rainy": (RAINY_SET_PATH, 115, 2, 0.25),  # stop 50's, 139 per language before 40 drops
     "flat": (FLAT_SET_PATH, 125, 2, 0.25),  # stop 51's, 147 per language before 42 drops
+    "care": (CARE_SET_PATH, 145, 2, 0.25),  # stop 52's, 162 per language before 17 drops
 }
 
 
@@ -107,7 +109,8 @@ def test_the_check_set_repeats_no_natural_set_request():
     earlier |= {norm(it.text) for it in chatty}
     # ... and stop 47's voices set none of the seven, the situations set none of the eight, the week
     # set none of the nine, stop 48's holiday set none of the ten, stop 49's workday set none of
-    # the eleven, stop 50's rainy set none of the twelve, and stop 51's flat set none of the thirteen
+    # the eleven, stop 50's rainy set none of the twelve, stop 51's flat set none of the thirteen, and
+    # stop 52's care set none of the fourteen
     for path, prefix in (
         (ASR_SET_PATH, "a-"),
         (FRESH_SET_PATH, "f-"),
@@ -118,6 +121,7 @@ def test_the_check_set_repeats_no_natural_set_request():
         (WORKDAY_SET_PATH, "l-"),
         (RAINY_SET_PATH, "m-"),
         (FLAT_SET_PATH, "n-"),
+        (CARE_SET_PATH, "o-"),
     ):
         later = load_natural_set(path)
         assert [it.id for it in later if norm(it.text) in earlier] == []

@@ -155,3 +155,56 @@ def test_a_request_profile_is_refitted_on_the_finetuned_model_or_dropped_by_name
         done = _carry(base, out2)  # no requests given
     assert done["request_profile"].startswith("dropped") and "request novelty" in caplog.text
     assert not (out2 / REQUEST_PROFILE_FILE).exists()
+
+
+def test_the_span_copier_is_carried_over_while_the_embeddings_it_reads_are_unchanged(tmp_path):
+    """The copier reads only the LM's input embeddings: a LoRA fine-tune leaves the base's rows
+    as they were, so the base's copier is carried, bound to the new weights (the node uses it);
+    once a row of the base's tokens changed it is not (retrained, or dropped by name)."""
+    import json
+    import shutil
+
+    import torch
+
+    from octopus_ros.lean.copier import COPIER_FILE, SpanCopier, copier_weights_sha
+    from octopus_ros.model import load_checkpoint
+    from octopus_ros.model.testing import make_tiny_checkpoint
+    from octopus_ros.paths import config_path
+    from octopus_ros.training.span_copier import train
+
+    base = make_tiny_checkpoint(tmp_path / "base", config_path("functions.yaml"), image_size=32)
+    train(base, steps=2, n_train=40, n_val=20, progress=False)
+
+    def saved_as_other_weights(name):  # a copy of the base whose config records other weights
+        out = tmp_path / name
+        shutil.copytree(base, out)
+        (out / COPIER_FILE).unlink()
+        config = json.loads((out / "config.json").read_text())
+        config["weights"]["sha256"] = name[0] * 64
+        (out / "config.json").write_text(json.dumps(config))
+        return out
+
+    model = load_checkpoint(base).model
+    table = model.lm.get_input_embeddings().weight
+    with torch.no_grad():  # a new functional token: one row more, the others untouched
+        model.lm.resize_token_embeddings(table.shape[0] + 1)
+    out = saved_as_other_weights("a")
+    done = carry_over(
+        base, out, model=model, registry=load_default_registry(), texts=[], images=list,
+        vision_trained=False, connector_trained=False, copier_steps=0,
+    )  # fmt: skip
+    assert done["span_copier"] == "carried over (the input embeddings it reads are unchanged)"
+    carried = SpanCopier.load(out, weights_sha256=copier_weights_sha(out))
+    original = SpanCopier.load(base)
+    assert carried is not None and carried.meta["weights_sha256"] == "a" * 64
+    assert carried.meta["carried_from_weights_sha256"] == original.meta["weights_sha256"]
+    assert all(np.array_equal(carried.t[k], original.t[k]) for k in original.t)
+
+    with torch.no_grad():
+        model.lm.get_input_embeddings().weight[7] += 0.5  # a row of the base's tokens moved
+    out = saved_as_other_weights("b")
+    done = carry_over(
+        base, out, model=model, registry=load_default_registry(), texts=[], images=list,
+        vision_trained=False, connector_trained=False, copier_steps=0,
+    )  # fmt: skip
+    assert done["span_copier"].startswith("dropped") and not (out / COPIER_FILE).exists()

@@ -5,7 +5,7 @@ keeps the ones it had.
         [--function config/examples/set_light.yaml]
         [--heldout config/examples/set_light_heldout.txt ... set_light_heldout_6.txt]
         [--natural-expect config/examples/set_light_natural.yaml]
-        [--out runs/add_function_demo] [--steps 750] [--seconds 540] [--threads 1]
+        [--out runs/add_function_demo] [--steps 750] [--seconds 540] [--threads 2]
 
 1. The registry: the base checkpoint's own ``functions.yaml`` with the entries of ``--function``
    appended (a function without ``token:`` gets the next free ``<nexa_i>``), written to
@@ -350,7 +350,14 @@ def format_report(m: dict[str, Any]) -> str:
         f"added to {m['base']}",
         f"fine-tuning: LoRA r={ft['lora_r']}, {ft['steps']} steps (budget {ft['step_budget']}) in "
         f"{ft['seconds']:.0f} s (wall-clock guard {ft['seconds_budget']:.0f} s, stopped by the "
-        f"{ft['stopped_by']} budget); {ft['total_seconds']:.0f} s with data and merge",
+        f"{ft['stopped_by']} budget); {ft['total_seconds']:.0f} s with data and merge"
+        + (
+            f"; octopus_finetune in all {ft['command_seconds']:.0f} s ({ft['command_seconds'] / 60:.1f} min)"
+            " with the companion files carried over or refitted"
+            if ft.get("command_seconds") is not None
+            else ""
+        ),
+        *(f"  {name}: {what}" for name, what in (ft.get("carried_over") or {}).items()),
         "",
         f"{'new function, held-out phrasings (not in its examples)':58s} {'right':>8s} {'exact':>8s}"
         f"  95 % interval",
@@ -546,7 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-seed", type=int, default=1234, help="seed of the existing splits' examples")
     p.add_argument("--no-natural", action="store_true", help="skip the natural set")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch CPU threads (the fine-tuning and the evaluations)"
+    )
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed")
     return p
 
@@ -661,6 +670,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds_budget": args.seconds,
             "stopped_by": ft["stopped_by"],
             "total_seconds": ft["total_seconds"],
+            "command_seconds": ft.get("command_seconds"),
+            "carried_over": ft.get("carried_over"),
             "heldout_loss": ft["heldout_loss"],
             "trainable_parameters": ft["trainable_parameters"],
         },

@@ -143,7 +143,10 @@ def carry_over(
     if (base / COPIER_FILE).is_file():
         from octopus_ros.training.span_copier import copy_functions, train
 
-        if copier_steps <= 0:
+        why_not = _copier_reads_otherwise(base, out, model, registry)
+        if why_not is None:
+            done["span_copier"] = "carried over (the input embeddings it reads are unchanged)"
+        elif copier_steps <= 0:
             done["span_copier"] = "dropped (--copier-steps 0)"
             log.warning(
                 "no span copier in %s (--copier-steps 0): run python -m octopus_ros.training.span_copier %s",
@@ -160,7 +163,59 @@ def carry_over(
                 log.warning("span copier of %s not retrained (%s): messages are decoded without it", out, e)
             else:
                 exact = meta.get("heldout_phrasing", {})
-                done["span_copier"] = f"retrained ({copier_steps} steps; held-out phrasing {exact})"
+                done["span_copier"] = (
+                    f"retrained ({copier_steps} steps; held-out phrasing {exact}; not carried over: {why_not})"
+                )
     for name, what in done.items():
         log.info("carried over from %s: %s %s", base, name, what)
     return done
+
+
+def _copier_reads_otherwise(base: Path, out: Path, model: Any, registry: Any) -> str | None:
+    """Why the base's span copier would not read the fine-tuned model as it read the base (None:
+    it reads exactly the same, and is written into ``out`` bound to the new weights). The copier
+    reads nothing but the LM's input embeddings of the utterance's tokens (lean/copier.py). A
+    LoRA fine-tune leaves those rows as they were, and new functional tokens only add rows that
+    no utterance holds; then the same copier gives the same spans, and retraining it would only
+    replace it with a differently seeded one."""
+    import torch
+
+    from octopus_ros.lean.copier import SpanCopier, copier_weights_sha, lone_copied_arg
+    from octopus_ros.model.checkpoint import CheckpointError, load_checkpoint
+    from octopus_ros.training.span_copier import copy_functions
+
+    if model is None:
+        return "no fine-tuned model given"
+    try:
+        copier = SpanCopier.load(base)
+        base_table = load_checkpoint(base).model.lm.get_input_embeddings().weight.detach()
+    except (CheckpointError, OSError, ValueError) as e:
+        return f"the base's copier or weights cannot be read: {e}"
+    if copier is None:
+        return "the base has no copier"
+    functions = sorted(copy_functions(registry))
+    if sorted(copier.meta.get("functions", ())) != functions:
+        return (
+            f"it copies for {copier.meta.get('functions')}, the registry's copying functions are {functions}"
+        )
+    max_chars = max((lone_copied_arg(registry.by_name(f)).max_length or 48 for f in functions), default=None)
+    if copier.max_chars != max_chars:
+        return f"its longest copy is {copier.max_chars} characters, the registry's {max_chars}"
+    table = model.lm.get_input_embeddings().weight.detach()
+    n = base_table.shape[0]
+    if (
+        table.shape[0] < n
+        or table.shape[1] != base_table.shape[1]
+        or not torch.equal(table[:n].float(), base_table.float())
+    ):
+        return "the fine-tuning changed the input embeddings of the base's tokens"
+    sha = copier_weights_sha(out)
+    if sha is None:
+        return "the saved checkpoint records no weights sha256"
+    copier.meta = {
+        **copier.meta,
+        "weights_sha256": sha,
+        "carried_from_weights_sha256": copier.meta.get("weights_sha256"),
+    }
+    copier.save(out)
+    return None

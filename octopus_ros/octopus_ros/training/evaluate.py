@@ -28,7 +28,8 @@ requests as different people say them, both read when stop 46's rules were writt
 before they were read, then read when stop 47's rules were written (item 48), ``natural_holiday``
 (stop 48) the same way for stop 48's (item 49), ``natural_workday`` (stop 49) for stop 49's (item
 50), ``natural_rainy`` (stop 50) for stop 50's (item 51) and ``natural_flat`` (stop 51) for stop 51's
-(item 52). The cases of these thirteen sets stay out of the printed
+(item 52); ``natural_care`` (stop 52) was measured once before it was read (item 53). The cases of
+these fourteen sets stay out of the printed
 report and the metrics (the natural set's are printed).
 
 Results go to ``runs/evaluate/metrics.json`` (``--out``); ``--write-model-metrics`` also updates
@@ -69,6 +70,7 @@ from octopus_ros.cli import number
 from octopus_ros.data import generate
 from octopus_ros.data.natural import (
     ASR_SET_PATH,
+    CARE_SET_PATH,
     CHATTY_SET_PATH,
     CHECK_SET_PATH,
     FLAT_SET_PATH,
@@ -111,6 +113,7 @@ RAINY_TITLE = (
     "rainy set (a rainy family weekend's requests, written apart, stop 50; read after its first run)"
 )
 FLAT_TITLE = "flat set (a shared flat's requests, written apart, stop 51; read after its first run)"
+CARE_TITLE = "care set (an elderly grandmother's home, written apart, stop 52; read after its first run)"
 # the written sets besides the natural set: metrics key, file, title
 FIGURE_SETS = (
     ("natural_check", CHECK_SET_PATH, CHECK_TITLE),
@@ -126,6 +129,7 @@ FIGURE_SETS = (
     ("natural_workday", WORKDAY_SET_PATH, WORKDAY_TITLE),
     ("natural_rainy", RAINY_SET_PATH, RAINY_TITLE),
     ("natural_flat", FLAT_SET_PATH, FLAT_TITLE),
+    ("natural_care", CARE_SET_PATH, CARE_TITLE),
 )
 _NEXA = re.compile(r"<nexa_(\d+)>")
 log = logging.getLogger(__name__)

@@ -69,6 +69,9 @@ RAINY_SET_PATH = Path(__file__).with_name("natural_rainy.yaml")
 # The flat set (stop 51): written apart like them, measured once before it was read with stop 50's
 # rules, then read in stop 51. Some of its Chinese is written in Traditional characters on purpose.
 FLAT_SET_PATH = Path(__file__).with_name("natural_flat.yaml")
+# The care set (stop 52): written apart like them, measured once before it was read with stop 52's
+# rules. Ten of its requests per language are hostile or odd inputs (prompt injections, gibberish).
+CARE_SET_PATH = Path(__file__).with_name("natural_care.yaml")
 KINDS: tuple[str, ...] = (
     "actionable",
     "colourless",
