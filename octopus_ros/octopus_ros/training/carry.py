@@ -20,8 +20,11 @@ A checkpoint's companion files, and what each reads:
   requests (the decline corpus's sentences their own class), a few minutes on one thread; dropped
   with a warning when there are too few.
 - ``span_copier.safetensors`` (message bodies copied from the utterance): tied to the sha256 of
-  the weights it read, so any fine-tune makes it stale. Retrained on the new checkpoint
-  (``--copier-steps``, about 1-2 minutes on one thread) when the base had one.
+  the weights it read. It reads nothing but the LM's input embeddings, so where the fine-tune left
+  the base's rows as they were (LoRA; new functional tokens only add rows) it is carried over,
+  bound to the new weights. Otherwise it is retrained on the new checkpoint (``--copier-steps``,
+  about 3-4 minutes on one thread) when the base had one. Carried before the request profile is
+  refitted, whose refit loads the saved checkpoint.
 
 Without this a fine-tuned model silently loses all five: an absent object is published again,
 a colourless reference gets a guessed colour, and message bodies are recalled rather than copied.
@@ -116,30 +119,6 @@ def carry_over(
                 ImageNovelty.fit(image_features(model, pictures)).save(out / IMAGE_PROFILE_FILE)
                 done["image_profile"] = f"refitted on {len(pictures)} fine-tuning images"
 
-    if (base / REQUEST_PROFILE_FILE).is_file():
-        from octopus_ros.training.novelty_profile import write_request_profile
-
-        try:
-            if requests is None:
-                raise ValueError("no fine-tuning requests were given to refit it")
-            summary = write_request_profile(
-                out,
-                requests(),
-                {},
-                seed=seed,
-                progress=progress,
-                message_bodies=message_bodies() if message_bodies is not None else None,
-                message_share=message_share,
-            )
-        except ValueError as e:
-            done["request_profile"] = f"dropped: {e}"
-            log.warning("request novelty of %s dropped: %s", out, e)
-        else:
-            done["request_profile"] = (
-                f"refitted on the fine-tuned model ({summary['classes']} classes,"
-                f" {summary['reference_calls']} reference calls)"
-            )
-
     if (base / COPIER_FILE).is_file():
         from octopus_ros.training.span_copier import copy_functions, train
 
@@ -166,6 +145,31 @@ def carry_over(
                 done["span_copier"] = (
                     f"retrained ({copier_steps} steps; held-out phrasing {exact}; not carried over: {why_not})"
                 )
+
+    if (base / REQUEST_PROFILE_FILE).is_file():
+        from octopus_ros.training.novelty_profile import write_request_profile
+
+        try:
+            if requests is None:
+                raise ValueError("no fine-tuning requests were given to refit it")
+            summary = write_request_profile(
+                out,
+                requests(),
+                {},
+                seed=seed,
+                progress=progress,
+                message_bodies=message_bodies() if message_bodies is not None else None,
+                message_share=message_share,
+            )
+        except ValueError as e:
+            done["request_profile"] = f"dropped: {e}"
+            log.warning("request novelty of %s dropped: %s", out, e)
+        else:
+            done["request_profile"] = (
+                f"refitted on the fine-tuned model ({summary['classes']} classes,"
+                f" {summary['reference_calls']} reference calls)"
+            )
+
     for name, what in done.items():
         log.info("carried over from %s: %s %s", base, name, what)
     return done
