@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -1328,6 +1329,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=number(int, low=0),
         help="torch CPU threads (default: torch's choice, one per core; 0: the same)",
     )
+    t.add_argument(
+        "--carry-threads",
+        type=number(int, low=0),
+        help="torch CPU threads for refitting the companion files after training (forward passes "
+        "only, so the thread count does not change what the training learnt; default: one per core)",
+    )
     return p
 
 
@@ -1496,6 +1503,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model, tok, functions=functions, metrics=metrics)
     t_carry = time.monotonic()
+    torch.set_num_threads(args.carry_threads or os.cpu_count() or 1)
     metrics["carried_over"] = _carry_over(args, cfg, model, registry, sources)
     # the command's whole time: what a user waits for (the training loop, data, merge, and the
     # companion files refitted or retrained for the result)
