@@ -122,7 +122,7 @@ def carry_over(
     if (base / COPIER_FILE).is_file():
         from octopus_ros.training.span_copier import copy_functions, train
 
-        why_not = _copier_reads_otherwise(base, out, model, registry)
+        why_not = _copier_reads_otherwise(base, model, registry) or _bind_copier(base, out)
         if why_not is None:
             done["span_copier"] = "carried over (the input embeddings it reads are unchanged)"
         elif copier_steps <= 0:
@@ -175,18 +175,17 @@ def carry_over(
     return done
 
 
-def _copier_reads_otherwise(base: Path, out: Path, model: Any, registry: Any) -> str | None:
-    """Why the base's span copier would not read the fine-tuned model as it read the base (None:
-    it reads exactly the same, and is written into ``out`` bound to the new weights). The copier
-    reads nothing but the LM's input embeddings of the utterance's tokens (lean/copier.py). A
-    LoRA fine-tune leaves those rows as they were, and new functional tokens only add rows that
-    no utterance holds; then the same copier gives the same spans, and retraining it would only
-    replace it with a differently seeded one."""
+def _copier_reads_otherwise(base: Path, model: Any, registry: Any) -> str | None:
+    """Why the base's span copier would not read the fine-tuned ``model`` as it read the base;
+    None when it reads exactly the same. The copier reads nothing but the LM's input embeddings
+    of the utterance's tokens (lean/copier.py). A LoRA fine-tune leaves those rows as they were,
+    and new functional tokens only add rows that no utterance holds; then the same copier gives
+    the same spans, and retraining it would only replace it with a differently seeded one."""
     import torch
 
-    from octopus_ros.lean.copier import SpanCopier, copier_weights_sha, lone_copied_arg
+    from octopus_ros.lean.copier import SpanCopier
     from octopus_ros.model.checkpoint import CheckpointError, load_checkpoint
-    from octopus_ros.training.span_copier import copy_functions
+    from octopus_ros.training.span_copier import copier_max_chars, copy_functions
 
     if model is None:
         return "no fine-tuned model given"
@@ -202,7 +201,7 @@ def _copier_reads_otherwise(base: Path, out: Path, model: Any, registry: Any) ->
         return (
             f"it copies for {copier.meta.get('functions')}, the registry's copying functions are {functions}"
         )
-    max_chars = max((lone_copied_arg(registry.by_name(f)).max_length or 48 for f in functions), default=None)
+    max_chars = copier_max_chars(registry) if functions else None
     if copier.max_chars != max_chars:
         return f"its longest copy is {copier.max_chars} characters, the registry's {max_chars}"
     table = model.lm.get_input_embeddings().weight.detach()
@@ -213,9 +212,18 @@ def _copier_reads_otherwise(base: Path, out: Path, model: Any, registry: Any) ->
         or not torch.equal(table[:n].float(), base_table.float())
     ):
         return "the fine-tuning changed the input embeddings of the base's tokens"
+    return None
+
+
+def _bind_copier(base: Path, out: Path) -> str | None:
+    """Write the base's span copier into the saved checkpoint ``out``, bound to its weights'
+    sha256 (the one it was trained on kept beside it); the reason when it cannot be."""
+    from octopus_ros.lean.copier import SpanCopier, copier_weights_sha
+
     sha = copier_weights_sha(out)
     if sha is None:
         return "the saved checkpoint records no weights sha256"
+    copier = SpanCopier.load(base)
     copier.meta = {
         **copier.meta,
         "weights_sha256": sha,

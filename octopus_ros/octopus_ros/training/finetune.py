@@ -1599,8 +1599,6 @@ def _print_summary(m: dict[str, Any], out: Path) -> None:
     print(
         f"fine-tuned {m['steps']} steps in {m['seconds']} s ({m['command_seconds']} s in all, with the"
         f" companion files) -> {out}"
-        if m.get("command_seconds") is not None
-        else f"fine-tuned {m['steps']} steps in {m['seconds']} s -> {out}"
     )
     if m["new_functions"]:
         print("new functions: " + ", ".join(f"{k} {v}" for k, v in m["new_functions"].items()))

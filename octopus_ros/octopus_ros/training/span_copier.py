@@ -194,6 +194,14 @@ def copy_functions(registry) -> dict[str, str]:
     return {spec.name: arg.name for spec in registry.enabled() if (arg := lone_copied_arg(spec)) is not None}
 
 
+def copier_max_chars(registry) -> int:
+    """The longest span a copier for ``registry`` may give: its copying arguments' longest
+    ``max_length`` (48 where one has none)."""
+    return max(
+        lone_copied_arg(spec).max_length or 48 for spec in map(registry.by_name, copy_functions(registry))
+    )
+
+
 def _corpus() -> dict[str, list[str]]:
     from octopus_ros.data.decline_corpus import load_corpus
     from octopus_ros.data.message_bodies import message_bodies
@@ -407,9 +415,7 @@ def train(
         "train_requests": len(train_items),
         "functions": sorted(copy_functions(registry)),
         "corpus_p": corpus_p,
-        "max_chars": max(
-            lone_copied_arg(spec).max_length or 48 for spec in map(registry.by_name, copy_functions(registry))
-        ),
+        "max_chars": copier_max_chars(registry),
     }
     meta.update(
         dropout=dropout, token_noise=token_noise, unpunctuated_p=unpunctuated_p, marker_drop_p=marker_drop_p,
